@@ -14,6 +14,7 @@ package mls
 
 import (
 	"errors"
+	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -137,4 +138,104 @@ func writeOptional(b *cryptobyte.Builder, present bool) {
 	} else {
 		b.AddUint8(0)
 	}
+}
+
+// readList reads a vector<V> and calls f once per element until the body is
+// consumed. An element that consumes no bytes is an error, so the number of
+// elements, and with it every allocation, is bounded by the input length.
+func readList(s *cryptobyte.String, f func(s *cryptobyte.String) error) error {
+	var body cryptobyte.String
+	if !readVector(s, &body) {
+		return errDecode
+	}
+	for !body.Empty() {
+		n := len(body)
+		if err := f(&body); err != nil {
+			return err
+		}
+		if len(body) == n {
+			return errDecode
+		}
+	}
+	return nil
+}
+
+// writeUint16List appends a vector<V> of 16-bit values (cipher suites,
+// extension types, ...).
+func writeUint16List[T ~uint16](b *cryptobyte.Builder, vs []T) {
+	writeVector(b, func(b *cryptobyte.Builder) {
+		for _, v := range vs {
+			b.AddUint16(uint16(v))
+		}
+	})
+}
+
+// readUint16List reads a vector<V> of 16-bit values. Unknown values are kept:
+// the lists it reads (capabilities, required capabilities) are open
+// registries that may carry GREASE values (RFC 9420, Section 13.5).
+func readUint16List[T ~uint16](s *cryptobyte.String, out *[]T) error {
+	var vs []T
+	err := readList(s, func(s *cryptobyte.String) error {
+		var v uint16
+		if !s.ReadUint16(&v) {
+			return errDecode
+		}
+		vs = append(vs, T(v))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*out = vs
+	return nil
+}
+
+// unmarshalAll runs f over data and rejects trailing bytes.
+func unmarshalAll(data []byte, f func(s *cryptobyte.String) error) error {
+	s := cryptobyte.String(data)
+	if err := f(&s); err != nil {
+		return err
+	}
+	if !s.Empty() {
+		return fmt.Errorf("%w: %d trailing bytes", errDecode, len(s))
+	}
+	return nil
+}
+
+// marshalWith runs f on a fresh builder and returns the bytes or the first
+// error f recorded.
+func marshalWith(f func(b *cryptobyte.Builder)) ([]byte, error) {
+	b := cryptobyte.NewBuilder(nil)
+	f(b)
+	return b.Bytes()
+}
+
+// ProtocolVersion is the MLS protocol version (RFC 9420, Section 6).
+type ProtocolVersion uint16
+
+// ProtocolVersionMLS10 is the only version RFC 9420 defines.
+const ProtocolVersionMLS10 ProtocolVersion = 1
+
+// CipherSuite identifies an MLS cipher suite (RFC 9420, Section 5.1 and
+// Section 17.1). The values are an open IANA registry, so unknown suites
+// decode and round-trip; the operations behind a suite live in
+// ciphersuite.go.
+type CipherSuite uint16
+
+// The cipher suites of RFC 9420, Section 17.1.
+const (
+	CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519        CipherSuite = 0x0001
+	CipherSuiteMLS128DHKEMP256AES128GCMSHA256P256             CipherSuite = 0x0002
+	CipherSuiteMLS128DHKEMX25519ChaCha20Poly1305SHA256Ed25519 CipherSuite = 0x0003
+	CipherSuiteMLS256DHKEMX448AES256GCMSHA512Ed448            CipherSuite = 0x0004
+	CipherSuiteMLS256DHKEMP521AES256GCMSHA512P521             CipherSuite = 0x0005
+	CipherSuiteMLS256DHKEMX448ChaCha20Poly1305SHA512Ed448     CipherSuite = 0x0006
+	CipherSuiteMLS256DHKEMP384AES256GCMSHA384P384             CipherSuite = 0x0007
+)
+
+// codec is implemented by every wire struct: marshal appends the TLS
+// encoding, unmarshal reads it and fails without panicking on bad input.
+type codec interface {
+	marshal(b *cryptobyte.Builder)
+	unmarshal(s *cryptobyte.String) error
 }
