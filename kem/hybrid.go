@@ -1,0 +1,273 @@
+package kem
+
+import (
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/sha3"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
+)
+
+// Sizes of qpchat's hybrid KEM (package README and DESIGN.md, kem/).
+const (
+	hybridX25519Size     = 32
+	hybridPublicKeySize  = hybridX25519Size + mlkem768.PublicKeySize  // 1216
+	hybridEncSize        = hybridX25519Size + mlkem768.CiphertextSize // 1120
+	hybridPrivateKeySize = 32                                         // seed
+	hybridSecretSize     = 32
+	// hybridLabel is the HKDF info of the combiner, kept byte for byte from
+	// the project's original specification.
+	hybridLabel = "quicnprotochat-hybrid-v1"
+)
+
+// hybridKEM is qpchat's hybrid X25519 + ML-KEM-768 KEM, HPKE KEM id 0xFA01
+// (local to qpchat). See README.md in this directory for the construction,
+// its security argument and its one caveat (it is not strictly IND-CCA: a
+// ciphertext can be re-encoded without changing the secret).
+//
+//	public key  = X25519 public key (32) ‖ ML-KEM-768 encapsulation key (1184)
+//	enc         = X25519 ephemeral public key (32) ‖ ML-KEM-768 ciphertext (1088)
+//	private key = seed (32); SHAKE256(seed, 96) = X25519 key (32) ‖ d (32) ‖ z (32)
+//	secret      = HKDF-SHA256(salt = "", ikm = X25519_ss ‖ ML-KEM_ss,
+//	                          info = "quicnprotochat-hybrid-v1", L = 32)
+type hybridKEM struct{}
+
+var hybridInstance = &hybridKEM{}
+
+// HybridX25519MLKEM768 returns qpchat's hybrid X25519 + ML-KEM-768 KEM,
+// HPKE KEM id 0xFA01 (KEMHybridX25519MLKEM768), used by the MLS suite
+// MLS_128_HYBRIDX25519MLKEM768_AES128GCM_SHA256_Ed25519.
+//
+// Unlike DHKEM(X25519) it refuses non-canonical X25519 encodings (high bit
+// set, or a value ≥ 2^255−19) and low-order X25519 points in public keys and
+// ephemerals, and runs FIPS 203's encapsulation-key check on every ML-KEM key.
+func HybridX25519MLKEM768() KEM { return hybridInstance }
+
+func (*hybridKEM) ID() uint16            { return KEMHybridX25519MLKEM768 }
+func (*hybridKEM) PublicKeySize() int    { return hybridPublicKeySize }
+func (*hybridKEM) PrivateKeySize() int   { return hybridPrivateKeySize }
+func (*hybridKEM) EncSize() int          { return hybridEncSize }
+func (*hybridKEM) SharedSecretSize() int { return hybridSecretSize }
+func (*hybridKEM) String() string        { return "X25519+ML-KEM-768 (qpchat hybrid)" }
+
+type hybridPublicKey struct {
+	x   *ecdh.PublicKey
+	m   *mlkem768.PublicKey
+	raw []byte
+}
+
+func (*hybridPublicKey) KEM() KEM         { return hybridInstance }
+func (pk *hybridPublicKey) Bytes() []byte { return append([]byte(nil), pk.raw...) }
+
+type hybridPrivateKey struct {
+	seed []byte
+	x    *ecdh.PrivateKey
+	m    *mlkem768.PrivateKey
+	pub  *hybridPublicKey
+}
+
+func (*hybridPrivateKey) KEM() KEM                { return hybridInstance }
+func (sk *hybridPrivateKey) Bytes() []byte        { return append([]byte(nil), sk.seed...) }
+func (sk *hybridPrivateKey) PublicKey() PublicKey { return sk.pub }
+
+// lowOrderProbe is a fixed X25519 private key. Clamped scalars are multiples
+// of 8 and smaller than the prime subgroup order, so X25519(probe, u) is
+// all-zero exactly when u is a point of small order (on the curve or its
+// twist): the test used to refuse low-order public keys on receipt.
+var lowOrderProbe = func() *ecdh.PrivateKey {
+	scalar := sha256.Sum256([]byte("qpchat low-order probe"))
+	k, err := ecdh.X25519().NewPrivateKey(scalar[:])
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// parseX25519 parses a canonical, non-low-order X25519 public value: the
+// top bit clear and the little-endian value below p = 2^255 − 19 (RFC 7748,
+// Section 5, lets decoders accept other encodings; this KEM does not, so
+// every key and ephemeral has exactly one encoding).
+func parseX25519(b []byte) (*ecdh.PublicKey, error) {
+	if len(b) != hybridX25519Size {
+		return nil, errors.New("kem: hybrid X25519 value has the wrong length")
+	}
+	if b[31]&0x80 != 0 {
+		return nil, errors.New("kem: hybrid X25519 value has the high bit set")
+	}
+	// p = 0x7fff…ffed, little-endian: ed ff … ff 7f. b ≥ p iff its top
+	// byte is 0x7f, bytes 1..30 are 0xff and its low byte is ≥ 0xed.
+	if b[31] == 0x7f && b[0] >= 0xed {
+		allFF := true
+		for _, c := range b[1:31] {
+			allFF = allFF && c == 0xff
+		}
+		if allFF {
+			return nil, errors.New("kem: hybrid X25519 value is not reduced modulo 2^255-19")
+		}
+	}
+	pk, err := ecdh.X25519().NewPublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("kem: hybrid X25519 value: %w", err)
+	}
+	return pk, nil
+}
+
+// x25519 computes X25519(sk, pk), refusing the all-zero output that a
+// low-order point gives (crypto/ecdh reports it as an error).
+func x25519(sk *ecdh.PrivateKey, pk *ecdh.PublicKey) ([]byte, error) {
+	ss, err := sk.ECDH(pk)
+	if err != nil {
+		return nil, errors.New("kem: hybrid X25519 shared secret is all zero")
+	}
+	return ss, nil
+}
+
+// NewPublicKey parses X25519 (32) ‖ ML-KEM-768 encapsulation key (1184),
+// refusing a non-canonical or low-order X25519 key and an ML-KEM key that
+// fails FIPS 203's encapsulation-key (modulus) check (FIPS 203, Section 7.2).
+func (*hybridKEM) NewPublicKey(b []byte) (PublicKey, error) {
+	if len(b) != hybridPublicKeySize {
+		return nil, fmt.Errorf("kem: hybrid public key is %d bytes, want %d", len(b), hybridPublicKeySize)
+	}
+	x, err := parseX25519(b[:hybridX25519Size])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := x25519(lowOrderProbe, x); err != nil {
+		return nil, errors.New("kem: hybrid X25519 public key has low order")
+	}
+	m := new(mlkem768.PublicKey)
+	if err := m.Unpack(b[hybridX25519Size:]); err != nil {
+		return nil, fmt.Errorf("kem: hybrid ML-KEM-768 encapsulation key: %w", err)
+	}
+	return &hybridPublicKey{x: x, m: m, raw: append([]byte(nil), b...)}, nil
+}
+
+// NewPrivateKey expands a 32-byte seed with SHAKE256 to the X25519 private
+// key, then ML-KEM-768's d and z (FIPS 203, Algorithm 16, ML-KEM.KeyGen_internal).
+func (*hybridKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
+	if len(b) != hybridPrivateKeySize {
+		return nil, fmt.Errorf("kem: hybrid private key is %d bytes, want %d", len(b), hybridPrivateKeySize)
+	}
+	var expanded [hybridX25519Size + mlkem768.KeySeedSize]byte
+	defer clear(expanded[:])
+	h := sha3.NewSHAKE256()
+	h.Write(b)
+	h.Read(expanded[:])
+	x, err := ecdh.X25519().NewPrivateKey(expanded[:hybridX25519Size])
+	if err != nil {
+		return nil, fmt.Errorf("kem: hybrid X25519 private key: %w", err)
+	}
+	mpk, msk := mlkem768.NewKeyFromSeed(expanded[hybridX25519Size:])
+	raw := make([]byte, hybridPublicKeySize)
+	copy(raw, x.PublicKey().Bytes())
+	mpk.Pack(raw[hybridX25519Size:])
+	return &hybridPrivateKey{
+		seed: append([]byte(nil), b...),
+		x:    x,
+		m:    msk,
+		pub:  &hybridPublicKey{x: x.PublicKey(), m: mpk, raw: raw},
+	}, nil
+}
+
+// GenerateKeyPair reads the 32-byte seed from rand.
+func (h *hybridKEM) GenerateKeyPair(rand io.Reader) (PrivateKey, error) {
+	seed := make([]byte, hybridPrivateKeySize)
+	defer clear(seed)
+	if _, err := io.ReadFull(rand, seed); err != nil {
+		return nil, fmt.Errorf("kem: reading randomness: %w", err)
+	}
+	return h.NewPrivateKey(seed)
+}
+
+// DeriveKeyPair follows RFC 9180, Section 7.1.3, with HKDF-SHA256 and
+// suite_id = "KEM" ‖ I2OSP(0xFA01, 2):
+// seed = LabeledExpand(LabeledExtract("", "dkp_prk", ikm), "sk", "", 32).
+func (h *hybridKEM) DeriveKeyPair(ikm []byte) (PrivateKey, error) {
+	sid := kemSuiteID(KEMHybridX25519MLKEM768)
+	prk, err := kdfHKDFSHA256.labeledExtract(sid, nil, "dkp_prk", ikm)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(prk)
+	seed, err := kdfHKDFSHA256.labeledExpand(sid, prk, "sk", nil, hybridPrivateKeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(seed)
+	return h.NewPrivateKey(seed)
+}
+
+// combine is the hybrid combiner: HKDF-SHA256 with an empty salt over
+// X25519_ss ‖ ML-KEM_ss and the label as info.
+func combine(xss, mss []byte) ([]byte, error) {
+	ikm := make([]byte, 0, len(xss)+len(mss))
+	ikm = append(append(ikm, xss...), mss...)
+	defer clear(ikm)
+	return hkdf.Key(sha256.New, ikm, nil, hybridLabel, hybridSecretSize)
+}
+
+// Encap reads the 32-byte X25519 ephemeral private key from rand, then
+// ML-KEM-768's 32-byte message m (FIPS 203, Algorithm 17), so a fixed
+// reader gives a fixed encapsulation.
+func (*hybridKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, err error) {
+	p, ok := pk.(*hybridPublicKey)
+	if !ok || p == nil {
+		return nil, nil, errors.New("kem: public key is not a hybrid key")
+	}
+	var r [hybridX25519Size + mlkem768.EncapsulationSeedSize]byte
+	defer clear(r[:])
+	if _, err := io.ReadFull(rand, r[:]); err != nil {
+		return nil, nil, fmt.Errorf("kem: reading randomness: %w", err)
+	}
+	eph, err := ecdh.X25519().NewPrivateKey(r[:hybridX25519Size])
+	if err != nil {
+		return nil, nil, fmt.Errorf("kem: hybrid X25519 ephemeral: %w", err)
+	}
+	xss, err := x25519(eph, p.x)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(xss)
+	enc = make([]byte, hybridEncSize)
+	copy(enc, eph.PublicKey().Bytes())
+	var mss [mlkem768.SharedKeySize]byte
+	defer clear(mss[:])
+	p.m.EncapsulateTo(enc[hybridX25519Size:], mss[:], r[hybridX25519Size:])
+	ss, err := combine(xss, mss[:])
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss, enc, nil
+}
+
+// Decap checks enc's length and its X25519 ephemeral (canonical, giving a
+// non-zero secret), then decapsulates both parts. A modified ML-KEM
+// ciphertext is not detected here: ML-KEM's implicit rejection yields an
+// unrelated secret, so the HPKE Open that follows fails.
+func (*hybridKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
+	s, ok := sk.(*hybridPrivateKey)
+	if !ok || s == nil {
+		return nil, errors.New("kem: private key is not a hybrid key")
+	}
+	if len(enc) != hybridEncSize {
+		return nil, fmt.Errorf("kem: hybrid enc is %d bytes, want %d", len(enc), hybridEncSize)
+	}
+	eph, err := parseX25519(enc[:hybridX25519Size])
+	if err != nil {
+		return nil, err
+	}
+	xss, err := x25519(s.x, eph)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(xss)
+	var mss [mlkem768.SharedKeySize]byte
+	defer clear(mss[:])
+	s.m.DecapsulateTo(mss[:], enc[hybridX25519Size:])
+	return combine(xss, mss[:])
+}
