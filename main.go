@@ -1,0 +1,257 @@
+// Command qpchat is an end-to-end encrypted group chat in one binary:
+// `qpchat serve` runs a node, `qpchat client ...` is the user's side.
+//
+// Every flag also reads a QPCHAT_* environment variable (--server reads
+// QPCHAT_SERVER, --state-dir QPCHAT_STATE_DIR, ...); a flag on the
+// command line wins over the variable.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"qpchat/node/server"
+	"qpchat/rpc"
+)
+
+// version and commit are set at link time
+// (-ldflags "-X main.version=... -X main.commit=...").
+var (
+	version = "0.1.0-dev"
+	commit  = ""
+)
+
+// Exit codes besides 0 (success) and kong's 80 (usage error).
+const (
+	exitError     = 1 // the command failed
+	exitUntrusted = 4 // the server's key is not the trusted one
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	LogFormat string `enum:"text,json" default:"text" help:"Log format: text or json."`
+	LogLevel  string `enum:"debug,info,warn,error" default:"info" help:"Least severe log level shown: debug, info, warn or error."`
+
+	stdout, stderr io.Writer
+}
+
+func (g *Globals) logger() *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // kong checked the enum
+	opts := &slog.HandlerOptions{Level: lvl}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, opts))
+}
+
+// CLI is the command tree.
+type CLI struct {
+	Globals
+
+	Serve   ServeCmd   `cmd:"" help:"Run a qpchat node."`
+	Client  ClientCmd  `cmd:"" help:"Talk to a qpchat node."`
+	Version VersionCmd `cmd:"" help:"Print the version, commit and Go version."`
+}
+
+// ServeCmd runs a node until SIGINT or SIGTERM.
+type ServeCmd struct {
+	Listen          string        `default:":7000" placeholder:"ADDR" help:"UDP address to listen on (QUIC)."`
+	Data            string        `type:"path" default:"~/.local/share/qpchat-server" placeholder:"DIR" help:"Data directory (created with mode 0700); holds the node's TLS identity."`
+	TLSCert         string        `name:"tls-cert" type:"path" placeholder:"FILE" help:"PEM certificate (chain) to use instead of the self-signed identity; clients verify it against a CA."`
+	TLSKey          string        `name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
+	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
+}
+
+// Run starts the node and serves until a signal arrives.
+func (c *ServeCmd) Run(g *Globals) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(server.Config{
+		Listen:          c.Listen,
+		DataDir:         c.Data,
+		TLSCertFile:     c.TLSCert,
+		TLSKeyFile:      c.TLSKey,
+		Version:         version,
+		Logger:          g.logger(),
+		ShutdownTimeout: c.ShutdownTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	if srv.CreatedIdentity() {
+		fmt.Fprintf(g.stdout, "created a new server identity in %s\n", c.Data)
+	}
+	fmt.Fprintf(g.stdout, "listening on %s\n", srv.Addr())
+	fmt.Fprintf(g.stdout, "fingerprint %s\n", srv.Fingerprint())
+	return srv.Serve(ctx)
+}
+
+// ClientFlags are the flags of every client command; ClientCmd binds
+// them so each subcommand's Run can take a *ClientFlags.
+type ClientFlags struct {
+	Server            string        `default:"127.0.0.1:7000" placeholder:"HOST:PORT" help:"Address of the node."`
+	StateDir          string        `type:"path" default:"~/.local/share/qpchat" placeholder:"DIR" help:"Client state directory (pinned server keys, later accounts and groups)."`
+	ServerFingerprint string        `placeholder:"sha256:HEX" help:"Expected server key fingerprint; pins it (the only way to replace a pin)."`
+	CA                string        `name:"ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify a CA-issued server certificate with, instead of pinning."`
+	Timeout           time.Duration `default:"10s" help:"How long to wait for the node to answer."`
+}
+
+// ClientCmd groups the client subcommands.
+type ClientCmd struct {
+	ClientFlags `embed:""`
+
+	Ping PingCmd `cmd:"" help:"Check that the node answers, and print the round trip time."`
+}
+
+// BeforeApply makes the client flags available to subcommands' Run.
+func (c *ClientCmd) BeforeApply(ctx *kong.Context) error {
+	ctx.Bind(&c.ClientFlags)
+	return nil
+}
+
+// dial connects to the node as the flags say.
+func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error) {
+	opts := rpc.DialOptions{
+		Fingerprint:      f.ServerFingerprint,
+		Pins:             rpc.NewFilePinStore(f.StateDir),
+		HandshakeTimeout: f.Timeout,
+		OnFirstUse: func(server, fp string) {
+			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
+		},
+	}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --ca: %w", err)
+		}
+		opts.RootCAs = x509.NewCertPool()
+		if !opts.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.CA)
+		}
+	}
+	return rpc.Dial(ctx, f.Server, opts)
+}
+
+// PingCmd calls NodeService.ping.
+type PingCmd struct {
+	Count int `default:"1" help:"Number of pings to send."`
+}
+
+// Run pings the node and prints one line per answer.
+func (c *PingCmd) Run(g *Globals, f *ClientFlags) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout+time.Duration(c.Count)*f.Timeout)
+	defer cancel()
+	cl, err := f.dial(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for i := range max(c.Count, 1) {
+		start := time.Now()
+		nonce := uint64(start.UnixNano())
+		fut, release := cl.Node.Ping(ctx, func(p rpc.NodeService_ping_Params) error {
+			p.SetNonce(nonce)
+			return nil
+		})
+		res, err := fut.Struct()
+		rtt := time.Since(start)
+		if err != nil {
+			release()
+			return fmt.Errorf("ping %s: %w", f.Server, cl.ExplainError(f.Server, err))
+		}
+		v, _ := res.Version()
+		got := res.Nonce()
+		release()
+		if got != nonce {
+			return fmt.Errorf("ping %s: answer carries nonce %d, sent %d", f.Server, got, nonce)
+		}
+		fmt.Fprintf(g.stdout, "pong from %s seq=%d time=%v server=qpchat/%s key=%s\n", f.Server, i, rtt.Round(time.Microsecond), v, cl.Fingerprint)
+	}
+	return nil
+}
+
+// VersionCmd prints build information.
+type VersionCmd struct{}
+
+// Run prints the version line.
+func (VersionCmd) Run(g *Globals) error {
+	c := commit
+	if c == "" {
+		c = "unknown"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	fmt.Fprintf(g.stdout, "qpchat %s (commit %s, %s %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// run parses args, runs the command and returns the exit code. Errors are
+// printed once, as one line on stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	cli.stdout, cli.stderr = stdout, stderr
+	exit := -1
+	k, err := kong.New(&cli,
+		kong.Name("qpchat"),
+		kong.Description("End-to-end encrypted group chat over QUIC and Cap'n Proto, in one binary."),
+		kong.DefaultEnvars("QPCHAT"),
+		kong.ShortUsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }),
+		kong.Bind(&cli.Globals),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "qpchat: internal error: %v\n", err)
+		return exitError
+	}
+	ctx, err := k.Parse(args)
+	if exit >= 0 { // --help
+		return exit
+	}
+	if err != nil {
+		k.FatalIfErrorf(err)
+		return exit
+	}
+	if err := ctx.Run(); err != nil {
+		fmt.Fprintf(stderr, "qpchat: %s\n", oneLine(err))
+		var pm *rpc.PinMismatchError
+		if errors.As(err, &pm) {
+			return exitUntrusted
+		}
+		return exitError
+	}
+	return 0
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	b := []byte(err.Error())
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,298 @@
+package rpc
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	capnprpc "capnproto.org/go/capnp/v3/rpc"
+	"github.com/quic-go/quic-go"
+)
+
+// PinStore remembers the fingerprint a client trusts for each server
+// address. The client's encrypted state store implements it later; until
+// then FilePinStore does.
+type PinStore interface {
+	// Pin returns the pinned fingerprint of server, or ok == false.
+	Pin(server string) (fingerprint string, ok bool, err error)
+	// SetPin records fingerprint as the trusted key of server.
+	SetPin(server, fingerprint string) error
+}
+
+// DialOptions say how a client decides to trust the server. In order:
+//
+//  1. Fingerprint set: the server's key must have it; the pin in Pins is
+//     replaced by it (this is the only way to re-pin).
+//  2. RootCAs set: the certificate chain must verify against it for the
+//     host in the address; nothing is pinned.
+//  3. A pin in Pins: the server's key must match it.
+//  4. The chain verifies against the system roots: trusted, not pinned.
+//  5. Otherwise trust on first use: the key is pinned in Pins and
+//     OnFirstUse, if set, is told.
+type DialOptions struct {
+	Fingerprint string         // explicit pin (canonical form, see ParseFingerprint)
+	RootCAs     *x509.CertPool // trust a CA-issued certificate instead of pinning
+	Pins        PinStore       // may be nil: then nothing is remembered
+	OnFirstUse  func(server, fingerprint string)
+
+	// Zero values mean the package defaults.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	KeepAlive        time.Duration
+	Limits           MessageLimits
+
+	// systemRoots replaces the system pool in tests; nil means the system's.
+	systemRoots *x509.CertPool
+}
+
+// PinMismatchError is returned by Dial when the server's key differs from
+// the pinned one. The client must refuse to talk to such a server.
+type PinMismatchError struct {
+	Server   string
+	Pinned   string
+	Got      string
+	Explicit bool // the pin came from DialOptions.Fingerprint
+}
+
+func (e *PinMismatchError) Error() string {
+	if e.Explicit {
+		return fmt.Sprintf("rpc: server %s presented key %s, not the expected %s: refusing to connect", e.Server, e.Got, e.Pinned)
+	}
+	return fmt.Sprintf("rpc: server %s presented key %s, but %s is pinned for it: refusing to connect (possible impersonation; if the server's key really changed, confirm the new one out of band and pass it with --server-fingerprint)", e.Server, e.Got, e.Pinned)
+}
+
+// Client is an open connection to a node.
+type Client struct {
+	// Node is the node's bootstrap capability. Calls on it fail once the
+	// connection is closed.
+	Node NodeService
+	// Fingerprint is the fingerprint of the server's key.
+	Fingerprint string
+
+	qc *quic.Conn
+	rc *capnprpc.Conn
+}
+
+// ChannelBinding returns the connection's channel binding; see the
+// package function of the same name.
+func (c *Client) ChannelBinding() ([]byte, error) { return ChannelBinding(c.qc) }
+
+// Done is closed when the connection ends.
+func (c *Client) Done() <-chan struct{} { return c.qc.Context().Done() }
+
+// Close releases the bootstrap capability and closes the connection.
+func (c *Client) Close() error {
+	c.Node.Release()
+	err := c.rc.Close()
+	c.qc.CloseWithError(CodeClosed, "bye")
+	return err
+}
+
+// Dial connects to the node at addr (host:port), checks its key as opts
+// say and opens the RPC stream. Its errors say in plain words what went
+// wrong: no answer, not a qpchat node, or an untrusted key
+// (*PinMismatchError).
+func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: server address %q: %w", addr, err)
+	}
+	if opts.Fingerprint != "" {
+		if opts.Fingerprint, err = ParseFingerprint(opts.Fingerprint); err != nil {
+			return nil, err
+		}
+	}
+	var pinned string
+	if opts.Fingerprint == "" && opts.RootCAs == nil && opts.Pins != nil {
+		p, ok, err := opts.Pins.Pin(addr)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			pinned = p
+		}
+	}
+
+	v := &verifier{server: addr, host: host, opts: &opts, pinned: pinned}
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPN},
+		ServerName: host,
+		// Verification is done by v.verify (pin or CA), never skipped.
+		InsecureSkipVerify: true,
+		VerifyConnection:   v.verify,
+	}
+	if net.ParseIP(host) != nil {
+		tlsConf.ServerName = ""
+	}
+	quicConf := &quic.Config{
+		HandshakeIdleTimeout:  orDefault(opts.HandshakeTimeout, DefaultHandshakeTimeout),
+		MaxIdleTimeout:        orDefault(opts.IdleTimeout, DefaultIdleTimeout),
+		KeepAlivePeriod:       orDefault(opts.KeepAlive, DefaultKeepAlive),
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	}
+
+	qc, err := quic.DialAddr(ctx, addr, tlsConf, quicConf)
+	if err != nil {
+		return nil, v.explain(err, quicConf.HandshakeIdleTimeout)
+	}
+	if v.firstUse && opts.Pins != nil {
+		if err := opts.Pins.SetPin(addr, v.got); err != nil {
+			qc.CloseWithError(CodeClosed, "bye")
+			return nil, err
+		}
+		if opts.OnFirstUse != nil {
+			opts.OnFirstUse(addr, v.got)
+		}
+	}
+	if opts.Fingerprint != "" && opts.Pins != nil {
+		if err := opts.Pins.SetPin(addr, opts.Fingerprint); err != nil {
+			qc.CloseWithError(CodeClosed, "bye")
+			return nil, err
+		}
+	}
+
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		qc.CloseWithError(CodeClosed, "bye")
+		return nil, explainConnErr(addr, err)
+	}
+	rc := capnprpc.NewConn(NewStreamTransport(st, opts.Limits), nil)
+	return &Client{
+		Node:        NodeService(rc.Bootstrap(ctx)),
+		Fingerprint: v.got,
+		qc:          qc,
+		rc:          rc,
+	}, nil
+}
+
+// ExplainError turns an error of a call on a Client into words a user
+// understands when the cause is the connection; others pass through.
+func (c *Client) ExplainError(server string, err error) error {
+	select {
+	case <-c.qc.Context().Done():
+		return explainConnErr(server, context.Cause(c.qc.Context()))
+	default:
+		return err
+	}
+}
+
+// verifier makes the trust decision of DialOptions during the handshake
+// and remembers why it refused, so Dial can say so.
+type verifier struct {
+	server, host string
+	opts         *DialOptions
+	pinned       string
+
+	got      string // fingerprint the server presented
+	firstUse bool   // the key was accepted on first use
+	refusal  error  // why the key was refused
+}
+
+func (v *verifier) verify(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		v.refusal = fmt.Errorf("rpc: server %s sent no certificate", v.server)
+		return v.refusal
+	}
+	leaf := cs.PeerCertificates[0]
+	v.got = Fingerprint(leaf)
+	switch {
+	case v.opts.Fingerprint != "":
+		if !sameFingerprint(v.got, v.opts.Fingerprint) {
+			v.refusal = &PinMismatchError{Server: v.server, Pinned: v.opts.Fingerprint, Got: v.got, Explicit: true}
+		}
+	case v.opts.RootCAs != nil:
+		if err := v.verifyChain(cs, v.opts.RootCAs); err != nil {
+			v.refusal = fmt.Errorf("rpc: certificate of server %s is not trusted by the given CA: %w", v.server, err)
+		}
+	case v.pinned != "":
+		if !sameFingerprint(v.got, v.pinned) {
+			v.refusal = &PinMismatchError{Server: v.server, Pinned: v.pinned, Got: v.got}
+		}
+	default:
+		if v.verifyChain(cs, v.opts.systemRoots) != nil {
+			v.firstUse = true
+		}
+	}
+	return v.refusal
+}
+
+func (v *verifier) verifyChain(cs tls.ConnectionState, roots *x509.CertPool) error {
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+		DNSName:       v.host,
+		Roots:         roots,
+		Intermediates: inter,
+	})
+	return err
+}
+
+// sameFingerprint compares in constant time; fingerprints are public, but
+// it costs nothing.
+func sameFingerprint(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// explain turns a failed handshake into the reason a user can act on.
+func (v *verifier) explain(err error, handshakeTimeout time.Duration) error {
+	if v.refusal != nil {
+		return v.refusal
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+120) {
+		// TLS alert no_application_protocol (RFC 8446 Section 6, 120; RFC 9001 Section 4.8).
+		return fmt.Errorf("rpc: %s is not a qpchat node or speaks another protocol version (it refused ALPN %q)", v.server, ALPN)
+	}
+	var (
+		he *quic.HandshakeTimeoutError
+		ie *quic.IdleTimeoutError
+	)
+	if errors.As(err, &he) || errors.As(err, &ie) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("rpc: cannot reach %s: no answer within %v (is the node running and its UDP port open?)", v.server, handshakeTimeout)
+	}
+	return explainConnErr(v.server, err)
+}
+
+func explainConnErr(server string, err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		switch ae.ErrorCode {
+		case CodeShuttingDown:
+			return fmt.Errorf("rpc: server %s is shutting down", server)
+		case CodeBusy:
+			return fmt.Errorf("rpc: server %s is busy (too many connections), try again later", server)
+		case CodeTimeout:
+			return fmt.Errorf("rpc: server %s closed the connection: %s", server, ae.ErrorMessage)
+		}
+	}
+	var ie *quic.IdleTimeoutError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("rpc: connection to %s timed out (no answer)", server)
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return fmt.Errorf("rpc: cannot reach %s: %v", server, ne.Err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		msg = strings.ReplaceAll(msg, "\n", " ")
+	}
+	return fmt.Errorf("rpc: connection to %s failed: %s", server, msg)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}

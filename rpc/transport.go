@@ -1,0 +1,267 @@
+// Package rpc holds qpchat's wire protocol: the Go code generated from
+// schemas/*.capnp (node.capnp.go, never edited by hand) and the glue that
+// runs Cap'n Proto RPC over QUIC.
+//
+// A connection is QUIC (RFC 9000) with TLS 1.3 (RFC 9001) and the ALPN
+// protocol [ALPN]. The client opens one bidirectional stream and speaks
+// Cap'n Proto RPC on it; the server's bootstrap capability is
+// NodeService. The server's certificate is checked by pinning the SHA-256
+// of its SubjectPublicKeyInfo (see [Fingerprint]) or, for a CA-issued
+// certificate, against a root pool; see [Dial].
+package rpc
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	capnp "capnproto.org/go/capnp/v3"
+	capnprpc "capnproto.org/go/capnp/v3/rpc"
+	"capnproto.org/go/capnp/v3/rpc/transport"
+	"github.com/quic-go/quic-go"
+)
+
+// ALPN is the TLS application protocol both sides must offer. Bump the
+// suffix on an incompatible wire change so old peers fail in the
+// handshake with a clear error instead of mid-call.
+const ALPN = "qpchat/1"
+
+// ExporterLabel is the TLS exporter label of the channel binding
+// (RFC 9266, Section 2), used with an empty context and 32 bytes.
+const ExporterLabel = "EXPORTER-Channel-Binding"
+
+// ExporterLength is the length in bytes of the channel binding.
+const ExporterLength = 32
+
+// QUIC application error codes that a side puts in CONNECTION_CLOSE.
+const (
+	CodeClosed       quic.ApplicationErrorCode = 0 // orderly close
+	CodeProtocol     quic.ApplicationErrorCode = 1 // the peer broke the RPC protocol
+	CodeTimeout      quic.ApplicationErrorCode = 2 // the peer was too slow (no stream, stalled frame)
+	CodeBusy         quic.ApplicationErrorCode = 3 // the server has too many connections
+	CodeShuttingDown quic.ApplicationErrorCode = 4 // the server is stopping
+)
+
+// Default transport timeouts. The client's keep-alive stays well below
+// the idle timeout so that a quiet connection (a long poll) survives.
+const (
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultKeepAlive        = 15 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+const fingerprintPrefix = "sha256:"
+
+// Fingerprint returns "sha256:" followed by the lower-case hex SHA-256 of
+// the certificate's SubjectPublicKeyInfo. It names the key, not the
+// certificate, so a re-issued certificate for the same key keeps it.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return fingerprintPrefix + hex.EncodeToString(sum[:])
+}
+
+// ParseFingerprint checks that s has the form Fingerprint returns and
+// returns it in canonical (lower-case) form.
+func ParseFingerprint(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	h, ok := strings.CutPrefix(s, fingerprintPrefix)
+	if !ok {
+		return "", fmt.Errorf("rpc: fingerprint %q does not start with %q", s, fingerprintPrefix)
+	}
+	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("rpc: fingerprint %q is not %s followed by %d hex digits", s, fingerprintPrefix, 2*sha256.Size)
+	}
+	return s, nil
+}
+
+// ChannelBinding returns the tls-exporter channel binding of a connection
+// (RFC 9266): ExporterLength bytes of the TLS exporter with label
+// ExporterLabel and an empty context. Both ends get the same bytes.
+func ChannelBinding(c *quic.Conn) ([]byte, error) {
+	cs := c.ConnectionState().TLS
+	b, err := cs.ExportKeyingMaterial(ExporterLabel, nil, ExporterLength)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: channel binding: %w", err)
+	}
+	return b, nil
+}
+
+// ServerTLSConfig returns the TLS configuration of a node: TLS 1.3 only,
+// ALPN only, no client certificates.
+func ServerTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{ALPN},
+	}
+}
+
+// ServerQUICConfig returns the QUIC configuration of a node. The client
+// opens exactly one bidirectional stream, so the peer may open one
+// bidirectional and no unidirectional stream. 0-RTT stays off: the
+// methods are not idempotent and 0-RTT data can be replayed.
+func ServerQUICConfig(handshakeTimeout, idleTimeout time.Duration) *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:  handshakeTimeout,
+		MaxIdleTimeout:        idleTimeout,
+		MaxIncomingStreams:    1,
+		MaxIncomingUniStreams: -1,
+	}
+}
+
+// Listener accepts a node's QUIC connections on its own UDP socket.
+type Listener struct {
+	ln *quic.Listener
+	tr *quic.Transport
+	uc *net.UDPConn
+}
+
+// Listen binds the UDP address addr ("host:port"; port 0 picks one) and
+// accepts QUIC connections with cert and conf (see ServerTLSConfig and
+// ServerQUICConfig).
+func Listen(addr string, cert tls.Certificate, conf *quic.Config) (*Listener, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: listen address %q: %w", addr, err)
+	}
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	tr := &quic.Transport{Conn: uc}
+	ln, err := tr.Listen(ServerTLSConfig(cert), conf)
+	if err != nil {
+		tr.Close()
+		uc.Close()
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	return &Listener{ln: ln, tr: tr, uc: uc}, nil
+}
+
+// Accept waits for the next connection whose handshake completed.
+func (l *Listener) Accept(ctx context.Context) (*quic.Conn, error) { return l.ln.Accept(ctx) }
+
+// Addr returns the bound UDP address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting connections; established ones go on.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Shutdown closes the socket, ending every connection still open
+// without notice to the peers; close them first.
+func (l *Listener) Shutdown() error {
+	l.ln.Close()
+	l.tr.Close()
+	return l.uc.Close()
+}
+
+// MessageLimits bound what one side accepts on the RPC stream.
+type MessageLimits struct {
+	// MaxMessageSize is the largest Cap'n Proto frame accepted, in bytes.
+	// Zero means DefaultMaxMessageSize.
+	MaxMessageSize uint64
+	// FrameTimeout is how long a frame may take to arrive once its first
+	// byte has: a peer that sends half a frame and stalls is cut off.
+	// Waiting for the first byte of a frame has no limit (an idle
+	// connection is fine; QUIC's idle timeout ends dead ones).
+	// Zero means DefaultFrameTimeout.
+	FrameTimeout time.Duration
+}
+
+// Defaults for MessageLimits.
+const (
+	DefaultMaxMessageSize = 1 << 20
+	DefaultFrameTimeout   = 30 * time.Second
+)
+
+// NewStreamTransport returns a Cap'n Proto RPC transport on a QUIC stream
+// that enforces lim. Closing it aborts both directions of the stream
+// (quic-go's Stream.Close alone only closes the send side).
+func NewStreamTransport(st *quic.Stream, lim MessageLimits) capnprpc.Transport {
+	if lim.MaxMessageSize == 0 {
+		lim.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if lim.FrameTimeout == 0 {
+		lim.FrameTimeout = DefaultFrameTimeout
+	}
+	r := &frameReader{st: st, timeout: lim.FrameTimeout}
+	dec := capnp.NewDecoder(r)
+	dec.MaxMessageSize = lim.MaxMessageSize
+	return transport.New(&streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(st)})
+}
+
+// streamCodec frames Cap'n Proto messages on a QUIC stream.
+type streamCodec struct {
+	st  *quic.Stream
+	r   *frameReader
+	dec *capnp.Decoder
+	enc *capnp.Encoder
+
+	closeOnce sync.Once
+}
+
+// Encode is called only from the RPC connection's send goroutine.
+func (c *streamCodec) Encode(m *capnp.Message) error { return c.enc.Encode(m) }
+
+// Decode is called only from the RPC connection's receive goroutine.
+func (c *streamCodec) Decode() (*capnp.Message, error) {
+	c.r.startFrame()
+	m, err := c.dec.Decode()
+	c.r.endFrame()
+	return m, err
+}
+
+func (c *streamCodec) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.st.CancelRead(0)
+		err = c.st.Close()
+	})
+	return err
+}
+
+// frameReader reads a QUIC stream with the frame deadline: no deadline
+// until the first byte of a frame, then FrameTimeout for the rest of it.
+type frameReader struct {
+	st      *quic.Stream
+	timeout time.Duration
+	waiting bool // no byte of the current frame has arrived yet
+}
+
+func (r *frameReader) startFrame() {
+	r.waiting = true
+	r.st.SetReadDeadline(time.Time{})
+}
+
+func (r *frameReader) endFrame() {
+	r.waiting = false
+	r.st.SetReadDeadline(time.Time{})
+}
+
+func (r *frameReader) Read(p []byte) (int, error) {
+	n, err := r.st.Read(p)
+	if n > 0 && r.waiting {
+		r.waiting = false
+		r.st.SetReadDeadline(time.Now().Add(r.timeout))
+	}
+	if err != nil && isTimeout(err) {
+		err = fmt.Errorf("rpc: frame not completed within %v: %w", r.timeout, err)
+	}
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+var _ io.Reader = (*frameReader)(nil)
