@@ -1,0 +1,18 @@
+# A qpchat node: a static binary on an empty image.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/qpchat . \
+ && mkdir -m 0700 /out/data
+
+FROM scratch
+COPY --from=build /out/qpchat /qpchat
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV HOME=/data QPCHAT_DATA=/data QPCHAT_LISTEN=:7000
+EXPOSE 7000/udp
+VOLUME /data
+ENTRYPOINT ["/qpchat"]
+CMD ["serve"]
