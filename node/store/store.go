@@ -1,0 +1,633 @@
+package store
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// This file is the only one in qpchat that imports bbolt.
+
+// Options configure Open. Exactly one of Passphrase and KeyFile must be set.
+type Options struct {
+	// Passphrase derives the data key through Argon2id. It must come from a
+	// prompt, a file descriptor or an environment variable, never from a
+	// command-line flag (flags are visible to every local user).
+	Passphrase []byte
+	// KeyFile is the path of a file holding the 32-byte data key. Open
+	// creates it with mode 0600 and random bytes when it does not exist and
+	// refuses one that group or others can read.
+	KeyFile string
+	// KDF sets the Argon2id parameters of a new passphrase-protected file.
+	// Zero fields take DefaultKDF's values. Existing files keep the
+	// parameters in their header.
+	KDF KDFParams
+	// Timeout bounds the wait for the file lock held by another process.
+	// Zero means one second; the wait never lasts forever.
+	Timeout time.Duration
+	// Schema names the file's contents and lists its migrations. The zero
+	// value is an empty schema named "".
+	Schema Schema
+	// MaxBatch caps the write functions committed together. Zero means 1024.
+	MaxBatch int
+	// Rand supplies nonces, salts and new key files. Nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Reserved top-level bucket names.
+var (
+	headerBucket = []byte("qpchat-header") // plaintext: the header only
+	headerKey    = []byte("header")
+	metaBucket   = []byte("meta") // sealed: schema name and version
+)
+
+// DB is an encrypted bbolt file. It is safe for concurrent use. Reads run
+// in parallel through View; writes go through Update, which commits
+// concurrent callers together (group commit) and returns once the data is
+// on disk.
+type DB struct {
+	bolt     *bolt.DB
+	seal     *sealer
+	maxBatch int
+
+	mu     sync.RWMutex // guards closed; Update holds it shared while queueing
+	closed bool
+	writes chan *writeReq
+	done   chan struct{} // closed when the writer goroutine exits
+
+	commits atomic.Uint64 // transactions committed by the writer (for tests)
+}
+
+// Open opens or creates the encrypted database at path, derives and checks
+// its key, applies pending migrations of opts.Schema in one transaction and
+// starts the group-commit writer.
+//
+// Errors: ErrInUse when another process holds the file, ErrWrongPassphrase
+// or ErrWrongKeyFile for a key that does not match, ErrCorrupt for a
+// damaged header, ErrNewerVersion for a file from a newer schema.
+func Open(path string, opts Options) (*DB, error) {
+	if (opts.Passphrase == nil) == (opts.KeyFile == "") {
+		return nil, errors.New("store: exactly one of a passphrase and a key file is required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: opts.Timeout,
+		// The freelist is rebuilt at open instead of written by every
+		// commit: fewer pages per fsync, same crash safety.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is in use by another qpchat process (waited %v): %w", path, opts.Timeout, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	db := &DB{bolt: bdb, maxBatch: opts.MaxBatch}
+	if err := db.init(&opts); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	db.writes = make(chan *writeReq, opts.MaxBatch)
+	db.done = make(chan struct{})
+	go db.writer()
+	return db, nil
+}
+
+// init reads or creates the header, derives the keys and runs migrations,
+// all in one write transaction.
+func (db *DB) init(opts *Options) error {
+	return db.bolt.Update(func(btx *bolt.Tx) error {
+		var h *header
+		hb := btx.Bucket(headerBucket)
+		fresh := hb == nil
+		if fresh {
+			empty := true
+			btx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return fmt.Errorf("store: header missing: %w", ErrCorrupt)
+			}
+			h = &header{source: keyFromFile}
+			if opts.Passphrase != nil {
+				h.source = keyFromPassphrase
+				h.kdf = opts.KDF.withDefaults()
+				if !h.kdf.valid() {
+					return fmt.Errorf("store: invalid Argon2id parameters %+v", h.kdf)
+				}
+				h.salt = make([]byte, saltSize)
+				if _, err := io.ReadFull(opts.Rand, h.salt); err != nil {
+					return fmt.Errorf("store: reading salt: %v", err)
+				}
+			}
+		} else {
+			var err error
+			if h, err = parseHeader(hb.Get(headerKey)); err != nil {
+				return err
+			}
+		}
+		var dataKey []byte
+		switch {
+		case h.source == keyFromPassphrase && opts.Passphrase != nil:
+			dataKey = passphraseKey(opts.Passphrase, h.salt, h.kdf)
+		case h.source == keyFromFile && opts.KeyFile != "":
+			var err error
+			if dataKey, err = loadKeyFile(opts.KeyFile, opts.Rand); err != nil {
+				return err
+			}
+		case h.source == keyFromPassphrase:
+			return errors.New("store: the database is protected by a passphrase, not a key file")
+		default:
+			return errors.New("store: the database is protected by a key file, not a passphrase")
+		}
+		k, err := deriveKeys(dataKey)
+		clear(dataKey)
+		if err != nil {
+			return err
+		}
+		defer k.zero()
+		if fresh {
+			h.check = bytes.Clone(k.check)
+			hb, err := btx.CreateBucket(headerBucket)
+			if err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			if err := hb.Put(headerKey, h.marshal()); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		} else if !h.checkKeys(k) {
+			if h.source == keyFromPassphrase {
+				return ErrWrongPassphrase
+			}
+			return ErrWrongKeyFile
+		}
+		if db.seal, err = newSealer(k.enc, bytes.Clone(k.index), opts.Rand); err != nil {
+			return err
+		}
+		return migrate(&Tx{btx: btx, seal: db.seal}, opts.Schema, fresh)
+	})
+}
+
+// Close waits for queued writes to commit and closes the file. Further
+// calls return ErrClosed.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return ErrClosed
+	}
+	db.closed = true
+	db.mu.Unlock()
+	close(db.writes)
+	<-db.done
+	clear(db.seal.index)
+	return db.bolt.Close()
+}
+
+// View runs fn in a read-only transaction. Reads run concurrently with each
+// other and with the writer, and see every write whose Update has returned.
+func (db *DB) View(fn func(*Tx) error) error {
+	db.mu.RLock()
+	closed := db.closed
+	db.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return db.bolt.View(func(btx *bolt.Tx) error {
+		return fn(&Tx{btx: btx, seal: db.seal})
+	})
+}
+
+// Backup writes a consistent copy of the (still encrypted) file to w while
+// the database stays in use.
+func (db *DB) Backup(w io.Writer) error {
+	return db.bolt.View(func(btx *bolt.Tx) error {
+		_, err := btx.WriteTo(w)
+		return err
+	})
+}
+
+// Ident returns the HMAC that stands in for an identifier in keys and
+// bucket names; see Tx.Ident.
+func (db *DB) Ident(domain string, id []byte) []byte { return db.seal.ident(domain, id) }
+
+// writeReq is one Update call waiting for the writer.
+type writeReq struct {
+	fn   func(*Tx) error
+	done chan error
+}
+
+// Update runs fn in a write transaction and returns after that transaction
+// is committed and fsynced, or with fn's error (nothing of fn is then
+// written).
+//
+// Group commit: Update calls made while the previous commit is being
+// fsynced are run together in the next transaction, which starts as soon as
+// that fsync ends (no timer), so concurrent writers share one fsync.
+//
+// A failing fn does not fail the others: the batch is rolled back and run
+// again without it. So fn may run more than once, but only the last run's
+// writes are ever committed, and a run is repeated only after the
+// transaction it ran in was rolled back; a run whose transaction committed
+// is never repeated. fn must therefore set its results afresh on every run
+// and have no effects outside the transaction (use Tx.OnCommit for those).
+// fn must not call Update or View itself.
+func (db *DB) Update(fn func(*Tx) error) error {
+	req := &writeReq{fn: fn, done: make(chan error, 1)}
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return ErrClosed
+	}
+	db.writes <- req
+	db.mu.RUnlock()
+	return <-req.done
+}
+
+// writer is the single goroutine that commits. It takes whatever requests
+// queued up during the last commit, up to maxBatch, and commits them at once.
+func (db *DB) writer() {
+	defer close(db.done)
+	batch := make([]*writeReq, 0, db.maxBatch)
+	for req := range db.writes {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < db.maxBatch {
+			select {
+			case r, ok := <-db.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		db.commit(batch)
+		clear(batch)
+	}
+}
+
+// commit runs a batch in one transaction. When a function fails, the
+// transaction is rolled back, that function gets its error and the rest are
+// run again in a fresh transaction.
+func (db *DB) commit(batch []*writeReq) {
+	pending := batch
+	for len(pending) > 0 {
+		btx, err := db.bolt.Begin(true)
+		if err != nil {
+			for _, r := range pending {
+				r.done <- fmt.Errorf("store: %w", err)
+			}
+			return
+		}
+		tx := &Tx{btx: btx, seal: db.seal}
+		failed := -1
+		var ferr error
+		for i, r := range pending {
+			if ferr = runFn(r.fn, tx); ferr != nil {
+				failed = i
+				break
+			}
+		}
+		if failed >= 0 {
+			btx.Rollback()
+			pending[failed].done <- ferr
+			pending = append(pending[:failed:failed], pending[failed+1:]...)
+			continue
+		}
+		if err := btx.Commit(); err != nil {
+			err = fmt.Errorf("store: commit: %w", err)
+			for _, r := range pending {
+				r.done <- err
+			}
+			return
+		}
+		db.commits.Add(1)
+		for _, h := range tx.hooks {
+			h()
+		}
+		for _, r := range pending {
+			r.done <- nil
+		}
+		return
+	}
+}
+
+// runFn runs one write function, turning a panic into an error so that one
+// broken caller cannot take the writer, and every other caller, down.
+func runFn(fn func(*Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: internal error: write function panicked: %v", p)
+		}
+	}()
+	return fn(tx)
+}
+
+// Tx is a transaction. It is valid only inside the function it was given
+// to, and only on that goroutine.
+type Tx struct {
+	btx   *bolt.Tx
+	seal  *sealer
+	hooks []func()
+}
+
+// Ident returns the HMAC-SHA256, under the index key, of an identifier in a
+// domain ("user", "group", ...). Use it instead of the identifier as a key
+// or bucket name, so the file never shows user names or group ids.
+func (tx *Tx) Ident(domain string, id []byte) []byte { return tx.seal.ident(domain, id) }
+
+// OnCommit registers fn to run after the transaction is durably committed
+// (never if it is rolled back). Only valid in Update.
+func (tx *Tx) OnCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
+
+func reserved(name []byte) bool {
+	return bytes.Equal(name, headerBucket) || bytes.Equal(name, metaBucket)
+}
+
+// Bucket returns the bucket at path (one name per level), or nil if any
+// level does not exist.
+func (tx *Tx) Bucket(path ...[]byte) *Bucket {
+	if len(path) == 0 || reserved(path[0]) {
+		return nil
+	}
+	return tx.bucket(path...)
+}
+
+func (tx *Tx) bucket(path ...[]byte) *Bucket {
+	b := tx.btx.Bucket(path[0])
+	if b == nil {
+		return nil
+	}
+	bk := &Bucket{b: b, path: appendPath(nil, path[0]), tx: tx}
+	for _, name := range path[1:] {
+		if bk = bk.Bucket(name); bk == nil {
+			return nil
+		}
+	}
+	return bk
+}
+
+// CreateBucket returns the bucket at path, creating missing levels.
+func (tx *Tx) CreateBucket(path ...[]byte) (*Bucket, error) {
+	if len(path) == 0 || reserved(path[0]) {
+		return nil, fmt.Errorf("store: invalid bucket path %q", path)
+	}
+	return tx.createBucket(path...)
+}
+
+func (tx *Tx) createBucket(path ...[]byte) (*Bucket, error) {
+	if !tx.btx.Writable() {
+		return nil, ErrReadOnly
+	}
+	b, err := tx.btx.CreateBucketIfNotExists(path[0])
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	bk := &Bucket{b: b, path: appendPath(nil, path[0]), tx: tx}
+	for _, name := range path[1:] {
+		if bk, err = bk.CreateBucket(name); err != nil {
+			return nil, err
+		}
+	}
+	return bk, nil
+}
+
+// DeleteBucket deletes the bucket at path and everything in it. Deleting a
+// missing bucket is not an error.
+func (tx *Tx) DeleteBucket(path ...[]byte) error {
+	if len(path) == 0 || reserved(path[0]) {
+		return fmt.Errorf("store: invalid bucket path %q", path)
+	}
+	if len(path) == 1 {
+		return ignoreMissing(tx.btx.DeleteBucket(path[0]))
+	}
+	parent := tx.Bucket(path[:len(path)-1]...)
+	if parent == nil {
+		return nil
+	}
+	return parent.DeleteBucket(path[len(path)-1])
+}
+
+func ignoreMissing(err error) error {
+	if err == nil || errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return nil
+	}
+	if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		return ErrReadOnly
+	}
+	return fmt.Errorf("store: %w", err)
+}
+
+// Bucket is a bucket of sealed values. Keys are stored in clear (use
+// Tx.Ident for identifiers); values are sealed to the bucket path and key.
+type Bucket struct {
+	b    *bolt.Bucket
+	path []byte // encoded bucket path, bound into every value's AAD
+	tx   *Tx
+}
+
+// Bucket returns the nested bucket name, or nil.
+func (b *Bucket) Bucket(name []byte) *Bucket {
+	nb := b.b.Bucket(name)
+	if nb == nil {
+		return nil
+	}
+	return &Bucket{b: nb, path: appendPath(bytes.Clone(b.path), name), tx: b.tx}
+}
+
+// CreateBucket returns the nested bucket name, creating it if needed.
+func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
+	nb, err := b.b.CreateBucketIfNotExists(name)
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+			return nil, ErrReadOnly
+		}
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &Bucket{b: nb, path: appendPath(bytes.Clone(b.path), name), tx: b.tx}, nil
+}
+
+// DeleteBucket deletes the nested bucket name; a missing one is no error.
+func (b *Bucket) DeleteBucket(name []byte) error {
+	return ignoreMissing(b.b.DeleteBucket(name))
+}
+
+// Get returns the opened value of key: ErrNotFound if there is none (or key
+// names a nested bucket), ErrCorrupt if it fails authentication. The value
+// is a fresh copy, usable after the transaction.
+func (b *Bucket) Get(key []byte) ([]byte, error) {
+	v := b.b.Get(key)
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return b.tx.seal.open(b.path, key, v)
+}
+
+// Put seals value to this bucket and key and stores it.
+func (b *Bucket) Put(key, value []byte) error {
+	sealed, err := b.tx.seal.seal(b.path, key, value)
+	if err != nil {
+		return err
+	}
+	if err := b.b.Put(key, sealed); err != nil {
+		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+			return ErrReadOnly
+		}
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Delete removes key; a missing key is no error.
+func (b *Bucket) Delete(key []byte) error {
+	if err := b.b.Delete(key); err != nil {
+		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+			return ErrReadOnly
+		}
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Sequence returns the bucket's current sequence number.
+func (b *Bucket) Sequence() uint64 { return b.b.Sequence() }
+
+// NextSequence increments and returns the bucket's sequence number.
+func (b *Bucket) NextSequence() (uint64, error) {
+	n, err := b.b.NextSequence()
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+			return 0, ErrReadOnly
+		}
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	return n, nil
+}
+
+// Append stores value under the next sequence number (as SeqKey) and
+// returns that number: a queue whose cursor order is insertion order.
+func (b *Bucket) Append(value []byte) (uint64, error) {
+	n, err := b.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	return n, b.Put(SeqKey(n), value)
+}
+
+// SeqKey encodes a sequence number as an 8-byte big-endian key, so byte
+// order is numeric order.
+func SeqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// ParseSeqKey decodes a SeqKey; ok is false if key is not 8 bytes.
+func ParseSeqKey(key []byte) (n uint64, ok bool) {
+	if len(key) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key), true
+}
+
+// Cursor returns a cursor over the bucket that opens values.
+func (b *Bucket) Cursor() *Cursor { return &Cursor{c: b.b.Cursor(), b: b} }
+
+// KeyCursor returns a cursor that skips opening values: every value it
+// returns is nil. Use it to count or delete.
+func (b *Bucket) KeyCursor() *Cursor { return &Cursor{c: b.b.Cursor(), b: b, keysOnly: true} }
+
+// Cursor walks a bucket's keys in byte order and opens the values. Each
+// method returns key == nil at the end. For a nested bucket the value is
+// nil. A value that fails authentication is returned as ErrCorrupt with its
+// key, so a loop can stop on it. Keys and values are fresh copies.
+type Cursor struct {
+	c        *bolt.Cursor
+	b        *Bucket
+	keysOnly bool
+	last     []byte // key under the cursor
+	deleted  bool   // last was deleted: the next move must re-seek
+}
+
+func (c *Cursor) result(k, v []byte) ([]byte, []byte, error) {
+	c.deleted = false
+	if k == nil {
+		c.last = nil
+		return nil, nil, nil
+	}
+	k = bytes.Clone(k)
+	c.last = k
+	if v == nil || c.keysOnly {
+		return k, nil, nil
+	}
+	v, err := c.b.tx.seal.open(c.b.path, k, v)
+	return k, v, err
+}
+
+// First moves to the first key.
+func (c *Cursor) First() (key, value []byte, err error) { return c.result(c.c.First()) }
+
+// Last moves to the last key.
+func (c *Cursor) Last() (key, value []byte, err error) { return c.result(c.c.Last()) }
+
+// Next moves to the next key.
+func (c *Cursor) Next() (key, value []byte, err error) {
+	if c.deleted {
+		// bbolt's cursor already points past a deleted key; Next would
+		// skip one. Seeking the deleted key lands on its successor.
+		return c.result(c.c.Seek(c.last))
+	}
+	return c.result(c.c.Next())
+}
+
+// Prev moves to the previous key.
+func (c *Cursor) Prev() (key, value []byte, err error) {
+	if c.deleted {
+		if k, _ := c.c.Seek(c.last); k == nil {
+			return c.result(c.c.Last())
+		}
+	}
+	return c.result(c.c.Prev())
+}
+
+// Seek moves to the first key ≥ seek.
+func (c *Cursor) Seek(seek []byte) (key, value []byte, err error) { return c.result(c.c.Seek(seek)) }
+
+// Delete removes the key under the cursor. Next and Prev continue from
+// where it was.
+func (c *Cursor) Delete() error {
+	if err := c.c.Delete(); err != nil {
+		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+			return ErrReadOnly
+		}
+		return fmt.Errorf("store: %w", err)
+	}
+	c.deleted = true
+	return nil
+}
+
+// metaBucket returns the meta bucket, creating it in a write transaction.
+func (tx *Tx) metaBucket(create bool) (*Bucket, error) {
+	if create {
+		return tx.createBucket(metaBucket)
+	}
+	b := tx.bucket(metaBucket)
+	if b == nil {
+		return nil, fmt.Errorf("store: meta bucket missing: %w", ErrCorrupt)
+	}
+	return b, nil
+}
