@@ -1,0 +1,209 @@
+package mls
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"sort"
+	"testing"
+
+	"qpchat/internal/vectors"
+)
+
+// loadMLSVectors reads one file of the IETF MLS test vectors.
+func loadMLSVectors(t *testing.T, name string, v any) {
+	t.Helper()
+	vectors.Load(t, "QPCHAT_MLS_VECTORS", "mls-test-vectors", name, v)
+}
+
+// suiteTally counts, per cipher suite, the vector entries that passed and
+// failed, and logs the counts at the end of a test.
+type suiteTally struct {
+	file       string
+	pass, fail map[CipherSuite]int
+}
+
+func newSuiteTally(file string) *suiteTally {
+	return &suiteTally{file: file, pass: map[CipherSuite]int{}, fail: map[CipherSuite]int{}}
+}
+
+// run runs f as a subtest for one entry of suite and records the outcome.
+func (c *suiteTally) run(t *testing.T, suite CipherSuite, i int, f func(t *testing.T, s *cipherSuite)) {
+	t.Helper()
+	ok := t.Run(fmt.Sprintf("suite%d/%d", suite, i), func(t *testing.T) {
+		s, err := suite.suite()
+		if err != nil {
+			t.Fatalf("suite %d in %s: %v", suite, c.file, err)
+		}
+		f(t, s)
+	})
+	if ok {
+		c.pass[suite]++
+	} else {
+		c.fail[suite]++
+	}
+}
+
+// log reports the per-suite counts and fails the test if nothing ran.
+func (c *suiteTally) log(t *testing.T) {
+	t.Helper()
+	var suites []int
+	for s := range c.pass {
+		suites = append(suites, int(s))
+	}
+	for s := range c.fail {
+		if _, ok := c.pass[s]; !ok {
+			suites = append(suites, int(s))
+		}
+	}
+	sort.Ints(suites)
+	if len(suites) == 0 {
+		t.Errorf("%s: no entries", c.file)
+	}
+	for _, s := range suites {
+		t.Logf("%s: suite %d: %d passed, %d failed", c.file, s, c.pass[CipherSuite(s)], c.fail[CipherSuite(s)])
+	}
+}
+
+type cryptoBasicsVector struct {
+	CipherSuite CipherSuite `json:"cipher_suite"`
+	RefHash     struct {
+		Label string      `json:"label"`
+		Value vectors.Hex `json:"value"`
+		Out   vectors.Hex `json:"out"`
+	} `json:"ref_hash"`
+	ExpandWithLabel struct {
+		Secret  vectors.Hex `json:"secret"`
+		Label   string      `json:"label"`
+		Context vectors.Hex `json:"context"`
+		Length  uint16      `json:"length"`
+		Out     vectors.Hex `json:"out"`
+	} `json:"expand_with_label"`
+	DeriveSecret struct {
+		Secret vectors.Hex `json:"secret"`
+		Label  string      `json:"label"`
+		Out    vectors.Hex `json:"out"`
+	} `json:"derive_secret"`
+	DeriveTreeSecret struct {
+		Secret     vectors.Hex `json:"secret"`
+		Label      string      `json:"label"`
+		Generation uint32      `json:"generation"`
+		Length     uint16      `json:"length"`
+		Out        vectors.Hex `json:"out"`
+	} `json:"derive_tree_secret"`
+	SignWithLabel struct {
+		Priv      vectors.Hex `json:"priv"`
+		Pub       vectors.Hex `json:"pub"`
+		Content   vectors.Hex `json:"content"`
+		Label     string      `json:"label"`
+		Signature vectors.Hex `json:"signature"`
+	} `json:"sign_with_label"`
+	EncryptWithLabel struct {
+		Priv       vectors.Hex `json:"priv"`
+		Pub        vectors.Hex `json:"pub"`
+		Label      string      `json:"label"`
+		Context    vectors.Hex `json:"context"`
+		Plaintext  vectors.Hex `json:"plaintext"`
+		KEMOutput  vectors.Hex `json:"kem_output"`
+		Ciphertext vectors.Hex `json:"ciphertext"`
+	} `json:"encrypt_with_label"`
+}
+
+func TestCryptoBasics(t *testing.T) {
+	var tests []cryptoBasicsVector
+	loadMLSVectors(t, "crypto-basics.json", &tests)
+	tally := newSuiteTally("crypto-basics.json")
+	for i, tc := range tests {
+		tally.run(t, tc.CipherSuite, i, func(t *testing.T, s *cipherSuite) { testCryptoBasics(t, s, &tc) })
+	}
+	tally.log(t)
+}
+
+func testCryptoBasics(t *testing.T, s *cipherSuite, tc *cryptoBasicsVector) {
+	r := tc.RefHash
+	if got := s.refHash(r.Label, r.Value); !bytes.Equal(got, r.Out) {
+		t.Errorf("RefHash = %x, want %x", got, r.Out)
+	}
+
+	e := tc.ExpandWithLabel
+	if got := s.expandWithLabel(e.Secret, e.Label, e.Context, int(e.Length)); !bytes.Equal(got, e.Out) {
+		t.Errorf("ExpandWithLabel = %x, want %x", got, e.Out)
+	}
+
+	d := tc.DeriveSecret
+	if got := s.deriveSecret(d.Secret, d.Label); !bytes.Equal(got, d.Out) {
+		t.Errorf("DeriveSecret = %x, want %x", got, d.Out)
+	}
+
+	dt := tc.DeriveTreeSecret
+	if got := s.deriveTreeSecret(dt.Secret, dt.Label, dt.Generation, int(dt.Length)); !bytes.Equal(got, dt.Out) {
+		t.Errorf("DeriveTreeSecret = %x, want %x", got, dt.Out)
+	}
+
+	sg := tc.SignWithLabel
+	if !s.verifyWithLabel(sg.Pub, sg.Label, sg.Content, sg.Signature) {
+		t.Errorf("VerifyWithLabel(pub, label, content, signature) = false")
+	}
+	key, err := ParseSignaturePrivateKey(s.id, sg.Priv)
+	if err != nil {
+		t.Fatalf("ParseSignaturePrivateKey: %v", err)
+	}
+	if got := key.PublicKey(); !bytes.Equal(got, sg.Pub) {
+		t.Errorf("public key of priv = %x, want %x", got, sg.Pub)
+	}
+	if got := key.Bytes(); !bytes.Equal(got, sg.Priv) {
+		t.Errorf("private key round trip = %x, want %x", got, sg.Priv)
+	}
+	sig, err := s.signWithLabel(rand.Reader, key, sg.Label, sg.Content)
+	if err != nil {
+		t.Fatalf("SignWithLabel: %v", err)
+	}
+	if !s.verifyWithLabel(sg.Pub, sg.Label, sg.Content, sig) {
+		t.Errorf("VerifyWithLabel(pub, label, content, SignWithLabel(priv, label, content)) = false")
+	}
+	// Negative checks: the label and the content are both bound.
+	if s.verifyWithLabel(sg.Pub, sg.Label+"x", sg.Content, sig) {
+		t.Errorf("VerifyWithLabel accepted a signature under another label")
+	}
+	if s.verifyWithLabel(sg.Pub, sg.Label, append([]byte{0}, sg.Content...), sig) {
+		t.Errorf("VerifyWithLabel accepted a signature of other content")
+	}
+
+	testEncryptWithLabel(t, s, tc)
+}
+
+func testEncryptWithLabel(t *testing.T, s *cipherSuite, tc *cryptoBasicsVector) {
+	e := tc.EncryptWithLabel
+	priv, err := s.hpkePrivateKey(e.Priv)
+	if err != nil {
+		t.Fatalf("HPKE private key: %v", err)
+	}
+	if got := priv.PublicKey().Bytes(); !bytes.Equal(got, e.Pub) {
+		t.Errorf("HPKE public key of priv = %x, want %x", got, e.Pub)
+	}
+	pt, err := s.decryptWithLabel(priv, e.Label, e.Context, e.KEMOutput, e.Ciphertext)
+	if err != nil {
+		t.Fatalf("DecryptWithLabel(vector): %v", err)
+	}
+	if !bytes.Equal(pt, e.Plaintext) {
+		t.Errorf("DecryptWithLabel(vector) = %x, want %x", pt, e.Plaintext)
+	}
+	kemOutput, ct, err := s.encryptWithLabel(rand.Reader, e.Pub, e.Label, e.Context, e.Plaintext)
+	if err != nil {
+		t.Fatalf("EncryptWithLabel: %v", err)
+	}
+	pt, err = s.decryptWithLabel(priv, e.Label, e.Context, kemOutput, ct)
+	if err != nil {
+		t.Fatalf("DecryptWithLabel(EncryptWithLabel(...)): %v", err)
+	}
+	if !bytes.Equal(pt, e.Plaintext) {
+		t.Errorf("DecryptWithLabel(EncryptWithLabel(...)) = %x, want %x", pt, e.Plaintext)
+	}
+	// The label and the context are bound to the ciphertext.
+	if _, err := s.decryptWithLabel(priv, e.Label+"x", e.Context, kemOutput, ct); err == nil {
+		t.Errorf("DecryptWithLabel accepted another label")
+	}
+	if _, err := s.decryptWithLabel(priv, e.Label, append([]byte{1}, e.Context...), kemOutput, ct); err == nil {
+		t.Errorf("DecryptWithLabel accepted another context")
+	}
+}

@@ -1,0 +1,157 @@
+package mls
+
+// This file implements content authentication (RFC 9420, Section 6.1) and
+// PublicMessage protection with the membership tag (Section 6.2).
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// labelFramedContentTBS is the SignWithLabel label of message signatures
+// (RFC 9420, Section 6.1).
+const labelFramedContentTBS = "FramedContentTBS"
+
+// errPublicMessage is the single error unprotectPublic returns when a
+// membership tag or signature does not verify.
+var errPublicMessage = errors.New("mls: message authentication failed")
+
+// signatureKeyFunc returns the signature public key of the sender of fc:
+// the member's leaf, the external sender, or the new member's key, as
+// RFC 9420, Section 6.1 assigns it. It returns an error when the sender is
+// not valid (a blank leaf, an unknown external sender index, ...).
+type signatureKeyFunc func(fc *FramedContent) ([]byte, error)
+
+// signFramedContent signs fc for wire format wf (RFC 9420, Section 6.1):
+//
+//	signature = SignWithLabel(., "FramedContentTBS", FramedContentTBS)
+//
+// groupContext is the GroupContext of the epoch the message is sent in; it
+// is part of FramedContentTBS for member and new_member_commit senders. For a
+// commit the caller adds the confirmation tag to the result before
+// protecting it (it depends on the signature through the transcript hash).
+func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey, wf WireFormat, fc *FramedContent, groupContext *GroupContext) (*AuthenticatedContent, error) {
+	if wf != WireFormatPublicMessage && wf != WireFormatPrivateMessage {
+		return nil, fmt.Errorf("mls: wire format %d carries no framed content", wf)
+	}
+	if err := checkContentContext(fc, groupContext); err != nil {
+		return nil, err
+	}
+	tbs, err := marshalFramedContentTBS(wf, fc, groupContext)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.signWithLabel(rand, key, labelFramedContentTBS, tbs)
+	if err != nil {
+		return nil, err
+	}
+	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}}, nil
+}
+
+// checkContentContext checks that fc belongs to the group and epoch of
+// groupContext, for the senders whose signature covers the GroupContext.
+func checkContentContext(fc *FramedContent, groupContext *GroupContext) error {
+	if fc.Sender.Type != SenderTypeMember && fc.Sender.Type != SenderTypeNewMemberCommit {
+		return nil
+	}
+	if groupContext == nil {
+		return errors.New("mls: group context required for a member or new member commit")
+	}
+	if !bytes.Equal(fc.GroupID, groupContext.GroupID) || fc.Epoch != groupContext.Epoch {
+		return fmt.Errorf("mls: content for epoch %d of another group or epoch (group context epoch %d)", fc.Epoch, groupContext.Epoch)
+	}
+	return nil
+}
+
+// verifyContentSignature verifies ac's signature over FramedContentTBS with
+// the sender's key (RFC 9420, Section 6.1).
+func (s *cipherSuite) verifyContentSignature(ac *AuthenticatedContent, groupContext *GroupContext, senderKey signatureKeyFunc) error {
+	if err := checkContentContext(&ac.Content, groupContext); err != nil {
+		return err
+	}
+	pub, err := senderKey(&ac.Content)
+	if err != nil {
+		return err
+	}
+	tbs, err := marshalFramedContentTBS(ac.WireFormat, &ac.Content, groupContext)
+	if err != nil {
+		return err
+	}
+	if !s.verifyWithLabel(pub, labelFramedContentTBS, tbs, ac.Auth.Signature) {
+		return errPublicMessage
+	}
+	return nil
+}
+
+// membershipTag computes
+//
+//	membership_tag = MAC(membership_key, AuthenticatedContentTBM)
+//
+// (RFC 9420, Section 6.2).
+func (s *cipherSuite) membershipTag(membershipKey []byte, ac *AuthenticatedContent, groupContext *GroupContext) ([]byte, error) {
+	tbs, err := marshalFramedContentTBS(ac.WireFormat, &ac.Content, groupContext)
+	if err != nil {
+		return nil, err
+	}
+	tbm, err := marshalAuthenticatedContentTBM(tbs, &ac.Auth, ac.Content.ContentType)
+	if err != nil {
+		return nil, err
+	}
+	return s.mac(membershipKey, tbm), nil
+}
+
+// protectPublic wraps ac in a PublicMessage (RFC 9420, Section 6.2),
+// adding the membership tag for member senders. ac must be signed for the
+// mls_public_message wire format and, for a commit, carry its confirmation
+// tag. Application data is never sent as a PublicMessage: it would be
+// readable by the Delivery Service.
+func (s *cipherSuite) protectPublic(ac *AuthenticatedContent, membershipKey []byte, groupContext *GroupContext) (*PublicMessage, error) {
+	if ac.WireFormat != WireFormatPublicMessage {
+		return nil, fmt.Errorf("mls: content signed for wire format %d, not public_message", ac.WireFormat)
+	}
+	if ac.Content.ContentType == ContentTypeApplication {
+		return nil, errors.New("mls: application data cannot be sent as a public message")
+	}
+	if ac.Content.ContentType == ContentTypeCommit && len(ac.Auth.ConfirmationTag) == 0 {
+		return nil, errors.New("mls: commit without confirmation tag")
+	}
+	pm := &PublicMessage{Content: ac.Content, Auth: ac.Auth}
+	if ac.Content.Sender.Type == SenderTypeMember {
+		tag, err := s.membershipTag(membershipKey, ac, groupContext)
+		if err != nil {
+			return nil, err
+		}
+		pm.MembershipTag = tag
+	}
+	return pm, nil
+}
+
+// unprotectPublic authenticates a PublicMessage (RFC 9420, Section 6.2):
+// for a member sender it checks the membership tag with the epoch's
+// membership_key, then it verifies the signature with the key senderKey
+// returns. groupContext is the GroupContext of the message's epoch.
+func (s *cipherSuite) unprotectPublic(pm *PublicMessage, membershipKey []byte, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
+	if pm.Content.ContentType == ContentTypeApplication {
+		return nil, errors.New("mls: application data in a public message")
+	}
+	if err := checkContentContext(&pm.Content, groupContext); err != nil {
+		return nil, err
+	}
+	ac := &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}
+	if pm.Content.Sender.Type == SenderTypeMember {
+		tag, err := s.membershipTag(membershipKey, ac, groupContext)
+		if err != nil {
+			return nil, err
+		}
+		if !hmac.Equal(tag, pm.MembershipTag) {
+			return nil, errPublicMessage
+		}
+	}
+	if err := s.verifyContentSignature(ac, groupContext, senderKey); err != nil {
+		return nil, err
+	}
+	return ac, nil
+}

@@ -1,0 +1,160 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"qpchat/internal/vectors"
+)
+
+type secretTreeVector struct {
+	CipherSuite CipherSuite `json:"cipher_suite"`
+	SenderData  struct {
+		SenderDataSecret vectors.Hex `json:"sender_data_secret"`
+		Ciphertext       vectors.Hex `json:"ciphertext"`
+		Key              vectors.Hex `json:"key"`
+		Nonce            vectors.Hex `json:"nonce"`
+	} `json:"sender_data"`
+	EncryptionSecret vectors.Hex `json:"encryption_secret"`
+	Leaves           [][]struct {
+		Generation       uint32      `json:"generation"`
+		HandshakeKey     vectors.Hex `json:"handshake_key"`
+		HandshakeNonce   vectors.Hex `json:"handshake_nonce"`
+		ApplicationKey   vectors.Hex `json:"application_key"`
+		ApplicationNonce vectors.Hex `json:"application_nonce"`
+	} `json:"leaves"`
+}
+
+func TestSecretTreeVectors(t *testing.T) {
+	var tests []secretTreeVector
+	loadMLSVectors(t, "secret-tree.json", &tests)
+	tally := newSuiteTally("secret-tree.json")
+	for i, tc := range tests {
+		tally.run(t, tc.CipherSuite, i, func(t *testing.T, s *cipherSuite) { testSecretTree(t, s, &tc) })
+	}
+	tally.log(t)
+}
+
+func testSecretTree(t *testing.T, s *cipherSuite, tc *secretTreeVector) {
+	sd := tc.SenderData
+	key, nonce := s.senderDataKeyNonce(sd.SenderDataSecret, sd.Ciphertext)
+	if !bytes.Equal(key, sd.Key) {
+		t.Errorf("sender_data_key = %x, want %x", key, sd.Key)
+	}
+	if !bytes.Equal(nonce, sd.Nonce) {
+		t.Errorf("sender_data_nonce = %x, want %x", nonce, sd.Nonce)
+	}
+
+	tree, err := newSecretTree(s, tc.EncryptionSecret, uint32(len(tc.Leaves)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leaves are visited in reverse so that a leaf's secrets are
+	// derived both before and after its siblings'.
+	for i := len(tc.Leaves) - 1; i >= 0; i-- {
+		for _, g := range tc.Leaves[i] {
+			hs, err := tree.keyForGeneration(uint32(i), handshakeRatchet, g.Generation)
+			if err != nil {
+				t.Fatalf("handshake key of leaf %d generation %d: %v", i, g.Generation, err)
+			}
+			app, err := tree.keyForGeneration(uint32(i), applicationRatchet, g.Generation)
+			if err != nil {
+				t.Fatalf("application key of leaf %d generation %d: %v", i, g.Generation, err)
+			}
+			if !bytes.Equal(hs.key, g.HandshakeKey) || !bytes.Equal(hs.nonce, g.HandshakeNonce) {
+				t.Errorf("handshake key, nonce [%d][%d] = %x, %x, want %x, %x", i, g.Generation, hs.key, hs.nonce, g.HandshakeKey, g.HandshakeNonce)
+			}
+			if !bytes.Equal(app.key, g.ApplicationKey) || !bytes.Equal(app.nonce, g.ApplicationNonce) {
+				t.Errorf("application key, nonce [%d][%d] = %x, %x, want %x, %x", i, g.Generation, app.key, app.nonce, g.ApplicationKey, g.ApplicationNonce)
+			}
+			// A used generation is deleted (RFC 9420, Section 9.2).
+			if _, err := tree.keyForGeneration(uint32(i), applicationRatchet, g.Generation); !errors.Is(err, errGenerationUsed) {
+				t.Errorf("second use of application generation %d of leaf %d: err = %v, want errGenerationUsed", g.Generation, i, err)
+			}
+		}
+	}
+	// Every tree node secret has been consumed once every leaf is derived.
+	if len(tree.nodes) != 0 {
+		t.Errorf("%d tree node secrets left after deriving every leaf", len(tree.nodes))
+	}
+}
+
+func TestSecretTreeOutOfOrder(t *testing.T) {
+	s, _ := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519.suite()
+	secret := bytes.Repeat([]byte{7}, s.nh)
+	sender, err := newSecretTree(s, secret, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver, _ := newSecretTree(s, secret, 5)
+	receiver.keepBehind = 4
+	receiver.maxForward = 10
+
+	var sent []ratchetKey
+	for range 20 {
+		k, err := sender.nextKey(3, applicationRatchet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, k)
+	}
+	for i, k := range sent {
+		if k.generation != uint32(i) {
+			t.Fatalf("nextKey generation = %d, want %d", k.generation, i)
+		}
+	}
+	check := func(gen uint32) error {
+		k, err := receiver.keyForGeneration(3, applicationRatchet, gen)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(k.key, sent[gen].key) || !bytes.Equal(k.nonce, sent[gen].nonce) {
+			t.Errorf("generation %d: receiver key differs from sender key", gen)
+		}
+		return nil
+	}
+	// Receive 5 first, then 2 and 4 late, then 2 again (a replay).
+	for _, g := range []uint32{5, 2, 4} {
+		if err := check(g); err != nil {
+			t.Errorf("generation %d: %v", g, err)
+		}
+	}
+	if err := check(2); !errors.Is(err, errGenerationUsed) {
+		t.Errorf("replayed generation 2: err = %v, want errGenerationUsed", err)
+	}
+	// 5 - 0 is beyond keepBehind = 4: generation 0 is gone.
+	if err := check(0); !errors.Is(err, errGenerationUsed) {
+		t.Errorf("generation 0, 5 behind: err = %v, want errGenerationUsed", err)
+	}
+	// 6 + 10 is the furthest the receiver ratchets forward.
+	if err := check(17); !errors.Is(err, errGenerationTooFar) {
+		t.Errorf("generation 17, 11 ahead: err = %v, want errGenerationTooFar", err)
+	}
+	if err := check(16); err != nil {
+		t.Errorf("generation 16, 10 ahead: %v", err)
+	}
+	// The ratchet moved to 17: kept keys are at most 4 behind 16.
+	for g := range receiver.ratchets[3][applicationRatchet].skipped {
+		if g < 12 {
+			t.Errorf("generation %d still kept after moving to 17", g)
+		}
+	}
+	if err := check(3); !errors.Is(err, errGenerationUsed) {
+		t.Errorf("generation 3 after eviction: err = %v, want errGenerationUsed", err)
+	}
+	if err := check(12); err != nil {
+		t.Errorf("generation 12, 4 behind: %v", err)
+	}
+	// The handshake ratchet of the same leaf is independent.
+	if k, err := receiver.keyForGeneration(3, handshakeRatchet, 0); err != nil || bytes.Equal(k.key, sent[0].key) {
+		t.Errorf("handshake generation 0: err = %v, or key equals the application key", err)
+	}
+	if _, err := receiver.keyForGeneration(5, handshakeRatchet, 0); err == nil {
+		t.Errorf("leaf 5 of a 5-leaf tree: no error")
+	}
+	receiver.zero()
+	if len(receiver.ratchets) != 0 || len(receiver.nodes) != 0 {
+		t.Errorf("zero left secrets behind")
+	}
+}
