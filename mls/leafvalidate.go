@@ -1,0 +1,201 @@
+package mls
+
+// This file holds leaf node validation, RFC 9420, Section 7.3, for a single
+// leaf (an Add's KeyPackage leaf, an Update, a Commit's UpdatePath) and for
+// every leaf of a tree a new member imports (Section 12.4.3.1).
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// leafValidation says where a leaf node appears, for validateLeaf.
+type leafValidation struct {
+	// groupID and index bind update and commit leaves to their group and
+	// position (LeafNodeTBS, Section 7.2). For an Add, index is ignored
+	// for the signature.
+	groupID []byte
+	index   leafIndex
+	// source is the leaf_node_source the context requires: key_package
+	// for an Add, update for an Update proposal, commit for an UpdatePath.
+	source LeafNodeSource
+	// replaces is true when the leaf replaces the member at index (Update
+	// and Commit), so that leaf's signature key does not count as a
+	// duplicate. Its encryption key does: a new leaf must change it.
+	replaces bool
+	// now is checked against the lifetime of a key_package leaf; the zero
+	// time skips the check, as Section 7.3 allows for leaves received in
+	// a tree.
+	now time.Time
+	// groupExtensions are the GroupContext extensions; a
+	// required_capabilities extension among them must be supported.
+	groupExtensions Extensions
+	// validateCredential is the application's credential check
+	// (Section 5.3.1). nil refuses every leaf, so a forgotten validator
+	// fails closed.
+	validateCredential func(c Credential, signatureKey []byte) error
+}
+
+// Default extension and proposal types (RFC 9420, Section 7.2) are
+// supported by every client and need not be listed in capabilities.
+func isDefaultExtension(t ExtensionType) bool { return t >= 1 && t <= 5 }
+func isDefaultProposal(t ProposalType) bool   { return t >= 1 && t <= 7 }
+
+// supportsExtension reports whether c lists t or t is a default type.
+func (c *Capabilities) supportsExtension(t ExtensionType) bool {
+	return isDefaultExtension(t) || slices.Contains(c.Extensions, t)
+}
+
+// validateLeaf validates leaf as Section 7.3 requires, against the members
+// already in t: credential (through the application's validator),
+// signature, group requirements, credential types supported both ways,
+// lifetime, extensions listed in the capabilities, the expected source,
+// and unique signature and encryption keys.
+func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
+	if err := t.validateLeafAlone(leaf, v); err != nil {
+		return err
+	}
+	for x := 0; x < len(t.nodes); x += 2 {
+		other := t.nodes[x].leaf
+		if other == nil {
+			continue
+		}
+		self := v.replaces && leafIndex(x/2) == v.index
+		if !self && slices.Equal(other.SignatureKey, leaf.SignatureKey) {
+			return fmt.Errorf("mls: leaf signature key already used by leaf %d", x/2)
+		}
+		if slices.Equal(other.EncryptionKey, leaf.EncryptionKey) {
+			return fmt.Errorf("mls: leaf encryption key already used by leaf %d", x/2)
+		}
+		if self {
+			continue
+		}
+		// Section 7.3: the new leaf's credential type must be supported by
+		// every member, and the new leaf must support every credential
+		// type in use.
+		if !slices.Contains(other.Capabilities.Credentials, leaf.Credential.Type) {
+			return fmt.Errorf("mls: leaf %d does not support credential type %d", x/2, leaf.Credential.Type)
+		}
+		if !slices.Contains(leaf.Capabilities.Credentials, other.Credential.Type) {
+			return fmt.Errorf("mls: leaf does not support credential type %d in use", other.Credential.Type)
+		}
+	}
+	return nil
+}
+
+// validateLeafAlone runs the checks of Section 7.3 that need no other
+// member: everything except uniqueness and the credential types of others.
+func (t *ratchetTree) validateLeafAlone(leaf *LeafNode, v *leafValidation) error {
+	if leaf == nil {
+		return errors.New("mls: blank leaf node")
+	}
+	if leaf.Source != v.source {
+		return fmt.Errorf("mls: leaf node source %d, want %d", leaf.Source, v.source)
+	}
+	if v.validateCredential == nil {
+		return errors.New("mls: no credential validator configured")
+	}
+	if err := v.validateCredential(leaf.Credential, leaf.SignatureKey); err != nil {
+		return fmt.Errorf("mls: credential rejected: %w", err)
+	}
+	tbs, err := leaf.marshalTBS(v.groupID, v.index)
+	if err != nil {
+		return err
+	}
+	if !t.cs.verifyWithLabel(leaf.SignatureKey, "LeafNodeTBS", tbs, leaf.Signature) {
+		return errors.New("mls: invalid leaf node signature")
+	}
+	caps := &leaf.Capabilities
+	if data, ok := v.groupExtensions.Find(ExtensionTypeRequiredCapabilities); ok {
+		req, err := UnmarshalRequiredCapabilities(data)
+		if err != nil {
+			return fmt.Errorf("mls: required_capabilities: %w", err)
+		}
+		for _, e := range req.ExtensionTypes {
+			if !caps.supportsExtension(e) {
+				return fmt.Errorf("mls: leaf does not support required extension %d", e)
+			}
+		}
+		for _, p := range req.ProposalTypes {
+			if !isDefaultProposal(p) && !slices.Contains(caps.Proposals, p) {
+				return fmt.Errorf("mls: leaf does not support required proposal %d", p)
+			}
+		}
+		for _, c := range req.CredentialTypes {
+			if !slices.Contains(caps.Credentials, c) {
+				return fmt.Errorf("mls: leaf does not support required credential type %d", c)
+			}
+		}
+	}
+	if !slices.Contains(caps.Credentials, leaf.Credential.Type) {
+		return fmt.Errorf("mls: leaf does not list its own credential type %d", leaf.Credential.Type)
+	}
+	if leaf.Source == LeafNodeSourceKeyPackage && !v.now.IsZero() {
+		now := v.now.Unix()
+		if now < 0 || uint64(now) < leaf.Lifetime.NotBefore || uint64(now) > leaf.Lifetime.NotAfter {
+			return fmt.Errorf("mls: leaf lifetime [%d, %d] does not include %d",
+				leaf.Lifetime.NotBefore, leaf.Lifetime.NotAfter, now)
+		}
+	}
+	for _, e := range leaf.Extensions {
+		if !caps.supportsExtension(e.Type) {
+			return fmt.Errorf("mls: leaf extension %d not listed in its capabilities", e.Type)
+		}
+	}
+	return nil
+}
+
+// validateTree validates every leaf of t as a new member must before
+// joining (Section 12.4.3.1, Section 7.3): each leaf against its own
+// position, with keys unique across the tree and every credential type in
+// use supported by every leaf. It runs in time linear in the number of
+// leaves. now may be zero to skip lifetime checks.
+func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, now time.Time,
+	validateCredential func(Credential, []byte) error) error {
+	sigKeys := make(map[string]leafIndex)
+	encKeys := make(map[string]leafIndex)
+	var credTypes []CredentialType
+	for x := 0; x < len(t.nodes); x += 2 {
+		n := &t.nodes[x]
+		if n.leaf == nil {
+			continue
+		}
+		l := leafIndex(x / 2)
+		v := leafValidation{
+			groupID:            groupID,
+			index:              l,
+			source:             n.leaf.Source,
+			now:                now,
+			groupExtensions:    groupExtensions,
+			validateCredential: validateCredential,
+		}
+		if err := t.validateLeafAlone(n.leaf, &v); err != nil {
+			return fmt.Errorf("leaf %d: %w", l, err)
+		}
+		if prev, dup := sigKeys[string(n.leaf.SignatureKey)]; dup {
+			return fmt.Errorf("mls: leaves %d and %d share a signature key", prev, l)
+		}
+		sigKeys[string(n.leaf.SignatureKey)] = l
+		if prev, dup := encKeys[string(n.leaf.EncryptionKey)]; dup {
+			return fmt.Errorf("mls: leaves %d and %d share an encryption key", prev, l)
+		}
+		encKeys[string(n.leaf.EncryptionKey)] = l
+		if !slices.Contains(credTypes, n.leaf.Credential.Type) {
+			credTypes = append(credTypes, n.leaf.Credential.Type)
+		}
+	}
+	for x := 0; x < len(t.nodes); x += 2 {
+		leaf := t.nodes[x].leaf
+		if leaf == nil {
+			continue
+		}
+		for _, c := range credTypes {
+			if !slices.Contains(leaf.Capabilities.Credentials, c) {
+				return fmt.Errorf("mls: leaf %d does not support credential type %d in use", x/2, c)
+			}
+		}
+	}
+	return nil
+}

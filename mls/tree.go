@@ -1,0 +1,447 @@
+package mls
+
+// This file holds the ratchet tree of RFC 9420, Section 7: the array
+// representation of Section 4.2 and Appendix C, resolution (Section 4.1.1),
+// adding and removing leaves with truncation (Section 7.7), the filtered
+// direct path (Section 4.1.2) and the ratchet_tree extension
+// (Section 12.4.3.3).
+//
+// Leaf and parent node values stored in a ratchetTree are never modified in
+// place: every change replaces the pointer. That keeps clone cheap (a copy
+// of the node slice) and lets a clone share nodes and cached hashes with
+// the tree it came from.
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// maxTreeLeaves bounds the leaves of a tree so that node indices, which are
+// uint32 on the wire, cannot overflow (2*leaves - 1 nodes).
+const maxTreeLeaves = 1 << 30
+
+// treeNode is one slot of the array representation. Both pointers are nil
+// for a blank node; leaf is only set at even indices and parent only at odd
+// ones.
+type treeNode struct {
+	leaf   *LeafNode
+	parent *ParentNode
+	// hash caches the tree hash of the subtree rooted here (Section 7.8);
+	// nil means it must be recomputed. Changing a node clears the hash of
+	// the node and of every ancestor.
+	hash []byte
+}
+
+func (n *treeNode) blank() bool { return n.leaf == nil && n.parent == nil }
+
+// encryptionKey returns the HPKE public key of a non-blank node.
+func (n *treeNode) encryptionKey() []byte {
+	if n.leaf != nil {
+		return n.leaf.EncryptionKey
+	}
+	if n.parent != nil {
+		return n.parent.EncryptionKey
+	}
+	return nil
+}
+
+// ratchetTree is the public state of a group's ratchet tree (RFC 9420,
+// Section 7). The number of leaves is always zero or a power of two
+// (Section 7.7). The zero value is unusable; use newRatchetTree or
+// parseRatchetTree.
+type ratchetTree struct {
+	suite CipherSuite
+	cs    *cipherSuite
+	nodes []treeNode
+}
+
+// newRatchetTree returns an empty tree for suite.
+func newRatchetTree(suite CipherSuite) (*ratchetTree, error) {
+	cs, err := suite.suite()
+	if err != nil {
+		return nil, err
+	}
+	return &ratchetTree{suite: suite, cs: cs}, nil
+}
+
+// clone returns a copy of t that can be changed without affecting t. Nodes
+// are shared, which is safe because they are never modified in place.
+func (t *ratchetTree) clone() *ratchetTree {
+	c := *t
+	c.nodes = slices.Clone(t.nodes)
+	return &c
+}
+
+// numLeaves returns the number of leaf slots, blank ones included.
+func (t *ratchetTree) numLeaves() numLeaves {
+	return numLeaves((len(t.nodes) + 1) / 2)
+}
+
+// root returns the root node index. The tree must not be empty.
+func (t *ratchetTree) root() nodeIndex {
+	r, ok := t.numLeaves().root()
+	if !ok {
+		panic("mls: internal error: root of an empty ratchet tree")
+	}
+	return r
+}
+
+// leaf returns the leaf node at l, or nil when l is blank or outside the
+// tree.
+func (t *ratchetTree) leaf(l leafIndex) *LeafNode {
+	x := l.node()
+	if uint64(x) >= uint64(len(t.nodes)) {
+		return nil
+	}
+	return t.nodes[x].leaf
+}
+
+// parentNode returns the parent node at x, or nil when it is blank, a leaf
+// slot or outside the tree.
+func (t *ratchetTree) parentNode(x nodeIndex) *ParentNode {
+	if uint64(x) >= uint64(len(t.nodes)) {
+		return nil
+	}
+	return t.nodes[x].parent
+}
+
+// isBlank reports whether node x is blank. Nodes outside the tree are blank.
+func (t *ratchetTree) isBlank(x nodeIndex) bool {
+	if uint64(x) >= uint64(len(t.nodes)) {
+		return true
+	}
+	return t.nodes[x].blank()
+}
+
+// invalidate clears the cached tree hash of x and its ancestors.
+func (t *ratchetTree) invalidate(x nodeIndex) {
+	n := t.numLeaves()
+	for {
+		t.nodes[x].hash = nil
+		p, ok := x.parent(n)
+		if !ok {
+			return
+		}
+		x = p
+	}
+}
+
+// setLeaf replaces leaf l (nil blanks it). l must be inside the tree.
+func (t *ratchetTree) setLeaf(l leafIndex, leaf *LeafNode) {
+	x := l.node()
+	t.nodes[x].leaf = leaf
+	t.invalidate(x)
+}
+
+// setParent replaces parent node x (nil blanks it). x must be a parent
+// node inside the tree.
+func (t *ratchetTree) setParent(x nodeIndex, p *ParentNode) {
+	t.nodes[x].parent = p
+	t.invalidate(x)
+}
+
+// blankDirectPath blanks every parent node on the direct path of leaf l
+// (Sections 7.5, 12.1.2 and 12.1.3).
+func (t *ratchetTree) blankDirectPath(l leafIndex) {
+	path, _ := l.node().directPath(t.numLeaves())
+	for _, p := range path {
+		if t.nodes[p].parent != nil {
+			t.setParent(p, nil)
+		}
+	}
+}
+
+// memberCount returns the number of non-blank leaves.
+func (t *ratchetTree) memberCount() int {
+	n := 0
+	for x := 0; x < len(t.nodes); x += 2 {
+		if t.nodes[x].leaf != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// extend doubles the tree: the old tree becomes the left subtree of a new
+// blank root whose right subtree is blank (Section 7.7). An empty tree
+// becomes a single blank leaf.
+func (t *ratchetTree) extend() error {
+	n := t.numLeaves()
+	if n == 0 {
+		t.nodes = make([]treeNode, 1)
+		return nil
+	}
+	if uint64(n)*2 > maxTreeLeaves {
+		return errors.New("mls: ratchet tree is full")
+	}
+	// The array representation keeps every existing index: the new root
+	// and the new right subtree are appended.
+	t.nodes = append(t.nodes, make([]treeNode, int(n.width())+1)...)
+	return nil
+}
+
+// addLeaf puts leaf in the leftmost blank leaf slot, extending the tree
+// when there is none, adds the new index to the unmerged leaves of every
+// non-blank parent on its direct path, and returns the index (Section 7.7,
+// Section 12.1.1).
+func (t *ratchetTree) addLeaf(leaf *LeafNode) (leafIndex, error) {
+	if leaf == nil {
+		return 0, errors.New("mls: cannot add a blank leaf")
+	}
+	l, found := leafIndex(0), false
+	for x := 0; x < len(t.nodes); x += 2 {
+		if t.nodes[x].leaf == nil {
+			l, found = leafIndex(x/2), true
+			break
+		}
+	}
+	if !found {
+		l = leafIndex(t.numLeaves())
+		if err := t.extend(); err != nil {
+			return 0, err
+		}
+	}
+	path, _ := l.node().directPath(t.numLeaves())
+	for _, p := range path {
+		if old := t.nodes[p].parent; old != nil {
+			np := *old
+			np.UnmergedLeaves = append(slices.Clip(old.UnmergedLeaves), l)
+			t.setParent(p, &np)
+		}
+	}
+	t.setLeaf(l, leaf)
+	return l, nil
+}
+
+// updateLeaf replaces the leaf of a member and blanks its direct path, as
+// an Update proposal does (Section 12.1.2).
+func (t *ratchetTree) updateLeaf(l leafIndex, leaf *LeafNode) error {
+	if t.leaf(l) == nil {
+		return fmt.Errorf("mls: update of blank leaf %d", l)
+	}
+	if leaf == nil {
+		return errors.New("mls: cannot update to a blank leaf")
+	}
+	t.setLeaf(l, leaf)
+	t.blankDirectPath(l)
+	return nil
+}
+
+// removeLeaf blanks leaf l and its direct path, then truncates the tree
+// (Section 12.1.3, Section 7.7).
+func (t *ratchetTree) removeLeaf(l leafIndex) error {
+	if t.leaf(l) == nil {
+		return fmt.Errorf("mls: remove of blank leaf %d", l)
+	}
+	t.setLeaf(l, nil)
+	t.blankDirectPath(l)
+	t.truncate()
+	return nil
+}
+
+// truncate removes the right half of the tree while it holds no non-blank
+// leaf, so that the rightmost non-blank leaf is in the right half of the
+// root (Section 7.7).
+func (t *ratchetTree) truncate() {
+	for {
+		n := t.numLeaves()
+		if n <= 1 {
+			return
+		}
+		half := int(n / 2)
+		for x := 2 * half; x < len(t.nodes); x += 2 {
+			if t.nodes[x].leaf != nil {
+				return
+			}
+		}
+		// The left subtree keeps its indices and its cached hashes.
+		t.nodes = t.nodes[: 2*half-1 : 2*half-1]
+	}
+}
+
+// resolution appends the resolution of x (Section 4.1.1) to out: a
+// non-blank node and its unmerged leaves, nothing for a blank leaf, and the
+// resolutions of both children for a blank parent.
+func (t *ratchetTree) resolution(out []nodeIndex, x nodeIndex) []nodeIndex {
+	n := &t.nodes[x]
+	switch {
+	case n.leaf != nil:
+		return append(out, x)
+	case n.parent != nil:
+		out = append(out, x)
+		for _, l := range n.parent.UnmergedLeaves {
+			out = append(out, l.node())
+		}
+		return out
+	case x.isLeaf():
+		return out
+	}
+	left, _ := x.left()
+	right, _ := x.right()
+	out = t.resolution(out, left)
+	return t.resolution(out, right)
+}
+
+// hasNonBlank reports whether the resolution of x is non-empty, that is
+// whether the subtree under x has a non-blank node.
+func (t *ratchetTree) hasNonBlank(x nodeIndex) bool {
+	if !t.nodes[x].blank() {
+		return true
+	}
+	if x.isLeaf() {
+		return false
+	}
+	left, _ := x.left()
+	right, _ := x.right()
+	return t.hasNonBlank(left) || t.hasNonBlank(right)
+}
+
+// filteredDirectPath returns the filtered direct path of leaf l and, for
+// each of its nodes, the child of that node on l's copath (Section 4.1.2):
+// the direct path without the nodes whose copath child has an empty
+// resolution.
+func (t *ratchetTree) filteredDirectPath(l leafIndex) (path, copath []nodeIndex) {
+	n := t.numLeaves()
+	x := l.node()
+	for {
+		p, ok := x.parent(n)
+		if !ok {
+			return path, copath
+		}
+		s, _ := x.sibling(n)
+		if t.hasNonBlank(s) {
+			path = append(path, p)
+			copath = append(copath, s)
+		}
+		x = p
+	}
+}
+
+// leafIndexOf returns the index of the first leaf for which match is true.
+func (t *ratchetTree) leafIndexOf(match func(*LeafNode) bool) (leafIndex, bool) {
+	for x := 0; x < len(t.nodes); x += 2 {
+		if l := t.nodes[x].leaf; l != nil && match(l) {
+			return leafIndex(x / 2), true
+		}
+	}
+	return 0, false
+}
+
+// export returns the tree in the array form of the ratchet_tree extension
+// (Section 12.4.3.3), without the blank nodes after the last non-blank one.
+// The nodes are shared with t and must not be modified.
+func (t *ratchetTree) export() RatchetTree {
+	last := len(t.nodes) - 1
+	for last >= 0 && t.nodes[last].blank() {
+		last--
+	}
+	out := make(RatchetTree, last+1)
+	for i := range out {
+		n := &t.nodes[i]
+		switch {
+		case n.leaf != nil:
+			out[i] = &Node{Type: NodeTypeLeaf, LeafNode: n.leaf}
+		case n.parent != nil:
+			out[i] = &Node{Type: NodeTypeParent, ParentNode: n.parent}
+		}
+	}
+	return out
+}
+
+// Marshal returns the ratchet_tree extension data for t.
+func (t *ratchetTree) Marshal() ([]byte, error) { return t.export().Marshal() }
+
+// parseRatchetTree decodes the body of a ratchet_tree extension
+// (Section 12.4.3.3) for suite and imports it with importRatchetTree.
+func parseRatchetTree(suite CipherSuite, data []byte) (*ratchetTree, error) {
+	rt, err := UnmarshalRatchetTree(data)
+	if err != nil {
+		return nil, fmt.Errorf("mls: ratchet tree: %w", err)
+	}
+	return importRatchetTree(suite, rt)
+}
+
+// importRatchetTree builds a tree from the array form of the ratchet_tree
+// extension (Section 12.4.3.3). It checks the structure only: the last node
+// is non-blank, leaves sit at even and parents at odd indices, and unmerged
+// leaves name non-blank leaves below their node. The caller validates the
+// leaves (validateTree) and the parent hashes (verifyParentHashes) and
+// compares the tree hash with the GroupContext. The nodes of rt are shared
+// with the result and must not be modified afterwards.
+func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) {
+	t, err := newRatchetTree(suite)
+	if err != nil {
+		return nil, err
+	}
+	if len(rt) == 0 || rt[len(rt)-1] == nil {
+		return nil, errors.New("mls: ratchet tree is empty or ends in a blank node")
+	}
+	if uint64(len(rt)) > 2*maxTreeLeaves-1 {
+		return nil, fmt.Errorf("mls: ratchet tree of %d nodes is too large", len(rt))
+	}
+	// Pad with blank nodes to a full tree of 2^d leaves.
+	leaves := uint64(1)
+	for 2*leaves-1 < uint64(len(rt)) {
+		leaves *= 2
+	}
+	t.nodes = make([]treeNode, 2*leaves-1)
+	for i, n := range rt {
+		if n == nil {
+			continue
+		}
+		x := nodeIndex(i)
+		switch {
+		case n.Type == NodeTypeLeaf && n.LeafNode != nil && x.isLeaf():
+			t.nodes[i].leaf = n.LeafNode
+		case n.Type == NodeTypeParent && n.ParentNode != nil && !x.isLeaf():
+			t.nodes[i].parent = n.ParentNode
+		default:
+			return nil, fmt.Errorf("mls: ratchet tree has a node of type %d at node %d", n.Type, i)
+		}
+	}
+	if err := t.checkUnmergedLeaves(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// checkUnmergedLeaves checks that every unmerged leaf of a parent node P is
+// a non-blank leaf below P, named once, and also unmerged at every
+// non-blank parent between it and P (Section 7.9.2 and Section 12.4.3.1,
+// which require the unmerged leaves to be consistent with the tree).
+func (t *ratchetTree) checkUnmergedLeaves() error {
+	n := t.numLeaves()
+	for x := 1; x < len(t.nodes); x += 2 {
+		p := t.nodes[x].parent
+		if p == nil {
+			continue
+		}
+		for i, l := range p.UnmergedLeaves {
+			if uint64(l) >= uint64(n) || t.nodes[l.node()].leaf == nil {
+				return fmt.Errorf("mls: unmerged leaf %d of node %d is blank", l, x)
+			}
+			if slices.Contains(p.UnmergedLeaves[:i], l) {
+				return fmt.Errorf("mls: unmerged leaf %d of node %d is listed twice", l, x)
+			}
+			if !isDescendant(l.node(), nodeIndex(x)) {
+				return fmt.Errorf("mls: unmerged leaf %d is not below node %d", l, x)
+			}
+			for y, _ := l.node().parent(n); y != nodeIndex(x); y, _ = y.parent(n) {
+				if q := t.nodes[y].parent; q != nil && !slices.Contains(q.UnmergedLeaves, l) {
+					return fmt.Errorf("mls: unmerged leaf %d of node %d is merged at node %d", l, x, y)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// isDescendant reports whether x is in the subtree rooted at a (a node is
+// its own descendant).
+func isDescendant(x, a nodeIndex) bool {
+	k := a.level()
+	// The subtree of a covers the indices a-(2^k-1) .. a+(2^k-1).
+	span := uint64(1)<<k - 1
+	return uint64(x)+span >= uint64(a) && uint64(x) <= uint64(a)+span
+}
