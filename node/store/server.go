@@ -940,7 +940,9 @@ func (s *LocalStore) ClearOverflow(ctx context.Context, device []byte) error {
 }
 
 // QueueSignal implements Store.
-func (s *LocalStore) QueueSignal(device []byte) <-chan struct{} { return s.signals.wait(string(device)) }
+func (s *LocalStore) QueueSignal(device []byte) <-chan struct{} {
+	return s.signals.wait(string(device))
+}
 
 // Secret implements Store.
 func (s *LocalStore) Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
