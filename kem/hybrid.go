@@ -121,7 +121,7 @@ func parseX25519(b []byte) (*ecdh.PublicKey, error) {
 func x25519(sk *ecdh.PrivateKey, pk *ecdh.PublicKey) ([]byte, error) {
 	ss, err := sk.ECDH(pk)
 	if err != nil {
-		return nil, errors.New("kem: hybrid X25519 shared secret is all zero")
+		return nil, errors.New("kem: X25519 shared secret is all zero")
 	}
 	return ss, nil
 }

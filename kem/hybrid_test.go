@@ -10,6 +10,9 @@ import (
 	"crypto/sha256"
 	"crypto/sha3"
 	"math/big"
+	"strings"
+
+	"github.com/cloudflare/circl/kem/xwing"
 	"testing"
 )
 
@@ -363,6 +366,78 @@ func TestMalformedLengths(t *testing.T) {
 		}
 		if _, err := k.Decap(nil, make([]byte, k.EncSize())); err == nil {
 			t.Errorf("kem %04x: Decap with nil key succeeded", k.ID())
+		}
+	}
+}
+
+// TestXWingMatchesCircl cross-checks the X-Wing composition against circl's
+// kem/xwing: key expansion, derandomized Encap and Decap.
+func TestXWingMatchesCircl(t *testing.T) {
+	k := XWing()
+	for range 8 {
+		seed := make([]byte, 32)
+		rand.Read(seed)
+		sk, err := k.NewPrivateKey(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csk, cpk := xwing.DeriveKeyPair(seed)
+		cpkBytes := make([]byte, xwing.PublicKeySize)
+		cpk.Pack(cpkBytes)
+		if !bytes.Equal(sk.PublicKey().Bytes(), cpkBytes) {
+			t.Fatal("X-Wing public key differs from circl")
+		}
+		eseed := make([]byte, 64)
+		rand.Read(eseed)
+		ss, enc, err := k.Encap(bytes.NewReader(eseed), sk.PublicKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		css, cct, err := xwing.Encapsulate(cpkBytes, eseed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ss, css) || !bytes.Equal(enc, cct) {
+			t.Fatal("X-Wing Encap differs from circl")
+		}
+		cct[0] ^= 1 // implicit rejection must agree too
+		got, err := k.Decap(sk, cct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, 32)
+		csk.DecapsulateTo(want, cct)
+		if !bytes.Equal(got, want) || bytes.Equal(got, ss) {
+			t.Fatal("X-Wing Decap of a modified ciphertext differs from circl")
+		}
+	}
+}
+
+// TestXWingRejectsLowOrder checks that X-Wing refuses low-order X25519
+// public keys and ephemerals (all-zero shared secret), as crypto/hpke does.
+func TestXWingRejectsLowOrder(t *testing.T) {
+	k := XWing()
+	sk, err := k.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, enc, err := k.Encap(rand.Reader, sk.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range badX25519() {
+		if !strings.Contains(name, "low order") && !strings.Contains(name, "order-8") {
+			continue
+		}
+		pk := sk.PublicKey().Bytes()
+		copy(pk[len(pk)-32:], bad)
+		if _, err := k.NewPublicKey(pk); err == nil {
+			t.Errorf("NewPublicKey accepted X25519 %s", name)
+		}
+		e := bytes.Clone(enc)
+		copy(e[len(e)-32:], bad)
+		if _, err := k.Decap(sk, e); err == nil {
+			t.Errorf("Decap accepted X25519 ephemeral %s", name)
 		}
 	}
 }

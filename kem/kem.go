@@ -2,6 +2,15 @@
 // encapsulation mechanisms, the DHKEMs used by the MLS ciphersuites of
 // [RFC 9420] Section 17.1, X-Wing, and qpchat's hybrid X25519 + ML-KEM-768 KEM.
 //
+// The hybrid KEM's construction, code points (HPKE KEM id 0xFA01, local to
+// qpchat; MLS suite 0xFA01 in RFC 9420's private-use range) and security
+// argument are in README.md beside this file. In short: its secret stays
+// confidential while either ML-KEM-768 or X25519 holds, but it is not
+// strictly IND-CCA, because a ciphertext can be re-encoded (a small-order
+// component added to the X25519 ephemeral) without changing the secret.
+// That is harmless in MLS; HPKE ciphertext bytes must never serve as
+// identifiers.
+//
 // [RFC 9180]: https://www.rfc-editor.org/rfc/rfc9180
 // [RFC 9420]: https://www.rfc-editor.org/rfc/rfc9420
 package kem

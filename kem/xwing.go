@@ -1,21 +1,38 @@
 package kem
 
 import (
+	"crypto/ecdh"
+	"crypto/sha3"
+	"errors"
 	"fmt"
 	"io"
 
-	"github.com/cloudflare/circl/kem/xwing"
+	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
+)
+
+// X-Wing sizes (draft-connolly-cfrg-xwing-kem, Section 5).
+const (
+	xwingPublicKeySize  = mlkem768.PublicKeySize + 32  // 1216
+	xwingEncSize        = mlkem768.CiphertextSize + 32 // 1120
+	xwingPrivateKeySize = 32
+	xwingSecretSize     = 32
+	// xwingLabel is X-Wing's combiner label, the ASCII drawing `\.//^\`.
+	xwingLabel = "\\.//^\\"
 )
 
 // xwingKEM is X-Wing (draft-connolly-cfrg-xwing-kem), HPKE KEM 0x647a as
-// MLKEM768-X25519 in draft-ietf-hpke-pq, built on circl's kem/xwing.
+// MLKEM768-X25519 in draft-ietf-hpke-pq. It composes circl's ML-KEM-768,
+// crypto/ecdh's X25519 and SHA3-256 exactly as the draft's combiner and Go's
+// crypto/hpke do:
 //
-// Layouts (draft-connolly-cfrg-xwing-kem, Section 5): public key = ML-KEM-768
-// encapsulation key (1184) ‖ X25519 public key (32); enc = ML-KEM-768
-// ciphertext (1088) ‖ X25519 ephemeral (32); private key = 32-byte seed.
-// As the draft specifies, a low-order X25519 component is not refused: the
-// combiner hashes the X25519 ciphertext and public key, so it cannot be
-// used to re-encode a ciphertext.
+//	public key  = ML-KEM-768 encapsulation key (1184) ‖ X25519 public key (32)
+//	enc         = ML-KEM-768 ciphertext (1088) ‖ X25519 ephemeral (32)
+//	private key = seed (32); SHAKE256(seed, 96) = d (32) ‖ z (32) ‖ X25519 key (32)
+//	secret      = SHA3-256(ML-KEM_ss ‖ X25519_ss ‖ ct_X ‖ pk_X ‖ `\.//^\`)
+//
+// Like crypto/hpke (and like every other KEM of this package) it refuses an
+// all-zero X25519 shared secret, and it refuses a low-order X25519 public
+// key on parse. X25519 encodings are otherwise accepted as RFC 7748 allows.
 type xwingKEM struct{}
 
 var xwingInstance = &xwingKEM{}
@@ -24,14 +41,15 @@ var xwingInstance = &xwingKEM{}
 func XWing() KEM { return xwingInstance }
 
 func (*xwingKEM) ID() uint16            { return KEMXWing }
-func (*xwingKEM) PublicKeySize() int    { return xwing.PublicKeySize }
-func (*xwingKEM) PrivateKeySize() int   { return xwing.SeedSize }
-func (*xwingKEM) EncSize() int          { return xwing.CiphertextSize }
-func (*xwingKEM) SharedSecretSize() int { return xwing.SharedKeySize }
+func (*xwingKEM) PublicKeySize() int    { return xwingPublicKeySize }
+func (*xwingKEM) PrivateKeySize() int   { return xwingPrivateKeySize }
+func (*xwingKEM) EncSize() int          { return xwingEncSize }
+func (*xwingKEM) SharedSecretSize() int { return xwingSecretSize }
 func (*xwingKEM) String() string        { return "X-Wing" }
 
 type xwingPublicKey struct {
-	pk  *xwing.PublicKey
+	m   *mlkem768.PublicKey
+	x   *ecdh.PublicKey
 	raw []byte
 }
 
@@ -40,7 +58,8 @@ func (pk *xwingPublicKey) Bytes() []byte { return append([]byte(nil), pk.raw...)
 
 type xwingPrivateKey struct {
 	seed []byte
-	sk   *xwing.PrivateKey
+	m    *mlkem768.PrivateKey
+	x    *ecdh.PrivateKey
 	pub  *xwingPublicKey
 }
 
@@ -49,84 +68,139 @@ func (sk *xwingPrivateKey) Bytes() []byte        { return append([]byte(nil), sk
 func (sk *xwingPrivateKey) PublicKey() PublicKey { return sk.pub }
 
 // NewPublicKey parses an X-Wing public key, running FIPS 203's
-// encapsulation-key check on the ML-KEM part.
+// encapsulation-key check on the ML-KEM part and refusing a low-order
+// X25519 part.
 func (*xwingKEM) NewPublicKey(b []byte) (PublicKey, error) {
-	if len(b) != xwing.PublicKeySize {
-		return nil, fmt.Errorf("kem: X-Wing public key is %d bytes, want %d", len(b), xwing.PublicKeySize)
+	if len(b) != xwingPublicKeySize {
+		return nil, fmt.Errorf("kem: X-Wing public key is %d bytes, want %d", len(b), xwingPublicKeySize)
 	}
-	pk := new(xwing.PublicKey)
-	if err := pk.Unpack(b); err != nil {
-		return nil, fmt.Errorf("kem: invalid X-Wing public key: %w", err)
+	m := new(mlkem768.PublicKey)
+	if err := m.Unpack(b[:mlkem768.PublicKeySize]); err != nil {
+		return nil, fmt.Errorf("kem: X-Wing ML-KEM-768 encapsulation key: %w", err)
 	}
-	return &xwingPublicKey{pk: pk, raw: append([]byte(nil), b...)}, nil
+	x, err := ecdh.X25519().NewPublicKey(b[mlkem768.PublicKeySize:])
+	if err != nil {
+		return nil, fmt.Errorf("kem: X-Wing X25519 public key: %w", err)
+	}
+	if _, err := x25519(lowOrderProbe, x); err != nil {
+		return nil, errors.New("kem: X-Wing X25519 public key has low order")
+	}
+	return &xwingPublicKey{m: m, x: x, raw: append([]byte(nil), b...)}, nil
 }
 
-// NewPrivateKey expands a 32-byte X-Wing seed.
+// NewPrivateKey expands a 32-byte X-Wing seed (draft-connolly-cfrg-xwing-kem,
+// Section 5.2, expandDecapsulationKey).
 func (*xwingKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
-	if len(b) != xwing.SeedSize {
-		return nil, fmt.Errorf("kem: X-Wing private key is %d bytes, want %d", len(b), xwing.SeedSize)
+	if len(b) != xwingPrivateKeySize {
+		return nil, fmt.Errorf("kem: X-Wing private key is %d bytes, want %d", len(b), xwingPrivateKeySize)
 	}
-	sk, pk := xwing.DeriveKeyPair(b)
-	raw := make([]byte, xwing.PublicKeySize)
-	pk.Pack(raw)
+	var expanded [mlkem768.KeySeedSize + 32]byte
+	defer clear(expanded[:])
+	h := sha3.NewSHAKE256()
+	h.Write(b)
+	h.Read(expanded[:])
+	mpk, msk := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
+	x, err := ecdh.X25519().NewPrivateKey(expanded[mlkem768.KeySeedSize:])
+	if err != nil {
+		return nil, fmt.Errorf("kem: X-Wing X25519 private key: %w", err)
+	}
+	raw := make([]byte, xwingPublicKeySize)
+	mpk.Pack(raw[:mlkem768.PublicKeySize])
+	copy(raw[mlkem768.PublicKeySize:], x.PublicKey().Bytes())
 	return &xwingPrivateKey{
 		seed: append([]byte(nil), b...),
-		sk:   sk,
-		pub:  &xwingPublicKey{pk: pk, raw: raw},
+		m:    msk,
+		x:    x,
+		pub:  &xwingPublicKey{m: mpk, x: x.PublicKey(), raw: raw},
 	}, nil
 }
 
 // GenerateKeyPair reads the 32-byte seed from rand.
-func (x *xwingKEM) GenerateKeyPair(rand io.Reader) (PrivateKey, error) {
-	seed := make([]byte, xwing.SeedSize)
+func (k *xwingKEM) GenerateKeyPair(rand io.Reader) (PrivateKey, error) {
+	seed := make([]byte, xwingPrivateKeySize)
 	defer clear(seed)
 	if _, err := io.ReadFull(rand, seed); err != nil {
 		return nil, fmt.Errorf("kem: reading randomness: %w", err)
 	}
-	return x.NewPrivateKey(seed)
+	return k.NewPrivateKey(seed)
 }
 
 // DeriveKeyPair implements DeriveKeyPair for MLKEM768-X25519 from
 // draft-ietf-hpke-pq: seed = SHAKE256 LabeledDerive(ikm, "DeriveKeyPair",
 // "", 32) under suite_id "KEM" ‖ I2OSP(0x647a, 2).
-func (x *xwingKEM) DeriveKeyPair(ikm []byte) (PrivateKey, error) {
-	seed, err := kdfSHAKE256.labeledDerive(kemSuiteID(KEMXWing), ikm, "DeriveKeyPair", nil, xwing.SeedSize)
+func (k *xwingKEM) DeriveKeyPair(ikm []byte) (PrivateKey, error) {
+	seed, err := kdfSHAKE256.labeledDerive(kemSuiteID(KEMXWing), ikm, "DeriveKeyPair", nil, xwingPrivateKeySize)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(seed)
-	return x.NewPrivateKey(seed)
+	return k.NewPrivateKey(seed)
+}
+
+// xwingCombine is X-Wing's combiner (draft-connolly-cfrg-xwing-kem,
+// Section 5.3).
+func xwingCombine(mss, xss, ctX, pkX []byte) []byte {
+	h := sha3.New256()
+	h.Write(mss)
+	h.Write(xss)
+	h.Write(ctX)
+	h.Write(pkX)
+	h.Write([]byte(xwingLabel))
+	return h.Sum(nil)
 }
 
 // Encap reads 64 bytes from rand: ML-KEM's 32-byte m, then the 32-byte
-// X25519 ephemeral private key (the draft's eseed order).
+// X25519 ephemeral private key (the draft's eseed order, Section 5.4).
 func (*xwingKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, err error) {
 	p, ok := pk.(*xwingPublicKey)
 	if !ok || p == nil {
-		return nil, nil, fmt.Errorf("kem: public key is not an X-Wing key")
+		return nil, nil, errors.New("kem: public key is not an X-Wing key")
 	}
-	eseed := make([]byte, xwing.EncapsulationSeedSize)
-	defer clear(eseed)
-	if _, err := io.ReadFull(rand, eseed); err != nil {
+	var eseed [mlkem768.EncapsulationSeedSize + 32]byte
+	defer clear(eseed[:])
+	if _, err := io.ReadFull(rand, eseed[:]); err != nil {
 		return nil, nil, fmt.Errorf("kem: reading randomness: %w", err)
 	}
-	ss := make([]byte, xwing.SharedKeySize)
-	ct := make([]byte, xwing.CiphertextSize)
-	p.pk.EncapsulateTo(ct, ss, eseed)
-	return ss, ct, nil
+	eph, err := ecdh.X25519().NewPrivateKey(eseed[mlkem768.EncapsulationSeedSize:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("kem: X-Wing X25519 ephemeral: %w", err)
+	}
+	xss, err := x25519(eph, p.x)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(xss)
+	enc = make([]byte, xwingEncSize)
+	var mss [mlkem768.SharedKeySize]byte
+	defer clear(mss[:])
+	p.m.EncapsulateTo(enc[:mlkem768.CiphertextSize], mss[:], eseed[:mlkem768.EncapsulationSeedSize])
+	ctX := eph.PublicKey().Bytes()
+	copy(enc[mlkem768.CiphertextSize:], ctX)
+	return xwingCombine(mss[:], xss, ctX, p.x.Bytes()), enc, nil
 }
 
-// Decap recovers an X-Wing shared secret. A tampered ML-KEM ciphertext gives
+// Decap recovers an X-Wing shared secret. A modified ML-KEM ciphertext gives
 // an unrelated secret (implicit rejection), not an error.
 func (*xwingKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	s, ok := sk.(*xwingPrivateKey)
 	if !ok || s == nil {
-		return nil, fmt.Errorf("kem: private key is not an X-Wing key")
+		return nil, errors.New("kem: private key is not an X-Wing key")
 	}
-	if len(enc) != xwing.CiphertextSize {
-		return nil, fmt.Errorf("kem: X-Wing enc is %d bytes, want %d", len(enc), xwing.CiphertextSize)
+	if len(enc) != xwingEncSize {
+		return nil, fmt.Errorf("kem: X-Wing enc is %d bytes, want %d", len(enc), xwingEncSize)
 	}
-	ss := make([]byte, xwing.SharedKeySize)
-	s.sk.DecapsulateTo(ss, enc)
-	return ss, nil
+	ctX := enc[mlkem768.CiphertextSize:]
+	eph, err := ecdh.X25519().NewPublicKey(ctX)
+	if err != nil {
+		return nil, fmt.Errorf("kem: X-Wing X25519 ephemeral: %w", err)
+	}
+	xss, err := x25519(s.x, eph)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(xss)
+	var mss [mlkem768.SharedKeySize]byte
+	defer clear(mss[:])
+	s.m.DecapsulateTo(mss[:], enc[:mlkem768.CiphertextSize])
+	return xwingCombine(mss[:], xss, ctX, s.pub.x.Bytes()), nil
 }
