@@ -1,0 +1,133 @@
+package kem
+
+import (
+	"crypto/rand"
+	"fmt"
+	"testing"
+)
+
+// benchKEMs are compared in each benchmark: the hybrid against the classical
+// DHKEM(X25519) of MLS suite 1 and against X-Wing.
+func benchKEMs() []KEM {
+	return []KEM{HybridX25519MLKEM768(), DHKEMX25519(), XWing(), DHKEMP256()}
+}
+
+func benchName(k KEM) string { return fmt.Sprintf("kem=%04x", k.ID()) }
+
+func BenchmarkEncap(b *testing.B) {
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			sk, err := k.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pk := sk.PublicKey()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := k.Encap(rand.Reader, pk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecap(b *testing.B) {
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			sk, err := k.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, enc, err := k.Encap(rand.Reader, sk.PublicKey())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := k.Decap(sk, enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDeriveKeyPair(b *testing.B) {
+	ikm := make([]byte, 32)
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := k.DeriveKeyPair(ikm); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkNewPublicKey measures parsing and validating a received public
+// key, which MLS does for every leaf and parent key it reads.
+func BenchmarkNewPublicKey(b *testing.B) {
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			sk, err := k.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			raw := sk.PublicKey().Bytes()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := k.NewPublicKey(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHPKESeal100 is a single-shot HPKE Seal of 100 bytes with
+// HKDF-SHA256 and AES-128-GCM (Encap included).
+func BenchmarkHPKESeal100(b *testing.B) {
+	pt := make([]byte, 100)
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			s := Suite{KEM: k, KDF: KDFHKDFSHA256, AEAD: AEADAES128GCM}
+			sk, err := k.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := s.Seal(rand.Reader, sk.PublicKey(), []byte("info"), nil, pt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHPKEOpen100 is the matching single-shot Open (Decap included).
+func BenchmarkHPKEOpen100(b *testing.B) {
+	pt := make([]byte, 100)
+	for _, k := range benchKEMs() {
+		b.Run(benchName(k), func(b *testing.B) {
+			s := Suite{KEM: k, KDF: KDFHKDFSHA256, AEAD: AEADAES128GCM}
+			sk, err := k.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			enc, ct, err := s.Seal(rand.Reader, sk.PublicKey(), []byte("info"), nil, pt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Open(sk, enc, []byte("info"), nil, ct); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
