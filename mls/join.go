@@ -1,0 +1,378 @@
+package mls
+
+// This file holds joining a group: creating and opening a Welcome and its
+// GroupInfo (RFC 9420, Section 12.4.3.1), the ratchet tree a joiner
+// imports (Section 12.4.3.3), and joining by external commit
+// (Section 12.4.3.2).
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Labels of the Welcome and GroupInfo (RFC 9420, Sections 12.4.3 and
+// 12.4.3.1).
+const (
+	labelWelcomeHPKE  = "Welcome"
+	labelGroupInfoTBS = "GroupInfoTBS"
+)
+
+// ErrNoMatchingKeyPackage is returned by JoinFromWelcome when the Welcome
+// holds no secrets for the given KeyPackage: it was meant for someone else.
+var ErrNoMatchingKeyPackage = errors.New("mls: welcome is not addressed to this key package")
+
+// openedWelcome is what a joiner learns from a Welcome before it imports
+// the tree: the decrypted GroupSecrets and GroupInfo, the PSK secret, and
+// the epoch's secrets.
+type openedWelcome struct {
+	secrets   *GroupSecrets
+	groupInfo *GroupInfo
+	pskSecret []byte
+	joiner    *joinerSecret
+}
+
+// openWelcome performs the first steps of RFC 9420, Section 12.4.3.1:
+// it finds the EncryptedGroupSecrets for kpRef, decrypts it with the init
+// private key, resolves the PSKs, and decrypts the GroupInfo with the
+// welcome key. The GroupInfo is not verified yet.
+func openWelcome(cs *cipherSuite, w *Welcome, kpRef KeyPackageRef, initPriv []byte, psks pskResolver) (*openedWelcome, error) {
+	if w.CipherSuite != cs.id {
+		return nil, fmt.Errorf("mls: welcome uses cipher suite 0x%04x, key package 0x%04x", uint16(w.CipherSuite), uint16(cs.id))
+	}
+	var egs *EncryptedGroupSecrets
+	for i := range w.Secrets {
+		if bytes.Equal(w.Secrets[i].NewMember, kpRef) {
+			egs = &w.Secrets[i]
+			break
+		}
+	}
+	if egs == nil {
+		return nil, ErrNoMatchingKeyPackage
+	}
+	sk, err := cs.hpkePrivateKey(initPriv)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := cs.decryptWithLabel(sk, labelWelcomeHPKE, w.EncryptedGroupInfo,
+		egs.EncryptedGroupSecrets.KEMOutput, egs.EncryptedGroupSecrets.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("mls: cannot decrypt group secrets: %w", err)
+	}
+	defer clear(pt)
+	gs, err := UnmarshalGroupSecrets(pt)
+	if err != nil {
+		return nil, fmt.Errorf("mls: group secrets: %w", err)
+	}
+	joiner, err := joinerSecretFromBytes(cs, gs.JoinerSecret)
+	if err != nil {
+		return nil, err
+	}
+	clear(gs.JoinerSecret)
+	gs.JoinerSecret = nil
+	if gs.PathSecret != nil && len(gs.PathSecret.PathSecret) != cs.nh {
+		return nil, fmt.Errorf("mls: invalid path secret length %d", len(gs.PathSecret.PathSecret))
+	}
+
+	// Section 12.4.3.1: "Verify that the PSKs are available" and compute
+	// psk_secret over them, in the order given.
+	pskList, err := psks.resolve(cs, gs.PSKs)
+	if err != nil {
+		return nil, err
+	}
+	pskSecret, err := cs.pskSecret(pskList)
+	if err != nil {
+		return nil, err
+	}
+
+	m := joiner.intermediate(pskSecret)
+	welcomeSecret := m.welcomeSecret()
+	m.zero()
+	key, nonce := cs.welcomeKeyNonce(welcomeSecret)
+	clear(welcomeSecret)
+	aead, err := cs.aead.new(key)
+	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	giBytes, err := aead.Open(nil, nonce, w.EncryptedGroupInfo, nil)
+	if err != nil {
+		return nil, errors.New("mls: cannot decrypt group info")
+	}
+	gi, err := UnmarshalGroupInfo(giBytes)
+	if err != nil {
+		return nil, fmt.Errorf("mls: group info: %w", err)
+	}
+	if gi.GroupContext.CipherSuite != cs.id || gi.GroupContext.Version != ProtocolVersionMLS10 {
+		return nil, fmt.Errorf("mls: group info for cipher suite 0x%04x version %d", uint16(gi.GroupContext.CipherSuite), gi.GroupContext.Version)
+	}
+	return &openedWelcome{secrets: gs, groupInfo: gi, pskSecret: pskSecret, joiner: joiner}, nil
+}
+
+// verifyGroupInfo checks the GroupInfo signature with the signer's
+// signature public key (RFC 9420, Section 12.4.3): VerifyWithLabel(.,
+// "GroupInfoTBS", GroupInfoTBS).
+func verifyGroupInfo(cs *cipherSuite, gi *GroupInfo, signerKey []byte) error {
+	tbs, err := gi.marshalTBS()
+	if err != nil {
+		return err
+	}
+	if !cs.verifyWithLabel(signerKey, labelGroupInfoTBS, tbs, gi.Signature) {
+		return errors.New("mls: invalid group info signature")
+	}
+	return nil
+}
+
+// signGroupInfo sets gi.Signature (RFC 9420, Section 12.4.3).
+func signGroupInfo(rand io.Reader, cs *cipherSuite, gi *GroupInfo, sk *SignaturePrivateKey) error {
+	tbs, err := gi.marshalTBS()
+	if err != nil {
+		return err
+	}
+	sig, err := cs.signWithLabel(rand, sk, labelGroupInfoTBS, tbs)
+	if err != nil {
+		return err
+	}
+	gi.Signature = sig
+	return nil
+}
+
+// welcomeEpoch runs the key schedule of the Welcome's epoch and checks the
+// GroupInfo's confirmation tag against the confirmation key (RFC 9420,
+// Section 12.4.3.1: "Verify the confirmation tag").
+func welcomeEpoch(cs *cipherSuite, ow *openedWelcome) (*epochSecrets, error) {
+	gc, err := ow.groupInfo.GroupContext.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	m := ow.joiner.intermediate(ow.pskSecret)
+	defer m.zero()
+	secrets := m.epochSecret(gc).derive()
+	if !cs.verifyConfirmationTag(secrets.confirmationKey, ow.groupInfo.GroupContext.ConfirmedTranscriptHash, ow.groupInfo.ConfirmationTag) {
+		secrets.zero()
+		return nil, errors.New("mls: invalid confirmation tag in group info")
+	}
+	return secrets, nil
+}
+
+// JoinFromWelcome joins a group from a Welcome (RFC 9420, Section
+// 12.4.3.1). welcome is a serialized MLSMessage(Welcome); kp holds the
+// private keys of the KeyPackage the Welcome was made for; ratchetTree is
+// the serialized tree when it is given out of band, or nil to use the
+// Welcome's ratchet_tree extension. Every leaf of the tree is validated,
+// cfg.ValidateCredential included, and now is checked against the
+// lifetimes of key_package leaves.
+func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetTree []byte, now time.Time) (*Group, error) {
+	cfg = cfg.withDefaults()
+	msg, err := UnmarshalMLSMessage(welcome)
+	if err != nil {
+		return nil, err
+	}
+	if msg.WireFormat != WireFormatWelcome {
+		return nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
+	}
+	cs, err := kp.KeyPackage.CipherSuite.suite()
+	if err != nil {
+		return nil, err
+	}
+	kpRef, err := MakeKeyPackageRef(&kp.KeyPackage)
+	if err != nil {
+		return nil, err
+	}
+	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, cfg.psks(nil))
+	if err != nil {
+		return nil, err
+	}
+	defer ow.joiner.zero()
+	gi := ow.groupInfo
+
+	// Import and verify the tree (Section 12.4.3.1): from the extension
+	// or out of band, matching the GroupContext's tree hash, parent-hash
+	// valid, every leaf valid.
+	treeBytes := ratchetTree
+	if ext, ok := gi.Extensions.Find(ExtensionTypeRatchetTree); ok {
+		if treeBytes == nil {
+			treeBytes = ext
+		}
+	}
+	if treeBytes == nil {
+		return nil, errors.New("mls: no ratchet tree in the welcome and none given")
+	}
+	tree, err := parseRatchetTree(cs.id, treeBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(tree.treeHash(), gi.GroupContext.TreeHash) {
+		return nil, errors.New("mls: ratchet tree does not match the group's tree hash")
+	}
+	if err := tree.verifyParentHashes(); err != nil {
+		return nil, err
+	}
+	if err := tree.validateTree(gi.GroupContext.GroupID, gi.GroupContext.Extensions, now, cfg.ValidateCredential); err != nil {
+		return nil, err
+	}
+	signerLeaf := tree.leaf(gi.Signer)
+	if signerLeaf == nil {
+		return nil, fmt.Errorf("mls: group info signer %d is not a member", gi.Signer)
+	}
+	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey); err != nil {
+		return nil, err
+	}
+
+	// Find our own leaf: the one holding our KeyPackage's leaf node.
+	own, err := findOwnLeaf(tree, &kp.KeyPackage.LeafNode)
+	if err != nil {
+		return nil, err
+	}
+
+	leafKey, err := cs.hpkePrivateKey(kp.EncryptionPriv)
+	if err != nil {
+		return nil, err
+	}
+	priv := newTreePrivateKeys(own, leafKey)
+	// Section 12.4.3.1: with a path_secret, derive the private keys of the
+	// common ancestor of the signer and us up to the root, and check them
+	// against the tree.
+	if ow.secrets.PathSecret != nil {
+		if err := tree.joinPathSecret(priv, gi.Signer, ow.secrets.PathSecret.PathSecret); err != nil {
+			return nil, err
+		}
+	}
+
+	secrets, err := welcomeEpoch(cs, ow)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{
+		cfg:     cfg,
+		cs:      cs,
+		ctx:     gi.GroupContext,
+		tree:    tree,
+		signer:  kp.Signer,
+		priv:    priv,
+		secrets: secrets,
+		interim: cs.interimTranscriptHash(gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag),
+	}
+	if err := g.startEpoch(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// findOwnLeaf returns the index of the leaf equal to ours.
+func findOwnLeaf(t *ratchetTree, leaf *LeafNode) (leafIndex, error) {
+	want, err := leaf.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	l, ok := t.leafIndexOf(func(n *LeafNode) bool {
+		if !bytes.Equal(n.SignatureKey, leaf.SignatureKey) || !bytes.Equal(n.EncryptionKey, leaf.EncryptionKey) {
+			return false
+		}
+		got, err := n.Marshal()
+		return err == nil && bytes.Equal(got, want)
+	})
+	if !ok {
+		return 0, errors.New("mls: our leaf is not in the welcome's ratchet tree")
+	}
+	return l, nil
+}
+
+// welcomeFor builds the Welcome for the new members of a commit (RFC 9420,
+// Section 12.4.3.1): GroupInfo signed by the committer and encrypted with
+// the welcome key, and GroupSecrets encrypted to each new member's init key
+// with its path secret (the secret of the lowest common ancestor of the
+// committer and the new member, when the commit has a path).
+func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMember) ([]byte, error) {
+	if len(newMembers) == 0 {
+		return nil, nil
+	}
+	cs := g.cs
+	gi, err := g.newGroupInfo(rand, st, true)
+	if err != nil {
+		return nil, err
+	}
+	giBytes, err := gi.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	key, nonce := cs.welcomeKeyNonce(st.welcomeSecret)
+	aead, err := cs.aead.new(key)
+	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	w := &Welcome{CipherSuite: cs.id, EncryptedGroupInfo: aead.Seal(nil, nonce, giBytes, nil)}
+	for _, m := range newMembers {
+		gs := GroupSecrets{JoinerSecret: st.joiner.bytes(), PSKs: st.pskIDs}
+		if ps := st.pathSecretFor(m.leaf); ps != nil {
+			gs.PathSecret = &PathSecret{PathSecret: ps}
+		}
+		pt, err := gs.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		kemOut, ct, err := cs.encryptWithLabel(rand, m.kp.InitKey, labelWelcomeHPKE, w.EncryptedGroupInfo, pt)
+		clear(pt)
+		if err != nil {
+			return nil, err
+		}
+		w.Secrets = append(w.Secrets, EncryptedGroupSecrets{
+			NewMember:             m.ref,
+			EncryptedGroupSecrets: HPKECiphertext{KEMOutput: kemOut, Ciphertext: ct},
+		})
+	}
+	return (&MLSMessage{WireFormat: WireFormatWelcome, Welcome: w}).Marshal()
+}
+
+// newGroupInfo builds and signs the GroupInfo of the epoch a commit
+// creates (RFC 9420, Section 12.4.3). withTree puts the ratchet tree in
+// the ratchet_tree extension; the external_pub extension is always added
+// so that the GroupInfo also serves external joins (Section 12.4.3.2).
+func (g *Group) newGroupInfo(rand io.Reader, st *commitState, withTree bool) (*GroupInfo, error) {
+	return makeGroupInfo(rand, g.cs, &st.ctx, st.tree, st.secrets, st.confirmationTag, g.own(), g.signer, withTree)
+}
+
+// makeGroupInfo builds and signs a GroupInfo for an epoch.
+func makeGroupInfo(rand io.Reader, cs *cipherSuite, ctx *GroupContext, tree *ratchetTree, secrets *epochSecrets,
+	confirmationTag []byte, signer leafIndex, sk *SignaturePrivateKey, withTree bool) (*GroupInfo, error) {
+	var exts Extensions
+	if withTree {
+		tb, err := tree.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, Extension{Type: ExtensionTypeRatchetTree, Data: tb})
+	}
+	pub, err := externalPub(cs, secrets.externalSecret)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := (&ExternalPub{ExternalPub: pub}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	exts = append(exts, Extension{Type: ExtensionTypeExternalPub, Data: eb})
+	gi := &GroupInfo{
+		GroupContext:    *ctx,
+		Extensions:      exts,
+		ConfirmationTag: confirmationTag,
+		Signer:          signer,
+	}
+	if err := signGroupInfo(rand, cs, gi, sk); err != nil {
+		return nil, err
+	}
+	return gi, nil
+}
+
+// externalPub derives the public key of the external key pair
+// (RFC 9420, Section 8.3): KEM.DeriveKeyPair(external_secret).
+func externalPub(cs *cipherSuite, externalSecret []byte) ([]byte, error) {
+	sk, err := cs.hpke.KEM.DeriveKeyPair(externalSecret)
+	if err != nil {
+		return nil, err
+	}
+	return sk.PublicKey().Bytes(), nil
+}

@@ -1,0 +1,83 @@
+package mls
+
+import (
+	"fmt"
+	"testing"
+
+	"qpchat/internal/vectors"
+)
+
+// welcomeTest mirrors an entry of welcome.json (FORMAT.md, "Welcome").
+type welcomeTest struct {
+	CipherSuite uint16      `json:"cipher_suite"`
+	InitPriv    vectors.Hex `json:"init_priv"`
+	SignerPub   vectors.Hex `json:"signer_pub"`
+	KeyPackage  vectors.Hex `json:"key_package"`
+	Welcome     vectors.Hex `json:"welcome"`
+}
+
+// TestWelcomeVectors decrypts each Welcome of welcome.json with the init
+// key, verifies the GroupInfo signature with the signer's key and its
+// confirmation tag with the key schedule of the joiner secret.
+func TestWelcomeVectors(t *testing.T) {
+	var tests []welcomeTest
+	vectors.Load(t, "QPCHAT_MLS_VECTORS", "mls-test-vectors", "welcome.json", &tests)
+	passed := map[uint16]int{}
+	for i, tc := range tests {
+		t.Run("", func(t *testing.T) {
+			if err := testWelcome(tc); err != nil {
+				t.Errorf("entry %d (suite %d): %v", i, tc.CipherSuite, err)
+				return
+			}
+			passed[tc.CipherSuite]++
+		})
+	}
+	for s := uint16(1); s <= 7; s++ {
+		if passed[s] > 0 {
+			t.Logf("welcome.json: suite %d: %d entries passed", s, passed[s])
+		}
+	}
+	if len(tests) == 0 {
+		t.Fatal("welcome.json: no entries")
+	}
+}
+
+func testWelcome(tc welcomeTest) error {
+	cs, err := CipherSuite(tc.CipherSuite).suite()
+	if err != nil {
+		return err
+	}
+	kp, err := parseKeyPackageMessage(tc.KeyPackage)
+	if err != nil {
+		return err
+	}
+	if kp.CipherSuite != cs.id {
+		return errorf("key package suite %d", kp.CipherSuite)
+	}
+	ref, err := MakeKeyPackageRef(kp)
+	if err != nil {
+		return err
+	}
+	msg, err := UnmarshalMLSMessage(tc.Welcome)
+	if err != nil {
+		return err
+	}
+	if msg.WireFormat != WireFormatWelcome {
+		return errorf("wire format %d", msg.WireFormat)
+	}
+	ow, err := openWelcome(cs, msg.Welcome, ref, tc.InitPriv, Config{}.psks(nil))
+	if err != nil {
+		return err
+	}
+	if err := verifyGroupInfo(cs, ow.groupInfo, tc.SignerPub); err != nil {
+		return err
+	}
+	secrets, err := welcomeEpoch(cs, ow)
+	if err != nil {
+		return err
+	}
+	secrets.zero()
+	return nil
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf("test: "+format, args...) }
