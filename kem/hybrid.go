@@ -74,18 +74,55 @@ func (*hybridPrivateKey) KEM() KEM                { return hybridInstance }
 func (sk *hybridPrivateKey) Bytes() []byte        { return append([]byte(nil), sk.seed...) }
 func (sk *hybridPrivateKey) PublicKey() PublicKey { return sk.pub }
 
-// lowOrderProbe is a fixed X25519 private key. Clamped scalars are multiples
-// of 8 and smaller than the prime subgroup order, so X25519(probe, u) is
-// all-zero exactly when u is a point of small order (on the curve or its
-// twist): the test used to refuse low-order public keys on receipt.
-var lowOrderProbe = func() *ecdh.PrivateKey {
-	scalar := sha256.Sum256([]byte("qpchat low-order probe"))
-	k, err := ecdh.X25519().NewPrivateKey(scalar[:])
-	if err != nil {
-		panic(err)
+// x25519LowOrder lists the canonical u-coordinates of the points of small
+// order on Curve25519 and its twist: 0 (order 1 and 2), 1 and p−1 (order 4)
+// and the two points of order 8. Curve25519 has cofactor 8 and its twist 4,
+// so there are no others; X25519 with any clamped scalar gives zero exactly
+// for these (TestLowOrderList checks each against crypto/ecdh).
+var x25519LowOrder = [][32]byte{
+	{},
+	{1},
+	{0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
+		0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+	{0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
+		0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
+	{0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+}
+
+// x25519Reduced reports whether the 255-bit little-endian value b (top bit
+// ignored) is below p = 2^255 − 19. p is ed ff … ff 7f little-endian, so b
+// is not reduced iff bytes 1..30 are 0xff, byte 31 is 0x7f and byte 0 ≥ 0xed.
+func x25519Reduced(b []byte) bool {
+	if b[31]&0x7f != 0x7f || b[0] < 0xed {
+		return true
 	}
-	return k
-}()
+	for _, c := range b[1:31] {
+		if c != 0xff {
+			return true
+		}
+	}
+	return false
+}
+
+// isLowOrderX25519 reports whether the X25519 value b (32 bytes, decoded as
+// RFC 7748 does: top bit ignored, reduced mod p) is a point of small order.
+// Public values only: the comparison need not be constant-time.
+func isLowOrderX25519(b []byte) bool {
+	var u [32]byte
+	copy(u[:], b)
+	u[31] &= 0x7f
+	if !x25519Reduced(u[:]) {
+		// u − p: the value is p + (u[0] − 0xed), below 2^255.
+		u = [32]byte{u[0] - 0xed}
+	}
+	for _, lo := range x25519LowOrder {
+		if u == lo {
+			return true
+		}
+	}
+	return false
+}
 
 // parseX25519 parses a canonical, non-low-order X25519 public value: the
 // top bit clear and the little-endian value below p = 2^255 − 19 (RFC 7748,
@@ -98,16 +135,8 @@ func parseX25519(b []byte) (*ecdh.PublicKey, error) {
 	if b[31]&0x80 != 0 {
 		return nil, errors.New("kem: hybrid X25519 value has the high bit set")
 	}
-	// p = 0x7fff…ffed, little-endian: ed ff … ff 7f. b ≥ p iff its top
-	// byte is 0x7f, bytes 1..30 are 0xff and its low byte is ≥ 0xed.
-	if b[31] == 0x7f && b[0] >= 0xed {
-		allFF := true
-		for _, c := range b[1:31] {
-			allFF = allFF && c == 0xff
-		}
-		if allFF {
-			return nil, errors.New("kem: hybrid X25519 value is not reduced modulo 2^255-19")
-		}
+	if !x25519Reduced(b) {
+		return nil, errors.New("kem: hybrid X25519 value is not reduced modulo 2^255-19")
 	}
 	pk, err := ecdh.X25519().NewPublicKey(b)
 	if err != nil {
@@ -137,7 +166,7 @@ func (*hybridKEM) NewPublicKey(b []byte) (PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := x25519(lowOrderProbe, x); err != nil {
+	if isLowOrderX25519(b[:hybridX25519Size]) {
 		return nil, errors.New("kem: hybrid X25519 public key has low order")
 	}
 	m := new(mlkem768.PublicKey)

@@ -441,3 +441,53 @@ func TestXWingRejectsLowOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestLowOrderList checks isLowOrderX25519 against crypto/ecdh: every listed
+// value, in every encoding X25519 accepts (top bit set, or plus p while
+// below 2^255), makes X25519 with a random key fail with an all-zero output,
+// and random values are not flagged.
+func TestLowOrderList(t *testing.T) {
+	p := x25519P()
+	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := new(big.Int).Lsh(big.NewInt(1), 255)
+	n := 0
+	for _, lo := range x25519LowOrder {
+		for _, u := range []*big.Int{x25519Decode(lo[:]), new(big.Int).Add(x25519Decode(lo[:]), p)} {
+			if u.Cmp(limit) >= 0 {
+				continue
+			}
+			enc := u.FillBytes(make([]byte, 32))
+			for i, j := 0, 31; i < j; i, j = i+1, j-1 {
+				enc[i], enc[j] = enc[j], enc[i]
+			}
+			for _, top := range []byte{0, 0x80} {
+				b := bytes.Clone(enc)
+				b[31] |= top
+				pub, err := ecdh.X25519().NewPublicKey(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := sk.ECDH(pub); err == nil {
+					t.Fatalf("%x is listed as low order but crypto/ecdh accepts it", b)
+				}
+				if !isLowOrderX25519(b) {
+					t.Fatalf("%x not flagged as low order", b)
+				}
+				n++
+			}
+		}
+	}
+	if n != 14 {
+		t.Fatalf("checked %d encodings, want 14", n)
+	}
+	for range 1000 {
+		b := make([]byte, 32)
+		rand.Read(b)
+		if isLowOrderX25519(b) {
+			t.Fatalf("random %x flagged as low order", b)
+		}
+	}
+}
