@@ -548,9 +548,19 @@ func (s ecdsaScheme) generate(rand io.Reader) (signer, error) {
 	return nil, errors.New("mls: randomness source keeps producing invalid ECDSA scalars")
 }
 
+// newPrivateKey parses a big-endian scalar. The canonical form has
+// exactly scalarSize bytes; shorter inputs, with leading zero bytes
+// stripped, are accepted too because some implementations (and the IETF
+// P-521 vectors) serialize the integer minimally.
 func (s ecdsaScheme) newPrivateKey(b []byte) (signer, error) {
-	if len(b) != s.scalarSize {
+	if len(b) == 0 || len(b) > s.scalarSize {
 		return nil, fmt.Errorf("mls: invalid ECDSA private key length %d", len(b))
+	}
+	if len(b) < s.scalarSize {
+		padded := make([]byte, s.scalarSize)
+		defer clear(padded)
+		copy(padded[s.scalarSize-len(b):], b)
+		b = padded
 	}
 	key, err := ecdsa.ParseRawPrivateKey(s.curve, b)
 	if err != nil {
