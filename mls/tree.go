@@ -410,31 +410,64 @@ func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) 
 // a non-blank leaf below P, named once, and also unmerged at every
 // non-blank parent between it and P (Section 7.9.2 and Section 12.4.3.1,
 // which require the unmerged leaves to be consistent with the tree).
+//
+// It runs in O(T log N) for T unmerged entries, so a hostile tree cannot
+// make a joiner do quadratic work: checking the nearest non-blank node
+// below P suffices, because that node's own entries are checked in turn.
 func (t *ratchetTree) checkUnmergedLeaves() error {
+	type entry struct {
+		node nodeIndex
+		leaf leafIndex
+	}
+	seen := make(map[entry]struct{})
 	n := t.numLeaves()
 	for x := 1; x < len(t.nodes); x += 2 {
 		p := t.nodes[x].parent
 		if p == nil {
 			continue
 		}
-		for i, l := range p.UnmergedLeaves {
+		for _, l := range p.UnmergedLeaves {
 			if uint64(l) >= uint64(n) || t.nodes[l.node()].leaf == nil {
 				return fmt.Errorf("mls: unmerged leaf %d of node %d is blank", l, x)
-			}
-			if slices.Contains(p.UnmergedLeaves[:i], l) {
-				return fmt.Errorf("mls: unmerged leaf %d of node %d is listed twice", l, x)
 			}
 			if !isDescendant(l.node(), nodeIndex(x)) {
 				return fmt.Errorf("mls: unmerged leaf %d is not below node %d", l, x)
 			}
-			for y, _ := l.node().parent(n); y != nodeIndex(x); y, _ = y.parent(n) {
-				if q := t.nodes[y].parent; q != nil && !slices.Contains(q.UnmergedLeaves, l) {
-					return fmt.Errorf("mls: unmerged leaf %d of node %d is merged at node %d", l, x, y)
+			e := entry{nodeIndex(x), l}
+			if _, dup := seen[e]; dup {
+				return fmt.Errorf("mls: unmerged leaf %d of node %d is listed twice", l, x)
+			}
+			seen[e] = struct{}{}
+		}
+	}
+	for e := range seen {
+		// Walk down from P towards the leaf to the first non-blank parent.
+		y := e.node
+		for {
+			var ok bool
+			if e.leaf.node() < y {
+				y, ok = y.left()
+			} else {
+				y, ok = y.right()
+			}
+			if !ok || y.isLeaf() {
+				break
+			}
+			if t.nodes[y].parent != nil {
+				if _, ok := seen[entry{y, e.leaf}]; !ok {
+					return fmt.Errorf("mls: unmerged leaf %d of node %d is merged at node %d", e.leaf, e.node, y)
 				}
+				break
 			}
 		}
 	}
 	return nil
+}
+
+// leafRange returns the first and last leaf index under node x.
+func leafRange(x nodeIndex) (first, last leafIndex) {
+	span := uint64(1)<<x.level() - 1
+	return leafIndex((uint64(x) - span) / 2), leafIndex((uint64(x) + span) / 2)
 }
 
 // isDescendant reports whether x is in the subtree rooted at a (a node is

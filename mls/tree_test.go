@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"qpchat/internal/vectors"
 	"qpchat/kem"
 )
 
@@ -550,4 +551,55 @@ func sameKeys(a, b *treePrivateKeys) bool {
 		}
 	}
 	return true
+}
+
+// FuzzImportRatchetTree imports arbitrary ratchet_tree extension data: it must
+// never panic, a successful import must re-export to the same bytes, and
+// hashing, parent-hash verification, validation and path computations must
+// return without panicking on whatever was accepted.
+func FuzzImportRatchetTree(f *testing.F) {
+	var tests []treeValidationVector
+	vectors.Load(f, "QPCHAT_MLS_VECTORS", "mls-test-vectors", "tree-validation.json", &tests)
+	for i, tc := range tests {
+		if i%7 == 0 || tc.CipherSuite == CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519 {
+			f.Add(uint8(tc.CipherSuite), []byte(tc.Tree))
+		}
+	}
+	tt := buildTestTree(f, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519, 5, true, testRand(11))
+	if _, err := tt.tree.addLeaf(newTestMember(f, tt.tree.suite, testRand(12), "unmerged").leaf); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := tt.tree.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint8(1), seed)
+	f.Add(uint8(1), []byte{})
+	f.Add(uint8(2), []byte{0x01, 0x00})
+	f.Fuzz(func(t *testing.T, suiteByte uint8, data []byte) {
+		suite := CipherSuite(suiteByte%7 + 1)
+		tree, err := parseRatchetTree(suite, data)
+		if err != nil {
+			if tree != nil {
+				t.Fatal("parseRatchetTree returned a tree with an error")
+			}
+			return
+		}
+		out, err := tree.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal() of an imported tree: %v", err)
+		}
+		if !bytes.Equal(out, data) {
+			t.Fatalf("Marshal() = %x, want the input %x", out, data)
+		}
+		if len(tree.treeHash()) != tree.cs.nh {
+			t.Fatal("tree hash has the wrong length")
+		}
+		_ = tree.verifyParentHashes()
+		_ = tree.validateTree(nil, nil, time.Time{}, acceptAllCredentials)
+		tree.resolution(nil, tree.root())
+		for l := range leafIndex(tree.numLeaves()) {
+			tree.filteredDirectPath(l)
+		}
+	})
 }

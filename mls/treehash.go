@@ -99,17 +99,13 @@ func mustBytes(b *cryptobyte.Builder) []byte {
 
 // hashExcluding returns the tree hash of the subtree at x in the tree
 // modified as Section 7.9 describes for the original sibling tree hash:
-// every leaf in excluded is blanked and removed from the unmerged leaves of
-// every parent node. Subtrees that hold no excluded leaf use the cache.
+// every leaf in excluded (sorted, no duplicates) is blanked and removed from
+// the unmerged leaves of every parent node. Subtrees that hold no excluded
+// leaf use the cache, so the cost is O(|excluded| log N) hashes.
 func (t *ratchetTree) hashExcluding(x nodeIndex, excluded []leafIndex) []byte {
-	below := false
-	for _, l := range excluded {
-		if isDescendant(l.node(), x) {
-			below = true
-			break
-		}
-	}
-	if !below {
+	first, last := leafRange(x)
+	i, _ := slices.BinarySearch(excluded, first)
+	if i == len(excluded) || excluded[i] > last {
 		return t.nodeHash(x)
 	}
 	if x.isLeaf() {
@@ -122,13 +118,21 @@ func (t *ratchetTree) hashExcluding(x nodeIndex, excluded []leafIndex) []byte {
 		np := *p
 		np.UnmergedLeaves = nil
 		for _, l := range p.UnmergedLeaves {
-			if !slices.Contains(excluded, l) {
+			if _, found := slices.BinarySearch(excluded, l); !found {
 				np.UnmergedLeaves = append(np.UnmergedLeaves, l)
 			}
 		}
 		p = &np
 	}
 	return t.parentHashInput(p, t.hashExcluding(left, excluded), t.hashExcluding(right, excluded))
+}
+
+// sortedLeaves returns a sorted copy of ls without duplicates.
+func sortedLeaves(ls []leafIndex) []leafIndex {
+	if len(ls) == 0 {
+		return nil
+	}
+	return slices.Compact(slices.Sorted(slices.Values(ls)))
 }
 
 // parentHash returns the parent hash of parent node p with copath child s
@@ -147,7 +151,7 @@ func (t *ratchetTree) parentHash(p, s nodeIndex) []byte {
 	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
 	writeOpaque(b, pn.EncryptionKey)
 	writeOpaque(b, pn.ParentHash)
-	writeOpaque(b, t.hashExcluding(s, pn.UnmergedLeaves))
+	writeOpaque(b, t.hashExcluding(s, sortedLeaves(pn.UnmergedLeaves)))
 	return t.cs.hashOf(mustBytes(b))
 }
 
@@ -201,10 +205,11 @@ func (t *ratchetTree) verifyParentHashes() error {
 		}
 		left, _ := x.left()
 		right, _ := x.right()
+		unmerged := sortedLeaves(p.UnmergedLeaves)
 		valid := 0
 		for _, c := range [2][2]nodeIndex{{left, right}, {right, left}} {
 			res = t.resolution(res[:0], c[0])
-			d, ok := chainLink(res, p.UnmergedLeaves)
+			d, ok := chainLink(res, unmerged)
 			if !ok {
 				continue
 			}
@@ -220,16 +225,18 @@ func (t *ratchetTree) verifyParentHashes() error {
 	return nil
 }
 
-// chainLink returns the single node of res that is not an unmerged leaf,
-// and ok == false when there is not exactly one. Every unmerged leaf of P
+// chainLink returns the single node of res that is not an unmerged leaf
+// (unmerged is sorted), and ok == false when there is not exactly one. Every unmerged leaf of P
 // below C is in the resolution of C (checkUnmergedLeaves), so res minus D
 // equals those unmerged leaves exactly when D is the only other node.
 func chainLink(res []nodeIndex, unmerged []leafIndex) (nodeIndex, bool) {
 	var d nodeIndex
 	found := false
 	for _, x := range res {
-		if l, isLeaf := x.leaf(); isLeaf && slices.Contains(unmerged, l) {
-			continue
+		if l, isLeaf := x.leaf(); isLeaf {
+			if _, found := slices.BinarySearch(unmerged, l); found {
+				continue
+			}
 		}
 		if found {
 			return 0, false

@@ -294,10 +294,11 @@ func (t *ratchetTree) createUpdatePath(rand io.Reader, own *treePrivateKeys, p *
 		return nil, err
 	}
 	up := &UpdatePath{LeafNode: *leaf, Nodes: make([]UpdatePathNode, len(path))}
+	excluded := sortedLeaves(p.excluded)
 	var resolution []nodeIndex
 	for i, x := range path {
 		up.Nodes[i].EncryptionKey = t.nodes[x].parent.EncryptionKey
-		resolution = t.resolutionExcluding(resolution[:0], copath[i], p.excluded)
+		resolution = t.resolutionExcluding(resolution[:0], copath[i], excluded)
 		cts := make([]HPKECiphertext, len(resolution))
 		for j, r := range resolution {
 			if cts[j], err = t.encryptWithLabel(rand, t.nodes[r].encryptionKey(), labelUpdatePathNode, res.context, res.pathSecrets[i]); err != nil {
@@ -317,7 +318,8 @@ func (t *ratchetTree) createUpdatePath(rand io.Reader, own *treePrivateKeys, p *
 }
 
 // resolutionExcluding appends the resolution of x without the leaves in
-// excluded (Section 7.6: new members get the path secret in the Welcome).
+// excluded, which is sorted (Section 7.6: new members get the path secret
+// in the Welcome).
 func (t *ratchetTree) resolutionExcluding(out []nodeIndex, x nodeIndex, excluded []leafIndex) []nodeIndex {
 	start := len(out)
 	out = t.resolution(out, x)
@@ -326,8 +328,10 @@ func (t *ratchetTree) resolutionExcluding(out []nodeIndex, x nodeIndex, excluded
 	}
 	kept := out[:start]
 	for _, r := range out[start:] {
-		if l, ok := r.leaf(); ok && slices.Contains(excluded, l) {
-			continue
+		if l, ok := r.leaf(); ok {
+			if _, found := slices.BinarySearch(excluded, l); found {
+				continue
+			}
 		}
 		kept = append(kept, r)
 	}
@@ -420,7 +424,7 @@ func (t *ratchetTree) decryptPathSecret(own *treePrivateKeys, sender leafIndex, 
 	if i < 0 {
 		return nil, nil, errPathDecrypt
 	}
-	resolution := t.resolutionExcluding(nil, copath[i], excluded)
+	resolution := t.resolutionExcluding(nil, copath[i], sortedLeaves(excluded))
 	cts := up.Nodes[i].EncryptedPathSecret
 	if len(cts) != len(resolution) {
 		return nil, nil, fmt.Errorf("mls: update path node %d has %d ciphertexts, want %d", i, len(cts), len(resolution))
