@@ -202,7 +202,7 @@ func (k *dhKEM) DeriveKeyPair(ikm []byte) (PrivateKey, error) {
 			return sk, nil
 		}
 	}
-	return nil, errors.New("kem: DeriveKeyPairError")
+	return nil, errors.New("kem: no valid private key in 256 candidates (DeriveKeyPairError, RFC 9180, Section 7.1.3)")
 }
 
 // dh computes DH(sk, pk) and refuses an all-zero output (RFC 9180,

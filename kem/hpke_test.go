@@ -286,3 +286,25 @@ func TestContextRules(t *testing.T) {
 		t.Error("Seal at the message limit succeeded")
 	}
 }
+
+// TestGenerateKeyPairRejection checks the rejection sampling of the NIST
+// curves: out-of-range values are skipped, and a reader that only gives
+// invalid values is an error, not a loop.
+func TestGenerateKeyPairRejection(t *testing.T) {
+	for _, k := range []KEM{DHKEMP256(), DHKEMP384(), DHKEMP521()} {
+		n := k.PrivateKeySize()
+		valid := bytes.Repeat([]byte{0x01}, n)
+		// All-0xff is ≥ the group order (for P-521 after masking to 521 bits).
+		stream := append(bytes.Repeat([]byte{0xff}, 2*n), valid...)
+		sk, err := k.GenerateKeyPair(bytes.NewReader(stream))
+		if err != nil {
+			t.Fatalf("kem %04x: %v", k.ID(), err)
+		}
+		if !bytes.Equal(sk.Bytes(), valid) {
+			t.Fatalf("kem %04x: got %x, want the first valid candidate", k.ID(), sk.Bytes())
+		}
+		if _, err := k.GenerateKeyPair(bytes.NewReader(make([]byte, 300*n))); err == nil {
+			t.Fatalf("kem %04x: all-zero randomness gave a key", k.ID())
+		}
+	}
+}
