@@ -279,23 +279,12 @@ func CreateGroup(rand io.Reader, cfg Config, groupID []byte, kp *KeyPackagePriva
 			Extensions:              extensions,
 		},
 	}
-	initSecret, err := cs.newInitSecret(rand)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(initSecret)
-	gc, err := g.ctx.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	commitSecret := make([]byte, cs.nh)
-	if _, err := io.ReadFull(rand, commitSecret); err != nil {
+	// Section 11: epoch 0 starts from a fresh random epoch secret.
+	es := make([]byte, cs.nh)
+	if _, err := io.ReadFull(rand, es); err != nil {
 		return nil, fmt.Errorf("mls: reading randomness: %w", err)
 	}
-	defer clear(commitSecret)
-	secrets, joiner, welcome := newEpochSecrets(cs, initSecret, commitSecret, nil, gc)
-	joiner.zero()
-	clear(welcome)
+	secrets := (&epochSecret{suite: cs, secret: es}).derive()
 	g.secrets = secrets
 	tag := cs.confirmationTag(secrets.confirmationKey, g.ctx.ConfirmedTranscriptHash)
 	g.interim = cs.interimTranscriptHash(g.ctx.ConfirmedTranscriptHash, tag)

@@ -1,0 +1,391 @@
+package mls
+
+// Multi-party simulations of whole groups in memory: every member runs its
+// own Group and they exchange MLSMessages as a Delivery Service would.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+)
+
+// simSuites are the suites every group-level test runs for: the classical
+// suites 1 to 3 and qpchat's two post-quantum suites.
+var simSuites = []CipherSuite{
+	CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519,
+	CipherSuiteMLS128DHKEMP256AES128GCMSHA256P256,
+	CipherSuiteMLS128DHKEMX25519ChaCha20Poly1305SHA256Ed25519,
+	CipherSuiteMLS128HybridX25519MLKEM768AES128GCMSHA256Ed25519,
+	CipherSuiteMLS128XWingAES128GCMSHA256Ed25519,
+}
+
+// testNow is the fixed time of the simulations.
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// suiteName names a suite in subtest names.
+func suiteName(s CipherSuite) string { return fmt.Sprintf("suite-0x%04x", uint16(s)) }
+
+// testConfig accepts credentials whose identity starts with "member-",
+// so that tests can present a credential the application refuses.
+func testConfig() Config {
+	return Config{ValidateCredential: func(c Credential, _ []byte) error {
+		if !bytes.HasPrefix(c.Identity, []byte("member-")) {
+			return fmt.Errorf("unknown identity %q", c.Identity)
+		}
+		return nil
+	}}
+}
+
+// newTestKeyPackage makes a KeyPackage for identity name.
+func newTestKeyPackage(t testing.TB, rand io.Reader, suite CipherSuite, name string) *KeyPackagePrivate {
+	t.Helper()
+	sig, err := GenerateSignatureKey(suite, rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := NewKeyPackage(rand, suite, Credential{Type: CredentialTypeBasic, Identity: []byte(name)}, sig, testNow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
+}
+
+func kpMessage(t testing.TB, kp *KeyPackagePrivate) []byte {
+	t.Helper()
+	b, err := kp.Message()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sim is a group of members exchanging messages in memory.
+type sim struct {
+	t       testing.TB
+	suite   CipherSuite
+	rand    io.Reader
+	members map[string]*Group // by identity
+	next    int               // counter for new identities
+}
+
+func newSim(t testing.TB, suite CipherSuite, seed uint64) *sim {
+	s := &sim{t: t, suite: suite, rand: testRand(seed), members: map[string]*Group{}}
+	creator := s.newIdentity()
+	kp := newTestKeyPackage(t, s.rand, suite, creator)
+	g, err := CreateGroup(s.rand, testConfig(), []byte("group-"+suiteName(suite)), kp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.members[creator] = g
+	return s
+}
+
+func (s *sim) newIdentity() string {
+	s.next++
+	return fmt.Sprintf("member-%d", s.next)
+}
+
+// names returns the member identities in leaf order.
+func (s *sim) names() []string {
+	var out []string
+	for _, g := range s.members {
+		for _, m := range g.Members() {
+			out = append(out, string(m.Credential.Identity))
+		}
+		return out
+	}
+	return nil
+}
+
+// any returns some member.
+func (s *sim) pick(r *mrand.Rand) (string, *Group) {
+	names := s.names()
+	n := names[r.IntN(len(names))]
+	return n, s.members[n]
+}
+
+// commit delivers the output of a commit by committer: it merges the
+// pending state, every other member processes the commit, added members
+// join from the Welcome. Removed members are returned as they were before
+// the commit and after processing it.
+func (s *sim) commit(committer string, out *CommitOutput, joiners map[string]*KeyPackagePrivate) {
+	t := s.t
+	t.Helper()
+	g := s.members[committer]
+	ev, err := g.MergePending()
+	if err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	if len(ev.Added) != len(joiners) {
+		t.Fatalf("commit added %d members, want %d", len(ev.Added), len(joiners))
+	}
+	for name, m := range s.members {
+		if name == committer {
+			continue
+		}
+		ev, err := m.ProcessMessage(out.Commit, testNow)
+		if err != nil {
+			t.Fatalf("%s processing commit of %s: %v", name, committer, err)
+		}
+		if ev.Kind != EventNewEpoch {
+			t.Fatalf("%s: event kind %d, want new epoch", name, ev.Kind)
+		}
+		if ev.SelfRemoved {
+			delete(s.members, name)
+		}
+	}
+	for name, kp := range joiners {
+		j, err := JoinFromWelcome(testConfig(), out.Welcome, kp, nil, testNow)
+		if err != nil {
+			t.Fatalf("%s joining: %v", name, err)
+		}
+		s.members[name] = j
+	}
+	s.checkAgreement()
+}
+
+// checkAgreement checks that every member is in the same epoch with the
+// same epoch authenticator and the same membership.
+func (s *sim) checkAgreement() {
+	t := s.t
+	t.Helper()
+	var (
+		epoch uint64
+		auth  []byte
+		first string
+		n     = -1
+	)
+	for name, g := range s.members {
+		if auth == nil {
+			epoch, auth, first, n = g.Epoch(), g.EpochAuthenticator(), name, len(g.Members())
+			continue
+		}
+		if g.Epoch() != epoch || !bytes.Equal(g.EpochAuthenticator(), auth) {
+			t.Fatalf("%s is in epoch %d with authenticator %x; %s in epoch %d with %x",
+				name, g.Epoch(), g.EpochAuthenticator(), first, epoch, auth)
+		}
+	}
+	if n != len(s.members) {
+		t.Fatalf("tree has %d members, simulation %d", n, len(s.members))
+	}
+}
+
+// add has a random member add count new members in one commit.
+func (s *sim) add(committer string, count int) {
+	t := s.t
+	t.Helper()
+	joiners := map[string]*KeyPackagePrivate{}
+	var kps [][]byte
+	for range count {
+		name := s.newIdentity()
+		kp := newTestKeyPackage(t, s.rand, s.suite, name)
+		joiners[name] = kp
+		kps = append(kps, kpMessage(t, kp))
+	}
+	out, err := s.members[committer].Add(s.rand, kps, testNow)
+	if err != nil {
+		t.Fatalf("%s adding %d: %v", committer, count, err)
+	}
+	if len(out.Added) != count || out.Welcome == nil {
+		t.Fatalf("add: %d refs, welcome %v", len(out.Added), out.Welcome != nil)
+	}
+	s.commit(committer, out, joiners)
+}
+
+// broadcast has sender protect a message that every other member must
+// decrypt with the right sender.
+func (s *sim) broadcast(sender string, data []byte) []byte {
+	t := s.t
+	t.Helper()
+	g := s.members[sender]
+	msg, err := g.Protect(s.rand, data, []byte("ad"))
+	if err != nil {
+		t.Fatalf("%s protect: %v", sender, err)
+	}
+	for name, m := range s.members {
+		if name == sender {
+			continue
+		}
+		ev, err := m.ProcessMessage(msg, testNow)
+		if err != nil {
+			t.Fatalf("%s decrypting from %s: %v", name, sender, err)
+		}
+		if ev.Kind != EventApplication || !bytes.Equal(ev.Data, data) || ev.Sender != g.OwnLeaf() ||
+			string(ev.SenderCredential.Identity) != sender || string(ev.AuthenticatedData) != "ad" {
+			t.Fatalf("%s got %+v from %s", name, ev, sender)
+		}
+	}
+	return msg
+}
+
+// leafOf returns the leaf of the member with identity name.
+func (s *sim) leafOf(name string) uint32 {
+	return s.members[name].OwnLeaf()
+}
+
+// TestGroupGrowTo100 grows a group to 100 members by adds in batches; every
+// member agrees on the epoch authenticator after each commit and
+// everyone decrypts a message from the last member.
+func TestGroupGrowTo100(t *testing.T) {
+	size, batch := 100, 11
+	if testing.Short() {
+		size, batch = 30, 7
+	}
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 1)
+			r := mrand.New(mrand.NewPCG(1, 2))
+			for len(s.members) < size {
+				c, _ := s.pick(r)
+				s.add(c, min(batch, size-len(s.members)))
+			}
+			last := s.names()[size-1]
+			s.broadcast(last, []byte("hello, hundred"))
+			t.Logf("suite %v: %d members, epoch %d", suite, len(s.members), s.members[last].Epoch())
+		})
+	}
+}
+
+// TestGroupRandomOperations runs a random sequence of adds, removes,
+// updates and application messages across at least 20 members.
+func TestGroupRandomOperations(t *testing.T) {
+	steps := 60
+	if testing.Short() {
+		steps = 25
+	}
+	for i, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, uint64(100+i))
+			r := mrand.New(mrand.NewPCG(uint64(i), 7))
+			s.add(s.names()[0], 21)
+			// States of removed members, saved just before their removal,
+			// with the number of messages sent until then.
+			type removedState struct {
+				state []byte
+				from  int
+			}
+			var removed []removedState
+			var messages [][]byte
+			counts := map[string]int{}
+			for step := range steps {
+				committer, g := s.pick(r)
+				switch op := r.IntN(10); {
+				case op < 2 || len(s.members) < 20:
+					counts["add"]++
+					s.add(committer, 1+r.IntN(3))
+				case op < 4:
+					counts["remove"]++
+					victim, _ := s.pick(r)
+					for victim == committer {
+						victim, _ = s.pick(r)
+					}
+					st, err := s.members[victim].Marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					removed = append(removed, removedState{st, len(messages)})
+					out, err := g.Remove(s.rand, []uint32{s.leafOf(victim)}, testNow)
+					if err != nil {
+						t.Fatalf("step %d: remove: %v", step, err)
+					}
+					s.commit(committer, out, nil)
+					if _, ok := s.members[victim]; ok {
+						t.Fatalf("step %d: %s still a member after removal", step, victim)
+					}
+				case op < 6:
+					counts["update"]++
+					out, err := g.Update(s.rand, testNow)
+					if err != nil {
+						t.Fatalf("step %d: update: %v", step, err)
+					}
+					s.commit(committer, out, nil)
+				case op < 7:
+					counts["restore"]++
+					st, err := g.Marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					restored, err := UnmarshalGroup(testConfig(), st)
+					if err != nil {
+						t.Fatalf("step %d: restore: %v", step, err)
+					}
+					again, err := restored.Marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(again, st) {
+						t.Fatalf("step %d: restored state encodes differently", step)
+					}
+					s.members[committer] = restored
+					s.broadcast(committer, []byte("restored and carrying on"))
+				default:
+					counts["message"]++
+					messages = append(messages, s.broadcast(committer, fmt.Appendf(nil, "message %d", step)))
+				}
+			}
+			// Removed members cannot read anything sent after their removal.
+			refused := 0
+			for _, rs := range removed {
+				g, err := UnmarshalGroup(testConfig(), rs.state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, msg := range messages[rs.from:] {
+					refused++
+					if ev, err := g.ProcessMessage(msg, testNow); err == nil {
+						t.Fatalf("removed member decrypted %q", ev.Data)
+					}
+				}
+			}
+			t.Logf("suite %v: %d members at the end, operations %v, %d later messages refused to %d removed members",
+				suite, len(s.members), counts, refused, len(removed))
+		})
+	}
+}
+
+// TestRemovedMemberCannotDecrypt removes a member and checks that, whether
+// it processed its removal or not, it reads nothing of the next epochs.
+func TestRemovedMemberCannotDecrypt(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 3)
+			s.add(s.names()[0], 3)
+			names := s.names()
+			victim := s.members[names[2]]
+			stale, err := victim.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.members[names[0]].Remove(s.rand, []uint32{victim.OwnLeaf()}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.commit(names[0], out, nil)
+			if _, err := victim.ProcessMessage(out.Commit, testNow); !errors.Is(err, ErrRemoved) {
+				t.Errorf("processing after removal: err = %v, want ErrRemoved", err)
+			}
+			msg := s.broadcast(names[1], []byte("after removal"))
+			if _, err := victim.ProcessMessage(msg, testNow); err == nil {
+				t.Error("removed member processed a message of the next epoch")
+			}
+			old, err := UnmarshalGroup(testConfig(), stale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.ProcessMessage(msg, testNow); !errors.Is(err, ErrWrongEpoch) {
+				t.Errorf("stale state: err = %v, want ErrWrongEpoch", err)
+			}
+			ev, err := old.ProcessMessage(out.Commit, testNow)
+			if err != nil || !ev.SelfRemoved {
+				t.Fatalf("stale state processing its removal: %+v, %v", ev, err)
+			}
+			if _, err := old.ProcessMessage(msg, testNow); err == nil {
+				t.Error("removed member decrypted a message of the next epoch")
+			}
+		})
+	}
+}
