@@ -41,7 +41,7 @@ type Config struct {
 	// KSF of an existing record travels with the record (see KSF). Required.
 	KSF KSF
 	// Context is the application context bound into the AKE preamble
-	// (RFC 9807, Section 6.4.1). Nil means the empty string.
+	// (RFC 9807, Section 6.4.2). Nil means the empty string.
 	Context []byte
 }
 

@@ -75,6 +75,10 @@
 //     key and envelope should be stored confidentially (qpchat's store seals
 //     them), since an attacker with a record can run an offline dictionary
 //     attack whose per-guess cost is the KSF.
+//   - An account whose record still uses older key-stretching parameters
+//     answers with those, while unknown names get the current defaults
+//     (DESIGN, OPAQUE); until such records are re-registered, the
+//     parameters tell old accounts apart from absent ones.
 //   - Section references in the comments follow the headings of
 //     draft-irtf-cfrg-opaque-18, published unchanged as RFC 9807.
 //

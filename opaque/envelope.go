@@ -31,7 +31,7 @@ func (ids Identities) check() error {
 	return nil
 }
 
-// cleartextCredentials is CleartextCredentials of RFC 9807, Section 4.1:
+// cleartextCredentials is CleartextCredentials of RFC 9807, Section 4:
 //
 //	struct {
 //	  uint8 server_public_key[Npk];

@@ -14,7 +14,7 @@ import (
 // Section 6.4.2).
 const labelPrefix = "OPAQUE-"
 
-// Labels of RFC 9807, Sections 4.1.2, 5.2.2, 6.4.2 and 6.4.3.
+// Labels of RFC 9807, Sections 4.1, 5.2, 6.3 and 6.4.
 const (
 	labelOprfKey               = "OprfKey"
 	labelMaskingKey            = "MaskingKey"
@@ -33,7 +33,7 @@ const (
 	// infoDeriveDHKeyPair is the info of DeriveDiffieHellmanKeyPair
 	// (RFC 9807, Section 6.4.1).
 	infoDeriveDHKeyPair = "OPAQUE-DeriveDiffieHellmanKeyPair"
-	// preambleVersion starts the AKE preamble (RFC 9807, Section 6.4.1).
+	// preambleVersion starts the AKE preamble (RFC 9807, Section 6.4.2).
 	preambleVersion = "OPAQUEv1-"
 )
 
@@ -116,10 +116,9 @@ func concat(parts ...[]byte) []byte {
 	return out
 }
 
-// zero overwrites secrets that are no longer needed. Go may have copied
-// them elsewhere (the garbage collector moves nothing, but hash states and
-// big.Int values inside dependencies are out of reach), so this is
-// best effort.
+// zero overwrites secrets that are no longer needed. This is best effort:
+// copies inside hash states, circl's scalars and big.Int values, and on
+// the stack are out of reach.
 func zero(bufs ...[]byte) {
 	for _, b := range bufs {
 		clear(b)

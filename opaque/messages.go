@@ -1,7 +1,7 @@
 package opaque
 
 // This file holds the protocol messages of RFC 9807, Sections 4.1.1, 5.1,
-// 6.1 and 6.4.1, their encodings (the concatenation of fixed-length
+// 6.1, 6.3.1 and 6.4, their encodings (the concatenation of fixed-length
 // fields) and their parsers. A parser checks the exact length and every
 // group element and public key in the message (length, canonical
 // encoding, not the identity); the values it returns never alias the
@@ -46,26 +46,26 @@ type RegistrationRecord struct {
 	Envelope        Envelope
 }
 
-// CredentialRequest is the OPRF part of KE1 (RFC 9807, Section 6.1).
+// CredentialRequest is the OPRF part of KE1 (RFC 9807, Section 6.3.1).
 type CredentialRequest struct {
 	BlindedMessage []byte // blinded_message, Noe bytes
 }
 
 // CredentialResponse is the OPRF and envelope part of KE2 (RFC 9807,
-// Section 6.1).
+// Section 6.3.1).
 type CredentialResponse struct {
 	EvaluatedMessage []byte // evaluated_message, Noe bytes
 	MaskingNonce     []byte // masking_nonce, Nn bytes
 	MaskedResponse   []byte // masked_response, Npk + Nn + Nm bytes
 }
 
-// AuthRequest is the AKE part of KE1 (RFC 9807, Section 6.4.1).
+// AuthRequest is the AKE part of KE1 (RFC 9807, Section 6.4).
 type AuthRequest struct {
 	ClientNonce          []byte // client_nonce, Nn bytes
 	ClientPublicKeyshare []byte // client_public_keyshare, Npk bytes
 }
 
-// AuthResponse is the AKE part of KE2 (RFC 9807, Section 6.4.1).
+// AuthResponse is the AKE part of KE2 (RFC 9807, Section 6.4).
 type AuthResponse struct {
 	ServerNonce          []byte // server_nonce, Nn bytes
 	ServerPublicKeyshare []byte // server_public_keyshare, Npk bytes
