@@ -93,6 +93,9 @@ func Open(path string, opts Options) (*DB, error) {
 		// commit: fewer pages per fsync, same crash safety.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Growing the mapping waits for every reader; start with room
+		// for a busy node's queues (address space only, not memory).
+		InitialMmapSize: 64 << 20,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is in use by another qpchat process (waited %v): %w", path, opts.Timeout, ErrInUse)

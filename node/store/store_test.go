@@ -424,3 +424,87 @@ func TestConcurrentWritersDurable(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCrashKeepsAcknowledged kills (SIGKILL) a process that sends from 8
+// goroutines at different moments and checks that every Send that returned
+// before the kill is in the receiver's queue after a reopen, in order, once.
+func TestCrashKeepsAcknowledged(t *testing.T) {
+	for _, killAfter := range []int{1, 60, 400} {
+		t.Run(fmt.Sprint(killAfter), func(t *testing.T) { testCrash(t, killAfter) })
+	}
+}
+
+func testCrash(t *testing.T, killAfter int) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db")
+	s, err := OpenServer(path, keyOpts(dir), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range [][]byte{crashSender, crashReceiver} {
+		user := fmt.Sprint("user", i)
+		if err := s.CreateAccount(ctx, Account{User: user}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddDevice(ctx, Device{User: user, Key: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateGroup(ctx, crashGroup, crashSender); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, CommitRequest{Group: crashGroup, Committer: crashSender, Message: []byte("c"), Added: [][]byte{crashReceiver}, Welcome: []byte("w")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=send", helperDir+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[int]int{} // writer → highest acknowledged message number
+	sc := bufio.NewScanner(stdout)
+	for n := 0; n < killAfter && sc.Scan(); n++ {
+		var w, i int
+		if _, err := fmt.Sscanf(sc.Text(), "ok %d %d", &w, &i); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("helper said %q", sc.Text())
+		}
+		acked[w] = i
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred Close, no flush
+	cmd.Wait()
+
+	s, err = OpenServer(path, keyOpts(dir), Limits{})
+	if err != nil {
+		t.Fatalf("reopen after SIGKILL: %v", err)
+	}
+	defer s.Close()
+	msgs, _, err := s.Fetch(ctx, crashReceiver, 1, 1<<30, 0) // after the Welcome
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := map[int]int{}
+	for _, m := range msgs {
+		var w, i int
+		if _, err := fmt.Sscanf(string(m.Data), "%d %d", &w, &i); err != nil {
+			t.Fatalf("message %q", m.Data)
+		}
+		if i != next[w] {
+			t.Fatalf("writer %d: message %d where %d was expected (lost, repeated or out of order)", w, i, next[w])
+		}
+		next[w]++
+	}
+	for w, i := range acked {
+		if next[w] <= i {
+			t.Errorf("writer %d: acknowledged message %d, only %d survived", w, i, next[w])
+		}
+	}
+	t.Logf("killed after %d acknowledgements; %d messages survived", killAfter, len(msgs))
+}
