@@ -165,8 +165,10 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		return nil, explainConnErr(addr, err)
 	}
 	rc := capnprpc.NewConn(NewStreamTransport(st, opts.Limits), nil)
+	// The bootstrap request is sent in the background; it must outlive
+	// the dial's context, which callers often cancel once Dial returns.
 	return &Client{
-		Node:        NodeService(rc.Bootstrap(ctx)),
+		Node:        NodeService(rc.Bootstrap(context.WithoutCancel(ctx))),
 		Fingerprint: v.got,
 		qc:          qc,
 		rc:          rc,

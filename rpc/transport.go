@@ -13,6 +13,7 @@ package rpc
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -187,6 +188,29 @@ const (
 // that enforces lim. Closing it aborts both directions of the stream
 // (quic-go's Stream.Close alone only closes the send side).
 func NewStreamTransport(st *quic.Stream, lim MessageLimits) capnprpc.Transport {
+	return transport.New(newStreamCodec(st, lim))
+}
+
+// stream is the part of *quic.Stream the codec uses.
+type stream interface {
+	io.ReadWriter
+	SetReadDeadline(time.Time) error
+	CancelRead(quic.StreamErrorCode)
+	Close() error
+}
+
+// streamCodec frames Cap'n Proto messages (standard, unpacked
+// serialization) on a QUIC stream.
+type streamCodec struct {
+	st  stream
+	r   *frameReader
+	dec *capnp.Decoder
+	enc *capnp.Encoder
+
+	closeOnce sync.Once
+}
+
+func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	if lim.MaxMessageSize == 0 {
 		lim.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -196,28 +220,26 @@ func NewStreamTransport(st *quic.Stream, lim MessageLimits) capnprpc.Transport {
 	r := &frameReader{st: st, timeout: lim.FrameTimeout}
 	dec := capnp.NewDecoder(r)
 	dec.MaxMessageSize = lim.MaxMessageSize
-	return transport.New(&streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(st)})
-}
-
-// streamCodec frames Cap'n Proto messages on a QUIC stream.
-type streamCodec struct {
-	st  *quic.Stream
-	r   *frameReader
-	dec *capnp.Decoder
-	enc *capnp.Encoder
-
-	closeOnce sync.Once
+	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(st)}
 }
 
 // Encode is called only from the RPC connection's send goroutine.
 func (c *streamCodec) Encode(m *capnp.Message) error { return c.enc.Encode(m) }
 
 // Decode is called only from the RPC connection's receive goroutine.
+// Beyond the library's checks it requires the frame header's padding
+// word half to be zero, so that every accepted frame has one encoding.
 func (c *streamCodec) Decode() (*capnp.Message, error) {
 	c.r.startFrame()
 	m, err := c.dec.Decode()
 	c.r.endFrame()
-	return m, err
+	if err != nil {
+		return nil, err
+	}
+	if !c.r.paddingZero() {
+		return nil, errors.New("rpc: non-zero padding in frame header")
+	}
+	return m, nil
 }
 
 func (c *streamCodec) Close() error {
@@ -232,15 +254,64 @@ func (c *streamCodec) Close() error {
 // frameReader reads a QUIC stream with the frame deadline: no deadline
 // until the first byte of a frame, then FrameTimeout for the rest of it.
 type frameReader struct {
-	st      *quic.Stream
+	st      stream
 	timeout time.Duration
 	waiting bool // no byte of the current frame has arrived yet
+
+	// hdr collects the frame header (Cap'n Proto encoding spec,
+	// "Serialization over a stream"): a 32-bit segment
+	// count minus one, a 32-bit size per segment, and 32 bits of padding
+	// when the count is even.
+	hdr []byte
 }
 
 func (r *frameReader) startFrame() {
 	r.waiting = true
+	r.hdr = r.hdr[:0]
 	r.st.SetReadDeadline(time.Time{})
 }
+
+// collectHeader keeps the bytes of b that belong to the frame header.
+func (r *frameReader) collectHeader(b []byte) {
+	for len(b) > 0 {
+		want := r.headerLen()
+		if len(r.hdr) >= want {
+			return
+		}
+		k := min(want-len(r.hdr), len(b))
+		r.hdr = append(r.hdr, b[:k]...)
+		b = b[k:]
+	}
+}
+
+// headerLen returns the length of the header being collected; it is 4
+// until the segment count is known.
+func (r *frameReader) headerLen() int {
+	if len(r.hdr) < 4 {
+		return 4
+	}
+	segs := int(binary.LittleEndian.Uint32(r.hdr)) + 1
+	if segs <= 0 || segs > maxFrameSegments {
+		return 4 // the decoder refuses it; collect no more
+	}
+	return (4 + 4*segs + 7) &^ 7
+}
+
+// paddingZero reports whether the collected header's padding is zero.
+func (r *frameReader) paddingZero() bool {
+	n := r.headerLen()
+	if n < 8 || len(r.hdr) < n {
+		return false
+	}
+	segs := int(binary.LittleEndian.Uint32(r.hdr)) + 1
+	if segs%2 == 1 {
+		return true // 4 + 4*segs is a multiple of 8: no padding
+	}
+	return binary.LittleEndian.Uint32(r.hdr[n-4:]) == 0
+}
+
+// maxFrameSegments mirrors the library's limit on segments per frame.
+const maxFrameSegments = 512
 
 func (r *frameReader) endFrame() {
 	r.waiting = false
@@ -249,6 +320,7 @@ func (r *frameReader) endFrame() {
 
 func (r *frameReader) Read(p []byte) (int, error) {
 	n, err := r.st.Read(p)
+	r.collectHeader(p[:n])
 	if n > 0 && r.waiting {
 		r.waiting = false
 		r.st.SetReadDeadline(time.Now().Add(r.timeout))
@@ -264,4 +336,4 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-var _ io.Reader = (*frameReader)(nil)
+var _ stream = (*quic.Stream)(nil)
