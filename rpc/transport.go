@@ -13,9 +13,9 @@ package rpc
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
