@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
+	mathrand "math/rand/v2"
 	"sort"
 	"testing"
 
@@ -275,4 +277,132 @@ func BenchmarkVerifyWithLabel(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestSuitesRoundTrip exercises every suite in the table, including the
+// post-quantum ones that have no IETF vectors: deterministic key
+// generation, signatures, EncryptWithLabel, the external key pair and
+// external init, and a PrivateMessage round trip.
+func TestSuitesRoundTrip(t *testing.T) {
+	for id := range suiteTable {
+		t.Run(fmt.Sprintf("suite%#04x", uint16(id)), func(t *testing.T) {
+			s, err := id.suite()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !id.Supported() {
+				t.Errorf("Supported() = false for a suite in the table")
+			}
+			seeded := func() io.Reader { return mathrand.NewChaCha8([32]byte{byte(id), byte(id >> 8)}) }
+
+			// Signature keys are a function of the reader.
+			k1, err := GenerateSignatureKey(id, seeded())
+			if err != nil {
+				t.Fatal(err)
+			}
+			k2, _ := GenerateSignatureKey(id, seeded())
+			if !bytes.Equal(k1.Bytes(), k2.Bytes()) || !bytes.Equal(k1.PublicKey(), k2.PublicKey()) {
+				t.Errorf("GenerateSignatureKey is not deterministic in its reader")
+			}
+			k3, err := ParseSignaturePrivateKey(id, k1.Bytes())
+			if err != nil || !bytes.Equal(k3.PublicKey(), k1.PublicKey()) {
+				t.Errorf("ParseSignaturePrivateKey(Bytes()) = %v, or another public key", err)
+			}
+			if err := s.sig.checkPublicKey(k1.PublicKey()); err != nil {
+				t.Errorf("checkPublicKey(own key): %v", err)
+			}
+			sig, err := s.signWithLabel(rand.Reader, k1, "label", []byte("content"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.verifyWithLabel(k1.PublicKey(), "label", []byte("content"), sig) {
+				t.Errorf("own signature does not verify")
+			}
+			if s.verifyWithLabel(k1.PublicKey()[1:], "label", []byte("content"), sig) {
+				t.Errorf("a truncated public key verified")
+			}
+			if _, err := ParseSignaturePrivateKey(id, nil); err == nil {
+				t.Errorf("ParseSignaturePrivateKey(nil): no error")
+			}
+
+			// EncryptWithLabel to a fresh HPKE key.
+			hpkeKey, err := s.hpke.KEM.GenerateKeyPair(seeded())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kemOutput, ct, err := s.encryptWithLabel(rand.Reader, hpkeKey.PublicKey().Bytes(), "label", []byte("ctx"), []byte("secret"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt, err := s.decryptWithLabel(hpkeKey, "label", []byte("ctx"), kemOutput, ct); err != nil || string(pt) != "secret" {
+				t.Errorf("DecryptWithLabel = %q, %v", pt, err)
+			}
+			if _, _, err := s.encryptWithLabel(rand.Reader, []byte{1, 2, 3}, "label", nil, nil); err == nil {
+				t.Errorf("EncryptWithLabel to a malformed public key: no error")
+			}
+
+			// Key schedule, external key pair and external init.
+			epoch, _, _ := newEpochSecrets(s, make([]byte, s.nh), nil, nil, []byte("gc"))
+			ext, err := epoch.externalKeyPair()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kemOutput, joinerInit, err := s.newExternalInit(rand.Reader, ext.PublicKey().Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if groupInit, err := s.externalInitSecret(ext, kemOutput); err != nil || !bytes.Equal(groupInit, joinerInit) {
+				t.Errorf("external init secrets differ (err %v)", err)
+			}
+
+			// PrivateMessage round trip.
+			gc := &GroupContext{Version: ProtocolVersionMLS10, CipherSuite: id, GroupID: []byte("g"), Epoch: 3}
+			fc := &FramedContent{
+				GroupID: gc.GroupID, Epoch: gc.Epoch, Sender: Sender{Type: SenderTypeMember, LeafIndex: 2},
+				ContentType: ContentTypeApplication, ApplicationData: []byte("hello"),
+			}
+			ac, err := s.signFramedContent(rand.Reader, k1, WireFormatPrivateMessage, fc, gc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sender, _ := newSecretTree(s, epoch.encryptionSecret, 3)
+			receiver, _ := newSecretTree(s, epoch.encryptionSecret, 3)
+			pm, err := s.protectPrivate(rand.Reader, ac, sender, epoch.senderDataSecret, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.unprotectPrivate(pm, receiver, epoch.senderDataSecret, gc, func(*FramedContent) ([]byte, error) { return k1.PublicKey(), nil })
+			if err != nil || string(got.Content.ApplicationData) != "hello" {
+				t.Errorf("unprotectPrivate = %v, %v", got, err)
+			}
+		})
+	}
+}
+
+// FuzzParseSignaturePrivateKey checks that parsing arbitrary bytes as a
+// private key of any suite never panics and that an accepted key
+// re-serializes to its canonical form, which parses to the same key.
+func FuzzParseSignaturePrivateKey(f *testing.F) {
+	f.Add(uint16(1), bytes.Repeat([]byte{1}, 32))
+	f.Add(uint16(2), bytes.Repeat([]byte{1}, 32))
+	f.Add(uint16(4), bytes.Repeat([]byte{1}, 57))
+	f.Add(uint16(5), bytes.Repeat([]byte{1}, 65))
+	f.Add(uint16(7), bytes.Repeat([]byte{0xff}, 48))
+	f.Fuzz(func(t *testing.T, suite uint16, data []byte) {
+		k, err := ParseSignaturePrivateKey(CipherSuite(suite), data)
+		if err != nil {
+			if k != nil {
+				t.Fatalf("key returned with error %v", err)
+			}
+			return
+		}
+		canonical := k.Bytes()
+		if len(canonical) == len(data) && !bytes.Equal(canonical, data) {
+			t.Fatalf("Bytes() = %x, want %x", canonical, data)
+		}
+		k2, err := ParseSignaturePrivateKey(CipherSuite(suite), canonical)
+		if err != nil || !bytes.Equal(k2.PublicKey(), k.PublicKey()) {
+			t.Fatalf("canonical form does not parse to the same key: %v", err)
+		}
+	})
 }

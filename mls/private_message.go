@@ -5,6 +5,7 @@ package mls
 // sender data encryption (Section 6.3.2), with the reuse guard.
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -146,10 +147,10 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 // and sender_data_secret are given (RFC 9420, Section 6.3) and verifies its
 // signature (Section 6.1).
 //
-// The caller checks beforehand that pm.GroupID and pm.Epoch name the group
-// and epoch of tree. senderKey returns the signature public key of the
-// sending member, or an error if the leaf is blank. groupContext is the
-// GroupContext of the epoch, which the signature covers.
+// pm.GroupID and pm.Epoch must be those of groupContext, the GroupContext
+// of the epoch whose secrets are given; the signature covers it. senderKey
+// returns the signature public key of the sending member, or an error if
+// the leaf is blank.
 //
 // A message whose key was already used, or is outside the secret tree's
 // window, is refused. The content key is deleted once the ciphertext has
@@ -158,6 +159,9 @@ func (s *cipherSuite) unprotectPrivate(pm *PrivateMessage, tree *secretTree, sen
 	typ, err := ratchetTypeFor(pm.ContentType)
 	if err != nil {
 		return nil, err
+	}
+	if groupContext == nil || !bytes.Equal(pm.GroupID, groupContext.GroupID) || pm.Epoch != groupContext.Epoch {
+		return nil, fmt.Errorf("mls: private message for epoch %d does not belong to this group and epoch", pm.Epoch)
 	}
 
 	// Section 6.3.2: recover the sender data.

@@ -102,3 +102,119 @@ func BenchmarkPrivateMessage(b *testing.B) {
 		})
 	}
 }
+
+// fuzzProtectionGroup is a fixed two-member group for the unprotect fuzz
+// targets: member 1 sends.
+type fuzzProtectionGroup struct {
+	s                *cipherSuite
+	key              *SignaturePrivateKey
+	gc               *GroupContext
+	senderDataSecret []byte
+	encryptionSecret []byte
+	membershipKey    []byte
+}
+
+func newFuzzProtectionGroup(tb testing.TB) *fuzzProtectionGroup {
+	cs := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519
+	s, _ := cs.suite()
+	key, err := GenerateSignatureKey(cs, bytes.NewReader(bytes.Repeat([]byte{9}, 64)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &fuzzProtectionGroup{
+		s: s, key: key,
+		gc:               &GroupContext{Version: ProtocolVersionMLS10, CipherSuite: cs, GroupID: []byte("fuzz"), Epoch: 1},
+		senderDataSecret: bytes.Repeat([]byte{1}, s.nh),
+		encryptionSecret: bytes.Repeat([]byte{2}, s.nh),
+		membershipKey:    bytes.Repeat([]byte{3}, s.nh),
+	}
+}
+
+func (g *fuzzProtectionGroup) senderKey(fc *FramedContent) ([]byte, error) {
+	if fc.Sender.Type != SenderTypeMember || fc.Sender.LeafIndex != 1 {
+		return nil, fmt.Errorf("unknown sender")
+	}
+	return g.key.PublicKey(), nil
+}
+
+// seeds returns valid PublicMessage and PrivateMessage encodings.
+func (g *fuzzProtectionGroup) seeds(tb testing.TB) [][]byte {
+	tree, _ := newSecretTree(g.s, g.encryptionSecret, 2)
+	var out [][]byte
+	contents := []*FramedContent{
+		{ContentType: ContentTypeApplication, ApplicationData: []byte("hello")},
+		{ContentType: ContentTypeProposal, Proposal: &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: 0}}},
+		{ContentType: ContentTypeCommit, Commit: &Commit{}},
+	}
+	for _, fc := range contents {
+		fc.GroupID, fc.Epoch = g.gc.GroupID, g.gc.Epoch
+		fc.Sender = Sender{Type: SenderTypeMember, LeafIndex: 1}
+		for _, wf := range []WireFormat{WireFormatPublicMessage, WireFormatPrivateMessage} {
+			ac, err := g.s.signFramedContent(rand.Reader, g.key, wf, fc, g.gc)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if fc.ContentType == ContentTypeCommit {
+				ac.Auth.ConfirmationTag = bytes.Repeat([]byte{4}, g.s.nh)
+			}
+			msg := &MLSMessage{Version: ProtocolVersionMLS10, WireFormat: wf}
+			if wf == WireFormatPublicMessage {
+				if fc.ContentType == ContentTypeApplication {
+					continue
+				}
+				msg.PublicMessage, err = g.s.protectPublic(ac, g.membershipKey, g.gc)
+			} else {
+				msg.PrivateMessage, err = g.s.protectPrivate(rand.Reader, ac, tree, g.senderDataSecret, 8)
+			}
+			if err != nil {
+				tb.Fatal(err)
+			}
+			b, err := msg.Marshal()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// FuzzUnprotect feeds arbitrary MLSMessages to unprotectPublic and
+// unprotectPrivate: they must never panic, must return nil content with an
+// error, and content they accept must re-encode into the body it came from.
+func FuzzUnprotect(f *testing.F) {
+	g := newFuzzProtectionGroup(f)
+	for _, seed := range g.seeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msg, err := UnmarshalMLSMessage(data)
+		if err != nil {
+			return
+		}
+		var ac *AuthenticatedContent
+		switch msg.WireFormat {
+		case WireFormatPublicMessage:
+			ac, err = g.s.unprotectPublic(msg.PublicMessage, g.membershipKey, g.gc, g.senderKey)
+		case WireFormatPrivateMessage:
+			tree, _ := newSecretTree(g.s, g.encryptionSecret, 2)
+			ac, err = g.s.unprotectPrivate(msg.PrivateMessage, tree, g.senderDataSecret, g.gc, g.senderKey)
+		default:
+			return
+		}
+		if err != nil {
+			if ac != nil {
+				t.Fatalf("unprotect returned content with error %v", err)
+			}
+			return
+		}
+		// Accepted content carries a valid signature from member 1.
+		tbs, err := marshalFramedContentTBS(ac.WireFormat, &ac.Content, g.gc)
+		if err != nil {
+			t.Fatalf("accepted content does not re-encode: %v", err)
+		}
+		if !g.s.verifyWithLabel(g.key.PublicKey(), labelFramedContentTBS, tbs, ac.Auth.Signature) {
+			t.Fatalf("accepted content with an invalid signature")
+		}
+	})
+}
