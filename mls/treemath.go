@@ -5,13 +5,13 @@ package mls
 // parents at odd ones, and the level of a node is the number of trailing
 // one bits of its index. With 8 leaves:
 //
-//	                              X
-//	              X                               X
-//	      X               X               X               X
-//	  X       X       X       X       X       X       X       X
-//	node:  0   1   2   3   4   5   6   7   8   9  10  11  12  13  14
-//	level: 0   1   0   2   0   1   0   3   0   1   0   2   0   1   0
-//	leaf:  0       1       2       3       4       5       6       7
+//	                                    X
+//	                    X                               X
+//	            X               X               X               X
+//	        X       X       X       X       X       X       X       X
+//	node:   0   1   2   3   4   5   6   7   8   9  10  11  12  13  14
+//	level:  0   1   0   2   0   1   0   3   0   1   0   2   0   1   0
+//	leaf:   0       1       2       3       4       5       6       7
 //
 // RFC 9420 trees always have a power-of-two number of leaves (Section 7.7),
 // so every function here assumes a full tree. Functions that have no answer
@@ -109,7 +109,13 @@ func (x nodeIndex) parent(n numLeaves) (nodeIndex, bool) {
 	}
 	k := x.level()
 	b := (uint64(x) >> (k + 1)) & 1
-	return nodeIndex((uint64(x) | 1<<k) ^ (b << (k + 1))), true
+	p := (uint64(x) | 1<<k) ^ (b << (k + 1))
+	// In a full tree the parent of a node is always inside it; the check
+	// keeps a caller passing a non-power-of-two n from leaving the tree.
+	if p >= n.width() {
+		return 0, false
+	}
+	return nodeIndex(p), true
 }
 
 // sibling returns the other child of x's parent (Appendix C, sibling).
