@@ -130,7 +130,7 @@ func (g *Group) Commit(rand io.Reader, opts *CommitOptions, now time.Time) (*Com
 	if err != nil {
 		return nil, err
 	}
-	return g.createCommit(rand, byValue, opts.ForcePath, now)
+	return g.createCommit(rand, byValue, opts.ForcePath, now, nil)
 }
 
 // proposalsFor turns CommitOptions into proposals by value.
@@ -168,8 +168,9 @@ func parseKeyPackageMessage(b []byte) (*KeyPackage, error) {
 	return m.KeyPackage, nil
 }
 
-// createCommit implements RFC 9420, Section 12.4.1.
-func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool, now time.Time) (*CommitOutput, error) {
+// createCommit implements RFC 9420, Section 12.4.1. tamper, when not nil,
+// changes the Commit before it is signed; tests use it to forge commits.
+func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool, now time.Time, tamper func(*Commit)) (*CommitOutput, error) {
 	self := Sender{Type: SenderTypeMember, LeafIndex: g.own()}
 
 	// Proposals: those received by reference that fit in the list, then
@@ -224,6 +225,9 @@ func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool
 	}
 	st.priv.prune(tree)
 	st.ctx.TreeHash = tree.treeHash()
+	if tamper != nil {
+		tamper(commit)
+	}
 
 	// Frame the commit, then derive the new epoch from its transcript hash
 	// and set the confirmation tag before it is protected.
@@ -346,8 +350,9 @@ func (g *Group) epochEvent(st *commitState, sender Sender) *Event {
 			ev.SenderCredential = leaf.Credential
 		}
 	}
-	if st.path != nil || (st.tree.leaf(st.sender) != nil && sender.Type == SenderTypeNewMemberCommit) {
-		if leaf := st.tree.leaf(st.sender); leaf != nil && sender.Type == SenderTypeNewMemberCommit {
+	if sender.Type == SenderTypeNewMemberCommit {
+		if leaf := st.tree.leaf(st.sender); leaf != nil {
+			ev.Sender = uint32(st.sender)
 			ev.SenderCredential = leaf.Credential
 			ev.Added = append(ev.Added, memberOf(st.sender, leaf))
 		}
@@ -389,7 +394,9 @@ func (g *Group) PendingCommit() []byte {
 // install enters the epoch st describes, keeping the current one as a
 // past epoch.
 func (g *Group) install(st *commitState) error {
-	g.retireEpoch()
+	if g.keys != nil {
+		g.retireEpoch()
+	}
 	g.ctx = st.ctx
 	g.tree = st.tree
 	g.priv = st.priv
@@ -470,9 +477,6 @@ func (g *Group) processCommit(ac *AuthenticatedContent, now time.Time) (*Event, 
 		return nil, err
 	}
 	ev := g.epochEvent(st, committer)
-	if external {
-		ev.Sender = uint32(st.sender)
-	}
 	// Step: enter the new epoch.
 	if err := g.install(st); err != nil {
 		return nil, err

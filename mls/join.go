@@ -190,34 +190,9 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 
 	// Import and verify the tree (Section 12.4.3.1): from the extension
 	// or out of band, matching the GroupContext's tree hash, parent-hash
-	// valid, every leaf valid.
-	treeBytes := ratchetTree
-	if ext, ok := gi.Extensions.Find(ExtensionTypeRatchetTree); ok {
-		if treeBytes == nil {
-			treeBytes = ext
-		}
-	}
-	if treeBytes == nil {
-		return nil, errors.New("mls: no ratchet tree in the welcome and none given")
-	}
-	tree, err := parseRatchetTree(cs.id, treeBytes)
+	// valid, every leaf valid, and the GroupInfo signed by a member.
+	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
 	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(tree.treeHash(), gi.GroupContext.TreeHash) {
-		return nil, errors.New("mls: ratchet tree does not match the group's tree hash")
-	}
-	if err := tree.verifyParentHashes(); err != nil {
-		return nil, err
-	}
-	if err := tree.validateTree(gi.GroupContext.GroupID, gi.GroupContext.Extensions, now, cfg.ValidateCredential); err != nil {
-		return nil, err
-	}
-	signerLeaf := tree.leaf(gi.Signer)
-	if signerLeaf == nil {
-		return nil, fmt.Errorf("mls: group info signer %d is not a member", gi.Signer)
-	}
-	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey); err != nil {
 		return nil, err
 	}
 
@@ -375,4 +350,195 @@ func externalPub(cs *cipherSuite, externalSecret []byte) ([]byte, error) {
 		return nil, err
 	}
 	return sk.PublicKey().Bytes(), nil
+}
+
+// GroupInfo returns a signed GroupInfo of the current epoch as a
+// serialized MLSMessage (RFC 9420, Section 12.4.3), with the external_pub
+// extension so that it allows external joins (Section 12.4.3.2) and, when
+// withTree is set, the ratchet tree.
+func (g *Group) GroupInfo(rand io.Reader, withTree bool) ([]byte, error) {
+	if g.removed {
+		return nil, ErrRemoved
+	}
+	tag := g.cs.confirmationTag(g.secrets.confirmationKey, g.ctx.ConfirmedTranscriptHash)
+	gi, err := makeGroupInfo(rand, g.cs, &g.ctx, g.tree, g.secrets, tag, g.own(), g.signer, withTree)
+	if err != nil {
+		return nil, err
+	}
+	return (&MLSMessage{WireFormat: WireFormatGroupInfo, GroupInfo: gi}).Marshal()
+}
+
+// importGroupInfo verifies a GroupInfo and the ratchet tree it describes
+// (RFC 9420, Sections 12.4.3.1 and 12.4.3.2): the tree comes from the
+// ratchet_tree extension or out of band, must match the tree hash, be
+// parent-hash valid with every leaf valid, and the signer must be a member
+// whose key verifies the signature.
+func importGroupInfo(cfg Config, gi *GroupInfo, ratchetTree []byte, now time.Time) (*ratchetTree, error) {
+	cs, err := gi.GroupContext.CipherSuite.suite()
+	if err != nil {
+		return nil, err
+	}
+	treeBytes := ratchetTree
+	if treeBytes == nil {
+		ext, ok := gi.Extensions.Find(ExtensionTypeRatchetTree)
+		if !ok {
+			return nil, errors.New("mls: no ratchet tree in the group info and none given")
+		}
+		treeBytes = ext
+	}
+	tree, err := parseRatchetTree(cs.id, treeBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(tree.treeHash(), gi.GroupContext.TreeHash) {
+		return nil, errors.New("mls: ratchet tree does not match the group's tree hash")
+	}
+	if err := tree.verifyParentHashes(); err != nil {
+		return nil, err
+	}
+	if err := tree.validateTree(gi.GroupContext.GroupID, gi.GroupContext.Extensions, now, cfg.ValidateCredential); err != nil {
+		return nil, err
+	}
+	signerLeaf := tree.leaf(gi.Signer)
+	if signerLeaf == nil {
+		return nil, fmt.Errorf("mls: group info signer %d is not a member", gi.Signer)
+	}
+	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// JoinExternal joins a group by external commit (RFC 9420, Section
+// 12.4.3.2) from a serialized MLSMessage(GroupInfo) with the external_pub
+// extension. kp supplies the new leaf's credential, capabilities and keys;
+// ratchetTree is the tree when given out of band, or nil to use the
+// GroupInfo's extension. It returns the group, already in the new epoch,
+// and the commit to send; if the Delivery Service refuses the commit the
+// caller drops the group and tries again.
+func JoinExternal(rand io.Reader, cfg Config, groupInfo []byte, ratchetTree []byte, kp *KeyPackagePrivate, now time.Time) (*Group, []byte, error) {
+	cfg = cfg.withDefaults()
+	msg, err := UnmarshalMLSMessage(groupInfo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg.WireFormat != WireFormatGroupInfo {
+		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a group info", msg.WireFormat)
+	}
+	gi := msg.GroupInfo
+	if gi.GroupContext.CipherSuite != kp.KeyPackage.CipherSuite {
+		return nil, nil, fmt.Errorf("mls: group of cipher suite 0x%04x, key package of 0x%04x",
+			uint16(gi.GroupContext.CipherSuite), uint16(kp.KeyPackage.CipherSuite))
+	}
+	cs, err := gi.GroupContext.CipherSuite.suite()
+	if err != nil {
+		return nil, nil, err
+	}
+	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkCredential(cfg.ValidateCredential, &kp.KeyPackage.LeafNode); err != nil {
+		return nil, nil, err
+	}
+
+	// Section 8.3: encapsulate to the external public key; the exported
+	// secret is the init secret of the new epoch.
+	extData, ok := gi.Extensions.Find(ExtensionTypeExternalPub)
+	if !ok {
+		return nil, nil, errors.New("mls: group info has no external_pub extension")
+	}
+	ext, err := UnmarshalExternalPub(extData)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := cs.hpkePublicKey(ext.ExternalPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	kemOutput, hctx, err := cs.hpke.SetupBaseSender(rand, pk, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	initSecret, err := hctx.Export([]byte(labelExternalInit), cs.nh)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(initSecret)
+
+	leafKey, err := cs.hpkePrivateKey(kp.EncryptionPriv)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The joiner's view of the group's current epoch, without its secrets.
+	g := &Group{
+		cfg:     cfg,
+		cs:      cs,
+		ctx:     gi.GroupContext,
+		tree:    tree,
+		signer:  kp.Signer,
+		interim: cs.interimTranscriptHash(gi.GroupContext.ConfirmedTranscriptHash, gi.ConfirmationTag),
+	}
+	init := &Proposal{Type: ProposalTypeExternalInit, ExternalInit: &ExternalInitProposal{KEMOutput: kemOutput}}
+	self := Sender{Type: SenderTypeNewMemberCommit}
+	props := []sourcedProposal{{proposal: init, sender: self}}
+	if err := g.validateProposalList(props, self, false); err != nil {
+		return nil, nil, err
+	}
+	next := tree.clone()
+	eff, err := g.applyProposals(next, props, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Section 12.4.3.2: the joiner takes the leftmost free leaf and sends
+	// a path from there.
+	own, err := next.addLeaf(&kp.KeyPackage.LeafNode)
+	if err != nil {
+		return nil, nil, err
+	}
+	g.priv = newTreePrivateKeys(own, leafKey)
+	st := &commitState{tree: next, priv: g.priv.clone(), sender: own, eff: eff}
+	st.ctx = g.provisionalContext(eff)
+	res, err := next.createUpdatePath(rand, st.priv, &updatePathParams{
+		groupID: g.ctx.GroupID,
+		signer:  kp.Signer,
+		leaf:    &kp.KeyPackage.LeafNode,
+		context: st.contextWithTreeHash,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	st.path = res
+	st.ctx.TreeHash = next.treeHash()
+
+	fc := &FramedContent{
+		GroupID:     g.ctx.GroupID,
+		Epoch:       g.ctx.Epoch,
+		Sender:      self,
+		ContentType: ContentTypeCommit,
+		Commit: &Commit{
+			Proposals: []ProposalOrRef{{Type: ProposalOrRefTypeProposal, Proposal: init}},
+			Path:      res.path,
+		},
+	}
+	ac, err := cs.signFramedContent(rand, kp.Signer, WireFormatPublicMessage, fc, &g.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.deriveEpoch(st, ac, initSecret, res.commitSecret, nil, true); err != nil {
+		return nil, nil, err
+	}
+	st.zeroCommitterSecrets()
+	pm, err := cs.protectPublic(ac, nil, &g.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	commit, err := (&MLSMessage{WireFormat: WireFormatPublicMessage, PublicMessage: pm}).Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.install(st); err != nil {
+		return nil, nil, err
+	}
+	return g, commit, nil
 }
