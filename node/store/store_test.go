@@ -508,3 +508,18 @@ func testCrash(t *testing.T, killAfter int) {
 	}
 	t.Logf("killed after %d acknowledgements; %d messages survived", killAfter, len(msgs))
 }
+
+func countKeys(b *Bucket) (int, error) {
+	if b == nil {
+		return 0, nil
+	}
+	n := 0
+	c := b.KeyCursor()
+	for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
+		if err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
+}

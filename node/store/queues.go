@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Per-device queues of the server schema.
+
+// enqueue appends encoded envelopes to a device's queue. A full queue is
+// marked overflowed and drops this and later messages instead of failing
+// the sender; the device is then appended to overflowed once.
+func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[][]byte) error {
+	qb, err := tx.CreateBucket(bucketQueues, tx.Ident(domainDevice, device))
+	if err != nil {
+		return err
+	}
+	st, err := queueState(qb)
+	if err != nil {
+		return err
+	}
+	if st.Overflowed {
+		return nil
+	}
+	mb, err := qb.CreateBucket(keyMessages)
+	if err != nil {
+		return err
+	}
+	added := false
+	for _, e := range envs {
+		if st.Len >= uint64(s.limits.MaxQueueLen) {
+			st.Overflowed = true
+			*overflowed = append(*overflowed, device)
+			break
+		}
+		st.Last++
+		st.Len++
+		if err := mb.Put(SeqKey(st.Last), e); err != nil {
+			return err
+		}
+		added = true
+	}
+	if added {
+		dev := string(device)
+		tx.OnCommit(func() { s.signals.notify(dev) })
+	}
+	return qb.Put(keyQueue, st.marshal())
+}
+
+func queueState(qb *Bucket) (QueueState, error) {
+	v, err := qb.Get(keyQueue)
+	if errors.Is(err, ErrNotFound) {
+		return QueueState{}, nil
+	}
+	if err != nil {
+		return QueueState{}, err
+	}
+	return parseQueueState(v)
+}
+
+// Fetch implements Store.
+func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) ([]QueuedMessage, QueueState, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []QueuedMessage
+	var st QueueState
+	err := s.view(ctx, func(tx *Tx) error {
+		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
+		if qb == nil {
+			return nil
+		}
+		var err error
+		if st, err = queueState(qb); err != nil {
+			return err
+		}
+		mb := qb.Bucket(keyMessages)
+		if mb == nil || after == ^uint64(0) {
+			return nil
+		}
+		size := 0
+		c := mb.Cursor()
+		for k, v, err := c.Seek(SeqKey(after + 1)); k != nil && len(out) < limit; k, v, err = c.Next() {
+			if err != nil {
+				return err
+			}
+			seq, ok := ParseSeqKey(k)
+			if !ok {
+				return fmt.Errorf("store: queue key %x: %w", k, ErrCorrupt)
+			}
+			e, err := parseEnvelope(v)
+			if err != nil {
+				return err
+			}
+			if maxBytes > 0 && len(out) > 0 && size+len(e.Data) > maxBytes {
+				break
+			}
+			size += len(e.Data)
+			out = append(out, QueuedMessage{Seq: seq, Envelope: e})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, QueueState{}, err
+	}
+	return out, st, nil
+}
+
+// Ack implements Store.
+func (s *LocalStore) Ack(ctx context.Context, device []byte, upTo uint64) error {
+	return s.update(ctx, func(tx *Tx) error {
+		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
+		if qb == nil {
+			return nil
+		}
+		mb := qb.Bucket(keyMessages)
+		if mb == nil {
+			return nil
+		}
+		st, err := queueState(qb)
+		if err != nil {
+			return err
+		}
+		var n uint64
+		c := mb.KeyCursor()
+		for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
+			if err != nil {
+				return err
+			}
+			if seq, ok := ParseSeqKey(k); !ok || seq > upTo {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		st.Len -= min(n, st.Len)
+		return qb.Put(keyQueue, st.marshal())
+	})
+}
+
+// ClearOverflow implements Store.
+func (s *LocalStore) ClearOverflow(ctx context.Context, device []byte) error {
+	return s.update(ctx, func(tx *Tx) error {
+		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
+		if qb == nil {
+			return nil
+		}
+		st, err := queueState(qb)
+		if err != nil || !st.Overflowed {
+			return err
+		}
+		st.Overflowed = false
+		return qb.Put(keyQueue, st.marshal())
+	})
+}
+
+// QueueSignal implements Store.
+func (s *LocalStore) QueueSignal(device []byte) <-chan struct{} {
+	return s.signals.wait(string(device))
+}
+
+// signals wakes fetchWait callers: one channel per device, closed (and
+// replaced) when a message for it is durably queued.
+type signals struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func (s *signals) wait(dev string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.m[dev]
+	if !ok {
+		ch = make(chan struct{})
+		s.m[dev] = ch
+	}
+	return ch
+}
+
+func (s *signals) notify(dev string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.m[dev]; ok {
+		close(ch)
+		delete(s.m, dev)
+	}
+}
