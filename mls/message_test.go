@@ -3,6 +3,7 @@ package mls
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -230,4 +231,64 @@ func FuzzMLSMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRoundTrip(t, data, UnmarshalMLSMessage, (*MLSMessage).Marshal)
 	})
+}
+
+func ExampleUnmarshalMLSMessage() {
+	msg := &MLSMessage{
+		WireFormat: WireFormatPrivateMessage,
+		PrivateMessage: &PrivateMessage{
+			GroupID:             []byte("room"),
+			Epoch:               7,
+			ContentType:         ContentTypeApplication,
+			EncryptedSenderData: []byte{0xaa},
+			Ciphertext:          []byte{0xbb, 0xcc},
+		},
+	}
+	data, err := msg.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%x\n", data)
+
+	got, err := UnmarshalMLSMessage(data)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(got.WireFormat == WireFormatPrivateMessage, string(got.PrivateMessage.GroupID), got.PrivateMessage.Epoch)
+
+	_, err = UnmarshalMLSMessage(append(data, 0))
+	fmt.Println(err)
+	// Output:
+	// 0001000204726f6f6d0000000000000007010001aa02bbcc
+	// true room 7
+	// mls: malformed encoding: 1 trailing bytes
+}
+
+func BenchmarkUnmarshalMLSMessage(b *testing.B) {
+	for i, m := range sampleMessages() {
+		data, err := m.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("wire_format=%d/%d/%dB", m.WireFormat, i, len(data)), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := UnmarshalMLSMessage(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkMarshalMLSMessage(b *testing.B) {
+	for i, m := range sampleMessages() {
+		b.Run(fmt.Sprintf("wire_format=%d/%d", m.WireFormat, i), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.Marshal(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
