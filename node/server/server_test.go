@@ -163,7 +163,7 @@ func TestIdentityPersists(t *testing.T) {
 	}
 
 	for path, want := range map[string]os.FileMode{
-		cfg.DataDir: 0o700,
+		cfg.DataDir:                              0o700,
 		filepath.Join(cfg.DataDir, certFileName): 0o600,
 		filepath.Join(cfg.DataDir, keyFileName):  0o600,
 	} {
