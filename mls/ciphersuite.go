@@ -21,10 +21,10 @@ import (
 	"hash"
 	"io"
 
-	"qpchat/kem"
-
 	"github.com/cloudflare/circl/sign/ed448"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"qpchat/kem"
 )
 
 // labelPrefix is prepended to every label of the labelled primitives
@@ -186,7 +186,11 @@ func (s *cipherSuite) expand(prk, info []byte, length int) []byte {
 	out := make([]byte, 0, length+s.nh)
 	var t []byte
 	for counter := byte(1); len(out) < length; counter++ {
-		m.Reset()
+		// Reset only between blocks: most outputs are a single block, and
+		// resetting a fresh HMAC costs a state snapshot.
+		if counter > 1 {
+			m.Reset()
+		}
 		m.Write(t)
 		m.Write(info)
 		m.Write([]byte{counter})

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -405,4 +406,28 @@ func FuzzParseSignaturePrivateKey(f *testing.F) {
 			t.Fatalf("canonical form does not parse to the same key: %v", err)
 		}
 	})
+}
+
+// TestExtractExpandMatchHKDF cross-checks the suite's KDF against
+// crypto/hkdf, including multi-block outputs that no vector covers.
+func TestExtractExpandMatchHKDF(t *testing.T) {
+	for id, s := range suiteTable {
+		salt, ikm, info := []byte("salt"), []byte("input keying material"), []byte("info")
+		wantPRK, err := hkdf.Extract(s.newHash, ikm, salt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.extract(salt, ikm); !bytes.Equal(got, wantPRK) {
+			t.Errorf("suite %d: extract = %x, want %x", id, got, wantPRK)
+		}
+		for _, n := range []int{0, 1, s.nh - 1, s.nh, s.nh + 1, 3*s.nh + 5, 255 * s.nh} {
+			want, err := hkdf.Expand(s.newHash, wantPRK, string(info), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.expand(wantPRK, info, n); !bytes.Equal(got, want) {
+				t.Errorf("suite %d: expand(%d) = %x, want %x", id, n, got, want)
+			}
+		}
+	}
 }

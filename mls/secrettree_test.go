@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"qpchat/internal/vectors"
@@ -186,4 +187,52 @@ func BenchmarkSecretTreeKey(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestSecretTreeDeletion checks the deletion schedule of RFC 9420,
+// Section 9.2: deriving a leaf consumes the secrets on its path and keeps
+// only the siblings of that path.
+func TestSecretTreeDeletion(t *testing.T) {
+	s, _ := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519.suite()
+	tree, err := newSecretTree(s, bytes.Repeat([]byte{1}, s.nh), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tree.nodes[7]; !ok || len(tree.nodes) != 1 {
+		t.Fatalf("fresh 8-leaf tree holds nodes %v, want only the root 7", keysOf(tree.nodes))
+	}
+	if _, err := tree.nextKey(0, handshakeRatchet); err != nil {
+		t.Fatal(err)
+	}
+	// Leaf 0 is node 0; its path is 1, 3, 7 and the siblings are 2, 5, 11.
+	want := []uint32{2, 5, 11}
+	if got := keysOf(tree.nodes); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after deriving leaf 0 the tree holds nodes %v, want %v", got, want)
+	}
+	if _, err := tree.nextKey(5, applicationRatchet); err != nil {
+		t.Fatal(err)
+	}
+	// Leaf 5 is node 10 under 11: 11 is consumed, 9 (leaf 4) and 13 remain.
+	want = []uint32{2, 5, 8, 13}
+	if got := keysOf(tree.nodes); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after deriving leaf 5 the tree holds nodes %v, want %v", got, want)
+	}
+	// Each generation advances the ratchet and the old secret is replaced.
+	r := &tree.ratchets[0][handshakeRatchet]
+	old := r.secret
+	if _, err := tree.nextKey(0, handshakeRatchet); err != nil {
+		t.Fatal(err)
+	}
+	if r.generation != 2 || !bytes.Equal(old, make([]byte, s.nh)) {
+		t.Errorf("after two keys: generation %d, old secret %x (want 2 and zeroed)", r.generation, old)
+	}
+}
+
+func keysOf(m map[uint32][]byte) []uint32 {
+	var out []uint32
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
