@@ -448,8 +448,13 @@ func (g *Group) processCommit(ac *AuthenticatedContent, now time.Time) (*Event, 
 
 	// Step: an external joiner takes the leftmost free leaf (Section
 	// 12.4.3.2).
+	// The slot holds a placeholder until the path's leaf replaces it: a
+	// copy without encryption key, so that the leaf is validated like any
+	// new leaf (its encryption key must be new).
 	if external {
-		if st.sender, err = tree.addLeaf(&commit.Path.LeafNode); err != nil {
+		placeholder := commit.Path.LeafNode
+		placeholder.EncryptionKey = nil
+		if st.sender, err = tree.addLeaf(&placeholder); err != nil {
 			return nil, err
 		}
 	}

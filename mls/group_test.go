@@ -389,3 +389,155 @@ func TestRemovedMemberCannotDecrypt(t *testing.T) {
 		})
 	}
 }
+
+// deliver has every member but sender process msg, expecting kind.
+func (s *sim) deliver(sender string, msg []byte, kind EventKind) {
+	s.t.Helper()
+	for name, m := range s.members {
+		if name == sender {
+			continue
+		}
+		ev, err := m.ProcessMessage(msg, testNow)
+		if err != nil {
+			s.t.Fatalf("%s processing message of %s: %v", name, sender, err)
+		}
+		if ev.Kind != kind {
+			s.t.Fatalf("%s: event kind %d, want %d", name, ev.Kind, kind)
+		}
+	}
+}
+
+// TestGroupProposalsByReference: members propose an Add and a Remove, a
+// third member commits them by reference, and the group agrees.
+func TestGroupProposalsByReference(t *testing.T) {
+	for _, suite := range simSuites {
+		for _, public := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/public=%v", suiteName(suite), public), func(t *testing.T) {
+				s := newSim(t, suite, 5)
+				s.add(s.names()[0], 4)
+				for _, g := range s.members {
+					g.cfg.PublicHandshake = public
+				}
+				names := s.names()
+				joiner := s.newIdentity()
+				kp := newTestKeyPackage(t, s.rand, suite, joiner)
+				p1, err := s.members[names[1]].ProposeAdd(s.rand, kpMessage(t, kp), testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.deliver(names[1], p1, EventProposal)
+				p2, err := s.members[names[2]].ProposeRemove(s.rand, s.leafOf(names[4]), testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.deliver(names[2], p2, EventProposal)
+				out, err := s.members[names[3]].CommitPending(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(out.Added) != 1 || len(out.Removed) != 1 {
+					t.Fatalf("commit added %d, removed %d", len(out.Added), len(out.Removed))
+				}
+				s.commit(names[3], out, map[string]*KeyPackagePrivate{joiner: kp})
+				if _, ok := s.members[names[4]]; ok {
+					t.Fatal("removed member still present")
+				}
+				s.broadcast(joiner, []byte("joined by reference"))
+			})
+		}
+	}
+}
+
+// TestGroupExternalJoin: an outsider joins from a GroupInfo by external
+// commit (RFC 9420, Section 12.4.3.2).
+func TestGroupExternalJoin(t *testing.T) {
+	for _, suite := range simSuites {
+		for _, withTree := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/tree=%v", suiteName(suite), withTree), func(t *testing.T) {
+				s := newSim(t, suite, 6)
+				s.add(s.names()[0], 4)
+				names := s.names()
+				gi, err := s.members[names[2]].GroupInfo(s.rand, withTree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var tree []byte
+				if !withTree {
+					if tree, err = s.members[names[2]].tree.Marshal(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				name := s.newIdentity()
+				kp := newTestKeyPackage(t, s.rand, suite, name)
+				g, commit, err := JoinExternal(s.rand, testConfig(), gi, tree, kp, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for n, m := range s.members {
+					ev, err := m.ProcessMessage(commit, testNow)
+					if err != nil {
+						t.Fatalf("%s processing external commit: %v", n, err)
+					}
+					if len(ev.Added) != 1 || string(ev.Added[0].Credential.Identity) != name {
+						t.Fatalf("%s: external commit event %+v", n, ev)
+					}
+				}
+				s.members[name] = g
+				s.checkAgreement()
+				s.broadcast(name, []byte("joined externally"))
+				out, err := g.Update(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.commit(name, out, nil)
+			})
+		}
+	}
+}
+
+// TestGroupPSKs injects an external PSK and a resumption PSK of the
+// previous epoch into commits (RFC 9420, Section 8.4, Section 8.6).
+func TestGroupPSKs(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 8)
+			s.add(s.names()[0], 3)
+			names := s.names()
+			cs, _ := suite.suite()
+			psk := []byte("an external pre-shared key")
+			for _, g := range s.members {
+				g.cfg.ExternalPSKs = func(id []byte) ([]byte, bool) {
+					return psk, string(id) == "shared"
+				}
+			}
+			nonce := func() []byte {
+				b := make([]byte, cs.nh)
+				io.ReadFull(s.rand, b)
+				return b
+			}
+			prev := s.members[names[0]].Epoch()
+			out, err := s.members[names[1]].Commit(s.rand, &CommitOptions{PSKs: []PreSharedKeyID{
+				{Type: PSKTypeExternal, PSKID: []byte("shared"), PSKNonce: nonce()},
+			}}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.commit(names[1], out, nil)
+			out, err = s.members[names[2]].Commit(s.rand, &CommitOptions{ForcePath: true, PSKs: []PreSharedKeyID{
+				{Type: PSKTypeResumption, Usage: ResumptionPSKUsageApplication, PSKGroupID: s.members[names[2]].GroupID(),
+					PSKEpoch: prev, PSKNonce: nonce()},
+			}}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.commit(names[2], out, nil)
+			// An unknown external PSK is refused by the committer.
+			_, err = s.members[names[0]].Commit(s.rand, &CommitOptions{PSKs: []PreSharedKeyID{
+				{Type: PSKTypeExternal, PSKID: []byte("unknown"), PSKNonce: nonce()},
+			}}, testNow)
+			if err == nil {
+				t.Fatal("commit with an unknown PSK accepted")
+			}
+		})
+	}
+}

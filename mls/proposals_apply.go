@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 )
@@ -536,4 +537,57 @@ func (r pskResolver) resolve(cs *cipherSuite, ids []PreSharedKeyID) ([]pskWithID
 		out = append(out, pskWithID{id: id, psk: psk})
 	}
 	return out, nil
+}
+
+// Propose sends a proposal by reference (RFC 9420, Section 12.1): it
+// returns the MLSMessage for the group and caches the proposal, so that a
+// later commit, ours or another member's, can cover it.
+func (g *Group) Propose(rand io.Reader, p *Proposal, now time.Time) ([]byte, error) {
+	if g.removed {
+		return nil, ErrRemoved
+	}
+	self := Sender{Type: SenderTypeMember, LeafIndex: g.own()}
+	if p.Type == ProposalTypeUpdate {
+		// TODO(RFC 9420 §12.1.2): an Update proposal needs its new leaf
+		// key kept until a commit covers it; qpchat updates by commit.
+		return nil, errors.New("mls: update proposals are not supported; use Update")
+	}
+	if err := g.checkProposal(p, self, now); err != nil {
+		return nil, err
+	}
+	if len(g.cache) >= maxCachedProposals {
+		return nil, errors.New("mls: too many pending proposals in this epoch")
+	}
+	fc := &FramedContent{
+		GroupID:     g.ctx.GroupID,
+		Epoch:       g.ctx.Epoch,
+		Sender:      self,
+		ContentType: ContentTypeProposal,
+		Proposal:    p,
+	}
+	ac, msg, err := g.frame(rand, fc, nil)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := ac.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	g.cache = append(g.cache, cachedProposal{ref: g.cs.makeProposalRef(enc), proposal: p, sender: self})
+	return msg, nil
+}
+
+// ProposeAdd proposes adding the member of a serialized
+// MLSMessage(KeyPackage).
+func (g *Group) ProposeAdd(rand io.Reader, keyPackage []byte, now time.Time) ([]byte, error) {
+	kp, err := parseKeyPackageMessage(keyPackage)
+	if err != nil {
+		return nil, err
+	}
+	return g.Propose(rand, &Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: *kp}}, now)
+}
+
+// ProposeRemove proposes removing the member at leaf.
+func (g *Group) ProposeRemove(rand io.Reader, leaf uint32, now time.Time) ([]byte, error) {
+	return g.Propose(rand, &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: leafIndex(leaf)}}, now)
 }
