@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"qpchat/internal/vectors"
@@ -61,7 +62,7 @@ func TestMessages(t *testing.T) {
 	}
 	passed := 0
 	for i, tc := range tests {
-		ok := t.Run("", func(t *testing.T) { testMessages(t, &tc) })
+		ok := t.Run(fmt.Sprint(i), func(t *testing.T) { testMessages(t, &tc) })
 		if ok {
 			passed++
 		} else {
@@ -69,6 +70,25 @@ func TestMessages(t *testing.T) {
 		}
 	}
 	t.Logf("messages.json: %d/%d entries passed (17 fields each)", passed, len(tests))
+
+	// Every strict prefix of a real message is truncated and must fail
+	// cleanly (the fuzz targets explore the rest).
+	tc := tests[0]
+	for name, data := range map[string][]byte{
+		"mls_welcome": tc.MLSWelcome, "mls_group_info": tc.MLSGroupInfo, "mls_key_package": tc.MLSKeyPackage,
+		"public_message_commit": tc.PublicMessageCommit, "private_message": tc.PrivateMessage,
+	} {
+		for i := range data {
+			if m, err := UnmarshalMLSMessage(data[:i]); err == nil || m != nil {
+				t.Fatalf("UnmarshalMLSMessage(%s[:%d]) = %v, %v, want error", name, i, m, err)
+			}
+		}
+	}
+	for i := range tc.RatchetTree {
+		if _, err := UnmarshalRatchetTree(tc.RatchetTree[:i]); err == nil {
+			t.Fatalf("UnmarshalRatchetTree(ratchet_tree[:%d]) succeeded", i)
+		}
+	}
 }
 
 func testMessages(t *testing.T, tc *messagesVector) {

@@ -35,7 +35,8 @@ func benchGroups(b *testing.B, s *LocalStore, n int) (senders, receivers, groups
 		if err := s.CreateGroup(ctx, gid, snd); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: snd, Message: []byte("c"), Added: [][]byte{rcv}, Welcome: []byte("w")}); err != nil {
+		ref := fetchedRef(b, s, snd, fmt.Sprint("u", i, "-1"), rcv)
+		if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: snd, Message: []byte("c"), Added: [][]byte{rcv}, Welcome: []byte("w"), KeyPackageRefs: [][]byte{ref}}); err != nil {
 			b.Fatal(err)
 		}
 		senders, receivers, groups = append(senders, snd), append(receivers, rcv), append(groups, gid)

@@ -82,9 +82,10 @@
 //   - Groups: CreateGroup (creator as the only member, ErrExists), Group,
 //     Commit (first commit of the current epoch wins; stored with its
 //     fan-out and Welcome in one transaction; resubmitting the same commit
-//     bytes returns Duplicate; ErrStaleCommit, ErrWrongEpoch, ErrNotMember,
-//     ErrInvalidCommit, ErrLimit), Send (a batch, to every member but the
-//     sender).
+//     bytes returns Duplicate; the Welcome's KeyPackageRefs must name
+//     exactly the added devices through packages the committer fetched;
+//     ErrStaleCommit, ErrWrongEpoch, ErrNotMember, ErrInvalidCommit,
+//     ErrLimit), Send (a batch, to every member but the sender).
 //   - Queues: per device, sequence numbers assigned in the fan-out's
 //     transaction. Fetch(after, limit, maxBytes) reads without deleting; Ack(upTo)
 //     deletes; a full queue is marked Overflowed (reported in

@@ -29,9 +29,12 @@ func Example() {
 		s.AddDevice(ctx, store.Device{User: user, Key: dev, Certificate: []byte("certificate")})
 	}
 	group := []byte("32 random bytes of a group id...")
+	s.PutKeyPackages(ctx, bob, 1, []store.KeyPackage{{Ref: []byte("bob's KeyPackageRef"), Data: []byte("KeyPackage")}}, nil)
+	kps, _ := s.FetchKeyPackages(ctx, alice, "bob", 1)
 	s.CreateGroup(ctx, group, alice)
 	s.Commit(ctx, store.CommitRequest{Group: group, Committer: alice, Epoch: 0,
-		Message: []byte("commit adding bob"), Added: [][]byte{bob}, Welcome: []byte("Welcome")})
+		Message: []byte("commit adding bob"), Added: [][]byte{bob}, Welcome: []byte("Welcome"),
+		KeyPackageRefs: [][]byte{kps[0].Ref}})
 	s.Send(ctx, store.SendRequest{Group: group, Sender: alice, Messages: [][]byte{[]byte("hello")}})
 
 	msgs, _, _ := s.Fetch(ctx, bob, 0, 100, 0)

@@ -78,13 +78,48 @@ func checkList(what string, list [][]byte) error {
 	return nil
 }
 
+// matchWelcome checks that the Welcome's KeyPackageRefs name exactly the
+// added devices, through KeyPackages the committer fetched, and forgets
+// those fetches: each fetched package admits one device once.
+func matchWelcome(tx *Tx, req CommitRequest) error {
+	if len(req.KeyPackageRefs) != len(req.Added) {
+		return fmt.Errorf("store: %d KeyPackageRefs for %d added devices: %w", len(req.KeyPackageRefs), len(req.Added), ErrInvalidCommit)
+	}
+	fetched := tx.Bucket(bucketFetched)
+	matched := make([]bool, len(req.Added))
+	for _, ref := range req.KeyPackageRefs {
+		id := fetchedID(tx, req.Committer, ref)
+		v, err := fetched.Get(id)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("store: KeyPackageRef %x was not fetched by the committer: %w", ref, ErrInvalidCommit)
+		}
+		if err != nil {
+			return err
+		}
+		rec, err := parseFetchRecord(v)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(req.Added, func(a []byte) bool { return bytes.Equal(a, rec.Device) })
+		if i < 0 || matched[i] {
+			return fmt.Errorf("store: KeyPackageRef %x is not for an added device: %w", ref, ErrInvalidCommit)
+		}
+		matched[i] = true
+		if err := fetched.Delete(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Commit implements Store.
 func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResult, error) {
 	if err := errors.Join(checkLen("group id", req.Group, 1, MaxGroupIDLen),
 		checkLen("committer", req.Committer, 1, MaxKeyLen),
 		checkLen("commit", req.Message, 1, MaxMessageLen),
 		checkLen("Welcome", req.Welcome, 0, MaxMessageLen),
-		checkList("added device", req.Added), checkList("removed device", req.Removed)); err != nil {
+		checkList("added device", req.Added), checkList("removed device", req.Removed),
+		checkList("KeyPackageRef", req.KeyPackageRefs)); err != nil {
 		return CommitResult{}, err
 	}
 	if len(req.Added) > 0 && len(req.Welcome) == 0 {
@@ -109,8 +144,7 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 		if err != nil {
 			return err
 		}
-		switch {
-		case req.Epoch < g.Epoch:
+		if req.Epoch < g.Epoch {
 			prev, err := commits.Get(SeqKey(req.Epoch))
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -119,12 +153,15 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 				res = CommitResult{Duplicate: true, Epoch: g.Epoch}
 				return nil
 			}
-			return fmt.Errorf("store: commit for epoch %d, group is at epoch %d: %w", req.Epoch, g.Epoch, ErrStaleCommit)
-		case req.Epoch > g.Epoch:
-			return fmt.Errorf("store: commit for epoch %d, group is at epoch %d: %w", req.Epoch, g.Epoch, ErrWrongEpoch)
 		}
 		if !isMember(g.Members, req.Committer) {
 			return ErrNotMember
+		}
+		switch {
+		case req.Epoch < g.Epoch:
+			return fmt.Errorf("store: commit for epoch %d, group is at epoch %d: %w", req.Epoch, g.Epoch, ErrStaleCommit)
+		case req.Epoch > g.Epoch:
+			return fmt.Errorf("store: commit for epoch %d, group is at epoch %d: %w", req.Epoch, g.Epoch, ErrWrongEpoch)
 		}
 		for _, r := range req.Removed {
 			if !isMember(g.Members, r) || bytes.Equal(r, req.Committer) {
@@ -138,6 +175,9 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 		}
 		if n := len(g.Members) - len(req.Removed) + len(req.Added); n > s.limits.MaxGroupSize {
 			return fmt.Errorf("store: group of %d devices exceeds the limit of %d: %w", n, s.limits.MaxGroupSize, ErrLimit)
+		}
+		if err := matchWelcome(tx, req); err != nil {
+			return err
 		}
 		for _, m := range g.Members {
 			if bytes.Equal(m, req.Committer) {

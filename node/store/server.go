@@ -64,7 +64,8 @@ type Store interface {
 	// devices, and moves the group to the next epoch with the new members.
 	// A resubmitted accepted commit (same bytes) returns Duplicate without
 	// storing anything. Errors: ErrNotFound, ErrNotMember, ErrStaleCommit,
-	// ErrWrongEpoch, ErrInvalidCommit, ErrLimit.
+	// ErrWrongEpoch, ErrInvalidCommit (also for KeyPackageRefs that do not
+	// match Added), ErrLimit.
 	Commit(ctx context.Context, req CommitRequest) (CommitResult, error)
 	// Send queues a batch of messages for every member but the sender, in
 	// one transaction. ErrNotMember if the sender is not a member.
@@ -104,6 +105,11 @@ type CommitRequest struct {
 	Added     [][]byte // device keys the commit adds
 	Removed   [][]byte // device keys the commit removes
 	Welcome   []byte   // the Welcome for the added devices; required if Added is not empty
+	// KeyPackageRefs are the Welcome's new_member KeyPackageRefs (RFC 9420,
+	// Section 12.4.3.1). Each must name a KeyPackage the committer fetched
+	// (FetchKeyPackages), and together they must name exactly the Added
+	// devices. Accepting the commit forgets those fetches.
+	KeyPackageRefs [][]byte
 }
 
 // CommitResult reports an accepted commit.

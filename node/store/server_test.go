@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -202,6 +203,30 @@ func TestKeyPackagesConcurrentFetch(t *testing.T) {
 	}
 }
 
+var refCounter atomic.Int64
+
+// fetchedRef uploads a KeyPackage for dev (a device of user) and fetches it
+// as committer, so that committer may add dev; it returns the ref to put in
+// CommitRequest.KeyPackageRefs.
+func fetchedRef(t testing.TB, s Store, committer []byte, user string, dev []byte) []byte {
+	t.Helper()
+	ref := fmt.Appendf(nil, "ref-%d", refCounter.Add(1))
+	if _, err := s.PutKeyPackages(ctx, dev, 1, []KeyPackage{{Ref: ref, Data: []byte("kp")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FetchKeyPackages(ctx, committer, user, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range got {
+		if bytes.Equal(f.Device, dev) {
+			return f.Ref
+		}
+	}
+	t.Fatalf("no KeyPackage fetched for %q", dev)
+	return nil
+}
+
 func fetchAll(t *testing.T, s Store, dev string) []QueuedMessage {
 	t.Helper()
 	msgs, _, err := s.Fetch(ctx, devKey(dev), 0, 0, 0)
@@ -224,7 +249,8 @@ func TestGroupsAndCommits(t *testing.T) {
 		t.Errorf("CreateGroup of an existing id = %v, want ErrExists", err)
 	}
 	c0 := CommitRequest{Group: gid, Committer: devKey("a1"), Epoch: 0, Message: []byte("commit-0"),
-		Added: [][]byte{devKey("b1"), devKey("a2")}, Welcome: []byte("welcome-0")}
+		Added: [][]byte{devKey("b1"), devKey("a2")}, Welcome: []byte("welcome-0"),
+		KeyPackageRefs: [][]byte{fetchedRef(t, s, devKey("a1"), "alice", devKey("a2")), fetchedRef(t, s, devKey("a1"), "bob", devKey("b1"))}}
 	res, err := s.Commit(ctx, c0)
 	if err != nil || res.Duplicate || res.Epoch != 1 {
 		t.Fatalf("Commit(epoch 0) = %+v, %v", res, err)
@@ -302,6 +328,33 @@ func TestGroupsAndCommits(t *testing.T) {
 	if !bytes.Equal(b1[1].Sender, devKey("a1")) {
 		t.Errorf("application message sender = %q, want a1", b1[1].Sender)
 	}
+
+	// Adding needs KeyPackageRefs that the committer fetched, one per added device.
+	addE1 := CommitRequest{Group: gid, Committer: devKey("a1"), Epoch: 2, Message: []byte("commit-2"),
+		Added: [][]byte{devKey("e1")}, Welcome: []byte("welcome-2")}
+	byB1 := fetchedRef(t, s, devKey("b1"), "eve", devKey("e1"))
+	byA1 := fetchedRef(t, s, devKey("a1"), "eve", devKey("e1"))
+	ofB1 := fetchedRef(t, s, devKey("a1"), "bob", devKey("b1"))
+	for name, refs := range map[string][][]byte{
+		"no ref":                 nil,
+		"unknown ref":            {[]byte("bogus")},
+		"ref fetched by another": {byB1},
+		"ref of another device":  {ofB1},
+		"one ref too many":       {byA1, ofB1},
+	} {
+		req := addE1
+		req.KeyPackageRefs = refs
+		if _, err := s.Commit(ctx, req); !errors.Is(err, ErrInvalidCommit) {
+			t.Errorf("commit adding e1 with %s = %v, want ErrInvalidCommit", name, err)
+		}
+	}
+	addE1.KeyPackageRefs = [][]byte{byA1}
+	if _, err := s.Commit(ctx, addE1); err != nil {
+		t.Errorf("commit adding e1 with a1's fetched ref = %v", err)
+	}
+	if _, _, err := s.FetchedKeyPackage(ctx, devKey("a1"), byA1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("fetch record after its commit = %v, want ErrNotFound (forgotten)", err)
+	}
 }
 
 func TestQueueFetchAckOverflow(t *testing.T) {
@@ -312,7 +365,8 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 	if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"), Added: [][]byte{devKey("b1")}, Welcome: []byte("w")}); err != nil {
+	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"), Added: [][]byte{devKey("b1")}, Welcome: []byte("w"),
+		KeyPackageRefs: [][]byte{fetchedRef(t, s, devKey("a1"), "bob", devKey("b1"))}}); err != nil {
 		t.Fatal(err)
 	}
 	send := func(msgs ...string) SendResult {
@@ -435,7 +489,7 @@ func TestNoPlaintextInFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("alice-phone"), Message: []byte("team commit"),
-		Added: [][]byte{devKey("bob-laptop")}, Welcome: []byte("welcome to team")}); err != nil {
+		Added: [][]byte{devKey("bob-laptop")}, Welcome: []byte("welcome to team"), KeyPackageRefs: [][]byte{[]byte("bob-ref")}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Send(ctx, SendRequest{Group: gid, Sender: devKey("alice-phone"), Messages: [][]byte{[]byte("hello-secret")}}); err != nil {

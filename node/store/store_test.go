@@ -453,7 +453,8 @@ func testCrash(t *testing.T, killAfter int) {
 	if err := s.CreateGroup(ctx, crashGroup, crashSender); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(ctx, CommitRequest{Group: crashGroup, Committer: crashSender, Message: []byte("c"), Added: [][]byte{crashReceiver}, Welcome: []byte("w")}); err != nil {
+	if _, err := s.Commit(ctx, CommitRequest{Group: crashGroup, Committer: crashSender, Message: []byte("c"), Added: [][]byte{crashReceiver}, Welcome: []byte("w"),
+		KeyPackageRefs: [][]byte{fetchedRef(t, s, crashSender, "user1", crashReceiver)}}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
