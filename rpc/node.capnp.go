@@ -36,6 +36,106 @@ func (c NodeService) Ping(ctx context.Context, params func(NodeService_ping_Para
 
 }
 
+func (c NodeService) RegisterStart(ctx context.Context, params func(NodeService_registerStart_Params) error) (NodeService_registerStart_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      1,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "registerStart",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(NodeService_registerStart_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return NodeService_registerStart_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c NodeService) RegisterFinish(ctx context.Context, params func(NodeService_registerFinish_Params) error) (NodeService_registerFinish_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      2,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "registerFinish",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(NodeService_registerFinish_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return NodeService_registerFinish_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c NodeService) LoginStart(ctx context.Context, params func(NodeService_loginStart_Params) error) (NodeService_loginStart_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      3,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "loginStart",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(NodeService_loginStart_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return NodeService_loginStart_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c NodeService) LoginFinish(ctx context.Context, params func(NodeService_loginFinish_Params) error) (NodeService_loginFinish_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      4,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "loginFinish",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(NodeService_loginFinish_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return NodeService_loginFinish_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c NodeService) AuthenticateDevice(ctx context.Context, params func(NodeService_authenticateDevice_Params) error) (NodeService_authenticateDevice_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      5,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "authenticateDevice",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 3}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(NodeService_authenticateDevice_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return NodeService_authenticateDevice_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c NodeService) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -110,6 +210,16 @@ func (c NodeService) GetFlowLimiter() fc.FlowLimiter {
 // A NodeService_Server is a NodeService with a local implementation.
 type NodeService_Server interface {
 	Ping(context.Context, NodeService_ping) error
+
+	RegisterStart(context.Context, NodeService_registerStart) error
+
+	RegisterFinish(context.Context, NodeService_registerFinish) error
+
+	LoginStart(context.Context, NodeService_loginStart) error
+
+	LoginFinish(context.Context, NodeService_loginFinish) error
+
+	AuthenticateDevice(context.Context, NodeService_authenticateDevice) error
 }
 
 // NodeService_NewServer creates a new Server from an implementation of NodeService_Server.
@@ -128,7 +238,7 @@ func NodeService_ServerToClient(s NodeService_Server) NodeService {
 // This can be used to create a more complicated Server.
 func NodeService_Methods(methods []server.Method, s NodeService_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 1)
+		methods = make([]server.Method, 0, 6)
 	}
 
 	methods = append(methods, server.Method{
@@ -140,6 +250,66 @@ func NodeService_Methods(methods []server.Method, s NodeService_Server) []server
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.Ping(ctx, NodeService_ping{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      1,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "registerStart",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.RegisterStart(ctx, NodeService_registerStart{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      2,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "registerFinish",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.RegisterFinish(ctx, NodeService_registerFinish{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      3,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "loginStart",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.LoginStart(ctx, NodeService_loginStart{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      4,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "loginFinish",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.LoginFinish(ctx, NodeService_loginFinish{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x9124efccd973ff53,
+			MethodID:      5,
+			InterfaceName: "node.capnp:NodeService",
+			MethodName:    "authenticateDevice",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.AuthenticateDevice(ctx, NodeService_authenticateDevice{call})
 		},
 	})
 
@@ -161,6 +331,91 @@ func (c NodeService_ping) Args() NodeService_ping_Params {
 func (c NodeService_ping) AllocResults() (NodeService_ping_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 1})
 	return NodeService_ping_Results(r), err
+}
+
+// NodeService_registerStart holds the state for a server call to NodeService.registerStart.
+// See server.Call for documentation.
+type NodeService_registerStart struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c NodeService_registerStart) Args() NodeService_registerStart_Params {
+	return NodeService_registerStart_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c NodeService_registerStart) AllocResults() (NodeService_registerStart_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerStart_Results(r), err
+}
+
+// NodeService_registerFinish holds the state for a server call to NodeService.registerFinish.
+// See server.Call for documentation.
+type NodeService_registerFinish struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c NodeService_registerFinish) Args() NodeService_registerFinish_Params {
+	return NodeService_registerFinish_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c NodeService_registerFinish) AllocResults() (NodeService_registerFinish_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_registerFinish_Results(r), err
+}
+
+// NodeService_loginStart holds the state for a server call to NodeService.loginStart.
+// See server.Call for documentation.
+type NodeService_loginStart struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c NodeService_loginStart) Args() NodeService_loginStart_Params {
+	return NodeService_loginStart_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c NodeService_loginStart) AllocResults() (NodeService_loginStart_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginStart_Results(r), err
+}
+
+// NodeService_loginFinish holds the state for a server call to NodeService.loginFinish.
+// See server.Call for documentation.
+type NodeService_loginFinish struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c NodeService_loginFinish) Args() NodeService_loginFinish_Params {
+	return NodeService_loginFinish_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c NodeService_loginFinish) AllocResults() (NodeService_loginFinish_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginFinish_Results(r), err
+}
+
+// NodeService_authenticateDevice holds the state for a server call to NodeService.authenticateDevice.
+// See server.Call for documentation.
+type NodeService_authenticateDevice struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c NodeService_authenticateDevice) Args() NodeService_authenticateDevice_Params {
+	return NodeService_authenticateDevice_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c NodeService_authenticateDevice) AllocResults() (NodeService_authenticateDevice_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_authenticateDevice_Results(r), err
 }
 
 // NodeService_List is a list of NodeService.
@@ -334,33 +589,5430 @@ func (f NodeService_ping_Results_Future) Struct() (NodeService_ping_Results, err
 	return NodeService_ping_Results(p.Struct()), err
 }
 
-const schema_8b7e1e71e8493249 = "x\xda\x84\x8e?KBQ\x1c\x86\xdf\xf7\x9c{SI" +
-	"\xa9\xcb\x15\x82\xe8\x0f\x85A\x05JZ\x8b-J\x04\xe1" +
-	"\x12\x1e\xfd\x04\xa2\x87\x10\xea^\xf3\x96m\x05\xadM\x0d" +
-	"m\xb54\xf4\x19\xa2\xb6\xe6\xd6\x86\xe6\x96\xb6 \xa2\xa5" +
-	"\xe1\xc4\xa1\xbcCK\xdb\x8f\x1f\x0f\xcf\xf3\x8e_V\x9d" +
-	"b&\x14\x10j\xca\x1d1M\x13=?\xbe\xe5\xce\xe1" +
-	"\x8dJS+\xd5^\xf7g\x8e\xcf\x00\xfa\xd3\xbc\xf3\x17" +
-	"\x98\x00\xfc9n\xf95{\x99\xcd\xa7\xafl\xf9\xf3\xf6" +
-	"\x01j\x82\x04\\\xfb\\-r\x9e\xa0_\xe6\x11h^" +
-	"No\xae\x1b\xef\xf7\x1f\xbf\x84c\x81\x0bNZ\xe0\x8a" +
-	"\x15\xe4M\x10vt\xa1\xdd\xea1\xe8\xado\x87\x1d\xdd" +
-	"\xac\xe8\xfe\xa0\xdb\xd6uR9\xd2\x05b\x05\x875\xcf" +
-	"[\x86\xf0\xdc\xc4X\xaf\x1b\xecTY'c\x8b\x1cZ" +
-	"~$\x05K\xe4\x1a::L\xec\x1eD*)\x1d\xc0" +
-	"!\xe0-\x95\x00\x95\x93T+\x82d\xd6N\xf3\xf2\x1b" +
-	"\x80Z\x94Tk\x82\xb3A\x18\xb45S\x10L\x81'" +
-	"\x03\xdd\x8f\xbaa\xc04\x04\xd3\xf8'Wo\xf5[r" +
-	"/RN\\\xcb\xd8ZRRe\xff\x9a\xbf\x03\x00\x00" +
-	"\xff\xff\x87wa8"
+type NodeService_registerStart_Params capnp.Struct
+
+// NodeService_registerStart_Params_TypeID is the unique identifier for the type NodeService_registerStart_Params.
+const NodeService_registerStart_Params_TypeID = 0xeed8e21656fa51c0
+
+func NewNodeService_registerStart_Params(s *capnp.Segment) (NodeService_registerStart_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerStart_Params(st), err
+}
+
+func NewRootNodeService_registerStart_Params(s *capnp.Segment) (NodeService_registerStart_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerStart_Params(st), err
+}
+
+func ReadRootNodeService_registerStart_Params(msg *capnp.Message) (NodeService_registerStart_Params, error) {
+	root, err := msg.Root()
+	return NodeService_registerStart_Params(root.Struct()), err
+}
+
+func (s NodeService_registerStart_Params) String() string {
+	str, _ := text.Marshal(0xeed8e21656fa51c0, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_registerStart_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_registerStart_Params) DecodeFromPtr(p capnp.Ptr) NodeService_registerStart_Params {
+	return NodeService_registerStart_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_registerStart_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_registerStart_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_registerStart_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_registerStart_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_registerStart_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s NodeService_registerStart_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_registerStart_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s NodeService_registerStart_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s NodeService_registerStart_Params) Request() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_registerStart_Params) HasRequest() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_registerStart_Params) SetRequest(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_registerStart_Params_List is a list of NodeService_registerStart_Params.
+type NodeService_registerStart_Params_List = capnp.StructList[NodeService_registerStart_Params]
+
+// NewNodeService_registerStart_Params creates a new list of NodeService_registerStart_Params.
+func NewNodeService_registerStart_Params_List(s *capnp.Segment, sz int32) (NodeService_registerStart_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_registerStart_Params](l), err
+}
+
+// NodeService_registerStart_Params_Future is a wrapper for a NodeService_registerStart_Params promised by a client call.
+type NodeService_registerStart_Params_Future struct{ *capnp.Future }
+
+func (f NodeService_registerStart_Params_Future) Struct() (NodeService_registerStart_Params, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_registerStart_Params(p.Struct()), err
+}
+
+type NodeService_registerStart_Results capnp.Struct
+
+// NodeService_registerStart_Results_TypeID is the unique identifier for the type NodeService_registerStart_Results.
+const NodeService_registerStart_Results_TypeID = 0xcba06a5fba61f57e
+
+func NewNodeService_registerStart_Results(s *capnp.Segment) (NodeService_registerStart_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerStart_Results(st), err
+}
+
+func NewRootNodeService_registerStart_Results(s *capnp.Segment) (NodeService_registerStart_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerStart_Results(st), err
+}
+
+func ReadRootNodeService_registerStart_Results(msg *capnp.Message) (NodeService_registerStart_Results, error) {
+	root, err := msg.Root()
+	return NodeService_registerStart_Results(root.Struct()), err
+}
+
+func (s NodeService_registerStart_Results) String() string {
+	str, _ := text.Marshal(0xcba06a5fba61f57e, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_registerStart_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_registerStart_Results) DecodeFromPtr(p capnp.Ptr) NodeService_registerStart_Results {
+	return NodeService_registerStart_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_registerStart_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_registerStart_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_registerStart_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_registerStart_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_registerStart_Results) Response() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_registerStart_Results) HasResponse() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_registerStart_Results) SetResponse(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s NodeService_registerStart_Results) Ksf() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_registerStart_Results) HasKsf() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_registerStart_Results) SetKsf(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_registerStart_Results_List is a list of NodeService_registerStart_Results.
+type NodeService_registerStart_Results_List = capnp.StructList[NodeService_registerStart_Results]
+
+// NewNodeService_registerStart_Results creates a new list of NodeService_registerStart_Results.
+func NewNodeService_registerStart_Results_List(s *capnp.Segment, sz int32) (NodeService_registerStart_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_registerStart_Results](l), err
+}
+
+// NodeService_registerStart_Results_Future is a wrapper for a NodeService_registerStart_Results promised by a client call.
+type NodeService_registerStart_Results_Future struct{ *capnp.Future }
+
+func (f NodeService_registerStart_Results_Future) Struct() (NodeService_registerStart_Results, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_registerStart_Results(p.Struct()), err
+}
+
+type NodeService_registerFinish_Params capnp.Struct
+
+// NodeService_registerFinish_Params_TypeID is the unique identifier for the type NodeService_registerFinish_Params.
+const NodeService_registerFinish_Params_TypeID = 0xdd530fcd8cfb2f89
+
+func NewNodeService_registerFinish_Params(s *capnp.Segment) (NodeService_registerFinish_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerFinish_Params(st), err
+}
+
+func NewRootNodeService_registerFinish_Params(s *capnp.Segment) (NodeService_registerFinish_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_registerFinish_Params(st), err
+}
+
+func ReadRootNodeService_registerFinish_Params(msg *capnp.Message) (NodeService_registerFinish_Params, error) {
+	root, err := msg.Root()
+	return NodeService_registerFinish_Params(root.Struct()), err
+}
+
+func (s NodeService_registerFinish_Params) String() string {
+	str, _ := text.Marshal(0xdd530fcd8cfb2f89, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_registerFinish_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_registerFinish_Params) DecodeFromPtr(p capnp.Ptr) NodeService_registerFinish_Params {
+	return NodeService_registerFinish_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_registerFinish_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_registerFinish_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_registerFinish_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_registerFinish_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_registerFinish_Params) Record() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_registerFinish_Params) HasRecord() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_registerFinish_Params) SetRecord(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s NodeService_registerFinish_Params) UserKey() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_registerFinish_Params) HasUserKey() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_registerFinish_Params) SetUserKey(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_registerFinish_Params_List is a list of NodeService_registerFinish_Params.
+type NodeService_registerFinish_Params_List = capnp.StructList[NodeService_registerFinish_Params]
+
+// NewNodeService_registerFinish_Params creates a new list of NodeService_registerFinish_Params.
+func NewNodeService_registerFinish_Params_List(s *capnp.Segment, sz int32) (NodeService_registerFinish_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_registerFinish_Params](l), err
+}
+
+// NodeService_registerFinish_Params_Future is a wrapper for a NodeService_registerFinish_Params promised by a client call.
+type NodeService_registerFinish_Params_Future struct{ *capnp.Future }
+
+func (f NodeService_registerFinish_Params_Future) Struct() (NodeService_registerFinish_Params, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_registerFinish_Params(p.Struct()), err
+}
+
+type NodeService_registerFinish_Results capnp.Struct
+
+// NodeService_registerFinish_Results_TypeID is the unique identifier for the type NodeService_registerFinish_Results.
+const NodeService_registerFinish_Results_TypeID = 0xdfb8f749674b306c
+
+func NewNodeService_registerFinish_Results(s *capnp.Segment) (NodeService_registerFinish_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_registerFinish_Results(st), err
+}
+
+func NewRootNodeService_registerFinish_Results(s *capnp.Segment) (NodeService_registerFinish_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_registerFinish_Results(st), err
+}
+
+func ReadRootNodeService_registerFinish_Results(msg *capnp.Message) (NodeService_registerFinish_Results, error) {
+	root, err := msg.Root()
+	return NodeService_registerFinish_Results(root.Struct()), err
+}
+
+func (s NodeService_registerFinish_Results) String() string {
+	str, _ := text.Marshal(0xdfb8f749674b306c, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_registerFinish_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_registerFinish_Results) DecodeFromPtr(p capnp.Ptr) NodeService_registerFinish_Results {
+	return NodeService_registerFinish_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_registerFinish_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_registerFinish_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_registerFinish_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_registerFinish_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_registerFinish_Results) Session() Session {
+	p, _ := capnp.Struct(s).Ptr(0)
+	return Session(p.Interface().Client())
+}
+
+func (s NodeService_registerFinish_Results) HasSession() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_registerFinish_Results) SetSession(v Session) error {
+	if !v.IsValid() {
+		return capnp.Struct(s).SetPtr(0, capnp.Ptr{})
+	}
+	seg := s.Segment()
+	in := capnp.NewInterface(seg, seg.Message().CapTable().Add(capnp.Client(v)))
+	return capnp.Struct(s).SetPtr(0, in.ToPtr())
+}
+
+// NodeService_registerFinish_Results_List is a list of NodeService_registerFinish_Results.
+type NodeService_registerFinish_Results_List = capnp.StructList[NodeService_registerFinish_Results]
+
+// NewNodeService_registerFinish_Results creates a new list of NodeService_registerFinish_Results.
+func NewNodeService_registerFinish_Results_List(s *capnp.Segment, sz int32) (NodeService_registerFinish_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[NodeService_registerFinish_Results](l), err
+}
+
+// NodeService_registerFinish_Results_Future is a wrapper for a NodeService_registerFinish_Results promised by a client call.
+type NodeService_registerFinish_Results_Future struct{ *capnp.Future }
+
+func (f NodeService_registerFinish_Results_Future) Struct() (NodeService_registerFinish_Results, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_registerFinish_Results(p.Struct()), err
+}
+func (p NodeService_registerFinish_Results_Future) Session() Session {
+	return Session(p.Future.Field(0, nil).Client())
+}
+
+type NodeService_loginStart_Params capnp.Struct
+
+// NodeService_loginStart_Params_TypeID is the unique identifier for the type NodeService_loginStart_Params.
+const NodeService_loginStart_Params_TypeID = 0xdc439a2220963313
+
+func NewNodeService_loginStart_Params(s *capnp.Segment) (NodeService_loginStart_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginStart_Params(st), err
+}
+
+func NewRootNodeService_loginStart_Params(s *capnp.Segment) (NodeService_loginStart_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginStart_Params(st), err
+}
+
+func ReadRootNodeService_loginStart_Params(msg *capnp.Message) (NodeService_loginStart_Params, error) {
+	root, err := msg.Root()
+	return NodeService_loginStart_Params(root.Struct()), err
+}
+
+func (s NodeService_loginStart_Params) String() string {
+	str, _ := text.Marshal(0xdc439a2220963313, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_loginStart_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_loginStart_Params) DecodeFromPtr(p capnp.Ptr) NodeService_loginStart_Params {
+	return NodeService_loginStart_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_loginStart_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_loginStart_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_loginStart_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_loginStart_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_loginStart_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s NodeService_loginStart_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_loginStart_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s NodeService_loginStart_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s NodeService_loginStart_Params) Ke1() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginStart_Params) HasKe1() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_loginStart_Params) SetKe1(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_loginStart_Params_List is a list of NodeService_loginStart_Params.
+type NodeService_loginStart_Params_List = capnp.StructList[NodeService_loginStart_Params]
+
+// NewNodeService_loginStart_Params creates a new list of NodeService_loginStart_Params.
+func NewNodeService_loginStart_Params_List(s *capnp.Segment, sz int32) (NodeService_loginStart_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_loginStart_Params](l), err
+}
+
+// NodeService_loginStart_Params_Future is a wrapper for a NodeService_loginStart_Params promised by a client call.
+type NodeService_loginStart_Params_Future struct{ *capnp.Future }
+
+func (f NodeService_loginStart_Params_Future) Struct() (NodeService_loginStart_Params, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_loginStart_Params(p.Struct()), err
+}
+
+type NodeService_loginStart_Results capnp.Struct
+
+// NodeService_loginStart_Results_TypeID is the unique identifier for the type NodeService_loginStart_Results.
+const NodeService_loginStart_Results_TypeID = 0xfea6cf24c16dc3cb
+
+func NewNodeService_loginStart_Results(s *capnp.Segment) (NodeService_loginStart_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginStart_Results(st), err
+}
+
+func NewRootNodeService_loginStart_Results(s *capnp.Segment) (NodeService_loginStart_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginStart_Results(st), err
+}
+
+func ReadRootNodeService_loginStart_Results(msg *capnp.Message) (NodeService_loginStart_Results, error) {
+	root, err := msg.Root()
+	return NodeService_loginStart_Results(root.Struct()), err
+}
+
+func (s NodeService_loginStart_Results) String() string {
+	str, _ := text.Marshal(0xfea6cf24c16dc3cb, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_loginStart_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_loginStart_Results) DecodeFromPtr(p capnp.Ptr) NodeService_loginStart_Results {
+	return NodeService_loginStart_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_loginStart_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_loginStart_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_loginStart_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_loginStart_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_loginStart_Results) Ke2() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginStart_Results) HasKe2() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_loginStart_Results) SetKe2(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s NodeService_loginStart_Results) Ksf() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginStart_Results) HasKsf() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_loginStart_Results) SetKsf(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_loginStart_Results_List is a list of NodeService_loginStart_Results.
+type NodeService_loginStart_Results_List = capnp.StructList[NodeService_loginStart_Results]
+
+// NewNodeService_loginStart_Results creates a new list of NodeService_loginStart_Results.
+func NewNodeService_loginStart_Results_List(s *capnp.Segment, sz int32) (NodeService_loginStart_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_loginStart_Results](l), err
+}
+
+// NodeService_loginStart_Results_Future is a wrapper for a NodeService_loginStart_Results promised by a client call.
+type NodeService_loginStart_Results_Future struct{ *capnp.Future }
+
+func (f NodeService_loginStart_Results_Future) Struct() (NodeService_loginStart_Results, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_loginStart_Results(p.Struct()), err
+}
+
+type NodeService_loginFinish_Params capnp.Struct
+
+// NodeService_loginFinish_Params_TypeID is the unique identifier for the type NodeService_loginFinish_Params.
+const NodeService_loginFinish_Params_TypeID = 0xbe870326b86cae49
+
+func NewNodeService_loginFinish_Params(s *capnp.Segment) (NodeService_loginFinish_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginFinish_Params(st), err
+}
+
+func NewRootNodeService_loginFinish_Params(s *capnp.Segment) (NodeService_loginFinish_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginFinish_Params(st), err
+}
+
+func ReadRootNodeService_loginFinish_Params(msg *capnp.Message) (NodeService_loginFinish_Params, error) {
+	root, err := msg.Root()
+	return NodeService_loginFinish_Params(root.Struct()), err
+}
+
+func (s NodeService_loginFinish_Params) String() string {
+	str, _ := text.Marshal(0xbe870326b86cae49, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_loginFinish_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_loginFinish_Params) DecodeFromPtr(p capnp.Ptr) NodeService_loginFinish_Params {
+	return NodeService_loginFinish_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_loginFinish_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_loginFinish_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_loginFinish_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_loginFinish_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_loginFinish_Params) Ke3() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginFinish_Params) HasKe3() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_loginFinish_Params) SetKe3(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s NodeService_loginFinish_Params) Proof() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginFinish_Params) HasProof() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_loginFinish_Params) SetProof(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_loginFinish_Params_List is a list of NodeService_loginFinish_Params.
+type NodeService_loginFinish_Params_List = capnp.StructList[NodeService_loginFinish_Params]
+
+// NewNodeService_loginFinish_Params creates a new list of NodeService_loginFinish_Params.
+func NewNodeService_loginFinish_Params_List(s *capnp.Segment, sz int32) (NodeService_loginFinish_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_loginFinish_Params](l), err
+}
+
+// NodeService_loginFinish_Params_Future is a wrapper for a NodeService_loginFinish_Params promised by a client call.
+type NodeService_loginFinish_Params_Future struct{ *capnp.Future }
+
+func (f NodeService_loginFinish_Params_Future) Struct() (NodeService_loginFinish_Params, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_loginFinish_Params(p.Struct()), err
+}
+
+type NodeService_loginFinish_Results capnp.Struct
+
+// NodeService_loginFinish_Results_TypeID is the unique identifier for the type NodeService_loginFinish_Results.
+const NodeService_loginFinish_Results_TypeID = 0xa1647d7c065ad9ca
+
+func NewNodeService_loginFinish_Results(s *capnp.Segment) (NodeService_loginFinish_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginFinish_Results(st), err
+}
+
+func NewRootNodeService_loginFinish_Results(s *capnp.Segment) (NodeService_loginFinish_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return NodeService_loginFinish_Results(st), err
+}
+
+func ReadRootNodeService_loginFinish_Results(msg *capnp.Message) (NodeService_loginFinish_Results, error) {
+	root, err := msg.Root()
+	return NodeService_loginFinish_Results(root.Struct()), err
+}
+
+func (s NodeService_loginFinish_Results) String() string {
+	str, _ := text.Marshal(0xa1647d7c065ad9ca, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_loginFinish_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_loginFinish_Results) DecodeFromPtr(p capnp.Ptr) NodeService_loginFinish_Results {
+	return NodeService_loginFinish_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_loginFinish_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_loginFinish_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_loginFinish_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_loginFinish_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_loginFinish_Results) Session() Session {
+	p, _ := capnp.Struct(s).Ptr(0)
+	return Session(p.Interface().Client())
+}
+
+func (s NodeService_loginFinish_Results) HasSession() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_loginFinish_Results) SetSession(v Session) error {
+	if !v.IsValid() {
+		return capnp.Struct(s).SetPtr(0, capnp.Ptr{})
+	}
+	seg := s.Segment()
+	in := capnp.NewInterface(seg, seg.Message().CapTable().Add(capnp.Client(v)))
+	return capnp.Struct(s).SetPtr(0, in.ToPtr())
+}
+
+func (s NodeService_loginFinish_Results) Proof() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_loginFinish_Results) HasProof() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_loginFinish_Results) SetProof(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// NodeService_loginFinish_Results_List is a list of NodeService_loginFinish_Results.
+type NodeService_loginFinish_Results_List = capnp.StructList[NodeService_loginFinish_Results]
+
+// NewNodeService_loginFinish_Results creates a new list of NodeService_loginFinish_Results.
+func NewNodeService_loginFinish_Results_List(s *capnp.Segment, sz int32) (NodeService_loginFinish_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[NodeService_loginFinish_Results](l), err
+}
+
+// NodeService_loginFinish_Results_Future is a wrapper for a NodeService_loginFinish_Results promised by a client call.
+type NodeService_loginFinish_Results_Future struct{ *capnp.Future }
+
+func (f NodeService_loginFinish_Results_Future) Struct() (NodeService_loginFinish_Results, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_loginFinish_Results(p.Struct()), err
+}
+func (p NodeService_loginFinish_Results_Future) Session() Session {
+	return Session(p.Future.Field(0, nil).Client())
+}
+
+type NodeService_authenticateDevice_Params capnp.Struct
+
+// NodeService_authenticateDevice_Params_TypeID is the unique identifier for the type NodeService_authenticateDevice_Params.
+const NodeService_authenticateDevice_Params_TypeID = 0xede895a53a19305f
+
+func NewNodeService_authenticateDevice_Params(s *capnp.Segment) (NodeService_authenticateDevice_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return NodeService_authenticateDevice_Params(st), err
+}
+
+func NewRootNodeService_authenticateDevice_Params(s *capnp.Segment) (NodeService_authenticateDevice_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return NodeService_authenticateDevice_Params(st), err
+}
+
+func ReadRootNodeService_authenticateDevice_Params(msg *capnp.Message) (NodeService_authenticateDevice_Params, error) {
+	root, err := msg.Root()
+	return NodeService_authenticateDevice_Params(root.Struct()), err
+}
+
+func (s NodeService_authenticateDevice_Params) String() string {
+	str, _ := text.Marshal(0xede895a53a19305f, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_authenticateDevice_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_authenticateDevice_Params) DecodeFromPtr(p capnp.Ptr) NodeService_authenticateDevice_Params {
+	return NodeService_authenticateDevice_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_authenticateDevice_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_authenticateDevice_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_authenticateDevice_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_authenticateDevice_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_authenticateDevice_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s NodeService_authenticateDevice_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_authenticateDevice_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s NodeService_authenticateDevice_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s NodeService_authenticateDevice_Params) Device() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_authenticateDevice_Params) HasDevice() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s NodeService_authenticateDevice_Params) SetDevice(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s NodeService_authenticateDevice_Params) Signature() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return []byte(p.Data()), err
+}
+
+func (s NodeService_authenticateDevice_Params) HasSignature() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s NodeService_authenticateDevice_Params) SetSignature(v []byte) error {
+	return capnp.Struct(s).SetData(2, v)
+}
+
+// NodeService_authenticateDevice_Params_List is a list of NodeService_authenticateDevice_Params.
+type NodeService_authenticateDevice_Params_List = capnp.StructList[NodeService_authenticateDevice_Params]
+
+// NewNodeService_authenticateDevice_Params creates a new list of NodeService_authenticateDevice_Params.
+func NewNodeService_authenticateDevice_Params_List(s *capnp.Segment, sz int32) (NodeService_authenticateDevice_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
+	return capnp.StructList[NodeService_authenticateDevice_Params](l), err
+}
+
+// NodeService_authenticateDevice_Params_Future is a wrapper for a NodeService_authenticateDevice_Params promised by a client call.
+type NodeService_authenticateDevice_Params_Future struct{ *capnp.Future }
+
+func (f NodeService_authenticateDevice_Params_Future) Struct() (NodeService_authenticateDevice_Params, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_authenticateDevice_Params(p.Struct()), err
+}
+
+type NodeService_authenticateDevice_Results capnp.Struct
+
+// NodeService_authenticateDevice_Results_TypeID is the unique identifier for the type NodeService_authenticateDevice_Results.
+const NodeService_authenticateDevice_Results_TypeID = 0x89bf342143203ec7
+
+func NewNodeService_authenticateDevice_Results(s *capnp.Segment) (NodeService_authenticateDevice_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_authenticateDevice_Results(st), err
+}
+
+func NewRootNodeService_authenticateDevice_Results(s *capnp.Segment) (NodeService_authenticateDevice_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return NodeService_authenticateDevice_Results(st), err
+}
+
+func ReadRootNodeService_authenticateDevice_Results(msg *capnp.Message) (NodeService_authenticateDevice_Results, error) {
+	root, err := msg.Root()
+	return NodeService_authenticateDevice_Results(root.Struct()), err
+}
+
+func (s NodeService_authenticateDevice_Results) String() string {
+	str, _ := text.Marshal(0x89bf342143203ec7, capnp.Struct(s))
+	return str
+}
+
+func (s NodeService_authenticateDevice_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (NodeService_authenticateDevice_Results) DecodeFromPtr(p capnp.Ptr) NodeService_authenticateDevice_Results {
+	return NodeService_authenticateDevice_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s NodeService_authenticateDevice_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s NodeService_authenticateDevice_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s NodeService_authenticateDevice_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s NodeService_authenticateDevice_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s NodeService_authenticateDevice_Results) Session() Session {
+	p, _ := capnp.Struct(s).Ptr(0)
+	return Session(p.Interface().Client())
+}
+
+func (s NodeService_authenticateDevice_Results) HasSession() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s NodeService_authenticateDevice_Results) SetSession(v Session) error {
+	if !v.IsValid() {
+		return capnp.Struct(s).SetPtr(0, capnp.Ptr{})
+	}
+	seg := s.Segment()
+	in := capnp.NewInterface(seg, seg.Message().CapTable().Add(capnp.Client(v)))
+	return capnp.Struct(s).SetPtr(0, in.ToPtr())
+}
+
+// NodeService_authenticateDevice_Results_List is a list of NodeService_authenticateDevice_Results.
+type NodeService_authenticateDevice_Results_List = capnp.StructList[NodeService_authenticateDevice_Results]
+
+// NewNodeService_authenticateDevice_Results creates a new list of NodeService_authenticateDevice_Results.
+func NewNodeService_authenticateDevice_Results_List(s *capnp.Segment, sz int32) (NodeService_authenticateDevice_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[NodeService_authenticateDevice_Results](l), err
+}
+
+// NodeService_authenticateDevice_Results_Future is a wrapper for a NodeService_authenticateDevice_Results promised by a client call.
+type NodeService_authenticateDevice_Results_Future struct{ *capnp.Future }
+
+func (f NodeService_authenticateDevice_Results_Future) Struct() (NodeService_authenticateDevice_Results, error) {
+	p, err := f.Future.Ptr()
+	return NodeService_authenticateDevice_Results(p.Struct()), err
+}
+func (p NodeService_authenticateDevice_Results_Future) Session() Session {
+	return Session(p.Future.Field(0, nil).Client())
+}
+
+type Session capnp.Client
+
+// Session_TypeID is the unique identifier for the type Session.
+const Session_TypeID = 0xba61f0b2803982c8
+
+func (c Session) Info(ctx context.Context, params func(Session_info_Params) error) (Session_info_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      0,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "info",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_info_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_info_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) UserKey(ctx context.Context, params func(Session_userKey_Params) error) (Session_userKey_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      1,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "userKey",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_userKey_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_userKey_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) RegisterDevice(ctx context.Context, params func(Session_registerDevice_Params) error) (Session_registerDevice_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      2,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "registerDevice",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 3}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_registerDevice_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_registerDevice_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) ListDevices(ctx context.Context, params func(Session_listDevices_Params) error) (Session_listDevices_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      3,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "listDevices",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_listDevices_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_listDevices_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) RevokeDevice(ctx context.Context, params func(Session_revokeDevice_Params) error) (Session_revokeDevice_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      4,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "revokeDevice",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_revokeDevice_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_revokeDevice_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) UploadKeyPackages(ctx context.Context, params func(Session_uploadKeyPackages_Params) error) (Session_uploadKeyPackages_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      5,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "uploadKeyPackages",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_uploadKeyPackages_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_uploadKeyPackages_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) KeyPackageCount(ctx context.Context, params func(Session_keyPackageCount_Params) error) (Session_keyPackageCount_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      6,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "keyPackageCount",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_keyPackageCount_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_keyPackageCount_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) FetchKeyPackages(ctx context.Context, params func(Session_fetchKeyPackages_Params) error) (Session_fetchKeyPackages_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      7,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetchKeyPackages",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_fetchKeyPackages_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_fetchKeyPackages_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) CreateGroup(ctx context.Context, params func(Session_createGroup_Params) error) (Session_createGroup_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      8,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "createGroup",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_createGroup_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_createGroup_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) GroupInfo(ctx context.Context, params func(Session_groupInfo_Params) error) (Session_groupInfo_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      9,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "groupInfo",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_groupInfo_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_groupInfo_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) Commit(ctx context.Context, params func(Session_commit_Params) error) (Session_commit_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      10,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "commit",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 5}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_commit_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_commit_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) Send(ctx context.Context, params func(Session_send_Params) error) (Session_send_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      11,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "send",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_send_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_send_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) Fetch(ctx context.Context, params func(Session_fetch_Params) error) (Session_fetch_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      12,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetch",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 16, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_fetch_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_fetch_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) FetchWait(ctx context.Context, params func(Session_fetchWait_Params) error) (Session_fetchWait_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      13,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetchWait",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 16, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_fetchWait_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_fetchWait_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) Ack(ctx context.Context, params func(Session_ack_Params) error) (Session_ack_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      14,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "ack",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_ack_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_ack_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) ClearOverflow(ctx context.Context, params func(Session_clearOverflow_Params) error) (Session_clearOverflow_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      15,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "clearOverflow",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_clearOverflow_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_clearOverflow_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) WaitStreaming() error {
+	return capnp.Client(c).WaitStreaming()
+}
+
+// String returns a string that identifies this capability for debugging
+// purposes.  Its format should not be depended on: in particular, it
+// should not be used to compare clients.  Use IsSame to compare clients
+// for equality.
+func (c Session) String() string {
+	return "Session(" + capnp.Client(c).String() + ")"
+}
+
+// AddRef creates a new Client that refers to the same capability as c.
+// If c is nil or has resolved to null, then AddRef returns nil.
+func (c Session) AddRef() Session {
+	return Session(capnp.Client(c).AddRef())
+}
+
+// Release releases a capability reference.  If this is the last
+// reference to the capability, then the underlying resources associated
+// with the capability will be released.
+//
+// Release will panic if c has already been released, but not if c is
+// nil or resolved to null.
+func (c Session) Release() {
+	capnp.Client(c).Release()
+}
+
+// Resolve blocks until the capability is fully resolved or the Context
+// expires.
+func (c Session) Resolve(ctx context.Context) error {
+	return capnp.Client(c).Resolve(ctx)
+}
+
+func (c Session) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Client(c).EncodeAsPtr(seg)
+}
+
+func (Session) DecodeFromPtr(p capnp.Ptr) Session {
+	return Session(capnp.Client{}.DecodeFromPtr(p))
+}
+
+// IsValid reports whether c is a valid reference to a capability.
+// A reference is invalid if it is nil, has resolved to null, or has
+// been released.
+func (c Session) IsValid() bool {
+	return capnp.Client(c).IsValid()
+}
+
+// IsSame reports whether c and other refer to a capability created by the
+// same call to NewClient.  This can return false negatives if c or other
+// are not fully resolved: use Resolve if this is an issue.  If either
+// c or other are released, then IsSame panics.
+func (c Session) IsSame(other Session) bool {
+	return capnp.Client(c).IsSame(capnp.Client(other))
+}
+
+// Update the flowcontrol.FlowLimiter used to manage flow control for
+// this client. This affects all future calls, but not calls already
+// waiting to send. Passing nil sets the value to flowcontrol.NopLimiter,
+// which is also the default.
+func (c Session) SetFlowLimiter(lim fc.FlowLimiter) {
+	capnp.Client(c).SetFlowLimiter(lim)
+}
+
+// Get the current flowcontrol.FlowLimiter used to manage flow control
+// for this client.
+func (c Session) GetFlowLimiter() fc.FlowLimiter {
+	return capnp.Client(c).GetFlowLimiter()
+}
+
+// A Session_Server is a Session with a local implementation.
+type Session_Server interface {
+	Info(context.Context, Session_info) error
+
+	UserKey(context.Context, Session_userKey) error
+
+	RegisterDevice(context.Context, Session_registerDevice) error
+
+	ListDevices(context.Context, Session_listDevices) error
+
+	RevokeDevice(context.Context, Session_revokeDevice) error
+
+	UploadKeyPackages(context.Context, Session_uploadKeyPackages) error
+
+	KeyPackageCount(context.Context, Session_keyPackageCount) error
+
+	FetchKeyPackages(context.Context, Session_fetchKeyPackages) error
+
+	CreateGroup(context.Context, Session_createGroup) error
+
+	GroupInfo(context.Context, Session_groupInfo) error
+
+	Commit(context.Context, Session_commit) error
+
+	Send(context.Context, Session_send) error
+
+	Fetch(context.Context, Session_fetch) error
+
+	FetchWait(context.Context, Session_fetchWait) error
+
+	Ack(context.Context, Session_ack) error
+
+	ClearOverflow(context.Context, Session_clearOverflow) error
+}
+
+// Session_NewServer creates a new Server from an implementation of Session_Server.
+func Session_NewServer(s Session_Server) *server.Server {
+	c, _ := s.(server.Shutdowner)
+	return server.New(Session_Methods(nil, s), s, c)
+}
+
+// Session_ServerToClient creates a new Client from an implementation of Session_Server.
+// The caller is responsible for calling Release on the returned Client.
+func Session_ServerToClient(s Session_Server) Session {
+	return Session(capnp.NewClient(Session_NewServer(s)))
+}
+
+// Session_Methods appends Methods to a slice that invoke the methods on s.
+// This can be used to create a more complicated Server.
+func Session_Methods(methods []server.Method, s Session_Server) []server.Method {
+	if cap(methods) == 0 {
+		methods = make([]server.Method, 0, 16)
+	}
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      0,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "info",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Info(ctx, Session_info{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      1,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "userKey",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.UserKey(ctx, Session_userKey{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      2,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "registerDevice",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.RegisterDevice(ctx, Session_registerDevice{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      3,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "listDevices",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.ListDevices(ctx, Session_listDevices{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      4,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "revokeDevice",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.RevokeDevice(ctx, Session_revokeDevice{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      5,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "uploadKeyPackages",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.UploadKeyPackages(ctx, Session_uploadKeyPackages{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      6,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "keyPackageCount",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.KeyPackageCount(ctx, Session_keyPackageCount{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      7,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetchKeyPackages",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.FetchKeyPackages(ctx, Session_fetchKeyPackages{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      8,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "createGroup",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.CreateGroup(ctx, Session_createGroup{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      9,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "groupInfo",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.GroupInfo(ctx, Session_groupInfo{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      10,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "commit",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Commit(ctx, Session_commit{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      11,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "send",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Send(ctx, Session_send{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      12,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetch",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Fetch(ctx, Session_fetch{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      13,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "fetchWait",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.FetchWait(ctx, Session_fetchWait{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      14,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "ack",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Ack(ctx, Session_ack{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      15,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "clearOverflow",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.ClearOverflow(ctx, Session_clearOverflow{call})
+		},
+	})
+
+	return methods
+}
+
+// Session_info holds the state for a server call to Session.info.
+// See server.Call for documentation.
+type Session_info struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_info) Args() Session_info_Params {
+	return Session_info_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_info) AllocResults() (Session_info_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 16, PointerCount: 2})
+	return Session_info_Results(r), err
+}
+
+// Session_userKey holds the state for a server call to Session.userKey.
+// See server.Call for documentation.
+type Session_userKey struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_userKey) Args() Session_userKey_Params {
+	return Session_userKey_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_userKey) AllocResults() (Session_userKey_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_userKey_Results(r), err
+}
+
+// Session_registerDevice holds the state for a server call to Session.registerDevice.
+// See server.Call for documentation.
+type Session_registerDevice struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_registerDevice) Args() Session_registerDevice_Params {
+	return Session_registerDevice_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_registerDevice) AllocResults() (Session_registerDevice_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_registerDevice_Results(r), err
+}
+
+// Session_listDevices holds the state for a server call to Session.listDevices.
+// See server.Call for documentation.
+type Session_listDevices struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_listDevices) Args() Session_listDevices_Params {
+	return Session_listDevices_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_listDevices) AllocResults() (Session_listDevices_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_listDevices_Results(r), err
+}
+
+// Session_revokeDevice holds the state for a server call to Session.revokeDevice.
+// See server.Call for documentation.
+type Session_revokeDevice struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_revokeDevice) Args() Session_revokeDevice_Params {
+	return Session_revokeDevice_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_revokeDevice) AllocResults() (Session_revokeDevice_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_revokeDevice_Results(r), err
+}
+
+// Session_uploadKeyPackages holds the state for a server call to Session.uploadKeyPackages.
+// See server.Call for documentation.
+type Session_uploadKeyPackages struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_uploadKeyPackages) Args() Session_uploadKeyPackages_Params {
+	return Session_uploadKeyPackages_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_uploadKeyPackages) AllocResults() (Session_uploadKeyPackages_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_uploadKeyPackages_Results(r), err
+}
+
+// Session_keyPackageCount holds the state for a server call to Session.keyPackageCount.
+// See server.Call for documentation.
+type Session_keyPackageCount struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_keyPackageCount) Args() Session_keyPackageCount_Params {
+	return Session_keyPackageCount_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_keyPackageCount) AllocResults() (Session_keyPackageCount_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_keyPackageCount_Results(r), err
+}
+
+// Session_fetchKeyPackages holds the state for a server call to Session.fetchKeyPackages.
+// See server.Call for documentation.
+type Session_fetchKeyPackages struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_fetchKeyPackages) Args() Session_fetchKeyPackages_Params {
+	return Session_fetchKeyPackages_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_fetchKeyPackages) AllocResults() (Session_fetchKeyPackages_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_fetchKeyPackages_Results(r), err
+}
+
+// Session_createGroup holds the state for a server call to Session.createGroup.
+// See server.Call for documentation.
+type Session_createGroup struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_createGroup) Args() Session_createGroup_Params {
+	return Session_createGroup_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_createGroup) AllocResults() (Session_createGroup_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_createGroup_Results(r), err
+}
+
+// Session_groupInfo holds the state for a server call to Session.groupInfo.
+// See server.Call for documentation.
+type Session_groupInfo struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_groupInfo) Args() Session_groupInfo_Params {
+	return Session_groupInfo_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_groupInfo) AllocResults() (Session_groupInfo_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_groupInfo_Results(r), err
+}
+
+// Session_commit holds the state for a server call to Session.commit.
+// See server.Call for documentation.
+type Session_commit struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_commit) Args() Session_commit_Params {
+	return Session_commit_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_commit) AllocResults() (Session_commit_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_commit_Results(r), err
+}
+
+// Session_send holds the state for a server call to Session.send.
+// See server.Call for documentation.
+type Session_send struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_send) Args() Session_send_Params {
+	return Session_send_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_send) AllocResults() (Session_send_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_send_Results(r), err
+}
+
+// Session_fetch holds the state for a server call to Session.fetch.
+// See server.Call for documentation.
+type Session_fetch struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_fetch) Args() Session_fetch_Params {
+	return Session_fetch_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_fetch) AllocResults() (Session_fetch_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetch_Results(r), err
+}
+
+// Session_fetchWait holds the state for a server call to Session.fetchWait.
+// See server.Call for documentation.
+type Session_fetchWait struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_fetchWait) Args() Session_fetchWait_Params {
+	return Session_fetchWait_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_fetchWait) AllocResults() (Session_fetchWait_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetchWait_Results(r), err
+}
+
+// Session_ack holds the state for a server call to Session.ack.
+// See server.Call for documentation.
+type Session_ack struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_ack) Args() Session_ack_Params {
+	return Session_ack_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_ack) AllocResults() (Session_ack_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_ack_Results(r), err
+}
+
+// Session_clearOverflow holds the state for a server call to Session.clearOverflow.
+// See server.Call for documentation.
+type Session_clearOverflow struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_clearOverflow) Args() Session_clearOverflow_Params {
+	return Session_clearOverflow_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_clearOverflow) AllocResults() (Session_clearOverflow_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_clearOverflow_Results(r), err
+}
+
+// Session_List is a list of Session.
+type Session_List = capnp.CapList[Session]
+
+// NewSession_List creates a new list of Session.
+func NewSession_List(s *capnp.Segment, sz int32) (Session_List, error) {
+	l, err := capnp.NewPointerList(s, sz)
+	return capnp.CapList[Session](l), err
+}
+
+type Session_info_Params capnp.Struct
+
+// Session_info_Params_TypeID is the unique identifier for the type Session_info_Params.
+const Session_info_Params_TypeID = 0xd09055c38d691462
+
+func NewSession_info_Params(s *capnp.Segment) (Session_info_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_info_Params(st), err
+}
+
+func NewRootSession_info_Params(s *capnp.Segment) (Session_info_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_info_Params(st), err
+}
+
+func ReadRootSession_info_Params(msg *capnp.Message) (Session_info_Params, error) {
+	root, err := msg.Root()
+	return Session_info_Params(root.Struct()), err
+}
+
+func (s Session_info_Params) String() string {
+	str, _ := text.Marshal(0xd09055c38d691462, capnp.Struct(s))
+	return str
+}
+
+func (s Session_info_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_info_Params) DecodeFromPtr(p capnp.Ptr) Session_info_Params {
+	return Session_info_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_info_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_info_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_info_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_info_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_info_Params_List is a list of Session_info_Params.
+type Session_info_Params_List = capnp.StructList[Session_info_Params]
+
+// NewSession_info_Params creates a new list of Session_info_Params.
+func NewSession_info_Params_List(s *capnp.Segment, sz int32) (Session_info_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_info_Params](l), err
+}
+
+// Session_info_Params_Future is a wrapper for a Session_info_Params promised by a client call.
+type Session_info_Params_Future struct{ *capnp.Future }
+
+func (f Session_info_Params_Future) Struct() (Session_info_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_info_Params(p.Struct()), err
+}
+
+type Session_info_Results capnp.Struct
+
+// Session_info_Results_TypeID is the unique identifier for the type Session_info_Results.
+const Session_info_Results_TypeID = 0xa8ec66219af63c11
+
+func NewSession_info_Results(s *capnp.Segment) (Session_info_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 2})
+	return Session_info_Results(st), err
+}
+
+func NewRootSession_info_Results(s *capnp.Segment) (Session_info_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 2})
+	return Session_info_Results(st), err
+}
+
+func ReadRootSession_info_Results(msg *capnp.Message) (Session_info_Results, error) {
+	root, err := msg.Root()
+	return Session_info_Results(root.Struct()), err
+}
+
+func (s Session_info_Results) String() string {
+	str, _ := text.Marshal(0xa8ec66219af63c11, capnp.Struct(s))
+	return str
+}
+
+func (s Session_info_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_info_Results) DecodeFromPtr(p capnp.Ptr) Session_info_Results {
+	return Session_info_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_info_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_info_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_info_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_info_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_info_Results) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Session_info_Results) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_info_Results) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Session_info_Results) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Session_info_Results) Kind() SessionKind {
+	return SessionKind(capnp.Struct(s).Uint16(0))
+}
+
+func (s Session_info_Results) SetKind(v SessionKind) {
+	capnp.Struct(s).SetUint16(0, uint16(v))
+}
+
+func (s Session_info_Results) Device() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_info_Results) HasDevice() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_info_Results) SetDevice(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s Session_info_Results) ExpiresAt() int64 {
+	return int64(capnp.Struct(s).Uint64(8))
+}
+
+func (s Session_info_Results) SetExpiresAt(v int64) {
+	capnp.Struct(s).SetUint64(8, uint64(v))
+}
+
+// Session_info_Results_List is a list of Session_info_Results.
+type Session_info_Results_List = capnp.StructList[Session_info_Results]
+
+// NewSession_info_Results creates a new list of Session_info_Results.
+func NewSession_info_Results_List(s *capnp.Segment, sz int32) (Session_info_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 2}, sz)
+	return capnp.StructList[Session_info_Results](l), err
+}
+
+// Session_info_Results_Future is a wrapper for a Session_info_Results promised by a client call.
+type Session_info_Results_Future struct{ *capnp.Future }
+
+func (f Session_info_Results_Future) Struct() (Session_info_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_info_Results(p.Struct()), err
+}
+
+type Session_userKey_Params capnp.Struct
+
+// Session_userKey_Params_TypeID is the unique identifier for the type Session_userKey_Params.
+const Session_userKey_Params_TypeID = 0xfcba16ab3d7d79c5
+
+func NewSession_userKey_Params(s *capnp.Segment) (Session_userKey_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_userKey_Params(st), err
+}
+
+func NewRootSession_userKey_Params(s *capnp.Segment) (Session_userKey_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_userKey_Params(st), err
+}
+
+func ReadRootSession_userKey_Params(msg *capnp.Message) (Session_userKey_Params, error) {
+	root, err := msg.Root()
+	return Session_userKey_Params(root.Struct()), err
+}
+
+func (s Session_userKey_Params) String() string {
+	str, _ := text.Marshal(0xfcba16ab3d7d79c5, capnp.Struct(s))
+	return str
+}
+
+func (s Session_userKey_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_userKey_Params) DecodeFromPtr(p capnp.Ptr) Session_userKey_Params {
+	return Session_userKey_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_userKey_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_userKey_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_userKey_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_userKey_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_userKey_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Session_userKey_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_userKey_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Session_userKey_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+// Session_userKey_Params_List is a list of Session_userKey_Params.
+type Session_userKey_Params_List = capnp.StructList[Session_userKey_Params]
+
+// NewSession_userKey_Params creates a new list of Session_userKey_Params.
+func NewSession_userKey_Params_List(s *capnp.Segment, sz int32) (Session_userKey_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_userKey_Params](l), err
+}
+
+// Session_userKey_Params_Future is a wrapper for a Session_userKey_Params promised by a client call.
+type Session_userKey_Params_Future struct{ *capnp.Future }
+
+func (f Session_userKey_Params_Future) Struct() (Session_userKey_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_userKey_Params(p.Struct()), err
+}
+
+type Session_userKey_Results capnp.Struct
+
+// Session_userKey_Results_TypeID is the unique identifier for the type Session_userKey_Results.
+const Session_userKey_Results_TypeID = 0x8cbec3a4b686f5a2
+
+func NewSession_userKey_Results(s *capnp.Segment) (Session_userKey_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_userKey_Results(st), err
+}
+
+func NewRootSession_userKey_Results(s *capnp.Segment) (Session_userKey_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_userKey_Results(st), err
+}
+
+func ReadRootSession_userKey_Results(msg *capnp.Message) (Session_userKey_Results, error) {
+	root, err := msg.Root()
+	return Session_userKey_Results(root.Struct()), err
+}
+
+func (s Session_userKey_Results) String() string {
+	str, _ := text.Marshal(0x8cbec3a4b686f5a2, capnp.Struct(s))
+	return str
+}
+
+func (s Session_userKey_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_userKey_Results) DecodeFromPtr(p capnp.Ptr) Session_userKey_Results {
+	return Session_userKey_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_userKey_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_userKey_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_userKey_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_userKey_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_userKey_Results) Key() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_userKey_Results) HasKey() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_userKey_Results) SetKey(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Session_userKey_Results_List is a list of Session_userKey_Results.
+type Session_userKey_Results_List = capnp.StructList[Session_userKey_Results]
+
+// NewSession_userKey_Results creates a new list of Session_userKey_Results.
+func NewSession_userKey_Results_List(s *capnp.Segment, sz int32) (Session_userKey_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_userKey_Results](l), err
+}
+
+// Session_userKey_Results_Future is a wrapper for a Session_userKey_Results promised by a client call.
+type Session_userKey_Results_Future struct{ *capnp.Future }
+
+func (f Session_userKey_Results_Future) Struct() (Session_userKey_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_userKey_Results(p.Struct()), err
+}
+
+type Session_registerDevice_Params capnp.Struct
+
+// Session_registerDevice_Params_TypeID is the unique identifier for the type Session_registerDevice_Params.
+const Session_registerDevice_Params_TypeID = 0x8dc2a1535a2906ae
+
+func NewSession_registerDevice_Params(s *capnp.Segment) (Session_registerDevice_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_registerDevice_Params(st), err
+}
+
+func NewRootSession_registerDevice_Params(s *capnp.Segment) (Session_registerDevice_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_registerDevice_Params(st), err
+}
+
+func ReadRootSession_registerDevice_Params(msg *capnp.Message) (Session_registerDevice_Params, error) {
+	root, err := msg.Root()
+	return Session_registerDevice_Params(root.Struct()), err
+}
+
+func (s Session_registerDevice_Params) String() string {
+	str, _ := text.Marshal(0x8dc2a1535a2906ae, capnp.Struct(s))
+	return str
+}
+
+func (s Session_registerDevice_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_registerDevice_Params) DecodeFromPtr(p capnp.Ptr) Session_registerDevice_Params {
+	return Session_registerDevice_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_registerDevice_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_registerDevice_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_registerDevice_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_registerDevice_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_registerDevice_Params) Device() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_registerDevice_Params) HasDevice() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_registerDevice_Params) SetDevice(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_registerDevice_Params) Certificate() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_registerDevice_Params) HasCertificate() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_registerDevice_Params) SetCertificate(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s Session_registerDevice_Params) Proof() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return []byte(p.Data()), err
+}
+
+func (s Session_registerDevice_Params) HasProof() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Session_registerDevice_Params) SetProof(v []byte) error {
+	return capnp.Struct(s).SetData(2, v)
+}
+
+// Session_registerDevice_Params_List is a list of Session_registerDevice_Params.
+type Session_registerDevice_Params_List = capnp.StructList[Session_registerDevice_Params]
+
+// NewSession_registerDevice_Params creates a new list of Session_registerDevice_Params.
+func NewSession_registerDevice_Params_List(s *capnp.Segment, sz int32) (Session_registerDevice_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
+	return capnp.StructList[Session_registerDevice_Params](l), err
+}
+
+// Session_registerDevice_Params_Future is a wrapper for a Session_registerDevice_Params promised by a client call.
+type Session_registerDevice_Params_Future struct{ *capnp.Future }
+
+func (f Session_registerDevice_Params_Future) Struct() (Session_registerDevice_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_registerDevice_Params(p.Struct()), err
+}
+
+type Session_registerDevice_Results capnp.Struct
+
+// Session_registerDevice_Results_TypeID is the unique identifier for the type Session_registerDevice_Results.
+const Session_registerDevice_Results_TypeID = 0xd030ba2121c3137e
+
+func NewSession_registerDevice_Results(s *capnp.Segment) (Session_registerDevice_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_registerDevice_Results(st), err
+}
+
+func NewRootSession_registerDevice_Results(s *capnp.Segment) (Session_registerDevice_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_registerDevice_Results(st), err
+}
+
+func ReadRootSession_registerDevice_Results(msg *capnp.Message) (Session_registerDevice_Results, error) {
+	root, err := msg.Root()
+	return Session_registerDevice_Results(root.Struct()), err
+}
+
+func (s Session_registerDevice_Results) String() string {
+	str, _ := text.Marshal(0xd030ba2121c3137e, capnp.Struct(s))
+	return str
+}
+
+func (s Session_registerDevice_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_registerDevice_Results) DecodeFromPtr(p capnp.Ptr) Session_registerDevice_Results {
+	return Session_registerDevice_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_registerDevice_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_registerDevice_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_registerDevice_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_registerDevice_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_registerDevice_Results_List is a list of Session_registerDevice_Results.
+type Session_registerDevice_Results_List = capnp.StructList[Session_registerDevice_Results]
+
+// NewSession_registerDevice_Results creates a new list of Session_registerDevice_Results.
+func NewSession_registerDevice_Results_List(s *capnp.Segment, sz int32) (Session_registerDevice_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_registerDevice_Results](l), err
+}
+
+// Session_registerDevice_Results_Future is a wrapper for a Session_registerDevice_Results promised by a client call.
+type Session_registerDevice_Results_Future struct{ *capnp.Future }
+
+func (f Session_registerDevice_Results_Future) Struct() (Session_registerDevice_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_registerDevice_Results(p.Struct()), err
+}
+
+type Session_listDevices_Params capnp.Struct
+
+// Session_listDevices_Params_TypeID is the unique identifier for the type Session_listDevices_Params.
+const Session_listDevices_Params_TypeID = 0x85c21da7e8d67334
+
+func NewSession_listDevices_Params(s *capnp.Segment) (Session_listDevices_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_listDevices_Params(st), err
+}
+
+func NewRootSession_listDevices_Params(s *capnp.Segment) (Session_listDevices_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_listDevices_Params(st), err
+}
+
+func ReadRootSession_listDevices_Params(msg *capnp.Message) (Session_listDevices_Params, error) {
+	root, err := msg.Root()
+	return Session_listDevices_Params(root.Struct()), err
+}
+
+func (s Session_listDevices_Params) String() string {
+	str, _ := text.Marshal(0x85c21da7e8d67334, capnp.Struct(s))
+	return str
+}
+
+func (s Session_listDevices_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_listDevices_Params) DecodeFromPtr(p capnp.Ptr) Session_listDevices_Params {
+	return Session_listDevices_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_listDevices_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_listDevices_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_listDevices_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_listDevices_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_listDevices_Params_List is a list of Session_listDevices_Params.
+type Session_listDevices_Params_List = capnp.StructList[Session_listDevices_Params]
+
+// NewSession_listDevices_Params creates a new list of Session_listDevices_Params.
+func NewSession_listDevices_Params_List(s *capnp.Segment, sz int32) (Session_listDevices_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_listDevices_Params](l), err
+}
+
+// Session_listDevices_Params_Future is a wrapper for a Session_listDevices_Params promised by a client call.
+type Session_listDevices_Params_Future struct{ *capnp.Future }
+
+func (f Session_listDevices_Params_Future) Struct() (Session_listDevices_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_listDevices_Params(p.Struct()), err
+}
+
+type Session_listDevices_Results capnp.Struct
+
+// Session_listDevices_Results_TypeID is the unique identifier for the type Session_listDevices_Results.
+const Session_listDevices_Results_TypeID = 0xbc52959b228a4a13
+
+func NewSession_listDevices_Results(s *capnp.Segment) (Session_listDevices_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_listDevices_Results(st), err
+}
+
+func NewRootSession_listDevices_Results(s *capnp.Segment) (Session_listDevices_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_listDevices_Results(st), err
+}
+
+func ReadRootSession_listDevices_Results(msg *capnp.Message) (Session_listDevices_Results, error) {
+	root, err := msg.Root()
+	return Session_listDevices_Results(root.Struct()), err
+}
+
+func (s Session_listDevices_Results) String() string {
+	str, _ := text.Marshal(0xbc52959b228a4a13, capnp.Struct(s))
+	return str
+}
+
+func (s Session_listDevices_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_listDevices_Results) DecodeFromPtr(p capnp.Ptr) Session_listDevices_Results {
+	return Session_listDevices_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_listDevices_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_listDevices_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_listDevices_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_listDevices_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_listDevices_Results) Devices() (DeviceInfo_List, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return DeviceInfo_List(p.List()), err
+}
+
+func (s Session_listDevices_Results) HasDevices() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_listDevices_Results) SetDevices(v DeviceInfo_List) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewDevices sets the devices field to a newly
+// allocated DeviceInfo_List, preferring placement in s's segment.
+func (s Session_listDevices_Results) NewDevices(n int32) (DeviceInfo_List, error) {
+	l, err := NewDeviceInfo_List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return DeviceInfo_List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_listDevices_Results_List is a list of Session_listDevices_Results.
+type Session_listDevices_Results_List = capnp.StructList[Session_listDevices_Results]
+
+// NewSession_listDevices_Results creates a new list of Session_listDevices_Results.
+func NewSession_listDevices_Results_List(s *capnp.Segment, sz int32) (Session_listDevices_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_listDevices_Results](l), err
+}
+
+// Session_listDevices_Results_Future is a wrapper for a Session_listDevices_Results promised by a client call.
+type Session_listDevices_Results_Future struct{ *capnp.Future }
+
+func (f Session_listDevices_Results_Future) Struct() (Session_listDevices_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_listDevices_Results(p.Struct()), err
+}
+
+type Session_revokeDevice_Params capnp.Struct
+
+// Session_revokeDevice_Params_TypeID is the unique identifier for the type Session_revokeDevice_Params.
+const Session_revokeDevice_Params_TypeID = 0xbeb71c8735cb229f
+
+func NewSession_revokeDevice_Params(s *capnp.Segment) (Session_revokeDevice_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_revokeDevice_Params(st), err
+}
+
+func NewRootSession_revokeDevice_Params(s *capnp.Segment) (Session_revokeDevice_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_revokeDevice_Params(st), err
+}
+
+func ReadRootSession_revokeDevice_Params(msg *capnp.Message) (Session_revokeDevice_Params, error) {
+	root, err := msg.Root()
+	return Session_revokeDevice_Params(root.Struct()), err
+}
+
+func (s Session_revokeDevice_Params) String() string {
+	str, _ := text.Marshal(0xbeb71c8735cb229f, capnp.Struct(s))
+	return str
+}
+
+func (s Session_revokeDevice_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_revokeDevice_Params) DecodeFromPtr(p capnp.Ptr) Session_revokeDevice_Params {
+	return Session_revokeDevice_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_revokeDevice_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_revokeDevice_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_revokeDevice_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_revokeDevice_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_revokeDevice_Params) Device() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_revokeDevice_Params) HasDevice() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_revokeDevice_Params) SetDevice(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Session_revokeDevice_Params_List is a list of Session_revokeDevice_Params.
+type Session_revokeDevice_Params_List = capnp.StructList[Session_revokeDevice_Params]
+
+// NewSession_revokeDevice_Params creates a new list of Session_revokeDevice_Params.
+func NewSession_revokeDevice_Params_List(s *capnp.Segment, sz int32) (Session_revokeDevice_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_revokeDevice_Params](l), err
+}
+
+// Session_revokeDevice_Params_Future is a wrapper for a Session_revokeDevice_Params promised by a client call.
+type Session_revokeDevice_Params_Future struct{ *capnp.Future }
+
+func (f Session_revokeDevice_Params_Future) Struct() (Session_revokeDevice_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_revokeDevice_Params(p.Struct()), err
+}
+
+type Session_revokeDevice_Results capnp.Struct
+
+// Session_revokeDevice_Results_TypeID is the unique identifier for the type Session_revokeDevice_Results.
+const Session_revokeDevice_Results_TypeID = 0xa102774ee44b21c9
+
+func NewSession_revokeDevice_Results(s *capnp.Segment) (Session_revokeDevice_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_revokeDevice_Results(st), err
+}
+
+func NewRootSession_revokeDevice_Results(s *capnp.Segment) (Session_revokeDevice_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_revokeDevice_Results(st), err
+}
+
+func ReadRootSession_revokeDevice_Results(msg *capnp.Message) (Session_revokeDevice_Results, error) {
+	root, err := msg.Root()
+	return Session_revokeDevice_Results(root.Struct()), err
+}
+
+func (s Session_revokeDevice_Results) String() string {
+	str, _ := text.Marshal(0xa102774ee44b21c9, capnp.Struct(s))
+	return str
+}
+
+func (s Session_revokeDevice_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_revokeDevice_Results) DecodeFromPtr(p capnp.Ptr) Session_revokeDevice_Results {
+	return Session_revokeDevice_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_revokeDevice_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_revokeDevice_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_revokeDevice_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_revokeDevice_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_revokeDevice_Results_List is a list of Session_revokeDevice_Results.
+type Session_revokeDevice_Results_List = capnp.StructList[Session_revokeDevice_Results]
+
+// NewSession_revokeDevice_Results creates a new list of Session_revokeDevice_Results.
+func NewSession_revokeDevice_Results_List(s *capnp.Segment, sz int32) (Session_revokeDevice_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_revokeDevice_Results](l), err
+}
+
+// Session_revokeDevice_Results_Future is a wrapper for a Session_revokeDevice_Results promised by a client call.
+type Session_revokeDevice_Results_Future struct{ *capnp.Future }
+
+func (f Session_revokeDevice_Results_Future) Struct() (Session_revokeDevice_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_revokeDevice_Results(p.Struct()), err
+}
+
+type Session_uploadKeyPackages_Params capnp.Struct
+
+// Session_uploadKeyPackages_Params_TypeID is the unique identifier for the type Session_uploadKeyPackages_Params.
+const Session_uploadKeyPackages_Params_TypeID = 0xd85847472619f9a9
+
+func NewSession_uploadKeyPackages_Params(s *capnp.Segment) (Session_uploadKeyPackages_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Session_uploadKeyPackages_Params(st), err
+}
+
+func NewRootSession_uploadKeyPackages_Params(s *capnp.Segment) (Session_uploadKeyPackages_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Session_uploadKeyPackages_Params(st), err
+}
+
+func ReadRootSession_uploadKeyPackages_Params(msg *capnp.Message) (Session_uploadKeyPackages_Params, error) {
+	root, err := msg.Root()
+	return Session_uploadKeyPackages_Params(root.Struct()), err
+}
+
+func (s Session_uploadKeyPackages_Params) String() string {
+	str, _ := text.Marshal(0xd85847472619f9a9, capnp.Struct(s))
+	return str
+}
+
+func (s Session_uploadKeyPackages_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_uploadKeyPackages_Params) DecodeFromPtr(p capnp.Ptr) Session_uploadKeyPackages_Params {
+	return Session_uploadKeyPackages_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_uploadKeyPackages_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_uploadKeyPackages_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_uploadKeyPackages_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_uploadKeyPackages_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_uploadKeyPackages_Params) Suite() uint16 {
+	return capnp.Struct(s).Uint16(0)
+}
+
+func (s Session_uploadKeyPackages_Params) SetSuite(v uint16) {
+	capnp.Struct(s).SetUint16(0, v)
+}
+
+func (s Session_uploadKeyPackages_Params) Packages() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_uploadKeyPackages_Params) HasPackages() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_uploadKeyPackages_Params) SetPackages(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewPackages sets the packages field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_uploadKeyPackages_Params) NewPackages(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+func (s Session_uploadKeyPackages_Params) LastResort() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_uploadKeyPackages_Params) HasLastResort() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_uploadKeyPackages_Params) SetLastResort(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// Session_uploadKeyPackages_Params_List is a list of Session_uploadKeyPackages_Params.
+type Session_uploadKeyPackages_Params_List = capnp.StructList[Session_uploadKeyPackages_Params]
+
+// NewSession_uploadKeyPackages_Params creates a new list of Session_uploadKeyPackages_Params.
+func NewSession_uploadKeyPackages_Params_List(s *capnp.Segment, sz int32) (Session_uploadKeyPackages_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[Session_uploadKeyPackages_Params](l), err
+}
+
+// Session_uploadKeyPackages_Params_Future is a wrapper for a Session_uploadKeyPackages_Params promised by a client call.
+type Session_uploadKeyPackages_Params_Future struct{ *capnp.Future }
+
+func (f Session_uploadKeyPackages_Params_Future) Struct() (Session_uploadKeyPackages_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_uploadKeyPackages_Params(p.Struct()), err
+}
+
+type Session_uploadKeyPackages_Results capnp.Struct
+
+// Session_uploadKeyPackages_Results_TypeID is the unique identifier for the type Session_uploadKeyPackages_Results.
+const Session_uploadKeyPackages_Results_TypeID = 0xeb43fd04bd433c78
+
+func NewSession_uploadKeyPackages_Results(s *capnp.Segment) (Session_uploadKeyPackages_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_uploadKeyPackages_Results(st), err
+}
+
+func NewRootSession_uploadKeyPackages_Results(s *capnp.Segment) (Session_uploadKeyPackages_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_uploadKeyPackages_Results(st), err
+}
+
+func ReadRootSession_uploadKeyPackages_Results(msg *capnp.Message) (Session_uploadKeyPackages_Results, error) {
+	root, err := msg.Root()
+	return Session_uploadKeyPackages_Results(root.Struct()), err
+}
+
+func (s Session_uploadKeyPackages_Results) String() string {
+	str, _ := text.Marshal(0xeb43fd04bd433c78, capnp.Struct(s))
+	return str
+}
+
+func (s Session_uploadKeyPackages_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_uploadKeyPackages_Results) DecodeFromPtr(p capnp.Ptr) Session_uploadKeyPackages_Results {
+	return Session_uploadKeyPackages_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_uploadKeyPackages_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_uploadKeyPackages_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_uploadKeyPackages_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_uploadKeyPackages_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_uploadKeyPackages_Results) PoolSize() uint32 {
+	return capnp.Struct(s).Uint32(0)
+}
+
+func (s Session_uploadKeyPackages_Results) SetPoolSize(v uint32) {
+	capnp.Struct(s).SetUint32(0, v)
+}
+
+// Session_uploadKeyPackages_Results_List is a list of Session_uploadKeyPackages_Results.
+type Session_uploadKeyPackages_Results_List = capnp.StructList[Session_uploadKeyPackages_Results]
+
+// NewSession_uploadKeyPackages_Results creates a new list of Session_uploadKeyPackages_Results.
+func NewSession_uploadKeyPackages_Results_List(s *capnp.Segment, sz int32) (Session_uploadKeyPackages_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_uploadKeyPackages_Results](l), err
+}
+
+// Session_uploadKeyPackages_Results_Future is a wrapper for a Session_uploadKeyPackages_Results promised by a client call.
+type Session_uploadKeyPackages_Results_Future struct{ *capnp.Future }
+
+func (f Session_uploadKeyPackages_Results_Future) Struct() (Session_uploadKeyPackages_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_uploadKeyPackages_Results(p.Struct()), err
+}
+
+type Session_keyPackageCount_Params capnp.Struct
+
+// Session_keyPackageCount_Params_TypeID is the unique identifier for the type Session_keyPackageCount_Params.
+const Session_keyPackageCount_Params_TypeID = 0x8a55c07fb6d1d8d7
+
+func NewSession_keyPackageCount_Params(s *capnp.Segment) (Session_keyPackageCount_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_keyPackageCount_Params(st), err
+}
+
+func NewRootSession_keyPackageCount_Params(s *capnp.Segment) (Session_keyPackageCount_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_keyPackageCount_Params(st), err
+}
+
+func ReadRootSession_keyPackageCount_Params(msg *capnp.Message) (Session_keyPackageCount_Params, error) {
+	root, err := msg.Root()
+	return Session_keyPackageCount_Params(root.Struct()), err
+}
+
+func (s Session_keyPackageCount_Params) String() string {
+	str, _ := text.Marshal(0x8a55c07fb6d1d8d7, capnp.Struct(s))
+	return str
+}
+
+func (s Session_keyPackageCount_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_keyPackageCount_Params) DecodeFromPtr(p capnp.Ptr) Session_keyPackageCount_Params {
+	return Session_keyPackageCount_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_keyPackageCount_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_keyPackageCount_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_keyPackageCount_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_keyPackageCount_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_keyPackageCount_Params) Suite() uint16 {
+	return capnp.Struct(s).Uint16(0)
+}
+
+func (s Session_keyPackageCount_Params) SetSuite(v uint16) {
+	capnp.Struct(s).SetUint16(0, v)
+}
+
+// Session_keyPackageCount_Params_List is a list of Session_keyPackageCount_Params.
+type Session_keyPackageCount_Params_List = capnp.StructList[Session_keyPackageCount_Params]
+
+// NewSession_keyPackageCount_Params creates a new list of Session_keyPackageCount_Params.
+func NewSession_keyPackageCount_Params_List(s *capnp.Segment, sz int32) (Session_keyPackageCount_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_keyPackageCount_Params](l), err
+}
+
+// Session_keyPackageCount_Params_Future is a wrapper for a Session_keyPackageCount_Params promised by a client call.
+type Session_keyPackageCount_Params_Future struct{ *capnp.Future }
+
+func (f Session_keyPackageCount_Params_Future) Struct() (Session_keyPackageCount_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_keyPackageCount_Params(p.Struct()), err
+}
+
+type Session_keyPackageCount_Results capnp.Struct
+
+// Session_keyPackageCount_Results_TypeID is the unique identifier for the type Session_keyPackageCount_Results.
+const Session_keyPackageCount_Results_TypeID = 0xc64a3704e9681457
+
+func NewSession_keyPackageCount_Results(s *capnp.Segment) (Session_keyPackageCount_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_keyPackageCount_Results(st), err
+}
+
+func NewRootSession_keyPackageCount_Results(s *capnp.Segment) (Session_keyPackageCount_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_keyPackageCount_Results(st), err
+}
+
+func ReadRootSession_keyPackageCount_Results(msg *capnp.Message) (Session_keyPackageCount_Results, error) {
+	root, err := msg.Root()
+	return Session_keyPackageCount_Results(root.Struct()), err
+}
+
+func (s Session_keyPackageCount_Results) String() string {
+	str, _ := text.Marshal(0xc64a3704e9681457, capnp.Struct(s))
+	return str
+}
+
+func (s Session_keyPackageCount_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_keyPackageCount_Results) DecodeFromPtr(p capnp.Ptr) Session_keyPackageCount_Results {
+	return Session_keyPackageCount_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_keyPackageCount_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_keyPackageCount_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_keyPackageCount_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_keyPackageCount_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_keyPackageCount_Results) PoolSize() uint32 {
+	return capnp.Struct(s).Uint32(0)
+}
+
+func (s Session_keyPackageCount_Results) SetPoolSize(v uint32) {
+	capnp.Struct(s).SetUint32(0, v)
+}
+
+// Session_keyPackageCount_Results_List is a list of Session_keyPackageCount_Results.
+type Session_keyPackageCount_Results_List = capnp.StructList[Session_keyPackageCount_Results]
+
+// NewSession_keyPackageCount_Results creates a new list of Session_keyPackageCount_Results.
+func NewSession_keyPackageCount_Results_List(s *capnp.Segment, sz int32) (Session_keyPackageCount_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_keyPackageCount_Results](l), err
+}
+
+// Session_keyPackageCount_Results_Future is a wrapper for a Session_keyPackageCount_Results promised by a client call.
+type Session_keyPackageCount_Results_Future struct{ *capnp.Future }
+
+func (f Session_keyPackageCount_Results_Future) Struct() (Session_keyPackageCount_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_keyPackageCount_Results(p.Struct()), err
+}
+
+type Session_fetchKeyPackages_Params capnp.Struct
+
+// Session_fetchKeyPackages_Params_TypeID is the unique identifier for the type Session_fetchKeyPackages_Params.
+const Session_fetchKeyPackages_Params_TypeID = 0xbc52c1ac42f4f0d4
+
+func NewSession_fetchKeyPackages_Params(s *capnp.Segment) (Session_fetchKeyPackages_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_fetchKeyPackages_Params(st), err
+}
+
+func NewRootSession_fetchKeyPackages_Params(s *capnp.Segment) (Session_fetchKeyPackages_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_fetchKeyPackages_Params(st), err
+}
+
+func ReadRootSession_fetchKeyPackages_Params(msg *capnp.Message) (Session_fetchKeyPackages_Params, error) {
+	root, err := msg.Root()
+	return Session_fetchKeyPackages_Params(root.Struct()), err
+}
+
+func (s Session_fetchKeyPackages_Params) String() string {
+	str, _ := text.Marshal(0xbc52c1ac42f4f0d4, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetchKeyPackages_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetchKeyPackages_Params) DecodeFromPtr(p capnp.Ptr) Session_fetchKeyPackages_Params {
+	return Session_fetchKeyPackages_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetchKeyPackages_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetchKeyPackages_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetchKeyPackages_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetchKeyPackages_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetchKeyPackages_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Session_fetchKeyPackages_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_fetchKeyPackages_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Session_fetchKeyPackages_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Session_fetchKeyPackages_Params) Suite() uint16 {
+	return capnp.Struct(s).Uint16(0)
+}
+
+func (s Session_fetchKeyPackages_Params) SetSuite(v uint16) {
+	capnp.Struct(s).SetUint16(0, v)
+}
+
+// Session_fetchKeyPackages_Params_List is a list of Session_fetchKeyPackages_Params.
+type Session_fetchKeyPackages_Params_List = capnp.StructList[Session_fetchKeyPackages_Params]
+
+// NewSession_fetchKeyPackages_Params creates a new list of Session_fetchKeyPackages_Params.
+func NewSession_fetchKeyPackages_Params_List(s *capnp.Segment, sz int32) (Session_fetchKeyPackages_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1}, sz)
+	return capnp.StructList[Session_fetchKeyPackages_Params](l), err
+}
+
+// Session_fetchKeyPackages_Params_Future is a wrapper for a Session_fetchKeyPackages_Params promised by a client call.
+type Session_fetchKeyPackages_Params_Future struct{ *capnp.Future }
+
+func (f Session_fetchKeyPackages_Params_Future) Struct() (Session_fetchKeyPackages_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetchKeyPackages_Params(p.Struct()), err
+}
+
+type Session_fetchKeyPackages_Results capnp.Struct
+
+// Session_fetchKeyPackages_Results_TypeID is the unique identifier for the type Session_fetchKeyPackages_Results.
+const Session_fetchKeyPackages_Results_TypeID = 0xbc83725f8d9e01fa
+
+func NewSession_fetchKeyPackages_Results(s *capnp.Segment) (Session_fetchKeyPackages_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_fetchKeyPackages_Results(st), err
+}
+
+func NewRootSession_fetchKeyPackages_Results(s *capnp.Segment) (Session_fetchKeyPackages_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_fetchKeyPackages_Results(st), err
+}
+
+func ReadRootSession_fetchKeyPackages_Results(msg *capnp.Message) (Session_fetchKeyPackages_Results, error) {
+	root, err := msg.Root()
+	return Session_fetchKeyPackages_Results(root.Struct()), err
+}
+
+func (s Session_fetchKeyPackages_Results) String() string {
+	str, _ := text.Marshal(0xbc83725f8d9e01fa, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetchKeyPackages_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetchKeyPackages_Results) DecodeFromPtr(p capnp.Ptr) Session_fetchKeyPackages_Results {
+	return Session_fetchKeyPackages_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetchKeyPackages_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetchKeyPackages_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetchKeyPackages_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetchKeyPackages_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetchKeyPackages_Results) Packages() (FetchedKeyPackage_List, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return FetchedKeyPackage_List(p.List()), err
+}
+
+func (s Session_fetchKeyPackages_Results) HasPackages() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_fetchKeyPackages_Results) SetPackages(v FetchedKeyPackage_List) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewPackages sets the packages field to a newly
+// allocated FetchedKeyPackage_List, preferring placement in s's segment.
+func (s Session_fetchKeyPackages_Results) NewPackages(n int32) (FetchedKeyPackage_List, error) {
+	l, err := NewFetchedKeyPackage_List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return FetchedKeyPackage_List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_fetchKeyPackages_Results_List is a list of Session_fetchKeyPackages_Results.
+type Session_fetchKeyPackages_Results_List = capnp.StructList[Session_fetchKeyPackages_Results]
+
+// NewSession_fetchKeyPackages_Results creates a new list of Session_fetchKeyPackages_Results.
+func NewSession_fetchKeyPackages_Results_List(s *capnp.Segment, sz int32) (Session_fetchKeyPackages_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_fetchKeyPackages_Results](l), err
+}
+
+// Session_fetchKeyPackages_Results_Future is a wrapper for a Session_fetchKeyPackages_Results promised by a client call.
+type Session_fetchKeyPackages_Results_Future struct{ *capnp.Future }
+
+func (f Session_fetchKeyPackages_Results_Future) Struct() (Session_fetchKeyPackages_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetchKeyPackages_Results(p.Struct()), err
+}
+
+type Session_createGroup_Params capnp.Struct
+
+// Session_createGroup_Params_TypeID is the unique identifier for the type Session_createGroup_Params.
+const Session_createGroup_Params_TypeID = 0xad77ff2e772ef2e1
+
+func NewSession_createGroup_Params(s *capnp.Segment) (Session_createGroup_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_createGroup_Params(st), err
+}
+
+func NewRootSession_createGroup_Params(s *capnp.Segment) (Session_createGroup_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_createGroup_Params(st), err
+}
+
+func ReadRootSession_createGroup_Params(msg *capnp.Message) (Session_createGroup_Params, error) {
+	root, err := msg.Root()
+	return Session_createGroup_Params(root.Struct()), err
+}
+
+func (s Session_createGroup_Params) String() string {
+	str, _ := text.Marshal(0xad77ff2e772ef2e1, capnp.Struct(s))
+	return str
+}
+
+func (s Session_createGroup_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_createGroup_Params) DecodeFromPtr(p capnp.Ptr) Session_createGroup_Params {
+	return Session_createGroup_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_createGroup_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_createGroup_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_createGroup_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_createGroup_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_createGroup_Params) Group() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_createGroup_Params) HasGroup() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_createGroup_Params) SetGroup(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Session_createGroup_Params_List is a list of Session_createGroup_Params.
+type Session_createGroup_Params_List = capnp.StructList[Session_createGroup_Params]
+
+// NewSession_createGroup_Params creates a new list of Session_createGroup_Params.
+func NewSession_createGroup_Params_List(s *capnp.Segment, sz int32) (Session_createGroup_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_createGroup_Params](l), err
+}
+
+// Session_createGroup_Params_Future is a wrapper for a Session_createGroup_Params promised by a client call.
+type Session_createGroup_Params_Future struct{ *capnp.Future }
+
+func (f Session_createGroup_Params_Future) Struct() (Session_createGroup_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_createGroup_Params(p.Struct()), err
+}
+
+type Session_createGroup_Results capnp.Struct
+
+// Session_createGroup_Results_TypeID is the unique identifier for the type Session_createGroup_Results.
+const Session_createGroup_Results_TypeID = 0x9d3d5ba172395397
+
+func NewSession_createGroup_Results(s *capnp.Segment) (Session_createGroup_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_createGroup_Results(st), err
+}
+
+func NewRootSession_createGroup_Results(s *capnp.Segment) (Session_createGroup_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_createGroup_Results(st), err
+}
+
+func ReadRootSession_createGroup_Results(msg *capnp.Message) (Session_createGroup_Results, error) {
+	root, err := msg.Root()
+	return Session_createGroup_Results(root.Struct()), err
+}
+
+func (s Session_createGroup_Results) String() string {
+	str, _ := text.Marshal(0x9d3d5ba172395397, capnp.Struct(s))
+	return str
+}
+
+func (s Session_createGroup_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_createGroup_Results) DecodeFromPtr(p capnp.Ptr) Session_createGroup_Results {
+	return Session_createGroup_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_createGroup_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_createGroup_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_createGroup_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_createGroup_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_createGroup_Results_List is a list of Session_createGroup_Results.
+type Session_createGroup_Results_List = capnp.StructList[Session_createGroup_Results]
+
+// NewSession_createGroup_Results creates a new list of Session_createGroup_Results.
+func NewSession_createGroup_Results_List(s *capnp.Segment, sz int32) (Session_createGroup_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_createGroup_Results](l), err
+}
+
+// Session_createGroup_Results_Future is a wrapper for a Session_createGroup_Results promised by a client call.
+type Session_createGroup_Results_Future struct{ *capnp.Future }
+
+func (f Session_createGroup_Results_Future) Struct() (Session_createGroup_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_createGroup_Results(p.Struct()), err
+}
+
+type Session_groupInfo_Params capnp.Struct
+
+// Session_groupInfo_Params_TypeID is the unique identifier for the type Session_groupInfo_Params.
+const Session_groupInfo_Params_TypeID = 0xfe64d1b447925043
+
+func NewSession_groupInfo_Params(s *capnp.Segment) (Session_groupInfo_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_groupInfo_Params(st), err
+}
+
+func NewRootSession_groupInfo_Params(s *capnp.Segment) (Session_groupInfo_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_groupInfo_Params(st), err
+}
+
+func ReadRootSession_groupInfo_Params(msg *capnp.Message) (Session_groupInfo_Params, error) {
+	root, err := msg.Root()
+	return Session_groupInfo_Params(root.Struct()), err
+}
+
+func (s Session_groupInfo_Params) String() string {
+	str, _ := text.Marshal(0xfe64d1b447925043, capnp.Struct(s))
+	return str
+}
+
+func (s Session_groupInfo_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_groupInfo_Params) DecodeFromPtr(p capnp.Ptr) Session_groupInfo_Params {
+	return Session_groupInfo_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_groupInfo_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_groupInfo_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_groupInfo_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_groupInfo_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_groupInfo_Params) Group() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_groupInfo_Params) HasGroup() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_groupInfo_Params) SetGroup(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Session_groupInfo_Params_List is a list of Session_groupInfo_Params.
+type Session_groupInfo_Params_List = capnp.StructList[Session_groupInfo_Params]
+
+// NewSession_groupInfo_Params creates a new list of Session_groupInfo_Params.
+func NewSession_groupInfo_Params_List(s *capnp.Segment, sz int32) (Session_groupInfo_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_groupInfo_Params](l), err
+}
+
+// Session_groupInfo_Params_Future is a wrapper for a Session_groupInfo_Params promised by a client call.
+type Session_groupInfo_Params_Future struct{ *capnp.Future }
+
+func (f Session_groupInfo_Params_Future) Struct() (Session_groupInfo_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_groupInfo_Params(p.Struct()), err
+}
+
+type Session_groupInfo_Results capnp.Struct
+
+// Session_groupInfo_Results_TypeID is the unique identifier for the type Session_groupInfo_Results.
+const Session_groupInfo_Results_TypeID = 0x84061a348be8d564
+
+func NewSession_groupInfo_Results(s *capnp.Segment) (Session_groupInfo_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_groupInfo_Results(st), err
+}
+
+func NewRootSession_groupInfo_Results(s *capnp.Segment) (Session_groupInfo_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_groupInfo_Results(st), err
+}
+
+func ReadRootSession_groupInfo_Results(msg *capnp.Message) (Session_groupInfo_Results, error) {
+	root, err := msg.Root()
+	return Session_groupInfo_Results(root.Struct()), err
+}
+
+func (s Session_groupInfo_Results) String() string {
+	str, _ := text.Marshal(0x84061a348be8d564, capnp.Struct(s))
+	return str
+}
+
+func (s Session_groupInfo_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_groupInfo_Results) DecodeFromPtr(p capnp.Ptr) Session_groupInfo_Results {
+	return Session_groupInfo_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_groupInfo_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_groupInfo_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_groupInfo_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_groupInfo_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_groupInfo_Results) Epoch() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_groupInfo_Results) SetEpoch(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_groupInfo_Results) Members() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_groupInfo_Results) HasMembers() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_groupInfo_Results) SetMembers(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewMembers sets the members field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_groupInfo_Results) NewMembers(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_groupInfo_Results_List is a list of Session_groupInfo_Results.
+type Session_groupInfo_Results_List = capnp.StructList[Session_groupInfo_Results]
+
+// NewSession_groupInfo_Results creates a new list of Session_groupInfo_Results.
+func NewSession_groupInfo_Results_List(s *capnp.Segment, sz int32) (Session_groupInfo_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1}, sz)
+	return capnp.StructList[Session_groupInfo_Results](l), err
+}
+
+// Session_groupInfo_Results_Future is a wrapper for a Session_groupInfo_Results promised by a client call.
+type Session_groupInfo_Results_Future struct{ *capnp.Future }
+
+func (f Session_groupInfo_Results_Future) Struct() (Session_groupInfo_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_groupInfo_Results(p.Struct()), err
+}
+
+type Session_commit_Params capnp.Struct
+
+// Session_commit_Params_TypeID is the unique identifier for the type Session_commit_Params.
+const Session_commit_Params_TypeID = 0x90fe11fd5e185e7d
+
+func NewSession_commit_Params(s *capnp.Segment) (Session_commit_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 5})
+	return Session_commit_Params(st), err
+}
+
+func NewRootSession_commit_Params(s *capnp.Segment) (Session_commit_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 5})
+	return Session_commit_Params(st), err
+}
+
+func ReadRootSession_commit_Params(msg *capnp.Message) (Session_commit_Params, error) {
+	root, err := msg.Root()
+	return Session_commit_Params(root.Struct()), err
+}
+
+func (s Session_commit_Params) String() string {
+	str, _ := text.Marshal(0x90fe11fd5e185e7d, capnp.Struct(s))
+	return str
+}
+
+func (s Session_commit_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_commit_Params) DecodeFromPtr(p capnp.Ptr) Session_commit_Params {
+	return Session_commit_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_commit_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_commit_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_commit_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_commit_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_commit_Params) Group() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_commit_Params) HasGroup() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_commit_Params) SetGroup(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_commit_Params) Message_() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_commit_Params) HasMessage_() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_commit_Params) SetMessage_(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s Session_commit_Params) Added() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_commit_Params) HasAdded() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Session_commit_Params) SetAdded(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(2, v.ToPtr())
+}
+
+// NewAdded sets the added field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_commit_Params) NewAdded(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, l.ToPtr())
+	return l, err
+}
+func (s Session_commit_Params) Removed() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_commit_Params) HasRemoved() bool {
+	return capnp.Struct(s).HasPtr(3)
+}
+
+func (s Session_commit_Params) SetRemoved(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(3, v.ToPtr())
+}
+
+// NewRemoved sets the removed field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_commit_Params) NewRemoved(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(3, l.ToPtr())
+	return l, err
+}
+func (s Session_commit_Params) Welcome() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(4)
+	return []byte(p.Data()), err
+}
+
+func (s Session_commit_Params) HasWelcome() bool {
+	return capnp.Struct(s).HasPtr(4)
+}
+
+func (s Session_commit_Params) SetWelcome(v []byte) error {
+	return capnp.Struct(s).SetData(4, v)
+}
+
+// Session_commit_Params_List is a list of Session_commit_Params.
+type Session_commit_Params_List = capnp.StructList[Session_commit_Params]
+
+// NewSession_commit_Params creates a new list of Session_commit_Params.
+func NewSession_commit_Params_List(s *capnp.Segment, sz int32) (Session_commit_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 5}, sz)
+	return capnp.StructList[Session_commit_Params](l), err
+}
+
+// Session_commit_Params_Future is a wrapper for a Session_commit_Params promised by a client call.
+type Session_commit_Params_Future struct{ *capnp.Future }
+
+func (f Session_commit_Params_Future) Struct() (Session_commit_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_commit_Params(p.Struct()), err
+}
+
+type Session_commit_Results capnp.Struct
+
+// Session_commit_Results_TypeID is the unique identifier for the type Session_commit_Results.
+const Session_commit_Results_TypeID = 0xe9dbd8150691c17a
+
+func NewSession_commit_Results(s *capnp.Segment) (Session_commit_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_commit_Results(st), err
+}
+
+func NewRootSession_commit_Results(s *capnp.Segment) (Session_commit_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_commit_Results(st), err
+}
+
+func ReadRootSession_commit_Results(msg *capnp.Message) (Session_commit_Results, error) {
+	root, err := msg.Root()
+	return Session_commit_Results(root.Struct()), err
+}
+
+func (s Session_commit_Results) String() string {
+	str, _ := text.Marshal(0xe9dbd8150691c17a, capnp.Struct(s))
+	return str
+}
+
+func (s Session_commit_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_commit_Results) DecodeFromPtr(p capnp.Ptr) Session_commit_Results {
+	return Session_commit_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_commit_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_commit_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_commit_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_commit_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_commit_Results) Epoch() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_commit_Results) SetEpoch(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_commit_Results) Duplicate() bool {
+	return capnp.Struct(s).Bit(64)
+}
+
+func (s Session_commit_Results) SetDuplicate(v bool) {
+	capnp.Struct(s).SetBit(64, v)
+}
+
+func (s Session_commit_Results) Overflowed() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_commit_Results) HasOverflowed() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_commit_Results) SetOverflowed(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewOverflowed sets the overflowed field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_commit_Results) NewOverflowed(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_commit_Results_List is a list of Session_commit_Results.
+type Session_commit_Results_List = capnp.StructList[Session_commit_Results]
+
+// NewSession_commit_Results creates a new list of Session_commit_Results.
+func NewSession_commit_Results_List(s *capnp.Segment, sz int32) (Session_commit_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1}, sz)
+	return capnp.StructList[Session_commit_Results](l), err
+}
+
+// Session_commit_Results_Future is a wrapper for a Session_commit_Results promised by a client call.
+type Session_commit_Results_Future struct{ *capnp.Future }
+
+func (f Session_commit_Results_Future) Struct() (Session_commit_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_commit_Results(p.Struct()), err
+}
+
+type Session_send_Params capnp.Struct
+
+// Session_send_Params_TypeID is the unique identifier for the type Session_send_Params.
+const Session_send_Params_TypeID = 0xc37965325f99126d
+
+func NewSession_send_Params(s *capnp.Segment) (Session_send_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Session_send_Params(st), err
+}
+
+func NewRootSession_send_Params(s *capnp.Segment) (Session_send_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Session_send_Params(st), err
+}
+
+func ReadRootSession_send_Params(msg *capnp.Message) (Session_send_Params, error) {
+	root, err := msg.Root()
+	return Session_send_Params(root.Struct()), err
+}
+
+func (s Session_send_Params) String() string {
+	str, _ := text.Marshal(0xc37965325f99126d, capnp.Struct(s))
+	return str
+}
+
+func (s Session_send_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_send_Params) DecodeFromPtr(p capnp.Ptr) Session_send_Params {
+	return Session_send_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_send_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_send_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_send_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_send_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_send_Params) Group() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_send_Params) HasGroup() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_send_Params) SetGroup(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_send_Params) Messages() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_send_Params) HasMessages() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_send_Params) SetMessages(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(1, v.ToPtr())
+}
+
+// NewMessages sets the messages field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_send_Params) NewMessages(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, l.ToPtr())
+	return l, err
+}
+
+// Session_send_Params_List is a list of Session_send_Params.
+type Session_send_Params_List = capnp.StructList[Session_send_Params]
+
+// NewSession_send_Params creates a new list of Session_send_Params.
+func NewSession_send_Params_List(s *capnp.Segment, sz int32) (Session_send_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[Session_send_Params](l), err
+}
+
+// Session_send_Params_Future is a wrapper for a Session_send_Params promised by a client call.
+type Session_send_Params_Future struct{ *capnp.Future }
+
+func (f Session_send_Params_Future) Struct() (Session_send_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_send_Params(p.Struct()), err
+}
+
+type Session_send_Results capnp.Struct
+
+// Session_send_Results_TypeID is the unique identifier for the type Session_send_Results.
+const Session_send_Results_TypeID = 0xae28cc44b10560e4
+
+func NewSession_send_Results(s *capnp.Segment) (Session_send_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_send_Results(st), err
+}
+
+func NewRootSession_send_Results(s *capnp.Segment) (Session_send_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_send_Results(st), err
+}
+
+func ReadRootSession_send_Results(msg *capnp.Message) (Session_send_Results, error) {
+	root, err := msg.Root()
+	return Session_send_Results(root.Struct()), err
+}
+
+func (s Session_send_Results) String() string {
+	str, _ := text.Marshal(0xae28cc44b10560e4, capnp.Struct(s))
+	return str
+}
+
+func (s Session_send_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_send_Results) DecodeFromPtr(p capnp.Ptr) Session_send_Results {
+	return Session_send_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_send_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_send_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_send_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_send_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_send_Results) Overflowed() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_send_Results) HasOverflowed() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_send_Results) SetOverflowed(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewOverflowed sets the overflowed field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_send_Results) NewOverflowed(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_send_Results_List is a list of Session_send_Results.
+type Session_send_Results_List = capnp.StructList[Session_send_Results]
+
+// NewSession_send_Results creates a new list of Session_send_Results.
+func NewSession_send_Results_List(s *capnp.Segment, sz int32) (Session_send_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_send_Results](l), err
+}
+
+// Session_send_Results_Future is a wrapper for a Session_send_Results promised by a client call.
+type Session_send_Results_Future struct{ *capnp.Future }
+
+func (f Session_send_Results_Future) Struct() (Session_send_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_send_Results(p.Struct()), err
+}
+
+type Session_fetch_Params capnp.Struct
+
+// Session_fetch_Params_TypeID is the unique identifier for the type Session_fetch_Params.
+const Session_fetch_Params_TypeID = 0xfafb48912fe0ee5b
+
+func NewSession_fetch_Params(s *capnp.Segment) (Session_fetch_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0})
+	return Session_fetch_Params(st), err
+}
+
+func NewRootSession_fetch_Params(s *capnp.Segment) (Session_fetch_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0})
+	return Session_fetch_Params(st), err
+}
+
+func ReadRootSession_fetch_Params(msg *capnp.Message) (Session_fetch_Params, error) {
+	root, err := msg.Root()
+	return Session_fetch_Params(root.Struct()), err
+}
+
+func (s Session_fetch_Params) String() string {
+	str, _ := text.Marshal(0xfafb48912fe0ee5b, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetch_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetch_Params) DecodeFromPtr(p capnp.Ptr) Session_fetch_Params {
+	return Session_fetch_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetch_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetch_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetch_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetch_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetch_Params) After() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_fetch_Params) SetAfter(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_fetch_Params) Limit() uint32 {
+	return capnp.Struct(s).Uint32(8)
+}
+
+func (s Session_fetch_Params) SetLimit(v uint32) {
+	capnp.Struct(s).SetUint32(8, v)
+}
+
+// Session_fetch_Params_List is a list of Session_fetch_Params.
+type Session_fetch_Params_List = capnp.StructList[Session_fetch_Params]
+
+// NewSession_fetch_Params creates a new list of Session_fetch_Params.
+func NewSession_fetch_Params_List(s *capnp.Segment, sz int32) (Session_fetch_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0}, sz)
+	return capnp.StructList[Session_fetch_Params](l), err
+}
+
+// Session_fetch_Params_Future is a wrapper for a Session_fetch_Params promised by a client call.
+type Session_fetch_Params_Future struct{ *capnp.Future }
+
+func (f Session_fetch_Params_Future) Struct() (Session_fetch_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetch_Params(p.Struct()), err
+}
+
+type Session_fetch_Results capnp.Struct
+
+// Session_fetch_Results_TypeID is the unique identifier for the type Session_fetch_Results.
+const Session_fetch_Results_TypeID = 0xa5a11a0ce2b0ae97
+
+func NewSession_fetch_Results(s *capnp.Segment) (Session_fetch_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetch_Results(st), err
+}
+
+func NewRootSession_fetch_Results(s *capnp.Segment) (Session_fetch_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetch_Results(st), err
+}
+
+func ReadRootSession_fetch_Results(msg *capnp.Message) (Session_fetch_Results, error) {
+	root, err := msg.Root()
+	return Session_fetch_Results(root.Struct()), err
+}
+
+func (s Session_fetch_Results) String() string {
+	str, _ := text.Marshal(0xa5a11a0ce2b0ae97, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetch_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetch_Results) DecodeFromPtr(p capnp.Ptr) Session_fetch_Results {
+	return Session_fetch_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetch_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetch_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetch_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetch_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetch_Results) Messages() (QueuedMessage_List, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return QueuedMessage_List(p.List()), err
+}
+
+func (s Session_fetch_Results) HasMessages() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_fetch_Results) SetMessages(v QueuedMessage_List) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewMessages sets the messages field to a newly
+// allocated QueuedMessage_List, preferring placement in s's segment.
+func (s Session_fetch_Results) NewMessages(n int32) (QueuedMessage_List, error) {
+	l, err := NewQueuedMessage_List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return QueuedMessage_List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+func (s Session_fetch_Results) Queue() (QueueState, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return QueueState(p.Struct()), err
+}
+
+func (s Session_fetch_Results) HasQueue() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_fetch_Results) SetQueue(v QueueState) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewQueue sets the queue field to a newly
+// allocated QueueState struct, preferring placement in s's segment.
+func (s Session_fetch_Results) NewQueue() (QueueState, error) {
+	ss, err := NewQueueState(capnp.Struct(s).Segment())
+	if err != nil {
+		return QueueState{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+func (s Session_fetch_Results) KeyPackagesLow() (capnp.UInt16List, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return capnp.UInt16List(p.List()), err
+}
+
+func (s Session_fetch_Results) HasKeyPackagesLow() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Session_fetch_Results) SetKeyPackagesLow(v capnp.UInt16List) error {
+	return capnp.Struct(s).SetPtr(2, v.ToPtr())
+}
+
+// NewKeyPackagesLow sets the keyPackagesLow field to a newly
+// allocated capnp.UInt16List, preferring placement in s's segment.
+func (s Session_fetch_Results) NewKeyPackagesLow(n int32) (capnp.UInt16List, error) {
+	l, err := capnp.NewUInt16List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.UInt16List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, l.ToPtr())
+	return l, err
+}
+
+// Session_fetch_Results_List is a list of Session_fetch_Results.
+type Session_fetch_Results_List = capnp.StructList[Session_fetch_Results]
+
+// NewSession_fetch_Results creates a new list of Session_fetch_Results.
+func NewSession_fetch_Results_List(s *capnp.Segment, sz int32) (Session_fetch_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
+	return capnp.StructList[Session_fetch_Results](l), err
+}
+
+// Session_fetch_Results_Future is a wrapper for a Session_fetch_Results promised by a client call.
+type Session_fetch_Results_Future struct{ *capnp.Future }
+
+func (f Session_fetch_Results_Future) Struct() (Session_fetch_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetch_Results(p.Struct()), err
+}
+func (p Session_fetch_Results_Future) Queue() QueueState_Future {
+	return QueueState_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Session_fetchWait_Params capnp.Struct
+
+// Session_fetchWait_Params_TypeID is the unique identifier for the type Session_fetchWait_Params.
+const Session_fetchWait_Params_TypeID = 0xbef2b13be00f93bb
+
+func NewSession_fetchWait_Params(s *capnp.Segment) (Session_fetchWait_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0})
+	return Session_fetchWait_Params(st), err
+}
+
+func NewRootSession_fetchWait_Params(s *capnp.Segment) (Session_fetchWait_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0})
+	return Session_fetchWait_Params(st), err
+}
+
+func ReadRootSession_fetchWait_Params(msg *capnp.Message) (Session_fetchWait_Params, error) {
+	root, err := msg.Root()
+	return Session_fetchWait_Params(root.Struct()), err
+}
+
+func (s Session_fetchWait_Params) String() string {
+	str, _ := text.Marshal(0xbef2b13be00f93bb, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetchWait_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetchWait_Params) DecodeFromPtr(p capnp.Ptr) Session_fetchWait_Params {
+	return Session_fetchWait_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetchWait_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetchWait_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetchWait_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetchWait_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetchWait_Params) After() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_fetchWait_Params) SetAfter(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_fetchWait_Params) Limit() uint32 {
+	return capnp.Struct(s).Uint32(8)
+}
+
+func (s Session_fetchWait_Params) SetLimit(v uint32) {
+	capnp.Struct(s).SetUint32(8, v)
+}
+
+func (s Session_fetchWait_Params) TimeoutMillis() uint32 {
+	return capnp.Struct(s).Uint32(12)
+}
+
+func (s Session_fetchWait_Params) SetTimeoutMillis(v uint32) {
+	capnp.Struct(s).SetUint32(12, v)
+}
+
+// Session_fetchWait_Params_List is a list of Session_fetchWait_Params.
+type Session_fetchWait_Params_List = capnp.StructList[Session_fetchWait_Params]
+
+// NewSession_fetchWait_Params creates a new list of Session_fetchWait_Params.
+func NewSession_fetchWait_Params_List(s *capnp.Segment, sz int32) (Session_fetchWait_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 0}, sz)
+	return capnp.StructList[Session_fetchWait_Params](l), err
+}
+
+// Session_fetchWait_Params_Future is a wrapper for a Session_fetchWait_Params promised by a client call.
+type Session_fetchWait_Params_Future struct{ *capnp.Future }
+
+func (f Session_fetchWait_Params_Future) Struct() (Session_fetchWait_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetchWait_Params(p.Struct()), err
+}
+
+type Session_fetchWait_Results capnp.Struct
+
+// Session_fetchWait_Results_TypeID is the unique identifier for the type Session_fetchWait_Results.
+const Session_fetchWait_Results_TypeID = 0x8f388a77436af922
+
+func NewSession_fetchWait_Results(s *capnp.Segment) (Session_fetchWait_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetchWait_Results(st), err
+}
+
+func NewRootSession_fetchWait_Results(s *capnp.Segment) (Session_fetchWait_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Session_fetchWait_Results(st), err
+}
+
+func ReadRootSession_fetchWait_Results(msg *capnp.Message) (Session_fetchWait_Results, error) {
+	root, err := msg.Root()
+	return Session_fetchWait_Results(root.Struct()), err
+}
+
+func (s Session_fetchWait_Results) String() string {
+	str, _ := text.Marshal(0x8f388a77436af922, capnp.Struct(s))
+	return str
+}
+
+func (s Session_fetchWait_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_fetchWait_Results) DecodeFromPtr(p capnp.Ptr) Session_fetchWait_Results {
+	return Session_fetchWait_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_fetchWait_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_fetchWait_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_fetchWait_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_fetchWait_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_fetchWait_Results) Messages() (QueuedMessage_List, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return QueuedMessage_List(p.List()), err
+}
+
+func (s Session_fetchWait_Results) HasMessages() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_fetchWait_Results) SetMessages(v QueuedMessage_List) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewMessages sets the messages field to a newly
+// allocated QueuedMessage_List, preferring placement in s's segment.
+func (s Session_fetchWait_Results) NewMessages(n int32) (QueuedMessage_List, error) {
+	l, err := NewQueuedMessage_List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return QueuedMessage_List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+func (s Session_fetchWait_Results) Queue() (QueueState, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return QueueState(p.Struct()), err
+}
+
+func (s Session_fetchWait_Results) HasQueue() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_fetchWait_Results) SetQueue(v QueueState) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewQueue sets the queue field to a newly
+// allocated QueueState struct, preferring placement in s's segment.
+func (s Session_fetchWait_Results) NewQueue() (QueueState, error) {
+	ss, err := NewQueueState(capnp.Struct(s).Segment())
+	if err != nil {
+		return QueueState{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+func (s Session_fetchWait_Results) KeyPackagesLow() (capnp.UInt16List, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return capnp.UInt16List(p.List()), err
+}
+
+func (s Session_fetchWait_Results) HasKeyPackagesLow() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Session_fetchWait_Results) SetKeyPackagesLow(v capnp.UInt16List) error {
+	return capnp.Struct(s).SetPtr(2, v.ToPtr())
+}
+
+// NewKeyPackagesLow sets the keyPackagesLow field to a newly
+// allocated capnp.UInt16List, preferring placement in s's segment.
+func (s Session_fetchWait_Results) NewKeyPackagesLow(n int32) (capnp.UInt16List, error) {
+	l, err := capnp.NewUInt16List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.UInt16List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, l.ToPtr())
+	return l, err
+}
+
+// Session_fetchWait_Results_List is a list of Session_fetchWait_Results.
+type Session_fetchWait_Results_List = capnp.StructList[Session_fetchWait_Results]
+
+// NewSession_fetchWait_Results creates a new list of Session_fetchWait_Results.
+func NewSession_fetchWait_Results_List(s *capnp.Segment, sz int32) (Session_fetchWait_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
+	return capnp.StructList[Session_fetchWait_Results](l), err
+}
+
+// Session_fetchWait_Results_Future is a wrapper for a Session_fetchWait_Results promised by a client call.
+type Session_fetchWait_Results_Future struct{ *capnp.Future }
+
+func (f Session_fetchWait_Results_Future) Struct() (Session_fetchWait_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_fetchWait_Results(p.Struct()), err
+}
+func (p Session_fetchWait_Results_Future) Queue() QueueState_Future {
+	return QueueState_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Session_ack_Params capnp.Struct
+
+// Session_ack_Params_TypeID is the unique identifier for the type Session_ack_Params.
+const Session_ack_Params_TypeID = 0xef79b2e286131100
+
+func NewSession_ack_Params(s *capnp.Segment) (Session_ack_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_ack_Params(st), err
+}
+
+func NewRootSession_ack_Params(s *capnp.Segment) (Session_ack_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_ack_Params(st), err
+}
+
+func ReadRootSession_ack_Params(msg *capnp.Message) (Session_ack_Params, error) {
+	root, err := msg.Root()
+	return Session_ack_Params(root.Struct()), err
+}
+
+func (s Session_ack_Params) String() string {
+	str, _ := text.Marshal(0xef79b2e286131100, capnp.Struct(s))
+	return str
+}
+
+func (s Session_ack_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_ack_Params) DecodeFromPtr(p capnp.Ptr) Session_ack_Params {
+	return Session_ack_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_ack_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_ack_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_ack_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_ack_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_ack_Params) UpTo() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_ack_Params) SetUpTo(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+// Session_ack_Params_List is a list of Session_ack_Params.
+type Session_ack_Params_List = capnp.StructList[Session_ack_Params]
+
+// NewSession_ack_Params creates a new list of Session_ack_Params.
+func NewSession_ack_Params_List(s *capnp.Segment, sz int32) (Session_ack_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_ack_Params](l), err
+}
+
+// Session_ack_Params_Future is a wrapper for a Session_ack_Params promised by a client call.
+type Session_ack_Params_Future struct{ *capnp.Future }
+
+func (f Session_ack_Params_Future) Struct() (Session_ack_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_ack_Params(p.Struct()), err
+}
+
+type Session_ack_Results capnp.Struct
+
+// Session_ack_Results_TypeID is the unique identifier for the type Session_ack_Results.
+const Session_ack_Results_TypeID = 0xd49022e035a5ba1d
+
+func NewSession_ack_Results(s *capnp.Segment) (Session_ack_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_ack_Results(st), err
+}
+
+func NewRootSession_ack_Results(s *capnp.Segment) (Session_ack_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_ack_Results(st), err
+}
+
+func ReadRootSession_ack_Results(msg *capnp.Message) (Session_ack_Results, error) {
+	root, err := msg.Root()
+	return Session_ack_Results(root.Struct()), err
+}
+
+func (s Session_ack_Results) String() string {
+	str, _ := text.Marshal(0xd49022e035a5ba1d, capnp.Struct(s))
+	return str
+}
+
+func (s Session_ack_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_ack_Results) DecodeFromPtr(p capnp.Ptr) Session_ack_Results {
+	return Session_ack_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_ack_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_ack_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_ack_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_ack_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_ack_Results_List is a list of Session_ack_Results.
+type Session_ack_Results_List = capnp.StructList[Session_ack_Results]
+
+// NewSession_ack_Results creates a new list of Session_ack_Results.
+func NewSession_ack_Results_List(s *capnp.Segment, sz int32) (Session_ack_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_ack_Results](l), err
+}
+
+// Session_ack_Results_Future is a wrapper for a Session_ack_Results promised by a client call.
+type Session_ack_Results_Future struct{ *capnp.Future }
+
+func (f Session_ack_Results_Future) Struct() (Session_ack_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_ack_Results(p.Struct()), err
+}
+
+type Session_clearOverflow_Params capnp.Struct
+
+// Session_clearOverflow_Params_TypeID is the unique identifier for the type Session_clearOverflow_Params.
+const Session_clearOverflow_Params_TypeID = 0xe6cacc2d51b2b022
+
+func NewSession_clearOverflow_Params(s *capnp.Segment) (Session_clearOverflow_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_clearOverflow_Params(st), err
+}
+
+func NewRootSession_clearOverflow_Params(s *capnp.Segment) (Session_clearOverflow_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_clearOverflow_Params(st), err
+}
+
+func ReadRootSession_clearOverflow_Params(msg *capnp.Message) (Session_clearOverflow_Params, error) {
+	root, err := msg.Root()
+	return Session_clearOverflow_Params(root.Struct()), err
+}
+
+func (s Session_clearOverflow_Params) String() string {
+	str, _ := text.Marshal(0xe6cacc2d51b2b022, capnp.Struct(s))
+	return str
+}
+
+func (s Session_clearOverflow_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_clearOverflow_Params) DecodeFromPtr(p capnp.Ptr) Session_clearOverflow_Params {
+	return Session_clearOverflow_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_clearOverflow_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_clearOverflow_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_clearOverflow_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_clearOverflow_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_clearOverflow_Params_List is a list of Session_clearOverflow_Params.
+type Session_clearOverflow_Params_List = capnp.StructList[Session_clearOverflow_Params]
+
+// NewSession_clearOverflow_Params creates a new list of Session_clearOverflow_Params.
+func NewSession_clearOverflow_Params_List(s *capnp.Segment, sz int32) (Session_clearOverflow_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_clearOverflow_Params](l), err
+}
+
+// Session_clearOverflow_Params_Future is a wrapper for a Session_clearOverflow_Params promised by a client call.
+type Session_clearOverflow_Params_Future struct{ *capnp.Future }
+
+func (f Session_clearOverflow_Params_Future) Struct() (Session_clearOverflow_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_clearOverflow_Params(p.Struct()), err
+}
+
+type Session_clearOverflow_Results capnp.Struct
+
+// Session_clearOverflow_Results_TypeID is the unique identifier for the type Session_clearOverflow_Results.
+const Session_clearOverflow_Results_TypeID = 0xe4ed88905c224b5d
+
+func NewSession_clearOverflow_Results(s *capnp.Segment) (Session_clearOverflow_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_clearOverflow_Results(st), err
+}
+
+func NewRootSession_clearOverflow_Results(s *capnp.Segment) (Session_clearOverflow_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_clearOverflow_Results(st), err
+}
+
+func ReadRootSession_clearOverflow_Results(msg *capnp.Message) (Session_clearOverflow_Results, error) {
+	root, err := msg.Root()
+	return Session_clearOverflow_Results(root.Struct()), err
+}
+
+func (s Session_clearOverflow_Results) String() string {
+	str, _ := text.Marshal(0xe4ed88905c224b5d, capnp.Struct(s))
+	return str
+}
+
+func (s Session_clearOverflow_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_clearOverflow_Results) DecodeFromPtr(p capnp.Ptr) Session_clearOverflow_Results {
+	return Session_clearOverflow_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_clearOverflow_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_clearOverflow_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_clearOverflow_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_clearOverflow_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_clearOverflow_Results_List is a list of Session_clearOverflow_Results.
+type Session_clearOverflow_Results_List = capnp.StructList[Session_clearOverflow_Results]
+
+// NewSession_clearOverflow_Results creates a new list of Session_clearOverflow_Results.
+func NewSession_clearOverflow_Results_List(s *capnp.Segment, sz int32) (Session_clearOverflow_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_clearOverflow_Results](l), err
+}
+
+// Session_clearOverflow_Results_Future is a wrapper for a Session_clearOverflow_Results promised by a client call.
+type Session_clearOverflow_Results_Future struct{ *capnp.Future }
+
+func (f Session_clearOverflow_Results_Future) Struct() (Session_clearOverflow_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_clearOverflow_Results(p.Struct()), err
+}
+
+type SessionKind uint16
+
+// SessionKind_TypeID is the unique identifier for the type SessionKind.
+const SessionKind_TypeID = 0xa0c685d49b248f04
+
+// Values of SessionKind.
+const (
+	SessionKind_login  SessionKind = 0
+	SessionKind_device SessionKind = 1
+)
+
+// String returns the enum's constant name.
+func (c SessionKind) String() string {
+	switch c {
+	case SessionKind_login:
+		return "login"
+	case SessionKind_device:
+		return "device"
+
+	default:
+		return ""
+	}
+}
+
+// SessionKindFromString returns the enum value with a name,
+// or the zero value if there's no such value.
+func SessionKindFromString(c string) SessionKind {
+	switch c {
+	case "login":
+		return SessionKind_login
+	case "device":
+		return SessionKind_device
+
+	default:
+		return 0
+	}
+}
+
+type SessionKind_List = capnp.EnumList[SessionKind]
+
+func NewSessionKind_List(s *capnp.Segment, sz int32) (SessionKind_List, error) {
+	return capnp.NewEnumList[SessionKind](s, sz)
+}
+
+type DeviceInfo capnp.Struct
+
+// DeviceInfo_TypeID is the unique identifier for the type DeviceInfo.
+const DeviceInfo_TypeID = 0xd1f95327a7d91da9
+
+func NewDeviceInfo(s *capnp.Segment) (DeviceInfo, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return DeviceInfo(st), err
+}
+
+func NewRootDeviceInfo(s *capnp.Segment) (DeviceInfo, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return DeviceInfo(st), err
+}
+
+func ReadRootDeviceInfo(msg *capnp.Message) (DeviceInfo, error) {
+	root, err := msg.Root()
+	return DeviceInfo(root.Struct()), err
+}
+
+func (s DeviceInfo) String() string {
+	str, _ := text.Marshal(0xd1f95327a7d91da9, capnp.Struct(s))
+	return str
+}
+
+func (s DeviceInfo) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (DeviceInfo) DecodeFromPtr(p capnp.Ptr) DeviceInfo {
+	return DeviceInfo(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s DeviceInfo) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s DeviceInfo) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s DeviceInfo) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s DeviceInfo) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s DeviceInfo) Key() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s DeviceInfo) HasKey() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s DeviceInfo) SetKey(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s DeviceInfo) Certificate() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s DeviceInfo) HasCertificate() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s DeviceInfo) SetCertificate(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s DeviceInfo) Revoked() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s DeviceInfo) SetRevoked(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
+// DeviceInfo_List is a list of DeviceInfo.
+type DeviceInfo_List = capnp.StructList[DeviceInfo]
+
+// NewDeviceInfo creates a new list of DeviceInfo.
+func NewDeviceInfo_List(s *capnp.Segment, sz int32) (DeviceInfo_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[DeviceInfo](l), err
+}
+
+// DeviceInfo_Future is a wrapper for a DeviceInfo promised by a client call.
+type DeviceInfo_Future struct{ *capnp.Future }
+
+func (f DeviceInfo_Future) Struct() (DeviceInfo, error) {
+	p, err := f.Future.Ptr()
+	return DeviceInfo(p.Struct()), err
+}
+
+type FetchedKeyPackage capnp.Struct
+
+// FetchedKeyPackage_TypeID is the unique identifier for the type FetchedKeyPackage.
+const FetchedKeyPackage_TypeID = 0xf49a7f36bc48cd7c
+
+func NewFetchedKeyPackage(s *capnp.Segment) (FetchedKeyPackage, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return FetchedKeyPackage(st), err
+}
+
+func NewRootFetchedKeyPackage(s *capnp.Segment) (FetchedKeyPackage, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return FetchedKeyPackage(st), err
+}
+
+func ReadRootFetchedKeyPackage(msg *capnp.Message) (FetchedKeyPackage, error) {
+	root, err := msg.Root()
+	return FetchedKeyPackage(root.Struct()), err
+}
+
+func (s FetchedKeyPackage) String() string {
+	str, _ := text.Marshal(0xf49a7f36bc48cd7c, capnp.Struct(s))
+	return str
+}
+
+func (s FetchedKeyPackage) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (FetchedKeyPackage) DecodeFromPtr(p capnp.Ptr) FetchedKeyPackage {
+	return FetchedKeyPackage(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s FetchedKeyPackage) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s FetchedKeyPackage) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s FetchedKeyPackage) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s FetchedKeyPackage) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s FetchedKeyPackage) Device() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s FetchedKeyPackage) HasDevice() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s FetchedKeyPackage) SetDevice(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s FetchedKeyPackage) KeyPackage() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s FetchedKeyPackage) HasKeyPackage() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s FetchedKeyPackage) SetKeyPackage(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s FetchedKeyPackage) LastResort() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s FetchedKeyPackage) SetLastResort(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
+// FetchedKeyPackage_List is a list of FetchedKeyPackage.
+type FetchedKeyPackage_List = capnp.StructList[FetchedKeyPackage]
+
+// NewFetchedKeyPackage creates a new list of FetchedKeyPackage.
+func NewFetchedKeyPackage_List(s *capnp.Segment, sz int32) (FetchedKeyPackage_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[FetchedKeyPackage](l), err
+}
+
+// FetchedKeyPackage_Future is a wrapper for a FetchedKeyPackage promised by a client call.
+type FetchedKeyPackage_Future struct{ *capnp.Future }
+
+func (f FetchedKeyPackage_Future) Struct() (FetchedKeyPackage, error) {
+	p, err := f.Future.Ptr()
+	return FetchedKeyPackage(p.Struct()), err
+}
+
+type MessageKind uint16
+
+// MessageKind_TypeID is the unique identifier for the type MessageKind.
+const MessageKind_TypeID = 0xa050186cd52f13f2
+
+// Values of MessageKind.
+const (
+	MessageKind_application MessageKind = 0
+	MessageKind_commit      MessageKind = 1
+	MessageKind_welcome     MessageKind = 2
+)
+
+// String returns the enum's constant name.
+func (c MessageKind) String() string {
+	switch c {
+	case MessageKind_application:
+		return "application"
+	case MessageKind_commit:
+		return "commit"
+	case MessageKind_welcome:
+		return "welcome"
+
+	default:
+		return ""
+	}
+}
+
+// MessageKindFromString returns the enum value with a name,
+// or the zero value if there's no such value.
+func MessageKindFromString(c string) MessageKind {
+	switch c {
+	case "application":
+		return MessageKind_application
+	case "commit":
+		return MessageKind_commit
+	case "welcome":
+		return MessageKind_welcome
+
+	default:
+		return 0
+	}
+}
+
+type MessageKind_List = capnp.EnumList[MessageKind]
+
+func NewMessageKind_List(s *capnp.Segment, sz int32) (MessageKind_List, error) {
+	return capnp.NewEnumList[MessageKind](s, sz)
+}
+
+type QueuedMessage capnp.Struct
+
+// QueuedMessage_TypeID is the unique identifier for the type QueuedMessage.
+const QueuedMessage_TypeID = 0xdeab11a750155761
+
+func NewQueuedMessage(s *capnp.Segment) (QueuedMessage, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 5})
+	return QueuedMessage(st), err
+}
+
+func NewRootQueuedMessage(s *capnp.Segment) (QueuedMessage, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 5})
+	return QueuedMessage(st), err
+}
+
+func ReadRootQueuedMessage(msg *capnp.Message) (QueuedMessage, error) {
+	root, err := msg.Root()
+	return QueuedMessage(root.Struct()), err
+}
+
+func (s QueuedMessage) String() string {
+	str, _ := text.Marshal(0xdeab11a750155761, capnp.Struct(s))
+	return str
+}
+
+func (s QueuedMessage) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (QueuedMessage) DecodeFromPtr(p capnp.Ptr) QueuedMessage {
+	return QueuedMessage(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s QueuedMessage) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s QueuedMessage) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s QueuedMessage) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s QueuedMessage) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s QueuedMessage) Seq() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s QueuedMessage) SetSeq(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s QueuedMessage) Group() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s QueuedMessage) HasGroup() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s QueuedMessage) SetGroup(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s QueuedMessage) Sender() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s QueuedMessage) HasSender() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s QueuedMessage) SetSender(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s QueuedMessage) Kind() MessageKind {
+	return MessageKind(capnp.Struct(s).Uint16(8))
+}
+
+func (s QueuedMessage) SetKind(v MessageKind) {
+	capnp.Struct(s).SetUint16(8, uint16(v))
+}
+
+func (s QueuedMessage) Added() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return capnp.DataList(p.List()), err
+}
+
+func (s QueuedMessage) HasAdded() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s QueuedMessage) SetAdded(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(2, v.ToPtr())
+}
+
+// NewAdded sets the added field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s QueuedMessage) NewAdded(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, l.ToPtr())
+	return l, err
+}
+func (s QueuedMessage) Removed() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return capnp.DataList(p.List()), err
+}
+
+func (s QueuedMessage) HasRemoved() bool {
+	return capnp.Struct(s).HasPtr(3)
+}
+
+func (s QueuedMessage) SetRemoved(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(3, v.ToPtr())
+}
+
+// NewRemoved sets the removed field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s QueuedMessage) NewRemoved(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(3, l.ToPtr())
+	return l, err
+}
+func (s QueuedMessage) Message_() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(4)
+	return []byte(p.Data()), err
+}
+
+func (s QueuedMessage) HasMessage_() bool {
+	return capnp.Struct(s).HasPtr(4)
+}
+
+func (s QueuedMessage) SetMessage_(v []byte) error {
+	return capnp.Struct(s).SetData(4, v)
+}
+
+// QueuedMessage_List is a list of QueuedMessage.
+type QueuedMessage_List = capnp.StructList[QueuedMessage]
+
+// NewQueuedMessage creates a new list of QueuedMessage.
+func NewQueuedMessage_List(s *capnp.Segment, sz int32) (QueuedMessage_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 5}, sz)
+	return capnp.StructList[QueuedMessage](l), err
+}
+
+// QueuedMessage_Future is a wrapper for a QueuedMessage promised by a client call.
+type QueuedMessage_Future struct{ *capnp.Future }
+
+func (f QueuedMessage_Future) Struct() (QueuedMessage, error) {
+	p, err := f.Future.Ptr()
+	return QueuedMessage(p.Struct()), err
+}
+
+type QueueState capnp.Struct
+
+// QueueState_TypeID is the unique identifier for the type QueueState.
+const QueueState_TypeID = 0xed60511d4b825959
+
+func NewQueueState(s *capnp.Segment) (QueueState, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 24, PointerCount: 0})
+	return QueueState(st), err
+}
+
+func NewRootQueueState(s *capnp.Segment) (QueueState, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 24, PointerCount: 0})
+	return QueueState(st), err
+}
+
+func ReadRootQueueState(msg *capnp.Message) (QueueState, error) {
+	root, err := msg.Root()
+	return QueueState(root.Struct()), err
+}
+
+func (s QueueState) String() string {
+	str, _ := text.Marshal(0xed60511d4b825959, capnp.Struct(s))
+	return str
+}
+
+func (s QueueState) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (QueueState) DecodeFromPtr(p capnp.Ptr) QueueState {
+	return QueueState(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s QueueState) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s QueueState) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s QueueState) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s QueueState) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s QueueState) Length() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s QueueState) SetLength(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s QueueState) Last() uint64 {
+	return capnp.Struct(s).Uint64(8)
+}
+
+func (s QueueState) SetLast(v uint64) {
+	capnp.Struct(s).SetUint64(8, v)
+}
+
+func (s QueueState) Overflowed() bool {
+	return capnp.Struct(s).Bit(128)
+}
+
+func (s QueueState) SetOverflowed(v bool) {
+	capnp.Struct(s).SetBit(128, v)
+}
+
+// QueueState_List is a list of QueueState.
+type QueueState_List = capnp.StructList[QueueState]
+
+// NewQueueState creates a new list of QueueState.
+func NewQueueState_List(s *capnp.Segment, sz int32) (QueueState_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 24, PointerCount: 0}, sz)
+	return capnp.StructList[QueueState](l), err
+}
+
+// QueueState_Future is a wrapper for a QueueState promised by a client call.
+type QueueState_Future struct{ *capnp.Future }
+
+func (f QueueState_Future) Struct() (QueueState, error) {
+	p, err := f.Future.Ptr()
+	return QueueState(p.Struct()), err
+}
+
+const schema_8b7e1e71e8493249 = "x\xda\xd4Y}t\x14\xe5\xb9\x7f\x9e\x99\xdd\x0c!$" +
+	"\x9bq\x92\x10B\xc2JN\xaeWr.\x08\x01\xaf\x92" +
+	"\xab7\x91\x0f!\x89h&\xd1\x8bD\x11\x86\xdd7a" +
+	"\xc8\xee\xce\xb23K\x08\x07\x8crE\x05\xf5\x08\xde\xeb" +
+	"\xf5\x80\xb7\xadx\x8a\x1f\xc7B\x81\xa3\x16#R\x90j" +
+	"\xad\xcai9\x07[r\xaa-Xm\xb1m\xfc\xe0\x80" +
+	"-X\xd9\x9e\xf7\xddygf7\x9b\x00\xfd\xaf\xffm" +
+	"f\x9ey\xde\xe7\xf3\xf7\xfc\x9e7S\xff\x9a\xdf\xe8\x9b" +
+	"V8O\x01A=\xe1\xcfK\x85?8\xf5\xc8\x8c\x8a" +
+	"\xbc\x07@U\x10\x01\xfc(\x01L\xdf\x98_\x8b\x80\xca" +
+	"\x96\xfc\x1e\xc0\xd4\x0c\xf3\x97\xa7\x9e\xafzs\x03\xc8\x0a" +
+	"\x02\xf8\xe8\xfbo\xf3\xeb\x10|\xa9\x9f\xfe\xe7\x95\xb3'" +
+	"\xce\xf8\xf1F\x90\xc7:\x9f~\x9a\xff\x04\xfd\xf4l~" +
+	"\x03`\xeaW\xc7\x8f\xbe\xdaw\xf0\x8eM\xb6r\xf6m" +
+	"\xe9\xe86*0q4\x15x\xf6\xec\x83\xaf~\xff\xf0" +
+	"\x81G\xd3\xba\xd3\x1an\x1a]A\x05\x9a\x98\xc0\xae\xbc" +
+	"I\x1d\xed\xdb\xdf|\xcc\x16\x10\xa9\x80>\xba\x99\x0a$" +
+	"G\xff\x100U}n\xc5\xec\x9eM\xd7?\xee\x15\x90" +
+	"\x0b\x98\xf9\xe3\x0a\xa8\xc0\xba{\xca\xef\xf9V\xbe\xb0\xd9" +
+	"\x16\xf0S\x81\x81\x82\xd1\x088\xfddA\x10\x01S\xed" +
+	")s\xe0\xfd/j\xb6\x80\\ \xa6\x9a\xea\x9aN\xad" +
+	"\x9cp\xef#\x00\xa8\xc8\x85\xfd\xca\xb8Bft\xe1C" +
+	"\xa8T\x15I\x00\xa9\xa7\xdag&\xb6\xdfu\xe3w<" +
+	"\xe1\xf0\x17\xd5\xd3p\x9cV\xae\xf9 R\xde\xfa\x0c\xc8" +
+	"\x05B\x86\x9e\xc1\xc2~\xe5,\xd5\xa3|Ux\x1b`" +
+	"\xca\xf7x\xcd\xd3\xc76\xbc=T0\xbf\xa8_\x91\xe9" +
+	")Ja\xd1u\x80\xa9\x9fMl\xf9\xe4\xd6\x1ea\xbb" +
+	"\xe7,\xb9h\x16=\xeb\xdd\x81\x8e\xbc\xb5\xeb\xc2\xdb\xed" +
+	"\xd0\x0b\xf4\xd5\xb9\xc2\x0e\xea\xb6\xbf\x88f\xed\xa9]\xbb" +
+	"?\x1eS\xb1}\x877.Z\x11u[\xd1\x8bh\\" +
+	"\xe4\x1b\xbe\xde6\xb1\xf3\xcf/\xd0\xdc\x08\\\xc5\xa4\x80" +
+	"@%&\x07\xfe\x00\x98:yzJ\xcf\x94T\xcfN" +
+	"or\xfc\xc5uT\xa0\xb0\x98&\xe7\x93\xa5\xfe=s" +
+	"\xde\xbfz\x97W`r1\xd30\x8d\x09\xbc\xb3~\xe6" +
+	"}{\xbf\xd4\xfa\x87D\x96\x14oS\xa2\xc5,\x99\xc5" +
+	"\x92O\x19\xa7\xd0\xc8*\xcd\x9b\xaa\x9f~\xb2m\xbfW" +
+	"\x1d*\xf5T]\xbeB\xd5\x1d\xfb\xf2\xcc\xac\x1f\x1cj" +
+	"\xdb\x9fQ\xab3\x15\xe6\xf5\\\x85z}\x1e\xbf\xfb\xd8" +
+	"\x92\xc4\x7fg\xa8\xd8\xae,\xa3\x02;\x99\x8a\xa6]\x91" +
+	"}W\x89\x0f\x1d\xf0\xc6\xed\xa4\xc2*r\x90i\xf8^" +
+	"\xf5{\xd7>T\xf9\xa3\x03^\x0dM%\xcc\x08\xb5\x84" +
+	"jx\xfd\x7f\x02'\xfec\xcf\xe9\x03v\xdcXRV" +
+	"\x96TS\x81\xde\x12\x1a\xd89\x1f|S2\xf3\xeb}" +
+	"o\x82:\xd6\xb5\xb2\xb4\x94IT\x95\xd23\xa2Wl" +
+	"]RGz\x0f\xdbgP#\x94\xde\xd2\xf3\x80\xca:" +
+	"\xf6~a\xc9\xf2\xcf|\xd75\xbf\xedm\x9b\xc1R\xe6" +
+	"\xe6\xb9Rj\xc3\xbdg\xb5\xfe%+\x9ey\xcf\xebE" +
+	"U\xd9\x0a*0\xa9\x8cj\xb8W9<qb\xff\xd4" +
+	"_x\x0agcY\x1b-\x9ce%\xfac\x87\xef\xd8" +
+	"\xecy\xa3$\xcb\xce\x83/\xf5b\xd5\xc0\xf3\xff\xda~" +
+	"\xee(\xa8\x05\x88n\xb2\xd2\xd6-*\xdb\xabhe\xf4" +
+	"\xd7\xe22\xeacU\xff\x8ekOTo>\xe6\xd1r" +
+	".\xad\xe5\xdc\xb8\xab\xe6\xcd\xbb\xf38O\x113\xed\xa3" +
+	"2\x96\x81\xcf\xd8\xa7\xca\xf4\xff\xbb\xb2z\xdb\xec\x0f\xbd" +
+	"\xb6o\x1d\xcb:z\xc7Xj\xfb\xc6k\xbey\xf4H" +
+	"\xa0\xfd#\xaf\x00\x963\xe7\x0a\xcb\xa9\x80\xb6\xb0\xb4\xf5" +
+	"y\xf9\xa5\xdfPK=\xfd\xc3Z[\xd1\xcb\xdfU\x92" +
+	"\xe5,)\xe5\x8f\xd3\xee\x8eLm\xe9j\xfa\xcb\xbe\xdf" +
+	"zAj\\E\x82\xaa\xfb\x97\x0a\x1a\xcc\xc5-\xd5w" +
+	"o~x\xf0\x13O\xac\xe6V4\xd3XU\xef\xde\xab" +
+	"N~\xff\xdd\xdf{\xdeL\xab`\xed\xb7\xe6\xd0\x96\xbc" +
+	"\xd2\xe3\xbf\xfe\x8c7\x8f\xad\xf5\x0a\x86l\x15\xd4\xcd\xd5" +
+	"7\xcc~\xc3\xf7\xed\xec?ysx\xb4\x82y\xf1\x11" +
+	";v\xd1\xa2\xf5-U\xea\xd2A\xea\x85\xa79X," +
+	"q\xfc^%\x7f<\xfd\xe5\x1fO\x95-\x99:\xae~" +
+	"\xc7\x93\xa7\x06m\x1fX3o\x1f\xbf\x89*\xdb\xc3\x04" +
+	"\x0e\xaa\xe7\xff\xab\xec\xe3\xe3\x9f{c\xb6\xa0\x92E}" +
+	"Qe\x0f\xe0\x05Yy\xf0\xe3\xbd\xbd_\xb8\xc6(\xaf" +
+	"T\x9e\x06T^\xab\xa4\xb6\xac=2\x7f\xff\xbf\xf7m" +
+	";\x933\xf7\x03\x95\x7fT>\xad\xa4\xbfNV\xd2\xb3" +
+	"~\xb7\xfe\xb9g\xdbN\xbf~\xc6\xaeo\xe6\xd9\xfdU" +
+	"\x0c\xb37VQmw}~\xe2\x9a-\xf3\xbf9\xef" +
+	"\xed\x90\x17\xab\x18,\xec\xac\xa2\x09|\xabw\xdd\x8d/" +
+	"\x95\xf5\xff\xcd\xdbc\xf9\x13X\xf0\xe4\x09T\xc3\xec\xd6" +
+	"'\xe6\xbd|4|\xc1+0m\x02\xeb\xa0\x99L\xe0" +
+	"\xbd\xc3\xd1C5?\x7f\xee\x82\xd7\xdfE\x13X\x1b\x93" +
+	"\x09=09\x153\xc2dJH\x8b\x8b\xb1x};" +
+	"1M\xdd\x88M\xe9J\x18\xc9xS\xac\xd3\xa8i#" +
+	"f \x19\xb1Lu\x94\xe8\x03\xf0!\x80<\xa9\x0e@" +
+	"\xad\x11Q\x9d* b\x09\xf5L\x9e<\x0b@\xbdZ" +
+	"Du\x8e\x80A\x127B\xcb1\x1f\x04\xcc\x07\xec\x8b" +
+	"\x92\xe82\x920\xb1\x08\xb0UD,\x04\x81\xfe\xccy" +
+	"lD7\xad9d\x95\x1e\"fMkPKhQ" +
+	"\xd3\x91\xf3\xc7\xe2\xf5\xb7\x1aa\xd2N\x12T`\x8a\x96" +
+	"\xb4\x96\x93\x98\xa5\x874\x8b\xa4\xbf\xa1\xb6&#\x16\x9a" +
+	"\xaa\xcf\xb1\xb5\x90\xda5JD\xb5D\xc0>3}\x0c" +
+	"\xca.\xda\x02\xa2\xec1\xc6\xe71\xa6\x9b\xf4\xb6j\xa1" +
+	"n\xad\x8b\xcc6\x921\xab\xa6\x95\xda\x93\xa9\xbc\xceU" +
+	"\x1e4\x93\xbaEP\x02\x01\xa5a\xbcK\x9a$\xd1B" +
+	"z\xd3f\x8aV\x86\xa6jW\x93\xd4MzY\x94\x0a" +
+	"\x871,A\xbat\xd3\"\x09\xdbkf\x97\x09\xa0\x8e" +
+	"q\xd4\xcd\xad\x07P\x1bETo\x11P\xe6)jZ" +
+	"\x06\xa0\xce\x17Q\xbd]@Y\x10Jh\xc1\xc9*u" +
+	"\xe1\x16\x11\xd5;\x05l\x083\x85\xce\xd9!\x92\xb0\xf4" +
+	"N=\x04\x92f9O\x83\xf1\x84at\x0e\xb1\xcf\xeb" +
+	"g'\xb1B\xcb\x17j\xba\xe5\x16\x8f\xc7\xb4f\x00u" +
+	"\x8e\x88\xeaR\x8fi\x8b\xa9\x15w\x8a\xa8\x86=\xa6i" +
+	"k\x00\xd4\xa5\"\xaak\x05LE\x89ij]\xc4\x04" +
+	"\x00^H\xc5.\xba\x01\xd2\x87\xc1\x95I\x92$X\xec" +
+	"\xe2\x05 \x16\x03\xa6x&\xa1\xa1\x8b\x98\xb7\x18=\\" +
+	"\x834B)\x86\x8chT\xb7\xdc\xe0\x968\x1e\xac\xa3" +
+	"\xc6\xae\x16Q}\xc0\xe3\xc1\xfd\xb4\xce\xd6\x8a\xa8>\xec" +
+	"\xf1`\x03\x95\xbcOD\xf5\xff\x05\x94E\xb1\x04E\x00" +
+	"y+\x95\xfc_\x11\xd5\xdd\x02\xca>_\x09\xfa\x00\xe4" +
+	"\x9d\xf4\xe1\x0b\"\xaa/\x0b\x18d\xcd\xc7#\xdcg{" +
+	"\xee\xc4_\x0b\x87I8\xab\x99\xfa\x12$j\xac\x1a\xfa" +
+	"\xb8\x87DBF\x94\x0c\xc9\x16\xf2^jH7S+" +
+	"\xa2Z.\xfa\x01\x1c\xc4B>\x9a\xe5=\xb5 \xc8;" +
+	"$t\x91\x13\xf9L\x95\xb7&@\x90\xb7H(8\x93" +
+	"\x08\xf9\x0c\x917\xac\x01A^'\xa1\xe8\x8c1\xe4P" +
+	"$\xaf\xec\x00A\xd6%\xf49$\x039K\x93\x17/" +
+	"\x03A\xbeCB\xbf\x03\xe5\xc8\xc9\xb3\xdc\xb4\x0d\x04y" +
+	"\xae\x14\x88\xeb\xb1\xaeFL\xf1F\x80`\xbb\xa5%," +
+	"\xef\x93\x86\x9b\xf5\x98n.o\xc4T\xc4\xe8\xd2c\xed" +
+	"\x96\x06\"\x93`\x7f\xde\xac\xc7@J\xbf\xe60\x82\x1c" +
+	"G\xc4\x10i\xc4V\x1c\xa6*\x12D\xb3\xc8<\x9a\xa0" +
+	"\x9a\xb6\x06\x067fFT\x17\xd0l5t\x91\x16=" +
+	"\x16\xa6Q\x1d\xc3\x0a\xa1j\x19\x03\x9aq\xf5\x00(\xc8" +
+	"\xf2,\x80\x94\x16\x8fG(v\x81\xa4\x1b\xb1\x86t\xb5" +
+	"\xf1|ehdG7\x181\xaeq\x14\xd3(\xd71" +
+	"\x8d\xf9\xf5\x00A\xe6\x92\xdd\xbc\xce\xa7\xf9\x19\x80\xb1\xca" +
+	"\xe8\xce\x04I\x13\xb8`\x16\xac\xf2\xf8\xe8\xe6r\x17\xa8" +
+	"<\xd8?\xcb\xc5~\xa7\xf8'\xd7\xd9\xe0?c$\x90" +
+	"\xbdT\xe4p,\x84\x7fB\xd8\xd0\xed\x99\xc9\x1cP\x8b" +
+	"\x1d\xfb\xb5Z\x00\xf5n\x11\xd5\xe5\xee\xcc$\xb5\xb6\xa5" +
+	"\x11j>\xa6\xcd\xd7)t\x87ET\xe3\x1430\x8d" +
+	"\x19\xd16\x005\"\xa2\xbaZ\xc0\x00\x1d#8\x06\x04" +
+	"\x1c\x03\x18\xe8\xd6ca\x0c\xb8k\x12 \x06`\x08\x92" +
+	"\x93\xd5q=A\xcc\x9b\x00-\xf4\x83\x80~\xb8xy" +
+	"\xdb\xf3w\xb8q\x97\x01R9\x95\x99$\x16vC\xe1" +
+	"Q\xd3\xc12\x8b\xea\xd5\x02\xa6\x8cU$\xd1\x191z" +
+	"@\x1c\x82^C\xbb@4b\xb4\x03\x1a\x19Rqv" +
+	"\x8e|;S\xbe\xc2Z\x10\x94O\x91b\x15\xe7M\xc8" +
+	"\xd7fe\x00g\x81\xa0\x1cA\x8aV|UFN\xfe" +
+	"\x95C\xb8\x06\x04\xe55\xa4x\xc5\xb7x\xe4[\x96\xb2" +
+	"\x13\x97\x81\xa0\xec@\x8aX|\xebA\xbeq*[q" +
+	"\x05\x08\xca\x16\xa4\x98\xc5I=rR\xabl\xc0'@" +
+	"P\xeeG\x09\xf3\x9c%\x1f\xf9\xda\xa2$q=\x08J" +
+	"\x14%\x94\x9c\x9d\x0d\xf9j\xa6h\xb8\x09\x04e1J" +
+	"8\xcaY1\x91o\xd5\x8a\xca\xacjB\x09\xf3\x1d\x1a" +
+	"\x88\xfc\x92B\xb9\x11\xdb@P\xaeE\x09G;\x8b=" +
+	"r2\xaeL\xc2z\x10\x94*\x94\xb0\xc0\xd9\xb1\x90/" +
+	"\xa9\x8a\xcc\"\xe9G\x09\xc78\x14\x15\xf9\x9a,\x9f\xab" +
+	"\x03A\x1e\x94\xb0\xd0Y\xf0\x90_-\xc8'\xdb@\x90" +
+	"\x07$,\xe24\xda\xb3\xff\x1c\xa9\x06A>$a\xc0" +
+	"\xd9\x16\x90/\x14\xf2+t\x92\xec\x94\x02\xb4\x7f\x1a\xb1" +
+	"\xcf\xa6J\x19\x88\x9e\xc6/\x0a\xe16K\x04)DL" +
+	"&\x92\x867\x08\xd8\x02\xc9x\xc4\xd0\xc2-\x049\x81" +
+	"C*\xc6\xdb\x19mB\x07\x8d\x98b\x80\xd3Bz\xd1" +
+	"\x164\x81>\xe5m\x00\x92\x91\x8c7b\x8a\xb3a@" +
+	"\xa3\x11m\xacn\xc4\x00-\xf0F\x0c2\x1d\\\xd7B" +
+	"M\x07\xb4\x1aQ\xd2B\xddTS\x84h\x89\xdbV\x11" +
+	"\x08\xb2*\x1f~\xb0x\x99/\x1f,\xb9hl\x8d\x80" +
+	"}\xe9\xe66]@s\xf6\xd14\xa0\xe5$\x8d\xdcS" +
+	"\xee(c6b4\x03\xdbks\xf0z\x0f\xb4g " +
+	"\xcf0|w\xc4#)\x18HY\x8e5{\xc0 \xee" +
+	"$\xc1\x83\xd6\xce\xc2\x95\xc3\xb9\xe1\x06\x17\xa7\xea\x1e\xdf" +
+	"\xaa/2\xb7\xa4n2\xfd28n\xc6Hmh\x1d" +
+	"\x02\x95\xf5.Tf\x83\xf1\xc8\x94\xb9UKHT\x97" +
+	"g\xf4\xd5y\xc9\xbc`\x93\xf9:{\x1e\xb6\xd2\xd9!" +
+	"\xa6g\xc7\x82\x84K\xe6\x83Z\xa7E\x12|\x09\x0bF" +
+	"\xf4\xa8n\xe1(\x10p\x14`\xca\xd2\xa3\xc4HZ\x0b" +
+	" \xa8G\"\xba\xe9<\xf7\x9a\xe6\x8d-\xe5[n\xf6" +
+	".q\x13\x9c!`0f\xc4B\xc4\xd9\x04W\x91\x04" +
+	"\xa3\x06v\x099\xc7\x09\xd9S\x83\x074\xf7In\xfe" +
+	"h\xf1\xfc\x9b\x88\xea\xfc!\x03)\xc7\xe0\xcf\x1e+#" +
+	"\xedz\xb9V4^\xa9\xe5\xb4R\x0d#\xd2\xae\xaf!" +
+	"T}v\xf0\xb2\x0b\x93#\x18\xe3\xa89\xf7\xe9f7" +
+	"b\x8eo\xd3\xaam\xdf\xae\x17(\xc2\x99q#f\xb2" +
+	"\xe3l\x0f\xa5n\xb3\xf3r\xb6D\xbe\x1b\xe7\x0c:c" +
+	"-v\xd03\xc6.\xfb8H\x9ab\x9d\x06c\xb3n" +
+	"QV_d\xc3D\xbe`\xcerk2c\xb3\xcd\xb9" +
+	"]\xf6\xa5\xfb*\x8c\x08\x02\xe20%\xa2\x85\xba\x87\x92" +
+	"o\xaf\xeb\x1c\xff3\xc0n\x84\xaer\xeco\xb6\xed\x0f" +
+	"{\x08\x99\xd6\xe1\xb2\xb4,\xd0\xcb\x81W\xbc\xc8\"\x9a" +
+	"i\xb5\x11\xd3\xa0[G\xce4\x0d\x81\xaety8\xfb" +
+	"fnXvK\xbfz\x18\\\x96\xba\xc9\xb4\x8b\x1e\xc8" +
+	"k\xc3\x81\xcb@v\xbb\xd5\xe7:\xd3\xd3\xd9\x0d\x09\x12" +
+	"2\x12a'o\xf6\xc0\x1er2\xcd\x9bJ\xf9ux" +
+	"A\xba#\x01h!U:'\xbdB\x1d\xd9-\xa2\xba" +
+	"\xdf\xcd\xc3k47/\x8b\xa8\x1e\xf4\xe4\xe1\x0dj\xd2" +
+	">\x11\xd5\x9fPb\xecK\x13\xe3C46\xfbET" +
+	"\xdf\xa1\xcb\xb4\x90^\xa6\xdf\xa2\x9f\x1f\x14Q\xfdP@" +
+	"\xd9/\x96\xa0\x1f@\x1e\xa0\xc6\x1f\x13Q\xfdR@9" +
+	"\xcfW\x82y\x00\xf2 }xJD\xf5\x8c\x80\x92I" +
+	"V:p\x99\x01&\x0d\x14\x93H\x82\xff\xc99\xb7\xf3" +
+	"?\x8c4\xe7\xbe\xac\xc5<k\xa9\xbf\xd4D\xb5\x91\xe0" +
+	"\xb0\xcc\xe0\xf2/\xb889a\xd4\xc4\xdd\xba\x1c\xd9Q" +
+	"\xc3\xca\xdaU\xeaY!\xb3\xaeM\x9c\x9b\xb8\xe1\xc6X" +
+	"\xa3\xddqm9\x10\x836\\\xab\xddp\x19W\x89\xa9" +
+	"p\xd2^\x9a\x918\x08q)\x1b\xc4\xc8\xe0\xe0@\xf2" +
+	"?\x00\xf6\xc8\xeb;\xd8ni\x16\xc9\x02\xc9\x9c\xd7p" +
+	"\xb5\xde\xc9}\x9f=\xb9;<\xd7p\x11\x12\xeb\xb2\x1c" +
+	"\xa7\x03\x14J\x9c\x08dx\x9b\x0d\x92\x97pE\x9a\xeb" +
+	"\xb2\xb06\x97\x95\xf5^+\xed\xcc,hs\xad\xcc\x00" +
+	"\x9dl\x8ac\xea]1\xcdJ&h\x9e.\xb5\xc4\x1d" +
+	"\xfc\x93\xb4aYiN(\xca\xb0\xa4/AV&\x89" +
+	"i\xe5\x04\"\xef\x00\xc9\xb1\xde\xd6\xba\x9d\x14H\xc6o" +
+	"7\x9c\xa0{u\xdcL\x99\x1a\xb1\xeb'@\x0b\xe8R" +
+	"r\xde1B\x99\xdf=\x94\":7\x0f\xa2\x07#2" +
+	"FJv\xeas26N\xf1\x87Y\xe13\xc8\xd9\x08" +
+	"\xf71v\xcd\x0c\xcb\xc6\x84\xa1lzD\xf69\xd2\xdd" +
+	"x\x8eK\xf6\x8c\xb4xR}\x91\x7f\\\xf0J\xba\xac" +
+	"\xfb\x8b\x11&\xb3\x03i\x17[*\xaa3\x96\x8a\xba\\" +
+	"\x84\xed\xef\x01\x00\x00\xff\xff\xb1\xb8\x1c\xfd"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
 		String: schema_8b7e1e71e8493249,
 		Nodes: []uint64{
+			0x84061a348be8d564,
+			0x85c21da7e8d67334,
+			0x89bf342143203ec7,
+			0x8a55c07fb6d1d8d7,
+			0x8cbec3a4b686f5a2,
+			0x8dc2a1535a2906ae,
+			0x8f388a77436af922,
+			0x90fe11fd5e185e7d,
 			0x9124efccd973ff53,
+			0x9d3d5ba172395397,
+			0xa050186cd52f13f2,
+			0xa0c685d49b248f04,
+			0xa102774ee44b21c9,
+			0xa1647d7c065ad9ca,
+			0xa5a11a0ce2b0ae97,
+			0xa8ec66219af63c11,
+			0xad77ff2e772ef2e1,
+			0xae28cc44b10560e4,
+			0xba61f0b2803982c8,
+			0xbc52959b228a4a13,
+			0xbc52c1ac42f4f0d4,
+			0xbc83725f8d9e01fa,
+			0xbe870326b86cae49,
+			0xbeb71c8735cb229f,
+			0xbef2b13be00f93bb,
 			0xc2b8f63914fbd544,
+			0xc37965325f99126d,
+			0xc64a3704e9681457,
+			0xcba06a5fba61f57e,
+			0xd030ba2121c3137e,
+			0xd09055c38d691462,
+			0xd1f95327a7d91da9,
+			0xd49022e035a5ba1d,
+			0xd85847472619f9a9,
+			0xdc439a2220963313,
+			0xdd530fcd8cfb2f89,
+			0xdeab11a750155761,
+			0xdfb8f749674b306c,
+			0xe4ed88905c224b5d,
+			0xe6cacc2d51b2b022,
+			0xe9dbd8150691c17a,
+			0xeb43fd04bd433c78,
+			0xed60511d4b825959,
+			0xede895a53a19305f,
+			0xeed8e21656fa51c0,
+			0xef79b2e286131100,
+			0xf49a7f36bc48cd7c,
 			0xf4bbf252a2a682e3,
+			0xfafb48912fe0ee5b,
+			0xfcba16ab3d7d79c5,
+			0xfe64d1b447925043,
+			0xfea6cf24c16dc3cb,
 		},
 		Compressed: true,
 	})
