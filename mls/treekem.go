@@ -7,12 +7,15 @@ package mls
 
 import (
 	"bytes"
+	"crypto/sha3"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
 
@@ -296,16 +299,18 @@ func (t *ratchetTree) createUpdatePath(rand io.Reader, own *treePrivateKeys, p *
 	up := &UpdatePath{LeafNode: *leaf, Nodes: make([]UpdatePathNode, len(path))}
 	excluded := sortedLeaves(p.excluded)
 	var resolution []nodeIndex
+	var jobs []sealJob
 	for i, x := range path {
 		up.Nodes[i].EncryptionKey = t.nodes[x].parent.EncryptionKey
 		resolution = t.resolutionExcluding(resolution[:0], copath[i], excluded)
 		cts := make([]HPKECiphertext, len(resolution))
 		for j, r := range resolution {
-			if cts[j], err = t.encryptWithLabel(rand, t.nodes[r].encryptionKey(), labelUpdatePathNode, res.context, res.pathSecrets[i]); err != nil {
-				return nil, err
-			}
+			jobs = append(jobs, sealJob{pub: t.nodes[r].encryptionKey(), secret: res.pathSecrets[i], out: &cts[j]})
 		}
 		up.Nodes[i].EncryptedPathSecret = cts
+	}
+	if err := t.sealPathSecrets(rand, jobs, res.context); err != nil {
+		return nil, err
 	}
 	res.path = up
 
@@ -315,6 +320,57 @@ func (t *ratchetTree) createUpdatePath(rand io.Reader, own *treePrivateKeys, p *
 		own.set(x, nodeKeys[i])
 	}
 	return res, nil
+}
+
+// sealJob is one path secret to encrypt to one node of a copath resolution.
+type sealJob struct {
+	pub, secret []byte
+	out         *HPKECiphertext
+	seed        [32]byte
+}
+
+// minSealsPerWorker is the number of encryptions below which spreading
+// them over goroutines costs more than it saves.
+const minSealsPerWorker = 16
+
+// sealPathSecrets runs the EncryptWithLabel calls of an UpdatePath
+// (Section 7.6). The first path commit in a tree with blank parents
+// encrypts to about every member, so the work is spread over GOMAXPROCS
+// goroutines. To keep the result a function of rand alone, whatever the
+// scheduling, each encryption draws its ephemeral randomness from its own
+// cSHAKE256 stream seeded with 32 bytes read from rand in job order.
+func (t *ratchetTree) sealPathSecrets(rand io.Reader, jobs []sealJob, context []byte) error {
+	for i := range jobs {
+		if _, err := io.ReadFull(rand, jobs[i].seed[:]); err != nil {
+			return fmt.Errorf("mls: reading randomness: %w", err)
+		}
+	}
+	run := func(jobs []sealJob) error {
+		for i := range jobs {
+			j := &jobs[i]
+			stream := sha3.NewCSHAKE256(nil, []byte("qpchat mls UpdatePath encryption randomness"))
+			stream.Write(j.seed[:])
+			clear(j.seed[:])
+			ct, err := t.encryptWithLabel(stream, j.pub, labelUpdatePathNode, context, j.secret)
+			if err != nil {
+				return err
+			}
+			*j.out = ct
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs)/minSealsPerWorker)
+	if workers <= 1 {
+		return run(jobs)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(jobs)/workers, (w+1)*len(jobs)/workers
+		wg.Go(func() { errs[w] = run(jobs[lo:hi]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // resolutionExcluding appends the resolution of x without the leaves in

@@ -3,10 +3,14 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"qpchat/internal/vectors"
+	"qpchat/kem"
 )
 
 // treeKEMVector mirrors an entry of treekem.json.
@@ -192,5 +196,269 @@ func testTreeKEM(t *testing.T, tc *treeKEMVector, seed uint64) {
 				t.Errorf("update path %d: leaf %d commit secret = %x, want %x", k, l, cs, res.commitSecret)
 			}
 		}
+	}
+}
+
+// simMember is one member's own copy of the tree and its private keys in
+// TestTreeKEMSimulation.
+type simMember struct {
+	m    *testMember
+	tree *ratchetTree
+	priv *treePrivateKeys
+}
+
+// TestTreeKEMSimulation runs random sequences of adds, removes, updates and
+// path commits in which every member keeps its own tree: after each commit
+// all members agree on the tree hash and the commit secret, joiners derive
+// their keys from the path secret a Welcome would carry, every private
+// view stays consistent with the tree, and removed members can decrypt
+// none of the commit's ciphertexts.
+func TestTreeKEMSimulation(t *testing.T) {
+	suites := []CipherSuite{
+		CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519,
+		CipherSuiteMLS128DHKEMP256AES128GCMSHA256P256,
+		CipherSuiteMLS128DHKEMX25519ChaCha20Poly1305SHA256Ed25519,
+	}
+	steps := 40
+	if testing.Short() {
+		suites, steps = suites[:1], 15
+	}
+	for _, suite := range suites {
+		t.Run(fmt.Sprintf("suite%d", suite), func(t *testing.T) { simulateTreeKEM(t, suite, steps) })
+	}
+}
+
+func simulateTreeKEM(t *testing.T, suite CipherSuite, steps int) {
+	rnd := testRand(uint64(suite) * 1000)
+	choose := rand.New(rand.NewPCG(uint64(suite), 7))
+	cs, _ := suite.suite()
+	next := 0
+	newMember := func() *testMember {
+		next++
+		return newTestMember(t, suite, rnd, fmt.Sprintf("sim %d", next))
+	}
+	first := newMember()
+	tree, _ := newRatchetTree(suite)
+	if _, err := tree.addLeaf(first.leaf); err != nil {
+		t.Fatal(err)
+	}
+	members := map[leafIndex]*simMember{0: {m: first, tree: tree, priv: newTreePrivateKeys(0, first.encPriv)}}
+	live := func() []leafIndex {
+		ls := slices.Sorted(maps.Keys(members))
+		return ls
+	}
+	commits := 0
+	for step := 0; step < steps; step++ {
+		ls := live()
+		committer := ls[choose.IntN(len(ls))]
+		// Proposals: some adds while small, some removes while large, and
+		// an update of another member now and then.
+		var adds []*testMember
+		for range choose.IntN(4) {
+			if len(ls)+len(adds) < 20 {
+				adds = append(adds, newMember())
+			}
+		}
+		var removes []leafIndex
+		if len(ls) > 3 && choose.IntN(3) == 0 {
+			for range 1 + choose.IntN(2) {
+				r := ls[choose.IntN(len(ls))]
+				if r != committer && !slices.Contains(removes, r) {
+					removes = append(removes, r)
+				}
+			}
+		}
+		var updater leafIndex
+		var updateLeaf *LeafNode
+		var updateKey kem.PrivateKey
+		if len(ls) > 2 && choose.IntN(4) == 0 {
+			updater = ls[choose.IntN(len(ls))]
+			if updater != committer && !slices.Contains(removes, updater) {
+				updateKey, _ = cs.hpke.KEM.GenerateKeyPair(rnd)
+				leaf := *members[updater].tree.leaf(updater)
+				leaf.Source = LeafNodeSourceUpdate
+				leaf.EncryptionKey = updateKey.PublicKey().Bytes()
+				signTestLeaf(t, cs, members[updater].m.signer, &leaf, testGroupID, updater)
+				updateLeaf = &leaf
+			}
+		}
+
+		// Every member applies the proposals to its own tree: updates,
+		// removes, then adds (Section 12.3 order).
+		var added []leafIndex
+		removed := map[leafIndex]*simMember{}
+		for _, l := range ls {
+			sm := members[l]
+			if updateLeaf != nil {
+				v := &leafValidation{groupID: testGroupID, index: updater, source: LeafNodeSourceUpdate, replaces: true, validateCredential: acceptAllCredentials}
+				if err := sm.tree.validateLeaf(updateLeaf, v); err != nil {
+					t.Fatalf("step %d: member %d validating update of %d: %v", step, l, updater, err)
+				}
+				if err := sm.tree.updateLeaf(updater, updateLeaf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range removes {
+				if err := sm.tree.removeLeaf(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []leafIndex
+			for _, a := range adds {
+				v := &leafValidation{groupID: testGroupID, source: LeafNodeSourceKeyPackage, validateCredential: acceptAllCredentials}
+				if err := sm.tree.validateLeaf(a.leaf, v); err != nil {
+					t.Fatalf("step %d: member %d validating add: %v", step, l, err)
+				}
+				idx, err := sm.tree.addLeaf(a.leaf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, idx)
+			}
+			if added == nil {
+				added = got
+			} else if !slices.Equal(added, got) {
+				t.Fatalf("step %d: members disagree on the new leaves: %v and %v", step, added, got)
+			}
+		}
+		if updateLeaf != nil {
+			members[updater].priv = newTreePrivateKeys(updater, updateKey)
+		}
+		for _, r := range removes {
+			removed[r] = members[r]
+			delete(members, r)
+		}
+		for _, sm := range members {
+			sm.priv.prune(sm.tree)
+		}
+
+		// The committer sends a path when the proposals require one or at
+		// random; new members are excluded from its encryption.
+		withPath := len(removes) > 0 || updateLeaf != nil || len(adds) == 0 || choose.IntN(2) == 0
+		c := members[committer]
+		var res *updatePathResult
+		if withPath {
+			var err error
+			res, err = c.tree.createUpdatePath(rnd, c.priv, &updatePathParams{
+				groupID: testGroupID, signer: c.m.signer, context: testContext, excluded: added,
+			})
+			if err != nil {
+				t.Fatalf("step %d: createUpdatePath: %v", step, err)
+			}
+			commits++
+			for l, sm := range members {
+				if l == committer {
+					continue
+				}
+				v := &leafValidation{groupID: testGroupID, validateCredential: acceptAllCredentials}
+				if err := sm.tree.applyUpdatePath(committer, res.path, v); err != nil {
+					t.Fatalf("step %d: member %d applying path: %v", step, l, err)
+				}
+				ctx, _ := testContext(sm.tree.treeHash())
+				cs, err := sm.tree.decryptUpdatePath(sm.priv, committer, res.path, added, ctx)
+				if err != nil {
+					t.Fatalf("step %d: member %d decrypting path from %d: %v", step, l, committer, err)
+				}
+				if !bytes.Equal(cs, res.commitSecret) {
+					t.Fatalf("step %d: member %d commit secret differs", step, l)
+				}
+			}
+			// Removed members hold no key that opens any ciphertext.
+			for r, sm := range removed {
+				for _, node := range res.path.Nodes {
+					for k := range node.EncryptedPathSecret {
+						for _, key := range sm.priv.keys {
+							if _, err := c.tree.decryptWithLabel(key.priv, labelUpdatePathNode, res.context, &node.EncryptedPathSecret[k]); err == nil {
+								t.Fatalf("step %d: removed member %d decrypted a path secret", step, r)
+							}
+						}
+					}
+				}
+			}
+		}
+
+		// New members join from the committer's tree, as from a Welcome.
+		for k, a := range adds {
+			l := added[k]
+			if _, dup := members[l]; dup {
+				t.Fatalf("step %d: leaf %d added twice", step, l)
+			}
+			data, err := c.tree.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			jt, err := parseRatchetTree(suite, data)
+			if err != nil {
+				t.Fatalf("step %d: joiner importing tree: %v", step, err)
+			}
+			if err := jt.verifyParentHashes(); err != nil {
+				t.Fatalf("step %d: joiner: %v", step, err)
+			}
+			if err := jt.validateTree(testGroupID, nil, time.Time{}, acceptAllCredentials); err != nil {
+				t.Fatalf("step %d: joiner: %v", step, err)
+			}
+			priv := newTreePrivateKeys(l, a.encPriv)
+			if res != nil {
+				if ps := res.pathSecretFor(committer, l); ps != nil {
+					if err := jt.joinPathSecret(priv, committer, ps); err != nil {
+						t.Fatalf("step %d: joiner %d: %v", step, l, err)
+					}
+				}
+			}
+			members[l] = &simMember{m: a, tree: jt, priv: priv}
+		}
+
+		want := c.tree.treeHash()
+		for l, sm := range members {
+			if !bytes.Equal(sm.tree.treeHash(), want) {
+				t.Fatalf("step %d: member %d has another tree hash", step, l)
+			}
+			if err := sm.priv.consistent(sm.tree); err != nil {
+				t.Fatalf("step %d: member %d: %v", step, l, err)
+			}
+		}
+		if err := c.tree.verifyParentHashes(); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+	}
+	if commits == 0 {
+		t.Fatal("the simulation made no path commit")
+	}
+	t.Logf("suite %d: %d steps, %d path commits, %d members at the end", suite, steps, commits, len(members))
+}
+
+// TestCreateUpdatePathDeterministic checks that an UpdatePath is a function
+// of the randomness alone, although large ones are encrypted in parallel.
+func TestCreateUpdatePathDeterministic(t *testing.T) {
+	tt := buildTestTree(t, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519, 40, false, testRand(13))
+	var paths [2][]byte
+	for i := range paths {
+		res, err := tt.tree.clone().createUpdatePath(testRand(14), tt.privs[3].clone(), &updatePathParams{
+			groupID: testGroupID, signer: tt.members[3].signer, context: testContext,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if paths[i], err = res.path.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			// Every other member decrypts it.
+			merged := tt.tree.clone()
+			if err := merged.applyUpdatePath(3, res.path, nil); err != nil {
+				t.Fatal(err)
+			}
+			for l := range leafIndex(40) {
+				if l == 3 {
+					continue
+				}
+				if cs, err := merged.decryptUpdatePath(tt.privs[l].clone(), 3, res.path, nil, res.context); err != nil || !bytes.Equal(cs, res.commitSecret) {
+					t.Errorf("member %d: decryptUpdatePath = %x, %v", l, cs, err)
+				}
+			}
+		}
+	}
+	if !bytes.Equal(paths[0], paths[1]) {
+		t.Error("two UpdatePaths from the same randomness differ")
 	}
 }
