@@ -164,6 +164,7 @@ func BenchmarkKeyPackageConsume(b *testing.B) {
 		}
 		done += n
 	}
+	c0 := s.db.commits.Load()
 	runWriters(b, 16, func(int) error {
 		got, err := s.FetchKeyPackages(ctx, devKey("c1"), "bob", 1)
 		if err != nil || len(got) != 1 || got[0].LastResort {
@@ -172,6 +173,7 @@ func BenchmarkKeyPackageConsume(b *testing.B) {
 		return nil
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fetches/s")
+	b.ReportMetric(float64(b.N)/float64(s.db.commits.Load()-c0), "calls/fsync")
 }
 
 // BenchmarkUpdateSequential is the naive baseline: one small write per

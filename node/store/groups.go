@@ -79,37 +79,37 @@ func checkList(what string, list [][]byte) error {
 }
 
 // matchWelcome checks that the Welcome's KeyPackageRefs name exactly the
-// added devices, through KeyPackages the committer fetched, and forgets
-// those fetches: each fetched package admits one device once.
-func matchWelcome(tx *Tx, req CommitRequest) error {
+// added devices, through KeyPackages the committer fetched. It returns the
+// keys of those fetch records, which the commit deletes: each fetched
+// package admits one device once.
+func matchWelcome(tx *Tx, req CommitRequest) ([][]byte, error) {
 	if len(req.KeyPackageRefs) != len(req.Added) {
-		return fmt.Errorf("store: %d KeyPackageRefs for %d added devices: %w", len(req.KeyPackageRefs), len(req.Added), ErrInvalidCommit)
+		return nil, fmt.Errorf("store: %d KeyPackageRefs for %d added devices: %w", len(req.KeyPackageRefs), len(req.Added), ErrInvalidCommit)
 	}
 	fetched := tx.Bucket(bucketFetched)
 	matched := make([]bool, len(req.Added))
+	var ids [][]byte
 	for _, ref := range req.KeyPackageRefs {
 		id := fetchedID(tx, req.Committer, ref)
 		v, err := fetched.Get(id)
 		if errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("store: KeyPackageRef %x was not fetched by the committer: %w", ref, ErrInvalidCommit)
+			return nil, fmt.Errorf("store: KeyPackageRef %x was not fetched by the committer: %w", ref, ErrInvalidCommit)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rec, err := parseFetchRecord(v)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		i := slices.IndexFunc(req.Added, func(a []byte) bool { return bytes.Equal(a, rec.Device) })
 		if i < 0 || matched[i] {
-			return fmt.Errorf("store: KeyPackageRef %x is not for an added device: %w", ref, ErrInvalidCommit)
+			return nil, fmt.Errorf("store: KeyPackageRef %x is not for an added device: %w", ref, ErrInvalidCommit)
 		}
 		matched[i] = true
-		if err := fetched.Delete(id); err != nil {
-			return err
-		}
+		ids = append(ids, id)
 	}
-	return nil
+	return ids, nil
 }
 
 // Commit implements Store.
@@ -140,11 +140,9 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 		if err != nil {
 			return err
 		}
-		commits, err := gb.CreateBucket(keyCommits)
-		if err != nil {
-			return err
-		}
-		if req.Epoch < g.Epoch {
+		// Every check comes before the first write, so a refused commit
+		// costs the other writers of its batch nothing (see DB.Update).
+		if commits := gb.Bucket(keyCommits); commits != nil && req.Epoch < g.Epoch {
 			prev, err := commits.Get(SeqKey(req.Epoch))
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -176,8 +174,14 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 		if n := len(g.Members) - len(req.Removed) + len(req.Added); n > s.limits.MaxGroupSize {
 			return fmt.Errorf("store: group of %d devices exceeds the limit of %d: %w", n, s.limits.MaxGroupSize, ErrLimit)
 		}
-		if err := matchWelcome(tx, req); err != nil {
+		fetches, err := matchWelcome(tx, req)
+		if err != nil {
 			return err
+		}
+		for _, id := range fetches {
+			if err := tx.Bucket(bucketFetched).Delete(id); err != nil {
+				return err
+			}
 		}
 		for _, m := range g.Members {
 			if bytes.Equal(m, req.Committer) {
@@ -195,6 +199,10 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 		members := slices.DeleteFunc(slices.Clone(g.Members), func(m []byte) bool { return isMember(req.Removed, m) })
 		g.Members = append(members, req.Added...)
 		g.Epoch++
+		commits, err := gb.CreateBucket(keyCommits)
+		if err != nil {
+			return err
+		}
 		if err := commits.Put(SeqKey(req.Epoch), hash[:]); err != nil {
 			return err
 		}

@@ -54,12 +54,22 @@ func (s *LocalStore) PutKeyPackages(ctx context.Context, device []byte, suite ui
 	}
 	var count int
 	err := s.update(ctx, func(tx *Tx) error {
+		count = 0 // this function may run again; start afresh
 		d, err := getDevice(tx, device)
 		if err != nil {
 			return err
 		}
 		if d.Revoked {
 			return ErrRevoked
+		}
+		if sb := tx.Bucket(bucketKeyPackages, tx.Ident(domainDevice, device), suiteKey(suite)); sb != nil {
+			if count, err = poolCount(sb); err != nil {
+				return err
+			}
+		}
+		if count+len(recs) > s.limits.MaxKeyPackages {
+			return fmt.Errorf("store: %d KeyPackages would exceed the limit of %d per device and suite: %w",
+				count+len(recs), s.limits.MaxKeyPackages, ErrLimit)
 		}
 		sb, err := tx.CreateBucket(bucketKeyPackages, tx.Ident(domainDevice, device), suiteKey(suite))
 		if err != nil {
@@ -68,13 +78,6 @@ func (s *LocalStore) PutKeyPackages(ctx context.Context, device []byte, suite ui
 		pb, err := sb.CreateBucket(keyPool)
 		if err != nil {
 			return err
-		}
-		if count, err = poolCount(sb); err != nil {
-			return err
-		}
-		if count+len(recs) > s.limits.MaxKeyPackages {
-			return fmt.Errorf("store: %d KeyPackages would exceed the limit of %d per device and suite: %w",
-				count+len(recs), s.limits.MaxKeyPackages, ErrLimit)
 		}
 		for _, r := range recs {
 			if _, err := pb.Append(r); err != nil {

@@ -212,9 +212,13 @@ func (db *DB) View(fn func(*Tx) error) error {
 	if closed {
 		return ErrClosed
 	}
-	return db.bolt.View(func(btx *bolt.Tx) error {
+	err := db.bolt.View(func(btx *bolt.Tx) error {
 		return fn(&Tx{btx: btx, seal: db.seal})
 	})
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed // Close ran concurrently
+	}
+	return err
 }
 
 // Backup writes a consistent copy of the (still encrypted) file to w while
@@ -244,11 +248,13 @@ type writeReq struct {
 // fsynced are run together in the next transaction, which starts as soon as
 // that fsync ends (no timer), so concurrent writers share one fsync.
 //
-// A failing fn does not fail the others: the batch is rolled back and run
-// again without it. So fn may run more than once, but only the last run's
-// writes are ever committed, and a run is repeated only after the
+// A failing fn does not fail the others. If it failed before writing
+// anything it is just left out; if it had written, the batch is rolled back
+// and run again without it. So fn may run more than once, but only the last
+// run's writes are ever committed, and a run is repeated only after the
 // transaction it ran in was rolled back; a run whose transaction committed
-// is never repeated. fn must therefore set its results afresh on every run
+// is never repeated, and a failed fn is never run again. Check before
+// writing where you can: it keeps the others from running twice. fn must therefore set its results afresh on every run
 // and have no effects outside the transaction (use Tx.OnCommit for those).
 // fn must not call Update or View itself.
 func (db *DB) Update(fn func(*Tx) error) error {
@@ -287,9 +293,11 @@ func (db *DB) writer() {
 	}
 }
 
-// commit runs a batch in one transaction. When a function fails, the
-// transaction is rolled back, that function gets its error and the rest are
-// run again in a fresh transaction.
+// commit runs a batch in one transaction. A function that fails before
+// writing anything is simply left out. A function that fails after writing
+// cannot be undone alone (bbolt has no savepoints), so the transaction is
+// rolled back, that function gets its error, and the functions that had
+// succeeded and those not yet run are run again in a fresh transaction.
 func (db *DB) commit(batch []*writeReq) {
 	pending := batch
 	for len(pending) > 0 {
@@ -301,23 +309,33 @@ func (db *DB) commit(batch []*writeReq) {
 			return
 		}
 		tx := &Tx{btx: btx, seal: db.seal}
+		var ok []*writeReq
 		failed := -1
 		var ferr error
 		for i, r := range pending {
-			if ferr = runFn(r.fn, tx); ferr != nil {
-				failed = i
-				break
+			writes, hooks := tx.writes, len(tx.hooks)
+			panicked, err := runFn(r.fn, tx)
+			if err == nil {
+				ok = append(ok, r)
+				continue
 			}
+			if !panicked && tx.writes == writes {
+				tx.hooks = tx.hooks[:hooks]
+				r.done <- err
+				continue
+			}
+			failed, ferr = i, err
+			break
 		}
 		if failed >= 0 {
 			btx.Rollback()
 			pending[failed].done <- ferr
-			pending = append(pending[:failed:failed], pending[failed+1:]...)
+			pending = append(ok, pending[failed+1:]...)
 			continue
 		}
 		if err := btx.Commit(); err != nil {
 			err = fmt.Errorf("store: commit: %w", err)
-			for _, r := range pending {
+			for _, r := range ok {
 				r.done <- err
 			}
 			return
@@ -326,7 +344,7 @@ func (db *DB) commit(batch []*writeReq) {
 		for _, h := range tx.hooks {
 			h()
 		}
-		for _, r := range pending {
+		for _, r := range ok {
 			r.done <- nil
 		}
 		return
@@ -334,22 +352,24 @@ func (db *DB) commit(batch []*writeReq) {
 }
 
 // runFn runs one write function, turning a panic into an error so that one
-// broken caller cannot take the writer, and every other caller, down.
-func runFn(fn func(*Tx) error, tx *Tx) (err error) {
+// broken caller cannot take the writer, and every other caller, down. After
+// a panic the transaction may be half-changed, whatever tx.writes says.
+func runFn(fn func(*Tx) error, tx *Tx) (panicked bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("store: internal error: write function panicked: %v", p)
+			panicked, err = true, fmt.Errorf("store: internal error: write function panicked: %v", p)
 		}
 	}()
-	return fn(tx)
+	return false, fn(tx)
 }
 
 // Tx is a transaction. It is valid only inside the function it was given
 // to, and only on that goroutine.
 type Tx struct {
-	btx   *bolt.Tx
-	seal  *sealer
-	hooks []func()
+	btx    *bolt.Tx
+	seal   *sealer
+	hooks  []func()
+	writes int // write calls so far; a function that failed before writing needs no rollback
 }
 
 // Ident returns the HMAC-SHA256, under the index key, of an identifier in a
@@ -366,7 +386,8 @@ func reserved(name []byte) bool {
 }
 
 // Bucket returns the bucket at path (one name per level), or nil if any
-// level does not exist.
+// level does not exist. The top-level names "meta" and "qpchat-header" are
+// reserved for the store itself.
 func (tx *Tx) Bucket(path ...[]byte) *Bucket {
 	if len(path) == 0 || reserved(path[0]) {
 		return nil
@@ -397,6 +418,7 @@ func (tx *Tx) CreateBucket(path ...[]byte) (*Bucket, error) {
 }
 
 func (tx *Tx) createBucket(path ...[]byte) (*Bucket, error) {
+	tx.writes++
 	if !tx.btx.Writable() {
 		return nil, ErrReadOnly
 	}
@@ -416,6 +438,7 @@ func (tx *Tx) createBucket(path ...[]byte) (*Bucket, error) {
 // DeleteBucket deletes the bucket at path and everything in it. Deleting a
 // missing bucket is not an error.
 func (tx *Tx) DeleteBucket(path ...[]byte) error {
+	tx.writes++
 	if len(path) == 0 || reserved(path[0]) {
 		return fmt.Errorf("store: invalid bucket path %q", path)
 	}
@@ -458,6 +481,7 @@ func (b *Bucket) Bucket(name []byte) *Bucket {
 
 // CreateBucket returns the nested bucket name, creating it if needed.
 func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
+	b.tx.writes++
 	nb, err := b.b.CreateBucketIfNotExists(name)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTxNotWritable) {
@@ -470,6 +494,7 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 
 // DeleteBucket deletes the nested bucket name; a missing one is no error.
 func (b *Bucket) DeleteBucket(name []byte) error {
+	b.tx.writes++
 	return ignoreMissing(b.b.DeleteBucket(name))
 }
 
@@ -486,6 +511,7 @@ func (b *Bucket) Get(key []byte) ([]byte, error) {
 
 // Put seals value to this bucket and key and stores it.
 func (b *Bucket) Put(key, value []byte) error {
+	b.tx.writes++
 	sealed, err := b.tx.seal.seal(b.path, key, value)
 	if err != nil {
 		return err
@@ -501,6 +527,7 @@ func (b *Bucket) Put(key, value []byte) error {
 
 // Delete removes key; a missing key is no error.
 func (b *Bucket) Delete(key []byte) error {
+	b.tx.writes++
 	if err := b.b.Delete(key); err != nil {
 		if errors.Is(err, bolterrors.ErrTxNotWritable) {
 			return ErrReadOnly
@@ -515,6 +542,7 @@ func (b *Bucket) Sequence() uint64 { return b.b.Sequence() }
 
 // NextSequence increments and returns the bucket's sequence number.
 func (b *Bucket) NextSequence() (uint64, error) {
+	b.tx.writes++
 	n, err := b.b.NextSequence()
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTxNotWritable) {
@@ -613,6 +641,7 @@ func (c *Cursor) Seek(seek []byte) (key, value []byte, err error) { return c.res
 // Delete removes the key under the cursor. Next and Prev continue from
 // where it was.
 func (c *Cursor) Delete() error {
+	c.b.tx.writes++
 	if err := c.c.Delete(); err != nil {
 		if errors.Is(err, bolterrors.ErrTxNotWritable) {
 			return ErrReadOnly

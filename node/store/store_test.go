@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -336,6 +337,9 @@ func TestGroupCommitBatches(t *testing.T) {
 				runsMu.Lock()
 				runs[i]++
 				runsMu.Unlock()
+				if i == 3 {
+					return errors.New("fail 3 before writing")
+				}
 				if err := tx.Bucket([]byte("b")).Put(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
 					return err
 				}
@@ -354,9 +358,13 @@ func TestGroupCommitBatches(t *testing.T) {
 	if got := db.commits.Load() - before; got != 2 {
 		t.Errorf("%d writes while the writer was busy took %d commits, want 2 (the busy one and one batch)", n, got)
 	}
+	failed := func(i int) bool { return i == 3 || i == 7 || i == 13 }
 	for i, err := range errs {
-		if (i == 7 || i == 13) != (err != nil) {
+		if failed(i) != (err != nil) {
 			t.Errorf("write %d: err = %v", i, err)
+		}
+		if failed(i) && runs[i] != 1 {
+			t.Errorf("failed write %d ran %d times, want 1", i, runs[i])
 		}
 	}
 	db.Close()
@@ -366,8 +374,8 @@ func TestGroupCommitBatches(t *testing.T) {
 		b := tx.Bucket([]byte("b"))
 		for i := range n {
 			_, err := b.Get(fmt.Appendf(nil, "k%02d", i))
-			if failed := i == 7 || i == 13; failed != errors.Is(err, ErrNotFound) {
-				t.Errorf("k%02d after reopen: err = %v (failed write: %v)", i, err, failed)
+			if failed(i) != errors.Is(err, ErrNotFound) {
+				t.Errorf("k%02d after reopen: err = %v (failed write: %v)", i, err, failed(i))
 			}
 		}
 		if _, err := b.Get([]byte("first")); err != nil {
@@ -523,4 +531,45 @@ func countKeys(b *Bucket) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// TestGroupCommitCleanFailure: a function that fails before writing is left
+// out without rolling back, so no other function runs twice.
+func TestGroupCommitCleanFailure(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "db"), passOpts("pw"))
+	defer db.Close()
+	rawEdit(t, db, func(tx *Tx) error { _, err := tx.CreateBucket([]byte("b")); return err })
+	release, entered := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		db.Update(func(tx *Tx) error { close(entered); <-release; return nil })
+	})
+	<-entered
+	const n = 10
+	var runs [n]atomic.Int32
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = db.Update(func(tx *Tx) error {
+				runs[i].Add(1)
+				if _, err := tx.Bucket([]byte("b")).Get([]byte("missing")); i%3 == 0 {
+					return err // ErrNotFound, after a read only
+				}
+				return tx.Bucket([]byte("b")).Put([]byte{byte(i)}, nil)
+			})
+		})
+	}
+	for len(db.writes) < n {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	for i := range n {
+		if got := runs[i].Load(); got != 1 {
+			t.Errorf("write %d ran %d times, want 1", i, got)
+		}
+		if (i%3 == 0) != errors.Is(errs[i], ErrNotFound) {
+			t.Errorf("write %d: err = %v", i, errs[i])
+		}
+	}
 }
