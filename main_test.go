@@ -109,3 +109,15 @@ func TestServeErrors(t *testing.T) {
 	}
 	oneErrorLine(t, errs)
 }
+
+func TestLogFormat(t *testing.T) {
+	for format, want := range map[string]string{"json": `{"time":`, "text": "time="} {
+		var buf bytes.Buffer
+		g := &Globals{LogFormat: format, LogLevel: "info", stderr: &buf}
+		g.logger().Debug("hidden")
+		g.logger().Info("shown", "k", "v")
+		if got := buf.String(); !strings.HasPrefix(got, want) || strings.Contains(got, "hidden") || strings.Count(got, "\n") != 1 {
+			t.Errorf("--log-format %s --log-level info wrote %q", format, got)
+		}
+	}
+}
