@@ -51,13 +51,15 @@
 // One writer goroutine commits: every Update queued while a commit is in
 // progress goes into the next transaction, which starts the moment the
 // previous fsync ends (no timer, unlike bbolt's Batch), so N concurrent
-// writers pay about one fsync, not N. A function that fails is removed from
-// its batch, which is rolled back and run again without it; its error goes
-// to its caller only. Consequently a write function may run more than once,
-// but only after the transaction of its previous run was rolled back: a run
-// whose writes were committed is never repeated, so no effect is applied
-// twice. Write functions must set their results afresh on each run and keep
-// side effects for Tx.OnCommit, which runs after the durable commit.
+// writers pay about one fsync, not N. A function that fails gets its error
+// alone: if it failed before writing anything it is simply left out; if it
+// had written, the batch is rolled back and run again without it.
+// Consequently a write function may run more than once, but only after the
+// transaction of its previous run was rolled back: a run whose writes were
+// committed is never repeated, so no effect is applied twice, and a failed
+// function never runs again. Write functions must set their results afresh
+// on each run, should check before they write, and keep side effects for
+// Tx.OnCommit, which runs after the durable commit.
 // Reads (View) run in parallel with each other and with the writer.
 //
 // # The server's records (Store)

@@ -331,6 +331,7 @@ func TestGroupCommitBatches(t *testing.T) {
 	errs := make([]error, n)
 	runs := make([]int, n)
 	var runsMu sync.Mutex
+	var hooked [n]atomic.Int32
 	for i := range n {
 		wg.Go(func() {
 			errs[i] = db.Update(func(tx *Tx) error {
@@ -343,6 +344,7 @@ func TestGroupCommitBatches(t *testing.T) {
 				if err := tx.Bucket([]byte("b")).Put(fmt.Appendf(nil, "k%02d", i), []byte("v")); err != nil {
 					return err
 				}
+				tx.OnCommit(func() { hooked[i].Add(1) })
 				if i == 7 || i == 13 {
 					return fmt.Errorf("fail %d", i)
 				}
@@ -365,6 +367,9 @@ func TestGroupCommitBatches(t *testing.T) {
 		}
 		if failed(i) && runs[i] != 1 {
 			t.Errorf("failed write %d ran %d times, want 1", i, runs[i])
+		}
+		if want := !failed(i); (hooked[i].Load() == 1) != want || hooked[i].Load() > 1 {
+			t.Errorf("write %d: OnCommit ran %d times (committed: %v)", i, hooked[i].Load(), want)
 		}
 	}
 	db.Close()
