@@ -214,11 +214,18 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 		key:        s.deriveTreeSecret(r.secret, labelKey, r.generation, s.aead.nk),
 		nonce:      s.deriveTreeSecret(r.secret, labelNonce, r.generation, s.aead.nn),
 	}
-	next := s.deriveTreeSecret(r.secret, labelSecret, r.generation, s.nh)
+	t.step(r)
+	return k, nil
+}
+
+// step moves the ratchet to the next generation without deriving the
+// current generation's key, deleting the consumed secret (RFC 9420,
+// Section 9.1). The caller has checked that the ratchet is not exhausted.
+func (t *secretTree) step(r *hashRatchet) {
+	next := t.suite.deriveTreeSecret(r.secret, labelSecret, r.generation, t.suite.nh)
 	clear(r.secret)
 	r.secret = next
 	r.generation++
-	return k, nil
 }
 
 // nextKey returns the key and nonce a sender uses for its next message of
@@ -257,20 +264,21 @@ func (t *secretTree) keyForGeneration(leaf uint32, typ ratchetType, gen uint32) 
 		return ratchetKey{}, errGenerationTooFar
 	}
 	for r.generation < gen {
+		// Only the last keepBehind skipped generations can be kept: for
+		// older ones only the ratchet secret is stepped, and their keys are
+		// never derived.
+		if gen-r.generation > t.keepBehind {
+			t.step(r)
+			continue
+		}
 		k, err := t.advance(r)
 		if err != nil {
 			return ratchetKey{}, err
 		}
-		// Only the last keepBehind skipped generations can still be kept:
-		// skip deriving into the map what would be evicted at once.
-		if gen-k.generation <= t.keepBehind {
-			if r.skipped == nil {
-				r.skipped = make(map[uint32]ratchetKey)
-			}
-			r.skipped[k.generation] = k
-		} else {
-			k.zero()
+		if r.skipped == nil {
+			r.skipped = make(map[uint32]ratchetKey)
 		}
+		r.skipped[k.generation] = k
 	}
 	k, err := t.advance(r)
 	if err != nil {
