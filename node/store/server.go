@@ -46,8 +46,9 @@ type Store interface {
 	// FetchKeyPackages hands out one package per non-revoked device of
 	// user for suite, consuming pool packages atomically (each is handed
 	// out exactly once) and falling back to the last resort, which is
-	// never consumed. Devices without any package are left out. It records
-	// which caller fetched which KeyPackageRef (see FetchedKeyPackage).
+	// never consumed. Devices without any package are left out; ErrNotFound
+	// if user has no account. It records which caller fetched which
+	// KeyPackageRef (see FetchedKeyPackage and CommitRequest.KeyPackageRefs).
 	FetchKeyPackages(ctx context.Context, caller []byte, user string, suite uint16) ([]FetchedKeyPackage, error)
 	// FetchedKeyPackage returns the device and suite of a package that
 	// caller fetched, by KeyPackageRef; ErrNotFound if caller never did.
