@@ -578,3 +578,35 @@ func TestGroupCommitCleanFailure(t *testing.T) {
 		}
 	}
 }
+
+func TestBackup(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, filepath.Join(dir, "db"), passOpts("pw"))
+	rawEdit(t, db, func(tx *Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("kept"))
+	})
+	var buf bytes.Buffer
+	if err := db.Backup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if bytes.Contains(buf.Bytes(), []byte("kept")) {
+		t.Error("backup holds a value in clear")
+	}
+	copyPath := filepath.Join(dir, "copy")
+	if err := os.WriteFile(copyPath, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, copyPath, passOpts("pw"))
+	defer db.Close()
+	db.View(func(tx *Tx) error {
+		if v, err := tx.Bucket([]byte("b")).Get([]byte("k")); err != nil || string(v) != "kept" {
+			t.Errorf("value in backup = %q, %v", v, err)
+		}
+		return nil
+	})
+}
