@@ -1,0 +1,397 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"qpchat/node/proto"
+	"qpchat/node/store"
+)
+
+var fastKDF = store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+
+// testUser is one user's device on a fake node.
+type testUser struct {
+	name    string
+	userKey ed25519.PrivateKey
+	path    string
+	st      *State
+	c       *Client
+	node    *fakeNode
+}
+
+func newUserKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	ek := make([]byte, 64)
+	rand.Read(ek)
+	k, err := proto.UserKey(ek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newTestUser registers a user with one device on n.
+func newTestUser(t *testing.T, n *fakeNode, name string) *testUser {
+	t.Helper()
+	uk := newUserKey(t)
+	n.addUser(name, uk.Public().(ed25519.PublicKey))
+	return newTestDevice(t, n, name, uk, name)
+}
+
+// newTestDevice sets up another device (profile) of a user.
+func newTestDevice(t *testing.T, n *fakeNode, name string, uk ed25519.PrivateKey, profile string) *testUser {
+	t.Helper()
+	u := &testUser{name: name, userKey: uk, node: n, path: filepath.Join(t.TempDir(), profile+".state")}
+	_, dev, _ := ed25519.GenerateKey(rand.Reader)
+	devPub := dev.Public().(ed25519.PublicKey)
+	n.addDevice(name, devPub)
+	st, err := OpenState(StateOptions{Path: u.path, Passphrase: []byte("pw"), KDF: fastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveProfile(&Profile{User: name, UserKey: uk.Public().(ed25519.PublicKey), Device: dev,
+		Cert: proto.SignDeviceCert(uk, name, devPub)}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	u.open(t)
+	if _, err := u.c.ReplenishKeyPackages(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// open (re)opens the user's state, as a restarted client does.
+func (u *testUser) open(t *testing.T) {
+	t.Helper()
+	st, err := OpenState(StateOptions{Path: u.path, Passphrase: []byte("pw"), MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.st = st
+	prof, _ := st.Profile()
+	c, err := New(Config{State: st, Session: u.node.session(prof.DeviceKey()), KeyPackageTarget: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.c = c
+	t.Cleanup(func() { st.Close() })
+}
+
+func (u *testUser) restart(t *testing.T) {
+	t.Helper()
+	u.st.Close()
+	u.open(t)
+}
+
+// texts syncs and returns the texts received, as "sender: text".
+func (u *testUser) texts(t *testing.T) []string {
+	t.Helper()
+	evs, err := u.c.Recv(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("%s: Recv: %v", u.name, err)
+	}
+	var out []string
+	for _, e := range evs {
+		switch e.Kind {
+		case EventMessage:
+			out = append(out, e.Sender+": "+e.Text)
+		case EventRefused:
+			out = append(out, "REFUSED: "+e.Text)
+		}
+	}
+	return out
+}
+
+func wantTexts(t *testing.T, u *testUser, want ...string) {
+	t.Helper()
+	got := u.texts(t)
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("%s received %q, want %q", u.name, got, want)
+	}
+}
+
+func groupNamed(t *testing.T, u *testUser, name string) GroupInfo {
+	t.Helper()
+	gs, err := u.c.Groups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.Name == name {
+			return g
+		}
+	}
+	t.Fatalf("%s has no group %q (has %+v)", u.name, name, gs)
+	return GroupInfo{}
+}
+
+func TestThreeUsers(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+
+	if _, err := alice.c.CreateGroup(ctx, "friends", 0); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := alice.c.Invite(ctx, "friends", []string{"Bob"}); err != nil || k != 1 {
+		t.Fatalf("Invite(bob) = %d, %v", k, err)
+	}
+	wantTexts(t, bob)
+	if g := groupNamed(t, bob, "friends"); g.Suite != DefaultSuite || g.Members != 2 {
+		t.Errorf("bob's group = %+v", g)
+	}
+	if _, err := alice.c.Invite(ctx, "friends", []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, carol)
+	for i, u := range []*testUser{alice, bob, carol} {
+		if err := u.c.Send(ctx, "friends", "hi from "+u.name); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+	}
+	wantTexts(t, alice, "bob: hi from bob", "carol: hi from carol")
+	wantTexts(t, bob, "alice: hi from alice", "carol: hi from carol")
+	wantTexts(t, carol, "alice: hi from alice", "bob: hi from bob")
+
+	// Bob rotates his keys; a restarted Carol carries on from her state.
+	if _, err := bob.c.Update(ctx, "friends"); err != nil {
+		t.Fatal(err)
+	}
+	carol.restart(t)
+	if err := carol.c.Send(ctx, "friends", "after update"); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, alice, "carol: after update")
+	wantTexts(t, bob, "carol: after update")
+
+	// Carol is removed and reads nothing of what follows.
+	if k, err := alice.c.Remove(ctx, "friends", []string{"carol"}); err != nil || k != 1 {
+		t.Fatalf("Remove = %d, %v", k, err)
+	}
+	if err := alice.c.Send(ctx, "friends", "carol is gone"); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob, "alice: carol is gone")
+	evs, err := carol.c.Recv(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	for _, e := range evs {
+		if e.Kind == EventMessage {
+			t.Errorf("carol read %q after her removal", e.Text)
+		}
+		removed = removed || e.Kind == EventRemoved
+	}
+	if !removed || !groupNamed(t, carol, "friends").Removed {
+		t.Error("carol was not told she was removed")
+	}
+	if err := carol.c.Send(ctx, "friends", "x"); err == nil {
+		t.Error("carol could still send")
+	}
+	ea, _ := alice.c.loadGroupByName(ctx, "friends")
+	eb, _ := bob.c.loadGroupByName(ctx, "friends")
+	if !bytes.Equal(ea.g.EpochAuthenticator(), eb.g.EpochAuthenticator()) {
+		t.Error("alice and bob disagree on the epoch")
+	}
+}
+
+func TestStaleCommitRetried(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	carol := newTestUser(t, n, "carol")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob)
+	// Alice prepares an Add of Carol; before she submits, Bob commits an
+	// Update on the same epoch. Alice's commit is refused as stale; she
+	// re-syncs and retries.
+	fired := false
+	alice.c.cfg.BeforeSubmit = func() {
+		if fired {
+			return
+		}
+		fired = true
+		if _, err := bob.c.Update(ctx, "g"); err != nil {
+			t.Errorf("bob.Update: %v", err)
+		}
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	if !fired {
+		t.Fatal("the race was not forced")
+	}
+	wantTexts(t, bob)
+	wantTexts(t, carol)
+	ga, _ := alice.c.loadGroupByName(ctx, "g")
+	gb, _ := bob.c.loadGroupByName(ctx, "g")
+	gc, _ := carol.c.loadGroupByName(ctx, "g")
+	if ga.g.Epoch() != 3 || gb.g.Epoch() != 3 || gc.g.Epoch() != 3 {
+		t.Errorf("epochs = %d, %d, %d, want 3", ga.g.Epoch(), gb.g.Epoch(), gc.g.Epoch())
+	}
+	if !bytes.Equal(ga.g.EpochAuthenticator(), gb.g.EpochAuthenticator()) || !bytes.Equal(gb.g.EpochAuthenticator(), gc.g.EpochAuthenticator()) {
+		t.Error("members disagree on the epoch")
+	}
+	if len(ga.g.Members()) != 3 {
+		t.Errorf("%d members, want 3", len(ga.g.Members()))
+	}
+}
+
+func TestLyingNodeKeyPackage(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	// Mallory has a device whose credential claims to be Bob's, certified
+	// by a key that is not Bob's user key.
+	mallory := newTestUser(t, n, "mallory")
+	evil := newUserKey(t)
+	mallory.c.prof.User = "bob"
+	mallory.c.prof.Cert = proto.SignDeviceCert(evil, "bob", mallory.c.devKey)
+	forged, err := mallory.c.newKeyPackage(DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedMsg, _ := forged.Message()
+	n.forgeKeyPackages = func(user string, got []FetchedKeyPackage) []FetchedKeyPackage {
+		if user != "bob" {
+			return got
+		}
+		return append(got, FetchedKeyPackage{Device: mallory.c.devKey, KeyPackage: forgedMsg})
+	}
+	alice.c.CreateGroup(ctx, "g", 0)
+	// Pin Bob's real key first so the forged certificate cannot be pinned.
+	if _, err := alice.c.pinnedKey(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err == nil || !strings.Contains(err.Error(), "refusing a KeyPackage of bob") {
+		t.Fatalf("Invite with a forged KeyPackage: %v", err)
+	}
+	if g := groupNamed(t, alice, "g"); g.Members != 1 || g.Epoch != 0 {
+		t.Errorf("group changed: %+v", g)
+	}
+	_ = bob
+}
+
+func TestForgedSenderStamp(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob)
+	wantTexts(t, carol)
+	// The node claims Carol sent what Alice sent.
+	n.forgeStamp = func(to string, d *Delivery) {
+		if to == string(bob.c.devKey) && d.Kind == DeliveryApplication {
+			d.Sender = carol.c.devKey
+		}
+	}
+	if err := alice.c.Send(ctx, "g", "from alice"); err != nil {
+		t.Fatal(err)
+	}
+	got := bob.texts(t)
+	if len(got) != 1 || !strings.Contains(got[0], "REFUSED") || !strings.Contains(got[0], "stamp") {
+		t.Errorf("bob got %q, want one refusal of the forged stamp", got)
+	}
+	n.forgeStamp = nil
+	if err := alice.c.Send(ctx, "g", "honest"); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob, "alice: honest")
+}
+
+// failingAck loses acks, as a client crashing between persist and ack.
+type failingAck struct{ *fakeSession }
+
+func (f failingAck) Ack(ctx context.Context, upTo uint64) error { return errors.New("crash") }
+
+func TestNoDuplicateAfterLostAck(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	alice.c.CreateGroup(ctx, "g", 0)
+	alice.c.Invite(ctx, "g", []string{"bob"})
+	wantTexts(t, bob)
+	bob.c.cfg.Session = failingAck{n.session(bob.c.devKey)}
+	alice.c.Send(ctx, "g", "one")
+	wantTexts(t, bob, "alice: one")
+	bob.restart(t)
+	alice.c.Send(ctx, "g", "two")
+	wantTexts(t, bob, "alice: two")
+}
+
+func TestDMAndPrivacy(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+	name, err := alice.c.DM(ctx, "bob", "psst", 0)
+	if err != nil || name != "dm:bob" {
+		t.Fatalf("DM = %q, %v", name, err)
+	}
+	wantTexts(t, bob, "alice: psst")
+	groupNamed(t, bob, "dm:alice")
+	if _, err := bob.c.DM(ctx, "alice", "hi", 0); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, alice, "bob: hi")
+	if gs, _ := alice.c.Groups(ctx); len(gs) != 1 {
+		t.Errorf("alice has %d groups, want the one dm channel", len(gs))
+	}
+	if got := carol.texts(t); len(got) != 0 {
+		t.Errorf("carol read %q", got)
+	}
+}
+
+func TestTwoDevices(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	bob2 := newTestDevice(t, n, "bob", bob.userKey, "bob2")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if k, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 2 {
+		t.Fatalf("Invite = %d, %v; want both devices", k, err)
+	}
+	wantTexts(t, bob)
+	wantTexts(t, bob2)
+	alice.c.Send(ctx, "g", "to both")
+	wantTexts(t, bob, "alice: to both")
+	wantTexts(t, bob2, "alice: to both")
+	names, err := bob.c.RemoveDevice(ctx, bob2.c.devKey)
+	if err != nil || len(names) != 1 {
+		t.Fatalf("RemoveDevice = %v, %v", names, err)
+	}
+	alice.c.Send(ctx, "g", "only one")
+	wantTexts(t, bob, "alice: only one")
+	wantTexts(t, bob2)
+	if !groupNamed(t, bob2, "g").Removed {
+		t.Error("bob2 not removed")
+	}
+}
+
+func TestSafetyNumberSymmetric(t *testing.T) {
+	a, b := []byte("key-a"), []byte("key-b")
+	x, y := SafetyNumber("alice", a, "bob", b), SafetyNumber("bob", b, "alice", a)
+	if x != y || len(x) != 60+11 {
+		t.Errorf("SafetyNumber = %q / %q", x, y)
+	}
+	if SafetyNumber("alice", a, "bob", []byte("key-c")) == x {
+		t.Error("safety number ignores a key")
+	}
+}
+
+func init() { _ = time.Second }

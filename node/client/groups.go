@@ -1,0 +1,579 @@
+package client
+
+// Group operations and the committing-client rules of DESIGN.md: a commit
+// of ours is kept pending (RFC 9420, Section 12.4: a committer cannot
+// process its own commit) and persisted before it is submitted; it is
+// merged once the node accepts it, and dropped, re-synced and retried when
+// the node refuses it as stale.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"qpchat/mls"
+	"qpchat/node/proto"
+	"qpchat/node/store"
+)
+
+// maxCommitAttempts bounds the retries of a commit refused as stale.
+const maxCommitAttempts = 8
+
+// CreateGroup creates a group with a fresh random id, named name in this
+// profile, registers it at the node and returns its id.
+func (c *Client) CreateGroup(ctx context.Context, name string, suite uint16) ([]byte, error) {
+	return c.createGroup(ctx, name, suite, "")
+}
+
+func (c *Client) createGroup(ctx context.Context, name string, suite uint16, peer string) ([]byte, error) {
+	if err := c.needDevice(); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, errors.New("client: empty group name")
+	}
+	if suite == 0 {
+		suite = DefaultSuite
+	}
+	if err := c.st.db.View(func(tx *store.Tx) error {
+		if _, err := getGroupByName(tx, name); err == nil {
+			return fmt.Errorf("client: a group named %q exists already", name)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	id := make([]byte, 32)
+	if _, err := io.ReadFull(c.cfg.Rand, id); err != nil {
+		return nil, err
+	}
+	kp, err := c.newKeyPackage(suite)
+	if err != nil {
+		return nil, err
+	}
+	g, err := mls.CreateGroup(c.cfg.Rand, c.mlsConfig(ctx), id, kp, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cfg.Session.CreateGroup(ctx, id); err != nil {
+		return nil, fmt.Errorf("client: creating the group at the node: %w", err)
+	}
+	gr := &group{rec: &groupRecord{ID: id, Name: name, Peer: peer, NameSent: true}, g: g}
+	ev := &Event{Kind: EventJoined, Group: id, Sender: c.prof.User, Outgoing: true, Time: c.now().Unix(), Text: "created"}
+	if err := c.persist([]*group{gr}, []*Event{ev}, func(tx *store.Tx) error { return putGroupName(tx, name, id) }); err != nil {
+		return nil, err
+	}
+	c.groups[string(id)] = gr
+	return id, nil
+}
+
+// commitFunc prepares a commit on the group's current state.
+type commitFunc func(g *group) (*mls.CommitOutput, [][]byte /* added */, [][]byte /* removed */, error)
+
+// commit runs the committing-client loop for one change and returns the
+// event of the merged commit.
+func (c *Client) commit(ctx context.Context, id []byte, build commitFunc) (*mls.Event, error) {
+	for attempt := 1; ; attempt++ {
+		// Earlier pending commits and queued messages first: a commit
+		// must be made on the newest epoch.
+		if _, err := c.Sync(ctx, 0); err != nil {
+			return nil, err
+		}
+		g, err := c.loadGroup(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if g.g == nil {
+			return nil, fmt.Errorf("client: this device was removed from %s", g.rec.Name)
+		}
+		out, added, removed, err := build(g)
+		if err != nil {
+			g.g.DiscardPending()
+			c.forget()
+			return nil, err
+		}
+		g.rec.Pending = &pendingCommit{Commit: out.Commit, Welcome: out.Welcome, Added: added, Removed: removed}
+		if err := c.persist([]*group{g}, nil, nil); err != nil {
+			return nil, err
+		}
+		if c.cfg.BeforeSubmit != nil {
+			c.cfg.BeforeSubmit()
+		}
+		ev, err := c.submitPending(ctx, g)
+		if errors.Is(err, ErrStale) && attempt < maxCommitAttempts {
+			continue
+		}
+		return ev, err
+	}
+}
+
+// submitPending submits the group's pending commit and merges it on
+// acceptance (a duplicate counts: the node accepted it before), or drops
+// it when refused as stale (returning ErrStale). Other errors keep it
+// pending for a later attempt.
+func (c *Client) submitPending(ctx context.Context, g *group) (*mls.Event, error) {
+	p := g.rec.Pending
+	err := c.cfg.Session.Commit(ctx, CommitRequest{Group: g.rec.ID, Commit: p.Commit, Welcome: p.Welcome, Added: p.Added, Removed: p.Removed})
+	if errors.Is(err, ErrStale) {
+		g.g.DiscardPending()
+		g.rec.Pending = nil
+		if perr := c.persist([]*group{g}, nil, nil); perr != nil {
+			return nil, perr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: submitting a commit to %s: %w", g.rec.Name, err)
+	}
+	ev, err := g.g.MergePending()
+	if err != nil {
+		return nil, err
+	}
+	g.rec.Pending = nil
+	events := c.commitEvents(g, ev, c.prof.User, c.devKey, true)
+	if err := c.persist([]*group{g}, events, nil); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// resolvePending submits every pending commit left by an earlier run.
+func (c *Client) resolvePending(ctx context.Context) error {
+	var ids [][]byte
+	err := c.st.db.View(func(tx *store.Tx) error {
+		cur := tx.Bucket(bGroups).Cursor()
+		for k, v, err := cur.First(); k != nil; k, v, err = cur.Next() {
+			if err != nil {
+				return err
+			}
+			r, err := parseGroup(v)
+			if err != nil {
+				return err
+			}
+			if r.Pending != nil {
+				ids = append(ids, r.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		g, err := c.loadGroup(ctx, id)
+		if err != nil {
+			return err
+		}
+		if g.rec.Pending == nil || g.g == nil {
+			continue
+		}
+		if g.g.PendingCommit() == nil {
+			// The MLS state lost its pending commit (it cannot, since
+			// both are written together); drop the request.
+			g.rec.Pending = nil
+			if err := c.persist([]*group{g}, nil, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := c.submitPending(ctx, g); err != nil && !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitEvents describes a merged or processed commit for the history.
+func (c *Client) commitEvents(g *group, ev *mls.Event, sender string, senderDev []byte, outgoing bool) []*Event {
+	base := Event{Group: g.rec.ID, Sender: sender, DeviceID: devID(senderDev), Outgoing: outgoing, Time: c.now().Unix(), Epoch: ev.Epoch}
+	var out []*Event
+	if len(ev.Added) > 0 || len(ev.Removed) > 0 {
+		e := base
+		e.Kind = EventMembers
+		var added, removed []string
+		for _, m := range ev.Added {
+			added = append(added, memberUser(m))
+		}
+		for _, m := range ev.Removed {
+			removed = append(removed, memberUser(m))
+		}
+		e.Users = append(added, removed...)
+		e.Text = describeChange(added, removed)
+		out = append(out, &e)
+	}
+	if len(ev.Added) == 0 && len(ev.Removed) == 0 {
+		e := base
+		e.Kind = EventKeyRotated
+		e.Text = "updated keys"
+		out = append(out, &e)
+	}
+	return out
+}
+
+func devID(key []byte) []byte {
+	if key == nil {
+		return nil
+	}
+	id := proto.DeviceID(key)
+	return id[:]
+}
+
+func memberUser(m mls.Member) string {
+	id, err := identityOf(m.Credential)
+	if err != nil {
+		return "?"
+	}
+	return id.User
+}
+
+func describeChange(added, removed []string) string {
+	s := ""
+	if len(added) > 0 {
+		s = fmt.Sprintf("added %v", added)
+	}
+	if len(removed) > 0 {
+		if s != "" {
+			s += ", "
+		}
+		s += fmt.Sprintf("removed %v", removed)
+	}
+	return s
+}
+
+// Invite adds every device of each user to the group: it fetches one
+// KeyPackage per device, checks each (RFC 9420, Section 10.1, and the
+// device certificate under the user's pinned key), commits the Adds with a
+// Welcome, and then tells the group its name. It returns the number of
+// devices added.
+func (c *Client) Invite(ctx context.Context, name string, users []string) (int, error) {
+	if err := c.needDevice(); err != nil {
+		return 0, err
+	}
+	g, err := c.loadGroupByName(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if g.g == nil {
+		return 0, fmt.Errorf("client: this device was removed from %s", name)
+	}
+	id := g.rec.ID
+	suite := uint16(g.g.CipherSuite())
+	var kps [][]byte
+	var devices [][]byte
+	for _, u := range users {
+		user, err := proto.NormalizeUser(u)
+		if err != nil {
+			return 0, err
+		}
+		fetched, err := c.cfg.Session.FetchKeyPackages(ctx, user, suite)
+		if err != nil {
+			return 0, fmt.Errorf("client: fetching KeyPackages of %s: %w", user, err)
+		}
+		n := 0
+		for _, f := range fetched {
+			if bytes.Equal(f.Device, c.devKey) {
+				continue
+			}
+			kp, err := c.checkKeyPackage(ctx, user, suite, f)
+			if err != nil {
+				return 0, err
+			}
+			if memberWithKey(g.g, kp.LeafNode.SignatureKey) {
+				continue // already in the group
+			}
+			kps = append(kps, f.KeyPackage)
+			devices = append(devices, kp.LeafNode.SignatureKey)
+			n++
+		}
+		if n == 0 && user != c.prof.User {
+			if len(fetched) == 0 {
+				return 0, fmt.Errorf("%w: %s has no KeyPackage for suite 0x%04x", ErrNoKeyPackages, user, suite)
+			}
+		}
+	}
+	if len(kps) == 0 {
+		return 0, nil
+	}
+	if _, err := c.commit(ctx, id, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
+		// Skip devices a concurrent commit added meanwhile.
+		var k2, d2 [][]byte
+		for i, d := range devices {
+			if !memberWithKey(g.g, d) {
+				k2, d2 = append(k2, kps[i]), append(d2, d)
+			}
+		}
+		if len(k2) == 0 {
+			return nil, nil, nil, errNothingToDo
+		}
+		out, err := g.g.Add(c.cfg.Rand, k2, c.now())
+		return out, d2, nil, err
+	}); err != nil {
+		if errors.Is(err, errNothingToDo) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	g, err = c.loadGroup(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	// Tell the new members what the group is called.
+	meta := &payload{Kind: payloadMeta, Name: g.rec.Name, DM: g.rec.Peer != ""}
+	if err := c.sendPayload(ctx, g, meta); err != nil {
+		return len(devices), err
+	}
+	return len(devices), nil
+}
+
+var errNothingToDo = errors.New("client: nothing to do")
+
+// checkKeyPackage parses and validates a fetched KeyPackage: RFC 9420,
+// Section 10.1 (through mls.ValidateKeyPackage, which also runs the
+// credential check), the suite, and that it belongs to the device and
+// user the node says.
+func (c *Client) checkKeyPackage(ctx context.Context, user string, suite uint16, f FetchedKeyPackage) (*mls.KeyPackage, error) {
+	msg, err := mls.UnmarshalMLSMessage(f.KeyPackage)
+	if err != nil || msg.WireFormat != mls.WireFormatKeyPackage || msg.KeyPackage == nil {
+		return nil, fmt.Errorf("client: the node sent a malformed KeyPackage for %s", user)
+	}
+	kp := msg.KeyPackage
+	if err := mls.ValidateKeyPackage(kp, mls.CipherSuite(suite), c.now(), func(cred mls.Credential, sigKey []byte) error {
+		return c.validateCredential(ctx, cred, sigKey)
+	}); err != nil {
+		return nil, fmt.Errorf("client: refusing a KeyPackage of %s: %w", user, err)
+	}
+	id, err := identityOf(kp.LeafNode.Credential)
+	if err != nil {
+		return nil, err
+	}
+	if id.User != user {
+		return nil, fmt.Errorf("client: refusing a KeyPackage of %s: it belongs to %s", user, id.User)
+	}
+	if !bytes.Equal(kp.LeafNode.SignatureKey, f.Device) {
+		return nil, fmt.Errorf("client: refusing a KeyPackage of %s: it is not for the device the node names", user)
+	}
+	return kp, nil
+}
+
+func memberWithKey(g *mls.Group, key []byte) bool {
+	for _, m := range g.Members() {
+		if bytes.Equal(m.SignatureKey, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// Remove removes every device of users from the group.
+func (c *Client) Remove(ctx context.Context, name string, users []string) (int, error) {
+	if err := c.needDevice(); err != nil {
+		return 0, err
+	}
+	g, err := c.loadGroupByName(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, u := range users {
+		n, err := proto.NormalizeUser(u)
+		if err != nil {
+			return 0, err
+		}
+		want[n] = true
+	}
+	count := 0
+	_, err = c.commit(ctx, g.rec.ID, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
+		var leaves []uint32
+		var keys [][]byte
+		for _, m := range g.g.Members() {
+			if want[memberUser(m)] && !bytes.Equal(m.SignatureKey, c.devKey) {
+				leaves = append(leaves, m.Leaf)
+				keys = append(keys, m.SignatureKey)
+			}
+		}
+		if len(leaves) == 0 {
+			return nil, nil, nil, fmt.Errorf("client: none of %v is a member of %s", users, name)
+		}
+		count = len(leaves)
+		out, err := g.g.Remove(c.cfg.Rand, leaves, c.now())
+		return out, nil, keys, err
+	})
+	return count, err
+}
+
+// RemoveDevice removes a device (by key) from every group it is in; the
+// user's other device does this after revoking it.
+func (c *Client) RemoveDevice(ctx context.Context, device []byte) ([]string, error) {
+	if err := c.needDevice(); err != nil {
+		return nil, err
+	}
+	groups, err := c.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, gi := range groups {
+		if gi.Removed {
+			continue
+		}
+		g, err := c.loadGroup(ctx, gi.ID)
+		if err != nil || g.g == nil || !memberWithKey(g.g, device) {
+			continue
+		}
+		_, err = c.commit(ctx, gi.ID, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
+			for _, m := range g.g.Members() {
+				if bytes.Equal(m.SignatureKey, device) {
+					out, err := g.g.Remove(c.cfg.Rand, []uint32{m.Leaf}, c.now())
+					return out, nil, [][]byte{device}, err
+				}
+			}
+			return nil, nil, nil, errNothingToDo
+		})
+		if err != nil && !errors.Is(err, errNothingToDo) {
+			return names, err
+		}
+		names = append(names, gi.Name)
+	}
+	return names, nil
+}
+
+// Update rotates this device's keys in the group (a full commit with a
+// fresh leaf and path).
+func (c *Client) Update(ctx context.Context, name string) (uint64, error) {
+	if err := c.needDevice(); err != nil {
+		return 0, err
+	}
+	g, err := c.loadGroupByName(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	ev, err := c.commit(ctx, g.rec.ID, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
+		out, err := g.g.Update(c.cfg.Rand, c.now())
+		return out, nil, nil, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return ev.Epoch, nil
+}
+
+// Send sends a text message to the group.
+func (c *Client) Send(ctx context.Context, name, text string) error {
+	if err := c.needDevice(); err != nil {
+		return err
+	}
+	if _, err := c.Sync(ctx, 0); err != nil {
+		return err
+	}
+	g, err := c.loadGroupByName(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.sendText(ctx, g, text)
+}
+
+func (c *Client) sendText(ctx context.Context, g *group, text string) error {
+	if g.g == nil {
+		return fmt.Errorf("client: this device was removed from %s", g.rec.Name)
+	}
+	if err := c.sendPayload(ctx, g, &payload{Kind: payloadText, Text: text}); err != nil {
+		return err
+	}
+	ev := &Event{Kind: EventMessage, Group: g.rec.ID, Sender: c.prof.User, DeviceID: devID(c.devKey), Outgoing: true,
+		Time: c.now().Unix(), Epoch: g.g.Epoch(), Text: text}
+	return c.persist(nil, []*Event{ev}, nil)
+}
+
+// sendPayload protects and sends a payload. The ratchet state is stored
+// before the message leaves, so a key is never used twice.
+func (c *Client) sendPayload(ctx context.Context, g *group, p *payload) error {
+	msg, err := g.g.Protect(c.cfg.Rand, p.marshal(), nil)
+	if err != nil {
+		return err
+	}
+	if err := c.persist([]*group{g}, nil, nil); err != nil {
+		return err
+	}
+	if err := c.cfg.Session.Send(ctx, g.rec.ID, [][]byte{msg}); err != nil {
+		return fmt.Errorf("client: sending to %s: %w", g.rec.Name, err)
+	}
+	return nil
+}
+
+// SendAll sends a text message to every group this device is in and
+// returns their names.
+func (c *Client) SendAll(ctx context.Context, text string) ([]string, error) {
+	if err := c.needDevice(); err != nil {
+		return nil, err
+	}
+	if _, err := c.Sync(ctx, 0); err != nil {
+		return nil, err
+	}
+	groups, err := c.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, gi := range groups {
+		if gi.Removed {
+			continue
+		}
+		g, err := c.loadGroup(ctx, gi.ID)
+		if err != nil {
+			return names, err
+		}
+		if err := c.sendText(ctx, g, text); err != nil {
+			return names, err
+		}
+		names = append(names, gi.Name)
+	}
+	return names, nil
+}
+
+// DM sends text to user over the direct-message channel with them,
+// creating it (a two-party group) on first use. It returns the channel's
+// local name.
+func (c *Client) DM(ctx context.Context, user, text string, suite uint16) (string, error) {
+	if err := c.needDevice(); err != nil {
+		return "", err
+	}
+	u, err := proto.NormalizeUser(user)
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.Sync(ctx, 0); err != nil {
+		return "", err
+	}
+	groups, err := c.Groups(ctx)
+	if err != nil {
+		return "", err
+	}
+	name := ""
+	for _, gi := range groups {
+		if gi.DM == u && !gi.Removed {
+			name = gi.Name
+			break
+		}
+	}
+	if name == "" {
+		if err := c.st.db.View(func(tx *store.Tx) error { name = uniqueName(tx, "dm:"+u); return nil }); err != nil {
+			return "", err
+		}
+		if _, err := c.createGroup(ctx, name, suite, u); err != nil {
+			return "", err
+		}
+		if _, err := c.Invite(ctx, name, []string{u}); err != nil {
+			return name, err
+		}
+	}
+	if text == "" {
+		return name, nil
+	}
+	g, err := c.loadGroupByName(ctx, name)
+	if err != nil {
+		return name, err
+	}
+	return name, c.sendText(ctx, g, text)
+}

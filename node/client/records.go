@@ -1,0 +1,278 @@
+package client
+
+// Record encodings of the client state. Every record is
+//
+//	uint8 format (1) ‖ fields
+//
+// with byte fields prefixed by a uint32 length, integers big-endian and
+// booleans as one byte 0 or 1. Decoders bound every length, reject
+// trailing bytes and unknown formats, so a successful parse re-marshals to
+// the same bytes.
+
+import (
+	"bytes"
+	"errors"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+const recordFormat = 1
+
+// maxField bounds one byte field of a record (an MLS group state of a
+// large group is the largest).
+const maxField = 1 << 26
+
+var errRecord = errors.New("client: malformed state record")
+
+type recWriter struct{ b cryptobyte.Builder }
+
+func newRec() *recWriter {
+	w := &recWriter{}
+	w.b.AddUint8(recordFormat)
+	return w
+}
+
+func (w *recWriter) bytes(v []byte) *recWriter {
+	w.b.AddUint32(uint32(len(v)))
+	w.b.AddBytes(v)
+	return w
+}
+func (w *recWriter) str(v string) *recWriter { return w.bytes([]byte(v)) }
+func (w *recWriter) u64(v uint64) *recWriter  { w.b.AddUint64(v); return w }
+func (w *recWriter) u16(v uint16) *recWriter  { w.b.AddUint16(v); return w }
+func (w *recWriter) boolean(v bool) *recWriter {
+	if v {
+		w.b.AddUint8(1)
+	} else {
+		w.b.AddUint8(0)
+	}
+	return w
+}
+func (w *recWriter) list(l [][]byte) *recWriter {
+	w.b.AddUint32(uint32(len(l)))
+	for _, e := range l {
+		w.bytes(e)
+	}
+	return w
+}
+func (w *recWriter) done() []byte { return w.b.BytesOrPanic() }
+
+type recReader struct {
+	s   cryptobyte.String
+	bad bool
+}
+
+func readRec(data []byte) *recReader {
+	r := &recReader{s: cryptobyte.String(data)}
+	var f uint8
+	if !r.s.ReadUint8(&f) || f != recordFormat {
+		r.bad = true
+	}
+	return r
+}
+
+func (r *recReader) bytes() []byte {
+	if r.bad {
+		return nil
+	}
+	var n uint32
+	var v []byte
+	if !r.s.ReadUint32(&n) || n > maxField || !r.s.ReadBytes(&v, int(n)) {
+		r.bad = true
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	return bytes.Clone(v)
+}
+func (r *recReader) str() string { return string(r.bytes()) }
+func (r *recReader) u64() uint64 {
+	var v uint64
+	if r.bad || !r.s.ReadUint64(&v) {
+		r.bad = true
+	}
+	return v
+}
+func (r *recReader) u16() uint16 {
+	var v uint16
+	if r.bad || !r.s.ReadUint16(&v) {
+		r.bad = true
+	}
+	return v
+}
+func (r *recReader) boolean() bool {
+	var v uint8
+	if r.bad || !r.s.ReadUint8(&v) || v > 1 {
+		r.bad = true
+	}
+	return v == 1
+}
+func (r *recReader) list() [][]byte {
+	var n uint32
+	if r.bad || !r.s.ReadUint32(&n) || uint64(n)*4 > uint64(len(r.s)) {
+		r.bad = true
+		return nil
+	}
+	var out [][]byte
+	for range n {
+		e := r.bytes()
+		if r.bad {
+			return nil
+		}
+		if e == nil {
+			e = []byte{}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// end reports whether the record was well-formed and fully read.
+func (r *recReader) end() error {
+	if r.bad || !r.s.Empty() {
+		return errRecord
+	}
+	return nil
+}
+
+// peerRecord is a pinned user key.
+type peerRecord struct {
+	User     string
+	Key      []byte // the pinned user key
+	Verified bool   // the user compared safety numbers (verify --accept)
+	Changed  []byte // a different key the server now publishes, refused until accepted
+}
+
+func (p *peerRecord) marshal() []byte {
+	return newRec().str(p.User).bytes(p.Key).boolean(p.Verified).bytes(p.Changed).done()
+}
+
+func parsePeer(b []byte) (*peerRecord, error) {
+	r := readRec(b)
+	p := &peerRecord{User: r.str(), Key: r.bytes(), Verified: r.boolean(), Changed: r.bytes()}
+	return p, r.end()
+}
+
+// kpRecord is the private part of a KeyPackage this device published.
+type kpRecord struct {
+	Suite      uint16
+	LastResort bool
+	Private    []byte // mls.KeyPackagePrivate.Marshal
+}
+
+func (k *kpRecord) marshal() []byte {
+	return newRec().u16(k.Suite).boolean(k.LastResort).bytes(k.Private).done()
+}
+
+func parseKP(b []byte) (*kpRecord, error) {
+	r := readRec(b)
+	k := &kpRecord{Suite: r.u16(), LastResort: r.boolean(), Private: r.bytes()}
+	return k, r.end()
+}
+
+// pendingCommit is a commit of ours that was persisted before it was
+// submitted (DESIGN.md, "Committing client").
+type pendingCommit struct {
+	Commit  []byte
+	Welcome []byte
+	Added   [][]byte // device keys
+	Removed [][]byte // device keys
+}
+
+// groupRecord is one group this device is in (or was removed from).
+type groupRecord struct {
+	ID       []byte
+	Name     string // local name
+	Peer     string // for a dm: the other user
+	Removed  bool   // a commit removed this device
+	State    []byte // mls.Group.Marshal, pending commit included
+	Pending  *pendingCommit
+	Inviter  string // who added this device
+	NameSent bool   // the group's name has been sent after the last add
+}
+
+func (g *groupRecord) marshal() []byte {
+	w := newRec().bytes(g.ID).str(g.Name).str(g.Peer).boolean(g.Removed).bytes(g.State)
+	w.boolean(g.Pending != nil)
+	if g.Pending != nil {
+		w.bytes(g.Pending.Commit).bytes(g.Pending.Welcome).list(g.Pending.Added).list(g.Pending.Removed)
+	}
+	return w.str(g.Inviter).boolean(g.NameSent).done()
+}
+
+func parseGroup(b []byte) (*groupRecord, error) {
+	r := readRec(b)
+	g := &groupRecord{ID: r.bytes(), Name: r.str(), Peer: r.str(), Removed: r.boolean(), State: r.bytes()}
+	if r.boolean() {
+		g.Pending = &pendingCommit{Commit: r.bytes(), Welcome: r.bytes(), Added: r.list(), Removed: r.list()}
+	}
+	g.Inviter = r.str()
+	g.NameSent = r.boolean()
+	return g, r.end()
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Kinds of Event.
+const (
+	EventMessage  EventKind = 1 // a text message
+	EventJoined   EventKind = 2 // this device joined a group
+	EventMembers  EventKind = 3 // members were added or removed
+	EventRemoved  EventKind = 4 // this device was removed from a group
+	EventRefused  EventKind = 5 // a message was refused (forged stamp, bad credential)
+	EventKeyRotated EventKind = 6 // a member updated its keys
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventMessage:
+		return "message"
+	case EventJoined:
+		return "joined"
+	case EventMembers:
+		return "members"
+	case EventRemoved:
+		return "removed"
+	case EventRefused:
+		return "refused"
+	case EventKeyRotated:
+		return "update"
+	}
+	return "unknown"
+}
+
+// Event is one entry of a device's history: a message received or sent,
+// or a change of a group.
+type Event struct {
+	Seq      uint64 // position in the history (assigned when stored)
+	Kind     EventKind
+	Group    []byte
+	Sender   string // user name of the sender (or the committer)
+	DeviceID []byte // sending device
+	Outgoing bool   // sent by this device
+	Time     int64  // unix seconds when stored
+	Epoch    uint64
+	Text     string   // message text, or a description
+	Users    []string // users added or removed
+}
+
+func (e *Event) marshal() []byte {
+	users := make([][]byte, len(e.Users))
+	for i, u := range e.Users {
+		users[i] = []byte(u)
+	}
+	return newRec().u16(uint16(e.Kind)).bytes(e.Group).str(e.Sender).bytes(e.DeviceID).boolean(e.Outgoing).
+		u64(uint64(e.Time)).u64(e.Epoch).str(e.Text).list(users).done()
+}
+
+func parseEvent(b []byte) (*Event, error) {
+	r := readRec(b)
+	e := &Event{Kind: EventKind(r.u16()), Group: r.bytes(), Sender: r.str(), DeviceID: r.bytes(), Outgoing: r.boolean(),
+		Time: int64(r.u64()), Epoch: r.u64(), Text: r.str()}
+	for _, u := range r.list() {
+		e.Users = append(e.Users, string(u))
+	}
+	return e, r.end()
+}
