@@ -7,7 +7,9 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -54,6 +56,9 @@ func (c *Capabilities) supportsExtension(t ExtensionType) bool {
 // lifetime, extensions listed in the capabilities, the expected source,
 // and unique signature and encryption keys.
 func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
+	if err := t.verifyLeafSignature(leaf, v.groupID, v.index); err != nil {
+		return err
+	}
 	if err := t.validateLeafAlone(leaf, v); err != nil {
 		return err
 	}
@@ -85,8 +90,22 @@ func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
 	return nil
 }
 
+// verifyLeafSignature checks the leaf's signature over LeafNodeTBS for its
+// group and position (Section 7.2).
+func (t *ratchetTree) verifyLeafSignature(leaf *LeafNode, groupID []byte, index leafIndex) error {
+	tbs, err := leaf.marshalTBS(groupID, index)
+	if err != nil {
+		return err
+	}
+	if !t.cs.verifyWithLabel(leaf.SignatureKey, labelLeafNodeTBS, tbs, leaf.Signature) {
+		return fmt.Errorf("mls: invalid signature on leaf %d", index)
+	}
+	return nil
+}
+
 // validateLeafAlone runs the checks of Section 7.3 that need no other
-// member: everything except uniqueness and the credential types of others.
+// member, except the signature (verifyLeafSignature): everything but
+// uniqueness and the credential types of others.
 func (t *ratchetTree) validateLeafAlone(leaf *LeafNode, v *leafValidation) error {
 	if leaf == nil {
 		return errors.New("mls: blank leaf node")
@@ -99,13 +118,6 @@ func (t *ratchetTree) validateLeafAlone(leaf *LeafNode, v *leafValidation) error
 	}
 	if err := v.validateCredential(leaf.Credential, leaf.SignatureKey); err != nil {
 		return fmt.Errorf("mls: credential rejected: %w", err)
-	}
-	tbs, err := leaf.marshalTBS(v.groupID, v.index)
-	if err != nil {
-		return err
-	}
-	if !t.cs.verifyWithLabel(leaf.SignatureKey, "LeafNodeTBS", tbs, leaf.Signature) {
-		return errors.New("mls: invalid leaf node signature")
 	}
 	caps := &leaf.Capabilities
 	if data, ok := v.groupExtensions.Find(ExtensionTypeRequiredCapabilities); ok {
@@ -151,7 +163,9 @@ func (t *ratchetTree) validateLeafAlone(leaf *LeafNode, v *leafValidation) error
 // joining (Section 12.4.3.1, Section 7.3): each leaf against its own
 // position, with keys unique across the tree and every credential type in
 // use supported by every leaf. It runs in time linear in the number of
-// leaves. now may be zero to skip lifetime checks.
+// leaves; the signatures, most of the cost, are verified on GOMAXPROCS
+// goroutines. The credential validator is called sequentially, in leaf
+// order. now may be zero to skip lifetime checks.
 func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, now time.Time,
 	validateCredential func(Credential, []byte) error) error {
 	sigKeys := make(map[string]leafIndex)
@@ -186,6 +200,9 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 			credTypes = append(credTypes, n.leaf.Credential.Type)
 		}
 	}
+	if err := t.verifyLeafSignatures(groupID); err != nil {
+		return err
+	}
 	for x := 0; x < len(t.nodes); x += 2 {
 		leaf := t.nodes[x].leaf
 		if leaf == nil {
@@ -199,3 +216,44 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 	}
 	return nil
 }
+
+// verifyLeafSignatures verifies the signature of every non-blank leaf,
+// spread over GOMAXPROCS goroutines for large trees. It reports the lowest
+// failing leaf.
+func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
+	var leaves []leafIndex
+	for x := 0; x < len(t.nodes); x += 2 {
+		if t.nodes[x].leaf != nil {
+			leaves = append(leaves, leafIndex(x/2))
+		}
+	}
+	run := func(ls []leafIndex) error {
+		for _, l := range ls {
+			if err := t.verifyLeafSignature(t.nodes[l.node()].leaf, groupID, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(leaves)/minSignaturesPerWorker)
+	if workers <= 1 {
+		return run(leaves)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(leaves)/workers, (w+1)*len(leaves)/workers
+		wg.Go(func() { errs[w] = run(leaves[lo:hi]) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// minSignaturesPerWorker is the number of leaf signatures below which
+// verifying them on several goroutines costs more than it saves.
+const minSignaturesPerWorker = 16

@@ -461,4 +461,19 @@ func TestCreateUpdatePathDeterministic(t *testing.T) {
 	if !bytes.Equal(paths[0], paths[1]) {
 		t.Error("two UpdatePaths from the same randomness differ")
 	}
+	// Leaf signatures of a tree this size are verified in parallel; a bad
+	// one anywhere is still found.
+	if err := tt.tree.validateTree(testGroupID, nil, time.Time{}, acceptAllCredentials); err != nil {
+		t.Errorf("validateTree() = %v", err)
+	}
+	for _, l := range []leafIndex{0, 19, 20, 39} {
+		bad := tt.tree.clone()
+		leaf := *bad.leaf(l)
+		leaf.Signature = slices.Clone(leaf.Signature)
+		leaf.Signature[3] ^= 0x10
+		bad.setLeaf(l, &leaf)
+		if err := bad.validateTree(testGroupID, nil, time.Time{}, acceptAllCredentials); err == nil {
+			t.Errorf("validateTree() with a bad signature on leaf %d succeeded", l)
+		}
+	}
 }
