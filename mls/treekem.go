@@ -331,7 +331,7 @@ type sealJob struct {
 
 // minSealsPerWorker is the number of encryptions below which spreading
 // them over goroutines costs more than it saves.
-const minSealsPerWorker = 16
+const minSealsPerWorker = 4
 
 // sealPathSecrets runs the EncryptWithLabel calls of an UpdatePath
 // (Section 7.6). The first path commit in a tree with blank parents

@@ -223,6 +223,15 @@ func TestTreeKEMSimulation(t *testing.T) {
 	if testing.Short() {
 		suites, steps = suites[:1], 15
 	}
+	// The post-quantum suites plug into the same TreeKEM code.
+	for _, pq := range []CipherSuite{
+		CipherSuiteMLS128XWingAES128GCMSHA256Ed25519,
+		CipherSuiteMLS128HybridX25519MLKEM768AES128GCMSHA256Ed25519,
+	} {
+		if pq.Supported() {
+			suites = append(suites, pq)
+		}
+	}
 	for _, suite := range suites {
 		t.Run(fmt.Sprintf("suite%d", suite), func(t *testing.T) { simulateTreeKEM(t, suite, steps) })
 	}
