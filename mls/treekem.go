@@ -131,6 +131,7 @@ func unmarshalTreePrivateKeys(suite CipherSuite, s *cryptobyte.String) (*treePri
 	if !s.ReadUint32((*uint32)(&k.leaf)) {
 		return nil, errDecode
 	}
+	var last nodeIndex
 	err = readList(s, func(s *cryptobyte.String) error {
 		var x uint32
 		var raw []byte
@@ -138,9 +139,12 @@ func unmarshalTreePrivateKeys(suite CipherSuite, s *cryptobyte.String) (*treePri
 			return errDecode
 		}
 		defer clear(raw)
-		if _, dup := k.keys[nodeIndex(x)]; dup {
-			return fmt.Errorf("%w: node %d listed twice", errDecode, x)
+		// Nodes are in strictly increasing order, as marshal writes them,
+		// so the encoding is canonical.
+		if len(k.keys) > 0 && nodeIndex(x) <= last {
+			return fmt.Errorf("%w: node %d out of order", errDecode, x)
 		}
+		last = nodeIndex(x)
 		priv, err := cs.hpke.KEM.NewPrivateKey(raw)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errDecode, err)

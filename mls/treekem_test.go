@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/cryptobyte"
+
 	"qpchat/internal/vectors"
 	"qpchat/kem"
 )
@@ -485,4 +487,73 @@ func TestCreateUpdatePathDeterministic(t *testing.T) {
 			t.Errorf("validateTree() with a bad signature on leaf %d succeeded", l)
 		}
 	}
+}
+
+func TestTreePrivateKeysRoundTrip(t *testing.T) {
+	tt := buildTestTree(t, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519, 6, true, testRand(15))
+	own := tt.privs[5]
+	if len(own.keys) < 2 {
+		t.Fatalf("member 5 holds %d keys, want its leaf and path", len(own.keys))
+	}
+	enc, err := marshalWith(own.marshal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cryptobyte.String(enc)
+	got, err := unmarshalTreePrivateKeys(tt.tree.suite, &s)
+	if err != nil || !s.Empty() {
+		t.Fatalf("unmarshalTreePrivateKeys() = %v, %d bytes left", err, len(s))
+	}
+	if !sameKeys(got, own) {
+		t.Error("private keys changed in a round trip")
+	}
+	if err := got.consistent(tt.tree); err != nil {
+		t.Error(err)
+	}
+	if enc2, _ := marshalWith(got.marshal); !bytes.Equal(enc, enc2) {
+		t.Error("re-encoding differs")
+	}
+	for cut := range len(enc) {
+		s := cryptobyte.String(enc[:cut])
+		if k, err := unmarshalTreePrivateKeys(tt.tree.suite, &s); err == nil && s.Empty() {
+			t.Errorf("truncated to %d bytes: decoded %v", cut, k)
+		}
+	}
+}
+
+// FuzzTreePrivateKeys decodes arbitrary persisted private keys: no panic,
+// and a decoded value re-encodes stably.
+func FuzzTreePrivateKeys(f *testing.F) {
+	tt := buildTestTree(f, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519, 4, true, testRand(16))
+	for _, own := range tt.privs {
+		enc, err := marshalWith(own.marshal)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint8(0), enc)
+	}
+	f.Add(uint8(1), []byte{0, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, suiteByte uint8, data []byte) {
+		suite := CipherSuite(suiteByte%7 + 1)
+		s := cryptobyte.String(data)
+		k, err := unmarshalTreePrivateKeys(suite, &s)
+		if err != nil {
+			if k != nil {
+				t.Fatal("unmarshalTreePrivateKeys returned keys with an error")
+			}
+			return
+		}
+		enc, err := marshalWith(k.marshal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 := cryptobyte.String(enc)
+		k2, err := unmarshalTreePrivateKeys(suite, &s2)
+		if err != nil || !s2.Empty() {
+			t.Fatalf("re-decoding %x: %v", enc, err)
+		}
+		if enc2, _ := marshalWith(k2.marshal); !bytes.Equal(enc, enc2) {
+			t.Fatalf("re-encoding is not stable: %x then %x", enc, enc2)
+		}
+	})
 }
