@@ -328,3 +328,9 @@ func VerifyCredential(identity []byte, signatureKey []byte, user string, userKey
 	}
 	return nil
 }
+
+// MinClientFrameSize is the smallest Cap'n Proto frame limit
+// (rpc.MessageLimits.MaxMessageSize) a client should accept: a fetch
+// answer holds about 1 MiB of messages plus one message of up to the
+// node's message size limit (1 MiB by default), plus framing.
+const MinClientFrameSize = 4 << 20

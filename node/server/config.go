@@ -3,8 +3,10 @@ package server
 import (
 	"io"
 	"log/slog"
+	"path/filepath"
 	"time"
 
+	"qpchat/opaque"
 	"qpchat/rpc"
 )
 
@@ -41,11 +43,31 @@ type Config struct {
 	// first byte came. Default rpc.DefaultFrameTimeout.
 	FrameTimeout time.Duration
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
-	// rpc.DefaultMaxMessageSize.
+	// Limits.MaxMessageSize plus 1 MiB.
 	MaxMessageSize uint64
 	// ShutdownTimeout bounds how long Serve waits, once its context is
 	// done, for calls in flight before closing connections. Default 10s.
 	ShutdownTimeout time.Duration
+
+	// StorePath is the node's encrypted database. Default
+	// DataDir/node.db.
+	StorePath string
+	// StoreKeyFile holds the database's 32-byte key (created with mode
+	// 0600). Used unless StorePassphrase is set. Default DataDir/node.key.
+	StoreKeyFile string
+	// StorePassphrase, if set, derives the database key through Argon2id
+	// instead of a key file. It never comes from a flag.
+	StorePassphrase []byte
+	// Limits bound what clients can make the node do.
+	Limits Limits
+	// LoginSessionTTL is the lifetime of a login Session. Default 10m.
+	LoginSessionTTL time.Duration
+	// OPAQUE is the OPAQUE configuration; its KSF is what new
+	// registrations and unknown users get. Default opaque.QPChat().
+	OPAQUE *opaque.Config
+	// Now is the clock (KeyPackage lifetimes, expiry, rate limits).
+	// Default time.Now.
+	Now func() time.Time
 }
 
 func populateConfig(c Config) Config {
@@ -73,11 +95,29 @@ func populateConfig(c Config) Config {
 	if c.FrameTimeout <= 0 {
 		c.FrameTimeout = rpc.DefaultFrameTimeout
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = rpc.DefaultMaxMessageSize
+		// Room for one MLS message of the largest allowed size and the
+		// call around it.
+		c.MaxMessageSize = max(rpc.DefaultMaxMessageSize, uint64(c.Limits.MaxMessageSize)+1<<20)
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.StorePath == "" && c.DataDir != "" {
+		c.StorePath = filepath.Join(c.DataDir, "node.db")
+	}
+	if c.StoreKeyFile == "" && c.DataDir != "" {
+		c.StoreKeyFile = filepath.Join(c.DataDir, "node.key")
+	}
+	if c.LoginSessionTTL <= 0 {
+		c.LoginSessionTTL = 10 * time.Minute
+	}
+	if c.OPAQUE == nil {
+		c.OPAQUE = opaque.QPChat()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }

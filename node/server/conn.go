@@ -5,18 +5,21 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
 	"github.com/quic-go/quic-go"
 
+	"qpchat/node/proto"
 	"qpchat/rpc"
 )
 
-// conn is one client connection. Its bootstrap object (nodeService) and,
-// later, the Session capabilities it hands out keep a pointer to it, so
-// per-connection state such as the authenticated identity lives here.
+// conn is one client connection. Its bootstrap object (nodeService) and
+// the Session capabilities it hands out keep a pointer to it, so
+// per-connection state (pending OPAQUE exchanges, sessions) lives here.
 type conn struct {
 	srv    *Server
 	qc     *quic.Conn
@@ -27,6 +30,14 @@ type conn struct {
 	// exporter is the TLS channel binding of this connection
 	// (rpc.ChannelBinding); authentication proofs are bound to it.
 	exporter []byte
+
+	// inflight counts this connection's calls (Limits.MaxCallsPerConn).
+	inflight atomic.Int32
+
+	mu           sync.Mutex
+	registration *pendingRegistration // between registerStart and registerFinish
+	login        *pendingLogin        // between loginStart and loginFinish
+	sessions     []*session           // handed out on this connection
 }
 
 func newConn(s *Server, qc *quic.Conn) *conn {
@@ -75,6 +86,7 @@ func (c *conn) serve(ctx context.Context) {
 		Logger:          rlog,
 	})
 
+	defer c.endSessions()
 	select {
 	case <-rc.Done():
 		// The RPC layer ended: the peer closed the stream or sent
@@ -89,6 +101,46 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	rc.Close()
 	<-rc.Done()
+}
+
+// begin counts a call of this connection: it refuses calls during
+// shutdown and beyond Limits.MaxCallsPerConn. Call done when finished.
+func (c *conn) begin() (done func(), err error) {
+	sdone, err := c.srv.beginCall()
+	if err != nil {
+		return nil, proto.Errorf(proto.CodeShuttingDown, "the node is shutting down")
+	}
+	if n := c.inflight.Add(1); int(n) > c.srv.cfg.Limits.MaxCallsPerConn {
+		c.inflight.Add(-1)
+		sdone()
+		return nil, proto.Errorf(proto.CodeBusy, "more than %d calls in flight on one connection (--max-calls-per-conn)", c.srv.cfg.Limits.MaxCallsPerConn)
+	}
+	return func() {
+		c.inflight.Add(-1)
+		sdone()
+	}, nil
+}
+
+// addSession records a session handed out on this connection.
+func (c *conn) addSession(s *session) {
+	c.mu.Lock()
+	c.sessions = append(c.sessions, s)
+	c.mu.Unlock()
+}
+
+// endSessions ends every session of the connection once it is gone.
+func (c *conn) endSessions() {
+	c.mu.Lock()
+	ss := c.sessions
+	c.sessions = nil
+	c.registration, c.login = nil, nil
+	c.mu.Unlock()
+	for _, s := range ss {
+		s.end()
+		if s.kind == rpc.SessionKind_device {
+			c.srv.devices.remove(s)
+		}
+	}
 }
 
 // close ends the QUIC connection with code and reason; later calls do

@@ -22,7 +22,7 @@ var _ rpc.NodeService_Server = (*nodeService)(nil)
 
 // Ping echoes the nonce and names the node's version.
 func (n *nodeService) Ping(ctx context.Context, call rpc.NodeService_ping) error {
-	done, err := n.c.srv.beginCall()
+	done, err := n.c.begin()
 	if err != nil {
 		return err
 	}

@@ -4,22 +4,36 @@
 //
 // Layout: config.go (Config and its defaults), identity.go (the node's
 // TLS identity), server.go (listening, shutdown, call accounting),
-// conn.go (one connection), node_service.go (NodeService methods).
+// conn.go (one connection), node_service.go (NodeService: ping),
+// auth.go (OPAQUE registration and login, device authentication),
+// sessions.go (the Session capability and its authorisation),
+// devices.go, keypackages.go, groups.go, delivery.go (Session methods by
+// concern), header.go (the MLSMessage header the node routes by),
+// limits.go (limits and rate limiting), errors.go (mapping to wire errors).
+//
+// docs/PROTOCOL.md describes the protocol this package serves.
 package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"qpchat/node/store"
+	"qpchat/opaque"
 	"qpchat/rpc"
 )
 
@@ -32,7 +46,21 @@ type Server struct {
 	log         *slog.Logger
 	ln          *rpc.Listener
 	fingerprint string
+	spkiHash    []byte // SHA-256 of the certificate's SubjectPublicKeyInfo
 	created     bool
+
+	store  store.Store
+	closer io.Closer // the store, closed when Serve returns
+	opaque *opaque.Server
+
+	loginByName *rateLimiter
+	loginByAddr *rateLimiter
+	kpFetch     *rateLimiter
+	flood       *floodDetector
+	perAddr     addrCounter
+	devices     deviceSessions // live device sessions, ended on revocation
+	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
+	lowPools    lowPools       // KeyPackage pools that ran low
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -67,19 +95,109 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: TLS certificate: %w", err)
 	}
-	ln, err := rpc.Listen(cfg.Listen, cert, rpc.ServerQUICConfig(cfg.HandshakeTimeout, cfg.IdleTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	if cfg.StorePath == "" {
+		return nil, errors.New("server: no data directory for the store")
 	}
-	return &Server{
+	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
-		ln:          ln,
 		fingerprint: rpc.Fingerprint(leaf),
 		created:     created,
 		conns:       make(map[*conn]struct{}),
 		idle:        make(chan struct{}),
-	}, nil
+		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
+		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
+		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
+		flood:       &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
+		perAddr:     addrCounter{n: make(map[string]int)},
+		devices:     deviceSessions{m: make(map[string]map[*session]struct{})},
+		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
+	}
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	s.spkiHash = spki[:]
+	// The store is opened here to read (or create) the keys the listener
+	// and OPAQUE need, and closed again: Serve opens it for good, so a
+	// Server that is never served holds no lock on the file.
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	opts, err := s.transportOptions()
+	s.closer.Close()
+	s.store, s.closer = nil, nil
+	if err == nil {
+		s.ln, err = rpc.ListenWith(cfg.Listen, cert, rpc.ServerQUICConfig(cfg.HandshakeTimeout, cfg.IdleTimeout), opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return s, nil
+}
+
+// openStore opens the encrypted store and the OPAQUE server whose setup
+// it keeps.
+func (s *Server) openStore() error {
+	opts := store.Options{Passphrase: s.cfg.StorePassphrase}
+	if opts.Passphrase == nil {
+		opts.KeyFile = s.cfg.StoreKeyFile
+	}
+	if err := os.MkdirAll(filepath.Dir(s.cfg.StorePath), 0o700); err != nil {
+		return fmt.Errorf("server: store directory: %w", err)
+	}
+	ls, err := store.OpenServer(s.cfg.StorePath, opts, store.Limits{
+		MaxQueueLen:    s.cfg.Limits.MaxQueueLength,
+		MaxKeyPackages: s.cfg.Limits.MaxKeyPackages,
+		MaxGroupSize:   s.cfg.Limits.MaxGroupSize,
+	})
+	if err != nil {
+		return fmt.Errorf("server: opening %s: %w", s.cfg.StorePath, err)
+	}
+	s.store, s.closer = ls, ls
+	ctx := context.Background()
+	setupBytes, err := s.store.Secret(ctx, "opaque-server-setup", func() ([]byte, error) {
+		setup, err := s.cfg.OPAQUE.GenerateServerSetup(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return setup.Marshal(), nil
+	})
+	if err == nil {
+		var setup *opaque.ServerSetup
+		if setup, err = s.cfg.OPAQUE.ParseServerSetup(setupBytes); err == nil {
+			s.opaque, err = s.cfg.OPAQUE.NewServer(setup)
+		}
+		clear(setupBytes)
+	}
+	if err != nil {
+		ls.Close()
+		return fmt.Errorf("server: OPAQUE server setup: %w", err)
+	}
+	return nil
+}
+
+// transportOptions loads (or creates) the QUIC keys kept in the store.
+func (s *Server) transportOptions() (rpc.TransportOptions, error) {
+	ctx := context.Background()
+	random32 := func() ([]byte, error) {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	}
+	reset, err := s.store.Secret(ctx, "quic-stateless-reset-key", random32)
+	if err != nil {
+		return rpc.TransportOptions{}, err
+	}
+	token, err := s.store.Secret(ctx, "quic-token-key", random32)
+	if err != nil {
+		return rpc.TransportOptions{}, err
+	}
+	if len(reset) != 32 || len(token) != 32 {
+		return rpc.TransportOptions{}, errors.New("stored QUIC keys have the wrong length")
+	}
+	var rk quic.StatelessResetKey
+	var tk quic.TokenGeneratorKey
+	copy(rk[:], reset)
+	copy(tk[:], token)
+	return rpc.TransportOptions{StatelessResetKey: &rk, TokenKey: &tk, VerifySourceAddress: s.flood.verify}, nil
 }
 
 // Addr returns the UDP address the node listens on.
@@ -96,6 +214,10 @@ func (s *Server) CreatedIdentity() bool { return s.created }
 // connection and returns nil. It returns an error only if accepting
 // fails for another reason.
 func (s *Server) Serve(ctx context.Context) error {
+	if err := s.openStore(); err != nil {
+		s.ln.Shutdown()
+		return err
+	}
 	s.log.Info("node listening", "addr", s.Addr().String(), "fingerprint", s.fingerprint, "version", s.cfg.Version)
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
@@ -145,6 +267,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	wg.Wait()
 	s.ln.Shutdown()
+	if cerr := s.closer.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("server: closing the store: %w", cerr)
+	}
 	s.log.Info("node stopped")
 	return err
 }
@@ -162,6 +287,10 @@ func (s *Server) track(qc *quic.Conn) (*conn, bool) {
 		s.log.Warn("connection refused: too many connections", "remote", qc.RemoteAddr().String(), "max", s.cfg.MaxConns)
 		qc.CloseWithError(rpc.CodeBusy, "too many connections")
 		return nil, false
+	case !s.perAddr.add(addrKey(qc.RemoteAddr()), s.cfg.Limits.MaxConnsPerAddr):
+		s.log.Warn("connection refused: too many connections from one address", "remote", qc.RemoteAddr().String(), "max", s.cfg.Limits.MaxConnsPerAddr)
+		qc.CloseWithError(rpc.CodeBusy, "too many connections from your address")
+		return nil, false
 	}
 	c := newConn(s, qc)
 	s.conns[c] = struct{}{}
@@ -172,6 +301,7 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.perAddr.remove(addrKey(c.remote))
 }
 
 // beginCall counts a method call in flight; every method calls it first

@@ -1,0 +1,351 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"qpchat/node/proto"
+	"qpchat/node/store"
+	"qpchat/opaque"
+	"qpchat/rpc"
+)
+
+// The ways into a Session (docs/PROTOCOL.md, NodeService): OPAQUE
+// registration (RFC 9807, Section 5) and login (Section 6) with the
+// two-way channel-binding proof, and device authentication with a
+// signature over the connection's TLS exporter (RFC 9266).
+
+// pendingRegistration is the state between registerStart and
+// registerFinish on one connection.
+type pendingRegistration struct {
+	user string
+}
+
+// pendingLogin is the state between loginStart and loginFinish on one
+// connection.
+type pendingLogin struct {
+	user  string
+	known bool
+	sl    *opaque.ServerLogin
+}
+
+// errAuth is the one answer to every failed login or authentication, so
+// a client learns nothing about which check failed.
+func errAuth(what string) error {
+	return proto.Errorf(proto.CodeAuth, "%s failed", what)
+}
+
+// ksfParams converts the key-stretching function of the OPAQUE
+// configuration to the parameters stored with a record.
+func ksfParams(k opaque.KSF) (store.KSFParams, error) {
+	a, ok := k.(opaque.Argon2id)
+	if !ok {
+		return store.KSFParams{}, fmt.Errorf("server: key-stretching function %v is not Argon2id", k)
+	}
+	return store.KSFParams{Time: a.Time, MemoryKiB: a.MemoryKiB, Threads: a.Threads}, nil
+}
+
+func ksfOf(p store.KSFParams) opaque.KSF {
+	return opaque.Argon2id{Time: p.Time, MemoryKiB: p.MemoryKiB, Threads: p.Threads}
+}
+
+// delayLogin applies the login-start rate limits of user (if not empty)
+// and of the connection's address: beyond the rate the answer is delayed
+// until a token is due, at most Limits.MaxLoginDelay, never refused.
+func (c *conn) delayLogin(ctx context.Context, user string) error {
+	d := c.srv.loginByAddr.reserve(addrKey(c.remote))
+	if user != "" {
+		d = max(d, c.srv.loginByName.reserve(user))
+	}
+	d = min(d, c.srv.cfg.Limits.MaxLoginDelay)
+	if d <= 0 {
+		return nil
+	}
+	c.log.Debug("login start delayed by the rate limit", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return proto.Errorf(proto.CodeRateLimited, "cancelled while delayed by the login rate limit")
+	}
+}
+
+func normalizeUser(name string, err error) (string, error) {
+	if err != nil {
+		return "", proto.Errorf(proto.CodeInvalid, "reading the user name: %v", err)
+	}
+	u, err := proto.NormalizeUser(name)
+	if err != nil {
+		return "", proto.Errorf(proto.CodeInvalid, "%v", err)
+	}
+	return u, nil
+}
+
+// RegisterStart implements NodeService.registerStart.
+func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_registerStart) error {
+	done, err := n.c.begin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	c, srv := n.c, n.c.srv
+	args := call.Args()
+	user, err := normalizeUser(args.User())
+	if err != nil {
+		return err
+	}
+	reqBytes, _ := args.Request()
+	if err := c.delayLogin(ctx, ""); err != nil {
+		return err
+	}
+	// An existing name is refused before the OPRF is evaluated.
+	switch _, err := srv.store.Account(ctx, user); {
+	case err == nil:
+		return proto.Errorf(proto.CodeExists, "registerStart: the user name is taken")
+	case !errors.Is(err, store.ErrNotFound):
+		return storeError(c.log, "registerStart", err)
+	}
+	req, err := srv.cfg.OPAQUE.ParseRegistrationRequest(reqBytes)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "registerStart: %v", err)
+	}
+	resp, err := srv.opaque.RegistrationResponse(req, []byte(user))
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "registerStart: %v", err)
+	}
+	ksf, err := srv.cfg.OPAQUE.KSF.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.registration = &pendingRegistration{user: user}
+	c.mu.Unlock()
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	if err := res.SetResponse(resp.Marshal()); err != nil {
+		return err
+	}
+	return res.SetKsf(ksf)
+}
+
+// RegisterFinish implements NodeService.registerFinish.
+func (n *nodeService) RegisterFinish(ctx context.Context, call rpc.NodeService_registerFinish) error {
+	done, err := n.c.begin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	c, srv := n.c, n.c.srv
+	c.mu.Lock()
+	reg := c.registration
+	c.registration = nil
+	c.mu.Unlock()
+	if reg == nil {
+		return proto.Errorf(proto.CodeInvalid, "registerFinish without registerStart on this connection")
+	}
+	args := call.Args()
+	recBytes, _ := args.Record()
+	userKey, _ := args.UserKey()
+	record, err := srv.cfg.OPAQUE.ParseRegistrationRecord(recBytes)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "registerFinish: %v", err)
+	}
+	if len(userKey) != ed25519.PublicKeySize {
+		return proto.Errorf(proto.CodeInvalid, "registerFinish: user key of %d bytes, want %d", len(userKey), ed25519.PublicKeySize)
+	}
+	params, err := ksfParams(srv.cfg.OPAQUE.KSF)
+	if err != nil {
+		return err
+	}
+	acct := store.Account{User: reg.user, Record: record.Marshal(), KSF: params, UserKey: userKey}
+	if err := srv.store.CreateAccount(ctx, acct); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return proto.Errorf(proto.CodeExists, "registerFinish: the user name was taken meanwhile")
+		}
+		return storeError(c.log, "registerFinish", err)
+	}
+	c.log.Info("user registered")
+	_, sc := c.newSession(rpc.SessionKind_login, reg.user, nil)
+	res, err := call.AllocResults()
+	if err != nil {
+		sc.Release()
+		return err
+	}
+	return res.SetSession(sc)
+}
+
+// LoginStart implements NodeService.loginStart.
+func (n *nodeService) LoginStart(ctx context.Context, call rpc.NodeService_loginStart) error {
+	done, err := n.c.begin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	c, srv := n.c, n.c.srv
+	args := call.Args()
+	user, err := normalizeUser(args.User())
+	if err != nil {
+		return err
+	}
+	ke1Bytes, _ := args.Ke1()
+	if err := c.delayLogin(ctx, user); err != nil {
+		return err
+	}
+	ke1, err := srv.cfg.OPAQUE.ParseKE1(ke1Bytes)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "loginStart: %v", err)
+	}
+	var (
+		ke2   *opaque.KE2
+		sl    *opaque.ServerLogin
+		ksf   opaque.KSF
+		known bool
+	)
+	acct, err := srv.store.Account(ctx, user)
+	switch {
+	case err == nil:
+		record, perr := srv.cfg.OPAQUE.ParseRegistrationRecord(acct.Record)
+		if perr != nil {
+			c.log.Error("stored OPAQUE record does not parse", "err", perr)
+			return proto.Errorf(proto.CodeInternal, "loginStart failed")
+		}
+		ke2, sl, err = srv.opaque.Login(rand.Reader, ke1, record, []byte(user), opaque.Identities{})
+		ksf, known = ksfOf(acct.KSF), true
+	case errors.Is(err, store.ErrNotFound):
+		// RFC 9807, Section 10.9: a fake record, same shape and size.
+		ke2, sl, err = srv.opaque.LoginUnknown(rand.Reader, ke1, []byte(user), opaque.Identities{})
+		ksf = srv.cfg.OPAQUE.KSF
+	default:
+		return storeError(c.log, "loginStart", err)
+	}
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "loginStart: %v", err)
+	}
+	ksfBytes, err := ksf.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.login = &pendingLogin{user: user, known: known, sl: sl}
+	c.mu.Unlock()
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	if err := res.SetKe2(ke2.Marshal()); err != nil {
+		return err
+	}
+	return res.SetKsf(ksfBytes)
+}
+
+// LoginFinish implements NodeService.loginFinish.
+func (n *nodeService) LoginFinish(ctx context.Context, call rpc.NodeService_loginFinish) error {
+	done, err := n.c.begin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	c, srv := n.c, n.c.srv
+	c.mu.Lock()
+	pl := c.login
+	c.login = nil
+	c.mu.Unlock()
+	if pl == nil {
+		return proto.Errorf(proto.CodeInvalid, "loginFinish without loginStart on this connection")
+	}
+	args := call.Args()
+	ke3Bytes, _ := args.Ke3()
+	proof, _ := args.Proof()
+	ke3, err := srv.cfg.OPAQUE.ParseKE3(ke3Bytes)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "loginFinish: %v", err)
+	}
+	sessionKey, err := pl.sl.Finish(ke3)
+	if err != nil || !pl.known {
+		c.log.Info("login refused", "reason", "KE3")
+		return errAuth("login")
+	}
+	cbKey, err := proto.ChannelBindingKey(sessionKey)
+	clear(sessionKey)
+	if err != nil {
+		return err
+	}
+	defer clear(cbKey)
+	if !proto.VerifyBindingProof(cbKey, proto.RoleClient, c.exporter, proof) {
+		// KE3 was right but not for this TLS connection: a relay.
+		c.log.Warn("login refused: channel binding proof does not match this connection (relayed login?)")
+		return errAuth("login")
+	}
+	c.log.Info("user logged in")
+	_, sc := c.newSession(rpc.SessionKind_login, pl.user, nil)
+	res, err := call.AllocResults()
+	if err != nil {
+		sc.Release()
+		return err
+	}
+	if err := res.SetProof(proto.BindingProof(cbKey, proto.RoleServer, c.exporter)); err != nil {
+		sc.Release()
+		return err
+	}
+	return res.SetSession(sc)
+}
+
+// AuthenticateDevice implements NodeService.authenticateDevice.
+func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeService_authenticateDevice) error {
+	done, err := n.c.begin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	c, srv := n.c, n.c.srv
+	args := call.Args()
+	user, err := normalizeUser(args.User())
+	if err != nil {
+		return err
+	}
+	device, _ := args.Device()
+	sig, _ := args.Signature()
+	if len(device) != ed25519.PublicKeySize {
+		return proto.Errorf(proto.CodeInvalid, "authenticateDevice: device key of %d bytes, want %d", len(device), ed25519.PublicKeySize)
+	}
+	d, err := srv.store.Device(ctx, device)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errAuth("device authentication")
+	case err != nil:
+		return storeError(c.log, "authenticateDevice", err)
+	case d.User != user || d.Revoked:
+		return errAuth("device authentication")
+	}
+	if !proto.VerifyWithLabel(device, proto.LabelDeviceAuth, proto.DeviceAuth(c.exporter, user, device, srv.spkiHash), sig) {
+		c.log.Info("device authentication refused: signature does not cover this connection")
+		return errAuth("device authentication")
+	}
+	s, sc := c.newSession(rpc.SessionKind_device, user, device)
+	// A revocation between the check above and the registration of the
+	// session would have missed it: look again.
+	if d, err := srv.store.Device(ctx, device); err != nil || d.Revoked {
+		s.end()
+		sc.Release()
+		return errAuth("device authentication")
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		sc.Release()
+		return err
+	}
+	return res.SetSession(sc)
+}

@@ -1,0 +1,276 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	capnp "capnproto.org/go/capnp/v3"
+
+	"qpchat/mls"
+	"qpchat/node/proto"
+	"qpchat/node/store"
+	"qpchat/rpc"
+)
+
+// Groups (DESIGN, Groups and delivery): creation, the commit rules
+// (header, epoch, membership, Welcome match, idempotence) and send.
+
+// groupIDLen is the length of a group id: 32 random bytes.
+const groupIDLen = 32
+
+func checkGroupID(method string, id []byte, err error) error {
+	if err != nil || len(id) != groupIDLen {
+		return proto.Errorf(proto.CodeInvalid, "%s: group id of %d bytes, want %d", method, len(id), groupIDLen)
+	}
+	return nil
+}
+
+// CreateGroup implements Session.createGroup.
+func (s *session) CreateGroup(ctx context.Context, call rpc.Session_createGroup) error {
+	done, err := s.enter("createGroup")
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	id, err := call.Args().Group()
+	if err := checkGroupID("createGroup", id, err); err != nil {
+		return err
+	}
+	if err := s.c.srv.store.CreateGroup(ctx, id, s.device); err != nil {
+		return s.storeErr("createGroup", err)
+	}
+	return nil
+}
+
+// memberGroup returns the group if the session's device is a member.
+func (s *session) memberGroup(ctx context.Context, method string, id []byte) (store.Group, error) {
+	g, err := s.c.srv.store.Group(ctx, id)
+	if err != nil {
+		return g, s.storeErr(method, err)
+	}
+	for _, m := range g.Members {
+		if bytes.Equal(m, s.device) {
+			return g, nil
+		}
+	}
+	return g, proto.Errorf(proto.CodeNotMember, "%s: not a member of the group", method)
+}
+
+// GroupInfo implements Session.groupInfo.
+func (s *session) GroupInfo(ctx context.Context, call rpc.Session_groupInfo) error {
+	done, err := s.enter("groupInfo")
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	id, err := call.Args().Group()
+	if err := checkGroupID("groupInfo", id, err); err != nil {
+		return err
+	}
+	g, err := s.memberGroup(ctx, "groupInfo", id)
+	if err != nil {
+		return err
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	res.SetEpoch(g.Epoch)
+	ms, err := res.NewMembers(int32(len(g.Members)))
+	if err != nil {
+		return err
+	}
+	for i, m := range g.Members {
+		if err := ms.Set(i, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Commit implements Session.commit.
+func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
+	done, err := s.enter("commit")
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	srv := s.c.srv
+	lim := srv.cfg.Limits
+	args := call.Args()
+	id, err := args.Group()
+	if err := checkGroupID("commit", id, err); err != nil {
+		return err
+	}
+	msg, _ := args.Message_()
+	welcome, _ := args.Welcome()
+	if len(msg) > lim.MaxMessageSize || len(welcome) > lim.MaxMessageSize {
+		return proto.Errorf(proto.CodeLimit, "commit: commit of %d or Welcome of %d bytes, the limit (--max-message-size) is %d", len(msg), len(welcome), lim.MaxMessageSize)
+	}
+	l, err := args.Added()
+	added, err := deviceKeys(l, err, "added devices", lim.MaxGroupSize)
+	if err != nil {
+		return err
+	}
+	l, err = args.Removed()
+	removed, err := deviceKeys(l, err, "removed devices", lim.MaxGroupSize)
+	if err != nil {
+		return err
+	}
+	h, err := parseHeader(msg)
+	switch {
+	case err != nil:
+		return proto.Errorf(proto.CodeInvalid, "commit: %v", err)
+	case h.contentType != mls.ContentTypeCommit:
+		return proto.Errorf(proto.CodeInvalid, "commit: content type %d is not commit", h.contentType)
+	case !bytes.Equal(h.group, id):
+		return proto.Errorf(proto.CodeInvalid, "commit: the message belongs to another group")
+	}
+	for _, r := range removed {
+		for _, a := range added {
+			if bytes.Equal(r, a) {
+				return proto.Errorf(proto.CodeInvalid, "commit: a device is both added and removed")
+			}
+		}
+	}
+	if err := s.checkWelcome(ctx, added, welcome); err != nil {
+		return err
+	}
+	r, err := srv.store.Commit(ctx, store.CommitRequest{
+		Group: id, Committer: s.device, Epoch: h.epoch, Message: msg,
+		Added: added, Removed: removed, Welcome: welcome,
+	})
+	if err != nil {
+		return s.storeErr("commit", err)
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	res.SetEpoch(r.Epoch)
+	res.SetDuplicate(r.Duplicate)
+	return setDataList(res.NewOverflowed, r.Overflowed)
+}
+
+// checkWelcome checks the Welcome against the added devices: required
+// iff devices are added, and its new_member references are exactly one
+// KeyPackage per added device, each fetched by this device. Added
+// devices must exist and not be revoked.
+func (s *session) checkWelcome(ctx context.Context, added [][]byte, welcome []byte) error {
+	srv := s.c.srv
+	switch {
+	case len(added) == 0 && len(welcome) == 0:
+		return nil
+	case len(added) == 0:
+		return proto.Errorf(proto.CodeInvalid, "commit: a Welcome without added devices")
+	case len(welcome) == 0:
+		return proto.Errorf(proto.CodeInvalid, "commit: added devices without a Welcome")
+	}
+	refs, err := welcomeRefs(welcome)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "commit: Welcome: %v", err)
+	}
+	if len(refs) != len(added) {
+		return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome is for %d KeyPackages, the commit adds %d devices", len(refs), len(added))
+	}
+	seen := make([]bool, len(added))
+	for _, ref := range refs {
+		dev, _, err := srv.store.FetchedKeyPackage(ctx, s.device, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome names a KeyPackage this device did not fetch")
+		}
+		if err != nil {
+			return s.storeErr("commit", err)
+		}
+		i := indexOf(added, dev)
+		if i < 0 || seen[i] {
+			return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome's KeyPackages do not match the added devices")
+		}
+		seen[i] = true
+	}
+	for _, a := range added {
+		d, err := srv.store.Device(ctx, a)
+		if err != nil {
+			return s.storeErr("commit", err)
+		}
+		if d.Revoked {
+			return proto.Errorf(proto.CodeNotAcceptable, "commit: an added device is revoked")
+		}
+	}
+	return nil
+}
+
+func indexOf(list [][]byte, v []byte) int {
+	for i, e := range list {
+		if bytes.Equal(e, v) {
+			return i
+		}
+	}
+	return -1
+}
+
+// setDataList fills a new list of byte strings.
+func setDataList(newList func(int32) (capnp.DataList, error), v [][]byte) error {
+	if len(v) == 0 {
+		return nil
+	}
+	l, err := newList(int32(len(v)))
+	if err != nil {
+		return err
+	}
+	for i, b := range v {
+		if err := l.Set(i, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Send implements Session.send.
+func (s *session) Send(ctx context.Context, call rpc.Session_send) error {
+	done, err := s.enter("send")
+	if err != nil {
+		return err
+	}
+	defer done()
+	call.Go()
+	srv := s.c.srv
+	lim := srv.cfg.Limits
+	args := call.Args()
+	id, err := args.Group()
+	if err := checkGroupID("send", id, err); err != nil {
+		return err
+	}
+	l, err := args.Messages()
+	msgs, err := dataList(l, err, "messages", lim.MaxBatch, lim.MaxMessageSize)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return proto.Errorf(proto.CodeInvalid, "send: no messages")
+	}
+	for i, m := range msgs {
+		h, err := parseHeader(m)
+		switch {
+		case err != nil:
+			return proto.Errorf(proto.CodeInvalid, "send: message %d: %v", i, err)
+		case h.contentType == mls.ContentTypeCommit:
+			return proto.Errorf(proto.CodeInvalid, "send: message %d is a commit; commits go through commit", i)
+		case !bytes.Equal(h.group, id):
+			return proto.Errorf(proto.CodeInvalid, "send: message %d belongs to another group", i)
+		}
+	}
+	r, err := srv.store.Send(ctx, store.SendRequest{Group: id, Sender: s.device, Messages: msgs})
+	if err != nil {
+		return s.storeErr("send", err)
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	return setDataList(res.NewOverflowed, r.Overflowed)
+}
