@@ -186,7 +186,7 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 			validateCredential: validateCredential,
 		}
 		if err := t.validateLeafAlone(n.leaf, &v); err != nil {
-			return fmt.Errorf("leaf %d: %w", l, err)
+			return fmt.Errorf("%w (leaf %d of the tree)", err, l)
 		}
 		if prev, dup := sigKeys[string(n.leaf.SignatureKey)]; dup {
 			return fmt.Errorf("mls: leaves %d and %d share a signature key", prev, l)

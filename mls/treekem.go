@@ -462,7 +462,8 @@ func (t *ratchetTree) applyUpdatePath(sender leafIndex, up *UpdatePath, v *leafV
 //
 // own is changed only on success.
 func (t *ratchetTree) decryptUpdatePath(own *treePrivateKeys, sender leafIndex, up *UpdatePath, excluded []leafIndex, context []byte) (commitSecret []byte, err error) {
-	_, commitSecret, err = t.decryptPathSecret(own, sender, up, excluded, context)
+	pathSecret, commitSecret, err := t.decryptPathSecret(own, sender, up, excluded, context)
+	clear(pathSecret)
 	return commitSecret, err
 }
 
@@ -523,7 +524,11 @@ func (t *ratchetTree) deriveChain(nodes []nodeIndex, pathSecret []byte) ([]kem.P
 	secret := pathSecret
 	for k, x := range nodes {
 		if k > 0 {
-			secret = t.cs.deriveSecret(secret, labelPath)
+			next := t.cs.deriveSecret(secret, labelPath)
+			if k > 1 {
+				clear(secret) // derived here; pathSecret belongs to the caller
+			}
+			secret = next
 		}
 		key, err := t.deriveNodeKey(secret)
 		if err != nil {
@@ -535,7 +540,11 @@ func (t *ratchetTree) deriveChain(nodes []nodeIndex, pathSecret []byte) ([]kem.P
 		}
 		keys[k] = key
 	}
-	return keys, t.cs.deriveSecret(secret, labelPath), nil
+	commitSecret := t.cs.deriveSecret(secret, labelPath)
+	if len(nodes) > 1 {
+		clear(secret)
+	}
+	return keys, commitSecret, nil
 }
 
 // joinPathSecret sets own's keys from the path secret of a Welcome
