@@ -114,6 +114,28 @@ type ClientCmd struct {
 	ClientFlags `embed:""`
 
 	Ping PingCmd `cmd:"" help:"Check that the node answers, and print the round trip time."`
+
+	ClientProfile ProfileFlags     `embed:""`
+	RegisterUser  RegisterUserCmd  `cmd:"" help:"Create an account (asks for a new password; needs the server fingerprint)."`
+	Login         LoginCmd         `cmd:"" help:"Log in: check the password and bind this profile to the account."`
+	Logout        LogoutCmd        `cmd:"" help:"Revoke this device at the node and delete this profile's state."`
+	RegisterState RegisterStateCmd `cmd:"" help:"Set up this profile's device: key, certificate, KeyPackages; prints its fingerprint."`
+	Devices       DevicesCmd       `cmd:"" help:"List your devices."`
+	RevokeDevice  RevokeDeviceCmd  `cmd:"" help:"Revoke one of your other devices and remove it from every group."`
+	FetchKey      FetchKeyCmd      `cmd:"" help:"Fetch a user's key and devices, pinning the key on first contact; prints fingerprints."`
+	Verify        VerifyCmd        `cmd:"" help:"Show the safety number with a user; --accept marks them verified (also after a key change)."`
+	CreateGroup   CreateGroupCmd   `cmd:"" help:"Create a group."`
+	DM            DMCmd            `cmd:"" name:"dm" help:"Send a direct message (a two-party group made on first use)."`
+	Invite        InviteCmd        `cmd:"" help:"Add users (every device of each) to a group."`
+	Join          JoinCmd          `cmd:"" help:"Process queued invitations and group changes, showing who invited you where."`
+	Send          SendCmd          `cmd:"" help:"Send a message to a group (or --all groups); the text may come from stdin."`
+	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group."`
+	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live."`
+	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
+	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`
+	Groups        GroupsCmd        `cmd:"" help:"List your groups."`
+	Members       MembersCmd       `cmd:"" help:"List a group's members and whether their keys are verified."`
+	DemoGroup     DemoGroupCmd     `cmd:"" help:"Run the Alice/Bob/Carol flow, against an in-process node unless --server is given."`
 }
 
 // BeforeApply makes the client flags available to subcommands' Run.

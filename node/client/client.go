@@ -439,3 +439,16 @@ func (c *Client) GroupName(id []byte) string {
 	})
 	return name
 }
+
+// WaitForDelivery waits up to wait until a delivery is queued for this
+// device, without applying anything; it reports whether one is. It only
+// reads the state, so it may run while another goroutine uses the Client
+// (chat does, to wake up while the user types).
+func (c *Client) WaitForDelivery(ctx context.Context, wait time.Duration) (bool, error) {
+	last, err := c.st.LastSeq()
+	if err != nil {
+		return false, err
+	}
+	ds, _, err := c.cfg.Session.Fetch(ctx, last, 1, wait)
+	return len(ds) > 0, err
+}

@@ -45,7 +45,11 @@ func newFakeNode() *fakeNode {
 		seq: map[string]uint64{}, wake: make(chan struct{})}
 }
 
-func (n *fakeNode) addUser(user string, key []byte) { n.mu.Lock(); n.userKeys[user] = key; n.mu.Unlock() }
+func (n *fakeNode) addUser(user string, key []byte) {
+	n.mu.Lock()
+	n.userKeys[user] = key
+	n.mu.Unlock()
+}
 func (n *fakeNode) addDevice(user string, dev []byte) {
 	n.mu.Lock()
 	n.owner[string(dev)] = user

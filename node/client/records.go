@@ -38,8 +38,8 @@ func (w *recWriter) bytes(v []byte) *recWriter {
 	return w
 }
 func (w *recWriter) str(v string) *recWriter { return w.bytes([]byte(v)) }
-func (w *recWriter) u64(v uint64) *recWriter  { w.b.AddUint64(v); return w }
-func (w *recWriter) u16(v uint16) *recWriter  { w.b.AddUint16(v); return w }
+func (w *recWriter) u64(v uint64) *recWriter { w.b.AddUint64(v); return w }
+func (w *recWriter) u16(v uint16) *recWriter { w.b.AddUint16(v); return w }
 func (w *recWriter) boolean(v bool) *recWriter {
 	if v {
 		w.b.AddUint8(1)
@@ -217,11 +217,11 @@ type EventKind uint8
 
 // Kinds of Event.
 const (
-	EventMessage  EventKind = 1 // a text message
-	EventJoined   EventKind = 2 // this device joined a group
-	EventMembers  EventKind = 3 // members were added or removed
-	EventRemoved  EventKind = 4 // this device was removed from a group
-	EventRefused  EventKind = 5 // a message was refused (forged stamp, bad credential)
+	EventMessage    EventKind = 1 // a text message
+	EventJoined     EventKind = 2 // this device joined a group
+	EventMembers    EventKind = 3 // members were added or removed
+	EventRemoved    EventKind = 4 // this device was removed from a group
+	EventRefused    EventKind = 5 // a message was refused (forged stamp, bad credential)
 	EventKeyRotated EventKind = 6 // a member updated its keys
 )
 

@@ -70,7 +70,7 @@ type batch struct {
 	events  []*Event
 	usedKPs [][]byte // init keys to delete
 	names   map[string][]byte
-	drop    []string // local names to forget (placeholders of renamed groups)
+	drop    []string                          // local names to forget (placeholders of renamed groups)
 	after   []func(ctx context.Context) error // work after the commit (Update after a last-resort join, KeyPackage top-up)
 }
 

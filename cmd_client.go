@@ -1,0 +1,695 @@
+package main
+
+// The client commands: thin wrappers over node/client.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	nc "qpchat/node/client"
+	"qpchat/node/proto"
+)
+
+// RegisterUserCmd creates an account.
+type RegisterUserCmd struct {
+	User string `arg:"" help:"User name to register."`
+}
+
+// Run registers the user and stores the profile.
+func (c *RegisterUserCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	user, err := proto.NormalizeUser(c.User)
+	if err != nil {
+		return err
+	}
+	st, err := openState(g, f, p, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	prof, err := st.Profile()
+	if err != nil {
+		return err
+	}
+	if prof.User != "" {
+		return fmt.Errorf("profile %q already belongs to %s; use another --profile", p.Profile, prof.User)
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	rc, err := dialState(ctx, g, f, st, true)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	pw, err := password(g, true)
+	if err != nil {
+		return err
+	}
+	uk, _, err := nc.RegisterUser(ctx, &nc.RPCEntry{C: rc}, user, pw, accountOptions())
+	clear(pw)
+	if err != nil {
+		return err
+	}
+	pub := uk.Public().(ed25519.PublicKey)
+	if err := st.SaveProfile(&nc.Profile{User: user, UserKey: pub, Server: f.Server}); err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"user": user, "user_key": nc.Fingerprint(pub), "server": f.Server, "server_key": rc.Fingerprint},
+		"registered %s at %s\nuser key %s\nnext: register-state to set up this device", user, f.Server, nc.Fingerprint(pub))
+	return nil
+}
+
+// LoginCmd checks the password and binds the profile to the account.
+type LoginCmd struct {
+	User string `arg:"" help:"User name."`
+}
+
+// Run logs in.
+func (c *LoginCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	user, err := proto.NormalizeUser(c.User)
+	if err != nil {
+		return err
+	}
+	st, err := openState(g, f, p, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	prof, err := st.Profile()
+	if err != nil {
+		return err
+	}
+	if prof.User != "" && prof.User != user {
+		return fmt.Errorf("profile %q belongs to %s; use another --profile", p.Profile, prof.User)
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	rc, err := dialState(ctx, g, f, st, false)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	pw, err := password(g, false)
+	if err != nil {
+		return err
+	}
+	uk, _, err := nc.Login(ctx, &nc.RPCEntry{C: rc}, user, pw, accountOptions())
+	clear(pw)
+	if err != nil {
+		return err
+	}
+	pub := uk.Public().(ed25519.PublicKey)
+	if prof.UserKey != nil && !ed25519.PublicKey(prof.UserKey).Equal(pub) {
+		return errors.New("the password derives another user key than this profile holds")
+	}
+	if err := st.SaveProfile(&nc.Profile{User: user, UserKey: pub, Server: f.Server}); err != nil {
+		return err
+	}
+	next := ""
+	if prof.Device == nil {
+		next = "\nnext: register-state to set up this device"
+	}
+	newOut(g, p).emit(map[string]any{"user": user, "user_key": nc.Fingerprint(pub), "device": prof.Device != nil},
+		"logged in as %s\nuser key %s%s", user, nc.Fingerprint(pub), next)
+	return nil
+}
+
+// LogoutCmd revokes this device and deletes the profile.
+type LogoutCmd struct{}
+
+// Run logs out.
+func (c *LogoutCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	st, err := openState(g, f, p, false)
+	if err != nil {
+		return err
+	}
+	prof, err := st.Profile()
+	if err != nil {
+		st.Close()
+		return err
+	}
+	if prof.Device != nil {
+		if prof.Server != "" && f.Server == defaultServer {
+			f.Server = prof.Server
+		}
+		ctx, cancel := opContext(f)
+		defer cancel()
+		rc, err := dialState(ctx, g, f, st, false)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		pw, err := password(g, false)
+		if err != nil {
+			rc.Close()
+			st.Close()
+			return err
+		}
+		_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc}, prof.User, pw, accountOptions())
+		clear(pw)
+		if err == nil {
+			err = ls.RevokeDevice(ctx, prof.DeviceKey())
+		}
+		rc.Close()
+		if err != nil {
+			st.Close()
+			return err
+		}
+	}
+	st.Close()
+	path, _ := nc.StatePath(f.StateDir, p.Profile)
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"user": prof.User, "logged_out": true}, "logged out %s: this device is revoked and profile %q deleted", prof.User, p.Profile)
+	return nil
+}
+
+// RegisterStateCmd sets up this profile's device.
+type RegisterStateCmd struct{}
+
+// Run creates the device key and certificate, registers them and uploads
+// KeyPackages.
+func (c *RegisterStateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	st, err := openState(g, f, p, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	prof, err := st.Profile()
+	if err != nil {
+		return err
+	}
+	if prof.User == "" {
+		return fmt.Errorf("profile %q has no account (run register-user or login first)", p.Profile)
+	}
+	if prof.Device != nil {
+		return fmt.Errorf("profile %q already has device %s", p.Profile, nc.Fingerprint(prof.DeviceKey()))
+	}
+	if prof.Server != "" && f.Server == defaultServer {
+		f.Server = prof.Server
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	rc, err := dialState(ctx, g, f, st, false)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	entry := &nc.RPCEntry{C: rc}
+	pw, err := password(g, false)
+	if err != nil {
+		return err
+	}
+	uk, ls, err := nc.Login(ctx, entry, prof.User, pw, accountOptions())
+	clear(pw)
+	if err != nil {
+		return err
+	}
+	dev, cert, err := nc.NewDevice(ctx, entry, ls, prof.User, uk, nil)
+	if err != nil {
+		return err
+	}
+	prof.Device, prof.Cert = dev, cert
+	if err := st.SaveProfile(prof); err != nil {
+		return err
+	}
+	sess, err := nc.AuthenticateDevice(ctx, entry, prof)
+	if err != nil {
+		return err
+	}
+	cl, err := nc.New(nc.Config{State: st, Session: sess})
+	if err != nil {
+		return err
+	}
+	n, err := cl.ReplenishKeyPackages(ctx, nil)
+	if err != nil {
+		return err
+	}
+	fp := nc.Fingerprint(prof.DeviceKey())
+	newOut(g, p).emit(map[string]any{"user": prof.User, "device": fp, "user_key": nc.Fingerprint(prof.UserKey), "key_packages": n},
+		"device %s\nuser key %s\nuploaded %d KeyPackages", fp, nc.Fingerprint(prof.UserKey), n)
+	return nil
+}
+
+// DevicesCmd lists the user's devices.
+type DevicesCmd struct{}
+
+// Run lists devices.
+func (c *DevicesCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	devs, err := cn.c.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	o := newOut(g, p)
+	self := cn.c.DeviceKey()
+	for _, d := range devs {
+		note := ""
+		if d.Revoked {
+			note = " (revoked)"
+		}
+		isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
+		if isSelf {
+			note += " (this device)"
+		}
+		o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified},
+			"%s%s", nc.Fingerprint(d.Key), note)
+	}
+	return nil
+}
+
+// RevokeDeviceCmd revokes a device and removes it from every group.
+type RevokeDeviceCmd struct {
+	Device string `arg:"" help:"Fingerprint (or a unique prefix of it) of the device to revoke, as devices shows it."`
+}
+
+// Run revokes.
+func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	devs, err := cn.c.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	want := strings.TrimPrefix(strings.ToLower(c.Device), "sha256:")
+	var match [][]byte
+	for _, d := range devs {
+		if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
+			match = append(match, d.Key)
+		}
+	}
+	if len(match) != 1 {
+		return fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), c.Device)
+	}
+	dev := match[0]
+	if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(cn.c.DeviceKey())) {
+		return errors.New("this is the current device; use logout instead")
+	}
+	pw, err := password(g, false)
+	if err != nil {
+		return err
+	}
+	// A second connection for the login session keeps the device
+	// session of cn for removing the device from groups.
+	rc2, err := dialState(ctx, g, f, cn.st, false)
+	if err != nil {
+		return err
+	}
+	defer rc2.Close()
+	_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, cn.c.Profile().User, pw, accountOptions())
+	clear(pw)
+	if err != nil {
+		return err
+	}
+	if err := ls.RevokeDevice(ctx, dev); err != nil {
+		return err
+	}
+	groups, err := cn.c.RemoveDevice(ctx, dev)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
+		"revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)
+	return nil
+}
+
+// FetchKeyCmd fetches and pins a user's keys.
+type FetchKeyCmd struct {
+	User string `arg:"" help:"User whose keys to fetch."`
+}
+
+// Run fetches.
+func (c *FetchKeyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	info, err := cn.c.FetchKey(ctx, c.User)
+	if err != nil {
+		return err
+	}
+	o := newOut(g, p)
+	o.emit(map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
+		"user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)
+	for _, d := range info.Devices {
+		o.emit(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device %s", nc.Fingerprint(d))
+	}
+	return nil
+}
+
+// VerifyCmd shows the safety number with a user.
+type VerifyCmd struct {
+	User   string `arg:"" help:"User to verify."`
+	Accept bool   `help:"Accept the user's current key (after comparing safety numbers), also after a key change."`
+}
+
+// Run verifies.
+func (c *VerifyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	v, err := cn.c.Verify(ctx, c.User, c.Accept)
+	if err != nil {
+		return err
+	}
+	o := newOut(g, p)
+	obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
+	if v.Changed != nil {
+		obj["new_user_key"] = nc.Fingerprint(v.Changed)
+		o.emit(obj, "WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
+			v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)
+		return nil
+	}
+	state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
+	if v.Verified {
+		state = "verified"
+	}
+	o.emit(obj, "safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)
+	return nil
+}
+
+// CreateGroupCmd creates a group.
+type CreateGroupCmd struct {
+	Name  string `arg:"" help:"Local name of the group."`
+	Suite string `default:"0xfa01" help:"MLS cipher suite: 0xfa01 (hybrid X25519+ML-KEM-768, default), 0xfa02 (X-Wing), 0x0001 or 0x0003."`
+}
+
+// parseSuite reads a suite number.
+func parseSuite(s string) (uint16, error) {
+	var v uint16
+	if _, err := fmt.Sscan(s, &v); err != nil {
+		if _, err := fmt.Sscanf(strings.ToLower(s), "0x%x", &v); err != nil {
+			return 0, fmt.Errorf("invalid suite %q", s)
+		}
+	}
+	if !proto.SuiteAllowed(v) {
+		return 0, fmt.Errorf("suite 0x%04x is not usable (Ed25519 suites only: 0x0001, 0x0003, 0xfa01, 0xfa02)", v)
+	}
+	return v, nil
+}
+
+// Run creates the group.
+func (c *CreateGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	suite, err := parseSuite(c.Suite)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	id, err := cn.c.CreateGroup(ctx, c.Name, suite)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"group": c.Name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
+		"created group %s (suite 0x%04x)", c.Name, suite)
+	return nil
+}
+
+// DMCmd sends a direct message.
+type DMCmd struct {
+	User  string   `arg:"" help:"User to write to."`
+	Text  []string `arg:"" optional:"" help:"Message; read from stdin when absent."`
+	Suite string   `default:"0xfa01" help:"Cipher suite of a new channel."`
+}
+
+// Run sends.
+func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	suite, err := parseSuite(c.Suite)
+	if err != nil {
+		return err
+	}
+	text, err := messageText(c.Text)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	name, err := cn.c.DM(ctx, c.User, text, suite)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
+	return nil
+}
+
+// messageText joins arguments, or reads stdin when there are none.
+func messageText(args []string) (string, error) {
+	if len(args) > 0 {
+		return strings.Join(args, " "), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimRight(string(b), "\r\n")
+	if t == "" {
+		return "", errors.New("empty message")
+	}
+	return t, nil
+}
+
+// InviteCmd adds users to a group.
+type InviteCmd struct {
+	Group string   `arg:"" help:"Group name."`
+	Users []string `arg:"" help:"Users to add (every device of each)."`
+}
+
+// Run invites.
+func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	n, err := cn.c.Invite(ctx, c.Group, c.Users)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d devices)", strings.Join(c.Users, ", "), c.Group, n)
+	return nil
+}
+
+// JoinCmd processes queued Welcomes and commits.
+type JoinCmd struct{}
+
+// Run joins and shows what happened.
+func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	return recvOnce(g, f, p, 0)
+}
+
+// RecvCmd prints new messages.
+type RecvCmd struct {
+	Wait time.Duration `help:"Wait up to this long for a message when none is queued."`
+}
+
+// Run receives.
+func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	return recvOnce(g, f, p, c.Wait)
+}
+
+func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second+wait)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	evs, err := cn.c.Recv(ctx, wait)
+	o := newOut(g, p)
+	for _, e := range evs {
+		printEvent(o, cn.c, e)
+	}
+	return err
+}
+
+// SendCmd sends a message.
+type SendCmd struct {
+	All   bool     `help:"Send to every group; all arguments are the text."`
+	Group string   `arg:"" optional:"" help:"Group name (omit with --all)."`
+	Text  []string `arg:"" optional:"" help:"Message; read from stdin when absent."`
+}
+
+// Run sends.
+func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	args := c.Text
+	if c.All && c.Group != "" {
+		args = append([]string{c.Group}, args...)
+	}
+	if !c.All && c.Group == "" {
+		return errors.New("send needs a group (or --all)")
+	}
+	text, err := messageText(args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	o := newOut(g, p)
+	if c.All {
+		names, err := cn.c.SendAll(ctx, text)
+		for _, n := range names {
+			o.emit(map[string]any{"group": n, "sent": true}, "sent to %s", n)
+		}
+		return err
+	}
+	if err := cn.c.Send(ctx, c.Group, text); err != nil {
+		return err
+	}
+	o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
+	return nil
+}
+
+// RemoveCmd removes users from a group.
+type RemoveCmd struct {
+	Group string   `arg:"" help:"Group name."`
+	Users []string `arg:"" help:"Users to remove (every device of each)."`
+}
+
+// Run removes.
+func (c *RemoveCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	n, err := cn.c.Remove(ctx, c.Group, c.Users)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d devices)", strings.Join(c.Users, ", "), c.Group, n)
+	return nil
+}
+
+// UpdateCmd rotates this device's keys in a group.
+type UpdateCmd struct {
+	Group string `arg:"" help:"Group name."`
+}
+
+// Run updates.
+func (c *UpdateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	epoch, err := cn.c.Update(ctx, c.Group)
+	if err != nil {
+		return err
+	}
+	newOut(g, p).emit(map[string]any{"group": c.Group, "epoch": epoch}, "updated keys in %s (epoch %d)", c.Group, epoch)
+	return nil
+}
+
+// GroupsCmd lists groups.
+type GroupsCmd struct{}
+
+// Run lists groups (from local state; no connection).
+func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	st, err := openState(g, f, p, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cl, err := nc.New(nc.Config{State: st})
+	if err != nil {
+		return err
+	}
+	gs, err := cl.Groups(context.Background())
+	if err != nil {
+		return err
+	}
+	o := newOut(g, p)
+	for _, x := range gs {
+		note := ""
+		if x.DM != "" {
+			note = " (direct messages with " + x.DM + ")"
+		}
+		if x.Removed {
+			note += " (removed)"
+		}
+		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},
+			"%s: %d members, epoch %d, suite 0x%04x%s", x.Name, x.Members, x.Epoch, x.Suite, note)
+	}
+	return nil
+}
+
+// MembersCmd lists a group's members.
+type MembersCmd struct {
+	Group string `arg:"" help:"Group name."`
+}
+
+// Run lists members (from local state).
+func (c *MembersCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	st, err := openState(g, f, p, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cl, err := nc.New(nc.Config{State: st})
+	if err != nil {
+		return err
+	}
+	ms, err := cl.Members(context.Background(), c.Group)
+	if err != nil {
+		return err
+	}
+	o := newOut(g, p)
+	for _, m := range ms {
+		state := "not verified"
+		if m.Verified {
+			state = "verified"
+		}
+		if m.Self {
+			state = "this device"
+		}
+		o.emit(map[string]any{"user": m.User, "device": m.Device, "verified": m.Verified, "self": m.Self},
+			"%s %s (%s)", m.User, m.Device, state)
+	}
+	return nil
+}

@@ -1,0 +1,357 @@
+package main
+
+// Shared plumbing of the client commands: profile and state, secrets from
+// the terminal or the environment, dialing with the pins kept in the
+// encrypted state, output as text or JSON lines.
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"golang.org/x/term"
+
+	nc "qpchat/node/client"
+	"qpchat/node/store"
+	"qpchat/opaque"
+	"qpchat/rpc"
+)
+
+// Environment variables holding secrets; never flags.
+const (
+	envPassword       = "QPCHAT_PASSWORD"
+	envPasswordFile   = "QPCHAT_PASSWORD_FILE"
+	envPassphrase     = "QPCHAT_PASSPHRASE"
+	envPassphraseFile = "QPCHAT_PASSPHRASE_FILE"
+	// envInsecureTest makes new state files use a cheap Argon2id and lets
+	// logins accept the node's test key-stretching parameters. For tests
+	// only: it protects nothing.
+	envInsecureTest = "QPCHAT_INSECURE_TEST_KDF"
+)
+
+// maxSecretFile bounds a password or passphrase file.
+const maxSecretFile = 4096
+
+// ProfileFlags choose the profile and the output format of the client
+// commands.
+type ProfileFlags struct {
+	Profile string `default:"default" placeholder:"NAME" help:"Profile: one account and device, kept in NAME.state in --state-dir."`
+	JSON    bool   `name:"json" help:"Print JSON, one object per line."`
+}
+
+// BeforeApply makes the profile flags available to subcommands' Run.
+func (p *ProfileFlags) BeforeApply(ctx *kong.Context) error {
+	ctx.Bind(p)
+	return nil
+}
+
+func insecureTest() bool { return os.Getenv(envInsecureTest) == "1" }
+
+// out prints human text or one JSON object per line.
+type out struct {
+	w    io.Writer
+	json bool
+}
+
+func newOut(g *Globals, p *ProfileFlags) *out { return &out{w: g.stdout, json: p.JSON} }
+
+// emit prints text, or obj as one JSON line.
+func (o *out) emit(obj map[string]any, format string, args ...any) {
+	if o.json {
+		b, _ := json.Marshal(obj)
+		fmt.Fprintf(o.w, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(o.w, format+"\n", args...)
+}
+
+// readSecretFile reads a secret from a file, without one trailing newline.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)
+	}
+	b = []byte(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"))
+	return b, nil
+}
+
+// secret reads a secret from fileEnv, valueEnv or the terminal (without
+// echo, through /dev/tty so that stdin stays free for messages).
+func secret(g *Globals, what, fileEnv, valueEnv string, confirm bool) ([]byte, error) {
+	if p := os.Getenv(fileEnv); p != "" {
+		b, err := readSecretFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s from %s: %w", what, fileEnv, err)
+		}
+		return b, nil
+	}
+	if v, ok := os.LookupEnv(valueEnv); ok {
+		return []byte(v), nil
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("no terminal to ask for the %s: set %s (or %s)", what, fileEnv, valueEnv)
+	}
+	defer tty.Close()
+	ask := func(prompt string) ([]byte, error) {
+		fmt.Fprintf(tty, "%s: ", prompt)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		return b, err
+	}
+	b, err := ask(strings.ToUpper(what[:1]) + what[1:])
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s: %w", what, err)
+	}
+	if confirm {
+		again, err := ask("Repeat the " + what)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s: %w", what, err)
+		}
+		if string(again) != string(b) {
+			return nil, fmt.Errorf("the two %ss differ", what)
+		}
+	}
+	return b, nil
+}
+
+// password reads the account password.
+func password(g *Globals, confirm bool) ([]byte, error) {
+	return secret(g, "password", envPasswordFile, envPassword, confirm)
+}
+
+// openState opens the profile's state file. create allows a new one
+// (asking for the passphrase twice on a terminal).
+func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.State, error) {
+	path, err := nc.StatePath(f.StateDir, p.Profile)
+	if err != nil {
+		return nil, err
+	}
+	_, statErr := os.Stat(path)
+	exists := statErr == nil
+	if !exists && !create {
+		return nil, fmt.Errorf("profile %q has no state in %s (run register-user or login first)", p.Profile, f.StateDir)
+	}
+	pass, err := secret(g, "state passphrase", envPassphraseFile, envPassphrase, !exists)
+	if err != nil {
+		return nil, err
+	}
+	opts := nc.StateOptions{Path: path, Passphrase: pass, MustExist: !create}
+	if insecureTest() {
+		opts.KDF = store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+	}
+	st, err := nc.OpenState(opts)
+	clear(pass)
+	switch {
+	case errors.Is(err, store.ErrWrongPassphrase):
+		return nil, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)
+	case errors.Is(err, store.ErrCorrupt):
+		return nil, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
+	case errors.Is(err, store.ErrInUse):
+		return nil, fmt.Errorf("profile %q is in use by another qpchat process", p.Profile)
+	case err != nil:
+		return nil, err
+	}
+	return st, nil
+}
+
+// dialState connects to the node with the pins kept in the state. With
+// noTOFU a server that is neither pinned nor given by fingerprint is
+// accepted only after the user confirms its fingerprint on a terminal.
+func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, noTOFU bool) (*rpc.Client, error) {
+	opts := rpc.DialOptions{
+		Fingerprint:      f.ServerFingerprint,
+		Pins:             st,
+		HandshakeTimeout: f.Timeout,
+		OnFirstUse: func(server, fp string) {
+			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
+		},
+	}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("reading --ca: %w", err)
+		}
+		opts.RootCAs = x509.NewCertPool()
+		if !opts.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.CA)
+		}
+	}
+	confirm := false
+	if noTOFU && f.ServerFingerprint == "" && f.CA == "" {
+		if _, ok, err := st.Pin(f.Server); err != nil {
+			return nil, err
+		} else if !ok {
+			// Dial without remembering, then ask.
+			opts.Pins, opts.OnFirstUse, confirm = nil, nil, true
+		}
+	}
+	cl, err := rpc.Dial(ctx, f.Server, opts)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		if err := confirmFingerprint(f.Server, cl.Fingerprint); err != nil {
+			cl.Close()
+			return nil, err
+		}
+		if err := st.SetPin(f.Server, cl.Fingerprint); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
+// confirmFingerprint shows a server's fingerprint on the terminal and asks
+// the user to confirm it.
+func confirmFingerprint(server, fp string) error {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("register-user needs the server's fingerprint: pass --server-fingerprint (the node prints it when it starts)")
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "The node %s presents the key\n  %s\nCompare it with the fingerprint the node printed. Type yes to trust it: ", server, fp)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	if strings.TrimSpace(strings.ToLower(line)) != "yes" {
+		return errors.New("the server's key was not confirmed")
+	}
+	return nil
+}
+
+// accountOptions are the OPAQUE options of the client.
+func accountOptions() nc.AccountOptions {
+	if insecureTest() {
+		return nc.AccountOptions{Bounds: opaque.TestKSFBounds}
+	}
+	return nc.AccountOptions{}
+}
+
+// conn is a client command's connection: state, node, device session.
+type conn struct {
+	st    *nc.State
+	rc    *rpc.Client
+	entry *nc.RPCEntry
+	c     *nc.Client
+}
+
+func (c *conn) Close() {
+	if c.rc != nil {
+		c.rc.Close()
+	}
+	if c.st != nil {
+		c.st.Close()
+	}
+}
+
+// connect opens the state, dials the node and authenticates the device.
+func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (*conn, error) {
+	st, err := openState(g, f, p, false)
+	if err != nil {
+		return nil, err
+	}
+	cn := &conn{st: st}
+	prof, err := st.Profile()
+	if err != nil {
+		cn.Close()
+		return nil, err
+	}
+	if prof.Device == nil {
+		cn.Close()
+		return nil, fmt.Errorf("profile %q has no device yet (run register-state)", p.Profile)
+	}
+	if prof.Server != "" && f.Server == defaultServer {
+		f.Server = prof.Server
+	}
+	if cn.rc, err = dialState(ctx, g, f, st, false); err != nil {
+		cn.Close()
+		return nil, err
+	}
+	cn.entry = &nc.RPCEntry{C: cn.rc}
+	sess, err := nc.AuthenticateDevice(ctx, cn.entry, prof)
+	if err != nil {
+		cn.Close()
+		return nil, err
+	}
+	cfg := nc.Config{State: st, Session: sess}
+	if hold := os.Getenv("QPCHAT_TEST_HOLD_COMMIT"); hold != "" {
+		cfg.BeforeSubmit = holdCommit(hold)
+	}
+	if cn.c, err = nc.New(cfg); err != nil {
+		cn.Close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+// holdCommit returns a BeforeSubmit hook for tests that force two
+// commits on one epoch: it creates path+".ready" and waits (at most a
+// minute) until path exists, once.
+func holdCommit(path string) func() {
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
+		os.WriteFile(path+".ready", nil, 0o600)
+		for i := 0; i < 600; i++ {
+			if _, err := os.Stat(path); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// defaultServer is --server's default; a profile remembers the server it
+// registered with and uses it instead.
+const defaultServer = "127.0.0.1:7000"
+
+func opContext(f *ClientFlags) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second)
+}
+
+// fp returns the short hex id of a device from its fingerprint.
+func hexID(b []byte) string { return hex.EncodeToString(b) }
+
+// printEvent prints one history entry.
+func printEvent(o *out, c *nc.Client, e *nc.Event) {
+	group := c.GroupName(e.Group)
+	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
+	switch e.Kind {
+	case nc.EventMessage:
+		obj["text"] = e.Text
+		o.emit(obj, "[%s] %s: %s", group, e.Sender, e.Text)
+	case nc.EventJoined:
+		obj["inviter"] = e.Sender
+		o.emit(obj, "[%s] joined, invited by %s", group, e.Sender)
+	case nc.EventMembers:
+		obj["text"], obj["users"] = e.Text, e.Users
+		o.emit(obj, "[%s] %s %s", group, e.Sender, e.Text)
+	case nc.EventRemoved:
+		o.emit(obj, "[%s] you were removed by %s", group, e.Sender)
+	case nc.EventKeyRotated:
+		o.emit(obj, "[%s] %s updated their keys", group, e.Sender)
+	case nc.EventRefused:
+		obj["reason"] = e.Text
+		o.emit(obj, "[%s] REFUSED a message: %s", group, e.Text)
+	}
+}
