@@ -331,3 +331,52 @@ func TestForgeCommitControl(t *testing.T) {
 		})
 	}
 }
+
+func TestRefuseIdentityChange(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s, committer, receiver := newRefusalSim(t, suite)
+			msg := forgeCommit(t, s, committer, nil, true, func(c *Commit) {
+				c.Path.LeafNode.Credential.Identity = []byte("member-someone-else")
+				resignLeaf(t, committer, &c.Path.LeafNode)
+			})
+			expectRefused(t, receiver, msg, "may not change its credential")
+		})
+	}
+}
+
+func TestRefuseCredentialRejectedByApplication(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s, committer, receiver := newRefusalSim(t, suite)
+			mallory := newTestKeyPackage(t, s.rand, suite, "mallory")
+			if _, err := committer.Add(s.rand, [][]byte{kpMessage(t, mallory)}, testNow); err == nil {
+				t.Error("Add accepted a credential the application refuses")
+			}
+			msg := forgeCommit(t, s, committer, nil, false, func(c *Commit) {
+				c.Proposals = append(c.Proposals, ProposalOrRef{Type: ProposalOrRefTypeProposal,
+					Proposal: &Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: mallory.KeyPackage}}})
+			})
+			expectRefused(t, receiver, msg, "credential rejected")
+			// A Welcome whose tree holds a refused leaf is refused.
+			kp := newTestKeyPackage(t, s.rand, suite, "member-joiner")
+			out, err := committer.Add(s.rand, [][]byte{kpMessage(t, kp)}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			committer.DiscardPending()
+			strict := Config{ValidateCredential: func(c Credential, _ []byte) error {
+				if string(c.Identity) == s.names()[1] {
+					return errorf("revoked")
+				}
+				return nil
+			}}
+			if _, err := JoinFromWelcome(strict, out.Welcome, kp, nil, testNow); err == nil || !strings.Contains(err.Error(), "revoked") {
+				t.Errorf("join with a refused member in the tree: %v", err)
+			}
+			if _, err := JoinFromWelcome(testConfig(), out.Welcome, kp, nil, testNow); err != nil {
+				t.Errorf("join: %v", err)
+			}
+		})
+	}
+}

@@ -935,3 +935,88 @@ func BenchmarkHybridCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestGroupLateAndOutOfOrderMessages checks the bounded windows: messages
+// of a past epoch decrypt while that epoch is kept, messages within an
+// epoch decrypt out of order within the generation window, and neither
+// window is unbounded.
+func TestGroupLateAndOutOfOrderMessages(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 14)
+			s.add(s.names()[0], 2)
+			names := s.names()
+			sender, receiver := s.members[names[1]], s.members[names[2]]
+			late, err := sender.Protect(s.rand, []byte("late"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tooLate, err := sender.Protect(s.rand, []byte("too late"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				out, err := s.members[names[0]].Update(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.commit(names[0], out, nil)
+				if i == 1 {
+					ev, err := receiver.ProcessMessage(late, testNow)
+					if err != nil || string(ev.Data) != "late" || ev.Epoch != receiver.Epoch()-2 {
+						t.Fatalf("message of two epochs ago: %+v, %v", ev, err)
+					}
+				}
+			}
+			for range 2 {
+				out, err := s.members[names[0]].Update(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.commit(names[0], out, nil)
+			}
+			if _, err := receiver.ProcessMessage(tooLate, testNow); !errors.Is(err, ErrWrongEpoch) {
+				t.Errorf("message of five epochs ago (3 kept): err = %v, want ErrWrongEpoch", err)
+			}
+			// Out of order within the window; beyond it refused.
+			var msgs [][]byte
+			for i := range 40 {
+				m, err := sender.Protect(s.rand, fmt.Appendf(nil, "%d", i), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msgs = append(msgs, m)
+			}
+			// The secret tree keeps the keys of the 32 generations behind
+			// the newest one received.
+			for _, i := range []int{39, 10, 38, 7, 20} {
+				ev, err := receiver.ProcessMessage(msgs[i], testNow)
+				if err != nil || string(ev.Data) != fmt.Sprint(i) {
+					t.Fatalf("message %d out of order: %v", i, err)
+				}
+			}
+			if _, err := receiver.ProcessMessage(msgs[0], testNow); !errors.Is(err, ErrReplay) {
+				t.Errorf("message 39 generations behind: err = %v, want ErrReplay (key deleted)", err)
+			}
+			narrow := testConfig()
+			narrow.MaxGenerationGap = 10
+			st, err := receiver.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := UnmarshalGroup(narrow, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var far []byte
+			for range 60 {
+				if far, err = sender.Protect(s.rand, []byte("far"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := r.ProcessMessage(far, testNow); err == nil {
+				t.Error("message beyond the generation window accepted")
+			}
+		})
+	}
+}
