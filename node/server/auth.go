@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -317,6 +318,7 @@ func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeServi
 		return err
 	}
 	device, _ := args.Device()
+	device = bytes.Clone(device) // kept by the session beyond this call
 	sig, _ := args.Signature()
 	if len(device) != ed25519.PublicKeySize {
 		return proto.Errorf(proto.CodeInvalid, "authenticateDevice: device key of %d bytes, want %d", len(device), ed25519.PublicKeySize)
