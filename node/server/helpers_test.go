@@ -195,4 +195,6 @@ func must(t testing.TB, what string, err error) {
 
 var errTimeout = errors.New("timed out")
 
-func parseLeaf(c tls.Certificate) (*x509.Certificate, error) { return x509.ParseCertificate(c.Certificate[0]) }
+func parseLeaf(c tls.Certificate) (*x509.Certificate, error) {
+	return x509.ParseCertificate(c.Certificate[0])
+}
