@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,10 +31,8 @@ func TestTreeValidation(t *testing.T) {
 		t.Fatal("tree-validation.json has no entries")
 	}
 	counts := newSuiteCounts()
-	for i, tc := range tests {
-		ok := t.Run(fmt.Sprintf("%d/suite%d", i, tc.CipherSuite), func(t *testing.T) { testTreeValidation(t, &tc) })
-		counts.add(tc.CipherSuite, ok)
-	}
+	counts.runParallel(t, len(tests), func(i int) CipherSuite { return tests[i].CipherSuite },
+		func(t *testing.T, i int) { testTreeValidation(t, &tests[i]) })
 	counts.log(t, "tree-validation.json")
 }
 
@@ -101,6 +100,27 @@ type suiteCounts struct {
 
 func newSuiteCounts() *suiteCounts {
 	return &suiteCounts{passed: map[CipherSuite]int{}, total: map[CipherSuite]int{}}
+}
+
+// runParallel runs f for every entry as parallel subtests named by index
+// and suite, and counts the entries that passed.
+func (c *suiteCounts) runParallel(t *testing.T, n int, suite func(i int) CipherSuite, f func(t *testing.T, i int)) {
+	t.Helper()
+	var mu sync.Mutex
+	t.Run("entries", func(t *testing.T) {
+		for i := range n {
+			s := suite(i)
+			t.Run(fmt.Sprintf("%d/suite%d", i, s), func(t *testing.T) {
+				t.Parallel()
+				defer func() {
+					mu.Lock()
+					c.add(s, !t.Failed())
+					mu.Unlock()
+				}()
+				f(t, i)
+			})
+		}
+	})
 }
 
 func (c *suiteCounts) add(s CipherSuite, ok bool) {

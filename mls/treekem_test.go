@@ -56,10 +56,8 @@ func TestTreeKEM(t *testing.T) {
 		t.Fatal("treekem.json has no entries")
 	}
 	counts := newSuiteCounts()
-	for i, tc := range tests {
-		ok := t.Run(fmt.Sprintf("%d/suite%d", i, tc.CipherSuite), func(t *testing.T) { testTreeKEM(t, &tc, uint64(i)) })
-		counts.add(tc.CipherSuite, ok)
-	}
+	counts.runParallel(t, len(tests), func(i int) CipherSuite { return tests[i].CipherSuite },
+		func(t *testing.T, i int) { testTreeKEM(t, &tests[i], uint64(i)) })
 	counts.log(t, "treekem.json")
 }
 
