@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
 
 	capnp "capnproto.org/go/capnp/v3"
 
@@ -137,12 +136,13 @@ func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
 			}
 		}
 	}
-	if err := s.checkWelcome(ctx, added, welcome); err != nil {
+	refs, err := welcomeRefsFor(added, welcome)
+	if err != nil {
 		return err
 	}
 	r, err := srv.store.Commit(ctx, store.CommitRequest{
 		Group: id, Committer: s.device, Epoch: h.epoch, Message: msg,
-		Added: added, Removed: removed, Welcome: welcome,
+		Added: added, Removed: removed, Welcome: welcome, KeyPackageRefs: refs,
 	})
 	if err != nil {
 		return s.storeErr("commit", err)
@@ -156,52 +156,29 @@ func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
 	return setDataList(res.NewOverflowed, r.Overflowed)
 }
 
-// checkWelcome checks the Welcome against the added devices: required
-// iff devices are added, and its new_member references are exactly one
-// KeyPackage per added device, each fetched by this device. Added
-// devices must exist and not be revoked.
-func (s *session) checkWelcome(ctx context.Context, added [][]byte, welcome []byte) error {
-	srv := s.c.srv
+// welcomeRefs checks the Welcome's form against the added devices:
+// required iff devices are added, with one new_member reference per
+// added device. It returns the references; the store checks, in the
+// commit's transaction, that each names a KeyPackage this device
+// fetched for an added device (after its idempotence check, so a
+// resubmitted commit is still recognised).
+func welcomeRefsFor(added [][]byte, welcome []byte) ([][]byte, error) {
 	switch {
 	case len(added) == 0 && len(welcome) == 0:
-		return nil
+		return nil, nil
 	case len(added) == 0:
-		return proto.Errorf(proto.CodeInvalid, "commit: a Welcome without added devices")
+		return nil, proto.Errorf(proto.CodeInvalid, "commit: a Welcome without added devices")
 	case len(welcome) == 0:
-		return proto.Errorf(proto.CodeInvalid, "commit: added devices without a Welcome")
+		return nil, proto.Errorf(proto.CodeInvalid, "commit: added devices without a Welcome")
 	}
 	refs, err := welcomeRefs(welcome)
 	if err != nil {
-		return proto.Errorf(proto.CodeInvalid, "commit: Welcome: %v", err)
+		return nil, proto.Errorf(proto.CodeInvalid, "commit: Welcome: %v", err)
 	}
 	if len(refs) != len(added) {
-		return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome is for %d KeyPackages, the commit adds %d devices", len(refs), len(added))
+		return nil, proto.Errorf(proto.CodeInvalid, "commit: the Welcome is for %d KeyPackages, the commit adds %d devices", len(refs), len(added))
 	}
-	seen := make([]bool, len(added))
-	for _, ref := range refs {
-		dev, _, err := srv.store.FetchedKeyPackage(ctx, s.device, ref)
-		if errors.Is(err, store.ErrNotFound) {
-			return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome names a KeyPackage this device did not fetch")
-		}
-		if err != nil {
-			return s.storeErr("commit", err)
-		}
-		i := indexOf(added, dev)
-		if i < 0 || seen[i] {
-			return proto.Errorf(proto.CodeNotAcceptable, "commit: the Welcome's KeyPackages do not match the added devices")
-		}
-		seen[i] = true
-	}
-	for _, a := range added {
-		d, err := srv.store.Device(ctx, a)
-		if err != nil {
-			return s.storeErr("commit", err)
-		}
-		if d.Revoked {
-			return proto.Errorf(proto.CodeNotAcceptable, "commit: an added device is revoked")
-		}
-	}
-	return nil
+	return refs, nil
 }
 
 func indexOf(list [][]byte, v []byte) int {
