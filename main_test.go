@@ -2,10 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"qpchat/node/server"
 )
 
 // runCLI runs the command line in-process and returns exit code and output.
@@ -120,4 +132,78 @@ func TestLogFormat(t *testing.T) {
 			t.Errorf("--log-format %s --log-level info wrote %q", format, got)
 		}
 	}
+}
+
+// writeCAIssued writes a CA certificate, and a node certificate for
+// 127.0.0.1 signed by it, as PEM files in dir.
+func writeCAIssued(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caPub, caPriv, _ := ed25519.GenerateKey(rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caPub, caPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, pub, caPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "PRIVATE KEY", pkcs8)
+}
+
+func TestClientCA(t *testing.T) {
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeCAIssued(t, dir)
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	}()
+	addr, state := srv.Addr().String(), filepath.Join(dir, "state")
+
+	code, out, errs := runCLI(t, "client", "--server", addr, "--state-dir", state, "--ca", caFile, "ping")
+	if code != 0 || !strings.HasPrefix(out, "pong from "+addr) || errs != "" {
+		t.Fatalf("ping with --ca: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(state, "server-pins.json")); err == nil {
+		t.Error("a CA-verified ping pinned the key")
+	}
+
+	otherCA, _, _ := writeCAIssued(t, t.TempDir())
+	code, _, errs = runCLI(t, "client", "--server", addr, "--state-dir", state, "--ca", otherCA, "ping")
+	if code != exitError || !strings.Contains(errs, "not trusted by the given CA") {
+		t.Errorf("ping with another --ca: exit %d, stderr %q", code, errs)
+	}
+	code, _, errs = runCLI(t, "client", "--server", addr, "--state-dir", state, "--ca", keyFile, "ping")
+	if code != exitError || !strings.Contains(errs, "no PEM certificate") {
+		t.Errorf("ping with a --ca that holds no certificate: exit %d, stderr %q", code, errs)
+	}
+	oneErrorLine(t, errs)
 }
