@@ -57,11 +57,21 @@ func (*hybridKEM) String() string        { return "X25519+ML-KEM-768 (qpchat hyb
 type hybridPublicKey struct {
 	x   *ecdh.PublicKey
 	m   *mlkem768.PublicKey
-	raw []byte
+	enc []byte // x ‖ m, encoded by newHybridPublicKey
+}
+
+// newHybridPublicKey assembles a public key from its parts. Its encoding is
+// computed from the parts, never kept from a parser's input, so Bytes shows
+// what was decoded and the round-trip tests can fail.
+func newHybridPublicKey(x *ecdh.PublicKey, m *mlkem768.PublicKey) *hybridPublicKey {
+	enc := make([]byte, hybridPublicKeySize)
+	copy(enc, x.Bytes())
+	m.Pack(enc[hybridX25519Size:])
+	return &hybridPublicKey{x: x, m: m, enc: enc}
 }
 
 func (*hybridPublicKey) KEM() KEM         { return hybridInstance }
-func (pk *hybridPublicKey) Bytes() []byte { return append([]byte(nil), pk.raw...) }
+func (pk *hybridPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...) }
 
 type hybridPrivateKey struct {
 	seed []byte
@@ -173,7 +183,7 @@ func (*hybridKEM) NewPublicKey(b []byte) (PublicKey, error) {
 	if err := m.Unpack(b[hybridX25519Size:]); err != nil {
 		return nil, fmt.Errorf("kem: hybrid ML-KEM-768 encapsulation key: %w", err)
 	}
-	return &hybridPublicKey{x: x, m: m, raw: append([]byte(nil), b...)}, nil
+	return newHybridPublicKey(x, m), nil
 }
 
 // NewPrivateKey expands a 32-byte seed with SHAKE256 to the X25519 private
@@ -192,14 +202,11 @@ func (*hybridKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 		return nil, fmt.Errorf("kem: hybrid X25519 private key: %w", err)
 	}
 	mpk, msk := mlkem768.NewKeyFromSeed(expanded[hybridX25519Size:])
-	raw := make([]byte, hybridPublicKeySize)
-	copy(raw, x.PublicKey().Bytes())
-	mpk.Pack(raw[hybridX25519Size:])
 	return &hybridPrivateKey{
 		seed: append([]byte(nil), b...),
 		x:    x,
 		m:    msk,
-		pub:  &hybridPublicKey{x: x.PublicKey(), m: mpk, raw: raw},
+		pub:  newHybridPublicKey(x.PublicKey(), mpk),
 	}, nil
 }
 

@@ -216,7 +216,7 @@ func TestHybridRejectsBadX25519(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := sk.PublicKey().(*hybridPublicKey)
-	forged := &hybridPublicKey{x: x, m: p.m, raw: p.raw}
+	forged := newHybridPublicKey(x, p.m)
 	if _, _, err := k.Encap(rand.Reader, forged); err == nil {
 		t.Error("Encap to a low-order X25519 key succeeded")
 	}

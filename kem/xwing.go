@@ -50,11 +50,21 @@ func (*xwingKEM) String() string        { return "X-Wing" }
 type xwingPublicKey struct {
 	m   *mlkem768.PublicKey
 	x   *ecdh.PublicKey
-	raw []byte
+	enc []byte // m ‖ x, encoded by newXWingPublicKey
+}
+
+// newXWingPublicKey assembles a public key from its parts. Its encoding is
+// computed from the parts, never kept from a parser's input, so Bytes shows
+// what was decoded and the round-trip tests can fail.
+func newXWingPublicKey(m *mlkem768.PublicKey, x *ecdh.PublicKey) *xwingPublicKey {
+	enc := make([]byte, xwingPublicKeySize)
+	m.Pack(enc[:mlkem768.PublicKeySize])
+	copy(enc[mlkem768.PublicKeySize:], x.Bytes())
+	return &xwingPublicKey{m: m, x: x, enc: enc}
 }
 
 func (*xwingPublicKey) KEM() KEM         { return xwingInstance }
-func (pk *xwingPublicKey) Bytes() []byte { return append([]byte(nil), pk.raw...) }
+func (pk *xwingPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...) }
 
 type xwingPrivateKey struct {
 	seed []byte
@@ -85,7 +95,7 @@ func (*xwingKEM) NewPublicKey(b []byte) (PublicKey, error) {
 	if isLowOrderX25519(b[mlkem768.PublicKeySize:]) {
 		return nil, errors.New("kem: X-Wing X25519 public key has low order")
 	}
-	return &xwingPublicKey{m: m, x: x, raw: append([]byte(nil), b...)}, nil
+	return newXWingPublicKey(m, x), nil
 }
 
 // NewPrivateKey expands a 32-byte X-Wing seed (draft-connolly-cfrg-xwing-kem,
@@ -104,14 +114,11 @@ func (*xwingKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kem: X-Wing X25519 private key: %w", err)
 	}
-	raw := make([]byte, xwingPublicKeySize)
-	mpk.Pack(raw[:mlkem768.PublicKeySize])
-	copy(raw[mlkem768.PublicKeySize:], x.PublicKey().Bytes())
 	return &xwingPrivateKey{
 		seed: append([]byte(nil), b...),
 		m:    msk,
 		x:    x,
-		pub:  &xwingPublicKey{m: mpk, x: x.PublicKey(), raw: raw},
+		pub:  newXWingPublicKey(mpk, x.PublicKey()),
 	}, nil
 }
 
