@@ -160,8 +160,18 @@ func testMessageProtection(t *testing.T, s *cipherSuite, tc *messageProtectionVe
 		{"application", ContentTypeApplication, tc.Application, nil, tc.ApplicationPriv},
 	}
 	for _, c := range cases {
-		if c.pub != nil {
+		// Every field of the vector is checked: proposal_pub and
+		// commit_pub must be present (application data has no
+		// PublicMessage form, RFC 9420, Section 6.2).
+		switch {
+		case c.ct == ContentTypeApplication:
+		case c.pub == nil:
+			t.Errorf("%s_pub missing from the vector", c.name)
+		default:
 			testPublicVector(t, f, c.name, c.ct, c.raw, c.pub)
+		}
+		if c.raw == nil || c.priv == nil {
+			t.Fatalf("%s or %s_priv missing from the vector", c.name, c.name)
 		}
 		testPublicRoundTrip(t, f, c.name, c.ct, c.raw)
 		testPrivateVector(t, f, c.name, c.ct, c.raw, c.priv)
