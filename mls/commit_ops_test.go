@@ -380,3 +380,36 @@ func TestRefuseCredentialRejectedByApplication(t *testing.T) {
 		})
 	}
 }
+
+func TestRefuseReInit(t *testing.T) {
+	s, committer, receiver := newRefusalSim(t, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	reinit := &Proposal{Type: ProposalTypeReInit, ReInit: &ReInitProposal{
+		GroupID: []byte("new group"), Version: ProtocolVersionMLS10, CipherSuite: committer.CipherSuite()}}
+	if _, err := committer.Propose(s.rand, reinit, testNow); !errors.Is(err, errReInit) {
+		t.Errorf("Propose(ReInit): err = %v, want errReInit", err)
+	}
+	msg := forgeCommit(t, s, committer, nil, true, func(c *Commit) {
+		c.Proposals = []ProposalOrRef{{Type: ProposalOrRefTypeProposal, Proposal: reinit}}
+	})
+	expectRefused(t, receiver, msg, errReInit)
+}
+
+func TestRefuseUnknownProposalReference(t *testing.T) {
+	s, committer, receiver := newRefusalSim(t, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	msg := forgeCommit(t, s, committer, nil, true, func(c *Commit) {
+		c.Proposals = append(c.Proposals, ProposalOrRef{Type: ProposalOrRefTypeReference,
+			Reference: make(ProposalRef, committer.cs.nh)})
+	})
+	expectRefused(t, receiver, msg, ErrUnknownProposal)
+}
+
+func TestRefuseCommitRemovingCommitter(t *testing.T) {
+	s, committer, receiver := newRefusalSim(t, CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	if _, err := committer.Remove(s.rand, []uint32{committer.OwnLeaf()}, testNow); err == nil {
+		t.Error("a commit removing its committer was created")
+	}
+	msg := forgeCommit(t, s, committer, nil, true, func(c *Commit) {
+		c.Proposals = append(c.Proposals, ProposalOrRef{Type: ProposalOrRefTypeProposal, Proposal: removeOf(committer.OwnLeaf())})
+	})
+	expectRefused(t, receiver, msg, "removes the committer")
+}

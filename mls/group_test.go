@@ -1020,3 +1020,35 @@ func TestGroupLateAndOutOfOrderMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupContextExtensions changes the GroupContext extensions by commit
+// (RFC 9420, Section 12.1.7) and checks every member applies them, and
+// that an extension a member does not support is refused.
+func TestGroupContextExtensions(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 15)
+			s.add(s.names()[0], 2)
+			names := s.names()
+			appID, err := ApplicationID("qpchat test").Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exts := Extensions{{Type: ExtensionTypeApplicationID, Data: appID}}
+			out, err := s.members[names[1]].Commit(s.rand, &CommitOptions{Extensions: exts}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.commit(names[1], out, nil)
+			for name, g := range s.members {
+				if got, ok := g.Extensions().Find(ExtensionTypeApplicationID); !ok || !bytes.Equal(got, appID) {
+					t.Errorf("%s: extensions %v", name, g.Extensions())
+				}
+			}
+			unsupported := Extensions{{Type: 0xff00, Data: []byte{1}}}
+			if _, err := s.members[names[0]].Commit(s.rand, &CommitOptions{Extensions: unsupported}, testNow); err == nil {
+				t.Error("commit with an extension no member supports was created")
+			}
+		})
+	}
+}
