@@ -146,7 +146,7 @@ func (cs CipherSuite) Supported() bool {
 	return ok
 }
 
-// hashOf returns Hash(data) with the suite hash.
+// hashOf returns Hash(data) with the suite hash (RFC 9420, Section 5.1).
 func (s *cipherSuite) hashOf(data []byte) []byte {
 	h := s.newHash()
 	h.Write(data)
@@ -161,7 +161,8 @@ func (s *cipherSuite) mac(key, data []byte) []byte {
 	return m.Sum(nil)
 }
 
-// verifyMAC reports in constant time whether tag is MAC(key, data).
+// verifyMAC reports in constant time whether tag is MAC(key, data)
+// (RFC 9420, Section 5.1), as confirmation tags are checked (Section 6.1).
 func (s *cipherSuite) verifyMAC(key, data, tag []byte) bool {
 	return hmac.Equal(s.mac(key, data), tag)
 }

@@ -154,7 +154,11 @@ const fuzzSeedEntries = 3
 
 // addMessageSeeds adds pick's values from the first messages.json entries
 // as fuzz seeds. Seeds are optional: without the vector folder the fuzz
-// target still runs on its hand-written seeds, so this never skips.
+// target still runs on its hand-written seeds, so this never skips (as
+// vectors.Load would). The folder is found as vectors.Dir finds it, and a
+// present folder without a readable messages.json fails the target. Only
+// the entries used are decoded, not the whole 2.6 MB file, which every
+// fuzz target and fuzz worker would otherwise parse.
 func addMessageSeeds(f *testing.F, pick func(*messagesVector) [][]byte) {
 	f.Helper()
 	dir := os.Getenv("QPCHAT_MLS_VECTORS")
@@ -165,13 +169,16 @@ func addMessageSeeds(f *testing.F, pick func(*messagesVector) [][]byte) {
 		}
 		dir = filepath.Join(filepath.Dir(root), "shared", "mls-test-vectors")
 	}
-	file, err := os.Open(filepath.Join(dir, "messages.json"))
-	if err != nil {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return
 	}
+	file, err := os.Open(filepath.Join(dir, "messages.json"))
+	if err != nil {
+		f.Fatalf("vectors: %v", err)
+	}
 	defer file.Close()
-	// Decode only the entries used, not the whole 2.6 MB file.
 	dec := json.NewDecoder(file)
+	dec.DisallowUnknownFields()
 	if _, err := dec.Token(); err != nil {
 		f.Fatalf("messages.json: %v", err)
 	}

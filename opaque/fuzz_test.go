@@ -2,7 +2,6 @@ package opaque
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,22 +55,20 @@ func fuzzFixtures(tb testing.TB) []*fuzzFixture {
 }
 
 // vectorSeeds returns the messages of the RFC 9807 vectors when the folder
-// is present (it does not skip the fuzz target when it is not).
-func vectorSeeds() [][]byte {
+// is present. It does not skip the fuzz target when the folder is absent
+// (vectors.Load would), but once the folder is there the file is read
+// through vectors.Load, so a missing or malformed file fails the target.
+func vectorSeeds(f *testing.F) [][]byte {
 	dir := os.Getenv("QPCHAT_OPAQUE_VECTORS")
 	if dir == "" {
 		dir = filepath.Join(filepath.Dir(vectors.ModuleRoot()), "shared", "opaque-test-vectors")
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "rfc9807-vectors.json"))
-	if err != nil {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil
 	}
-	var v rfc9807Vectors
-	if json.Unmarshal(b, &v) != nil {
-		return nil
-	}
+	v := loadRFC9807Vectors(f)
 	var out [][]byte
-	for _, tv := range v.Vectors {
+	for _, tv := range v {
 		o := tv.Outputs
 		for _, m := range [][]byte{o.RegistrationRequest, o.RegistrationResponse, o.RegistrationUpload, o.KE1, o.KE2, o.KE3, tv.Inputs.KE1} {
 			if m != nil {
@@ -99,7 +96,7 @@ func fuzzDecoder[T marshaler](f *testing.F, kind string,
 		}
 		f.Add(fx.seeds[kind][1:])
 	}
-	for _, s := range vectorSeeds() {
+	for _, s := range vectorSeeds(f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
