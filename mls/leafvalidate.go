@@ -56,6 +56,9 @@ func (c *Capabilities) supportsExtension(t ExtensionType) bool {
 // lifetime, extensions listed in the capabilities, the expected source,
 // and unique signature and encryption keys.
 func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
+	if leaf == nil {
+		return errors.New("mls: blank leaf node")
+	}
 	if err := t.verifyLeafSignature(leaf, v.groupID, v.index); err != nil {
 		return err
 	}

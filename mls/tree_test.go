@@ -379,6 +379,10 @@ func TestValidateLeafRejects(t *testing.T) {
 		}
 	}
 
+	if err := tree.validateLeaf(nil, addCheck()); err == nil {
+		t.Error("validateLeaf(nil) succeeded")
+	}
+
 	// A credential type the members do not support.
 	x509 := *newcomer.leaf
 	x509.Credential = Credential{Type: CredentialTypeX509, Certificates: [][]byte{{1}}}
