@@ -180,19 +180,26 @@ func mustHex(s string) []byte {
 	return b
 }
 
+// keyAndEncap returns a fresh key pair of k and one encapsulation to it.
+func keyAndEncap(t *testing.T, k KEM) (sk PrivateKey, sharedSecret, enc []byte) {
+	t.Helper()
+	sk, err := k.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharedSecret, enc, err = k.Encap(rand.Reader, sk.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk, sharedSecret, enc
+}
+
 // TestHybridRejectsBadX25519 checks that non-canonical and low-order X25519
 // values are refused in public keys (NewPublicKey), in ephemerals (Decap)
 // and, for a key that bypassed parsing, by Encap.
 func TestHybridRejectsBadX25519(t *testing.T) {
 	k := HybridX25519MLKEM768()
-	sk, err := k.GenerateKeyPair(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, enc, err := k.Encap(rand.Reader, sk.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk, _, enc := keyAndEncap(t, k)
 	for name, bad := range badX25519() {
 		pk := sk.PublicKey().Bytes()
 		copy(pk, bad)
@@ -301,14 +308,7 @@ func TestHybridTamper(t *testing.T) {
 func TestHybridReencodingCaveat(t *testing.T) {
 	p := x25519P()
 	for _, k := range []KEM{HybridX25519MLKEM768(), XWing()} {
-		sk, err := k.GenerateKeyPair(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ss, enc, err := k.Encap(rand.Reader, sk.PublicKey())
-		if err != nil {
-			t.Fatal(err)
-		}
+		sk, ss, enc := keyAndEncap(t, k)
 		// X25519 ephemeral: first 32 bytes in the hybrid, last 32 in X-Wing.
 		off := 0
 		if k.ID() == KEMXWing {
@@ -417,14 +417,7 @@ func TestXWingMatchesCircl(t *testing.T) {
 // public keys and ephemerals (all-zero shared secret), as crypto/hpke does.
 func TestXWingRejectsLowOrder(t *testing.T) {
 	k := XWing()
-	sk, err := k.GenerateKeyPair(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, enc, err := k.Encap(rand.Reader, sk.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sk, _, enc := keyAndEncap(t, k)
 	for name, bad := range badX25519() {
 		if !strings.Contains(name, "low order") && !strings.Contains(name, "order-8") {
 			continue
