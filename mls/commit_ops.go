@@ -463,6 +463,14 @@ func (g *Group) processCommit(ac *AuthenticatedContent, now time.Time) (*Event, 
 	if err != nil {
 		return nil, err
 	}
+	// Section 12.4.3.2: the Remove of an external commit may only remove
+	// the joiner's own earlier leaf (a member rejoining).
+	if external && len(eff.removed) > 0 {
+		old := &LeafNode{Credential: eff.removed[0].Credential}
+		if err := sameIdentity(old, st.tree.leaf(st.sender)); err != nil {
+			return nil, errors.New("mls: external commit removes another member")
+		}
+	}
 	defer clear(commitSecret)
 	st.priv.prune(tree)
 	st.ctx.TreeHash = tree.treeHash()
