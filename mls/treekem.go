@@ -418,6 +418,9 @@ func (k *treePrivateKeys) dropDirectPath(t *ratchetTree, l leafIndex) {
 //
 // It mutates t even on error: callers work on clones.
 func (t *ratchetTree) applyUpdatePath(sender leafIndex, up *UpdatePath, v *leafValidation) error {
+	if up == nil {
+		return errors.New("mls: no update path")
+	}
 	if t.leaf(sender) == nil {
 		return fmt.Errorf("mls: update path from blank leaf %d", sender)
 	}
@@ -470,6 +473,9 @@ func (t *ratchetTree) decryptUpdatePath(own *treePrivateKeys, sender leafIndex, 
 // decryptPathSecret is decryptUpdatePath that also returns the path secret
 // decrypted at the common ancestor.
 func (t *ratchetTree) decryptPathSecret(own *treePrivateKeys, sender leafIndex, up *UpdatePath, excluded []leafIndex, context []byte) (pathSecret, commitSecret []byte, err error) {
+	if up == nil {
+		return nil, nil, errors.New("mls: no update path")
+	}
 	if own.leaf == sender {
 		return nil, nil, errors.New("mls: cannot decrypt one's own update path")
 	}
