@@ -91,6 +91,10 @@ type CommitOptions struct {
 	// ForcePath includes an UpdatePath even when no proposal needs one,
 	// refreshing the committer's leaf and path (a full commit).
 	ForcePath bool
+	// OmitTreeInWelcome leaves the ratchet tree out of the Welcome; the
+	// new members then need it out of band (Group.RatchetTree after
+	// MergePending).
+	OmitTreeInWelcome bool
 }
 
 // Add commits the addition of the members whose KeyPackages (serialized
@@ -130,7 +134,7 @@ func (g *Group) Commit(rand io.Reader, opts *CommitOptions, now time.Time) (*Com
 	if err != nil {
 		return nil, err
 	}
-	return g.createCommit(rand, byValue, opts.ForcePath, now, nil)
+	return g.createCommit(rand, byValue, opts.ForcePath, opts.OmitTreeInWelcome, now, nil)
 }
 
 // proposalsFor turns CommitOptions into proposals by value.
@@ -170,7 +174,7 @@ func parseKeyPackageMessage(b []byte) (*KeyPackage, error) {
 
 // createCommit implements RFC 9420, Section 12.4.1. tamper, when not nil,
 // changes the Commit before it is signed; tests use it to forge commits.
-func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool, now time.Time, tamper func(*Commit)) (*CommitOutput, error) {
+func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath, omitTree bool, now time.Time, tamper func(*Commit)) (*CommitOutput, error) {
 	self := Sender{Type: SenderTypeMember, LeafIndex: g.own()}
 
 	// Proposals: those received by reference that fit in the list, then
@@ -251,7 +255,7 @@ func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool
 	for _, r := range eff.removed {
 		out.Removed = append(out.Removed, r.Leaf)
 	}
-	out.Welcome, err = g.welcomeFor(rand, st, eff.added)
+	out.Welcome, err = g.welcomeFor(rand, st, eff.added, !omitTree)
 	st.zeroCommitterSecrets()
 	if err != nil {
 		return nil, err

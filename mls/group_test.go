@@ -738,3 +738,47 @@ func TestGroupContextExtensions(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupWelcomeWithoutTree adds a member with a Welcome that leaves out
+// the ratchet tree, which the joiner then gets out of band.
+func TestGroupWelcomeWithoutTree(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 16)
+			s.add(s.names()[0], 2)
+			names := s.names()
+			name := s.newIdentity()
+			kp := newTestKeyPackage(t, s.rand, suite, name)
+			committer := s.members[names[1]]
+			out, err := committer.Commit(s.rand, &CommitOptions{KeyPackages: [][]byte{kpMessage(t, kp)}, OmitTreeInWelcome: true}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := JoinFromWelcome(testConfig(), out.Welcome, kp, nil, testNow); err == nil {
+				t.Fatal("joined without any ratchet tree")
+			}
+			// Apply the commit everywhere, then join with the tree given
+			// out of band.
+			for n, m := range s.members {
+				if n == names[1] {
+					if _, err := m.MergePending(); err != nil {
+						t.Fatal(err)
+					}
+				} else if _, err := m.ProcessMessage(out.Commit, testNow); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tree, err := committer.RatchetTree()
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := JoinFromWelcome(testConfig(), out.Welcome, kp, tree, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.members[name] = g
+			s.checkAgreement()
+			s.broadcast(name, []byte("tree out of band"))
+		})
+	}
+}

@@ -260,12 +260,15 @@ func findOwnLeaf(t *ratchetTree, leaf *LeafNode) (leafIndex, error) {
 // the welcome key, and GroupSecrets encrypted to each new member's init key
 // with its path secret (the secret of the lowest common ancestor of the
 // committer and the new member, when the commit has a path).
-func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMember) ([]byte, error) {
+//
+// withTree puts the ratchet tree in the GroupInfo's ratchet_tree extension;
+// without it, new members need the tree out of band (RatchetTree).
+func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMember, withTree bool) ([]byte, error) {
 	if len(newMembers) == 0 {
 		return nil, nil
 	}
 	cs := g.cs
-	gi, err := g.newGroupInfo(rand, st, true)
+	gi, err := g.newGroupInfo(rand, st, withTree)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +354,11 @@ func externalPub(cs *cipherSuite, externalSecret []byte) ([]byte, error) {
 	}
 	return sk.PublicKey().Bytes(), nil
 }
+
+// RatchetTree returns the current ratchet tree, encoded as the body of the
+// ratchet_tree extension (RFC 9420, Section 12.4.3.3), for joiners that
+// get it out of band.
+func (g *Group) RatchetTree() ([]byte, error) { return g.tree.Marshal() }
 
 // GroupInfo returns a signed GroupInfo of the current epoch as a
 // serialized MLSMessage (RFC 9420, Section 12.4.3), with the external_pub
