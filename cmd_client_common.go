@@ -159,6 +159,11 @@ func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.St
 	}
 	st, err := nc.OpenState(opts)
 	clear(pass)
+	if err == nil {
+		if err = st.Check(); err != nil {
+			st.Close()
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
 		return nil, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)

@@ -269,10 +269,20 @@ func (e *Event) marshal() []byte {
 
 func parseEvent(b []byte) (*Event, error) {
 	r := readRec(b)
-	e := &Event{Kind: EventKind(r.u16()), Group: r.bytes(), Sender: r.str(), DeviceID: r.bytes(), Outgoing: r.boolean(),
+	kind := r.u16()
+	if kind > 0xff {
+		return nil, errRecord
+	}
+	e := &Event{Kind: EventKind(kind), Group: r.bytes(), Sender: r.str(), DeviceID: r.bytes(), Outgoing: r.boolean(),
 		Time: int64(r.u64()), Epoch: r.u64(), Text: r.str()}
 	for _, u := range r.list() {
 		e.Users = append(e.Users, string(u))
 	}
-	return e, r.end()
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	if e.Kind < EventMessage || e.Kind > EventKeyRotated {
+		return nil, errRecord
+	}
+	return e, nil
 }

@@ -120,18 +120,19 @@ func OpenState(opts StateOptions) (*State, error) {
 // Close closes the file.
 func (s *State) Close() error { return s.db.Close() }
 
-func getProfile(tx *store.Tx, key []byte) []byte {
+func getU64(tx *store.Tx, key []byte) (uint64, error) {
 	v, err := tx.Bucket(bProfile).Get(key)
-	if err != nil {
-		return nil
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
 	}
-	return v
-}
-
-func getU64(tx *store.Tx, key []byte) uint64 {
-	v := getProfile(tx, key)
-	n, _ := store.ParseSeqKey(v)
-	return n
+	if err != nil {
+		return 0, err
+	}
+	n, ok := store.ParseSeqKey(v)
+	if !ok {
+		return 0, errRecord
+	}
+	return n, nil
 }
 
 // Pin implements rpc.PinStore with the pins kept in the state.
@@ -177,18 +178,33 @@ func (p *Profile) DeviceKey() []byte {
 func (s *State) Profile() (*Profile, error) {
 	p := &Profile{}
 	err := s.db.View(func(tx *store.Tx) error {
-		p.User = string(getProfile(tx, kUser))
-		p.UserKey = getProfile(tx, kUserKey)
-		if seed := getProfile(tx, kUserSecret); len(seed) == ed25519.SeedSize {
-			p.UserSecret = ed25519.NewKeyFromSeed(seed)
-			clear(seed)
+		b := tx.Bucket(bProfile)
+		get := func(k []byte) ([]byte, error) {
+			v, err := b.Get(k)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil
+			}
+			return v, err
 		}
-		if seed := getProfile(tx, kDevice); len(seed) == ed25519.SeedSize {
-			p.Device = ed25519.NewKeyFromSeed(seed)
-			clear(seed)
+		var user, server, userSecret, device []byte
+		var err error
+		for _, f := range []struct {
+			k   []byte
+			out *[]byte
+		}{{kUser, &user}, {kUserKey, &p.UserKey}, {kUserSecret, &userSecret}, {kDevice, &device}, {kCert, &p.Cert}, {kServer, &server}} {
+			if *f.out, err = get(f.k); err != nil {
+				return err
+			}
 		}
-		p.Cert = getProfile(tx, kCert)
-		p.Server = string(getProfile(tx, kServer))
+		p.User, p.Server = string(user), string(server)
+		if len(userSecret) == ed25519.SeedSize {
+			p.UserSecret = ed25519.NewKeyFromSeed(userSecret)
+		}
+		if len(device) == ed25519.SeedSize {
+			p.Device = ed25519.NewKeyFromSeed(device)
+		}
+		clear(userSecret)
+		clear(device)
 		return nil
 	})
 	return p, err
@@ -325,7 +341,11 @@ func (s *State) Events(after uint64, limit int) ([]*Event, error) {
 // ReadSeq is the last history entry shown by recv.
 func (s *State) ReadSeq() (uint64, error) {
 	var n uint64
-	err := s.db.View(func(tx *store.Tx) error { n = getU64(tx, kReadSeq); return nil })
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		n, err = getU64(tx, kReadSeq)
+		return err
+	})
 	return n, err
 }
 
@@ -337,6 +357,44 @@ func (s *State) SetReadSeq(n uint64) error {
 // LastSeq is the sequence number of the last delivery applied.
 func (s *State) LastSeq() (uint64, error) {
 	var n uint64
-	err := s.db.View(func(tx *store.Tx) error { n = getU64(tx, kLastSeq); return nil })
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		n, err = getU64(tx, kLastSeq)
+		return err
+	})
 	return n, err
+}
+
+// Check opens every record of the state, so that a damaged or tampered
+// file is reported (store.ErrCorrupt) before anything is done with it.
+func (s *State) Check() error {
+	var walk func(b *store.Bucket) error
+	walk = func(b *store.Bucket) error {
+		c := b.Cursor()
+		for k, v, err := c.First(); k != nil; k, v, err = c.Next() {
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					if err := walk(nb); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
+	return s.db.View(func(tx *store.Tx) error {
+		for _, name := range [][]byte{bProfile, bServers, bPeers, bKPs, bGroups, bNames, bEvents} {
+			b := tx.Bucket(name)
+			if b == nil {
+				return fmt.Errorf("client: state bucket %s missing: %w", name, store.ErrCorrupt)
+			}
+			if err := walk(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

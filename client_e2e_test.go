@@ -1,0 +1,385 @@
+package main
+
+// End-to-end tests of the client commands: the real binary, one process
+// per command, against a `qpchat serve` process.
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cliUser runs client commands as one profile.
+type cliUser struct {
+	t       *testing.T
+	name    string
+	profile string
+	env     []string
+	device  string // fingerprint printed by register-state
+}
+
+// clientEnv is the environment of client processes: a private state
+// directory and passphrase, and the cheap test KDF.
+func clientEnv(t *testing.T, n *node, stateDir string) []string {
+	return append(testEnv(t), "QPCHAT_SERVER="+n.addr, "QPCHAT_STATE_DIR="+stateDir,
+		"QPCHAT_PASSPHRASE=state pass", "QPCHAT_INSECURE_TEST_KDF=1")
+}
+
+func (u *cliUser) args(args []string) []string { return append([]string{"--profile", u.profile}, args...) }
+
+// try runs a command and returns its result.
+func (u *cliUser) try(args ...string) (int, string, string) {
+	u.t.Helper()
+	return client(u.t, u.env, u.args(args)...)
+}
+
+// run runs a command that must succeed and returns its stdout.
+func (u *cliUser) run(args ...string) string {
+	u.t.Helper()
+	code, out, errs := u.try(args...)
+	if code != 0 {
+		u.t.Fatalf("%s: qpchat client %s: exit %d\nstdout: %s\nstderr: %s", u.profile, strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// jsonLines runs a command with --json and decodes its lines.
+func (u *cliUser) jsonLines(args ...string) []map[string]any {
+	u.t.Helper()
+	out := u.run(append(args, "--json")...)
+	var res []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			u.t.Fatalf("%s: output line %q is not JSON: %v", strings.Join(args, " "), l, err)
+		}
+		res = append(res, m)
+	}
+	return res
+}
+
+// messages runs recv and returns "group sender: text" of each message.
+func (u *cliUser) messages() []string {
+	u.t.Helper()
+	var out []string
+	for _, m := range u.jsonLines("recv") {
+		if m["event"] == "message" {
+			out = append(out, m["group"].(string)+" "+m["sender"].(string)+": "+m["text"].(string))
+		}
+	}
+	return out
+}
+
+func (u *cliUser) wantMessages(want ...string) {
+	u.t.Helper()
+	got := u.messages()
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		u.t.Errorf("%s received %q, want %q", u.profile, got, want)
+	}
+}
+
+// newCLIUser registers a user, logs in and sets up a device.
+func newCLIUser(t *testing.T, n *node, stateDir, name string) *cliUser {
+	t.Helper()
+	u := &cliUser{t: t, name: name, profile: name, env: append(clientEnv(t, n, stateDir), "QPCHAT_PASSWORD=password of "+name)}
+	u.run("register-user", name, "--server-fingerprint", n.fingerprint)
+	u.setupDevice()
+	return u
+}
+
+func (u *cliUser) setupDevice() {
+	u.t.Helper()
+	res := u.jsonLines("register-state")
+	if len(res) != 1 || !strings.HasPrefix(res[0]["device"].(string), "sha256:") {
+		u.t.Fatalf("register-state printed %v", res)
+	}
+	u.device = res[0]["device"].(string)
+}
+
+// otherDevice sets up a second profile for the same user.
+func (u *cliUser) otherDevice(profile string) *cliUser {
+	u.t.Helper()
+	d := &cliUser{t: u.t, name: u.name, profile: profile, env: u.env}
+	d.run("login", u.name)
+	d.setupDevice()
+	return d
+}
+
+func TestClientThreeUsers(t *testing.T) {
+	dir := t.TempDir()
+	data, state := filepath.Join(dir, "data"), filepath.Join(dir, "state")
+	n := startNode(t, "127.0.0.1:0", data)
+	alice, bob, carol := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob"), newCLIUser(t, n, state, "carol")
+	if out := alice.run("login", "alice"); !strings.Contains(out, "logged in as alice") {
+		t.Errorf("login printed %q", out)
+	}
+
+	// The fingerprint fetch-key shows for Bob's device is the one Bob's
+	// register-state printed; both sides see one safety number.
+	var devices []string
+	for _, l := range alice.jsonLines("fetch-key", "bob") {
+		if d, ok := l["device"].(string); ok {
+			devices = append(devices, d)
+		}
+	}
+	if len(devices) != 1 || devices[0] != bob.device {
+		t.Errorf("fetch-key bob shows devices %v, register-state printed %s", devices, bob.device)
+	}
+	sa := alice.jsonLines("verify", "bob")[0]["safety_number"]
+	sb := bob.jsonLines("verify", "alice")[0]["safety_number"]
+	if sa == nil || sa != sb {
+		t.Errorf("safety numbers differ: alice sees %v, bob sees %v", sa, sb)
+	}
+	alice.run("verify", "bob", "--accept")
+
+	alice.run("create-group", "friends")
+	alice.run("invite", "friends", "bob")
+	if out := bob.run("join"); !strings.Contains(out, "[friends] joined, invited by alice") {
+		t.Errorf("bob join printed %q", out)
+	}
+	alice.run("invite", "friends", "carol")
+	if out := carol.run("join"); !strings.Contains(out, "invited by alice") {
+		t.Errorf("carol join printed %q", out)
+	}
+	alice.run("send", "friends", "one", "from", "alice")
+	bob.run("send", "friends", "two from bob")
+	cmd := exec.Command(qpchatBinary(t), append([]string{"client"}, carol.args([]string{"send", "friends"})...)...)
+	cmd.Env, cmd.Stdin = carol.env, strings.NewReader("three from carol (stdin)\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("send from stdin: %v: %s", err, out)
+	}
+	alice.wantMessages("friends bob: two from bob", "friends carol: three from carol (stdin)")
+	bob.wantMessages("friends alice: one from alice", "friends carol: three from carol (stdin)")
+	carol.wantMessages("friends alice: one from alice", "friends bob: two from bob")
+
+	// The node is killed mid-way and restarted; everyone carries on.
+	alice.run("send", "friends", "before the crash")
+	n.cmd.Process.Kill()
+	<-n.exited
+	n2 := startNode(t, n.addr, data)
+	if n2.fingerprint != n.fingerprint {
+		t.Fatalf("restarted node has key %s, was %s", n2.fingerprint, n.fingerprint)
+	}
+	bob.wantMessages("friends alice: before the crash")
+	bob.run("update", "friends")
+	carol.run("send", "friends", "after the restart")
+	alice.wantMessages("friends carol: after the restart")
+	bob.wantMessages("friends carol: after the restart")
+
+	// Carol is removed: she is told, and reads nothing that follows.
+	alice.run("remove", "friends", "carol")
+	alice.run("send", "friends", "carol cannot read this")
+	bob.wantMessages("friends alice: carol cannot read this")
+	var removed bool
+	for _, m := range carol.jsonLines("recv") {
+		if m["event"] == "message" && m["text"] == "carol cannot read this" {
+			t.Errorf("carol read %v after her removal", m)
+		}
+		removed = removed || m["event"] == "removed"
+	}
+	if !removed {
+		t.Error("carol was not told she was removed")
+	}
+	if code, _, errs := carol.try("send", "friends", "x"); code == 0 {
+		t.Error("carol could still send to friends")
+	} else {
+		oneErrorLine(t, errs)
+	}
+	members := alice.jsonLines("members", "friends")
+	if len(members) != 2 {
+		t.Errorf("members after removal: %v", members)
+	}
+	for _, m := range members {
+		if m["user"] == "bob" && m["verified"] != true {
+			t.Errorf("bob is not shown verified: %v", m)
+		}
+	}
+	ga, gb := alice.jsonLines("groups")[0], bob.jsonLines("groups")[0]
+	if ga["epoch"] != gb["epoch"] || ga["suite"] != "0xfa01" {
+		t.Errorf("groups: alice %v, bob %v", ga, gb)
+	}
+}
+
+func TestClientConcurrentCommits(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	bob.run("join")
+
+	// Both prepare a commit on the same epoch and wait; then both submit.
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	holds := []string{filepath.Join(dir, "hold-alice"), filepath.Join(dir, "hold-bob")}
+	for i, u := range []*cliUser{alice, bob} {
+		c := exec.Command(qpchatBinary(t), append([]string{"client"}, u.args([]string{"update", "g"})...)...)
+		c.Env = append(u.env, "QPCHAT_TEST_HOLD_COMMIT="+holds[i])
+		var b bytes.Buffer
+		c.Stdout, c.Stderr = &b, &b
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, c), append(outs, &b)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, h := range holds {
+		for {
+			if _, err := os.Stat(h + ".ready"); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the commits were not prepared in time")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, h := range holds {
+		os.WriteFile(h, nil, 0o600)
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("update %d: %v: %s", i, err, outs[i])
+		}
+	}
+	alice.run("send", "g", "same epoch?")
+	bob.wantMessages("g alice: same epoch?")
+	ga, gb := alice.jsonLines("groups")[0], bob.jsonLines("groups")[0]
+	if ga["epoch"] != float64(3) || gb["epoch"] != float64(3) {
+		t.Errorf("epochs after two updates: alice %v, bob %v; want 3 (both commits applied)", ga["epoch"], gb["epoch"])
+	}
+}
+
+func TestClientDM(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob, carol := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob"), newCLIUser(t, n, state, "carol")
+	alice.run("dm", "bob", "psst")
+	bob.wantMessages("dm:alice alice: psst")
+	bob.run("dm", "alice", "hi back")
+	alice.wantMessages("dm:bob bob: hi back")
+	alice.run("dm", "bob", "again")
+	bob.wantMessages("dm:alice alice: again")
+	if gs := alice.jsonLines("groups"); len(gs) != 1 || gs[0]["dm"] != "bob" {
+		t.Errorf("alice's groups: %v, want one dm channel reused", gs)
+	}
+	if got := carol.messages(); len(got) != 0 {
+		t.Errorf("carol read %q", got)
+	}
+	if out := carol.run("groups"); out != "" {
+		t.Errorf("carol is in groups: %q", out)
+	}
+}
+
+func TestClientTwoDevices(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	bob2 := bob.otherDevice("bob-laptop")
+	if ds := bob.jsonLines("devices"); len(ds) != 2 {
+		t.Errorf("devices: %v", ds)
+	}
+	alice.run("create-group", "g")
+	if res := alice.jsonLines("invite", "g", "bob"); res[0]["devices"] != float64(2) {
+		t.Errorf("invite bob added %v devices, want 2", res[0]["devices"])
+	}
+	bob.run("join")
+	bob2.run("join")
+	alice.run("send", "g", "to both")
+	bob.wantMessages("g alice: to both")
+	bob2.wantMessages("g alice: to both")
+
+	res := bob.jsonLines("revoke-device", bob2.device)
+	if len(res) != 1 || res[0]["revoked"] != bob2.device {
+		t.Errorf("revoke-device printed %v", res)
+	}
+	alice.run("send", "g", "only one")
+	bob.wantMessages("g alice: only one")
+	if code, _, errs := bob2.try("recv"); code == 0 {
+		t.Error("a revoked device could still fetch")
+	} else {
+		oneErrorLine(t, errs)
+	}
+	if ms := alice.jsonLines("members", "g"); len(ms) != 2 {
+		t.Errorf("members after revocation: %v", ms)
+	}
+}
+
+func TestClientBadInput(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	n := startNode(t, "127.0.0.1:0", data)
+	state := filepath.Join(dir, "state")
+	alice := newCLIUser(t, n, state, "alice")
+	alice.run("create-group", "g")
+
+	fails := func(what, wantErr string, env []string, args ...string) {
+		t.Helper()
+		code, out, errs := client(t, env, alice.args(args)...)
+		if code == 0 || !strings.Contains(errs, wantErr) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want a failure saying %q", what, code, out, errs, wantErr)
+		}
+		oneErrorLine(t, errs)
+	}
+	fails("wrong passphrase", "wrong state passphrase", append(alice.env, "QPCHAT_PASSPHRASE=wrong"), "groups")
+	fails("unknown group", "unknown group", alice.env, "send", "nope", "x")
+	fails("unknown user", "nobody", alice.env, "invite", "g", "nobody")
+	fails("unknown profile", "no state", alice.env, "--profile", "ghost", "groups")
+	fails("register without a fingerprint", "fingerprint", append(alice.env, "QPCHAT_PASSWORD=x"), "--profile", "new", "register-user", "dave")
+	fails("wrong password", "wrong user name or password", append(alice.env, "QPCHAT_PASSWORD=wrong"), "--profile", "other", "--server-fingerprint", n.fingerprint, "login", "alice")
+	// Nothing was corrupted by the failures.
+	alice.run("send", "g", "still fine")
+
+	// A node with another key on the same address is refused.
+	n.stop(t)
+	n2 := startNode(t, n.addr, filepath.Join(dir, "other-data"))
+	if n2.fingerprint == n.fingerprint {
+		t.Fatal("same key")
+	}
+	code, _, errs := alice.try("recv")
+	if code != exitUntrusted || !strings.Contains(errs, "refusing to connect") {
+		t.Errorf("changed server key: exit %d, stderr %q", code, errs)
+	}
+	oneErrorLine(t, errs)
+	n2.stop(t)
+
+	// A tampered state file is refused, and left as it was.
+	path := filepath.Join(state, "alice.state")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("device"))
+	if i < 0 {
+		t.Fatal("no device record key in the state file")
+	}
+	off := i + len("device") + 8
+	b[off] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fails("tampered state", "tampered", alice.env, "groups")
+	fails("tampered state, again", "tampered", alice.env, "send", "g", "x")
+	// Undoing the change makes the profile work again: the refusals
+	// wrote nothing.
+	b, _ = os.ReadFile(path)
+	b[off] ^= 1
+	os.WriteFile(path, b, 0o600)
+	alice.run("groups")
+	for _, secret := range []string{"alice", "still fine", "password of alice"} {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the state file contains %q in clear", secret)
+		}
+	}
+}
