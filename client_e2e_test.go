@@ -30,7 +30,9 @@ func clientEnv(t *testing.T, n *node, stateDir string) []string {
 		"QPCHAT_PASSPHRASE=state pass", "QPCHAT_INSECURE_TEST_KDF=1")
 }
 
-func (u *cliUser) args(args []string) []string { return append([]string{"--profile", u.profile}, args...) }
+func (u *cliUser) args(args []string) []string {
+	return append([]string{"--profile", u.profile}, args...)
+}
 
 // try runs a command and returns its result.
 func (u *cliUser) try(args ...string) (int, string, string) {
