@@ -73,13 +73,15 @@ type ServeCmd struct {
 	TLSCert         string        `name:"tls-cert" type:"path" placeholder:"FILE" help:"PEM certificate (chain) to use instead of the self-signed identity; clients verify it against a CA."`
 	TLSKey          string        `name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
+
+	ServeLimitFlags `embed:""`
 }
 
 // Run starts the node and serves until a signal arrives.
 func (c *ServeCmd) Run(g *Globals) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		Listen:          c.Listen,
 		DataDir:         c.Data,
 		TLSCertFile:     c.TLSCert,
@@ -87,7 +89,11 @@ func (c *ServeCmd) Run(g *Globals) error {
 		Version:         version,
 		Logger:          g.logger(),
 		ShutdownTimeout: c.ShutdownTimeout,
-	})
+	}
+	if err := c.ServeLimitFlags.apply(&cfg); err != nil {
+		return err
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}

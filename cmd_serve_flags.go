@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"qpchat/node/server"
+)
+
+// ServeLimitFlags are the limits of `qpchat serve` (docs/PROTOCOL.md,
+// Limits and abuse). Each also reads its QPCHAT_* variable.
+type ServeLimitFlags struct {
+	MaxMessageSize  int           `default:"1048576" help:"Largest MLS message or KeyPackage accepted."`
+	MaxQueueLength  int           `default:"100000" help:"Messages waiting per device before its queue is marked overflowed."`
+	MaxKeyPackages  int           `name:"max-keypackages" default:"100" help:"KeyPackages per device and cipher suite."`
+	MaxGroupSize    int           `default:"1000" help:"Member devices per group."`
+	MaxDevices      int           `default:"32" help:"Devices per user, revoked ones included."`
+	MaxBatch        int           `default:"1000" help:"Messages per send call."`
+	LoginRateName   int           `default:"10" help:"Login starts per minute per user name before answers are delayed (never refused)."`
+	LoginRateAddr   int           `default:"30" help:"Login and registration starts per minute per client address (IPv6 by /64) before answers are delayed."`
+	MaxLoginDelay   time.Duration `default:"30s" help:"Longest delay of one rate-limited login start."`
+	KPFetchRate     int           `name:"kp-fetch-rate" default:"30" help:"KeyPackage fetches per minute per calling device and target user."`
+	MaxConnsPerAddr int           `default:"32" help:"Open connections per client address (IPv6 by /64)."`
+	MaxConns        int           `default:"1024" help:"Open connections in total."`
+	MaxCallsPerConn int           `default:"64" help:"Calls in flight per connection."`
+	MaxFetchWait    time.Duration `default:"25s" help:"Longest wait of one fetchWait (keep it below the QUIC idle timeout)."`
+	RetryAbove      int           `default:"100" help:"New connection attempts per second above which clients must pass a QUIC Retry first; -1: always."`
+	LoginSessionTTL time.Duration `name:"login-session-ttl" default:"10m" help:"Lifetime of a login session (device management)."`
+	StoreKeyFile    string        `type:"path" placeholder:"FILE" help:"Key file of the encrypted store (created with mode 0600). Default: node.key in the data directory. With QPCHAT_STORE_PASSPHRASE set, the key comes from that passphrase instead."`
+}
+
+// storePassphraseEnv names the variable that may hold the store
+// passphrase; it is never a flag (flags are visible to every local user).
+const storePassphraseEnv = "QPCHAT_STORE_PASSPHRASE"
+
+// apply checks the flags and copies them into cfg.
+func (f *ServeLimitFlags) apply(cfg *server.Config) error {
+	var errs []error
+	pos := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", name, v))
+		}
+	}
+	pos("max-message-size", f.MaxMessageSize)
+	pos("max-queue-length", f.MaxQueueLength)
+	pos("max-keypackages", f.MaxKeyPackages)
+	pos("max-group-size", f.MaxGroupSize)
+	pos("max-devices", f.MaxDevices)
+	pos("max-batch", f.MaxBatch)
+	pos("login-rate-name", f.LoginRateName)
+	pos("login-rate-addr", f.LoginRateAddr)
+	pos("kp-fetch-rate", f.KPFetchRate)
+	pos("max-conns-per-addr", f.MaxConnsPerAddr)
+	pos("max-conns", f.MaxConns)
+	pos("max-calls-per-conn", f.MaxCallsPerConn)
+	if f.MaxMessageSize > 64<<20 {
+		errs = append(errs, fmt.Errorf("--max-message-size %d is above the 64 MiB the store and RPC framing allow", f.MaxMessageSize))
+	}
+	if f.RetryAbove == 0 || f.RetryAbove < -1 {
+		errs = append(errs, fmt.Errorf("--retry-above must be positive or -1 (always), got %d", f.RetryAbove))
+	}
+	for name, d := range map[string]time.Duration{"max-login-delay": f.MaxLoginDelay, "max-fetch-wait": f.MaxFetchWait, "login-session-ttl": f.LoginSessionTTL} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %v", name, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	cfg.Limits = server.Limits{
+		MaxMessageSize:      f.MaxMessageSize,
+		MaxQueueLength:      f.MaxQueueLength,
+		MaxKeyPackages:      f.MaxKeyPackages,
+		MaxGroupSize:        f.MaxGroupSize,
+		MaxDevices:          f.MaxDevices,
+		MaxBatch:            f.MaxBatch,
+		LoginRateName:       f.LoginRateName,
+		LoginRateAddr:       f.LoginRateAddr,
+		MaxLoginDelay:       f.MaxLoginDelay,
+		KeyPackageFetchRate: f.KPFetchRate,
+		MaxConnsPerAddr:     f.MaxConnsPerAddr,
+		MaxCallsPerConn:     f.MaxCallsPerConn,
+		MaxFetchWait:        f.MaxFetchWait,
+		RetryAbove:          f.RetryAbove,
+	}
+	cfg.MaxConns = f.MaxConns
+	cfg.LoginSessionTTL = f.LoginSessionTTL
+	cfg.StoreKeyFile = f.StoreKeyFile
+	if p, ok := os.LookupEnv(storePassphraseEnv); ok {
+		if p == "" {
+			return fmt.Errorf("%s is set but empty", storePassphraseEnv)
+		}
+		cfg.StorePassphrase = []byte(p)
+	}
+	return nil
+}
