@@ -31,9 +31,6 @@ func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	}
 	defer cn.Close()
 	o := newOut(g, p)
-	if _, err := cn.c.Members(ctx, c.Group); err != nil {
-		return err
-	}
 	var mu sync.Mutex // guards cn.c and o
 	show := func() error {
 		mu.Lock()
@@ -45,6 +42,9 @@ func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		return err
 	}
 	if err := show(); err != nil {
+		return err
+	}
+	if _, err := cn.c.Members(ctx, c.Group); err != nil {
 		return err
 	}
 	if !o.json {

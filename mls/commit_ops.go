@@ -449,6 +449,13 @@ func (g *Group) processCommit(ac *AuthenticatedContent, now time.Time) (*Event, 
 	}
 	st := &commitState{tree: tree, priv: g.priv.clone(), eff: eff, sender: committer.LeafIndex}
 	st.ctx = g.provisionalContext(eff)
+	// Step: if the commit covers our own Update, our leaf now holds the
+	// key we proposed.
+	if key, ok, err := g.ownUpdateKey(props); err != nil {
+		return nil, err
+	} else if ok {
+		st.priv.set(g.own().node(), key)
+	}
 
 	// Step: an external joiner takes the leftmost free leaf (Section
 	// 12.4.3.2).

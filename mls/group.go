@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"qpchat/kem"
 )
 
 // Sentinel errors a caller may branch on.
@@ -171,6 +173,9 @@ type Group struct {
 	past []*pastEpoch
 	// cache holds the proposals received in this epoch (Section 12.4).
 	cache []cachedProposal
+	// updateKeys holds the leaf private keys of our own Update proposals
+	// of this epoch, by proposal reference, until a commit covers one.
+	updateKeys map[string]kem.PrivateKey
 	// pending is our own commit, waiting for MergePending.
 	pending *pendingCommit
 	// removed is set once a commit removed us.
@@ -315,6 +320,7 @@ func (g *Group) startEpoch() error {
 	keys.maxForward = g.cfg.MaxGenerationGap
 	g.keys = keys
 	g.cache = nil
+	g.updateKeys = nil
 	return nil
 }
 

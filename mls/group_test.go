@@ -782,3 +782,61 @@ func TestGroupWelcomeWithoutTree(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupUpdateProposal: a member proposes an Update of its leaf,
+// another commits it by reference, and the group agrees (RFC 9420,
+// Section 12.1.2); the proposer is restored from its state in between.
+func TestGroupUpdateProposal(t *testing.T) {
+	for _, suite := range simSuites {
+		for _, public := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/public=%v", suiteName(suite), public), func(t *testing.T) {
+				s := newSim(t, suite, 17)
+				s.add(s.names()[0], 4)
+				for _, g := range s.members {
+					g.cfg.PublicHandshake = public
+				}
+				names := s.names()
+				proposer := s.members[names[2]]
+				msg, err := proposer.ProposeUpdate(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.deliver(names[2], msg, EventProposal)
+				st, err := proposer.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.members[names[2]], err = UnmarshalGroup(testConfig(), st); err != nil {
+					t.Fatal(err)
+				}
+				// The proposer's own commit leaves its Update out (Section
+				// 12.2: a committer cannot cover its own Update).
+				out, err := s.members[names[2]].CommitPending(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.members[names[2]].DiscardPending()
+				if m, _ := UnmarshalMLSMessage(out.Commit); m.WireFormat == WireFormatPublicMessage &&
+					len(m.PublicMessage.Content.Commit.Proposals) != 0 {
+					t.Error("the proposer's commit covers its own update")
+				}
+				out, err = s.members[names[0]].CommitPending(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev, err := cloneGroup(t, s.members[names[1]]).ProcessMessage(out.Commit, testNow)
+				if err != nil || len(ev.Updated) != 1 || ev.Updated[0].Leaf != s.leafOf(names[2]) {
+					t.Fatalf("update commit: %+v, %v", ev, err)
+				}
+				s.commit(names[0], out, nil)
+				s.broadcast(names[2], []byte("updated"))
+				// A path commit from another member reaches the updated leaf.
+				out, err = s.members[names[3]].Update(s.rand, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.commit(names[3], out, nil)
+			})
+		}
+	}
+}

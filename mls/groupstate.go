@@ -20,6 +20,7 @@ package mls
 //	    SecretTree keys;
 //	    PastEpoch past<V>;
 //	    CachedProposal proposals<V>;
+//	    UpdateKey update_keys<V>;        // our Update proposals' leaf keys
 //	    optional<PendingCommit> pending;
 //	    uint8 removed;
 //	} GroupState;
@@ -34,6 +35,8 @@ import (
 	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"qpchat/kem"
 )
 
 // groupStateVersion is the current version of the state encoding.
@@ -71,6 +74,12 @@ func (g *Group) Marshal() ([]byte, error) {
 				writeOpaque(b, c.ref)
 				c.proposal.marshal(b)
 				c.sender.marshal(b)
+			}
+		})
+		writeVector(b, func(b *cryptobyte.Builder) {
+			for _, ref := range slices.Sorted(maps.Keys(g.updateKeys)) {
+				writeOpaque(b, []byte(ref))
+				writeOpaque(b, g.updateKeys[ref].Bytes())
 			}
 		})
 		writeOptional(b, g.pending != nil)
@@ -174,6 +183,28 @@ func UnmarshalGroup(cfg Config, data []byte) (*Group, error) {
 				return err
 			}
 			g.cache = append(g.cache, c)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = readList(s, func(s *cryptobyte.String) error {
+			var ref, raw []byte
+			if !readOpaque(s, &ref) || !readOpaque(s, &raw) {
+				return errDecode
+			}
+			defer clear(raw)
+			if _, dup := g.updateKeys[string(ref)]; dup || len(g.updateKeys) >= maxCachedProposals {
+				return errDecode
+			}
+			key, err := cs.hpkePrivateKey(raw)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errDecode, err)
+			}
+			if g.updateKeys == nil {
+				g.updateKeys = make(map[string]kem.PrivateKey)
+			}
+			g.updateKeys[string(ref)] = key
 			return nil
 		})
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"qpchat/kem"
 )
 
 // maxCachedProposals bounds the proposals held in one epoch, so that a
@@ -547,11 +549,6 @@ func (g *Group) Propose(rand io.Reader, p *Proposal, now time.Time) ([]byte, err
 		return nil, ErrRemoved
 	}
 	self := Sender{Type: SenderTypeMember, LeafIndex: g.own()}
-	if p.Type == ProposalTypeUpdate {
-		// TODO(RFC 9420 §12.1.2): an Update proposal needs its new leaf
-		// key kept until a commit covers it; qpchat updates by commit.
-		return nil, errors.New("mls: update proposals are not supported; use Update")
-	}
 	if err := g.checkProposal(p, self, now); err != nil {
 		return nil, err
 	}
@@ -575,6 +572,61 @@ func (g *Group) Propose(rand io.Reader, p *Proposal, now time.Time) ([]byte, err
 	}
 	g.cache = append(g.cache, cachedProposal{ref: g.cs.makeProposalRef(enc), proposal: p, sender: self})
 	return msg, nil
+}
+
+// ProposeUpdate proposes a new leaf for this member with a fresh
+// encryption key (RFC 9420, Section 12.1.2), for another member to
+// commit. The new private key is kept until a commit covers the proposal
+// or the epoch ends. (Update, a commit with a path, is usually better: it
+// also refreshes the path.)
+func (g *Group) ProposeUpdate(rand io.Reader, now time.Time) ([]byte, error) {
+	if g.removed {
+		return nil, ErrRemoved
+	}
+	old := g.tree.leaf(g.own())
+	key, err := g.cs.hpke.KEM.GenerateKeyPair(rand)
+	if err != nil {
+		return nil, err
+	}
+	leaf := LeafNode{
+		EncryptionKey: key.PublicKey().Bytes(),
+		SignatureKey:  old.SignatureKey,
+		Credential:    old.Credential,
+		Capabilities:  old.Capabilities,
+		Source:        LeafNodeSourceUpdate,
+		Extensions:    old.Extensions,
+	}
+	tbs, err := leaf.marshalTBS(g.ctx.GroupID, g.own())
+	if err != nil {
+		return nil, err
+	}
+	if leaf.Signature, err = g.cs.signWithLabel(rand, g.signer, labelLeafNodeTBS, tbs); err != nil {
+		return nil, err
+	}
+	msg, err := g.Propose(rand, &Proposal{Type: ProposalTypeUpdate, Update: &UpdateProposal{LeafNode: leaf}}, now)
+	if err != nil {
+		return nil, err
+	}
+	if g.updateKeys == nil {
+		g.updateKeys = make(map[string]kem.PrivateKey)
+	}
+	g.updateKeys[string(g.cache[len(g.cache)-1].ref)] = key
+	return msg, nil
+}
+
+// ownUpdateKey returns the leaf private key of our Update proposal among
+// props, if a commit covers one.
+func (g *Group) ownUpdateKey(props []sourcedProposal) (kem.PrivateKey, bool, error) {
+	for _, sp := range props {
+		if sp.proposal.Type == ProposalTypeUpdate && sp.sender.Type == SenderTypeMember && sp.sender.LeafIndex == g.own() {
+			key, ok := g.updateKeys[string(sp.ref)]
+			if !ok {
+				return nil, false, errors.New("mls: commit covers an update of ours whose key we do not hold")
+			}
+			return key, true, nil
+		}
+	}
+	return nil, false, nil
 }
 
 // ProposeAdd proposes adding the member of a serialized

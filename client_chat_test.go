@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TestClientChatTmux drives `qpchat client chat` in a real terminal: Bob
+// types a line that Alice receives, and Alice's message appears in Bob's
+// chat while it waits for input.
+func TestClientChatTmux(t *testing.T) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv("QPCHAT_REQUIRE_VECTORS") != "" {
+			t.Fatal("tmux is required (QPCHAT_REQUIRE_VECTORS is set)")
+		}
+		t.Skip("tmux not installed")
+	}
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	bob.run("join")
+
+	socket := fmt.Sprintf("qpchat-test-%d", os.Getpid())
+	tm := func(args ...string) (string, error) {
+		out, err := exec.Command(tmux, append([]string{"-L", socket, "-f", "/dev/null"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	var sh strings.Builder
+	sh.WriteString("env -i")
+	for _, kv := range bob.env {
+		sh.WriteString(" " + shellQuote(kv))
+	}
+	sh.WriteString(" " + shellQuote(qpchatBinary(t)) + " client --profile bob chat g; sleep 30")
+	if out, err := tm("new-session", "-d", "-s", "chat", "-x", "160", "-y", "40", sh.String()); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	t.Cleanup(func() { tm("kill-server") })
+	screen := func() string { s, _ := tm("capture-pane", "-p", "-t", "chat"); return s }
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(screen(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the chat never showed %q; screen:\n%s", what, screen())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("chatting in g")
+
+	// Bob types a line; Alice receives it.
+	if out, err := tm("send-keys", "-t", "chat", "hi from the terminal", "Enter"); err != nil {
+		t.Fatalf("send-keys: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := alice.messages()
+		if len(got) == 1 && got[0] == "g bob: hi from the terminal" {
+			break
+		}
+		if len(got) > 0 || time.Now().After(deadline) {
+			t.Fatalf("alice received %q; bob's screen:\n%s", got, screen())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Alice replies; it appears live in Bob's chat.
+	alice.run("send", "g", "reply from alice")
+	waitFor("[g] alice: reply from alice")
+	tm("send-keys", "-t", "chat", "/quit", "Enter")
+}
+
+// TestClientChatPiped: chat also works with stdin from a pipe.
+func TestClientChatPiped(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	alice.run("send", "g", "waiting for you")
+	cmd := exec.Command(qpchatBinary(t), append([]string{"client"}, bob.args([]string{"chat", "g"})...)...)
+	cmd.Env, cmd.Stdin = bob.env, strings.NewReader("first line\nsecond line\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chat: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "[g] alice: waiting for you") {
+		t.Errorf("piped chat showed %q", out)
+	}
+	alice.wantMessages("g bob: first line", "g bob: second line")
+}
