@@ -376,4 +376,3 @@ func BenchmarkHybridCommit(b *testing.B) {
 		}
 	}
 }
-
