@@ -64,6 +64,7 @@ type CLI struct {
 	Serve   ServeCmd   `cmd:"" help:"Run a qpchat node."`
 	Client  ClientCmd  `cmd:"" help:"Talk to a qpchat node."`
 	Version VersionCmd `cmd:"" help:"Print the version, commit and Go version."`
+	Bench   BenchCmd   `cmd:"" help:"Measure a running node: throughput and latency of send, fetchWait and ack."`
 }
 
 // ServeCmd runs a node until SIGINT or SIGTERM.

@@ -27,7 +27,6 @@ import (
 
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
-	"capnproto.org/go/capnp/v3/rpc/transport"
 	"github.com/quic-go/quic-go"
 )
 
@@ -188,7 +187,7 @@ const (
 // that enforces lim. Closing it aborts both directions of the stream
 // (quic-go's Stream.Close alone only closes the send side).
 func NewStreamTransport(st *quic.Stream, lim MessageLimits) capnprpc.Transport {
-	return transport.New(newStreamCodec(st, lim))
+	return newSingleSegmentTransport(newStreamCodec(st, lim))
 }
 
 // stream is the part of *quic.Stream the codec uses.

@@ -1,0 +1,68 @@
+package rpc
+
+import (
+	capnp "capnproto.org/go/capnp/v3"
+	capnprpc "capnproto.org/go/capnp/v3/rpc"
+	"capnproto.org/go/capnp/v3/rpc/transport"
+	rpccp "capnproto.org/go/capnp/v3/std/capnp/rpc"
+)
+
+// singleSegmentTransport is the library's stream transport with one
+// change: outgoing messages use a single-segment arena.
+//
+// The library's transport builds them on a MultiSegmentArena, whose
+// Allocate appends to a slice of Segment values and hands out pointers
+// into it (capnp v3.1.0-alpha.1, arena.go). When the slice grows, the
+// pointers held by structs and lists built earlier point into the old
+// array, and the next allocation that prefers such a segment fails with
+// "preferred segment is not part of the arena". Any message past its
+// first 1 KiB segment with fields of mixed sizes (a fetch answer, a send
+// of varied messages) can hit it. A SingleSegmentArena keeps one Segment
+// whose buffer grows by copying, so the pointers stay valid.
+type singleSegmentTransport struct {
+	capnprpc.Transport // the library's: RecvMessage and Close
+	codec              transport.Codec
+}
+
+func newSingleSegmentTransport(c transport.Codec) capnprpc.Transport {
+	return &singleSegmentTransport{Transport: transport.New(c), codec: c}
+}
+
+// NewMessage allocates an outgoing message on a single-segment arena.
+func (t *singleSegmentTransport) NewMessage() (transport.OutgoingMessage, error) {
+	_, seg, err := capnp.NewMessage(capnp.SingleSegment(nil))
+	if err != nil {
+		return nil, err
+	}
+	m, err := rpccp.NewRootMessage(seg)
+	if err != nil {
+		return nil, err
+	}
+	return &outgoing{msg: m, codec: t.codec}, nil
+}
+
+// outgoing implements transport.OutgoingMessage.
+type outgoing struct {
+	msg      rpccp.Message
+	codec    transport.Codec
+	released bool
+}
+
+func (o *outgoing) Message() rpccp.Message { return o.msg }
+
+func (o *outgoing) Send() error {
+	if o.released {
+		panic("rpc: Send after Release")
+	}
+	return o.codec.Encode(o.msg.Message())
+}
+
+func (o *outgoing) Release() {
+	if o.released {
+		return
+	}
+	o.released = true
+	if m := o.msg.Message(); m != nil {
+		m.Release()
+	}
+}
