@@ -258,6 +258,11 @@ type conn struct {
 }
 
 func (c *conn) Close() {
+	if c.c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.c.Flush(ctx) // the next run acknowledges what fails here
+		cancel()
+	}
 	if c.rc != nil {
 		c.rc.Close()
 	}

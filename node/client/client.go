@@ -70,6 +70,8 @@ type Client struct {
 	devKey  []byte
 	signers map[uint16]*mls.SignaturePrivateKey
 	groups  map[string]*group // by string(group id), loaded on use
+
+	unacked, acked uint64 // last sequence applied, and acknowledged
 }
 
 // group is a loaded group.

@@ -478,25 +478,37 @@ func (c *Client) sendText(ctx context.Context, g *group, text string) error {
 	if g.g == nil {
 		return fmt.Errorf("client: this device was removed from %s", g.rec.Name)
 	}
-	if err := c.sendPayload(ctx, g, &payload{Kind: payloadText, Text: text}); err != nil {
-		return err
-	}
 	ev := &Event{Kind: EventMessage, Group: g.rec.ID, Sender: c.prof.User, DeviceID: devID(c.devKey), Outgoing: true,
 		Time: c.now().Unix(), Epoch: g.g.Epoch(), Text: text}
-	return c.persist(nil, []*Event{ev}, nil)
+	return c.sendPayloadWith(ctx, g, &payload{Kind: payloadText, Text: text}, ev)
 }
 
 // sendPayload protects and sends a payload. The ratchet state is stored
 // before the message leaves, so a key is never used twice.
 func (c *Client) sendPayload(ctx context.Context, g *group, p *payload) error {
+	return c.sendPayloadWith(ctx, g, p, nil)
+}
+
+// sendPayloadWith sends a payload, storing the ratchet state and the
+// history entry ev (if not nil) in one transaction before it leaves. A
+// message the node refuses is recorded as such.
+func (c *Client) sendPayloadWith(ctx context.Context, g *group, p *payload, ev *Event) error {
 	msg, err := g.g.Protect(c.cfg.Rand, p.marshal(), nil)
 	if err != nil {
 		return err
 	}
-	if err := c.persist([]*group{g}, nil, nil); err != nil {
+	var evs []*Event
+	if ev != nil {
+		evs = []*Event{ev}
+	}
+	if err := c.persist([]*group{g}, evs, nil); err != nil {
 		return err
 	}
 	if err := c.cfg.Session.Send(ctx, g.rec.ID, [][]byte{msg}); err != nil {
+		if ev != nil {
+			_ = c.persist(nil, []*Event{{Kind: EventRefused, Group: g.rec.ID, Sender: c.prof.User, Outgoing: true,
+				Time: c.now().Unix(), Text: "the node refused the message above: " + err.Error()}}, nil)
+		}
 		return fmt.Errorf("client: sending to %s: %w", g.rec.Name, err)
 	}
 	return nil

@@ -22,7 +22,7 @@ type realUser struct {
 	c    *Client
 }
 
-func startRealNode(t *testing.T) (addr, fp string) {
+func startRealNode(t testing.TB) (addr, fp string) {
 	t.Helper()
 	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -36,7 +36,7 @@ func startRealNode(t *testing.T) (addr, fp string) {
 	return srv.Addr().String(), srv.Fingerprint()
 }
 
-func newRealUser(t *testing.T, addr, fp, name string) *realUser {
+func newRealUser(t testing.TB, addr, fp, name string) *realUser {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

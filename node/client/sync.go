@@ -22,6 +22,25 @@ import (
 // fetchLimit is the number of deliveries applied per transaction.
 const fetchLimit = 256
 
+// ackBatch is the batch size acknowledged at once; smaller batches wait
+// for Flush.
+const ackBatch = 32
+
+// Flush acknowledges every applied delivery to the node. Call it before
+// closing the client. An acknowledgement that fails is retried by the
+// next Flush; the node keeps the messages meanwhile, and they are not
+// applied twice.
+func (c *Client) Flush(ctx context.Context) error {
+	if c.unacked == 0 || c.unacked == c.acked || c.cfg.Session == nil {
+		return nil
+	}
+	if err := c.cfg.Session.Ack(ctx, c.unacked); err != nil {
+		return fmt.Errorf("client: acknowledging messages: %w", err)
+	}
+	c.acked = c.unacked
+	return nil
+}
+
 // Sync applies every queued delivery and returns the new history entries.
 // With wait > 0 it waits up to wait for the first delivery (fetchWait)
 // when nothing is queued.
@@ -121,10 +140,13 @@ func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]
 	if err != nil {
 		return nil, err
 	}
-	if err := c.cfg.Session.Ack(ctx, top); err != nil {
-		// Not fatal: the next fetch starts after top anyway, and the
-		// next ack covers these.
-		_ = err
+	// The node may now delete what is applied. Small batches are
+	// acknowledged together later (Flush), saving the node a write per
+	// message; the stored last sequence keeps anything from being
+	// applied twice meanwhile.
+	c.unacked = top
+	if len(ds) >= ackBatch {
+		c.Flush(ctx)
 	}
 	for _, f := range b.after {
 		if err := f(ctx); err != nil {
