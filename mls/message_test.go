@@ -156,6 +156,8 @@ func TestVectorFilesRoundTrip(t *testing.T) {
 							roundTrip[RatchetTree](t, f.name, data)
 						case "UpdatePath":
 							roundTrip[UpdatePath](t, f.name, data)
+						default:
+							t.Fatalf("%s: no codec for kind %q", f.name, f.kind)
 						}
 					}
 				}
