@@ -64,6 +64,41 @@ func TestArgon2idStretch(t *testing.T) {
 	}
 }
 
+// TestArgon2idKnownAnswers pins Stretch to Argon2id version 0x13 with a
+// 16-byte all-zero salt, no secret and no associated data, the KSF that
+// standard clients configured like qpchat use. The answers were computed
+// with the reference C implementation (libargon2, argon2id_hash_raw), not
+// with golang.org/x/crypto/argon2, so a change of salt, version, output
+// length or parameter order fails here even though both sides of a login
+// would still agree with each other.
+func TestArgon2idKnownAnswers(t *testing.T) {
+	msg := []byte("oprf output")
+	type knownAnswer struct {
+		ksf  Argon2id
+		want string
+	}
+	cases := []knownAnswer{
+		{TestArgon2id, "b8813c35632b9207a230f091842016cfd00b7a1987a441196cf80e3038b2bffb" +
+			"73b29e88b57fde34ad2cd8a0cec1e7b722dc8942baf7dc59c1eaeb4444fc2292"},
+		{Argon2id{Time: 3, MemoryKiB: 256, Threads: 4}, "209ef3103fe8629eb5320746d279699a06137cfba3c94934ce50d67c29600825" +
+			"4cfb2ea1b251bfaf09a658f990d0601c9bd594c67b18ecc0d1ba17f275fe789f"},
+	}
+	if !testing.Short() {
+		// qpchat's parameters: t=3, m=64 MiB, p=4 (64 MiB of memory).
+		cases = append(cases, knownAnswer{DefaultArgon2id, "afa8e99958ea81782ac24897725408457241b1642325408f926128def9070ac0" +
+			"b3c7ae49a54ad4270c142b0d65300b91b5321329d50b95e1afc8977442badadc"})
+	}
+	for _, tc := range cases {
+		got, err := tc.ksf.Stretch(msg, 64)
+		if err != nil {
+			t.Fatalf("%v.Stretch: %v", tc.ksf, err)
+		}
+		if want := mustHex(tc.want); !bytes.Equal(got, want) {
+			t.Errorf("%v.Stretch(%q) = %x, want %x", tc.ksf, msg, got, want)
+		}
+	}
+}
+
 func TestKSFBoundsCheck(t *testing.T) {
 	if err := DefaultKSFBounds.Check(DefaultArgon2id); err != nil {
 		t.Errorf("default parameters refused: %v", err)
