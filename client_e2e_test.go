@@ -385,3 +385,11 @@ func TestClientBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestClientDemoGroup(t *testing.T) {
+	code, out, errs := client(t, testEnv(t), "demo-group")
+	if code != 0 || !strings.Contains(out, "== done") || !strings.Contains(out, "equal on both sides") ||
+		!strings.Contains(out, "carol sees: [friends] you were removed by alice") || strings.Contains(out, "carol sees: [friends] alice: carol cannot read this") {
+		t.Errorf("demo-group: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}

@@ -395,3 +395,112 @@ func TestSafetyNumberSymmetric(t *testing.T) {
 }
 
 func init() { _ = time.Second }
+
+func kpCount(t *testing.T, u *testUser) (pool, lastResort int) {
+	t.Helper()
+	err := u.st.db.View(func(tx *store.Tx) error {
+		c := tx.Bucket(bKPs).Cursor()
+		for k, v, err := c.First(); k != nil; k, v, err = c.Next() {
+			if err != nil {
+				return err
+			}
+			r, err := parseKP(v)
+			if err != nil {
+				return err
+			}
+			if r.Suite != DefaultSuite {
+				continue
+			}
+			if r.LastResort {
+				lastResort++
+			} else {
+				pool++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+func TestKeyPackageUpkeep(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	if p, lr := kpCount(t, bob); p != 3 || lr != 1 {
+		t.Fatalf("bob keeps %d pool and %d last-resort private keys, want 3 and 1", p, lr)
+	}
+	// Empty Bob's pool at the node: the next invite gets his last resort.
+	n.mu.Lock()
+	n.pools[string(bob.c.devKey)][DefaultSuite] = nil
+	n.mu.Unlock()
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	commits := n.commits
+	wantTexts(t, bob)
+	// Joining through the last resort: Bob commits an Update, keeps the
+	// old last resort's keys (it may be handed out again) and uploads a
+	// new last resort and a fresh pool.
+	if n.commits != commits+1 {
+		t.Errorf("bob made %d commits after joining through a last resort, want 1 (an Update)", n.commits-commits)
+	}
+	if p, lr := kpCount(t, bob); p != 7 || lr != 1 {
+		t.Errorf("after the last-resort join bob keeps %d pool and %d last-resort keys, want 7 (3 unused, the old last resort, 3 new) and 1", p, lr)
+	}
+	ga, _ := alice.c.loadGroupByName(ctx, "g")
+	wantTexts(t, alice)
+	if ga.g.Epoch() != 2 {
+		t.Errorf("alice is in epoch %d, want 2 after bob's update", ga.g.Epoch())
+	}
+	// A pool package's init key is deleted once used.
+	carol := newTestUser(t, n, "carol")
+	alice.c.Invite(ctx, "g", []string{"carol"})
+	before, _ := kpCount(t, carol)
+	n.mu.Lock()
+	n.pools[string(carol.c.devKey)][DefaultSuite] = nil // no top-up visible
+	n.mu.Unlock()
+	wantTexts(t, carol)
+	if after, _ := kpCount(t, carol); after != before-1+3 {
+		t.Errorf("carol keeps %d pool keys after joining, want %d (used one deleted, pool refilled to 3)", after, before-1+3)
+	}
+}
+
+func TestChangedUserKeyRefused(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's account gets a new user key (say, re-registered) and a new
+	// device; Alice has the old key pinned.
+	newKey := newUserKey(t)
+	n.addUser("bob", newKey.Public().(ed25519.PublicKey))
+	n.mu.Lock()
+	delete(n.owner, string(bob.c.devKey))
+	n.mu.Unlock()
+	bob2 := newTestDevice(t, n, "bob", newKey, "bob-new")
+	alice.c.CreateGroup(ctx, "h", 0)
+	_, err := alice.c.Invite(ctx, "h", []string{"bob"})
+	var kc *KeyChangedError
+	if !errors.As(err, &kc) {
+		t.Fatalf("invite after a key change: %v, want KeyChangedError", err)
+	}
+	v, err := alice.c.Verify(ctx, "bob", false)
+	if err != nil || v.Changed == nil || v.ChangedSafetyNumber == v.SafetyNumber {
+		t.Fatalf("Verify = %+v, %v; want the change shown", v, err)
+	}
+	if _, err := alice.c.Verify(ctx, "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Invite(ctx, "h", []string{"bob"}); err != nil {
+		t.Fatalf("invite after verify --accept: %v", err)
+	}
+	wantTexts(t, bob2)
+	groupNamed(t, bob2, "h")
+}

@@ -25,6 +25,8 @@ type realUser struct {
 func startRealNode(t testing.TB) (addr, fp string) {
 	t.Helper()
 	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(),
+		// One address opens every connection of these tests.
+		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
