@@ -176,6 +176,11 @@ func runVector(t *testing.T, v *hpkeVector) {
 	if v.SuiteID != nil && !bytes.Equal(sender.suiteID, v.SuiteID) {
 		t.Fatalf("suite_id = %x, want %x", sender.suiteID, v.SuiteID)
 	}
+	if v.Key != nil {
+		// The Context keeps only the AEAD built from key, so key is checked
+		// by sealing one message under both.
+		checkKey(t, v, sender)
+	}
 	if v.BaseNonce != nil && !bytes.Equal(sender.baseNonce, v.BaseNonce) {
 		t.Fatalf("base_nonce = %x, want %x", sender.baseNonce, v.BaseNonce)
 	}
@@ -184,6 +189,25 @@ func runVector(t *testing.T, v *hpkeVector) {
 	}
 	checkEncryptions(t, v, sender, receiver)
 	checkExports(t, v, sender, receiver)
+}
+
+// checkKey checks that ctx's AEAD uses the vector's key: both seal the
+// same message alike under a fixed nonce (the Context's sequence number
+// does not move).
+func checkKey(t *testing.T, v *hpkeVector, ctx *Context) {
+	t.Helper()
+	want, err := newAEAD(v.AEAD, v.Key)
+	if err != nil {
+		t.Fatalf("key: %v", err)
+	}
+	if ctx.aead == nil {
+		t.Fatal("vector lists a key for a context without an AEAD")
+	}
+	nonce := make([]byte, want.NonceSize())
+	msg := []byte("key check")
+	if !bytes.Equal(ctx.aead.Seal(nil, nonce, msg, nil), want.Seal(nil, nonce, msg, nil)) {
+		t.Fatalf("key differs from the vector's key %x", v.Key)
+	}
 }
 
 func checkEncryptions(t *testing.T, v *hpkeVector, sender, receiver *Context) {
