@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"qpchat/node/proto"
 	"qpchat/node/server"
 	"qpchat/opaque"
 	"qpchat/rpc"
@@ -115,5 +117,88 @@ func TestRealNode(t *testing.T) {
 	}
 	if bob.c.GroupName(evs[0].Group) != "g" {
 		t.Errorf("bob names the group %q", bob.c.GroupName(evs[0].Group))
+	}
+}
+
+// lyingSession wraps a real node's session and lies the way a malicious
+// node could: extra KeyPackages for a user, rewritten sender stamps.
+type lyingSession struct {
+	Session
+	extraKP     map[string]FetchedKeyPackage
+	stampSender []byte
+}
+
+func (l *lyingSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) ([]FetchedKeyPackage, error) {
+	kps, err := l.Session.FetchKeyPackages(ctx, user, suite)
+	if x, ok := l.extraKP[user]; ok {
+		kps = append(kps, x)
+	}
+	return kps, err
+}
+
+func (l *lyingSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) ([]Delivery, []uint16, error) {
+	ds, low, err := l.Session.Fetch(ctx, after, limit, wait)
+	for i := range ds {
+		if l.stampSender != nil && ds[i].Kind == DeliveryApplication {
+			ds[i].Sender = l.stampSender
+		}
+	}
+	return ds, low, err
+}
+
+// TestRealNodeLying puts a lying layer between clients and a real node:
+// a KeyPackage of a device Bob's user key never signed is refused by the
+// invite, and a message whose sender stamp disagrees with its MLS sender
+// is refused and reported.
+func TestRealNodeLying(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob, carol := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob"), newRealUser(t, addr, fp, "carol")
+
+	// A device claiming to be Bob's, certified by a key that is not his.
+	evil := newUserKey(t)
+	_, dev, _ := ed25519.GenerateKey(nil)
+	devPub := dev.Public().(ed25519.PublicKey)
+	fake, err := New(Config{State: carol.st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.prof = &Profile{User: "bob", Device: dev, Cert: proto.SignDeviceCert(evil, "bob", devPub)}
+	fake.devKey = devPub
+	kp, err := fake.newKeyPackage(DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := kp.Message()
+	lie := &lyingSession{Session: alice.c.cfg.Session, extraKP: map[string]FetchedKeyPackage{"bob": {Device: devPub, KeyPackage: msg}}}
+	alice.c.cfg.Session = lie
+	alice.c.CreateGroup(ctx, "g", 0)
+	_, err = alice.c.Invite(ctx, "g", []string{"bob"})
+	if err == nil || !strings.Contains(err.Error(), "refusing a KeyPackage of bob") {
+		t.Fatalf("invite with a forged KeyPackage: %v", err)
+	}
+	if gs, _ := alice.c.Groups(ctx); gs[0].Members != 1 || gs[0].Epoch != 0 {
+		t.Errorf("the group changed: %+v", gs[0])
+	}
+
+	// Honest again for the invite; then the node claims Carol sent
+	// what Alice sent Bob.
+	lie.extraKP = nil
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	bob.c.cfg.Session = &lyingSession{Session: bob.c.cfg.Session, stampSender: carol.c.DeviceKey()}
+	if err := alice.c.Send(ctx, "g", "from alice"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := bob.c.Recv(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Kind != EventRefused || !strings.Contains(evs[0].Text, "stamp") {
+		t.Errorf("bob got %+v, want one refusal of the forged stamp", evs)
 	}
 }

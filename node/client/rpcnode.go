@@ -32,7 +32,8 @@ func wrapErr(err error) error {
 		return nil
 	}
 	switch proto.CodeOf(err) {
-	case proto.CodeStale:
+	case proto.CodeStale, proto.CodeWrongEpoch:
+		// Either way another commit decided the epoch: re-sync and retry.
 		return fmt.Errorf("%w (%v)", ErrStale, err)
 	case proto.CodeNotMember:
 		return fmt.Errorf("%w (%v)", ErrNotMember, err)
