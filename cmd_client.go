@@ -162,7 +162,7 @@ func (c *LogoutCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		}
 	}
 	st.Close()
-	path, _ := nc.StatePath(f.StateDir, p.Profile)
+	path, _ := nc.StatePath(stateDir(f.StateDir), p.Profile)
 	if err := os.Remove(path); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -140,6 +141,7 @@ func password(g *Globals, confirm bool) ([]byte, error) {
 // openState opens the profile's state file. create allows a new one
 // (asking for the passphrase twice on a terminal).
 func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.State, error) {
+	f.StateDir = stateDir(f.StateDir)
 	path, err := nc.StatePath(f.StateDir, p.Profile)
 	if err != nil {
 		return nil, err
@@ -175,6 +177,19 @@ func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.St
 		return nil, err
 	}
 	return st, nil
+}
+
+// stateDir returns dir, except that the default (~/.local/share/qpchat)
+// follows XDG_DATA_HOME when that is set.
+func stateDir(dir string) string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return dir
+	}
+	if xdg := os.Getenv("XDG_DATA_HOME"); xdg != "" && dir == filepath.Join(home, ".local", "share", "qpchat") {
+		return filepath.Join(xdg, "qpchat")
+	}
+	return dir
 }
 
 // dialState connects to the node with the pins kept in the state. With

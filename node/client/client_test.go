@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -503,4 +504,27 @@ func TestChangedUserKeyRefused(t *testing.T) {
 	}
 	wantTexts(t, bob2)
 	groupNamed(t, bob2, "h")
+}
+
+func TestOtherSuites(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	for _, suite := range []uint16{0x0001, 0x0003, 0xFA02} {
+		name := fmt.Sprintf("g%04x", suite)
+		if _, err := alice.c.CreateGroup(ctx, name, suite); err != nil {
+			t.Fatalf("suite 0x%04x: %v", suite, err)
+		}
+		if _, err := alice.c.Invite(ctx, name, []string{"bob"}); err != nil {
+			t.Fatalf("suite 0x%04x: %v", suite, err)
+		}
+		alice.c.Send(ctx, name, "in "+name)
+		wantTexts(t, bob, "alice: in "+name)
+		if g := groupNamed(t, bob, name); g.Suite != suite {
+			t.Errorf("bob's %s has suite 0x%04x", name, g.Suite)
+		}
+	}
+	if _, err := alice.c.CreateGroup(ctx, "p256", 0x0002); err == nil {
+		t.Error("a P-256 group was created with an Ed25519 device key")
+	}
 }
