@@ -24,6 +24,7 @@ type BenchCmd struct {
 	Duration          time.Duration `short:"d" default:"10s" help:"How long to send."`
 	Conns             int           `default:"0" help:"QUIC connections shared by the devices (0: min(clients, 16))."`
 	DevicesPerUser    int           `default:"32" help:"Devices per benchmark account (at most the node's --max-devices)."`
+	WakeProbes        int           `default:"200" help:"After the run, single messages sent to a receiver parked in fetchWait, to measure the wake-up alone."`
 }
 
 // Run sets up and runs the benchmark, then prints the result.
@@ -34,7 +35,7 @@ func (c *BenchCmd) Run(g *Globals) error {
 		Addr: c.Server, Fingerprint: c.ServerFingerprint,
 		Clients: c.Clients, GroupSize: c.GroupSize, Batch: c.Batch,
 		PayloadSize: c.Payload, Duration: c.Duration,
-		Conns: c.Conns, DevicesPerUser: c.DevicesPerUser, Log: g.stderr,
+		Conns: c.Conns, DevicesPerUser: c.DevicesPerUser, WakeProbes: c.WakeProbes, Log: g.stderr,
 	}
 	fmt.Fprintf(g.stdout, "qpchat bench: C=%d G=%d B=%d payload=%d B for %v against %s\n",
 		c.Clients, c.GroupSize, c.Batch, c.Payload, c.Duration, c.Server)

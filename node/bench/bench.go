@@ -38,18 +38,22 @@ type Config struct {
 	DevicesPerUser int
 	// Password of the benchmark accounts. Nil means a random one.
 	Password []byte
+	// WakeProbes is the number of single messages sent, after the run,
+	// to a receiver parked in fetchWait, to measure the wake-up alone.
+	WakeProbes int
 	// Log receives progress lines. Nil means none.
 	Log io.Writer
 }
 
 // Result is what a run measured.
 type Result struct {
-	Elapsed          time.Duration
-	Sent, Delivered  int64 // messages
-	SendLatency      Percentiles
-	WakeLatency      Percentiles // from the send's return to fetchWait's (clamped at 0)
-	DeliveryLatency  Percentiles // from the send's start to fetchWait's return
-	LoginServerSetup time.Duration
+	Elapsed         time.Duration
+	Sent, Delivered int64 // messages
+	SendLatency     Percentiles
+	WakeLatency     Percentiles // under load: from the send's return to fetchWait's (clamped at 0)
+	DeliveryLatency Percentiles // under load: from the send's start to fetchWait's return
+	ParkedWake      Percentiles // probes: send's return to a parked fetchWait's return (clamped at 0)
+	ParkedDelivery  Percentiles // probes: send's start to a parked fetchWait's return
 }
 
 // Percentiles of a latency sample.
@@ -74,11 +78,13 @@ func (r *Result) String() string {
 	secs := r.Elapsed.Seconds()
 	return fmt.Sprintf("sent %d, delivered %d messages in %v\n"+
 		"delivered: %.0f msgs/s (send+fetch+ack, durable)\n"+
-		"send latency:       %v\n"+
-		"fetchWait wake-up:  %v\n"+
-		"delivery latency:   %v\n",
+		"send latency:               %v\n"+
+		"fetchWait wake-up (load):   %v\n"+
+		"delivery latency (load):    %v\n"+
+		"fetchWait wake-up (parked): %v\n"+
+		"delivery (parked, 1 msg):   %v\n",
 		r.Sent, r.Delivered, r.Elapsed.Round(time.Millisecond), float64(r.Delivered)/secs,
-		r.SendLatency, r.WakeLatency, r.DeliveryLatency)
+		r.SendLatency, r.WakeLatency, r.DeliveryLatency, r.ParkedWake, r.ParkedDelivery)
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -138,7 +144,70 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	cfg.logf("setup done: %d devices in %d groups over %d connections", len(devices), len(groups), len(conns))
-	return drive(ctx, &cfg, groups)
+	res, err := drive(ctx, &cfg, groups)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.WakeProbes > 0 {
+		if res.ParkedWake, res.ParkedDelivery, err = wakeProbes(ctx, groups[0], cfg.WakeProbes); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// wakeProbes sends n single messages, each once the receiver has been
+// parked in fetchWait for a moment, and measures when it wakes.
+func wakeProbes(ctx context.Context, g *group, n int) (wake, deliv Percentiles, err error) {
+	r := g.receivers[0]
+	msgs, q, err := r.Fetch(ctx, 0, 0)
+	if err != nil {
+		return wake, deliv, err
+	}
+	after := q.Last
+	if len(msgs) > 0 {
+		if err := r.Ack(ctx, q.Last); err != nil {
+			return wake, deliv, err
+		}
+	}
+	msg := [][]byte{PrivateMessage(g.id, 1, mls.ContentTypeApplication, make([]byte, 16))}
+	var wl, dl []time.Duration
+	for range n {
+		type answer struct {
+			at   time.Time
+			last uint64
+			err  error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			m, _, err := r.FetchWait(ctx, after, 0, 10*time.Second)
+			a := answer{at: time.Now(), err: err}
+			if err == nil && len(m) == 0 {
+				a.err = errors.New("bench: a parked fetchWait returned nothing")
+			}
+			if a.err == nil {
+				a.last = m[len(m)-1].Seq
+			}
+			got <- a
+		}()
+		time.Sleep(5 * time.Millisecond) // let it park
+		t0 := time.Now()
+		if _, err := g.sender.Send(ctx, g.id, msg); err != nil {
+			return wake, deliv, err
+		}
+		t1 := time.Now()
+		a := <-got
+		if a.err != nil {
+			return wake, deliv, a.err
+		}
+		after = a.last
+		wl = append(wl, max(0, a.at.Sub(t1)))
+		dl = append(dl, a.at.Sub(t0))
+	}
+	if err := r.Ack(ctx, after); err != nil {
+		return wake, deliv, err
+	}
+	return percentiles(wl), percentiles(dl), nil
 }
 
 type benchUser struct {
