@@ -210,7 +210,8 @@ func (c *Client) applyWelcome(ctx context.Context, b *batch, d Delivery) error {
 	name := fmt.Sprintf("%x", d.Group[:4])
 	gr := &group{rec: &groupRecord{ID: g.GroupID(), Name: name, Inviter: inviter}, g: g}
 	if old, err := c.groupFor(ctx, b, d.Group); err == nil {
-		gr.rec.Name = old.rec.Name // re-added to a group we were in
+		// Re-added to a group we were in: keep its name.
+		gr.rec.Name, gr.rec.NameSent, gr.rec.Peer = old.rec.Name, true, old.rec.Peer
 	} else {
 		b.names[name] = gr.rec.ID
 	}
@@ -355,8 +356,15 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 		if !sameKeySet(memberKeys(ev.Added), d.Added) || !sameKeySet(memberKeys(ev.Removed), d.Removed) {
 			return restore(errors.New("the node's stamp declares other added or removed devices than the commit"))
 		}
-		// An Update may not change who a leaf is.
-		for _, u := range ev.Updated {
+		// An Update, or the committer's new leaf, may not change who a
+		// leaf is (RFC 9420, Section 7.9 leaves this to the application).
+		updated := ev.Updated
+		if !ev.SelfRemoved {
+			if m, ok := g.g.Member(ev.Sender); ok {
+				updated = append(updated[:len(updated):len(updated)], m)
+			}
+		}
+		for _, u := range updated {
 			for _, m := range before {
 				if m.Leaf != u.Leaf {
 					continue
