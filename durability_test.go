@@ -76,6 +76,11 @@ func TestDurabilityUnderSIGKILL(t *testing.T) {
 		}
 		time.Sleep(killAfter)
 		n.kill()
+		// The clients would only notice the dead node at a timeout:
+		// close their connections so the sends in flight fail now.
+		for _, c := range w.conns {
+			c.Close()
+		}
 		wg.Wait()
 		t.Logf("round %d: killed after %v; %d sends acknowledged so far", round, killAfter, check.acknowledged())
 		n.start()
