@@ -59,8 +59,9 @@ func insecureTest() bool { return os.Getenv(envInsecureTest) == "1" }
 
 // out prints human text or one JSON object per line.
 type out struct {
-	w    io.Writer
-	json bool
+	w     io.Writer
+	json  bool
+	extra map[string]any // fields added to every JSON object
 }
 
 func newOut(g *Globals, p *ProfileFlags) *out { return &out{w: g.stdout, json: p.JSON} }
@@ -68,6 +69,12 @@ func newOut(g *Globals, p *ProfileFlags) *out { return &out{w: g.stdout, json: p
 // emit prints text, or obj as one JSON line.
 func (o *out) emit(obj map[string]any, format string, args ...any) {
 	if o.json {
+		if obj == nil {
+			return // text-only remark
+		}
+		for k, v := range o.extra {
+			obj[k] = v
+		}
 		b, _ := json.Marshal(obj)
 		fmt.Fprintf(o.w, "%s\n", b)
 		return

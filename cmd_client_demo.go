@@ -90,8 +90,10 @@ func (c *DemoGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	show := func(u *demoUser) error {
 		evs, err := u.c.Recv(ctx, 0)
 		for _, e := range evs {
-			fmt.Fprintf(g.stdout, "   %s sees: ", u.name)
-			printEvent(&out{w: g.stdout, json: o.json}, u.c, e)
+			if !o.json {
+				fmt.Fprintf(g.stdout, "   %s sees: ", u.name)
+			}
+			printEvent(&out{w: g.stdout, json: o.json, extra: map[string]any{"viewer": u.name}}, u.c, e)
 		}
 		return err
 	}
