@@ -176,6 +176,7 @@ func (n *nodeService) RegisterFinish(ctx context.Context, call rpc.NodeService_r
 		return storeError(c.log, "registerFinish", err)
 	}
 	c.log.Info("user registered")
+	srv.metrics.registrations.Add(1)
 	_, sc := c.newSession(rpc.SessionKind_login, reg.user, nil)
 	res, err := call.AllocResults()
 	if err != nil {
@@ -276,6 +277,7 @@ func (n *nodeService) LoginFinish(ctx context.Context, call rpc.NodeService_logi
 	sessionKey, err := pl.sl.Finish(ke3)
 	if err != nil || !pl.known {
 		c.log.Info("login refused", "reason", "KE3")
+		srv.metrics.loginFailures.Add(1)
 		return errAuth("login")
 	}
 	cbKey, err := proto.ChannelBindingKey(sessionKey)
@@ -287,9 +289,11 @@ func (n *nodeService) LoginFinish(ctx context.Context, call rpc.NodeService_logi
 	if !proto.VerifyBindingProof(cbKey, proto.RoleClient, c.exporter, proof) {
 		// KE3 was right but not for this TLS connection: a relay.
 		c.log.Warn("login refused: channel binding proof does not match this connection (relayed login?)")
+		srv.metrics.loginFailures.Add(1)
 		return errAuth("login")
 	}
 	c.log.Info("user logged in")
+	srv.metrics.logins.Add(1)
 	_, sc := c.newSession(rpc.SessionKind_login, pl.user, nil)
 	res, err := call.AllocResults()
 	if err != nil {
@@ -336,6 +340,7 @@ func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeServi
 		c.log.Info("device authentication refused: signature does not cover this connection")
 		return errAuth("device authentication")
 	}
+	srv.metrics.deviceAuths.Add(1)
 	s, sc := c.newSession(rpc.SessionKind_device, user, device)
 	// A revocation between the check above and the registration of the
 	// session would have missed it: look again.

@@ -65,6 +65,8 @@ type Config struct {
 	// OPAQUE is the OPAQUE configuration; its KSF is what new
 	// registrations and unknown users get. Default opaque.QPChat().
 	OPAQUE *opaque.Config
+	// MetricsInterval is how often the node logs its counters. Default 1m.
+	MetricsInterval time.Duration
 	// Now is the clock (KeyPackage lifetimes, expiry, rate limits).
 	// Default time.Now.
 	Now func() time.Time
@@ -115,6 +117,9 @@ func populateConfig(c Config) Config {
 	}
 	if c.OPAQUE == nil {
 		c.OPAQUE = opaque.QPChat()
+	}
+	if c.MetricsInterval <= 0 {
+		c.MetricsInterval = time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -45,6 +45,7 @@ var kinds = map[store.MessageKind]rpc.MessageKind{
 
 // fill writes messages, queue state and low pools into a fetch answer.
 func (s *session) fill(res fetchResults, msgs []store.QueuedMessage, st store.QueueState) error {
+	s.c.srv.metrics.fetchedMessages.Add(uint64(len(msgs)))
 	l, err := res.NewMessages(int32(len(msgs)))
 	if err != nil {
 		return err
@@ -166,6 +167,7 @@ func (s *session) Ack(ctx context.Context, call rpc.Session_ack) error {
 	if err := s.c.srv.store.Ack(ctx, s.device, call.Args().UpTo()); err != nil {
 		return s.storeErr("ack", err)
 	}
+	s.c.srv.metrics.acks.Add(1)
 	return nil
 }
 

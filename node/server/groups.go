@@ -151,6 +151,8 @@ func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
 	if err != nil {
 		return err
 	}
+	srv.metrics.commits.Add(1)
+	srv.metrics.overflows.Add(uint64(len(r.Overflowed)))
 	res.SetEpoch(r.Epoch)
 	res.SetDuplicate(r.Duplicate)
 	return setDataList(res.NewOverflowed, r.Overflowed)
@@ -245,6 +247,9 @@ func (s *session) Send(ctx context.Context, call rpc.Session_send) error {
 	if err != nil {
 		return s.storeErr("send", err)
 	}
+	srv.metrics.sends.Add(1)
+	srv.metrics.sentMessages.Add(uint64(len(msgs)))
+	srv.metrics.overflows.Add(uint64(len(r.Overflowed)))
 	res, err := call.AllocResults()
 	if err != nil {
 		return err

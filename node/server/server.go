@@ -61,6 +61,7 @@ type Server struct {
 	devices     deviceSessions // live device sessions, ended on revocation
 	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools    lowPools       // KeyPackage pools that ran low
+	metrics     metrics
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -221,6 +222,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("node listening", "addr", s.Addr().String(), "fingerprint", s.fingerprint, "version", s.cfg.Version)
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
+	go s.logMetrics(ctx, s.cfg.MetricsInterval)
 
 	var wg sync.WaitGroup
 	acceptErr := make(chan error, 1)
@@ -286,10 +288,12 @@ func (s *Server) track(qc *quic.Conn) (*conn, bool) {
 	case len(s.conns) >= s.cfg.MaxConns:
 		s.log.Warn("connection refused: too many connections", "remote", qc.RemoteAddr().String(), "max", s.cfg.MaxConns)
 		qc.CloseWithError(rpc.CodeBusy, "too many connections")
+		s.metrics.refusedConns.Add(1)
 		return nil, false
 	case !s.perAddr.add(addrKey(qc.RemoteAddr()), s.cfg.Limits.MaxConnsPerAddr):
 		s.log.Warn("connection refused: too many connections from one address", "remote", qc.RemoteAddr().String(), "max", s.cfg.Limits.MaxConnsPerAddr)
 		qc.CloseWithError(rpc.CodeBusy, "too many connections from your address")
+		s.metrics.refusedConns.Add(1)
 		return nil, false
 	}
 	c := newConn(s, qc)

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"qpchat/mls"
+	"qpchat/node/bench"
+)
+
+func TestMetricsInTheLog(t *testing.T) {
+	lb := &logBuffer{}
+	w := newWorld(t, func(c *Config) {
+		c.MetricsInterval = 20 * time.Millisecond
+		c.Logger = slog.New(slog.NewTextHandler(lb, nil))
+	})
+	_, err := w.a1.Send(testCtx(t), w.group, [][]byte{
+		bench.PrivateMessage(w.group, 1, mls.ContentTypeApplication, nil),
+		bench.PrivateMessage(w.group, 1, mls.ContentTypeApplication, nil),
+	})
+	must(t, "send", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for sumMetric(lb.String(), "sent_messages") != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics line with sent_messages=2 in the log:\n%s", lb)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	log := lb.String()
+	for key, want := range map[string]int{"registrations": 2, "device_auths": 4, "commits": 1, "sends": 1} {
+		if got := sumMetric(log, key); got != want {
+			t.Errorf("metrics lines count %s=%d, want %d", key, got, want)
+		}
+	}
+	if strings.Contains(log, "alice") || strings.Contains(log, "bob") {
+		t.Error("the log names a user")
+	}
+}
+
+// sumMetric adds up key=N over every metrics line of log.
+func sumMetric(log, key string) int {
+	total := 0
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "node metrics") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				n, _ := strconv.Atoi(v)
+				total += n
+			}
+		}
+	}
+	return total
+}
