@@ -501,7 +501,7 @@ func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d devices)", strings.Join(c.Users, ", "), c.Group, n)
+	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
 	return nil
 }
 
@@ -600,7 +600,7 @@ func (c *RemoveCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d devices)", strings.Join(c.Users, ", "), c.Group, n)
+	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
 	return nil
 }
 

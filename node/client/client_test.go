@@ -528,3 +528,19 @@ func TestOtherSuites(t *testing.T) {
 		t.Error("a P-256 group was created with an Ed25519 device key")
 	}
 }
+
+func TestSendAll(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+	alice.c.CreateGroup(ctx, "one", 0)
+	alice.c.Invite(ctx, "one", []string{"bob"})
+	alice.c.CreateGroup(ctx, "two", 0)
+	alice.c.Invite(ctx, "two", []string{"bob", "carol"})
+	names, err := alice.c.SendAll(ctx, "to all")
+	if err != nil || strings.Join(names, ",") != "one,two" {
+		t.Fatalf("SendAll = %v, %v", names, err)
+	}
+	wantTexts(t, bob, "alice: to all", "alice: to all")
+	wantTexts(t, carol, "alice: to all")
+}

@@ -6,8 +6,7 @@ package client
 // Layout (bucket → key → value):
 //
 //	profile  "user", "user-key" (public), "device" (private seed),
-//	         "cert", "server", "last-seq", "read-seq", "user-secret"
-//	         (the user key's seed, only between login and logout)
+//	         "cert", "server", "last-seq", "read-seq"
 //	servers  server address → pinned fingerprint (rpc.PinStore)
 //	peers    Ident("user", name) → peerRecord (pinned user keys)
 //	kps      KeyPackageRef → kpRecord (unused KeyPackages' private keys)
@@ -36,14 +35,13 @@ var (
 	bNames   = []byte("names")
 	bEvents  = []byte("events")
 
-	kUser       = []byte("user")
-	kUserKey    = []byte("user-key")
-	kUserSecret = []byte("user-secret")
-	kDevice     = []byte("device")
-	kCert       = []byte("cert")
-	kServer     = []byte("server")
-	kLastSeq    = []byte("last-seq")
-	kReadSeq    = []byte("read-seq")
+	kUser    = []byte("user")
+	kUserKey = []byte("user-key")
+	kDevice  = []byte("device")
+	kCert    = []byte("cert")
+	kServer  = []byte("server")
+	kLastSeq = []byte("last-seq")
+	kReadSeq = []byte("read-seq")
 )
 
 // stateSchema is the client state's schema; migrations are appended, never
@@ -158,12 +156,11 @@ func (s *State) SetPin(server, fingerprint string) error {
 
 // Profile is the account and device a state holds.
 type Profile struct {
-	User       string
-	UserKey    []byte             // the user's public key (nil before login)
-	UserSecret ed25519.PrivateKey // present only while logged in
-	Device     ed25519.PrivateKey // nil before register-state
-	Cert       []byte
-	Server     string
+	User    string
+	UserKey []byte             // the user's public key (nil before login)
+	Device  ed25519.PrivateKey // nil before register-state
+	Cert    []byte
+	Server  string
 }
 
 // DeviceKey returns the device public key, or nil.
@@ -186,24 +183,20 @@ func (s *State) Profile() (*Profile, error) {
 			}
 			return v, err
 		}
-		var user, server, userSecret, device []byte
+		var user, server, device []byte
 		var err error
 		for _, f := range []struct {
 			k   []byte
 			out *[]byte
-		}{{kUser, &user}, {kUserKey, &p.UserKey}, {kUserSecret, &userSecret}, {kDevice, &device}, {kCert, &p.Cert}, {kServer, &server}} {
+		}{{kUser, &user}, {kUserKey, &p.UserKey}, {kDevice, &device}, {kCert, &p.Cert}, {kServer, &server}} {
 			if *f.out, err = get(f.k); err != nil {
 				return err
 			}
 		}
 		p.User, p.Server = string(user), string(server)
-		if len(userSecret) == ed25519.SeedSize {
-			p.UserSecret = ed25519.NewKeyFromSeed(userSecret)
-		}
 		if len(device) == ed25519.SeedSize {
 			p.Device = ed25519.NewKeyFromSeed(device)
 		}
-		clear(userSecret)
 		clear(device)
 		return nil
 	})
@@ -232,11 +225,6 @@ func putProfile(tx *store.Tx, p *Profile) error {
 	if err := put(kUserKey, p.UserKey); err != nil {
 		return err
 	}
-	if p.UserSecret != nil {
-		if err := put(kUserSecret, p.UserSecret.Seed()); err != nil {
-			return err
-		}
-	}
 	if p.Device != nil {
 		if err := put(kDevice, p.Device.Seed()); err != nil {
 			return err
@@ -248,11 +236,6 @@ func putProfile(tx *store.Tx, p *Profile) error {
 // SaveProfile stores the non-empty fields of p.
 func (s *State) SaveProfile(p *Profile) error {
 	return s.db.Update(func(tx *store.Tx) error { return putProfile(tx, p) })
-}
-
-// ForgetUserSecret deletes the user key's private half (logout).
-func (s *State) ForgetUserSecret() error {
-	return s.db.Update(func(tx *store.Tx) error { return tx.Bucket(bProfile).Delete(kUserSecret) })
 }
 
 // peer returns the pinned record of a user, or nil.
