@@ -570,12 +570,19 @@ func (c *Client) DM(ctx context.Context, user, text string, suite uint16) (strin
 		}
 	}
 	if name == "" {
+		// The user must exist before a channel is made for them.
+		if _, err := c.pinnedKey(ctx, u); err != nil {
+			return "", err
+		}
 		if err := c.st.db.View(func(tx *store.Tx) error { name = uniqueName(tx, "dm:"+u); return nil }); err != nil {
 			return "", err
 		}
 		if _, err := c.createGroup(ctx, name, suite, u); err != nil {
 			return "", err
 		}
+	}
+	if g, err := c.loadGroupByName(ctx, name); err == nil && g.g != nil && len(g.g.Members()) < 2 {
+		// New, or an earlier invitation failed: invite (again).
 		if _, err := c.Invite(ctx, name, []string{u}); err != nil {
 			return name, err
 		}
