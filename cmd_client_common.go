@@ -361,7 +361,7 @@ func opContext(f *ClientFlags) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second)
 }
 
-// fp returns the short hex id of a device from its fingerprint.
+// hexID formats a group id.
 func hexID(b []byte) string { return hex.EncodeToString(b) }
 
 // printEvent prints one history entry.

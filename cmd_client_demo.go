@@ -49,7 +49,8 @@ func (c *DemoGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 
 	addr, fp := f.Server, f.ServerFingerprint
 	opts := nc.AccountOptions{}
-	if !flagSet(f.Server, defaultServer) {
+	external := f.Server != defaultServer // --server given
+	if !external {
 		// No --server: a node of our own on a free loopback port. It
 		// uses the cheap test KDF: its accounts die with it.
 		srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(tmp, "node"),
@@ -74,7 +75,7 @@ func (c *DemoGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	users := map[string]*demoUser{}
 	for _, base := range []string{"alice", "bob", "carol"} {
 		name := base
-		if flagSet(f.Server, defaultServer) {
+		if external {
 			name = base + "-" + tag // do not collide with real accounts
 		}
 		u, err := demoSetup(ctx, tmp, addr, fp, name, opts)
@@ -150,9 +151,6 @@ func (c *DemoGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	step("done")
 	return nil
 }
-
-// flagSet reports whether a flag's value differs from its default.
-func flagSet(v, def string) bool { return v != def }
 
 // demoSetup registers a user with a fresh profile and device.
 func demoSetup(ctx context.Context, dir, addr, fp, name string, opts nc.AccountOptions) (*demoUser, error) {
