@@ -154,6 +154,9 @@ func (n *nodeService) RegisterFinish(ctx context.Context, call rpc.NodeService_r
 	if reg == nil {
 		return proto.Errorf(proto.CodeInvalid, "registerFinish without registerStart on this connection")
 	}
+	if err := c.sessionRoom(); err != nil {
+		return err
+	}
 	args := call.Args()
 	recBytes, _ := args.Record()
 	userKey, _ := args.UserKey()
@@ -267,6 +270,9 @@ func (n *nodeService) LoginFinish(ctx context.Context, call rpc.NodeService_logi
 	if pl == nil {
 		return proto.Errorf(proto.CodeInvalid, "loginFinish without loginStart on this connection")
 	}
+	if err := c.sessionRoom(); err != nil {
+		return err
+	}
 	args := call.Args()
 	ke3Bytes, _ := args.Ke3()
 	proof, _ := args.Proof()
@@ -319,6 +325,9 @@ func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeServi
 	args := call.Args()
 	user, err := normalizeUser(args.User())
 	if err != nil {
+		return err
+	}
+	if err := c.sessionRoom(); err != nil {
 		return err
 	}
 	device, _ := args.Device()

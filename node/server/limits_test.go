@@ -206,3 +206,22 @@ func TestCallsPerConnection(t *testing.T) {
 		t.Errorf("ping after the calls finished: %v", err)
 	}
 }
+
+func TestSessionsPerConnection(t *testing.T) {
+	n := startNode(t, nil)
+	u := n.register("alice")
+	d := n.addDevice(u)
+	c := n.dial()
+	for i := range maxSessionsPerConn {
+		if _, err := c.AuthenticateDevice(testCtx(t), u.name, d.Key, c.Exporter); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
+	_, err := c.AuthenticateDevice(testCtx(t), u.name, d.Key, c.Exporter)
+	wantCode(t, "one session too many on a connection", err, proto.CodeBusy)
+	// Another connection is not affected.
+	c2 := n.dial()
+	if _, err := c2.AuthenticateDevice(testCtx(t), u.name, d.Key, c2.Exporter); err != nil {
+		t.Errorf("a session on another connection: %v", err)
+	}
+}

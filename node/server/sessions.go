@@ -60,6 +60,21 @@ type session struct {
 
 var _ rpc.Session_Server = (*session)(nil)
 
+// maxSessionsPerConn bounds the sessions one connection may hold (they
+// live until the connection ends).
+const maxSessionsPerConn = 64
+
+// sessionRoom refuses a new session on a connection that holds
+// maxSessionsPerConn already.
+func (c *conn) sessionRoom() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.sessions) >= maxSessionsPerConn {
+		return proto.Errorf(proto.CodeBusy, "more than %d sessions on one connection", maxSessionsPerConn)
+	}
+	return nil
+}
+
 // newSession makes a session on c and returns its capability.
 func (c *conn) newSession(kind rpc.SessionKind, user string, device []byte) (*session, rpc.Session) {
 	s := &session{c: c, kind: kind, user: user, device: device, endCh: make(chan struct{})}
