@@ -72,6 +72,7 @@ type Client struct {
 	groups  map[string]*group // by string(group id), loaded on use
 
 	unacked, acked uint64 // last sequence applied, and acknowledged
+	overflowNoted  bool   // the queue overflow was reported in this run
 }
 
 // group is a loaded group.
@@ -451,6 +452,9 @@ func (c *Client) WaitForDelivery(ctx context.Context, wait time.Duration) (bool,
 	if err != nil {
 		return false, err
 	}
-	ds, _, err := c.cfg.Session.Fetch(ctx, last, 1, wait)
-	return len(ds) > 0, err
+	r, err := c.cfg.Session.Fetch(ctx, last, 1, wait)
+	if err != nil {
+		return false, err
+	}
+	return len(r.Deliveries) > 0, nil
 }

@@ -544,3 +544,16 @@ func TestSendAll(t *testing.T) {
 	wantTexts(t, bob, "alice: to all", "alice: to all")
 	wantTexts(t, carol, "alice: to all")
 }
+
+func TestQueueOverflowReported(t *testing.T) {
+	n := newFakeNode()
+	bob := newTestUser(t, n, "bob")
+	n.overflowed = map[string]bool{string(bob.c.devKey): true}
+	got := bob.texts(t)
+	if len(got) != 1 || !strings.Contains(got[0], "overflowed") {
+		t.Errorf("bob got %q, want one overflow notice", got)
+	}
+	if got := bob.texts(t); len(got) != 0 {
+		t.Errorf("the notice repeats: %q", got)
+	}
+}

@@ -30,6 +30,7 @@ type fakeNode struct {
 	// Hooks (nil: honest).
 	forgeKeyPackages func(user string, got []FetchedKeyPackage) []FetchedKeyPackage
 	forgeStamp       func(to string, d *Delivery)
+	overflowed       map[string]bool
 	commits          int
 }
 
@@ -227,7 +228,7 @@ func (s *fakeSession) Send(ctx context.Context, group []byte, msgs [][]byte) err
 	return nil
 }
 
-func (s *fakeSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) ([]Delivery, []uint16, error) {
+func (s *fakeSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		n := s.n
@@ -239,15 +240,16 @@ func (s *fakeSession) Fetch(ctx context.Context, after uint64, limit int, wait t
 			}
 		}
 		wake := n.wake
+		over := n.overflowed[string(s.dev)]
 		n.mu.Unlock()
 		if len(out) > 0 || wait <= 0 || time.Now().After(deadline) {
-			return out, nil, nil
+			return &FetchResult{Deliveries: out, Overflowed: over}, nil
 		}
 		select {
 		case <-wake:
 		case <-time.After(time.Until(deadline)):
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -37,9 +37,8 @@ type Session interface {
 	Send(ctx context.Context, group []byte, msgs [][]byte) error
 	// Fetch returns queued deliveries with sequence numbers after after,
 	// waiting up to wait for one to arrive when there are none (0: no
-	// wait, as fetch; otherwise fetchWait), and the suites whose
-	// KeyPackage pool runs low.
-	Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) ([]Delivery, []uint16, error)
+	// wait, as fetch; otherwise fetchWait).
+	Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error)
 	// Ack deletes the queued deliveries up to upTo.
 	Ack(ctx context.Context, upTo uint64) error
 }
@@ -86,6 +85,16 @@ const (
 	DeliveryCommit      DeliveryKind = 2
 	DeliveryWelcome     DeliveryKind = 3
 )
+
+// FetchResult is what a fetch returns.
+type FetchResult struct {
+	Deliveries []Delivery
+	// LowSuites are the suites whose KeyPackage pool runs low.
+	LowSuites []uint16
+	// Overflowed: the queue was full and messages were dropped; this
+	// device must be re-added to its groups.
+	Overflowed bool
+}
 
 // Delivery is one message from this device's queue with the node's stamp.
 type Delivery struct {

@@ -136,14 +136,17 @@ func (l *lyingSession) FetchKeyPackages(ctx context.Context, user string, suite 
 	return kps, err
 }
 
-func (l *lyingSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) ([]Delivery, []uint16, error) {
-	ds, low, err := l.Session.Fetch(ctx, after, limit, wait)
-	for i := range ds {
-		if l.stampSender != nil && ds[i].Kind == DeliveryApplication {
-			ds[i].Sender = l.stampSender
+func (l *lyingSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
+	r, err := l.Session.Fetch(ctx, after, limit, wait)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range r.Deliveries {
+		if l.stampSender != nil && d.Kind == DeliveryApplication {
+			r.Deliveries[i].Sender = l.stampSender
 		}
 	}
-	return ds, low, err
+	return r, nil
 }
 
 // TestRealNodeLying puts a lying layer between clients and a real node:

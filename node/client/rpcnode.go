@@ -346,9 +346,10 @@ func (s *rpcSession) Send(ctx context.Context, group []byte, msgs [][]byte) erro
 type fetchResults interface {
 	Messages() (rpc.QueuedMessage_List, error)
 	KeyPackagesLow() (capnp.UInt16List, error)
+	Queue() (rpc.QueueState, error)
 }
 
-func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) ([]Delivery, []uint16, error) {
+func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
 	var r fetchResults
 	if wait > 0 {
 		ms := min(wait.Milliseconds(), 25000)
@@ -361,7 +362,7 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 		defer rel()
 		res, err := f.Struct()
 		if err != nil {
-			return nil, nil, wrapErr(err)
+			return nil, wrapErr(err)
 		}
 		r = res
 	} else {
@@ -373,16 +374,16 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 		defer rel()
 		res, err := f.Struct()
 		if err != nil {
-			return nil, nil, wrapErr(err)
+			return nil, wrapErr(err)
 		}
 		r = res
 	}
 	l, err := r.Messages()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if l.Len() > maxFetched {
-		return nil, nil, fmt.Errorf("client: the node sent %d messages", l.Len())
+		return nil, fmt.Errorf("client: the node sent %d messages", l.Len())
 	}
 	var out []Delivery
 	for i := range l.Len() {
@@ -401,10 +402,10 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 		msg, _ := m.Message_()
 		d.Group, d.Sender, d.Data = bytes.Clone(g), bytes.Clone(snd), bytes.Clone(msg)
 		if d.Added, err = fromList(m.Added()); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if d.Removed, err = fromList(m.Removed()); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		out = append(out, d)
 	}
@@ -414,7 +415,11 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 			low = append(low, ll.At(i))
 		}
 	}
-	return out, low, nil
+	res := &FetchResult{Deliveries: out, LowSuites: low}
+	if q, err := r.Queue(); err == nil {
+		res.Overflowed = q.Overflowed()
+	}
+	return res, nil
 }
 
 func (s *rpcSession) Ack(ctx context.Context, upTo uint64) error {

@@ -57,15 +57,28 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 		if err != nil {
 			return all, err
 		}
-		ds, low, err := c.cfg.Session.Fetch(ctx, last, fetchLimit, wait)
+		r, err := c.cfg.Session.Fetch(ctx, last, fetchLimit, wait)
 		if err != nil {
 			return all, fmt.Errorf("client: fetching messages: %w", err)
 		}
+		ds := r.Deliveries
 		wait = 0
-		if len(low) > 0 {
-			if _, err := c.ReplenishKeyPackages(ctx, low); err != nil {
+		if len(r.LowSuites) > 0 {
+			if _, err := c.ReplenishKeyPackages(ctx, r.LowSuites); err != nil {
 				return all, err
 			}
+		}
+		if r.Overflowed && !c.overflowNoted {
+			// Messages were dropped at the node: the groups' states can
+			// no longer follow. Say so once per run; the device must be
+			// re-added (DESIGN.md, "Groups and delivery").
+			c.overflowNoted = true
+			ev := &Event{Kind: EventRefused, Time: c.now().Unix(),
+				Text: "this device's queue at the node overflowed and messages were lost: ask a member to remove and re-add this device"}
+			if err := c.persist(nil, []*Event{ev}, nil); err != nil {
+				return all, err
+			}
+			all = append(all, ev)
 		}
 		if len(ds) == 0 {
 			return all, nil
