@@ -99,51 +99,12 @@ func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
 	defer done()
 	call.Go()
 	srv := s.c.srv
-	lim := srv.cfg.Limits
-	args := call.Args()
-	id, err := args.Group()
-	if err := checkGroupID("commit", id, err); err != nil {
-		return err
-	}
-	msg, _ := args.Message_()
-	welcome, _ := args.Welcome()
-	if len(msg) > lim.MaxMessageSize || len(welcome) > lim.MaxMessageSize {
-		return proto.Errorf(proto.CodeLimit, "commit: commit of %d or Welcome of %d bytes, the limit (--max-message-size) is %d", len(msg), len(welcome), lim.MaxMessageSize)
-	}
-	l, err := args.Added()
-	added, err := deviceKeys(l, err, "added devices", lim.MaxGroupSize)
+	req, err := commitArgs(call.Args(), srv.cfg.Limits)
 	if err != nil {
 		return err
 	}
-	l, err = args.Removed()
-	removed, err := deviceKeys(l, err, "removed devices", lim.MaxGroupSize)
-	if err != nil {
-		return err
-	}
-	h, err := parseHeader(msg)
-	switch {
-	case err != nil:
-		return proto.Errorf(proto.CodeInvalid, "commit: %v", err)
-	case h.contentType != mls.ContentTypeCommit:
-		return proto.Errorf(proto.CodeInvalid, "commit: content type %d is not commit", h.contentType)
-	case !bytes.Equal(h.group, id):
-		return proto.Errorf(proto.CodeInvalid, "commit: the message belongs to another group")
-	}
-	for _, r := range removed {
-		for _, a := range added {
-			if bytes.Equal(r, a) {
-				return proto.Errorf(proto.CodeInvalid, "commit: a device is both added and removed")
-			}
-		}
-	}
-	refs, err := welcomeRefsFor(added, welcome)
-	if err != nil {
-		return err
-	}
-	r, err := srv.store.Commit(ctx, store.CommitRequest{
-		Group: id, Committer: s.device, Epoch: h.epoch, Message: msg,
-		Added: added, Removed: removed, Welcome: welcome, KeyPackageRefs: refs,
-	})
+	req.Committer = s.device
+	r, err := srv.store.Commit(ctx, req)
 	if err != nil {
 		return s.storeErr("commit", err)
 	}
@@ -156,6 +117,52 @@ func (s *session) Commit(ctx context.Context, call rpc.Session_commit) error {
 	res.SetEpoch(r.Epoch)
 	res.SetDuplicate(r.Duplicate)
 	return setDataList(res.NewOverflowed, r.Overflowed)
+}
+
+// commitArgs reads and checks commit's parameters (all but the
+// committer): sizes, device lists, the commit's header (a commit of this
+// group) and the Welcome's form.
+func commitArgs(args rpc.Session_commit_Params, lim Limits) (store.CommitRequest, error) {
+	var req store.CommitRequest
+	id, err := args.Group()
+	if err := checkGroupID("commit", id, err); err != nil {
+		return req, err
+	}
+	msg, _ := args.Message_()
+	welcome, _ := args.Welcome()
+	if len(msg) > lim.MaxMessageSize || len(welcome) > lim.MaxMessageSize {
+		return req, proto.Errorf(proto.CodeLimit, "commit: commit of %d or Welcome of %d bytes, the limit (--max-message-size) is %d", len(msg), len(welcome), lim.MaxMessageSize)
+	}
+	l, err := args.Added()
+	added, err := deviceKeys(l, err, "added devices", lim.MaxGroupSize)
+	if err != nil {
+		return req, err
+	}
+	l, err = args.Removed()
+	removed, err := deviceKeys(l, err, "removed devices", lim.MaxGroupSize)
+	if err != nil {
+		return req, err
+	}
+	h, err := parseHeader(msg)
+	switch {
+	case err != nil:
+		return req, proto.Errorf(proto.CodeInvalid, "commit: %v", err)
+	case h.contentType != mls.ContentTypeCommit:
+		return req, proto.Errorf(proto.CodeInvalid, "commit: content type %d is not commit", h.contentType)
+	case !bytes.Equal(h.group, id):
+		return req, proto.Errorf(proto.CodeInvalid, "commit: the message belongs to another group")
+	}
+	for _, r := range removed {
+		if indexOf(added, r) >= 0 {
+			return req, proto.Errorf(proto.CodeInvalid, "commit: a device is both added and removed")
+		}
+	}
+	refs, err := welcomeRefsFor(added, welcome)
+	if err != nil {
+		return req, err
+	}
+	return store.CommitRequest{Group: id, Epoch: h.epoch, Message: msg,
+		Added: added, Removed: removed, Welcome: welcome, KeyPackageRefs: refs}, nil
 }
 
 // welcomeRefs checks the Welcome's form against the added devices:
@@ -218,41 +225,51 @@ func (s *session) Send(ctx context.Context, call rpc.Session_send) error {
 	defer done()
 	call.Go()
 	srv := s.c.srv
-	lim := srv.cfg.Limits
-	args := call.Args()
-	id, err := args.Group()
-	if err := checkGroupID("send", id, err); err != nil {
-		return err
-	}
-	l, err := args.Messages()
-	msgs, err := dataList(l, err, "messages", lim.MaxBatch, lim.MaxMessageSize)
+	req, err := sendArgs(call.Args(), srv.cfg.Limits)
 	if err != nil {
 		return err
 	}
-	if len(msgs) == 0 {
-		return proto.Errorf(proto.CodeInvalid, "send: no messages")
-	}
-	for i, m := range msgs {
-		h, err := parseHeader(m)
-		switch {
-		case err != nil:
-			return proto.Errorf(proto.CodeInvalid, "send: message %d: %v", i, err)
-		case h.contentType == mls.ContentTypeCommit:
-			return proto.Errorf(proto.CodeInvalid, "send: message %d is a commit; commits go through commit", i)
-		case !bytes.Equal(h.group, id):
-			return proto.Errorf(proto.CodeInvalid, "send: message %d belongs to another group", i)
-		}
-	}
-	r, err := srv.store.Send(ctx, store.SendRequest{Group: id, Sender: s.device, Messages: msgs})
+	req.Sender = s.device
+	r, err := srv.store.Send(ctx, req)
 	if err != nil {
 		return s.storeErr("send", err)
 	}
 	srv.metrics.sends.Add(1)
-	srv.metrics.sentMessages.Add(uint64(len(msgs)))
+	srv.metrics.sentMessages.Add(uint64(len(req.Messages)))
 	srv.metrics.overflows.Add(uint64(len(r.Overflowed)))
 	res, err := call.AllocResults()
 	if err != nil {
 		return err
 	}
 	return setDataList(res.NewOverflowed, r.Overflowed)
+}
+
+// sendArgs reads and checks send's parameters (all but the sender):
+// batch and message sizes, and each message's header (an application
+// message or proposal of this group).
+func sendArgs(args rpc.Session_send_Params, lim Limits) (store.SendRequest, error) {
+	id, err := args.Group()
+	if err := checkGroupID("send", id, err); err != nil {
+		return store.SendRequest{}, err
+	}
+	l, err := args.Messages()
+	msgs, err := dataList(l, err, "messages", lim.MaxBatch, lim.MaxMessageSize)
+	if err != nil {
+		return store.SendRequest{}, err
+	}
+	if len(msgs) == 0 {
+		return store.SendRequest{}, proto.Errorf(proto.CodeInvalid, "send: no messages")
+	}
+	for i, m := range msgs {
+		h, err := parseHeader(m)
+		switch {
+		case err != nil:
+			return store.SendRequest{}, proto.Errorf(proto.CodeInvalid, "send: message %d: %v", i, err)
+		case h.contentType == mls.ContentTypeCommit:
+			return store.SendRequest{}, proto.Errorf(proto.CodeInvalid, "send: message %d is a commit; commits go through commit", i)
+		case !bytes.Equal(h.group, id):
+			return store.SendRequest{}, proto.Errorf(proto.CodeInvalid, "send: message %d belongs to another group", i)
+		}
+	}
+	return store.SendRequest{Group: id, Messages: msgs}, nil
 }
