@@ -122,7 +122,7 @@ func TestClientLyingNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls.Close()
-	startNode(t, n.addr, data)
+	n = startNode(t, n.addr, data)
 
 	var refused bool
 	for _, m := range bob.jsonLines("recv") {
@@ -135,5 +135,34 @@ func TestClientLyingNode(t *testing.T) {
 	}
 	if !refused {
 		t.Error("bob did not report the forged stamp")
+	}
+
+	// The node now publishes another user key for Bob: refused until
+	// Alice accepts it after comparing safety numbers.
+	alice.run("fetch-key", "bob")
+	n.stop(t)
+	ls = openNodeStore(t, data)
+	acct, err := ls.Account(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct.UserKey = evil.Public().(ed25519.PublicKey)
+	if err := ls.ReplaceAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	ls.Close()
+	startNode(t, n.addr, data)
+	code, _, errs = alice.try("fetch-key", "bob")
+	if code == 0 || !strings.Contains(errs, "user key of bob changed") {
+		t.Errorf("fetch-key after a key change: exit %d, stderr %q", code, errs)
+	}
+	oneErrorLine(t, errs)
+	v := alice.jsonLines("verify", "bob")
+	if len(v) != 1 || v[0]["changed"] != true || v[0]["new_user_key"] == nil {
+		t.Errorf("verify after a key change: %v", v)
+	}
+	v = alice.jsonLines("verify", "bob", "--accept")
+	if len(v) != 1 || v[0]["changed"] != false || v[0]["verified"] != true {
+		t.Errorf("verify --accept: %v", v)
 	}
 }
