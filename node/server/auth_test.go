@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -416,4 +417,27 @@ func TestRevokeEndsSessionsAndKeyPackages(t *testing.T) {
 	_, err = f.Struct()
 	rel()
 	must(t, "second revoke", err)
+}
+
+func TestAccountsSurviveRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, func(c *Config) { c.DataDir = dir })
+	u := n.register("alice")
+	d := n.addDevice(u)
+	n.stop()
+
+	// A new node on the same directory: same OPAQUE setup (login works),
+	// same devices (authentication works).
+	n2 := startNode(t, func(c *Config) { c.DataDir = dir })
+	if n2.srv.Fingerprint() != n.srv.Fingerprint() {
+		t.Error("the node's key changed across a restart")
+	}
+	c := n2.dial()
+	_, uk, err := c.Login(testCtx(t), n2.cfg.OPAQUE, "alice", []byte(testPassword))
+	must(t, "login after a restart", err)
+	if !bytes.Equal(uk, u.key) {
+		t.Error("the user key changed across a restart")
+	}
+	_, err = c.AuthenticateDevice(testCtx(t), "alice", d.Key, c.Exporter)
+	must(t, "device authentication after a restart", err)
 }
