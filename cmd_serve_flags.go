@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"qpchat/node/server"
+	"qpchat/node/store"
 )
 
 // ServeLimitFlags are the limits of `qpchat serve` (docs/PROTOCOL.md,
@@ -55,8 +56,8 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 	pos("max-conns-per-addr", f.MaxConnsPerAddr)
 	pos("max-conns", f.MaxConns)
 	pos("max-calls-per-conn", f.MaxCallsPerConn)
-	if f.MaxMessageSize > 64<<20 {
-		errs = append(errs, fmt.Errorf("--max-message-size %d is above the 64 MiB the store and RPC framing allow", f.MaxMessageSize))
+	if f.MaxMessageSize > store.MaxMessageLen {
+		errs = append(errs, fmt.Errorf("--max-message-size %d is above the %d bytes the store keeps per message", f.MaxMessageSize, store.MaxMessageLen))
 	}
 	if f.RetryAbove == 0 || f.RetryAbove < -1 {
 		errs = append(errs, fmt.Errorf("--retry-above must be positive or -1 (always), got %d", f.RetryAbove))
