@@ -9,7 +9,8 @@
 // sessions.go (the Session capability and its authorisation),
 // devices.go, keypackages.go, groups.go, delivery.go (Session methods by
 // concern), header.go (the MLSMessage header the node routes by),
-// limits.go (limits and rate limiting), errors.go (mapping to wire errors).
+// limits.go (limits and rate limiting), errors.go (mapping to wire
+// errors), metrics.go (counters in the log).
 //
 // docs/PROTOCOL.md describes the protocol this package serves.
 package server
