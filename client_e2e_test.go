@@ -281,6 +281,20 @@ func TestClientDM(t *testing.T) {
 	if out := carol.run("groups"); out != "" {
 		t.Errorf("carol is in groups: %q", out)
 	}
+
+	// Carol logs out: her device is revoked and her profile deleted.
+	carol.run("logout")
+	if _, err := os.Stat(filepath.Join(state, "carol.state")); !os.IsNotExist(err) {
+		t.Errorf("carol's state after logout: %v", err)
+	}
+	if code, _, errs := carol.try("groups"); code == 0 || !strings.Contains(errs, "no state") {
+		t.Errorf("groups after logout: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := alice.try("dm", "carol", "are you there?"); code == 0 {
+		t.Error("a dm to a user without devices succeeded")
+	} else {
+		oneErrorLine(t, errs)
+	}
 }
 
 func TestClientTwoDevices(t *testing.T) {
@@ -362,12 +376,23 @@ func TestClientBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := bytes.Index(b, []byte("device"))
-	if i < 0 {
+	// Flip a byte of the sealed value after every copy of the key
+	// "device" (bbolt keeps stale copies of pages; one copy is live).
+	var offs []int
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte("device"))
+		if j < 0 {
+			break
+		}
+		offs = append(offs, i+j+len("device")+8)
+		i += j + 1
+	}
+	if len(offs) == 0 {
 		t.Fatal("no device record key in the state file")
 	}
-	off := i + len("device") + 8
-	b[off] ^= 1
+	for _, off := range offs {
+		b[off] ^= 1
+	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +401,9 @@ func TestClientBadInput(t *testing.T) {
 	// Undoing the change makes the profile work again: the refusals
 	// wrote nothing.
 	b, _ = os.ReadFile(path)
-	b[off] ^= 1
+	for _, off := range offs {
+		b[off] ^= 1
+	}
 	os.WriteFile(path, b, 0o600)
 	alice.run("groups")
 	for _, secret := range []string{"alice", "still fine", "password of alice"} {
