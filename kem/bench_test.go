@@ -1,9 +1,12 @@
 package kem
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
 	"testing"
+
+	"github.com/cloudflare/circl/dh/x25519"
 )
 
 // benchKEMs are compared in each benchmark: the hybrid against the classical
@@ -130,4 +133,50 @@ func BenchmarkHPKEOpen100(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkX25519 compares the X25519 used by DHKEM(X25519), the hybrid and
+// X-Wing (circl's dh/x25519) with crypto/ecdh's on this machine: a key
+// generation (fixed base) and a shared secret (variable base) each.
+func BenchmarkX25519(b *testing.B) {
+	var sk, peer x25519.Key
+	rand.Read(sk[:])
+	rand.Read(peer[:])
+	peerPub := x25519Public(&peer)
+	esk, err := ecdh.X25519().NewPrivateKey(sk[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	epeer, err := ecdh.X25519().NewPublicKey(peerPub[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("op=keygen/impl=circl", func(b *testing.B) {
+		for b.Loop() {
+			x25519Public(&sk)
+		}
+	})
+	b.Run("op=keygen/impl=ecdh", func(b *testing.B) {
+		for b.Loop() {
+			k, err := ecdh.X25519().NewPrivateKey(sk[:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			k.PublicKey()
+		}
+	})
+	b.Run("op=shared/impl=circl", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := x25519Shared(&sk, peerPub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("op=shared/impl=ecdh", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := esk.ECDH(epeer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

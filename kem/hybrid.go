@@ -1,14 +1,15 @@
 package kem
 
 import (
-	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/sha3"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 )
 
@@ -54,8 +55,10 @@ func (*hybridKEM) EncSize() int          { return hybridEncSize }
 func (*hybridKEM) SharedSecretSize() int { return hybridSecretSize }
 func (*hybridKEM) String() string        { return "X25519+ML-KEM-768 (qpchat hybrid)" }
 
+// hybridPublicKey keeps both parts parsed (the ML-KEM key with its expanded
+// matrix), so Encap to a key that is used again does not parse it again.
 type hybridPublicKey struct {
-	x   *ecdh.PublicKey
+	x   x25519.Key
 	m   *mlkem768.PublicKey
 	enc []byte // x ‖ m, encoded by newHybridPublicKey
 }
@@ -63,11 +66,11 @@ type hybridPublicKey struct {
 // newHybridPublicKey assembles a public key from its parts. Its encoding is
 // computed from the parts, never kept from a parser's input, so Bytes shows
 // what was decoded and the round-trip tests can fail.
-func newHybridPublicKey(x *ecdh.PublicKey, m *mlkem768.PublicKey) *hybridPublicKey {
+func newHybridPublicKey(x *x25519.Key, m *mlkem768.PublicKey) *hybridPublicKey {
 	enc := make([]byte, hybridPublicKeySize)
-	copy(enc, x.Bytes())
+	copy(enc, x[:])
 	m.Pack(enc[hybridX25519Size:])
-	return &hybridPublicKey{x: x, m: m, enc: enc}
+	return &hybridPublicKey{x: *x, m: m, enc: enc}
 }
 
 func (*hybridPublicKey) KEM() KEM         { return hybridInstance }
@@ -75,7 +78,7 @@ func (pk *hybridPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...
 
 type hybridPrivateKey struct {
 	seed []byte
-	x    *ecdh.PrivateKey
+	x    x25519.Key // clamped by x25519.KeyGen and x25519.Shared when used
 	m    *mlkem768.PrivateKey
 	pub  *hybridPublicKey
 }
@@ -88,7 +91,7 @@ func (sk *hybridPrivateKey) PublicKey() PublicKey { return sk.pub }
 // order on Curve25519 and its twist: 0 (order 1 and 2), 1 and p−1 (order 4)
 // and the two points of order 8. Curve25519 has cofactor 8 and its twist 4,
 // so there are no others; X25519 with any clamped scalar gives zero exactly
-// for these (TestLowOrderList checks each against crypto/ecdh).
+// for these (TestLowOrderList checks each against crypto/ecdh and circl).
 var x25519LowOrder = [][32]byte{
 	{},
 	{1},
@@ -138,7 +141,7 @@ func isLowOrderX25519(b []byte) bool {
 // top bit clear and the little-endian value below p = 2^255 − 19 (RFC 7748,
 // Section 5, lets decoders accept other encodings; this KEM does not, so
 // every key and ephemeral has exactly one encoding).
-func parseX25519(b []byte) (*ecdh.PublicKey, error) {
+func parseX25519(b []byte) (*x25519.Key, error) {
 	if len(b) != hybridX25519Size {
 		return nil, errors.New("kem: hybrid X25519 value has the wrong length")
 	}
@@ -148,21 +151,27 @@ func parseX25519(b []byte) (*ecdh.PublicKey, error) {
 	if !x25519Reduced(b) {
 		return nil, errors.New("kem: hybrid X25519 value is not reduced modulo 2^255-19")
 	}
-	pk, err := ecdh.X25519().NewPublicKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("kem: hybrid X25519 value: %w", err)
-	}
-	return pk, nil
+	return (*x25519.Key)(b), nil
 }
 
-// x25519 computes X25519(sk, pk), refusing the all-zero output that a
-// low-order point gives (crypto/ecdh reports it as an error).
-func x25519(sk *ecdh.PrivateKey, pk *ecdh.PublicKey) ([]byte, error) {
-	ss, err := sk.ECDH(pk)
-	if err != nil {
+// x25519Shared computes X25519(sk, pk) (RFC 7748, Section 5) with circl's
+// constant-time dh/x25519, refusing the all-zero output that a low-order
+// point gives: circl reports those points, and the output is checked too.
+func x25519Shared(sk, pk *x25519.Key) ([]byte, error) {
+	var out, zero x25519.Key
+	ok := x25519.Shared(&out, sk, pk)
+	if !ok || subtle.ConstantTimeCompare(out[:], zero[:]) == 1 {
+		clear(out[:])
 		return nil, errors.New("kem: X25519 shared secret is all zero")
 	}
-	return ss, nil
+	return out[:], nil
+}
+
+// x25519Public returns the X25519 public key of sk (fixed-base X25519(sk, 9)).
+func x25519Public(sk *x25519.Key) *x25519.Key {
+	pub := new(x25519.Key)
+	x25519.KeyGen(pub, sk)
+	return pub
 }
 
 // NewPublicKey parses X25519 (32) ‖ ML-KEM-768 encapsulation key (1184),
@@ -197,17 +206,12 @@ func (*hybridKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 	h := sha3.NewSHAKE256()
 	h.Write(b)
 	h.Read(expanded[:])
-	x, err := ecdh.X25519().NewPrivateKey(expanded[:hybridX25519Size])
-	if err != nil {
-		return nil, fmt.Errorf("kem: hybrid X25519 private key: %w", err)
-	}
+	sk := &hybridPrivateKey{seed: append([]byte(nil), b...)}
+	copy(sk.x[:], expanded[:hybridX25519Size])
 	mpk, msk := mlkem768.NewKeyFromSeed(expanded[hybridX25519Size:])
-	return &hybridPrivateKey{
-		seed: append([]byte(nil), b...),
-		x:    x,
-		m:    msk,
-		pub:  newHybridPublicKey(x.PublicKey(), mpk),
-	}, nil
+	sk.m = msk
+	sk.pub = newHybridPublicKey(x25519Public(&sk.x), mpk)
+	return sk, nil
 }
 
 // GenerateKeyPair reads the 32-byte seed from rand.
@@ -260,17 +264,14 @@ func (*hybridKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte,
 	if _, err := io.ReadFull(rand, r[:]); err != nil {
 		return nil, nil, fmt.Errorf("kem: reading randomness: %w", err)
 	}
-	eph, err := ecdh.X25519().NewPrivateKey(r[:hybridX25519Size])
-	if err != nil {
-		return nil, nil, fmt.Errorf("kem: hybrid X25519 ephemeral: %w", err)
-	}
-	xss, err := x25519(eph, p.x)
+	eph := (*x25519.Key)(r[:hybridX25519Size])
+	xss, err := x25519Shared(eph, &p.x)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(xss)
 	enc = make([]byte, hybridEncSize)
-	copy(enc, eph.PublicKey().Bytes())
+	x25519.KeyGen((*x25519.Key)(enc[:hybridX25519Size]), eph)
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	p.m.EncapsulateTo(enc[hybridX25519Size:], mss[:], r[hybridX25519Size:])
@@ -297,7 +298,7 @@ func (*hybridKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	xss, err := x25519(s.x, eph)
+	xss, err := x25519Shared(&s.x, eph)
 	if err != nil {
 		return nil, err
 	}

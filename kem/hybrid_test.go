@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"strings"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/kem/xwing"
 	"testing"
 )
@@ -218,12 +219,8 @@ func TestHybridRejectsBadX25519(t *testing.T) {
 		}
 	}
 	// Encap refuses a low-order recipient key even if it was never parsed.
-	x, err := ecdh.X25519().NewPublicKey(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := sk.PublicKey().(*hybridPublicKey)
-	forged := newHybridPublicKey(x, p.m)
+	forged := newHybridPublicKey(new(x25519.Key), p.m)
 	if _, _, err := k.Encap(rand.Reader, forged); err == nil {
 		t.Error("Encap to a low-order X25519 key succeeded")
 	}
@@ -437,8 +434,9 @@ func TestXWingRejectsLowOrder(t *testing.T) {
 
 // TestLowOrderList checks isLowOrderX25519 against crypto/ecdh: every listed
 // value, in every encoding X25519 accepts (top bit set, or plus p while
-// below 2^255), makes X25519 with a random key fail with an all-zero output,
-// and random values are not flagged.
+// below 2^255), makes X25519 with a random key fail with an all-zero output
+// in crypto/ecdh and in x25519Shared (circl), and random values are not
+// flagged.
 func TestLowOrderList(t *testing.T) {
 	p := x25519P()
 	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -466,6 +464,9 @@ func TestLowOrderList(t *testing.T) {
 				if _, err := sk.ECDH(pub); err == nil {
 					t.Fatalf("%x is listed as low order but crypto/ecdh accepts it", b)
 				}
+				if ss, err := x25519Shared((*x25519.Key)(sk.Bytes()), (*x25519.Key)(b)); err == nil {
+					t.Fatalf("x25519Shared accepted low-order %x, output %x", b, ss)
+				}
 				if !isLowOrderX25519(b) {
 					t.Fatalf("%x not flagged as low order", b)
 				}
@@ -483,4 +484,69 @@ func TestLowOrderList(t *testing.T) {
 			t.Fatalf("random %x flagged as low order", b)
 		}
 	}
+}
+
+// TestX25519MatchesStdlib checks the circl X25519 used by DHKEM(X25519), the
+// hybrid and X-Wing against crypto/ecdh on random scalars and u-coordinates,
+// including encodings with the top bit set and values in [p, 2^255), which
+// RFC 7748, Section 5, reduces: same public keys, same shared secrets, and
+// the same refusals.
+func TestX25519MatchesStdlib(t *testing.T) {
+	p := x25519P()
+	var pub, refused int
+	for i := range 2000 {
+		var sk x25519.Key
+		rand.Read(sk[:])
+		esk, err := ecdh.X25519().NewPrivateKey(sk[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := x25519Public(&sk)[:], esk.PublicKey().Bytes(); !bytes.Equal(got, want) {
+			t.Fatalf("public key of %x: circl %x, crypto/ecdh %x", sk, got, want)
+		}
+		pub++
+		var u x25519.Key
+		switch i % 4 {
+		case 0: // random 32 bytes, top bit as it comes
+			rand.Read(u[:])
+		case 1: // a random value in [p, 2^255)
+			u = x25519.Key(x25519Encode(big.NewInt(int64(i / 4 % 19))))
+			copy(u[:], new(big.Int).Add(x25519Decode(u[:]), p).FillBytes(make([]byte, 32)))
+			for a, b := 0, 31; a < b; a, b = a+1, b-1 {
+				u[a], u[b] = u[b], u[a]
+			}
+			u[31] |= byte(i/8%2) << 7
+		case 2: // a low-order value with random top bit
+			u = x25519LowOrder[i/4%len(x25519LowOrder)]
+			u[31] |= byte(i/8%2) << 7
+		case 3: // a valid public key with the top bit set
+			u = *x25519Public(&sk)
+			u[31] |= 0x80
+		}
+		epk, err := ecdh.X25519().NewPublicKey(u[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := esk.ECDH(epk)
+		got, gotErr := x25519Shared(&sk, &u)
+		if (wantErr == nil) != (gotErr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("X25519(%x, %x): circl %x (%v), crypto/ecdh %x (%v)", sk, u, got, gotErr, want, wantErr)
+		}
+		dk, err := DHKEMX25519().NewPrivateKey(sk[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dpk, err := DHKEMX25519().NewPublicKey(u[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		dss, dErr := dhkemX25519.dh(dk.(*dhPrivateKey), dpk.(*dhPublicKey))
+		if (wantErr == nil) != (dErr == nil) || !bytes.Equal(dss, want) {
+			t.Fatalf("DHKEM(X25519) dh(%x, %x) = %x (%v), crypto/ecdh %x (%v)", sk, u, dss, dErr, want, wantErr)
+		}
+		if wantErr != nil {
+			refused++
+		}
+	}
+	t.Logf("%d public keys and %d shared secrets equal to crypto/ecdh (%d low-order inputs refused by both)", pub, pub, refused)
 }

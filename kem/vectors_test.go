@@ -83,7 +83,9 @@ func wantPrivateBytes(kemID uint16, skRm []byte) []byte {
 	b := bytes.Clone(skRm)
 	switch kemID {
 	case KEMX25519:
-		clampX25519(b)
+		b[0] &= 248
+		b[31] &= 127
+		b[31] |= 64
 	case KEMX448:
 		b[0] &= 252
 		b[55] |= 128

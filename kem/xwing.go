@@ -1,12 +1,12 @@
 package kem
 
 import (
-	"crypto/ecdh"
 	"crypto/sha3"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/kem/mlkem/mlkem768"
 )
 
@@ -22,8 +22,8 @@ const (
 
 // xwingKEM is X-Wing (draft-connolly-cfrg-xwing-kem), HPKE KEM 0x647a as
 // MLKEM768-X25519 in draft-ietf-hpke-pq. It composes circl's ML-KEM-768,
-// crypto/ecdh's X25519 and SHA3-256 exactly as the draft's combiner and Go's
-// crypto/hpke do:
+// circl's X25519 (dh/x25519) and SHA3-256 exactly as the draft's combiner
+// and Go's crypto/hpke do:
 //
 //	public key  = ML-KEM-768 encapsulation key (1184) ‖ X25519 public key (32)
 //	enc         = ML-KEM-768 ciphertext (1088) ‖ X25519 ephemeral (32)
@@ -47,20 +47,24 @@ func (*xwingKEM) EncSize() int          { return xwingEncSize }
 func (*xwingKEM) SharedSecretSize() int { return xwingSecretSize }
 func (*xwingKEM) String() string        { return "X-Wing" }
 
+// xwingPublicKey keeps both parts parsed (the ML-KEM key with its expanded
+// matrix), so Encap to a key that is used again does not parse it again.
 type xwingPublicKey struct {
-	m   *mlkem768.PublicKey
-	x   *ecdh.PublicKey
+	m *mlkem768.PublicKey
+	// x is the X25519 public key as received (RFC 7748 encodings are not
+	// normalized), which the combiner hashes.
+	x   x25519.Key
 	enc []byte // m ‖ x, encoded by newXWingPublicKey
 }
 
 // newXWingPublicKey assembles a public key from its parts. Its encoding is
 // computed from the parts, never kept from a parser's input, so Bytes shows
 // what was decoded and the round-trip tests can fail.
-func newXWingPublicKey(m *mlkem768.PublicKey, x *ecdh.PublicKey) *xwingPublicKey {
+func newXWingPublicKey(m *mlkem768.PublicKey, x *x25519.Key) *xwingPublicKey {
 	enc := make([]byte, xwingPublicKeySize)
 	m.Pack(enc[:mlkem768.PublicKeySize])
-	copy(enc[mlkem768.PublicKeySize:], x.Bytes())
-	return &xwingPublicKey{m: m, x: x, enc: enc}
+	copy(enc[mlkem768.PublicKeySize:], x[:])
+	return &xwingPublicKey{m: m, x: *x, enc: enc}
 }
 
 func (*xwingPublicKey) KEM() KEM         { return xwingInstance }
@@ -69,7 +73,7 @@ func (pk *xwingPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...)
 type xwingPrivateKey struct {
 	seed []byte
 	m    *mlkem768.PrivateKey
-	x    *ecdh.PrivateKey
+	x    x25519.Key // clamped by x25519.KeyGen and x25519.Shared when used
 	pub  *xwingPublicKey
 }
 
@@ -88,11 +92,8 @@ func (*xwingKEM) NewPublicKey(b []byte) (PublicKey, error) {
 	if err := m.Unpack(b[:mlkem768.PublicKeySize]); err != nil {
 		return nil, fmt.Errorf("kem: X-Wing ML-KEM-768 encapsulation key: %w", err)
 	}
-	x, err := ecdh.X25519().NewPublicKey(b[mlkem768.PublicKeySize:])
-	if err != nil {
-		return nil, fmt.Errorf("kem: X-Wing X25519 public key: %w", err)
-	}
-	if isLowOrderX25519(b[mlkem768.PublicKeySize:]) {
+	x := (*x25519.Key)(b[mlkem768.PublicKeySize:])
+	if isLowOrderX25519(x[:]) {
 		return nil, errors.New("kem: X-Wing X25519 public key has low order")
 	}
 	return newXWingPublicKey(m, x), nil
@@ -110,16 +111,10 @@ func (*xwingKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 	h.Write(b)
 	h.Read(expanded[:])
 	mpk, msk := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
-	x, err := ecdh.X25519().NewPrivateKey(expanded[mlkem768.KeySeedSize:])
-	if err != nil {
-		return nil, fmt.Errorf("kem: X-Wing X25519 private key: %w", err)
-	}
-	return &xwingPrivateKey{
-		seed: append([]byte(nil), b...),
-		m:    msk,
-		x:    x,
-		pub:  newXWingPublicKey(mpk, x.PublicKey()),
-	}, nil
+	sk := &xwingPrivateKey{seed: append([]byte(nil), b...), m: msk}
+	copy(sk.x[:], expanded[mlkem768.KeySeedSize:])
+	sk.pub = newXWingPublicKey(mpk, x25519Public(&sk.x))
+	return sk, nil
 }
 
 // GenerateKeyPair reads the 32-byte seed from rand.
@@ -168,11 +163,8 @@ func (*xwingKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, 
 	if _, err := io.ReadFull(rand, eseed[:]); err != nil {
 		return nil, nil, fmt.Errorf("kem: reading randomness: %w", err)
 	}
-	eph, err := ecdh.X25519().NewPrivateKey(eseed[mlkem768.EncapsulationSeedSize:])
-	if err != nil {
-		return nil, nil, fmt.Errorf("kem: X-Wing X25519 ephemeral: %w", err)
-	}
-	xss, err := x25519(eph, p.x)
+	eph := (*x25519.Key)(eseed[mlkem768.EncapsulationSeedSize:])
+	xss, err := x25519Shared(eph, &p.x)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,9 +173,9 @@ func (*xwingKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, 
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	p.m.EncapsulateTo(enc[:mlkem768.CiphertextSize], mss[:], eseed[:mlkem768.EncapsulationSeedSize])
-	ctX := eph.PublicKey().Bytes()
-	copy(enc[mlkem768.CiphertextSize:], ctX)
-	return xwingCombine(mss[:], xss, ctX, p.x.Bytes()), enc, nil
+	ctX := enc[mlkem768.CiphertextSize:]
+	x25519.KeyGen((*x25519.Key)(ctX), eph)
+	return xwingCombine(mss[:], xss, ctX, p.x[:]), enc, nil
 }
 
 // Decap recovers an X-Wing shared secret. A modified ML-KEM ciphertext gives
@@ -197,11 +189,7 @@ func (*xwingKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 		return nil, fmt.Errorf("kem: X-Wing enc is %d bytes, want %d", len(enc), xwingEncSize)
 	}
 	ctX := enc[mlkem768.CiphertextSize:]
-	eph, err := ecdh.X25519().NewPublicKey(ctX)
-	if err != nil {
-		return nil, fmt.Errorf("kem: X-Wing X25519 ephemeral: %w", err)
-	}
-	xss, err := x25519(s.x, eph)
+	xss, err := x25519Shared(&s.x, (*x25519.Key)(ctX))
 	if err != nil {
 		return nil, err
 	}
@@ -209,5 +197,5 @@ func (*xwingKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	s.m.DecapsulateTo(mss[:], enc[:mlkem768.CiphertextSize])
-	return xwingCombine(mss[:], xss, ctX, s.pub.x.Bytes()), nil
+	return xwingCombine(mss[:], xss, ctX, s.pub.x[:]), nil
 }
