@@ -141,6 +141,7 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 			msgs, st, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
 		case <-t.C:
 		case <-s.endCh:
+		case <-srv.stopping:
 		case <-ctx.Done():
 		case <-s.c.qc.Context().Done():
 		}

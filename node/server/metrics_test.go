@@ -56,3 +56,26 @@ func sumMetric(log, key string) int {
 	}
 	return total
 }
+
+func TestShutdownAnswersFetchWait(t *testing.T) {
+	lb := &logBuffer{}
+	n := startNode(t, func(c *Config) {
+		c.ShutdownTimeout = 5 * time.Second
+		c.Logger = slog.New(slog.NewTextHandler(lb, nil))
+	})
+	u := n.register("alice")
+	d := n.addDevice(u)
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := d.FetchWait(testCtx(t), 0, 0, 20*time.Second)
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let it park
+	n.stop()
+	// The answer may or may not reach the client before the connection
+	// closes; either way the call ended, and shutdown did not wait.
+	<-got
+	if strings.Contains(lb.String(), "calls still in flight after the shutdown timeout") {
+		t.Error("shutdown waited out its timeout for a parked fetchWait")
+	}
+}

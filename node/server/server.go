@@ -69,6 +69,7 @@ type Server struct {
 	closing  bool
 	inflight int
 	idle     chan struct{} // closed when closing and inflight drops to 0
+	stopping chan struct{} // closed when shutdown begins: long polls answer
 }
 
 // New loads (or on first start creates) the node's TLS identity and binds
@@ -107,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		created:     created,
 		conns:       make(map[*conn]struct{}),
 		idle:        make(chan struct{}),
+		stopping:    make(chan struct{}),
 		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
 		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
 		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
@@ -336,6 +338,9 @@ func (s *Server) beginCall() (done func(), err error) {
 func (s *Server) beginShutdown() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closing {
+		close(s.stopping)
+	}
 	s.closing = true
 	if s.inflight == 0 {
 		close(s.idle)
