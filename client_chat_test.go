@@ -80,6 +80,36 @@ func TestClientChatTmux(t *testing.T) {
 	alice.run("send", "g", "reply from alice")
 	waitFor("[g] alice: reply from alice")
 	tm("send-keys", "-t", "chat", "/quit", "Enter")
+
+	// register-user without --server-fingerprint shows the node's key on
+	// the terminal and goes on only once the user types yes.
+	sh.Reset()
+	sh.WriteString("env -i")
+	for _, kv := range bob.env {
+		sh.WriteString(" " + shellQuote(kv))
+	}
+	sh.WriteString(" QPCHAT_PASSWORD=dave " + shellQuote(qpchatBinary(t)) + " client --profile dave register-user dave; sleep 30")
+	if out, err := tm("new-session", "-d", "-s", "reg", "-x", "160", "-y", "40", sh.String()); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	regScreen := func() string { s, _ := tm("capture-pane", "-p", "-J", "-t", "reg"); return s }
+	deadline = time.Now().Add(60 * time.Second)
+	for !strings.Contains(regScreen(), "Type yes to trust it") {
+		if time.Now().After(deadline) {
+			t.Fatalf("register-user did not ask to confirm the key; screen:\n%s", regScreen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(regScreen(), n.fingerprint) {
+		t.Errorf("the confirmation does not show the node's fingerprint %s:\n%s", n.fingerprint, regScreen())
+	}
+	tm("send-keys", "-t", "reg", "yes", "Enter")
+	for !strings.Contains(regScreen(), "registered dave") {
+		if time.Now().After(deadline) {
+			t.Fatalf("register-user did not finish; screen:\n%s", regScreen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestClientChatPiped: chat also works with stdin from a pipe.
