@@ -61,6 +61,14 @@ func (e *KeyChangedError) Error() string {
 		e.User, Fingerprint(e.Pinned), Fingerprint(e.Got), e.User)
 }
 
+// transientError marks a failure that says nothing about the message
+// being processed (the node could not be asked something): the sync loop
+// stops before that delivery and tries it again later.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
 // Client is one device's view of its account and groups. It is not safe
 // for concurrent use.
 type Client struct {
@@ -210,7 +218,13 @@ func (c *Client) fetchUserKey(ctx context.Context, user string) ([]byte, error) 
 	}
 	key, err := c.cfg.Session.UserKey(ctx, user)
 	if err != nil {
-		return nil, fmt.Errorf("client: fetching the user key of %s: %w", user, err)
+		err = fmt.Errorf("client: fetching the user key of %s: %w", user, err)
+		if !errors.Is(err, ErrUnknownUser) {
+			// The node may just be unreachable: retry the delivery
+			// later instead of refusing it for good.
+			err = &transientError{err}
+		}
+		return nil, err
 	}
 	if len(key) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("client: the node sent a user key of %d bytes for %s", len(key), user)

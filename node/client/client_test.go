@@ -557,3 +557,49 @@ func TestQueueOverflowReported(t *testing.T) {
 		t.Errorf("the notice repeats: %q", got)
 	}
 }
+
+// flakyKeys fails user-key lookups while down is set, as a node that
+// cannot be reached.
+type flakyKeys struct {
+	Session
+	down bool
+}
+
+func (f *flakyKeys) UserKey(ctx context.Context, user string) ([]byte, error) {
+	if f.down {
+		return nil, errors.New("connection lost")
+	}
+	return f.Session.UserKey(ctx, user)
+}
+
+func TestTransientFailureRetried(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+	alice.c.CreateGroup(ctx, "g", 0)
+	alice.c.Invite(ctx, "g", []string{"carol"})
+	alice.c.Invite(ctx, "g", []string{"bob"})
+	// Bob cannot fetch the keys of Alice and Carol while the Welcome is
+	// processed: the Welcome must be retried, not refused.
+	flaky := &flakyKeys{Session: bob.c.cfg.Session, down: true}
+	bob.c.cfg.Session = flaky
+	if _, err := bob.c.Recv(ctx, 0); err == nil {
+		t.Fatal("Recv succeeded without the user keys")
+	}
+	flaky.down = false
+	evs, err := bob.c.Recv(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := false
+	for _, e := range evs {
+		if e.Kind == EventRefused {
+			t.Errorf("refused: %s", e.Text)
+		}
+		joined = joined || e.Kind == EventJoined
+	}
+	if !joined || groupNamed(t, bob, "g").Members != 3 {
+		t.Errorf("bob did not join after the node came back: %+v", evs)
+	}
+	_ = carol
+}

@@ -118,19 +118,24 @@ func (b *batch) touch(g *group) {
 func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]*Event, error) {
 	b := &batch{groups: map[string]*group{}, names: map[string][]byte{}}
 	top := last
+	var stop error // a transient failure: keep what is applied, stop before it
 	for _, d := range ds {
 		if d.Seq <= top {
 			continue // already applied (never happens with a correct node)
 		}
-		top = d.Seq
 		if err := c.apply(ctx, b, d); err != nil {
-			if ctx.Err() != nil {
-				c.forget()
-				return nil, ctx.Err()
+			var te *transientError
+			if ctx.Err() != nil || errors.As(err, &te) {
+				stop = err
+				if ctx.Err() != nil {
+					stop = ctx.Err()
+				}
+				break
 			}
 			b.events = append(b.events, &Event{Kind: EventRefused, Group: d.Group, DeviceID: devID(d.Sender),
 				Time: c.now().Unix(), Text: err.Error()})
 		}
+		top = d.Seq
 	}
 	err := c.persist(b.order, b.events, func(tx *store.Tx) error {
 		for _, ref := range b.usedKPs {
@@ -152,6 +157,10 @@ func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]
 	})
 	if err != nil {
 		return nil, err
+	}
+	if stop != nil {
+		c.unacked = top
+		return b.events, stop
 	}
 	// The node may now delete what is applied. Small batches are
 	// acknowledged together later (Flush), saving the node a write per
