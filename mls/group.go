@@ -410,8 +410,8 @@ func (g *Group) frame(rand io.Reader, fc *FramedContent, confirm func(ac *Authen
 
 // ProcessMessage processes a serialized MLSMessage received for this group
 // (RFC 9420, Sections 6 and 12.4.2) and reports what happened. A message
-// that is refused leaves the group unchanged, except that the key of a
-// PrivateMessage that decrypted is used up.
+// that is refused leaves the group unchanged: the key of a PrivateMessage
+// is deleted only once the message is accepted.
 func (g *Group) ProcessMessage(data []byte, now time.Time) (*Event, error) {
 	if g.removed {
 		return nil, ErrRemoved
@@ -488,17 +488,18 @@ func (g *Group) processPrivate(pm *PrivateMessage, now time.Time) (*Event, error
 		return nil, ErrWrongGroup
 	}
 	if pm.Epoch == g.ctx.Epoch {
-		snap := snapshotSender(g.cs, pm, g.keys, g.secrets.senderDataSecret)
-		ac, err := g.cs.unprotectPrivate(pm, g.keys, g.secrets.senderDataSecret, &g.ctx, memberKey(g.tree))
-		var ev *Event
-		if err == nil {
-			ev, err = g.dispatch(ac, now)
-		}
+		// The key is deleted from the secret tree only once the message
+		// is accepted, so that a refused message changes nothing.
+		ac, key, err := g.cs.unprotectPrivatePending(pm, g.keys, g.secrets.senderDataSecret, &g.ctx, memberKey(g.tree))
 		if err != nil {
-			snap.restore(g.keys)
 			return nil, privateError(err)
 		}
-		snap.zero()
+		ev, err := g.dispatch(ac, now)
+		if err != nil {
+			key.discard()
+			return nil, privateError(err)
+		}
+		key.commit()
 		return ev, nil
 	}
 	if pm.ContentType != ContentTypeApplication {
@@ -508,13 +509,10 @@ func (g *Group) processPrivate(pm *PrivateMessage, now time.Time) (*Event, error
 		if p.ctx.Epoch != pm.Epoch {
 			continue
 		}
-		snap := snapshotSender(g.cs, pm, p.keys, p.senderDataSecret)
 		ac, err := g.cs.unprotectPrivate(pm, p.keys, p.senderDataSecret, &p.ctx, memberKey(p.tree))
 		if err != nil {
-			snap.restore(p.keys)
 			return nil, privateError(err)
 		}
-		snap.zero()
 		return applicationEvent(ac, p.tree), nil
 	}
 	return nil, ErrWrongEpoch
@@ -571,117 +569,4 @@ func checkExtensionsSupported(caps *Capabilities, exts Extensions) error {
 		}
 	}
 	return nil
-}
-
-// senderSnapshot saves the part of a secret tree that decrypting one
-// PrivateMessage can change: the sender's hash ratchets and the tree node
-// secrets on the sender's path with their siblings. Restoring it undoes a
-// decryption whose message is then refused, so that a refused message
-// leaves the group unchanged (the secret tree itself keeps a key only
-// when the ciphertext fails to authenticate).
-type senderSnapshot struct {
-	leaf     uint32
-	ratchets *[2]hashRatchet // nil when the leaf's ratchets were not derived
-	nodes    map[uint32][]byte
-	present  map[uint32]bool
-}
-
-// snapshotSender decrypts pm's sender data to learn the sender and saves
-// its part of t. It returns nil when the sender data does not decrypt:
-// unprotectPrivate then fails before touching t.
-func snapshotSender(cs *cipherSuite, pm *PrivateMessage, t *secretTree, senderDataSecret []byte) *senderSnapshot {
-	aad, err := marshalSenderDataAAD(pm.GroupID, pm.Epoch, pm.ContentType)
-	if err != nil {
-		return nil
-	}
-	key, nonce := cs.senderDataKeyNonce(senderDataSecret, pm.Ciphertext)
-	aead, err := cs.aead.new(key)
-	clear(key)
-	if err != nil {
-		return nil
-	}
-	plain, err := aead.Open(nil, nonce, pm.EncryptedSenderData, aad)
-	if err != nil {
-		return nil
-	}
-	sd, err := UnmarshalSenderData(plain)
-	if err != nil || uint32(sd.LeafIndex) >= t.nLeaves {
-		return nil
-	}
-	leaf := uint32(sd.LeafIndex)
-	snap := &senderSnapshot{leaf: leaf, nodes: map[uint32][]byte{}, present: map[uint32]bool{}}
-	if rs, ok := t.ratchets[leaf]; ok {
-		c := new([2]hashRatchet)
-		for i := range rs {
-			c[i] = hashRatchet{generation: rs[i].generation, secret: bytes.Clone(rs[i].secret)}
-			if rs[i].skipped != nil {
-				c[i].skipped = make(map[uint32]ratchetKey, len(rs[i].skipped))
-				for g, k := range rs[i].skipped {
-					c[i].skipped[g] = ratchetKey{generation: k.generation, key: bytes.Clone(k.key), nonce: bytes.Clone(k.nonce)}
-				}
-			}
-		}
-		snap.ratchets = c
-		return snap
-	}
-	// The ratchets will be derived from the lowest held ancestor, which
-	// replaces path nodes by their children.
-	for k := 0; k <= t.depth(); k++ {
-		x := secretTreeNode(leaf, k)
-		for _, y := range []uint32{x, x ^ (1 << (k + 1))} {
-			if v, ok := t.nodes[y]; ok {
-				snap.nodes[y] = bytes.Clone(v)
-				snap.present[y] = true
-			} else {
-				snap.present[y] = false
-			}
-		}
-	}
-	return snap
-}
-
-// restore puts the saved state back into t.
-func (s *senderSnapshot) restore(t *secretTree) {
-	if s == nil {
-		return
-	}
-	if old, ok := t.ratchets[s.leaf]; ok && old != s.ratchets {
-		for i := range old {
-			clear(old[i].secret)
-			for _, k := range old[i].skipped {
-				k.zero()
-			}
-		}
-	}
-	if s.ratchets != nil {
-		t.ratchets[s.leaf] = s.ratchets
-		return
-	}
-	delete(t.ratchets, s.leaf)
-	for y, had := range s.present {
-		if had {
-			t.nodes[y] = s.nodes[y]
-		} else if v, ok := t.nodes[y]; ok {
-			clear(v)
-			delete(t.nodes, y)
-		}
-	}
-}
-
-// zero deletes the saved secrets once they are no longer needed.
-func (s *senderSnapshot) zero() {
-	if s == nil {
-		return
-	}
-	if s.ratchets != nil {
-		for i := range s.ratchets {
-			clear(s.ratchets[i].secret)
-			for _, k := range s.ratchets[i].skipped {
-				k.zero()
-			}
-		}
-	}
-	for _, v := range s.nodes {
-		clear(v)
-	}
 }

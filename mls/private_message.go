@@ -153,60 +153,83 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 // the leaf is blank.
 //
 // A message whose key was already used, or is outside the secret tree's
-// window, is refused. The content key is deleted once the ciphertext has
-// decrypted: a forged ciphertext does not burn a generation.
+// window, is refused. The content key is deleted only once the message
+// decrypted and its signature verified: a refused message burns no
+// generation.
 func (s *cipherSuite) unprotectPrivate(pm *PrivateMessage, tree *secretTree, senderDataSecret []byte, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
-	typ, err := ratchetTypeFor(pm.ContentType)
+	ac, key, err := s.unprotectPrivatePending(pm, tree, senderDataSecret, groupContext, senderKey)
 	if err != nil {
 		return nil, err
 	}
+	key.commit()
+	return ac, nil
+}
+
+// unprotectPrivatePending is unprotectPrivate leaving the secret tree
+// unchanged: on success the caller commits the returned key once it
+// accepts the message (deleting the generation) or discards it. On error
+// the tree is unchanged and there is nothing to discard.
+func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTree, senderDataSecret []byte, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, *pendingKey, error) {
+	typ, err := ratchetTypeFor(pm.ContentType)
+	if err != nil {
+		return nil, nil, err
+	}
 	if groupContext == nil || !bytes.Equal(pm.GroupID, groupContext.GroupID) || pm.Epoch != groupContext.Epoch {
-		return nil, fmt.Errorf("mls: private message for epoch %d does not belong to this group and epoch", pm.Epoch)
+		return nil, nil, fmt.Errorf("mls: private message for epoch %d does not belong to this group and epoch", pm.Epoch)
 	}
 
 	// Section 6.3.2: recover the sender data.
 	sdAAD, err := marshalSenderDataAAD(pm.GroupID, pm.Epoch, pm.ContentType)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sdKey, sdNonce := s.senderDataKeyNonce(senderDataSecret, pm.Ciphertext)
 	sdAEAD, err := s.aead.new(sdKey)
 	clear(sdKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sdPlain, err := sdAEAD.Open(nil, sdNonce, pm.EncryptedSenderData, sdAAD)
 	if err != nil {
-		return nil, errPrivateMessage
+		return nil, nil, errPrivateMessage
 	}
 	senderData, err := UnmarshalSenderData(sdPlain)
 	if err != nil {
-		return nil, errPrivateMessage
+		return nil, nil, errPrivateMessage
 	}
 
 	// Section 6.3.1: decrypt the content with the sender's key of that
-	// generation. The key is taken out of the tree and given back if the
-	// ciphertext does not authenticate.
-	leaf := uint32(senderData.LeafIndex)
-	key, err := tree.keyForGeneration(leaf, typ, senderData.Generation)
+	// generation, looked up without changing the tree.
+	key, err := tree.lookupKey(uint32(senderData.LeafIndex), typ, senderData.Generation)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errPrivateMessage, err)
+		return nil, nil, fmt.Errorf("%w: %w", errPrivateMessage, err)
 	}
-	defer key.zero()
+	ac, err := s.openPrivateContent(pm, key, senderData, groupContext, senderKey)
+	if err != nil {
+		key.discard()
+		return nil, nil, err
+	}
+	return ac, key, nil
+}
+
+// openPrivateContent decrypts pm's content with key and verifies the
+// signature of the content (RFC 9420, Sections 6.3.1 and 6.1).
+func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, senderData *SenderData, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
 	aad, err := marshalPrivateContentAAD(pm.GroupID, pm.Epoch, pm.ContentType, pm.AuthenticatedData)
 	if err != nil {
 		return nil, err
 	}
-	nonce := append([]byte(nil), key.nonce...)
+	// The key's nonce may be a kept key of the tree: XOR the guard into a
+	// copy.
+	var nonceBuf [32]byte
+	nonce := append(nonceBuf[:0], key.key.nonce...)
 	applyReuseGuard(nonce, senderData.ReuseGuard)
-	aead, err := s.aead.new(key.key)
+	aead, err := s.aead.new(key.key.key)
 	if err != nil {
 		return nil, err
 	}
 	plaintext, err := aead.Open(nil, nonce, pm.Ciphertext, aad)
 	if err != nil {
-		tree.restoreKey(leaf, typ, key)
-		key = ratchetKey{}
 		return nil, errPrivateMessage
 	}
 	defer clear(plaintext)

@@ -21,6 +21,7 @@ package mls
 // which is the Appendix C index of the level-k ancestor of leaf L.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -108,6 +109,10 @@ type secretTree struct {
 	// cause (see defaultMaxForward and defaultKeepBehind).
 	maxForward uint32
 	keepBehind uint32
+
+	// dead is set by zero: the tree is no longer used, and a pending key
+	// committed afterwards is only zeroed.
+	dead bool
 }
 
 // newSecretTree creates the secret tree of an epoch with nLeaves leaves and
@@ -240,73 +245,234 @@ func (t *secretTree) nextKey(leaf uint32, typ ratchetType) (ratchetKey, error) {
 }
 
 // keyForGeneration returns the key and nonce of generation gen of leaf's
-// ratchet of the given type, for decrypting a received message, and deletes
-// them from the tree so that the generation cannot be used twice.
-//
-// Generations may arrive out of order. Keys of generations skipped over
-// are kept while they are at most keepBehind generations behind the
-// ratchet; a generation more than maxForward ahead of the ratchet is refused.
+// ratchet of the given type and deletes them from the tree so that the
+// generation cannot be used twice. It is lookupKey followed by commit, for
+// callers that use the key whatever happens.
 func (t *secretTree) keyForGeneration(leaf uint32, typ ratchetType, gen uint32) (ratchetKey, error) {
-	rs, err := t.ratchet(leaf)
+	p, err := t.lookupKey(leaf, typ, gen)
 	if err != nil {
 		return ratchetKey{}, err
 	}
-	r := &rs[typ]
-	if gen < r.generation {
-		k, ok := r.skipped[gen]
-		if !ok {
-			return ratchetKey{}, errGenerationUsed
-		}
-		delete(r.skipped, gen)
-		return k, nil
-	}
-	if gen-r.generation > t.maxForward {
-		return ratchetKey{}, errGenerationTooFar
-	}
-	for r.generation < gen {
-		// Only the last keepBehind skipped generations can be kept: for
-		// older ones only the ratchet secret is stepped, and their keys are
-		// never derived.
-		if gen-r.generation > t.keepBehind {
-			t.step(r)
-			continue
-		}
-		k, err := t.advance(r)
-		if err != nil {
-			return ratchetKey{}, err
-		}
-		if r.skipped == nil {
-			r.skipped = make(map[uint32]ratchetKey)
-		}
-		r.skipped[k.generation] = k
-	}
-	k, err := t.advance(r)
-	if err != nil {
-		return ratchetKey{}, err
-	}
-	t.evict(r)
+	k := ratchetKey{generation: p.key.generation, key: bytes.Clone(p.key.key), nonce: bytes.Clone(p.key.nonce)}
+	p.commit()
 	return k, nil
 }
 
-// restoreKey gives back a key that keyForGeneration handed out for a
-// message that then failed to authenticate, so that a forged message does
-// not cost the receiver the key of the genuine one. The key is kept only if
-// it is still within the window; otherwise it is zeroed.
-func (t *secretTree) restoreKey(leaf uint32, typ ratchetType, k ratchetKey) {
-	rs, ok := t.ratchets[leaf]
-	if !ok {
-		k.zero()
+// nodeSecret is a secret tree node secret with its node index.
+type nodeSecret struct {
+	node   uint32
+	secret []byte
+}
+
+// pendingKey is a receive key looked up without changing the secret tree:
+// the key of one generation and the state the tree moves to once the
+// message it decrypts is accepted. commit applies that state (deleting the
+// key and every secret consumed on the way, RFC 9420, Section 9.2);
+// discard drops it, leaving the tree as it was, so that a message that is
+// refused for any reason does not cost the genuine one its key.
+//
+// A pendingKey is valid until the tree is changed otherwise: commit or
+// discard it before looking up another key of the same tree.
+type pendingKey struct {
+	t    *secretTree
+	key  ratchetKey
+	leaf uint32
+	typ  ratchetType
+
+	// fromSkipped: key was a kept skipped key; commit deletes it.
+	fromSkipped bool
+
+	// derived holds the leaf's ratchets when they were not derived yet,
+	// consumed the tree node whose secret they were derived from, and
+	// siblings the node secrets split off on the way down.
+	derived  *[2]hashRatchet
+	consumed uint32
+	siblings []nodeSecret
+
+	// next is the ratchet secret of generation key.generation+1; skipped
+	// the keys of the generations jumped over that are kept.
+	next    []byte
+	skipped []ratchetKey
+}
+
+// lookupKey computes the key and nonce of generation gen of leaf's ratchet
+// of the given type, for decrypting a received message, without changing
+// the tree (RFC 9420, Sections 9.1 and 9.2).
+//
+// Generations may arrive out of order. Keys of generations skipped over
+// are kept (after commit) while they are at most keepBehind generations
+// behind the ratchet; a generation more than maxForward ahead of the
+// ratchet is refused. A generation already used, or whose key was deleted,
+// gives errGenerationUsed.
+func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendingKey, error) {
+	if leaf >= t.nLeaves {
+		return nil, fmt.Errorf("mls: invalid leaf index %d", leaf)
+	}
+	p := &pendingKey{t: t, leaf: leaf, typ: typ}
+	var r *hashRatchet
+	if rs, ok := t.ratchets[leaf]; ok {
+		r = &rs[typ]
+	} else {
+		if err := t.deriveLeaf(p); err != nil {
+			return nil, err
+		}
+		r = &p.derived[typ]
+	}
+	if gen < r.generation {
+		k, ok := r.skipped[gen]
+		if !ok {
+			return nil, errGenerationUsed
+		}
+		p.key, p.fromSkipped = k, true
+		return p, nil
+	}
+	if gen-r.generation > t.maxForward {
+		p.discard()
+		return nil, errGenerationTooFar
+	}
+	if gen == ^uint32(0) {
+		p.discard()
+		return nil, errors.New("mls: hash ratchet exhausted")
+	}
+	s := t.suite
+	// secret is the ratchet's secret, never changed here: the first step
+	// makes a fresh one, and every later one is cleared once stepped over.
+	secret := r.secret
+	for g := r.generation; g < gen; g++ {
+		// Only the last keepBehind skipped generations can be kept: for
+		// older ones only the ratchet secret is stepped.
+		if gen-g <= t.keepBehind {
+			p.skipped = append(p.skipped, ratchetKey{
+				generation: g,
+				key:        s.deriveTreeSecret(secret, labelKey, g, s.aead.nk),
+				nonce:      s.deriveTreeSecret(secret, labelNonce, g, s.aead.nn),
+			})
+		}
+		next := s.deriveTreeSecret(secret, labelSecret, g, s.nh)
+		if g != r.generation {
+			clear(secret)
+		}
+		secret = next
+	}
+	p.key = ratchetKey{
+		generation: gen,
+		key:        s.deriveTreeSecret(secret, labelKey, gen, s.aead.nk),
+		nonce:      s.deriveTreeSecret(secret, labelNonce, gen, s.aead.nn),
+	}
+	p.next = s.deriveTreeSecret(secret, labelSecret, gen, s.nh)
+	if gen != r.generation {
+		clear(secret)
+	}
+	return p, nil
+}
+
+// deriveLeaf derives the hash ratchets of p.leaf from its lowest held
+// ancestor into p, without changing the tree.
+func (t *secretTree) deriveLeaf(p *pendingKey) error {
+	level := -1
+	for k := 0; k <= t.depth(); k++ {
+		if _, ok := t.nodes[secretTreeNode(p.leaf, k)]; ok {
+			level = k
+			break
+		}
+	}
+	if level < 0 {
+		return fmt.Errorf("mls: ratchets of leaf %d were deleted", p.leaf)
+	}
+	s := t.suite
+	p.consumed = secretTreeNode(p.leaf, level)
+	secret := t.nodes[p.consumed]
+	for k := level; k > 0; k-- {
+		x := secretTreeNode(p.leaf, k)
+		left := s.expandWithLabel(secret, labelTree, []byte(labelLeft), s.nh)
+		right := s.expandWithLabel(secret, labelTree, []byte(labelRight), s.nh)
+		if k != level {
+			clear(secret)
+		}
+		half := uint32(1) << (k - 1)
+		if p.leaf&(1<<(k-1)) == 0 {
+			p.siblings = append(p.siblings, nodeSecret{x + half, right})
+			secret = left
+		} else {
+			p.siblings = append(p.siblings, nodeSecret{x - half, left})
+			secret = right
+		}
+	}
+	p.derived = &[2]hashRatchet{
+		handshakeRatchet:   {secret: s.expandWithLabel(secret, labelHandshake, nil, s.nh)},
+		applicationRatchet: {secret: s.expandWithLabel(secret, labelApplication, nil, s.nh)},
+	}
+	if level != 0 {
+		clear(secret)
+	}
+	return nil
+}
+
+// commit moves the tree to the state after the message p's key decrypted
+// was accepted: the key is deleted, skipped keys are kept within the
+// window, and the consumed secrets are deleted. p.key is zeroed: callers
+// are done with it.
+func (p *pendingKey) commit() {
+	t := p.t
+	if t.dead {
+		p.discard()
 		return
 	}
-	r := &rs[typ]
-	if k.generation >= r.generation || r.generation-k.generation > t.keepBehind+1 {
-		k.zero()
+	if p.derived != nil {
+		old := t.nodes[p.consumed]
+		clear(old)
+		delete(t.nodes, p.consumed)
+		for _, n := range p.siblings {
+			t.nodes[n.node] = n.secret
+		}
+		t.ratchets[p.leaf] = p.derived
+		p.derived, p.siblings = nil, nil
+	}
+	r := &t.ratchets[p.leaf][p.typ]
+	if p.fromSkipped {
+		delete(r.skipped, p.key.generation)
+		p.key.zero()
 		return
 	}
-	if r.skipped == nil {
-		r.skipped = make(map[uint32]ratchetKey)
+	clear(r.secret)
+	r.secret, p.next = p.next, nil
+	r.generation = p.key.generation + 1
+	if len(p.skipped) > 0 && r.skipped == nil {
+		r.skipped = make(map[uint32]ratchetKey, len(p.skipped))
 	}
-	r.skipped[k.generation] = k
+	for _, k := range p.skipped {
+		r.skipped[k.generation] = k
+	}
+	p.skipped = nil
+	p.key.zero()
+	t.evict(r)
+}
+
+// discard zeroes what lookupKey computed, leaving the tree unchanged. The
+// key of a kept skipped generation stays in the tree.
+func (p *pendingKey) discard() {
+	if p == nil {
+		return
+	}
+	if p.derived != nil {
+		for i := range p.derived {
+			clear(p.derived[i].secret)
+		}
+		for _, n := range p.siblings {
+			clear(n.secret)
+		}
+		p.derived, p.siblings = nil, nil
+	}
+	for _, k := range p.skipped {
+		k.zero()
+	}
+	p.skipped = nil
+	clear(p.next)
+	p.next = nil
+	if !p.fromSkipped {
+		p.key.zero()
+	}
+	p.key = ratchetKey{}
 }
 
 // evict deletes kept keys that are more than keepBehind generations behind
@@ -328,6 +494,7 @@ func (t *secretTree) zero() {
 		clear(s)
 		delete(t.nodes, x)
 	}
+	t.dead = true
 	for l, rs := range t.ratchets {
 		for i := range rs {
 			clear(rs[i].secret)

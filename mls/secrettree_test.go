@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"golang.org/x/crypto/cryptobyte"
+
 	"qpchat/internal/vectors"
 )
 
@@ -235,4 +237,75 @@ func keysOf(m map[uint32][]byte) []uint32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestSecretTreeLookupAllOrNothing checks that lookupKey changes nothing
+// until commit: a discarded lookup (a message that was then refused) leaves
+// the tree's encoding identical and the key usable, whether it derived the
+// leaf's ratchets, stepped the ratchet forward or took a kept skipped key;
+// a committed one consumes the generation like keyForGeneration.
+func TestSecretTreeLookupAllOrNothing(t *testing.T) {
+	s, _ := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519.suite()
+	secret := bytes.Repeat([]byte{3}, s.nh)
+	sender, _ := newSecretTree(s, secret, 8)
+	receiver, _ := newSecretTree(s, secret, 8)
+	receiver.keepBehind = 4
+	var sent []ratchetKey
+	for range 12 {
+		k, err := sender.nextKey(5, applicationRatchet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, k)
+	}
+	encode := func() []byte {
+		b := cryptobyte.NewBuilder(nil)
+		marshalSecretTree(b, receiver)
+		return b.BytesOrPanic()
+	}
+	// Fresh leaf (ratchets derived in the lookup), a jump forward, a kept
+	// skipped key, then the next generation.
+	for _, gen := range []uint32{3, 9, 6, 10} {
+		before := encode()
+		p, err := receiver.lookupKey(5, applicationRatchet, gen)
+		if err != nil {
+			t.Fatalf("generation %d: %v", gen, err)
+		}
+		if !bytes.Equal(p.key.key, sent[gen].key) || !bytes.Equal(p.key.nonce, sent[gen].nonce) {
+			t.Errorf("generation %d: looked-up key differs from the sender's", gen)
+		}
+		if !bytes.Equal(encode(), before) {
+			t.Errorf("generation %d: lookupKey changed the tree", gen)
+		}
+		p.discard()
+		if !bytes.Equal(encode(), before) {
+			t.Errorf("generation %d: discard changed the tree", gen)
+		}
+		p, err = receiver.lookupKey(5, applicationRatchet, gen)
+		if err != nil {
+			t.Fatalf("generation %d after discard: %v", gen, err)
+		}
+		p.commit()
+		if bytes.Equal(encode(), before) {
+			t.Errorf("generation %d: commit left the tree unchanged", gen)
+		}
+		if _, err := receiver.lookupKey(5, applicationRatchet, gen); !errors.Is(err, errGenerationUsed) {
+			t.Errorf("generation %d after commit: err = %v, want errGenerationUsed", gen, err)
+		}
+	}
+	// Only the secrets a plain derivation keeps remain: the leaf 5 path
+	// (10, 9, 11, 7) is consumed, its siblings 8, 13 and 3 kept.
+	if got := fmt.Sprint(keysOf(receiver.nodes)); got != "[3 8 13]" {
+		t.Errorf("tree holds nodes %s, want [3 8 13]", got)
+	}
+	// A lookup on a zeroed tree's pending key commits nothing.
+	p, err := receiver.lookupKey(5, applicationRatchet, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver.zero()
+	p.commit()
+	if len(receiver.ratchets) != 0 || len(receiver.nodes) != 0 {
+		t.Errorf("commit after zero put secrets back into the tree")
+	}
 }
