@@ -54,6 +54,7 @@ type Result struct {
 	DeliveryLatency Percentiles // under load: from the send's start to fetchWait's return
 	ParkedWake      Percentiles // probes: send's return to a parked fetchWait's return (clamped at 0)
 	ParkedDelivery  Percentiles // probes: send's start to a parked fetchWait's return
+	ProbeSend       Percentiles // probes: one single-message send, nothing else running
 }
 
 // Percentiles of a latency sample.
@@ -81,10 +82,11 @@ func (r *Result) String() string {
 		"send latency:               %v\n"+
 		"fetchWait wake-up (load):   %v\n"+
 		"delivery latency (load):    %v\n"+
+		"single send (idle node):    %v\n"+
 		"fetchWait wake-up (parked): %v\n"+
 		"delivery (parked, 1 msg):   %v\n",
 		r.Sent, r.Delivered, r.Elapsed.Round(time.Millisecond), float64(r.Delivered)/secs,
-		r.SendLatency, r.WakeLatency, r.DeliveryLatency, r.ParkedWake, r.ParkedDelivery)
+		r.SendLatency, r.WakeLatency, r.DeliveryLatency, r.ProbeSend, r.ParkedWake, r.ParkedDelivery)
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -149,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if cfg.WakeProbes > 0 {
-		if res.ParkedWake, res.ParkedDelivery, err = wakeProbes(ctx, groups[0], cfg.WakeProbes); err != nil {
+		if res.ParkedWake, res.ParkedDelivery, res.ProbeSend, err = wakeProbes(ctx, groups[0], cfg.WakeProbes); err != nil {
 			return nil, err
 		}
 	}
@@ -158,20 +160,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // wakeProbes sends n single messages, each once the receiver has been
 // parked in fetchWait for a moment, and measures when it wakes.
-func wakeProbes(ctx context.Context, g *group, n int) (wake, deliv Percentiles, err error) {
+func wakeProbes(ctx context.Context, g *group, n int) (wake, deliv, send Percentiles, err error) {
 	r := g.receivers[0]
 	msgs, q, err := r.Fetch(ctx, 0, 0)
 	if err != nil {
-		return wake, deliv, err
+		return wake, deliv, send, err
 	}
 	after := q.Last
 	if len(msgs) > 0 {
 		if err := r.Ack(ctx, q.Last); err != nil {
-			return wake, deliv, err
+			return wake, deliv, send, err
 		}
 	}
 	msg := [][]byte{PrivateMessage(g.id, 1, mls.ContentTypeApplication, make([]byte, 16))}
-	var wl, dl []time.Duration
+	var wl, dl, sl []time.Duration
 	for range n {
 		type answer struct {
 			at   time.Time
@@ -193,21 +195,22 @@ func wakeProbes(ctx context.Context, g *group, n int) (wake, deliv Percentiles, 
 		time.Sleep(5 * time.Millisecond) // let it park
 		t0 := time.Now()
 		if _, err := g.sender.Send(ctx, g.id, msg); err != nil {
-			return wake, deliv, err
+			return wake, deliv, send, err
 		}
 		t1 := time.Now()
 		a := <-got
 		if a.err != nil {
-			return wake, deliv, a.err
+			return wake, deliv, send, a.err
 		}
 		after = a.last
+		sl = append(sl, t1.Sub(t0))
 		wl = append(wl, max(0, a.at.Sub(t1)))
 		dl = append(dl, a.at.Sub(t0))
 	}
 	if err := r.Ack(ctx, after); err != nil {
-		return wake, deliv, err
+		return wake, deliv, send, err
 	}
-	return percentiles(wl), percentiles(dl), nil
+	return percentiles(wl), percentiles(dl), percentiles(sl), nil
 }
 
 type benchUser struct {
