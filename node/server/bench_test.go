@@ -64,8 +64,21 @@ func benchmarkSend(b *testing.B, batch int) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// BenchmarkSendSingle is one durable send of one message (C=1, B=1).
+// BenchmarkSendSingle is one durable send of one message (C=1, B=1)
+// while the receiver fetches and acks (its acks compete for commits).
 func BenchmarkSendSingle(b *testing.B) { benchmarkSend(b, 1) }
+
+// BenchmarkSendSingleIdle is one durable send of one message with
+// nothing else running on the node.
+func BenchmarkSendSingleIdle(b *testing.B) {
+	w, s, _ := benchPair(b)
+	msgs := [][]byte{bench.PrivateMessage(w.group, 1, mls.ContentTypeApplication, make([]byte, 256))}
+	for b.Loop() {
+		if _, err := s.Send(context.Background(), w.group, msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
 
 // BenchmarkSendBatch100 is one durable send of 100 messages.
 func BenchmarkSendBatch100(b *testing.B) { benchmarkSend(b, 100) }
