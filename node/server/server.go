@@ -254,7 +254,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		<-acceptErr // Accept returns once ctx is done
 	case err = <-acceptErr:
-		err = fmt.Errorf("server: accept: %w", err)
+		// Accept also returns when ctx ends; both cases can be ready at
+		// once, and that is a normal stop.
+		if ctx.Err() != nil {
+			err = nil
+		} else {
+			err = fmt.Errorf("server: accept: %w", err)
+		}
 	}
 	s.ln.Close()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
