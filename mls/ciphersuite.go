@@ -267,7 +267,11 @@ func (s *cipherSuite) deriveTreeSecret(secret []byte, label string, generation u
 //	    opaque content<V>;
 //	} SignContent;
 func labeledInput(label string, content []byte) []byte {
-	b := make([]byte, 0, 4+len(labelPrefix)+len(label)+4+len(content))
+	return appendLabeledInput(make([]byte, 0, 4+len(labelPrefix)+len(label)+4+len(content)), label, content)
+}
+
+// appendLabeledInput appends the SignContent of labeledInput to b.
+func appendLabeledInput(b []byte, label string, content []byte) []byte {
 	b = appendVarint(b, len(labelPrefix)+len(label))
 	b = append(b, labelPrefix...)
 	b = append(b, label...)
@@ -281,13 +285,21 @@ func (s *cipherSuite) signWithLabel(rand io.Reader, key *SignaturePrivateKey, la
 	if key == nil || key.suite != s.id {
 		return nil, errors.New("mls: signature key does not belong to the cipher suite")
 	}
-	return key.s.sign(rand, labeledInput(label, content))
+	buf := getScratch()
+	in := appendLabeledInput(*buf, label, content)
+	sig, err := key.s.sign(rand, in)
+	putScratch(buf, in)
+	return sig, err
 }
 
 // verifyWithLabel implements VerifyWithLabel from RFC 9420, Section 5.1.2.
 // pub is a serialized SignaturePublicKey; a malformed key does not verify.
 func (s *cipherSuite) verifyWithLabel(pub []byte, label string, content, signature []byte) bool {
-	return s.sig.verify(pub, labeledInput(label, content), signature)
+	buf := getScratch()
+	in := appendLabeledInput(*buf, label, content)
+	ok := s.sig.verify(pub, in, signature)
+	putScratch(buf, in)
+	return ok
 }
 
 // hpkePublicKey parses a serialized HPKEPublicKey of the suite's KEM.

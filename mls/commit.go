@@ -55,14 +55,42 @@ func (n *UpdatePathNode) unmarshal(s *cryptobyte.String) error {
 	if !readOpaque(s, &n.EncryptionKey) {
 		return errDecode
 	}
-	return readList(s, func(s *cryptobyte.String) error {
-		var c HPKECiphertext
-		if err := c.unmarshal(s); err != nil {
-			return err
+	var body cryptobyte.String
+	if !readVector(s, &body) {
+		return errDecode
+	}
+	// A node of a large group's first path holds hundreds of ciphertexts:
+	// count them and their bytes first, then decode them into one slice
+	// and one buffer instead of two allocations each.
+	count, size := 0, 0
+	for rest := body; !rest.Empty(); count++ {
+		var kemOutput, ct cryptobyte.String
+		if !readVector(&rest, &kemOutput) || !readVector(&rest, &ct) {
+			return errDecode
 		}
-		n.EncryptedPathSecret = append(n.EncryptedPathSecret, c)
+		size += len(kemOutput) + len(ct)
+	}
+	if count == 0 {
 		return nil
-	})
+	}
+	n.EncryptedPathSecret = make([]HPKECiphertext, count)
+	buf := make([]byte, 0, size)
+	take := func(out *[]byte) {
+		var v cryptobyte.String
+		readVector(&body, &v) // checked by the counting pass
+		if len(v) == 0 {
+			return
+		}
+		start := len(buf)
+		buf = append(buf, v...)
+		*out = buf[start:len(buf):len(buf)]
+	}
+	for i := range n.EncryptedPathSecret {
+		c := &n.EncryptedPathSecret[i]
+		take(&c.KEMOutput)
+		take(&c.Ciphertext)
+	}
+	return nil
 }
 
 // UpdatePath is the sender's new leaf and path in a Commit (RFC 9420,

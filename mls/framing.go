@@ -222,10 +222,23 @@ func UnmarshalFramedContent(data []byte) (*FramedContent, error) {
 //	    };
 //	} FramedContentTBS;
 func marshalFramedContentTBS(wf WireFormat, fc *FramedContent, groupContext *GroupContext) ([]byte, error) {
-	return marshalWith(func(b *cryptobyte.Builder) {
+	tbs, _, err := framedContentTBS(wf, fc, groupContext)
+	return tbs, err
+}
+
+// framedContentTBS is marshalFramedContentTBS that also returns where the
+// FramedContent ends: tbs[2:end] is wire_format || content, the start of
+// the ConfirmedTranscriptHashInput (RFC 9420, Section 8.2).
+func framedContentTBS(wf WireFormat, fc *FramedContent, groupContext *GroupContext) (tbs []byte, end int, err error) {
+	tbs, err = marshalWith(func(b *cryptobyte.Builder) {
 		b.AddUint16(uint16(ProtocolVersionMLS10))
 		b.AddUint16(uint16(wf))
 		fc.marshal(b)
+		sofar, err := b.Bytes()
+		if err != nil {
+			return
+		}
+		end = len(sofar)
 		switch fc.Sender.Type {
 		case SenderTypeMember, SenderTypeNewMemberCommit:
 			if groupContext == nil {
@@ -235,6 +248,7 @@ func marshalFramedContentTBS(wf WireFormat, fc *FramedContent, groupContext *Gro
 			groupContext.marshal(b)
 		}
 	})
+	return tbs, end, err
 }
 
 // marshalAuthenticatedContentTBM returns the AuthenticatedContentTBM
@@ -300,6 +314,14 @@ type AuthenticatedContent struct {
 	WireFormat WireFormat
 	Content    FramedContent
 	Auth       FramedContentAuthData
+
+	// framed is the encoding of WireFormat and Content, kept by
+	// signFramedContent and verifyContentSignature (a slice of the
+	// FramedContentTBS they encode) for the transcript hash, so that a
+	// large commit is not encoded again. It is valid only while
+	// WireFormat and Content are unchanged; nothing changes them after
+	// signing or verifying.
+	framed []byte
 }
 
 func (ac *AuthenticatedContent) marshal(b *cryptobyte.Builder) {

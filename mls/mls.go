@@ -13,8 +13,10 @@
 package mls
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -98,9 +100,12 @@ func readOpaque(s *cryptobyte.String, out *[]byte) bool {
 	return true
 }
 
-// writeVector appends a vector<V> whose body f writes.
+// writeVector appends a vector<V> whose body f writes. The body is built
+// in a scratch buffer, since its length header comes first and has a
+// variable size, and then copied into b.
 func writeVector(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
-	child := cryptobyte.NewBuilder(nil)
+	buf := getScratch()
+	child := cryptobyte.NewBuilder(*buf)
 	f(child)
 	body, err := child.Bytes()
 	if err != nil {
@@ -108,6 +113,37 @@ func writeVector(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
 		return
 	}
 	writeOpaque(b, body)
+	putScratch(buf, body)
+}
+
+// scratchPool holds buffers for encodings that are consumed at once (vector
+// bodies copied into their parent, inputs to a hash or signature), so that
+// encoding a large message does not allocate a new, doubling buffer at every
+// nesting level.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxScratch is the largest buffer kept in scratchPool.
+const maxScratch = 1 << 20
+
+// getScratch returns an empty scratch buffer.
+func getScratch() *[]byte {
+	buf := scratchPool.Get().(*[]byte)
+	*buf = (*buf)[:0]
+	return buf
+}
+
+// putScratch returns buf to the pool once used is done with; used is what
+// was written into it (it may have been reallocated while growing). The
+// bytes are zeroed first: an encoding may hold secrets.
+func putScratch(buf *[]byte, used []byte) {
+	clear(used)
+	if cap(used) > cap(*buf) {
+		*buf = used[:0]
+	}
+	if cap(*buf) > maxScratch {
+		return
+	}
+	scratchPool.Put(buf)
 }
 
 // readVector reads the body of a vector<V> into out without copying. The
@@ -204,10 +240,23 @@ func unmarshalAll(data []byte, f func(s *cryptobyte.String) error) error {
 
 // marshalWith runs f on a fresh builder and returns the bytes or the first
 // error f recorded.
+//
+// The encoding is built in a scratch buffer and copied out at its exact
+// size; an empty encoding is nil.
 func marshalWith(f func(b *cryptobyte.Builder)) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	buf := getScratch()
+	b := cryptobyte.NewBuilder(*buf)
 	f(b)
-	return b.Bytes()
+	enc, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	if len(enc) > 0 {
+		out = bytes.Clone(enc)
+	}
+	putScratch(buf, enc)
+	return out, nil
 }
 
 // ProtocolVersion is the MLS protocol version (RFC 9420, Section 6).

@@ -40,7 +40,7 @@ func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey
 	if err := checkContentContext(fc, groupContext); err != nil {
 		return nil, err
 	}
-	tbs, err := marshalFramedContentTBS(wf, fc, groupContext)
+	tbs, end, err := framedContentTBS(wf, fc, groupContext)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey
 	if err != nil {
 		return nil, err
 	}
-	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}}, nil
+	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}, framed: tbs[2:end:end]}, nil
 }
 
 // checkContentContext checks that fc belongs to the group and epoch of
@@ -76,13 +76,14 @@ func (s *cipherSuite) verifyContentSignature(ac *AuthenticatedContent, groupCont
 	if err != nil {
 		return err
 	}
-	tbs, err := marshalFramedContentTBS(ac.WireFormat, &ac.Content, groupContext)
+	tbs, end, err := framedContentTBS(ac.WireFormat, &ac.Content, groupContext)
 	if err != nil {
 		return err
 	}
 	if !s.verifyWithLabel(pub, labelFramedContentTBS, tbs, ac.Auth.Signature) {
 		return errPublicMessage
 	}
+	ac.framed = tbs[2:end:end]
 	return nil
 }
 

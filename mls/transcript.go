@@ -26,17 +26,25 @@ func (s *cipherSuite) confirmedTranscriptHash(interimBefore []byte, ac *Authenti
 	if ac.Content.ContentType != ContentTypeCommit {
 		return nil, errors.New("mls: transcript hash input is not a commit")
 	}
-	input, err := marshalWith(func(b *cryptobyte.Builder) {
-		b.AddUint16(uint16(ac.WireFormat))
-		ac.Content.marshal(b)
-		writeOpaque(b, ac.Auth.Signature)
-	})
-	if err != nil {
-		return nil, err
+	framed := ac.framed
+	if framed == nil {
+		var err error
+		framed, err = marshalWith(func(b *cryptobyte.Builder) {
+			b.AddUint16(uint16(ac.WireFormat))
+			ac.Content.marshal(b)
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
+	// ConfirmedTranscriptHashInput is wire_format || content ||
+	// signature<V>, hashed in pieces.
 	h := s.newHash()
 	h.Write(interimBefore)
-	h.Write(input)
+	h.Write(framed)
+	var hdr [4]byte
+	h.Write(appendVarint(hdr[:0], len(ac.Auth.Signature)))
+	h.Write(ac.Auth.Signature)
 	return h.Sum(nil), nil
 }
 

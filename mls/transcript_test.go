@@ -58,3 +58,63 @@ func testTranscriptHashes(t *testing.T, s *cipherSuite, tc *transcriptHashesVect
 		t.Errorf("verifyConfirmationTag accepted a modified tag")
 	}
 }
+
+// TestTranscriptHashKeptEncoding checks that the wire_format || content
+// encoding kept by signing and by signature verification gives the same
+// confirmed transcript hash as encoding the content again, for every
+// sample commit and for the wire format round trip.
+func TestTranscriptHashKeptEncoding(t *testing.T) {
+	s, _ := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519.suite()
+	key, err := GenerateSignatureKey(s.id, testRand(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := sampleGroupContext()
+	interim := bytes.Repeat([]byte{9}, s.nh)
+	senderKey := func(*FramedContent) ([]byte, error) { return key.PublicKey(), nil }
+	n := 0
+	for i, c := range sampleCommits() {
+		for _, wf := range []WireFormat{WireFormatPublicMessage, WireFormatPrivateMessage} {
+			fc := &FramedContent{GroupID: gc.GroupID, Epoch: gc.Epoch, Sender: Sender{Type: SenderTypeMember, LeafIndex: 3},
+				AuthenticatedData: []byte("ad"), ContentType: ContentTypeCommit, Commit: &c}
+			ac, err := s.signFramedContent(testRand(uint64(i)), key, wf, fc, &gc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ac.framed == nil {
+				t.Fatalf("commit %d: signFramedContent kept no encoding", i)
+			}
+			fresh := *ac
+			fresh.framed = nil
+			want, err := s.confirmedTranscriptHash(interim, &fresh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.confirmedTranscriptHash(interim, ac)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("commit %d, wire format %d: hash with kept encoding %x, %v; want %x", i, wf, got, err, want)
+			}
+			// A decoded copy gets the encoding from verification.
+			ac.Auth.ConfirmationTag = bytes.Repeat([]byte{1}, s.nh)
+			enc, err := ac.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := UnmarshalAuthenticatedContent(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.verifyContentSignature(dec, &gc, senderKey); err != nil {
+				t.Fatalf("commit %d: %v", i, err)
+			}
+			if dec.framed == nil {
+				t.Fatalf("commit %d: verifyContentSignature kept no encoding", i)
+			}
+			if got, err := s.confirmedTranscriptHash(interim, dec); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("commit %d, wire format %d: hash after verification %x, %v; want %x", i, wf, got, err, want)
+			}
+			n++
+		}
+	}
+	t.Logf("%d commits hashed with kept and fresh encodings", n)
+}
