@@ -172,11 +172,23 @@ type FramedContent struct {
 }
 
 func (fc *FramedContent) marshal(b *cryptobyte.Builder) {
+	fc.marshalWithBody(b, nil)
+}
+
+// marshalWithBody is marshal with the content body already encoded, when
+// body is not nil: a received PrivateMessage's body is the start of its
+// decrypted plaintext, which decoding has checked to be the canonical
+// encoding of the decoded body, so it is not encoded again.
+func (fc *FramedContent) marshalWithBody(b *cryptobyte.Builder, body []byte) {
 	writeOpaque(b, fc.GroupID)
 	b.AddUint64(fc.Epoch)
 	fc.Sender.marshal(b)
 	writeOpaque(b, fc.AuthenticatedData)
 	b.AddUint8(uint8(fc.ContentType))
+	if body != nil {
+		b.AddBytes(body)
+		return
+	}
 	marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
 }
 
@@ -222,18 +234,21 @@ func UnmarshalFramedContent(data []byte) (*FramedContent, error) {
 //	    };
 //	} FramedContentTBS;
 func marshalFramedContentTBS(wf WireFormat, fc *FramedContent, groupContext *GroupContext) ([]byte, error) {
-	tbs, _, err := framedContentTBS(wf, fc, groupContext)
+	tbs, _, err := framedContentTBS(wf, fc, nil, groupContext)
 	return tbs, err
 }
 
 // framedContentTBS is marshalFramedContentTBS that also returns where the
 // FramedContent ends: tbs[2:end] is wire_format || content, the start of
 // the ConfirmedTranscriptHashInput (RFC 9420, Section 8.2).
-func framedContentTBS(wf WireFormat, fc *FramedContent, groupContext *GroupContext) (tbs []byte, end int, err error) {
+//
+// body, when not nil, is the encoding of fc's content body (see
+// FramedContent.marshalWithBody).
+func framedContentTBS(wf WireFormat, fc *FramedContent, body []byte, groupContext *GroupContext) (tbs []byte, end int, err error) {
 	tbs, err = marshalWith(func(b *cryptobyte.Builder) {
 		b.AddUint16(uint16(ProtocolVersionMLS10))
 		b.AddUint16(uint16(wf))
-		fc.marshal(b)
+		fc.marshalWithBody(b, body)
 		sofar, err := b.Bytes()
 		if err != nil {
 			return
@@ -514,21 +529,30 @@ func (c *PrivateMessageContent) Marshal(ct ContentType) ([]byte, error) {
 // of content type ct. Everything after auth is padding and must be zero
 // (RFC 9420, Section 6.3.1: a receiver MUST reject non-zero padding).
 func UnmarshalPrivateMessageContent(data []byte, ct ContentType) (*PrivateMessageContent, error) {
-	c := new(PrivateMessageContent)
+	c, _, err := unmarshalPrivateMessageContent(data, ct)
+	return c, err
+}
+
+// unmarshalPrivateMessageContent is UnmarshalPrivateMessageContent that
+// also returns the length of the content body: data[:bodyLen] is its
+// encoding.
+func unmarshalPrivateMessageContent(data []byte, ct ContentType) (c *PrivateMessageContent, bodyLen int, err error) {
+	c = new(PrivateMessageContent)
 	s := cryptobyte.String(data)
 	if err := unmarshalContentBody(&s, ct, &c.ApplicationData, &c.Proposal, &c.Commit); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	bodyLen = len(data) - len(s)
 	if err := c.Auth.unmarshal(&s, ct); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for _, v := range s {
 		if v != 0 {
-			return nil, fmt.Errorf("%w: non-zero padding", errDecode)
+			return nil, 0, fmt.Errorf("%w: non-zero padding", errDecode)
 		}
 	}
 	c.Padding = len(s)
-	return c, nil
+	return c, bodyLen, nil
 }
 
 // SenderData identifies the sender of a PrivateMessage and the ratchet

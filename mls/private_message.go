@@ -233,7 +233,7 @@ func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, se
 		return nil, errPrivateMessage
 	}
 	defer clear(plaintext)
-	content, err := UnmarshalPrivateMessageContent(plaintext, pm.ContentType)
+	content, bodyLen, err := unmarshalPrivateMessageContent(plaintext, pm.ContentType)
 	if err != nil {
 		return nil, errPrivateMessage
 	}
@@ -252,7 +252,9 @@ func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, se
 		},
 		Auth: content.Auth,
 	}
-	if err := s.verifyContentSignature(ac, groupContext, senderKey); err != nil {
+	// The body was decoded from plaintext[:bodyLen], its canonical
+	// encoding: the signature input reuses those bytes.
+	if err := s.verifyContentSignatureBody(ac, plaintext[:bodyLen], groupContext, senderKey); err != nil {
 		return nil, err
 	}
 	return ac, nil

@@ -40,7 +40,7 @@ func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey
 	if err := checkContentContext(fc, groupContext); err != nil {
 		return nil, err
 	}
-	tbs, end, err := framedContentTBS(wf, fc, groupContext)
+	tbs, end, err := framedContentTBS(wf, fc, nil, groupContext)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +69,13 @@ func checkContentContext(fc *FramedContent, groupContext *GroupContext) error {
 // verifyContentSignature verifies ac's signature over FramedContentTBS with
 // the sender's key (RFC 9420, Section 6.1).
 func (s *cipherSuite) verifyContentSignature(ac *AuthenticatedContent, groupContext *GroupContext, senderKey signatureKeyFunc) error {
+	return s.verifyContentSignatureBody(ac, nil, groupContext, senderKey)
+}
+
+// verifyContentSignatureBody is verifyContentSignature with the content
+// body already encoded, when body is not nil (see
+// FramedContent.marshalWithBody).
+func (s *cipherSuite) verifyContentSignatureBody(ac *AuthenticatedContent, body []byte, groupContext *GroupContext, senderKey signatureKeyFunc) error {
 	if err := checkContentContext(&ac.Content, groupContext); err != nil {
 		return err
 	}
@@ -76,7 +83,7 @@ func (s *cipherSuite) verifyContentSignature(ac *AuthenticatedContent, groupCont
 	if err != nil {
 		return err
 	}
-	tbs, end, err := framedContentTBS(ac.WireFormat, &ac.Content, groupContext)
+	tbs, end, err := framedContentTBS(ac.WireFormat, &ac.Content, body, groupContext)
 	if err != nil {
 		return err
 	}
