@@ -183,22 +183,61 @@ func (s *cipherSuite) expand(prk, info []byte, length int) []byte {
 	if length < 0 || length > 255*s.nh {
 		panic("mls: internal error: HKDF-Expand length out of range")
 	}
-	m := hmac.New(s.newHash, prk)
+	return s.expandHMAC(hmac.New(s.newHash, prk), false, append(info[:len(info):len(info)], 0), length)
+}
+
+// expandHMAC is HKDF-Expand with m, an HMAC keyed with the PRK; reset says
+// whether m was used before and must be reset first. infoCounter is the
+// info followed by one spare byte, which holds the block counter, so that
+// each block is one Write.
+func (s *cipherSuite) expandHMAC(m hash.Hash, reset bool, infoCounter []byte, length int) []byte {
 	out := make([]byte, 0, length+s.nh)
 	var t []byte
 	for counter := byte(1); len(out) < length; counter++ {
-		// Reset only between blocks: most outputs are a single block, and
-		// resetting a fresh HMAC costs a state snapshot.
-		if counter > 1 {
+		// Reset only when m was used: resetting a fresh HMAC costs a
+		// state snapshot.
+		if reset {
 			m.Reset()
 		}
+		reset = true
 		m.Write(t)
-		m.Write(info)
-		m.Write([]byte{counter})
+		infoCounter[len(infoCounter)-1] = counter
+		m.Write(infoCounter)
 		out = m.Sum(out)
 		t = out[len(out)-s.nh:]
 	}
 	return out[:length:length]
+}
+
+// expander computes several ExpandWithLabel outputs of one secret with a
+// single keyed HMAC (the secret tree derives a key, a nonce and the next
+// secret from each ratchet secret, RFC 9420, Section 9.1).
+type expander struct {
+	s    *cipherSuite
+	m    hash.Hash
+	used bool
+}
+
+// newExpander returns an expander for secret.
+func (s *cipherSuite) newExpander(secret []byte) *expander {
+	return &expander{s: s, m: hmac.New(s.newHash, secret)}
+}
+
+// expandWithLabel is cipherSuite.expandWithLabel with e's secret.
+func (e *expander) expandWithLabel(label string, context []byte, length int) []byte {
+	s := e.s
+	if length < 0 || length > s.maxExpandLength() {
+		panic("mls: internal error: ExpandWithLabel length out of range")
+	}
+	out := s.expandHMAC(e.m, e.used, kdfLabel(label, context, length), length)
+	e.used = true
+	return out
+}
+
+// deriveTreeSecret is cipherSuite.deriveTreeSecret with e's secret.
+func (e *expander) deriveTreeSecret(label string, generation uint32, length int) []byte {
+	g := [4]byte{byte(generation >> 24), byte(generation >> 16), byte(generation >> 8), byte(generation)}
+	return e.expandWithLabel(label, g[:], length)
 }
 
 // maxExpandLength is the largest length expandWithLabel accepts for a
@@ -220,14 +259,20 @@ func (s *cipherSuite) expandWithLabel(secret []byte, label string, context []byt
 	if length < 0 || length > s.maxExpandLength() {
 		panic("mls: internal error: ExpandWithLabel length out of range")
 	}
-	info := make([]byte, 0, 2+4+len(labelPrefix)+len(label)+4+len(context))
+	return s.expandHMAC(hmac.New(s.newHash, secret), false, kdfLabel(label, context, length), length)
+}
+
+// kdfLabel encodes the KDFLabel of expandWithLabel followed by one spare
+// byte for expandHMAC's block counter.
+func kdfLabel(label string, context []byte, length int) []byte {
+	info := make([]byte, 0, 2+4+len(labelPrefix)+len(label)+4+len(context)+1)
 	info = append(info, byte(length>>8), byte(length))
 	info = appendVarint(info, len(labelPrefix)+len(label))
 	info = append(info, labelPrefix...)
 	info = append(info, label...)
 	info = appendVarint(info, len(context))
 	info = append(info, context...)
-	return s.expand(secret, info, length)
+	return append(info, 0)
 }
 
 // appendVarint appends n as the minimal variable-length vector header of

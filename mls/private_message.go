@@ -30,8 +30,8 @@ func (s *cipherSuite) senderDataKeyNonce(senderDataSecret, ciphertext []byte) (k
 	if len(sample) > s.nh {
 		sample = sample[:s.nh]
 	}
-	return s.expandWithLabel(senderDataSecret, labelKey, sample, s.aead.nk),
-		s.expandWithLabel(senderDataSecret, labelNonce, sample, s.aead.nn)
+	e := s.newExpander(senderDataSecret)
+	return e.expandWithLabel(labelKey, sample, s.aead.nk), e.expandWithLabel(labelNonce, sample, s.aead.nn)
 }
 
 // ratchetTypeFor returns the hash ratchet that keys content of type ct

@@ -214,23 +214,17 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 		return ratchetKey{}, errors.New("mls: hash ratchet exhausted")
 	}
 	s := t.suite
+	e := s.newExpander(r.secret)
 	k := ratchetKey{
 		generation: r.generation,
-		key:        s.deriveTreeSecret(r.secret, labelKey, r.generation, s.aead.nk),
-		nonce:      s.deriveTreeSecret(r.secret, labelNonce, r.generation, s.aead.nn),
+		key:        e.deriveTreeSecret(labelKey, r.generation, s.aead.nk),
+		nonce:      e.deriveTreeSecret(labelNonce, r.generation, s.aead.nn),
 	}
-	t.step(r)
-	return k, nil
-}
-
-// step moves the ratchet to the next generation without deriving the
-// current generation's key, deleting the consumed secret (RFC 9420,
-// Section 9.1). The caller has checked that the ratchet is not exhausted.
-func (t *secretTree) step(r *hashRatchet) {
-	next := t.suite.deriveTreeSecret(r.secret, labelSecret, r.generation, t.suite.nh)
+	next := e.deriveTreeSecret(labelSecret, r.generation, s.nh)
 	clear(r.secret)
 	r.secret = next
 	r.generation++
+	return k, nil
 }
 
 // nextKey returns the key and nonce a sender uses for its next message of
@@ -339,27 +333,29 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 	// makes a fresh one, and every later one is cleared once stepped over.
 	secret := r.secret
 	for g := r.generation; g < gen; g++ {
+		e := s.newExpander(secret)
 		// Only the last keepBehind skipped generations can be kept: for
 		// older ones only the ratchet secret is stepped.
 		if gen-g <= t.keepBehind {
 			p.skipped = append(p.skipped, ratchetKey{
 				generation: g,
-				key:        s.deriveTreeSecret(secret, labelKey, g, s.aead.nk),
-				nonce:      s.deriveTreeSecret(secret, labelNonce, g, s.aead.nn),
+				key:        e.deriveTreeSecret(labelKey, g, s.aead.nk),
+				nonce:      e.deriveTreeSecret(labelNonce, g, s.aead.nn),
 			})
 		}
-		next := s.deriveTreeSecret(secret, labelSecret, g, s.nh)
+		next := e.deriveTreeSecret(labelSecret, g, s.nh)
 		if g != r.generation {
 			clear(secret)
 		}
 		secret = next
 	}
+	e := s.newExpander(secret)
 	p.key = ratchetKey{
 		generation: gen,
-		key:        s.deriveTreeSecret(secret, labelKey, gen, s.aead.nk),
-		nonce:      s.deriveTreeSecret(secret, labelNonce, gen, s.aead.nn),
+		key:        e.deriveTreeSecret(labelKey, gen, s.aead.nk),
+		nonce:      e.deriveTreeSecret(labelNonce, gen, s.aead.nn),
 	}
-	p.next = s.deriveTreeSecret(secret, labelSecret, gen, s.nh)
+	p.next = e.deriveTreeSecret(labelSecret, gen, s.nh)
 	if gen != r.generation {
 		clear(secret)
 	}
@@ -384,8 +380,9 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 	secret := t.nodes[p.consumed]
 	for k := level; k > 0; k-- {
 		x := secretTreeNode(p.leaf, k)
-		left := s.expandWithLabel(secret, labelTree, []byte(labelLeft), s.nh)
-		right := s.expandWithLabel(secret, labelTree, []byte(labelRight), s.nh)
+		e := s.newExpander(secret)
+		left := e.expandWithLabel(labelTree, []byte(labelLeft), s.nh)
+		right := e.expandWithLabel(labelTree, []byte(labelRight), s.nh)
 		if k != level {
 			clear(secret)
 		}
@@ -398,9 +395,10 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 			secret = right
 		}
 	}
+	e := s.newExpander(secret)
 	p.derived = &[2]hashRatchet{
-		handshakeRatchet:   {secret: s.expandWithLabel(secret, labelHandshake, nil, s.nh)},
-		applicationRatchet: {secret: s.expandWithLabel(secret, labelApplication, nil, s.nh)},
+		handshakeRatchet:   {secret: e.expandWithLabel(labelHandshake, nil, s.nh)},
+		applicationRatchet: {secret: e.expandWithLabel(labelApplication, nil, s.nh)},
 	}
 	if level != 0 {
 		clear(secret)
