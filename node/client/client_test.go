@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"qpchat/mls"
 	"qpchat/node/proto"
 	"qpchat/node/store"
 )
@@ -602,4 +603,66 @@ func TestTransientFailureRetried(t *testing.T) {
 		t.Errorf("bob did not join after the node came back: %+v", evs)
 	}
 	_ = carol
+}
+
+// TestUpdateChangingIdentityRefused: a member's commit whose new leaf
+// names another identity (here another user, "eve", with a certificate
+// that verifies under eve's user key for the same device key, so only
+// the identity rule can refuse it) is refused and reported, and the group
+// is left as it was.
+func TestUpdateChangingIdentityRefused(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	eveKey := newUserKey(t)
+	n.addUser("eve", eveKey.Public().(ed25519.PublicKey))
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob)
+
+	// Bob's client turns liar: its own leaf in its group state now
+	// claims to be eve's, so its next Update carries that credential.
+	orig := credentialFor("bob", bob.c.devKey, bob.c.prof.Cert).Identity
+	forged := credentialFor("eve", bob.c.devKey, proto.SignDeviceCert(eveKey, "eve", bob.c.devKey)).Identity
+	if len(orig) != len(forged) {
+		t.Fatalf("identities of %d and %d bytes", len(orig), len(forged))
+	}
+	gb, err := bob.c.loadGroupByName(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := gb.g.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(state, orig) {
+		t.Fatal("bob's credential is not in his group state")
+	}
+	state = bytes.ReplaceAll(state, orig, forged)
+	if gb.g, err = mls.UnmarshalGroup(bob.c.mlsConfig(ctx), state); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Update(ctx, "g"); err != nil {
+		t.Fatalf("the forged Update was not submitted: %v", err)
+	}
+
+	got := alice.texts(t)
+	if len(got) != 1 || !strings.Contains(got[0], "REFUSED") || !(strings.Contains(got[0], "may not change its credential") || strings.Contains(got[0], "changes the identity")) {
+		t.Errorf("alice got %q, want one refusal of the identity change", got)
+	}
+	if g := groupNamed(t, alice, "g"); g.Epoch != 1 || g.Members != 2 {
+		t.Errorf("alice's group changed: %+v", g)
+	}
+	ms, err := alice.c.Members(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.User != "alice" && m.User != "bob" {
+			t.Errorf("alice's group has a member %q", m.User)
+		}
+	}
+	t.Logf("refusal: %s", got)
 }
