@@ -253,11 +253,16 @@ func combine(xss, mss []byte) ([]byte, error) {
 
 // Encap reads the 32-byte X25519 ephemeral private key from rand, then
 // ML-KEM-768's 32-byte message m (FIPS 203, Algorithm 17), so a fixed
-// reader gives a fixed encapsulation.
+// reader gives a fixed encapsulation. The recipient's X25519 key is checked
+// again here (canonical, giving a non-zero secret), not only when it was
+// parsed, so the rule holds on the encapsulation side whatever built pk.
 func (*hybridKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, err error) {
 	p, ok := pk.(*hybridPublicKey)
 	if !ok || p == nil {
 		return nil, nil, errors.New("kem: public key is not a hybrid key")
+	}
+	if _, err := parseX25519(p.x[:]); err != nil {
+		return nil, nil, err
 	}
 	var r [hybridX25519Size + mlkem768.EncapsulationSeedSize]byte
 	defer clear(r[:])

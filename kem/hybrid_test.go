@@ -197,7 +197,7 @@ func keyAndEncap(t *testing.T, k KEM) (sk PrivateKey, sharedSecret, enc []byte) 
 
 // TestHybridRejectsBadX25519 checks that non-canonical and low-order X25519
 // values are refused in public keys (NewPublicKey), in ephemerals (Decap)
-// and, for a key that bypassed parsing, by Encap.
+// and, for keys that bypassed parsing, by Encap.
 func TestHybridRejectsBadX25519(t *testing.T) {
 	k := HybridX25519MLKEM768()
 	sk, _, enc := keyAndEncap(t, k)
@@ -218,11 +218,19 @@ func TestHybridRejectsBadX25519(t *testing.T) {
 			t.Errorf("DHKEM(X25519) refused %s at parse time: %v", name, err)
 		}
 	}
-	// Encap refuses a low-order recipient key even if it was never parsed.
+	// Encap refuses every bad recipient key even if it was never parsed:
+	// the non-canonical encodings of valid points (u = p+9, 2^255-1, 9 with
+	// the high bit set) as well as the low-order ones.
 	p := sk.PublicKey().(*hybridPublicKey)
-	forged := newHybridPublicKey(new(x25519.Key), p.m)
-	if _, _, err := k.Encap(rand.Reader, forged); err == nil {
-		t.Error("Encap to a low-order X25519 key succeeded")
+	for name, bad := range badX25519() {
+		forged := newHybridPublicKey((*x25519.Key)(bad), p.m)
+		if _, _, err := k.Encap(rand.Reader, forged); err == nil {
+			t.Errorf("Encap to unparsed X25519 key %s succeeded", name)
+		}
+	}
+	// Control: the same forging of the genuine key encapsulates.
+	if _, _, err := k.Encap(rand.Reader, newHybridPublicKey(&p.x, p.m)); err != nil {
+		t.Errorf("Encap to a rebuilt genuine key: %v", err)
 	}
 }
 
