@@ -460,6 +460,15 @@ func (pm *PrivateMessage) marshal(b *cryptobyte.Builder) {
 }
 
 func (pm *PrivateMessage) unmarshal(s *cryptobyte.String) error {
+	return pm.decode(s, false)
+}
+
+// decode reads a PrivateMessage. With shareCiphertext, Ciphertext and
+// EncryptedSenderData alias the input instead of being copied: for a
+// message that is decrypted and dropped while the input is still held
+// (Group.ProcessMessage), so that a large commit is not copied once more.
+// Every other field is copied.
+func (pm *PrivateMessage) decode(s *cryptobyte.String, shareCiphertext bool) error {
 	*pm = PrivateMessage{}
 	if !readOpaque(s, &pm.GroupID) || !s.ReadUint64(&pm.Epoch) ||
 		!s.ReadUint8((*uint8)(&pm.ContentType)) {
@@ -468,11 +477,21 @@ func (pm *PrivateMessage) unmarshal(s *cryptobyte.String) error {
 	if !pm.ContentType.valid() {
 		return fmt.Errorf("%w: unknown content type %d", errDecode, pm.ContentType)
 	}
-	if !readOpaque(s, &pm.AuthenticatedData) ||
-		!readOpaque(s, &pm.EncryptedSenderData) ||
-		!readOpaque(s, &pm.Ciphertext) {
+	if !readOpaque(s, &pm.AuthenticatedData) {
 		return errDecode
 	}
+	if !shareCiphertext {
+		if !readOpaque(s, &pm.EncryptedSenderData) || !readOpaque(s, &pm.Ciphertext) {
+			return errDecode
+		}
+		return nil
+	}
+	var sd, ct cryptobyte.String
+	if !readVector(s, &sd) || !readVector(s, &ct) {
+		return errDecode
+	}
+	pm.EncryptedSenderData = sd[:len(sd):len(sd)]
+	pm.Ciphertext = ct[:len(ct):len(ct)]
 	return nil
 }
 

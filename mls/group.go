@@ -12,10 +12,13 @@ package mls
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 
 	"qpchat/kem"
 )
@@ -415,6 +418,16 @@ func (g *Group) frame(rand io.Reader, fc *FramedContent, confirm func(ac *Authen
 func (g *Group) ProcessMessage(data []byte, now time.Time) (*Event, error) {
 	if g.removed {
 		return nil, ErrRemoved
+	}
+	// A PrivateMessage is decoded without copying its ciphertexts: they
+	// are only decrypted, and data is held until this call returns.
+	if len(data) >= 4 && binary.BigEndian.Uint16(data) == uint16(ProtocolVersionMLS10) &&
+		WireFormat(binary.BigEndian.Uint16(data[2:])) == WireFormatPrivateMessage {
+		pm := new(PrivateMessage)
+		if err := unmarshalAll(data[4:], func(s *cryptobyte.String) error { return pm.decode(s, true) }); err != nil {
+			return nil, err
+		}
+		return g.processPrivate(pm, now)
 	}
 	msg, err := UnmarshalMLSMessage(data)
 	if err != nil {

@@ -228,11 +228,19 @@ func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, se
 	if err != nil {
 		return nil, err
 	}
-	plaintext, err := aead.Open(nil, nonce, pm.Ciphertext, aad)
+	// The plaintext is decrypted into a scratch buffer: decoding copies
+	// what it keeps, and the buffer is zeroed when it is given back.
+	buf := getScratch()
+	plaintext, err := aead.Open(*buf, nonce, pm.Ciphertext, aad)
 	if err != nil {
+		used := *buf
+		if n := len(pm.Ciphertext); n <= cap(used) {
+			used = used[:n]
+		}
+		putScratch(buf, used)
 		return nil, errPrivateMessage
 	}
-	defer clear(plaintext)
+	defer putScratch(buf, plaintext)
 	content, bodyLen, err := unmarshalPrivateMessageContent(plaintext, pm.ContentType)
 	if err != nil {
 		return nil, errPrivateMessage
