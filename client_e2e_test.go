@@ -34,10 +34,24 @@ func (u *cliUser) args(args []string) []string {
 	return append([]string{"--profile", u.profile}, args...)
 }
 
-// try runs a command and returns its result.
+// try runs a command and returns its result, stderr without the
+// warning of the test-only switch clientEnv sets.
 func (u *cliUser) try(args ...string) (int, string, string) {
 	u.t.Helper()
-	return client(u.t, u.env, u.args(args)...)
+	code, out, errs := client(u.t, u.env, u.args(args)...)
+	return code, out, withoutTestWarning(u.t, errs)
+}
+
+// withoutTestWarning checks that stderr starts with the warning of
+// QPCHAT_INSECURE_TEST_KDF (clientEnv sets it) and returns the rest.
+func withoutTestWarning(t *testing.T, stderr string) string {
+	t.Helper()
+	first, rest, _ := strings.Cut(stderr, "\n")
+	if !strings.HasPrefix(first, "qpchat: warning: test-only switch QPCHAT_INSECURE_TEST_KDF=1 is set") {
+		t.Errorf("stderr does not start with the warning of the test-only switch: %q", stderr)
+		return stderr
+	}
+	return rest
 }
 
 // run runs a command that must succeed and returns its stdout.
@@ -252,6 +266,9 @@ func TestClientConcurrentCommits(t *testing.T) {
 		if err := c.Wait(); err != nil {
 			t.Fatalf("update %d: %v: %s", i, err, outs[i])
 		}
+		if !strings.Contains(outs[i].String(), "warning: test-only switch QPCHAT_TEST_HOLD_COMMIT is set") {
+			t.Errorf("update %d did not warn about QPCHAT_TEST_HOLD_COMMIT: %s", i, outs[i])
+		}
 	}
 	alice.run("send", "g", "same epoch?")
 	bob.wantMessages("g alice: same epoch?")
@@ -343,6 +360,7 @@ func TestClientBadInput(t *testing.T) {
 	fails := func(what, wantErr string, env []string, args ...string) {
 		t.Helper()
 		code, out, errs := client(t, env, alice.args(args)...)
+		errs = withoutTestWarning(t, errs)
 		if code == 0 || !strings.Contains(errs, wantErr) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want a failure saying %q", what, code, out, errs, wantErr)
 		}

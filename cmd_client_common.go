@@ -33,10 +33,23 @@ const (
 	envPasswordFile   = "QPCHAT_PASSWORD_FILE"
 	envPassphrase     = "QPCHAT_PASSPHRASE"
 	envPassphraseFile = "QPCHAT_PASSPHRASE_FILE"
-	// envInsecureTest makes new state files use a cheap Argon2id and lets
-	// logins accept the node's test key-stretching parameters. For tests
-	// only: it protects nothing.
+)
+
+// Test-only switches. They are environment variables only (no flag maps
+// to them), and a command that sees one says so on stderr before doing
+// anything, so they never weaken anything silently.
+const (
+	// envInsecureTest=1 makes new state files use a cheap Argon2id and
+	// lets logins accept the node's test key-stretching parameters. It
+	// protects nothing.
 	envInsecureTest = "QPCHAT_INSECURE_TEST_KDF"
+	// envTestHoldCommit=PATH makes the first commit of the command, once
+	// prepared and persisted, create PATH.ready and wait (at most a
+	// minute) for PATH to exist before it is submitted, so that tests can
+	// force two commits on one epoch.
+	envTestHoldCommit = "QPCHAT_TEST_HOLD_COMMIT"
+	// testWarning starts the line each active switch prints on stderr.
+	testWarning = "qpchat: warning: test-only switch "
 )
 
 // maxSecretFile bounds a password or passphrase file.
@@ -148,6 +161,11 @@ func password(g *Globals, confirm bool) ([]byte, error) {
 // openState opens the profile's state file. create allows a new one
 // (asking for the passphrase twice on a terminal).
 func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.State, error) {
+	if insecureTest() {
+		// Every command that logs in opens the state first, so this also
+		// announces accountOptions' weaker bounds.
+		fmt.Fprintf(g.stderr, "%s%s=1 is set: new state files get a cheap key derivation and logins accept test key-stretching parameters; never use it for real accounts\n", testWarning, envInsecureTest)
+	}
 	f.StateDir = stateDir(f.StateDir)
 	path, err := nc.StatePath(f.StateDir, p.Profile)
 	if err != nil {
@@ -323,7 +341,8 @@ func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (
 		return nil, err
 	}
 	cfg := nc.Config{State: st, Session: sess}
-	if hold := os.Getenv("QPCHAT_TEST_HOLD_COMMIT"); hold != "" {
+	if hold := os.Getenv(envTestHoldCommit); hold != "" {
+		fmt.Fprintf(g.stderr, "%s%s is set: the first commit waits for %s to exist before it is submitted\n", testWarning, envTestHoldCommit, hold)
 		cfg.BeforeSubmit = holdCommit(hold)
 	}
 	if cn.c, err = nc.New(cfg); err != nil {
