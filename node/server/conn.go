@@ -11,6 +11,7 @@ import (
 
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
+	"capnproto.org/go/capnp/v3/server"
 	"github.com/quic-go/quic-go"
 
 	"qpchat/node/proto"
@@ -82,7 +83,7 @@ func (c *conn) serve(ctx context.Context) {
 		MaxMessageSize: c.srv.cfg.MaxMessageSize,
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
 	}), &capnprpc.Options{
-		BootstrapClient: capnp.Client(rpc.NodeService_ServerToClient(&nodeService{c: c})),
+		BootstrapClient: c.nodeServiceClient(),
 		Logger:          rlog,
 	})
 
@@ -101,6 +102,13 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	rc.Close()
 	<-rc.Done()
+}
+
+// nodeService makes the bootstrap capability of the connection, its
+// methods guarded against panics.
+func (c *conn) nodeServiceClient() capnp.Client {
+	ns := &nodeService{c: c}
+	return capnp.NewClient(server.New(guarded(c.log, rpc.NodeService_Methods(nil, ns)), ns, nil))
 }
 
 // begin counts a call of this connection: it refuses calls during

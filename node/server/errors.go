@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
+
+	"capnproto.org/go/capnp/v3/server"
 
 	"qpchat/node/proto"
 	"qpchat/node/store"
@@ -42,4 +45,26 @@ func storeError(log *slog.Logger, op string, err error) error {
 	}
 	log.Error("store failure", "op", op, "err", err)
 	return proto.Errorf(proto.CodeInternal, "%s failed", op)
+}
+
+// guarded wraps every method so that a panic in one (a bug some peer's
+// input reached) fails that call with CodeInternal and is logged, instead
+// of ending the node: go-capnp runs methods without recovering, and one
+// connection's call must not take the others down. Deferred work of the
+// method (its call accounting) still runs while the panic unwinds.
+func guarded(log *slog.Logger, methods []server.Method) []server.Method {
+	for i := range methods {
+		impl, short := methods[i].Impl, methods[i].MethodName
+		name := methods[i].InterfaceName + "." + short
+		methods[i].Impl = func(ctx context.Context, call *server.Call) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					log.Error("method panicked; the call fails, the node goes on", "method", name, "panic", p, "stack", string(debug.Stack()))
+					err = proto.Errorf(proto.CodeInternal, "%s failed", short)
+				}
+			}()
+			return impl(ctx, call)
+		}
+	}
+	return methods
 }

@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	capnp "capnproto.org/go/capnp/v3"
+	"capnproto.org/go/capnp/v3/server"
+
 	"qpchat/node/proto"
 	"qpchat/rpc"
 )
@@ -85,7 +88,7 @@ func (c *conn) newSession(kind rpc.SessionKind, user string, device []byte) (*se
 	if kind == rpc.SessionKind_device {
 		c.srv.devices.add(s)
 	}
-	return s, rpc.Session_ServerToClient(s)
+	return s, rpc.Session(capnp.NewClient(server.New(guarded(c.log, rpc.Session_Methods(nil, s)), s, nil)))
 }
 
 // end ends the session; later calls fail with CodeExpired.
@@ -104,10 +107,16 @@ func (s *session) enter(method string) (done func(), err error) {
 	if !ok {
 		return nil, proto.Errorf(proto.CodeInternal, "%s: no authorisation rule", method)
 	}
-	done, err = s.c.begin()
+	leave, err := s.c.begin()
 	if err != nil {
 		return nil, err
 	}
+	entered := false
+	defer func() {
+		if !entered { // refused, or a panic is unwinding (errors.go, guarded)
+			leave()
+		}
+	}()
 	switch {
 	case s.ended.Load():
 		err = proto.Errorf(proto.CodeExpired, "%s: the session has ended", method)
@@ -119,10 +128,10 @@ func (s *session) enter(method string) (done func(), err error) {
 		err = proto.Errorf(proto.CodeForbidden, "%s: needs a login session (the password), this is a device session", method)
 	}
 	if err != nil {
-		done()
 		return nil, err
 	}
-	return done, nil
+	entered = true
+	return leave, nil
 }
 
 // storeErr maps a store error for method.
