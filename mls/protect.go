@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // labelFramedContentTBS is the SignWithLabel label of message signatures
@@ -40,15 +42,69 @@ func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey
 	if err := checkContentContext(fc, groupContext); err != nil {
 		return nil, err
 	}
-	tbs, end, err := framedContentTBS(wf, fc, nil, groupContext)
+	if key == nil || key.suite != s.id {
+		return nil, errors.New("mls: signature key does not belong to the cipher suite")
+	}
+	buf := getScratch()
+	all, signContent, framed, err := framedSignContent(*buf, wf, fc, nil, groupContext)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.signWithLabel(rand, key, labelFramedContentTBS, tbs)
+	defer putScratch(buf, all)
+	sig, err := key.s.sign(rand, signContent)
 	if err != nil {
 		return nil, err
 	}
-	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}, framed: tbs[2:end:end]}, nil
+	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}, framed: keepFramed(fc, framed)}, nil
+}
+
+// keepFramed returns a copy of the wire_format || content encoding for
+// AuthenticatedContent.framed when fc is a commit (only commits enter the
+// transcript hash), nil otherwise.
+func keepFramed(fc *FramedContent, framed []byte) []byte {
+	if fc.ContentType != ContentTypeCommit {
+		return nil
+	}
+	return bytes.Clone(framed)
+}
+
+// framedSignContent encodes the SignContent that a content signature
+// covers, SignContent("FramedContentTBS", FramedContentTBS) (RFC 9420,
+// Sections 5.1.2 and 6.1), appending to buf[:0]: the TBS is encoded once,
+// after room for the SignContent header, which is filled in once the TBS
+// length is known. It returns everything written to buf (all), the
+// SignContent and the wire_format || content part of the TBS, all slices
+// of the same buffer. body is as for framedContentTBS.
+func framedSignContent(buf []byte, wf WireFormat, fc *FramedContent, body []byte, groupContext *GroupContext) (all, signContent, framed []byte, err error) {
+	room := 4 + len(labelPrefix) + len(labelFramedContentTBS) + 4
+	buf = append(buf[:0], make([]byte, room)...)
+	end := 0
+	b := cryptobyte.NewBuilder(buf)
+	b.AddUint16(uint16(ProtocolVersionMLS10))
+	b.AddUint16(uint16(wf))
+	fc.marshalWithBody(b, body)
+	if sofar, err := b.Bytes(); err == nil {
+		end = len(sofar)
+	}
+	switch fc.Sender.Type {
+	case SenderTypeMember, SenderTypeNewMemberCommit:
+		if groupContext == nil {
+			b.SetError(errors.New("mls: FramedContentTBS needs the group context"))
+			break
+		}
+		groupContext.marshal(b)
+	}
+	all, err = b.Bytes()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tbs := all[room:]
+	var hdr [64]byte
+	h := appendLabeledInput(hdr[:0], labelFramedContentTBS, nil)
+	h = appendVarint(h[:len(h)-1], len(tbs))
+	start := room - len(h)
+	copy(all[start:], h)
+	return all, all[start:], all[room+2 : end : end], nil
 }
 
 // checkContentContext checks that fc belongs to the group and epoch of
@@ -83,14 +139,16 @@ func (s *cipherSuite) verifyContentSignatureBody(ac *AuthenticatedContent, body 
 	if err != nil {
 		return err
 	}
-	tbs, end, err := framedContentTBS(ac.WireFormat, &ac.Content, body, groupContext)
+	buf := getScratch()
+	all, signContent, framed, err := framedSignContent(*buf, ac.WireFormat, &ac.Content, body, groupContext)
 	if err != nil {
 		return err
 	}
-	if !s.verifyWithLabel(pub, labelFramedContentTBS, tbs, ac.Auth.Signature) {
+	defer putScratch(buf, all)
+	if !s.sig.verify(pub, signContent, ac.Auth.Signature) {
 		return errPublicMessage
 	}
-	ac.framed = tbs[2:end:end]
+	ac.framed = keepFramed(&ac.Content, framed)
 	return nil
 }
 

@@ -118,3 +118,40 @@ func TestTranscriptHashKeptEncoding(t *testing.T) {
 	}
 	t.Logf("%d commits hashed with kept and fresh encodings", n)
 }
+
+// TestFramedSignContent checks the in-place SignContent of message
+// signatures against labeledInput over marshalFramedContentTBS, for every
+// sample content (member, external and new member senders) and both
+// framed wire formats, and that the framed part is wire_format || content.
+func TestFramedSignContent(t *testing.T) {
+	gc := sampleGroupContext()
+	n := 0
+	for i, fc := range sampleFramedContents() {
+		for _, wf := range []WireFormat{WireFormatPublicMessage, WireFormatPrivateMessage} {
+			tbs, err := marshalFramedContentTBS(wf, &fc, &gc)
+			if err != nil {
+				t.Fatalf("content %d: %v", i, err)
+			}
+			var buf []byte
+			if n%2 == 1 {
+				buf = make([]byte, 3, 1000) // a used, larger buffer
+			}
+			_, sc, framed, err := framedSignContent(buf, wf, &fc, nil, &gc)
+			if err != nil {
+				t.Fatalf("content %d: %v", i, err)
+			}
+			if want := labeledInput(labelFramedContentTBS, tbs); !bytes.Equal(sc, want) {
+				t.Errorf("content %d, wire format %d: SignContent %x, want %x", i, wf, sc, want)
+			}
+			enc, err := fc.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append([]byte{byte(wf >> 8), byte(wf)}, enc...); !bytes.Equal(framed, want) {
+				t.Errorf("content %d, wire format %d: framed %x, want %x", i, wf, framed, want)
+			}
+			n++
+		}
+	}
+	t.Logf("%d SignContent encodings checked", n)
+}
