@@ -132,3 +132,85 @@ func TestClientChatPiped(t *testing.T) {
 	}
 	alice.wantMessages("g bob: first line", "g bob: second line")
 }
+
+// TestClientSecretsOnTerminal: without QPCHAT_PASSWORD and
+// QPCHAT_PASSPHRASE the client asks for both on the terminal, without
+// echo, and a message piped into stdin still goes out (the prompts read
+// /dev/tty, not stdin).
+func TestClientSecretsOnTerminal(t *testing.T) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv("QPCHAT_REQUIRE_VECTORS") != "" {
+			t.Fatal("tmux is required (QPCHAT_REQUIRE_VECTORS is set)")
+		}
+		t.Skip("tmux not installed")
+	}
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice := newCLIUser(t, n, state, "alice")
+
+	const passphrase, password = "erin-state-secret", "erin-password-secret"
+	var sh strings.Builder
+	sh.WriteString("env -i")
+	for _, kv := range clientEnv(t, n, state) {
+		if !strings.HasPrefix(kv, "QPCHAT_PASSPHRASE=") {
+			sh.WriteString(" " + shellQuote(kv))
+		}
+	}
+	env := sh.String()
+	bin := shellQuote(qpchatBinary(t))
+	sh.Reset()
+	fmt.Fprintf(&sh, "%s %s client --profile erin register-user erin --server-fingerprint %s && ", env, bin, n.fingerprint)
+	fmt.Fprintf(&sh, "%s %s client --profile erin register-state && ", env, bin)
+	fmt.Fprintf(&sh, "echo 'from a pipe' | %s %s client --profile erin dm alice; echo EXIT=$?; sleep 30", env, bin)
+
+	socket := fmt.Sprintf("qpchat-test-secrets-%d", os.Getpid())
+	tm := func(args ...string) (string, error) {
+		out, err := exec.Command(tmux, append([]string{"-L", socket, "-f", "/dev/null"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := tm("new-session", "-d", "-s", "sec", "-x", "200", "-y", "50", sh.String()); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	t.Cleanup(func() { tm("kill-server") })
+	screen := func() string { s, _ := tm("capture-pane", "-p", "-J", "-t", "sec"); return s }
+	// answer waits for the count-th appearance of prompt and types text.
+	answer := func(prompt string, count int, text string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for strings.Count(screen(), prompt) < count {
+			if time.Now().After(deadline) {
+				t.Fatalf("no prompt %q (#%d); screen:\n%s", prompt, count, screen())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out, err := tm("send-keys", "-t", "sec", text, "Enter"); err != nil {
+			t.Fatalf("send-keys: %v: %s", err, out)
+		}
+	}
+	// register-user: a new state file (passphrase twice), a new password
+	// (twice); register-state: both once; dm: the passphrase.
+	answer("State passphrase:", 1, passphrase)
+	answer("Repeat the state passphrase:", 1, passphrase)
+	answer("Password:", 1, password)
+	answer("Repeat the password:", 1, password)
+	answer("State passphrase:", 2, passphrase)
+	answer("Password:", 2, password)
+	answer("State passphrase:", 3, passphrase)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(screen(), "EXIT=") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the commands did not finish; screen:\n%s", screen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s := screen()
+	if !strings.Contains(s, "EXIT=0") {
+		t.Fatalf("a command failed; screen:\n%s", s)
+	}
+	if strings.Contains(s, passphrase) || strings.Contains(s, password) {
+		t.Errorf("a secret was echoed; screen:\n%s", s)
+	}
+	alice.wantMessages("dm:erin erin: from a pipe")
+}
