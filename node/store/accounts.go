@@ -158,6 +158,9 @@ func (s *LocalStore) RevokeDevice(ctx context.Context, key []byte) error {
 		if d.Revoked {
 			return nil
 		}
+		if err := closeQueue(tx, key); err != nil {
+			return err
+		}
 		d.Revoked = true
 		return tx.Bucket(bucketDevices).Put(tx.Ident(domainDevice, key), d.marshal())
 	})

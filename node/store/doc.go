@@ -74,7 +74,7 @@
 //     Account, ReplaceAccount.
 //   - Devices: AddDevice (device keys unique across users), Device (lookup
 //     by key), Devices (per user), RevokeDevice (also deletes the device's
-//     KeyPackages).
+//     KeyPackages and queued messages).
 //   - KeyPackages: PutKeyPackages (pool per device and suite, limited;
 //     replaces the last resort), KeyPackageCount, FetchKeyPackages (one per
 //     device, pool packages consumed atomically, then the last resort which

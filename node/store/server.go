@@ -32,8 +32,10 @@ type Store interface {
 	Device(ctx context.Context, key []byte) (Device, error)
 	// Devices lists a user's devices, revoked ones included.
 	Devices(ctx context.Context, user string) ([]Device, error)
-	// RevokeDevice marks a device revoked and deletes its KeyPackages in
-	// the same transaction. Revoking twice is not an error.
+	// RevokeDevice marks a device revoked and, in the same transaction,
+	// deletes its KeyPackages and its queued messages; later messages for
+	// it are dropped (its queue stays marked overflowed). Revoking twice
+	// is not an error.
 	RevokeDevice(ctx context.Context, key []byte) error
 
 	// PutKeyPackages adds pool packages for a device and suite and, if

@@ -454,6 +454,61 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 	}
 }
 
+// TestRevokeEmptiesQueue: revoking a device deletes what waits for it,
+// and what its groups send it later (it stays a member until another
+// device removes it) is not stored.
+func TestRevokeEmptiesQueue(t *testing.T) {
+	s, _ := newServer(t, Limits{})
+	addUser(t, s, "alice", "a1")
+	addUser(t, s, "bob", "b1", "b2")
+	gid := []byte("group")
+	if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"),
+		Added: [][]byte{devKey("b1"), devKey("b2")}, Welcome: []byte("w"),
+		KeyPackageRefs: [][]byte{fetchedRef(t, s, devKey("a1"), "bob", devKey("b1")), fetchedRef(t, s, devKey("a1"), "bob", devKey("b2"))}}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(m string) {
+		t.Helper()
+		res, err := s.Send(ctx, SendRequest{Group: gid, Sender: devKey("a1"), Messages: [][]byte{[]byte(m)}})
+		if err != nil || len(res.Overflowed) != 0 {
+			t.Fatalf("send: %v, overflowed %q", err, res.Overflowed)
+		}
+	}
+	send("before")
+	if got := fetchAll(t, s, "b2"); len(got) != 2 {
+		t.Fatalf("b2 has %d messages before the revocation, want 2", len(got))
+	}
+	if err := s.RevokeDevice(ctx, devKey("b2")); err != nil {
+		t.Fatal(err)
+	}
+	send("after")
+	if got := fetchAll(t, s, "b2"); len(got) != 0 {
+		t.Errorf("revoked b2 still has %d messages", len(got))
+	}
+	if _, st, err := s.Fetch(ctx, devKey("b2"), 0, 0, 0); err != nil || st.Len != 0 || st.Last != 2 || !st.Overflowed {
+		t.Errorf("revoked b2's queue state = %+v, %v; want empty, last 2 (never reused), closed", st, err)
+	}
+	if got := fetchAll(t, s, "b1"); len(got) != 3 {
+		t.Errorf("b1 has %d messages, want 3 (Welcome, before, after)", len(got))
+	}
+	// A device revoked before anything was queued for it gets nothing either.
+	addUser(t, s, "carol", "c1")
+	ref := fetchedRef(t, s, devKey("a1"), "carol", devKey("c1"))
+	if err := s.RevokeDevice(ctx, devKey("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c2"), Epoch: 1,
+		Added: [][]byte{devKey("c1")}, Welcome: []byte("w2"), KeyPackageRefs: [][]byte{ref}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchAll(t, s, "c1"); len(got) != 0 {
+		t.Errorf("device revoked before its Welcome has %d messages", len(got))
+	}
+}
+
 func TestSecrets(t *testing.T) {
 	s, _ := newServer(t, Limits{})
 	calls := 0
