@@ -666,3 +666,45 @@ func TestUpdateChangingIdentityRefused(t *testing.T) {
 	}
 	t.Logf("refusal: %s", got)
 }
+
+// TestServerPins: a pinned server key is found again, stored under an
+// HMAC of the address (not the address), and a pin an older version kept
+// under the address itself still counts until it is replaced.
+func TestServerPins(t *testing.T) {
+	st, err := OpenState(StateOptions{Path: filepath.Join(t.TempDir(), "p.state"), Passphrase: []byte("pw"), KDF: fastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, ok, err := st.Pin("node.example:7000"); ok || err != nil {
+		t.Fatalf("Pin before SetPin = %v, %v", ok, err)
+	}
+	if err := st.SetPin("Node.Example:7000", "sha256:aa"); err != nil {
+		t.Fatal(err)
+	}
+	if fp, ok, err := st.Pin("node.example:7000"); fp != "sha256:aa" || !ok || err != nil {
+		t.Errorf("Pin = %q, %v, %v", fp, ok, err)
+	}
+	legacy := []byte("old.example:7000")
+	if err := st.db.Update(func(tx *store.Tx) error { return tx.Bucket(bServers).Put(legacy, []byte("sha256:bb")) }); err != nil {
+		t.Fatal(err)
+	}
+	if fp, ok, _ := st.Pin("old.example:7000"); fp != "sha256:bb" || !ok {
+		t.Errorf("legacy pin = %q, %v", fp, ok)
+	}
+	if err := st.SetPin("old.example:7000", "sha256:cc"); err != nil {
+		t.Fatal(err)
+	}
+	if fp, _, _ := st.Pin("old.example:7000"); fp != "sha256:cc" {
+		t.Errorf("replaced pin = %q", fp)
+	}
+	st.db.View(func(tx *store.Tx) error {
+		c := tx.Bucket(bServers).Cursor()
+		for k, _, _ := c.First(); k != nil; k, _, _ = c.Next() {
+			if bytes.Contains(k, []byte("example")) {
+				t.Errorf("a pin is kept under the address %q", k)
+			}
+		}
+		return nil
+	})
+}

@@ -133,11 +133,18 @@ func getU64(tx *store.Tx, key []byte) (uint64, error) {
 	return n, nil
 }
 
-// Pin implements rpc.PinStore with the pins kept in the state.
+// Pin implements rpc.PinStore with the pins kept in the state. The key
+// is an HMAC of the server address (DESIGN.md, Storage: keys do not
+// reveal identifiers); a pin stored under the address itself by an older
+// version is still found.
 func (s *State) Pin(server string) (string, bool, error) {
 	var fp string
 	err := s.db.View(func(tx *store.Tx) error {
-		v, err := tx.Bucket(bServers).Get([]byte(strings.ToLower(server)))
+		b := tx.Bucket(bServers)
+		v, err := b.Get(serverKey(tx, server))
+		if errors.Is(err, store.ErrNotFound) {
+			v, err = b.Get([]byte(strings.ToLower(server)))
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -150,8 +157,16 @@ func (s *State) Pin(server string) (string, bool, error) {
 // SetPin implements rpc.PinStore.
 func (s *State) SetPin(server, fingerprint string) error {
 	return s.db.Update(func(tx *store.Tx) error {
-		return tx.Bucket(bServers).Put([]byte(strings.ToLower(server)), []byte(fingerprint))
+		b := tx.Bucket(bServers)
+		if err := b.Delete([]byte(strings.ToLower(server))); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return b.Put(serverKey(tx, server), []byte(fingerprint))
 	})
+}
+
+func serverKey(tx *store.Tx, server string) []byte {
+	return tx.Ident("server", []byte(strings.ToLower(server)))
 }
 
 // Profile is the account and device a state holds.
