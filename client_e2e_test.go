@@ -438,3 +438,77 @@ func TestClientDemoGroup(t *testing.T) {
 		t.Errorf("demo-group: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
+
+// TestClientStateDefaults: the state lives in <XDG data dir>/qpchat/
+// <profile>.state (profile "default" unless --profile), XDG_DATA_HOME is
+// followed, the pinned server key is kept inside it (encrypted), and no
+// flag takes a secret.
+func TestClientStateDefaults(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	home, xdg := filepath.Join(dir, "home"), filepath.Join(dir, "xdg")
+	base := []string{"HOME=" + home, "QPCHAT_SERVER=" + n.addr, "QPCHAT_PASSPHRASE=state pass", "QPCHAT_INSECURE_TEST_KDF=1"}
+	for _, kv := range testEnv(t) {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_DATA_HOME=") {
+			base = append(base, kv)
+		}
+	}
+
+	// Without XDG_DATA_HOME: ~/.local/share/qpchat/default.state.
+	code, _, errs := client(t, base, "groups")
+	want := filepath.Join(home, ".local", "share", "qpchat")
+	if code == 0 || !strings.Contains(errs, `profile "default" has no state in `+want+" ") {
+		t.Errorf("groups without state: exit %d, stderr %q; want it to name %s", code, errs, want)
+	}
+
+	// With XDG_DATA_HOME: $XDG_DATA_HOME/qpchat/<profile>.state.
+	env := append(base, "XDG_DATA_HOME="+xdg, "QPCHAT_PASSWORD=pw of erin")
+	code, out, errs := client(t, env, "register-user", "erin", "--server-fingerprint", n.fingerprint)
+	if code != 0 {
+		t.Fatalf("register-user: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := client(t, env, "--profile", "second", "login", "erin"); code != 0 {
+		t.Fatalf("login: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	entries, err := os.ReadDir(filepath.Join(xdg, "qpchat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "default.state second.state" {
+		t.Errorf("state directory holds %v, want default.state and second.state only", names)
+	}
+	if _, err := os.Stat(want); !os.IsNotExist(err) {
+		t.Errorf("%s was made although XDG_DATA_HOME is set: %v", want, err)
+	}
+	// The server's key is pinned in the state (the second profile trusted
+	// it on first use and remembers it), never in clear.
+	fpHex := strings.TrimPrefix(n.fingerprint, "sha256:")
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(xdg, "qpchat", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, clear := range []string{"erin", fpHex, n.addr} {
+			if bytes.Contains(b, []byte(clear)) {
+				t.Errorf("%s contains %q in clear", name, clear)
+			}
+		}
+	}
+	n.stop(t)
+	n2 := startNode(t, n.addr, filepath.Join(dir, "other-data"))
+	if code, _, errs := client(t, env, "--profile", "second", "login", "erin"); code != exitUntrusted || !strings.Contains(errs, "refusing to connect") {
+		t.Errorf("login to a node with another key: exit %d, stderr %q; want the pin kept in the state to refuse it", code, errs)
+	}
+	n2.stop(t)
+
+	// No flag takes a secret.
+	for _, flag := range []string{"--password=x", "--passphrase=x", "--password-file=x", "--passphrase-file=x"} {
+		if code, _, errs := client(t, env, "login", "erin", flag); code == 0 || !strings.Contains(errs, "unknown flag") {
+			t.Errorf("login %s: exit %d, stderr %q; want an unknown flag", flag, code, errs)
+		}
+	}
+}

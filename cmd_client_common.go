@@ -204,15 +204,20 @@ func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.St
 	return st, nil
 }
 
-// stateDir returns dir, except that the default (~/.local/share/qpchat)
-// follows XDG_DATA_HOME when that is set.
+// stateDir returns dir, except that --state-dir's default follows the XDG
+// base directory specification: $XDG_DATA_HOME/qpchat when that is set
+// (to an absolute path), else $HOME/.local/share/qpchat. Kong expands the
+// default's "~" from the user database, not from $HOME, so the default is
+// recognised in that form.
 func stateDir(dir string) string {
-	home, err := os.UserHomeDir()
-	if err != nil {
+	if dir != kong.ExpandPath("~/.local/share/qpchat") {
 		return dir
 	}
-	if xdg := os.Getenv("XDG_DATA_HOME"); xdg != "" && dir == filepath.Join(home, ".local", "share", "qpchat") {
+	if xdg := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(xdg) {
 		return filepath.Join(xdg, "qpchat")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "qpchat")
 	}
 	return dir
 }
