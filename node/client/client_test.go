@@ -322,6 +322,27 @@ type failingAck struct{ *fakeSession }
 
 func (f failingAck) Ack(ctx context.Context, upTo uint64) error { return errors.New("crash") }
 
+// crashAfterFetch closes the state once a fetch returns, as a client
+// crashing between fetch and persist.
+type crashAfterFetch struct {
+	*fakeSession
+	st *State
+}
+
+func (f crashAfterFetch) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
+	r, err := f.fakeSession.Fetch(ctx, after, limit, wait)
+	f.st.Close()
+	return r, err
+}
+
+func queued(n *fakeNode, u *testUser) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.queues[string(u.c.devKey)])
+}
+
+// TestNoDuplicateAfterLostAck: a client that crashes between fetch and
+// ack loses nothing and applies nothing twice.
 func TestNoDuplicateAfterLostAck(t *testing.T) {
 	ctx := context.Background()
 	n := newFakeNode()
@@ -329,12 +350,36 @@ func TestNoDuplicateAfterLostAck(t *testing.T) {
 	alice.c.CreateGroup(ctx, "g", 0)
 	alice.c.Invite(ctx, "g", []string{"bob"})
 	wantTexts(t, bob)
-	bob.c.cfg.Session = failingAck{n.session(bob.c.devKey)}
+
+	// Crash after the fetch, before anything is stored: nothing is lost.
+	bob.c.cfg.Session = crashAfterFetch{n.session(bob.c.devKey), bob.st}
 	alice.c.Send(ctx, "g", "one")
-	wantTexts(t, bob, "alice: one")
+	if _, err := bob.c.Recv(ctx, 0); err == nil {
+		t.Fatal("Recv stored a batch in a closed state")
+	}
 	bob.restart(t)
+	wantTexts(t, bob, "alice: one")
+
+	// Crash after the batch is stored, before the ack: the node still
+	// holds it, and nothing is applied twice.
+	bob.c.cfg.Session = failingAck{n.session(bob.c.devKey)}
 	alice.c.Send(ctx, "g", "two")
 	wantTexts(t, bob, "alice: two")
+	if err := bob.c.Flush(ctx); err == nil {
+		t.Fatal("the ack was not lost")
+	}
+	if queued(n, bob) < 2 {
+		t.Fatalf("%d deliveries queued after the lost ack, want the applied ones still there", queued(n, bob))
+	}
+	bob.restart(t)
+	alice.c.Send(ctx, "g", "three")
+	wantTexts(t, bob, "alice: three")
+	if err := bob.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if q := queued(n, bob); q != 0 {
+		t.Errorf("%d deliveries left after the ack", q)
+	}
 }
 
 func TestDMAndPrivacy(t *testing.T) {
