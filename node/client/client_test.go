@@ -753,3 +753,50 @@ func TestServerPins(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWelcomeTreeChecked: the node lied to Alice on first contact (a false
+// user key for Bob), so she accepted a device "of Bob" that Bob's real key
+// never signed. Carol, who pins Bob's real key, refuses the Welcome whose
+// tree holds that device, and joins nothing.
+func TestWelcomeTreeChecked(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob, carol := newTestUser(t, n, "alice"), newTestUser(t, n, "bob"), newTestUser(t, n, "carol")
+	evil := newUserKey(t)
+	mallory := newTestUser(t, n, "mallory")
+	mallory.c.prof.User = "bob"
+	mallory.c.prof.Cert = proto.SignDeviceCert(evil, "bob", mallory.c.devKey)
+	forged, err := mallory.c.newKeyPackage(DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedMsg, _ := forged.Message()
+	n.forgeKeyPackages = func(user string, got []FetchedKeyPackage) []FetchedKeyPackage {
+		if user != "bob" {
+			return got
+		}
+		return []FetchedKeyPackage{{Device: mallory.c.devKey, KeyPackage: forgedMsg}}
+	}
+	realKey := bob.userKey.Public().(ed25519.PublicKey)
+	n.addUser("bob", evil.Public().(ed25519.PublicKey))
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatalf("alice, fooled, could not add the forged device: %v", err)
+	}
+	n.forgeKeyPackages = nil
+	n.addUser("bob", realKey)
+
+	if _, err := alice.c.Invite(ctx, "g", []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	// The Welcome is refused; the group's name that follows it is then
+	// for a group Carol does not have.
+	got := carol.texts(t)
+	if len(got) != 2 || !strings.Contains(got[0], "refused a Welcome") || !strings.Contains(got[0], "device of bob is not certified") ||
+		!strings.Contains(got[1], "unknown group") {
+		t.Errorf("carol got %q, want the Welcome refused for bob's uncertified device", got)
+	}
+	if gs, _ := carol.c.Groups(ctx); len(gs) != 0 {
+		t.Errorf("carol joined %+v", gs)
+	}
+}
