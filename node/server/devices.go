@@ -149,14 +149,14 @@ func (s *session) RevokeDevice(ctx context.Context, call rpc.Session_revokeDevic
 	return nil
 }
 
-// dataList reads a list of byte strings, bounding the count and each
-// element's size.
-func dataList(l capnp.DataList, err error, what string, maxCount, maxLen int) ([][]byte, error) {
+// dataList reads a list of byte strings, bounding the count (the limit of
+// countFlag) and each element's size.
+func dataList(l capnp.DataList, err error, what string, maxCount int, countFlag string, maxLen int) ([][]byte, error) {
 	if err != nil {
 		return nil, proto.Errorf(proto.CodeInvalid, "reading %s: %v", what, err)
 	}
 	if l.Len() > maxCount {
-		return nil, proto.Errorf(proto.CodeLimit, "%d %s, at most %d allowed", l.Len(), what, maxCount)
+		return nil, proto.Errorf(proto.CodeLimit, "%d %s, at most %d allowed (%s)", l.Len(), what, maxCount, countFlag)
 	}
 	out := make([][]byte, l.Len())
 	for i := range out {
@@ -174,7 +174,7 @@ func dataList(l capnp.DataList, err error, what string, maxCount, maxLen int) ([
 
 // deviceKeys reads a list of device keys: each 32 bytes, no repeats.
 func deviceKeys(l capnp.DataList, err error, what string, max int) ([][]byte, error) {
-	keys, err := dataList(l, err, what, max, ed25519.PublicKeySize)
+	keys, err := dataList(l, err, what, max, "--max-group-size", ed25519.PublicKeySize)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,13 @@ import (
 	"qpchat/node/store"
 )
 
+// limitFlags names the `qpchat serve` flag of the store limit (store.ErrLimit)
+// each method can hit, so the client's error says which limit it was.
+var limitFlags = map[string]string{
+	"commit":            " (--max-group-size)",
+	"uploadKeyPackages": " (--max-keypackages)",
+}
+
 // storeError turns an error of the store into the error a client sees
 // (docs/PROTOCOL.md, Errors). Errors the client cannot have caused are
 // logged and reported as internal, without details.
@@ -35,7 +42,7 @@ func storeError(log *slog.Logger, op string, err error) error {
 	case errors.Is(err, store.ErrInvalidCommit):
 		return proto.Errorf(proto.CodeInvalid, "%s: %v", op, err)
 	case errors.Is(err, store.ErrLimit):
-		return proto.Errorf(proto.CodeLimit, "%s: %v", op, err)
+		return proto.Errorf(proto.CodeLimit, "%s: %v%s", op, err, limitFlags[op])
 	case errors.Is(err, store.ErrRevoked):
 		return proto.Errorf(proto.CodeExpired, "%s: the device is revoked", op)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -253,7 +253,7 @@ func sendArgs(args rpc.Session_send_Params, lim Limits) (store.SendRequest, erro
 		return store.SendRequest{}, err
 	}
 	l, err := args.Messages()
-	msgs, err := dataList(l, err, "messages", lim.MaxBatch, lim.MaxMessageSize)
+	msgs, err := dataList(l, err, "messages", lim.MaxBatch, "--max-batch", lim.MaxMessageSize)
 	if err != nil {
 		return store.SendRequest{}, err
 	}

@@ -83,7 +83,7 @@ func (s *session) UploadKeyPackages(ctx context.Context, call rpc.Session_upload
 	}
 	lim := srv.cfg.Limits
 	l, err := args.Packages()
-	pool, err := dataList(l, err, "KeyPackages", lim.MaxKeyPackages, lim.MaxMessageSize)
+	pool, err := dataList(l, err, "KeyPackages", lim.MaxKeyPackages, "--max-keypackages", lim.MaxMessageSize)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"qpchat/mls"
 	"qpchat/node/bench"
 	"qpchat/node/proto"
 	"qpchat/rpc"
@@ -224,4 +226,59 @@ func TestSessionsPerConnection(t *testing.T) {
 	if _, err := c2.AuthenticateDevice(testCtx(t), u.name, d.Key, c2.Exporter); err != nil {
 		t.Errorf("a session on another connection: %v", err)
 	}
+}
+
+// TestLimitErrorsNameTheirFlag: every count and size limit a call can
+// hit is refused with CodeLimit and an error naming its serve flag.
+func TestLimitErrorsNameTheirFlag(t *testing.T) {
+	n := startNode(t, func(c *Config) {
+		c.Limits.MaxDevices, c.Limits.MaxGroupSize, c.Limits.MaxKeyPackages = 2, 2, 1
+		c.Limits.MaxMessageSize, c.Limits.MaxBatch = 1000, 2
+	})
+	ctx := testCtx(t)
+	want := func(what string, err error, flag string) {
+		t.Helper()
+		wantCode(t, what, err, proto.CodeLimit)
+		if err != nil && !strings.Contains(err.Error(), flag) {
+			t.Errorf("%s: error %q does not name %s", what, err, flag)
+		}
+	}
+	alice, bob := n.register("alice"), n.register("bob")
+	a1, a2 := n.addDevice(alice), n.addDevice(alice)
+	b1 := n.addDevice(bob)
+	dk, err := bench.NewDeviceKey(nil)
+	must(t, "device key", err)
+	want("a third device", alice.conn.RegisterDevice(ctx, alice.login, alice.name, alice.key, dk), "--max-devices")
+
+	now := n.clock.Now()
+	two, _ := keyPackages(t, alice, a2, 2, now)
+	_, err = a2.UploadKeyPackages(ctx, testSuite, two, nil)
+	want("a pool of two (one uploaded at a time)", err, "--max-keypackages")
+	_, err = a2.UploadKeyPackages(ctx, testSuite, two[:1], nil)
+	must(t, "upload", err)
+	_, err = a2.UploadKeyPackages(ctx, testSuite, two[1:], nil)
+	want("a second package in a full pool", err, "--max-keypackages")
+	publish1 := func(u *user, d *bench.Device) {
+		kps, _ := keyPackages(t, u, d, 1, now)
+		_, err := d.UploadKeyPackages(ctx, testSuite, nil, kps[0])
+		must(t, "last resort", err)
+	}
+	publish1(bob, b1)
+
+	g := newGroupID(t)
+	must(t, "createGroup", a1.CreateGroup(ctx, g))
+	added, refs := fetchAll(t, a1, alice, bob)
+	if len(added) != 2 {
+		t.Fatalf("fetched %d KeyPackages, want 2", len(added))
+	}
+	_, err = a1.Commit(ctx, g, bench.PrivateMessage(g, 0, mls.ContentTypeCommit, nil), added, nil, bench.Welcome(testSuite, refs))
+	want("a group of three", err, "--max-group-size")
+	_, err = a1.Commit(ctx, g, bench.PrivateMessage(g, 0, mls.ContentTypeCommit, nil), [][]byte{added[0], added[1], bench.Pub(dk)}, nil, bench.Welcome(testSuite, refs))
+	want("three added devices in one commit", err, "--max-group-size")
+
+	_, err = a1.Send(ctx, g, [][]byte{bench.PrivateMessage(g, 0, mls.ContentTypeApplication, make([]byte, 1000))})
+	want("an oversized message", err, "--max-message-size")
+	m := bench.PrivateMessage(g, 0, mls.ContentTypeApplication, nil)
+	_, err = a1.Send(ctx, g, [][]byte{m, m, m})
+	want("a batch of three", err, "--max-batch")
 }
