@@ -800,3 +800,66 @@ func TestWelcomeTreeChecked(t *testing.T) {
 		t.Errorf("carol joined %+v", gs)
 	}
 }
+
+// lostCommit loses commits on the way to the node.
+type lostCommit struct{ *fakeSession }
+
+func (l lostCommit) Commit(ctx context.Context, req CommitRequest) error {
+	return errors.New("connection lost")
+}
+
+// TestPendingCommitAfterCrash: a commit is persisted before it is
+// submitted; a client that crashes before the node has it, or after the
+// node accepted it but before the merge was stored, submits it on its
+// next run (the node takes the second submission as a duplicate) and ends
+// in the same epoch as the others.
+func TestPendingCommitAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	n := newFakeNode()
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob)
+	same := func(epoch uint64) {
+		t.Helper()
+		wantTexts(t, alice)
+		wantTexts(t, bob)
+		ga, _ := alice.c.loadGroupByName(ctx, "g")
+		gb, _ := bob.c.loadGroupByName(ctx, "g")
+		if ga.g.Epoch() != epoch || gb.g.Epoch() != epoch || !bytes.Equal(ga.g.EpochAuthenticator(), gb.g.EpochAuthenticator()) {
+			t.Errorf("alice in epoch %d, bob in %d, want both in %d and agreeing", ga.g.Epoch(), gb.g.Epoch(), epoch)
+		}
+	}
+
+	// The commit never reaches the node.
+	commits := n.commits
+	alice.c.cfg.Session = lostCommit{n.session(alice.c.devKey)}
+	if _, err := alice.c.Update(ctx, "g"); err == nil {
+		t.Fatal("Update succeeded without the node")
+	}
+	alice.restart(t)
+	same(2)
+	if n.commits != commits+1 {
+		t.Errorf("%d commits accepted, want 1", n.commits-commits)
+	}
+
+	// The node accepts it, and the client dies before storing the merge.
+	alice.c.cfg.BeforeSubmit = func() { alice.st.Close() }
+	if _, err := alice.c.Update(ctx, "g"); err == nil {
+		t.Fatal("Update stored its merge in a closed state")
+	}
+	if n.commits != commits+2 {
+		t.Fatalf("the node has %d new commits, want 2", n.commits-commits)
+	}
+	alice.restart(t)
+	same(3)
+	if n.commits != commits+2 {
+		t.Errorf("the resubmission was accepted as a new commit")
+	}
+	if err := alice.c.Send(ctx, "g", "after"); err != nil {
+		t.Fatal(err)
+	}
+	wantTexts(t, bob, "alice: after")
+}
