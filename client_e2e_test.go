@@ -292,6 +292,14 @@ func TestClientDM(t *testing.T) {
 	if gs := alice.jsonLines("groups"); len(gs) != 1 || gs[0]["dm"] != "bob" {
 		t.Errorf("alice's groups: %v, want one dm channel reused", gs)
 	}
+	// --suite picks another cipher suite; send --all reaches every group.
+	alice.run("create-group", "classic", "--suite", "0x0001")
+	alice.run("invite", "classic", "bob")
+	if gs := alice.jsonLines("groups"); len(gs) != 2 || gs[0]["group"] != "classic" || gs[0]["suite"] != "0x0001" {
+		t.Errorf("alice's groups: %v, want classic in suite 0x0001", gs)
+	}
+	alice.run("send", "--all", "to", "all")
+	bob.wantMessages("classic alice: to all", "dm:alice alice: to all")
 	if got := carol.messages(); len(got) != 0 {
 		t.Errorf("carol read %q", got)
 	}
