@@ -332,7 +332,7 @@ func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error
 
 // FetchKeyCmd fetches and pins a user's keys.
 type FetchKeyCmd struct {
-	User string `arg:"" help:"User whose keys to fetch."`
+	User string `arg:"" help:"User whose keys to fetch. The devices are learnt from their KeyPackages, so this uses up one of each device's (the device uploads more)."`
 }
 
 // Run fetches.

@@ -25,7 +25,10 @@ type KeyInfo struct {
 
 // FetchKey fetches a user's key (pinning it on first contact) and the
 // device keys of the KeyPackages the node hands out for them, keeping
-// only the devices whose certificates verify under the pinned key.
+// only the devices whose certificates verify under the pinned key. The
+// node offers no read-only listing of another user's devices, so this
+// consumes one pool KeyPackage per device (or hands out the last resort);
+// the owner's client replenishes its pool when told it runs low.
 func (c *Client) FetchKey(ctx context.Context, name string) (*KeyInfo, error) {
 	if err := c.needDevice(); err != nil {
 		return nil, err
