@@ -506,6 +506,20 @@ func TestClientStateDefaults(t *testing.T) {
 			}
 		}
 	}
+	// The secrets may come from files instead (one trailing newline is
+	// dropped); a file wins over the variable holding the value.
+	pf, wf := filepath.Join(dir, "passphrase"), filepath.Join(dir, "password")
+	if err := os.WriteFile(pf, []byte("state pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wf, []byte("pw of erin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fenv := append(env, "QPCHAT_PASSPHRASE=wrong", "QPCHAT_PASSWORD=wrong", "QPCHAT_PASSPHRASE_FILE="+pf, "QPCHAT_PASSWORD_FILE="+wf)
+	if code, out, errs := client(t, fenv, "--profile", "second", "login", "erin"); code != 0 {
+		t.Errorf("login with secrets from files: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
 	n.stop(t)
 	n2 := startNode(t, n.addr, filepath.Join(dir, "other-data"))
 	if code, _, errs := client(t, env, "--profile", "second", "login", "erin"); code != exitUntrusted || !strings.Contains(errs, "refusing to connect") {
