@@ -863,3 +863,28 @@ func TestPendingCommitAfterCrash(t *testing.T) {
 	}
 	wantTexts(t, bob, "alice: after")
 }
+
+// TestKeyPackagesReplenishedWhenLow: when the node says a pool runs low,
+// the next sync tops it up to the target, keeping the new private keys.
+func TestKeyPackagesReplenishedWhenLow(t *testing.T) {
+	n := newFakeNode()
+	bob := newTestUser(t, n, "bob")
+	n.mu.Lock()
+	n.pools[string(bob.c.devKey)][DefaultSuite] = n.pools[string(bob.c.devKey)][DefaultSuite][:1]
+	n.mu.Unlock()
+	before, _ := kpCount(t, bob)
+	wantTexts(t, bob) // not told: nothing uploaded
+	if c, _ := bob.c.cfg.Session.KeyPackageCount(context.Background(), DefaultSuite); c != 1 {
+		t.Fatalf("pool of %d before the node says it is low", c)
+	}
+	n.mu.Lock()
+	n.low = map[string][]uint16{string(bob.c.devKey): {DefaultSuite}}
+	n.mu.Unlock()
+	wantTexts(t, bob)
+	if c, _ := bob.c.cfg.Session.KeyPackageCount(context.Background(), DefaultSuite); c != 3 {
+		t.Errorf("pool of %d after the low notice, want the target 3", c)
+	}
+	if after, _ := kpCount(t, bob); after != before+2 {
+		t.Errorf("bob keeps %d pool keys, want %d (2 new)", after, before+2)
+	}
+}

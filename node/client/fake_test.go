@@ -31,6 +31,7 @@ type fakeNode struct {
 	forgeKeyPackages func(user string, got []FetchedKeyPackage) []FetchedKeyPackage
 	forgeStamp       func(to string, d *Delivery)
 	overflowed       map[string]bool
+	low              map[string][]uint16 // device → suites reported low (keyPackagesLow)
 	commits          int
 }
 
@@ -241,9 +242,10 @@ func (s *fakeSession) Fetch(ctx context.Context, after uint64, limit int, wait t
 		}
 		wake := n.wake
 		over := n.overflowed[string(s.dev)]
+		low := n.low[string(s.dev)]
 		n.mu.Unlock()
 		if len(out) > 0 || wait <= 0 || time.Now().After(deadline) {
-			return &FetchResult{Deliveries: out, Overflowed: over}, nil
+			return &FetchResult{Deliveries: out, Overflowed: over, LowSuites: low}, nil
 		}
 		select {
 		case <-wake:
