@@ -15,6 +15,15 @@ const (
 	KEMX25519 uint16 = 0x0020
 	// KEMX448 is DHKEM(X448, HKDF-SHA512), used by MLS suites 4 and 6.
 	KEMX448 uint16 = 0x0021
+	// KEMMLKEM512, KEMMLKEM768 and KEMMLKEM1024 are pure ML-KEM
+	// (draft-ietf-hpke-pq). No MLS suite of qpchat uses them.
+	KEMMLKEM512  uint16 = 0x0040
+	KEMMLKEM768  uint16 = 0x0041
+	KEMMLKEM1024 uint16 = 0x0042
+	// KEMMLKEM768P256 and KEMMLKEM1024P384 are the ML-KEM + NIST-curve
+	// hybrids of draft-ietf-hpke-pq. No MLS suite of qpchat uses them.
+	KEMMLKEM768P256  uint16 = 0x0050
+	KEMMLKEM1024P384 uint16 = 0x0051
 	// KEMXWing is X-Wing, MLKEM768-X25519 (draft-connolly-cfrg-xwing-kem,
 	// draft-ietf-hpke-pq).
 	KEMXWing uint16 = 0x647a
@@ -38,6 +47,16 @@ func KEMByID(id uint16) (KEM, error) {
 		return DHKEMX25519(), nil
 	case KEMX448:
 		return DHKEMX448(), nil
+	case KEMMLKEM512:
+		return MLKEM512(), nil
+	case KEMMLKEM768:
+		return MLKEM768(), nil
+	case KEMMLKEM1024:
+		return MLKEM1024(), nil
+	case KEMMLKEM768P256:
+		return MLKEM768P256(), nil
+	case KEMMLKEM1024P384:
+		return MLKEM1024P384(), nil
 	case KEMXWing:
 		return XWing(), nil
 	case KEMHybridX25519MLKEM768:
