@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"sync"
+	"time"
 
 	"qpchat/node/proto"
 	"qpchat/node/store"
@@ -199,4 +200,32 @@ func (s *session) FetchKeyPackages(ctx context.Context, call rpc.Session_fetchKe
 		e.SetLastResort(f.LastResort)
 	}
 	return nil
+}
+
+// fetchRecordTTL is how long the node remembers a KeyPackage fetch that
+// no commit used: a KeyPackage lives at most 90 days and an hour (uploads
+// are checked against that), so no Welcome can use it after this.
+const fetchRecordTTL = (90*24 + 2) * time.Hour
+
+// pruneInterval is how often the node forgets unused fetches.
+const pruneInterval = time.Hour
+
+// pruneFetches forgets unused KeyPackage fetches at start and then every
+// pruneInterval, until ctx ends. The store stamps fetches with the real
+// clock, so this uses it too.
+func (s *Server) pruneFetches(ctx context.Context) {
+	for {
+		n, err := s.store.PruneFetched(ctx, time.Now().Add(-fetchRecordTTL))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("forgetting unused KeyPackage fetches failed", "err", err)
+		case n > 0:
+			s.log.Info("forgot unused KeyPackage fetches", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pruneInterval):
+		}
+	}
 }

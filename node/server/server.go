@@ -228,6 +228,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.logMetrics(ctx, s.cfg.MetricsInterval)
 
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pruneFetches(ctx)
+	}()
 	acceptErr := make(chan error, 1)
 	go func() {
 		for {

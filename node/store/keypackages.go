@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // KeyPackages of the server schema: a pool per device and suite, consumed
@@ -125,6 +127,7 @@ func (s *LocalStore) FetchKeyPackages(ctx context.Context, caller []byte, user s
 		return nil, err
 	}
 	var out []FetchedKeyPackage
+	now := time.Now().Unix()
 	err := s.update(ctx, func(tx *Tx) error {
 		out = nil // this function may run again; start afresh
 		if _, err := tx.Bucket(bucketAccounts).Get(tx.Ident(domainUser, []byte(user))); err != nil {
@@ -151,7 +154,7 @@ func (s *LocalStore) FetchKeyPackages(ctx context.Context, caller []byte, user s
 				continue
 			}
 			f.Device = d.Key
-			rec := fetchRecord{Device: d.Key, Suite: suite}
+			rec := fetchRecord{Device: d.Key, Suite: suite, At: now}
 			if err := fetched.Put(fetchedID(tx, caller, f.Ref), rec.marshal()); err != nil {
 				return err
 			}
@@ -216,4 +219,59 @@ func (s *LocalStore) FetchedKeyPackage(ctx context.Context, caller, ref []byte) 
 		return err
 	})
 	return rec.Device, rec.Suite, err
+}
+
+// pruneChunk bounds the fetch records one PruneFetched transaction
+// visits, so other writers are not held up behind a long sweep (a
+// variable for the tests).
+var pruneChunk = 1000
+
+// PruneFetched implements Store.
+func (s *LocalStore) PruneFetched(ctx context.Context, before time.Time) (int, error) {
+	cut := before.Unix()
+	total := 0
+	var from []byte
+	for {
+		var (
+			n    int
+			next []byte
+		)
+		err := s.update(ctx, func(tx *Tx) error {
+			n, next = 0, nil // this function may run again; start afresh
+			c := tx.Bucket(bucketFetched).Cursor()
+			k, v, err := c.First()
+			if from != nil {
+				k, v, err = c.Seek(from)
+			}
+			for seen := 0; k != nil; k, v, err = c.Next() {
+				if err != nil {
+					return err
+				}
+				if seen == pruneChunk {
+					next = bytes.Clone(k)
+					return nil
+				}
+				seen++
+				rec, perr := parseFetchRecord(v)
+				if perr != nil {
+					return perr
+				}
+				if rec.At < cut {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if next == nil {
+			return total, nil
+		}
+		from = next
+	}
 }

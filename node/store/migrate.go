@@ -3,6 +3,9 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Schema describes what a database file holds: a name, so that a client's
@@ -97,4 +100,33 @@ func (db *DB) SchemaVersion() (uint64, error) {
 		return nil
 	})
 	return v, err
+}
+
+// stampFetchRecords is server migration 2: fetch records of version 1
+// (device, suite) gain the time of the fetch, set to the migration's
+// time, so that PruneFetched can forget them once unused.
+func stampFetchRecords(tx *Tx) error {
+	b := tx.Bucket(bucketFetched)
+	type rec struct{ k, v []byte }
+	var recs []rec
+	c := b.Cursor()
+	for k, v, err := c.First(); k != nil; k, v, err = c.Next() {
+		if err != nil {
+			return err
+		}
+		s := cryptobyte.String(v)
+		var f fetchRecord
+		ok := readFormat(&s) && readBytes8(&s, &f.Device, 1) && s.ReadUint16(&f.Suite)
+		if err := finish(s, ok, "fetch (version 1)"); err != nil {
+			return err
+		}
+		f.At = time.Now().Unix()
+		recs = append(recs, rec{k, f.marshal()})
+	}
+	for _, r := range recs {
+		if err := b.Put(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,10 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // TestMigrationRunner opens a server file with a synthetic later schema
@@ -64,8 +69,8 @@ func TestMigrationRunner(t *testing.T) {
 
 	// This binary (without the later step) must refuse the file.
 	_, err = OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
-	if !errors.Is(err, ErrNewerVersion) || !strings.Contains(err.Error(), "version 2") {
-		t.Errorf("OpenServer of a newer file = %v, want ErrNewerVersion naming version 2", err)
+	if want := fmt.Sprintf("version %d", later.Version()); !errors.Is(err, ErrNewerVersion) || !strings.Contains(err.Error(), want) {
+		t.Errorf("OpenServer of a newer file = %v, want ErrNewerVersion naming %s", err, want)
 	}
 }
 
@@ -100,5 +105,47 @@ func TestMigrationFailureLeavesFile(t *testing.T) {
 	db.Close()
 	if _, err := Open(path, Options{Passphrase: []byte("pw"), Schema: Schema{Name: "other"}}); err == nil || !strings.Contains(err.Error(), `schema "test"`) {
 		t.Errorf("Open with another schema name = %v, want an error naming schema \"test\"", err)
+	}
+}
+
+// TestFetchRecordsMigration: a file of server schema version 1, whose
+// fetch records carry no time, is migrated so that they do; the fetch
+// still admits its commit, and PruneFetched can forget it.
+func TestFetchRecordsMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	v1 := Schema{Name: ServerSchema.Name, Migrations: ServerSchema.Migrations[:1]}
+	opts := Options{Passphrase: []byte("server pass"), KDF: fastKDF, Schema: v1}
+	db := openTest(t, path, opts)
+	caller, ref, dev := devKey("a1"), []byte("ref-v1"), devKey("b1")
+	err := db.Update(func(tx *Tx) error {
+		old := build(func(b *cryptobyte.Builder) { addBytes8(b, dev); b.AddUint16(1) })
+		return tx.Bucket(bucketFetched).Put(fetchedID(tx, caller, ref), old)
+	})
+	must(t, "writing a version 1 fetch record", err)
+	db.Close()
+
+	before := time.Now().Add(-time.Second)
+	s, err := OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
+	must(t, "OpenServer", err)
+	defer s.Close()
+	if v, err := s.db.SchemaVersion(); err != nil || v != ServerSchema.Version() {
+		t.Fatalf("schema version %d, %v; want %d", v, err, ServerSchema.Version())
+	}
+	got, suite, err := s.FetchedKeyPackage(ctx, caller, ref)
+	if err != nil || !bytes.Equal(got, dev) || suite != 1 {
+		t.Fatalf("FetchedKeyPackage after the migration = %x, %d, %v", got, suite, err)
+	}
+	if n, err := s.PruneFetched(ctx, before); err != nil || n != 0 {
+		t.Errorf("PruneFetched(before the migration) = %d, %v; want 0", n, err)
+	}
+	if n, err := s.PruneFetched(ctx, time.Now().Add(time.Minute)); err != nil || n != 1 {
+		t.Errorf("PruneFetched(later) = %d, %v; want 1", n, err)
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }

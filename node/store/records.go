@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"math"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -120,6 +121,7 @@ type QueueState struct {
 type fetchRecord struct {
 	Device []byte
 	Suite  uint16
+	At     int64 // Unix seconds of the fetch (PruneFetched)
 }
 
 // Encoding helpers.
@@ -312,16 +314,19 @@ func (f *fetchRecord) marshal() []byte {
 	return build(func(b *cryptobyte.Builder) {
 		addBytes8(b, f.Device)
 		b.AddUint16(f.Suite)
+		b.AddUint64(uint64(f.At))
 	})
 }
 
 func parseFetchRecord(data []byte) (fetchRecord, error) {
 	var f fetchRecord
 	s := cryptobyte.String(data)
-	ok := readFormat(&s) && readBytes8(&s, &f.Device, 1) && s.ReadUint16(&f.Suite)
+	var at uint64
+	ok := readFormat(&s) && readBytes8(&s, &f.Device, 1) && s.ReadUint16(&f.Suite) && s.ReadUint64(&at) && at <= math.MaxInt64
 	if err := finish(s, ok, "fetch"); err != nil {
 		return fetchRecord{}, err
 	}
+	f.At = int64(at)
 	return f, nil
 }
 

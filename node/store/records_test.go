@@ -10,7 +10,7 @@ var (
 	sampleAccount = Account{User: "alice", Record: bytes.Repeat([]byte{1}, 192), KSF: KSFParams{3, 65536, 4}, UserKey: bytes.Repeat([]byte{2}, 32)}
 	sampleDevice  = Device{User: "alice", Key: bytes.Repeat([]byte{3}, 32), Certificate: bytes.Repeat([]byte{4}, 64), Revoked: true}
 	sampleKP      = KeyPackage{Ref: bytes.Repeat([]byte{5}, 32), Data: bytes.Repeat([]byte{6}, 1300)}
-	sampleFetch   = fetchRecord{Device: bytes.Repeat([]byte{7}, 32), Suite: 0xFA01}
+	sampleFetch   = fetchRecord{Device: bytes.Repeat([]byte{7}, 32), Suite: 0xFA01, At: 1_800_000_000}
 	sampleGroup   = Group{ID: bytes.Repeat([]byte{8}, 32), Epoch: 42, Members: [][]byte{bytes.Repeat([]byte{9}, 32), bytes.Repeat([]byte{10}, 32)}}
 	sampleEnv     = Envelope{Kind: KindCommit, Group: bytes.Repeat([]byte{11}, 32), Sender: bytes.Repeat([]byte{12}, 32),
 		Added: [][]byte{{13}}, Removed: [][]byte{{14}, {15}}, Data: []byte("commit")}

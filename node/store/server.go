@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Store holds the node's records. LocalStore implements it on one encrypted
@@ -55,6 +56,11 @@ type Store interface {
 	// FetchedKeyPackage returns the device and suite of a package that
 	// caller fetched, by KeyPackageRef; ErrNotFound if caller never did.
 	FetchedKeyPackage(ctx context.Context, caller, ref []byte) (device []byte, suite uint16, err error)
+	// PruneFetched forgets the fetches made before the given time that no
+	// commit used (a KeyPackage outlives its fetch by at most its
+	// lifetime), and returns how many it forgot. It works in short
+	// transactions, so it may run beside the node's traffic.
+	PruneFetched(ctx context.Context, before time.Time) (int, error)
 
 	// CreateGroup creates a group at epoch 0 with creator as its only
 	// member; ErrExists if the id is taken.
@@ -197,6 +203,7 @@ var ServerSchema = Schema{
 			}
 			return nil
 		}},
+		{Name: "fetch records carry their time", Apply: stampFetchRecords},
 	},
 }
 

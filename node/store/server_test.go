@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 var ctx = context.Background()
@@ -506,6 +507,47 @@ func TestRevokeEmptiesQueue(t *testing.T) {
 	}
 	if got := fetchAll(t, s, "c1"); len(got) != 0 {
 		t.Errorf("device revoked before its Welcome has %d messages", len(got))
+	}
+}
+
+// TestPruneFetched: fetches older than the cut are forgotten (a commit
+// can no longer use them), newer ones kept, across several chunks.
+func TestPruneFetched(t *testing.T) {
+	s, _ := newServer(t, Limits{})
+	addUser(t, s, "alice", "a1")
+	addUser(t, s, "bob", "b1", "b2")
+	old := [][]byte{fetchedRef(t, s, devKey("a1"), "bob", devKey("b1")), fetchedRef(t, s, devKey("a1"), "bob", devKey("b2")),
+		fetchedRef(t, s, devKey("b1"), "alice", devKey("a1"))}
+	defer func(n int) { pruneChunk = n }(pruneChunk)
+	pruneChunk = 2
+	if n, err := s.PruneFetched(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("PruneFetched(an hour ago) = %d, %v; want 0", n, err)
+	}
+	cut := time.Now().Add(time.Second)
+	time.Sleep(1100 * time.Millisecond) // records keep whole seconds
+	kept := fetchedRef(t, s, devKey("a1"), "bob", devKey("b2"))
+	if n, err := s.PruneFetched(ctx, cut); err != nil || n != 3 {
+		t.Fatalf("PruneFetched = %d, %v; want 3", n, err)
+	}
+	for _, ref := range old {
+		if _, _, err := s.FetchedKeyPackage(ctx, devKey("a1"), ref); !errors.Is(err, ErrNotFound) {
+			t.Errorf("pruned fetch %q: %v, want ErrNotFound", ref, err)
+		}
+	}
+	if _, _, err := s.FetchedKeyPackage(ctx, devKey("a1"), kept); err != nil {
+		t.Errorf("newer fetch was pruned: %v", err)
+	}
+	if err := s.CreateGroup(ctx, []byte("g"), devKey("a1")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Commit(ctx, CommitRequest{Group: []byte("g"), Committer: devKey("a1"), Message: []byte("c"),
+		Added: [][]byte{devKey("b1")}, Welcome: []byte("w"), KeyPackageRefs: [][]byte{old[0]}})
+	if !errors.Is(err, ErrInvalidCommit) {
+		t.Errorf("commit through a pruned fetch = %v, want ErrInvalidCommit", err)
+	}
+	if _, err := s.Commit(ctx, CommitRequest{Group: []byte("g"), Committer: devKey("a1"), Message: []byte("c"),
+		Added: [][]byte{devKey("b2")}, Welcome: []byte("w"), KeyPackageRefs: [][]byte{kept}}); err != nil {
+		t.Errorf("commit through a kept fetch: %v", err)
 	}
 }
 
