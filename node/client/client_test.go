@@ -592,15 +592,63 @@ func TestSendAll(t *testing.T) {
 }
 
 func TestQueueOverflowReported(t *testing.T) {
+	ctx := context.Background()
 	n := newFakeNode()
-	bob := newTestUser(t, n, "bob")
+	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
+	alice.c.CreateGroup(ctx, "g", 0)
+	alice.c.Invite(ctx, "g", []string{"bob"})
+	wantTexts(t, bob)
+	alice.c.Send(ctx, "g", "before")
+
+	// Bob's queue overflows: alice's Update and message are dropped.
+	n.mu.Lock()
 	n.overflowed = map[string]bool{string(bob.c.devKey): true}
-	got := bob.texts(t)
-	if len(got) != 1 || !strings.Contains(got[0], "overflowed") {
-		t.Errorf("bob got %q, want one overflow notice", got)
+	n.mu.Unlock()
+	if _, err := alice.c.Update(ctx, "g"); err != nil {
+		t.Fatal(err)
 	}
+	alice.c.Send(ctx, "g", "lost")
+	got := bob.texts(t)
+	if len(got) != 2 || !strings.Contains(got[0], "overflowed") || got[1] != "alice: before" {
+		t.Errorf("bob got %q, want one overflow notice and the message from before", got)
+	}
+	// The queue was acknowledged and the mark cleared: the notice does
+	// not repeat, and the node queues for bob again.
 	if got := bob.texts(t); len(got) != 0 {
 		t.Errorf("the notice repeats: %q", got)
+	}
+	n.mu.Lock()
+	over := n.overflowed[string(bob.c.devKey)]
+	n.mu.Unlock()
+	if over || queued(n, bob) != 0 {
+		t.Errorf("after the notice: overflowed %v, %d deliveries queued; want the mark cleared and the queue acknowledged", over, queued(n, bob))
+	}
+
+	// Alice removes and re-adds bob's device; bob reads the group again.
+	if _, err := alice.c.Remove(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 1 {
+		t.Fatalf("re-invite = %d, %v", k, err)
+	}
+	alice.c.Send(ctx, "g", "welcome back")
+	evs, err := bob.c.Recv(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	joined := false
+	for _, e := range evs {
+		if e.Kind == EventMessage {
+			texts = append(texts, e.Text)
+		}
+		joined = joined || e.Kind == EventJoined
+	}
+	if !joined || strings.Join(texts, "|") != "welcome back" {
+		t.Errorf("after the re-add bob got %+v", evs)
+	}
+	if g := groupNamed(t, bob, "g"); g.Removed || g.Epoch != 4 {
+		t.Errorf("bob's group after the re-add: %+v", g)
 	}
 }
 

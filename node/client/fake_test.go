@@ -151,6 +151,9 @@ func headerEpoch(msg []byte) (uint64, error) {
 }
 
 func (n *fakeNode) enqueue(to []byte, d Delivery) {
+	if n.overflowed[string(to)] {
+		return // dropped, as the node does until ClearOverflow
+	}
 	n.seq[string(to)]++
 	d.Seq = n.seq[string(to)]
 	if n.forgeStamp != nil {
@@ -266,5 +269,12 @@ func (s *fakeSession) Ack(ctx context.Context, upTo uint64) error {
 		i++
 	}
 	n.queues[string(s.dev)] = q[i:]
+	return nil
+}
+
+func (s *fakeSession) ClearOverflow(ctx context.Context) error {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	delete(s.n.overflowed, string(s.dev))
 	return nil
 }

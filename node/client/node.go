@@ -41,6 +41,9 @@ type Session interface {
 	Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error)
 	// Ack deletes the queued deliveries up to upTo.
 	Ack(ctx context.Context, upTo uint64) error
+	// ClearOverflow clears this device's overflow mark, so that the node
+	// queues messages for it again.
+	ClearOverflow(ctx context.Context) error
 }
 
 // Errors a Session returns (wrapped) that the client branches on.

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -25,10 +26,16 @@ type realUser struct {
 }
 
 func startRealNode(t testing.TB) (addr, fp string) {
+	return startRealNodeQueue(t, 0)
+}
+
+// startRealNodeQueue starts a node whose queues hold at most queueLen
+// messages (0: the default).
+func startRealNodeQueue(t testing.TB, queueLen int) (addr, fp string) {
 	t.Helper()
 	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(),
 		// One address opens every connection of these tests.
-		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000},
+		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000, MaxQueueLength: queueLen},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -203,5 +210,62 @@ func TestRealNodeLying(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].Kind != EventRefused || !strings.Contains(evs[0].Text, "stamp") {
 		t.Errorf("bob got %+v, want one refusal of the forged stamp", evs)
+	}
+}
+
+// TestRealNodeOverflow: bob's queue at a real node overflows; bob is told
+// once, clears the mark, and reads the group again after alice removes
+// and re-adds his device.
+func TestRealNodeOverflow(t *testing.T) {
+	addr, fp := startRealNodeQueue(t, 4)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	if _, err := alice.c.CreateGroup(ctx, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if err := alice.c.Send(ctx, "g", fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	texts := func() (msgs []string, notices int) {
+		t.Helper()
+		evs, err := bob.c.Recv(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			switch {
+			case e.Kind == EventMessage:
+				msgs = append(msgs, e.Text)
+			case e.Kind == EventRefused && strings.Contains(e.Text, "overflowed"):
+				notices++
+			}
+		}
+		return
+	}
+	if msgs, notices := texts(); notices != 1 || strings.Join(msgs, " ") != "m0 m1 m2 m3" {
+		t.Errorf("bob got %q and %d overflow notices, want m0..m3 and one", msgs, notices)
+	}
+	if _, err := alice.c.Remove(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.Send(ctx, "g", "welcome back"); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, notices := texts(); notices != 0 || strings.Join(msgs, " ") != "welcome back" {
+		t.Errorf("after the re-add bob got %q and %d overflow notices", msgs, notices)
 	}
 }

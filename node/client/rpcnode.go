@@ -422,6 +422,13 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 	return res, nil
 }
 
+func (s *rpcSession) ClearOverflow(ctx context.Context) error {
+	f, rel := s.s.ClearOverflow(ctx, nil)
+	defer rel()
+	_, err := f.Struct()
+	return wrapErr(err)
+}
+
 func (s *rpcSession) Ack(ctx context.Context, upTo uint64) error {
 	f, rel := s.s.Ack(ctx, func(p rpc.Session_ack_Params) error { p.SetUpTo(upTo); return nil })
 	defer rel()

@@ -52,6 +52,7 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 		return nil, err
 	}
 	var all []*Event
+	overflowed := false
 	for {
 		last, err := c.st.LastSeq()
 		if err != nil {
@@ -68,30 +69,51 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 				return all, err
 			}
 		}
+		if r.Overflowed {
+			overflowed = true
+		}
 		if r.Overflowed && !c.overflowNoted {
 			// Messages were dropped at the node: the groups' states can
-			// no longer follow. Say so once per run; the device must be
-			// re-added (DESIGN.md, "Groups and delivery").
+			// no longer follow. Say so; once the queue is drained the
+			// mark is cleared (below), and a member must remove and
+			// re-add this device (DESIGN.md, "Groups and delivery").
 			c.overflowNoted = true
 			ev := &Event{Kind: EventRefused, Time: c.now().Unix(),
-				Text: "this device's queue at the node overflowed and messages were lost: ask a member to remove and re-add this device"}
+				Text: "this device's queue at the node overflowed and messages were lost; it receives again from now on, but in groups whose changes it missed, a member must remove and re-add this device"}
 			if err := c.persist(nil, []*Event{ev}, nil); err != nil {
 				return all, err
 			}
 			all = append(all, ev)
 		}
-		if len(ds) == 0 {
-			return all, nil
-		}
-		events, err := c.applyBatch(ctx, last, ds)
-		all = append(all, events...)
-		if err != nil {
-			return all, err
+		if len(ds) > 0 {
+			events, err := c.applyBatch(ctx, last, ds)
+			all = append(all, events...)
+			if err != nil {
+				return all, err
+			}
+			last = ds[len(ds)-1].Seq
 		}
 		if len(ds) < fetchLimit {
+			if overflowed {
+				return all, c.recoverOverflow(ctx, last)
+			}
 			return all, nil
 		}
 	}
+}
+
+// recoverOverflow acknowledges everything applied up to last and clears
+// the node's overflow mark, once the queue is drained, so that the node
+// queues messages for this device again (a re-add's Welcome first).
+func (c *Client) recoverOverflow(ctx context.Context, last uint64) error {
+	c.unacked = max(c.unacked, last)
+	if err := c.Flush(ctx); err != nil {
+		return err
+	}
+	if err := c.cfg.Session.ClearOverflow(ctx); err != nil {
+		return fmt.Errorf("client: clearing the overflow mark of this device's queue: %w", err)
+	}
+	return nil
 }
 
 // batch collects the effects of a batch of deliveries for one
