@@ -33,6 +33,11 @@
 //   - Group names are local; an invited member learns the name the
 //     inviter chose from a message sent right after the Add, and renames
 //     it if the name is taken locally.
+//   - A device whose queue at the node overflowed has lost messages: Sync
+//     reports it once, acknowledges the queue and clears the node's mark,
+//     but groups whose commits were lost stay broken until a member
+//     removes and re-invites the device (`remove`, then `invite`); nothing
+//     does that automatically.
 //   - Only Ed25519 cipher suites (0x0001, 0x0003, 0xFA01, 0xFA02) can be
 //     used, since the device key is the MLS signature key.
 package client
