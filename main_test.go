@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"qpchat/node/server"
 )
 
@@ -206,4 +208,51 @@ func TestClientCA(t *testing.T) {
 		t.Errorf("ping with a --ca that holds no certificate: exit %d, stderr %q", code, errs)
 	}
 	oneErrorLine(t, errs)
+}
+
+// TestEveryCommandAndFlagDocumented walks the whole command tree: every
+// command, flag and positional argument has help text, and every flag
+// reads a QPCHAT_* variable.
+func TestEveryCommandAndFlagDocumented(t *testing.T) {
+	var cli CLI
+	k, err := kong.New(&cli, kong.Name("qpchat"), kong.DefaultEnvars("QPCHAT"), kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commands, flags := 0, 0
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		path := n.FullPath()
+		if n.Parent != nil {
+			commands++
+			if strings.TrimSpace(n.Help) == "" {
+				t.Errorf("command %q has no help", path)
+			}
+		}
+		for _, f := range n.Flags {
+			if f.Name == "help" {
+				continue
+			}
+			flags++
+			if strings.TrimSpace(f.Help) == "" {
+				t.Errorf("%s --%s has no help", path, f.Name)
+			}
+			if len(f.Envs) == 0 || !strings.HasPrefix(f.Envs[0], "QPCHAT_") {
+				t.Errorf("%s --%s reads no QPCHAT_* variable (%v)", path, f.Name, f.Envs)
+			}
+		}
+		for _, p := range n.Positional {
+			if strings.TrimSpace(p.Help) == "" {
+				t.Errorf("%s <%s> has no help", path, p.Name)
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(k.Model.Node)
+	t.Logf("%d commands, %d flags checked", commands, flags)
+	if commands < 4 || flags < 10 {
+		t.Errorf("walked only %d commands and %d flags", commands, flags)
+	}
 }
