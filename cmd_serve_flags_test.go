@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
 
 	"qpchat/node/server"
 )
@@ -49,5 +53,41 @@ func TestServeFlagsParse(t *testing.T) {
 	code := run([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:notaport", "--max-devices", "0"}, &out, &errb)
 	if code == 0 || !strings.Contains(errb.String(), "--max-devices must be positive") {
 		t.Errorf("exit %d, stderr %q; want a clear error for --max-devices 0", code, errb.String())
+	}
+}
+
+// TestServeFlagDefaults: the defaults of `qpchat serve` are the ones
+// docs/PROTOCOL.md (Limits and abuse) documents.
+func TestServeFlagDefaults(t *testing.T) {
+	var cli CLI
+	k, err := kong.New(&cli, kong.Name("qpchat"), kong.DefaultEnvars("QPCHAT"), kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "QPCHAT_") {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+	if _, err := k.Parse([]string{"serve"}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg server.Config
+	if err := cli.Serve.ServeLimitFlags.apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := server.Limits{
+		MaxMessageSize: 1 << 20, MaxQueueLength: 100000, MaxKeyPackages: 100, MaxGroupSize: 1000,
+		MaxDevices: 32, MaxBatch: 1000, LoginRateName: 10, LoginRateAddr: 30, MaxLoginDelay: 30 * time.Second,
+		KeyPackageFetchRate: 30, MaxConnsPerAddr: 32, MaxCallsPerConn: 64, MaxFetchWait: 25 * time.Second,
+		RetryAbove: 100,
+	}
+	if cfg.Limits != want {
+		t.Errorf("default limits\n got %+v\nwant %+v", cfg.Limits, want)
+	}
+	if cfg.MaxConns != 1024 || cfg.LoginSessionTTL != 10*time.Minute || cli.Serve.Listen != ":7000" || cli.Serve.ShutdownTimeout != 10*time.Second {
+		t.Errorf("defaults: max-conns %d, login-session-ttl %v, listen %q, shutdown-timeout %v",
+			cfg.MaxConns, cfg.LoginSessionTTL, cli.Serve.Listen, cli.Serve.ShutdownTimeout)
 	}
 }
