@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"testing"
+
+	"qpchat/internal/vectors"
 )
 
 // fuzzKEM picks the KEM a fuzz input is for from its first byte.
@@ -40,12 +43,44 @@ func katSeeds(f *testing.F) []hybridKAT {
 }
 
 func hybridIndex() byte {
+	i, ok := kemIndex(KEMHybridX25519MLKEM768)
+	if !ok {
+		panic("hybrid KEM missing")
+	}
+	return i
+}
+
+// kemIndex is the fuzz selector byte of the KEM with HPKE id id.
+func kemIndex(id uint16) (byte, bool) {
 	for i, k := range allKEMs() {
-		if k.ID() == KEMHybridX25519MLKEM768 {
-			return byte(i)
+		if k.ID() == id {
+			return byte(i), true
 		}
 	}
-	panic("hybrid KEM missing")
+	return 0, false
+}
+
+// pqVectorSeeds returns the hpke-pq.json entries (keys and enc of every
+// KEM) when the vector folder is present, to seed the corpus; without it
+// the derived keys of fuzzKeys still seed every KEM.
+func pqVectorSeeds() []hpkeVector {
+	dir := os.Getenv("QPCHAT_HPKE_VECTORS")
+	if dir == "" {
+		root := vectors.ModuleRoot()
+		if root == "" {
+			return nil
+		}
+		dir = filepath.Join(filepath.Dir(root), "shared", "hpke-test-vectors")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "hpke-pq.json"))
+	if err != nil {
+		return nil
+	}
+	var vs []hpkeVector
+	if json.Unmarshal(b, &vs) != nil {
+		return nil
+	}
+	return vs
 }
 
 // FuzzNewPublicKey: parsing never panics, and a parsed key re-serializes to
@@ -56,6 +91,11 @@ func FuzzNewPublicKey(f *testing.F) {
 	}
 	for _, v := range katSeeds(f) {
 		f.Add(hybridIndex(), []byte(v.PK))
+	}
+	for _, v := range pqVectorSeeds() {
+		if i, ok := kemIndex(v.KEM); ok {
+			f.Add(i, []byte(v.PkRm))
+		}
 	}
 	f.Fuzz(func(t *testing.T, which byte, b []byte) {
 		k := fuzzKEM(which)
@@ -81,6 +121,11 @@ func FuzzNewPrivateKey(f *testing.F) {
 	}
 	for _, v := range katSeeds(f) {
 		f.Add(hybridIndex(), []byte(v.SK))
+	}
+	for _, v := range pqVectorSeeds() {
+		if i, ok := kemIndex(v.KEM); ok {
+			f.Add(i, []byte(v.SkRm))
+		}
 	}
 	f.Fuzz(func(t *testing.T, which byte, b []byte) {
 		k := fuzzKEM(which)
@@ -117,6 +162,11 @@ func FuzzDecap(f *testing.F) {
 	}
 	for _, v := range katSeeds(f) {
 		f.Add(hybridIndex(), []byte(v.Enc))
+	}
+	for _, v := range pqVectorSeeds() {
+		if i, ok := kemIndex(v.KEM); ok {
+			f.Add(i, []byte(v.Enc))
+		}
 	}
 	f.Fuzz(func(t *testing.T, which byte, enc []byte) {
 		sk := keys[int(which)%len(keys)]

@@ -14,14 +14,23 @@ var allAEADs = []AEADID{AEADAES128GCM, AEADAES256GCM, AEADChaCha20Poly1305, AEAD
 
 // allKEMs lists every KEM the package implements.
 func allKEMs() []KEM {
-	return []KEM{DHKEMP256(), DHKEMP384(), DHKEMP521(), DHKEMX25519(), DHKEMX448(), XWing(), HybridX25519MLKEM768()}
+	return []KEM{DHKEMP256(), DHKEMP384(), DHKEMP521(), DHKEMX25519(), DHKEMX448(), XWing(), HybridX25519MLKEM768(),
+		MLKEM512(), MLKEM768(), MLKEM1024(), MLKEM768P256(), MLKEM1024P384()}
+}
+
+// stdlibKEMs are the KEMs Go's crypto/hpke implements too: all but
+// DHKEM(X448), ML-KEM-512 and qpchat's hybrid.
+func stdlibKEMs() []KEM {
+	return []KEM{DHKEMP256(), DHKEMP384(), DHKEMP521(), DHKEMX25519(), XWing(),
+		MLKEM768(), MLKEM1024(), MLKEM768P256(), MLKEM1024P384()}
 }
 
 // TestDifferentialStdlib seals with this package and opens with Go's
 // crypto/hpke and the reverse, for every KEM both implement and every
-// KDF/AEAD pair, and compares exports and DeriveKeyPair.
+// KDF/AEAD pair, and compares exports and DeriveKeyPair (public and
+// private key).
 func TestDifferentialStdlib(t *testing.T) {
-	for _, k := range []KEM{DHKEMP256(), DHKEMP384(), DHKEMP521(), DHKEMX25519(), XWing()} {
+	for _, k := range stdlibKEMs() {
 		std, err := hpke.NewKEM(k.ID())
 		if err != nil {
 			t.Fatal(err)
@@ -40,6 +49,13 @@ func TestDifferentialStdlib(t *testing.T) {
 				}
 				if !bytes.Equal(ours.PublicKey().Bytes(), theirs.PublicKey().Bytes()) {
 					t.Fatalf("DeriveKeyPair(%x): public keys differ", ikm)
+				}
+				theirsPriv, err := theirs.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(ours.Bytes(), theirsPriv) {
+					t.Fatalf("DeriveKeyPair(%x): private keys %x and %x differ", ikm, ours.Bytes(), theirsPriv)
 				}
 			}
 		})
