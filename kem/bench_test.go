@@ -10,9 +10,10 @@ import (
 )
 
 // benchKEMs are compared in each benchmark: the hybrid against the classical
-// DHKEM(X25519) of MLS suite 1 and against X-Wing.
+// DHKEM(X25519) of MLS suite 1 and against X-Wing, plus pure ML-KEM-768 and
+// MLKEM768-P256 of draft-ietf-hpke-pq (in no MLS suite) for scale.
 func benchKEMs() []KEM {
-	return []KEM{HybridX25519MLKEM768(), DHKEMX25519(), XWing(), DHKEMP256()}
+	return []KEM{HybridX25519MLKEM768(), DHKEMX25519(), XWing(), DHKEMP256(), MLKEM768(), MLKEM768P256()}
 }
 
 func benchName(k KEM) string { return fmt.Sprintf("kem=%04x", k.ID()) }

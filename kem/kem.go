@@ -1,6 +1,8 @@
 // Package kem implements HPKE ([RFC 9180]) base mode over pluggable key
 // encapsulation mechanisms, the DHKEMs used by the MLS ciphersuites of
 // [RFC 9420] Section 17.1, X-Wing, and qpchat's hybrid X25519 + ML-KEM-768 KEM.
+// It also has the other KEMs of draft-ietf-hpke-pq (pure ML-KEM-512/768/1024,
+// MLKEM768-P256, MLKEM1024-P384), which no MLS suite of qpchat uses.
 //
 // The hybrid KEM's construction, code points (HPKE KEM id 0xFA01, local to
 // qpchat; MLS suite 0xFA01 in RFC 9420's private-use range) and security

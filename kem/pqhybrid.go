@@ -24,9 +24,9 @@ import (
 // (rejection sampling); the private key uses the first valid candidate of
 // the SHAKE256 stream, as crypto/hpke does. Encap reads ML-KEM's 32-byte m
 // and then encapCandidates scalar candidates for the ephemeral (three
-// 32-byte ones for P-256, whose order is about 2^-32 below 2^256, and one
-// 48-byte one for P-384, about 2^-190 below 2^384): the 128 and 80 bytes
-// of derandomized randomness the draft's test vectors list as ikmE.
+// 32-byte ones for P-256, where a random candidate is ≥ n with probability
+// about 2^-32, and one 48-byte one for P-384, about 2^-194): the 128 and 80
+// bytes of derandomized randomness the draft's test vectors list as ikmE.
 //
 // Points are validated by crypto/ecdh (on the curve, not the identity,
 // uncompressed); the ML-KEM key passes FIPS 203's encapsulation-key check.
