@@ -543,11 +543,46 @@ func TestGroupPSKs(t *testing.T) {
 }
 
 // FuzzProcessMessage feeds arbitrary MLSMessages to a member of an
-// established group: processing must never panic, and a refused message
-// must leave the member's state unchanged. It is seeded with valid
-// messages of every kind for the member's epoch.
+// established group of one of simSuites, chosen by the first input byte
+// (modulo the number of suites); the rest is the message. Processing must
+// never panic, and a refused message must leave the member's state
+// unchanged. It is seeded, for every suite, with valid messages of every
+// kind for the member's epoch.
 func FuzzProcessMessage(f *testing.F) {
-	suite := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519
+	states := make([][]byte, len(simSuites))
+	for i, suite := range simSuites {
+		seeds, state := processMessageSeeds(f, suite)
+		states[i] = state
+		for _, msg := range seeds {
+			f.Add(append([]byte{byte(i)}, msg...))
+		}
+	}
+	cfg := testConfig()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 {
+			return
+		}
+		state := states[int(in[0])%len(states)]
+		g, err := UnmarshalGroup(cfg, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.ProcessMessage(in[1:], testNow); err != nil {
+			after, err := g.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(after, state) {
+				t.Fatalf("refused message changed the state")
+			}
+		}
+	})
+}
+
+// processMessageSeeds builds a group of four members in suite and returns
+// valid messages of every kind from one member, in both wire formats for
+// handshakes, and the state of another member that receives them.
+func processMessageSeeds(f *testing.F, suite CipherSuite) (seeds [][]byte, state []byte) {
 	s := newSim(f, suite, 9)
 	s.add(s.names()[0], 3)
 	names := s.names()
@@ -558,54 +593,37 @@ func FuzzProcessMessage(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(app)
+		seeds = append(seeds, app)
 		prop, err := sender.ProposeRemove(s.rand, s.leafOf(names[3]), testNow)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(prop)
+		seeds = append(seeds, prop)
 		sender.cache = nil
 		out, err := sender.Update(s.rand, testNow)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(out.Commit)
+		seeds = append(seeds, out.Commit)
 		sender.DiscardPending()
 		kp := newTestKeyPackage(f, s.rand, suite, "member-fuzz")
 		out, err = sender.Add(s.rand, [][]byte{kpMessage(f, kp)}, testNow)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(out.Commit)
-		f.Add(out.Welcome)
-		f.Add(kpMessage(f, kp))
+		seeds = append(seeds, out.Commit, out.Welcome, kpMessage(f, kp))
 		sender.DiscardPending()
 	}
 	gi, err := sender.GroupInfo(s.rand, true)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(gi)
-	state, err := receiver.Marshal()
+	seeds = append(seeds, gi)
+	state, err = receiver.Marshal()
 	if err != nil {
 		f.Fatal(err)
 	}
-	cfg := testConfig()
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		g, err := UnmarshalGroup(cfg, state)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.ProcessMessage(msg, testNow); err != nil {
-			after, err := g.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(after, state) {
-				t.Fatalf("refused message changed the state")
-			}
-		}
-	})
+	return seeds, state
 }
 
 // cloneGroup returns an independent copy of g through its state encoding.
