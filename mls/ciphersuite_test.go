@@ -64,7 +64,8 @@ func (c *suiteTally) log(t *testing.T) {
 		t.Errorf("%s: no entries", c.file)
 	}
 	for _, s := range suites {
-		t.Logf("%s: suite %d: %d passed, %d failed", c.file, s, c.pass[CipherSuite(s)], c.fail[CipherSuite(s)])
+		pass, fail := c.pass[CipherSuite(s)], c.fail[CipherSuite(s)]
+		t.Logf("%s: suite %d: %d/%d entries passed", c.file, s, pass, pass+fail)
 	}
 }
 

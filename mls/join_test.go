@@ -21,25 +21,16 @@ type welcomeTest struct {
 // confirmation tag with the key schedule of the joiner secret.
 func TestWelcomeVectors(t *testing.T) {
 	var tests []welcomeTest
-	vectors.Load(t, "QPCHAT_MLS_VECTORS", "mls-test-vectors", "welcome.json", &tests)
-	passed := map[uint16]int{}
+	loadMLSVectors(t, "welcome.json", &tests)
+	tally := newSuiteTally("welcome.json")
 	for i, tc := range tests {
-		t.Run("", func(t *testing.T) {
+		tally.run(t, CipherSuite(tc.CipherSuite), i, func(t *testing.T, _ *cipherSuite) {
 			if err := testWelcome(tc); err != nil {
-				t.Errorf("entry %d (suite %d): %v", i, tc.CipherSuite, err)
-				return
+				t.Error(err)
 			}
-			passed[tc.CipherSuite]++
 		})
 	}
-	for s := uint16(1); s <= 7; s++ {
-		if passed[s] > 0 {
-			t.Logf("welcome.json: suite %d: %d entries passed", s, passed[s])
-		}
-	}
-	if len(tests) == 0 {
-		t.Fatal("welcome.json: no entries")
-	}
+	tally.log(t)
 }
 
 func testWelcome(tc welcomeTest) error {
