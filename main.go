@@ -110,7 +110,7 @@ func (c *ServeCmd) Run(g *Globals) error {
 // them so each subcommand's Run can take a *ClientFlags.
 type ClientFlags struct {
 	Server            string        `default:"127.0.0.1:7000" placeholder:"HOST:PORT" help:"Address of the node."`
-	StateDir          string        `type:"path" default:"~/.local/share/qpchat" placeholder:"DIR" help:"Client state directory (pinned server keys, later accounts and groups)."`
+	StateDir          string        `type:"path" default:"~/.local/share/qpchat" placeholder:"DIR" help:"Client state directory: each profile's encrypted NAME.state (account, device keys, groups, pinned server and user keys, message history) and ping's server-pins.json; default $XDG_DATA_HOME/qpchat or ~/.local/share/qpchat."`
 	ServerFingerprint string        `placeholder:"sha256:HEX" help:"Expected server key fingerprint; pins it (the only way to replace a pin)."`
 	CA                string        `name:"ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify a CA-issued server certificate with, instead of pinning."`
 	Timeout           time.Duration `default:"10s" help:"How long to wait for the node to answer."`

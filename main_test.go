@@ -65,7 +65,7 @@ func TestHelpNamesEnvVars(t *testing.T) {
 		want []string
 	}{
 		{[]string{"serve", "--help"}, []string{"QPCHAT_LISTEN", "QPCHAT_DATA", "QPCHAT_TLS_CERT", "QPCHAT_TLS_KEY", "QPCHAT_LOG_FORMAT"}},
-		{[]string{"client", "ping", "--help"}, []string{"QPCHAT_SERVER", "QPCHAT_STATE_DIR", "QPCHAT_SERVER_FINGERPRINT", "QPCHAT_CA", "QPCHAT_COUNT"}},
+		{[]string{"client", "ping", "--help"}, []string{"QPCHAT_SERVER", "QPCHAT_STATE_DIR", "QPCHAT_SERVER_FINGERPRINT", "QPCHAT_CA", "QPCHAT_COUNT", "$XDG_DATA_HOME/qpchat"}},
 	} {
 		code, out, _ := runCLI(t, tc.args...)
 		if code != 0 {
