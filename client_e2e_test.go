@@ -534,3 +534,48 @@ func TestClientStateDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestClientPingStateDefaults: ping keeps its pins in the same state
+// directory as the other client commands, $XDG_DATA_HOME/qpchat when that
+// is set, else ~/.local/share/qpchat.
+func TestClientPingStateDefaults(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	home, xdg := filepath.Join(dir, "home"), filepath.Join(dir, "xdg")
+	base := []string{"HOME=" + home, "QPCHAT_SERVER=" + n.addr}
+	for _, kv := range testEnv(t) {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_DATA_HOME=") {
+			base = append(base, kv)
+		}
+	}
+	xdgPins := filepath.Join(xdg, "qpchat", "server-pins.json")
+	homePins := filepath.Join(home, ".local", "share", "qpchat", "server-pins.json")
+
+	// With XDG_DATA_HOME the pin lands there, not under HOME, and the
+	// second ping finds it (no new trust on first use).
+	env := append(base[:len(base):len(base)], "XDG_DATA_HOME="+xdg)
+	for i, wantTOFU := range []bool{true, false} {
+		code, out, errs := client(t, env, "ping")
+		if code != 0 || !strings.HasPrefix(out, "pong from "+n.addr) {
+			t.Fatalf("ping %d with XDG_DATA_HOME: exit %d, stdout %q, stderr %q", i, code, out, errs)
+		}
+		if got := strings.Contains(errs, "on first use: "+n.fingerprint); got != wantTOFU {
+			t.Errorf("ping %d with XDG_DATA_HOME: trusted on first use %v, want %v (stderr %q)", i, got, wantTOFU, errs)
+		}
+	}
+	if _, err := os.Stat(xdgPins); err != nil {
+		t.Errorf("ping with XDG_DATA_HOME pinned nothing in %s: %v", xdgPins, err)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".local")); !os.IsNotExist(err) {
+		t.Errorf("ping with XDG_DATA_HOME wrote under HOME: %v", err)
+	}
+
+	// Without it: ~/.local/share/qpchat, a state directory of its own.
+	code, out, errs := client(t, base, "ping")
+	if code != 0 || !strings.Contains(errs, "on first use: "+n.fingerprint) {
+		t.Errorf("ping without XDG_DATA_HOME: exit %d, stdout %q, stderr %q; want a trust on first use", code, out, errs)
+	}
+	if _, err := os.Stat(homePins); err != nil {
+		t.Errorf("ping without XDG_DATA_HOME pinned nothing in %s: %v", homePins, err)
+	}
+}

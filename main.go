@@ -151,11 +151,13 @@ func (c *ClientCmd) BeforeApply(ctx *kong.Context) error {
 	return nil
 }
 
-// dial connects to the node as the flags say.
+// dial connects to the node as the flags say, keeping pins in
+// server-pins.json in the state directory (which follows XDG_DATA_HOME
+// like every client command's, see stateDir).
 func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error) {
 	opts := rpc.DialOptions{
 		Fingerprint:      f.ServerFingerprint,
-		Pins:             rpc.NewFilePinStore(f.StateDir),
+		Pins:             rpc.NewFilePinStore(stateDir(f.StateDir)),
 		HandshakeTimeout: f.Timeout,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
