@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	nc "qpchat/node/client"
+	"qpchat/node/store"
 )
 
 // cliUser runs client commands as one profile.
@@ -577,5 +580,101 @@ func TestClientPingStateDefaults(t *testing.T) {
 	}
 	if _, err := os.Stat(homePins); err != nil {
 		t.Errorf("ping without XDG_DATA_HOME pinned nothing in %s: %v", homePins, err)
+	}
+}
+
+// TestClientFailedAccountCommandsLeaveNoProfile: register-user and login
+// that fail after creating the profile's state file (wrong password,
+// taken name, unreachable node) remove it again; a profile that existed
+// before is kept, and a later login with the right password works.
+func TestClientFailedAccountCommandsLeaveNoProfile(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	env := append(clientEnv(t, n, state), "QPCHAT_PASSWORD=password of gina")
+	wrong := append(env[:len(env):len(env)], "QPCHAT_PASSWORD=not the password")
+	exists := func(profile string) bool {
+		t.Helper()
+		_, err := os.Stat(filepath.Join(state, profile+".state"))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	gina := &cliUser{t: t, name: "gina", profile: "gina", env: env}
+	gina.run("register-user", "gina", "--server-fingerprint", n.fingerprint)
+
+	// Wrong password: login fails and leaves no "second" profile.
+	second := &cliUser{t: t, name: "gina", profile: "second", env: wrong}
+	if code, out, errs := second.try("login", "gina", "--server-fingerprint", n.fingerprint); code == 0 {
+		t.Fatalf("login with a wrong password: exit 0, stdout %q, stderr %q", out, errs)
+	}
+	if exists("second") {
+		t.Error("a login with a wrong password left second.state behind")
+	}
+	// The right password then works in the same profile.
+	second.env = env
+	if out := second.run("login", "gina", "--server-fingerprint", n.fingerprint); !strings.Contains(out, "logged in as gina") {
+		t.Errorf("login after a failed one printed %q", out)
+	}
+	if !exists("second") {
+		t.Fatal("a successful login left no second.state")
+	}
+
+	// A failing login on an existing profile keeps it.
+	second.env = wrong
+	if code, _, errs := second.try("login", "gina"); code == 0 {
+		t.Errorf("login with a wrong password on an existing profile: exit 0, stderr %q", errs)
+	}
+	if !exists("second") {
+		t.Error("a failed login deleted the existing second.state")
+	}
+	second.env = env
+	second.run("login", "gina")
+	// So is one that exists but holds no account yet.
+	st, err := nc.OpenState(nc.StateOptions{Path: filepath.Join(state, "empty.state"), Passphrase: []byte("state pass"),
+		KDF: store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	empty := &cliUser{t: t, name: "gina", profile: "empty", env: wrong}
+	if code, _, errs := empty.try("login", "gina"); code == 0 {
+		t.Errorf("login with a wrong password on an existing empty profile: exit 0, stderr %q", errs)
+	}
+	if !exists("empty") {
+		t.Error("a failed login deleted the existing empty.state")
+	}
+
+	// A taken name: register-user fails and leaves no "third" profile.
+	third := &cliUser{t: t, name: "gina", profile: "third", env: env}
+	if code, out, errs := third.try("register-user", "gina", "--server-fingerprint", n.fingerprint); code == 0 {
+		t.Fatalf("register-user of a taken name: exit 0, stdout %q, stderr %q", out, errs)
+	}
+	if exists("third") {
+		t.Error("a register-user of a taken name left third.state behind")
+	}
+
+	// An unreachable node: neither command leaves a profile behind.
+	silent := append(env[:len(env):len(env)], "QPCHAT_SERVER="+silentAddr(t), "QPCHAT_TIMEOUT=300ms")
+	fourth := &cliUser{t: t, name: "hana", profile: "fourth", env: silent}
+	for _, args := range [][]string{{"register-user", "hana"}, {"login", "gina"}} {
+		if code, _, errs := fourth.try(args...); code == 0 || !strings.Contains(errs, "cannot reach") {
+			t.Errorf("%s at an unreachable node: exit %d, stderr %q", args[0], code, errs)
+		}
+		if exists("fourth") {
+			t.Errorf("%s at an unreachable node left fourth.state behind", args[0])
+		}
+	}
+	entries, err := os.ReadDir(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "empty.state gina.state second.state" {
+		t.Errorf("state directory holds %v, want empty.state, gina.state and second.state only", names)
 	}
 }

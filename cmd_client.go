@@ -22,16 +22,16 @@ type RegisterUserCmd struct {
 }
 
 // Run registers the user and stores the profile.
-func (c *RegisterUserCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+func (c *RegisterUserCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	user, err := proto.NormalizeUser(c.User)
 	if err != nil {
 		return err
 	}
-	st, err := openState(g, f, p, true)
+	st, done, err := openAccountState(g, f, p)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer done(&err)
 	prof, err := st.Profile()
 	if err != nil {
 		return err
@@ -70,16 +70,16 @@ type LoginCmd struct {
 }
 
 // Run logs in.
-func (c *LoginCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+func (c *LoginCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	user, err := proto.NormalizeUser(c.User)
 	if err != nil {
 		return err
 	}
-	st, err := openState(g, f, p, true)
+	st, done, err := openAccountState(g, f, p)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer done(&err)
 	prof, err := st.Profile()
 	if err != nil {
 		return err

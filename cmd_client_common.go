@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,30 +162,68 @@ func password(g *Globals, confirm bool) ([]byte, error) {
 // openState opens the profile's state file. create allows a new one
 // (asking for the passphrase twice on a terminal).
 func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.State, error) {
+	st, _, _, err := openStateFile(g, f, p, create)
+	return st, err
+}
+
+// openAccountState opens or creates the state of register-user and login.
+// The returned done closes it; a command calls it deferred with a pointer
+// to its error. When the command failed and this invocation created the
+// file, done removes the file again, so that a wrong password, an
+// unreachable node or a taken name leaves no empty profile behind. A
+// file that existed before, or that holds an account, is always kept.
+func openAccountState(g *Globals, f *ClientFlags, p *ProfileFlags) (st *nc.State, done func(errp *error), err error) {
+	st, path, created, err := openStateFile(g, f, p, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func(errp *error) {
+		discard := created && *errp != nil
+		if discard {
+			// Never remove a profile bound to an account (a file
+			// another process made between openStateFile's Stat and
+			// its open counts as created).
+			prof, perr := st.Profile()
+			discard = perr == nil && prof.User == ""
+		}
+		st.Close()
+		if !discard {
+			return
+		}
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			*errp = fmt.Errorf("%w (removing the new state file failed too: %v)", *errp, rerr)
+		}
+	}
+	return st, done, nil
+}
+
+// openStateFile is openState that also returns the file's path and
+// whether this call created the file.
+func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st *nc.State, path string, created bool, err error) {
 	if insecureTest() {
 		// Every command that logs in opens the state first, so this also
 		// announces accountOptions' weaker bounds.
 		fmt.Fprintf(g.stderr, "%s%s=1 is set: new state files get a cheap key derivation and logins accept test key-stretching parameters; never use it for real accounts\n", testWarning, envInsecureTest)
 	}
 	f.StateDir = stateDir(f.StateDir)
-	path, err := nc.StatePath(f.StateDir, p.Profile)
+	path, err = nc.StatePath(f.StateDir, p.Profile)
 	if err != nil {
-		return nil, err
+		return nil, "", false, err
 	}
 	_, statErr := os.Stat(path)
 	exists := statErr == nil
 	if !exists && !create {
-		return nil, fmt.Errorf("profile %q has no state in %s (run register-user or login first)", p.Profile, f.StateDir)
+		return nil, "", false, fmt.Errorf("profile %q has no state in %s (run register-user or login first)", p.Profile, f.StateDir)
 	}
 	pass, err := secret(g, "state passphrase", envPassphraseFile, envPassphrase, !exists)
 	if err != nil {
-		return nil, err
+		return nil, "", false, err
 	}
 	opts := nc.StateOptions{Path: path, Passphrase: pass, MustExist: !create}
 	if insecureTest() {
 		opts.KDF = store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 	}
-	st, err := nc.OpenState(opts)
+	st, err = nc.OpenState(opts)
 	clear(pass)
 	if err == nil {
 		if err = st.Check(); err != nil {
@@ -193,15 +232,15 @@ func openState(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (*nc.St
 	}
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
-		return nil, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)
+		return nil, "", false, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)
 	case errors.Is(err, store.ErrCorrupt):
-		return nil, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
+		return nil, "", false, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
 	case errors.Is(err, store.ErrInUse):
-		return nil, fmt.Errorf("profile %q is in use by another qpchat process", p.Profile)
+		return nil, "", false, fmt.Errorf("profile %q is in use by another qpchat process", p.Profile)
 	case err != nil:
-		return nil, err
+		return nil, "", false, err
 	}
-	return st, nil
+	return st, path, !exists, nil
 }
 
 // stateDir returns dir, except that --state-dir's default follows the XDG
