@@ -17,10 +17,12 @@ import (
 // byteStream feeds a fixed input to the codec; writes are discarded.
 type byteStream struct{ *bytes.Reader }
 
-func (byteStream) Write(p []byte) (int, error)     { return len(p), nil }
-func (byteStream) SetReadDeadline(time.Time) error { return nil }
-func (byteStream) CancelRead(quic.StreamErrorCode) {}
-func (byteStream) Close() error                    { return nil }
+func (byteStream) Write(p []byte) (int, error)      { return len(p), nil }
+func (byteStream) SetReadDeadline(time.Time) error  { return nil }
+func (byteStream) CancelRead(quic.StreamErrorCode)  {}
+func (byteStream) SetWriteDeadline(time.Time) error { return nil }
+func (byteStream) CancelWrite(quic.StreamErrorCode) {}
+func (byteStream) Close() error                     { return nil }
 
 // bootstrapFrame returns an RPC Bootstrap message, framed.
 func bootstrapFrame(t testing.TB) []byte {
@@ -103,8 +105,10 @@ func (s *stallStream) SetReadDeadline(t time.Time) error {
 	s.mu.Unlock()
 	return nil
 }
-func (s *stallStream) CancelRead(quic.StreamErrorCode) {}
-func (s *stallStream) Close() error                    { return nil }
+func (s *stallStream) CancelRead(quic.StreamErrorCode)  {}
+func (s *stallStream) SetWriteDeadline(time.Time) error { return nil }
+func (s *stallStream) CancelWrite(quic.StreamErrorCode) {}
+func (s *stallStream) Close() error                     { return nil }
 
 func TestStreamCodecFrameTimeout(t *testing.T) {
 	frame := bootstrapFrame(t)

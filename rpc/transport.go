@@ -175,13 +175,37 @@ type MessageLimits struct {
 	// connection is fine; QUIC's idle timeout ends dead ones).
 	// Zero means DefaultFrameTimeout.
 	FrameTimeout time.Duration
+	// WriteTimeout, if positive, bounds how long one chunk (writeChunk
+	// bytes) of an outgoing frame may take to be accepted by the stream.
+	// A peer that stops reading makes QUIC flow control block our
+	// writes; past WriteTimeout without progress the stream is given up
+	// (see streamCodec.Encode). Zero means no limit: the client uses
+	// that, since it only queues its own calls, while the node sets it.
+	WriteTimeout time.Duration
+	// OnWriteStall, if set, is called once, from the RPC send goroutine,
+	// when a write made no progress for WriteTimeout; the owner is
+	// expected to close the QUIC connection. The codec cancels both
+	// directions of the stream afterwards either way.
+	OnWriteStall func(error)
 }
 
 // Defaults for MessageLimits.
 const (
 	DefaultMaxMessageSize = 1 << 20
 	DefaultFrameTimeout   = 30 * time.Second
+	// DefaultWriteTimeout is the write-progress bound a node uses.
+	DefaultWriteTimeout = 30 * time.Second
 )
+
+// writeChunk is the most bytes handed to the stream under one write
+// deadline. At the default WriteTimeout a peer must read at least about
+// 2 KiB/s to keep the connection, so slow links are fine while a frame
+// of several MiB still gets the deadline renewed as it makes progress.
+const writeChunk = 64 << 10
+
+// ErrWriteStalled is wrapped by the error of a write that made no
+// progress within MessageLimits.WriteTimeout.
+var ErrWriteStalled = errors.New("rpc: peer stopped reading: no write progress")
 
 // NewStreamTransport returns a Cap'n Proto RPC transport on a QUIC stream
 // that enforces lim. Closing it aborts both directions of the stream
@@ -194,7 +218,9 @@ func NewStreamTransport(st *quic.Stream, lim MessageLimits) capnprpc.Transport {
 type stream interface {
 	io.ReadWriter
 	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 	CancelRead(quic.StreamErrorCode)
+	CancelWrite(quic.StreamErrorCode)
 	Close() error
 }
 
@@ -205,6 +231,7 @@ type streamCodec struct {
 	r   *frameReader
 	dec *capnp.Decoder
 	enc *capnp.Encoder
+	w   *progressWriter
 
 	closeOnce sync.Once
 }
@@ -219,11 +246,30 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	r := &frameReader{st: st, timeout: lim.FrameTimeout}
 	dec := capnp.NewDecoder(r)
 	dec.MaxMessageSize = lim.MaxMessageSize
-	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(st)}
+	w := &progressWriter{st: st, timeout: lim.WriteTimeout, onStall: lim.OnWriteStall}
+	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w}
 }
 
 // Encode is called only from the RPC connection's send goroutine.
-func (c *streamCodec) Encode(m *capnp.Message) error { return c.enc.Encode(m) }
+//
+// Why a write-progress deadline: go-capnp queues outgoing messages
+// without limit (TECH-NOTES 1.5), and a call stops counting against the
+// node's per-connection call limit when its method returns, not when its
+// answer is written. A client that keeps calling but never reads blocks
+// the send goroutine in Write (QUIC flow control), while answers (fetch
+// answers of several MiB) pile up in the queue and keep-alives hold the
+// connection open. Capping queued bytes would need hooks inside the
+// library's queue; a deadline per chunk needs none, and it never hurts
+// an honest slow reader, which keeps making progress. After a stall the
+// frame is half-written, so the stream cannot be used again: every later
+// Encode fails at once and the stream is cancelled.
+func (c *streamCodec) Encode(m *capnp.Message) error {
+	err := c.enc.Encode(m)
+	if err != nil && c.w.stalled() {
+		c.Close()
+	}
+	return err
+}
 
 // Decode is called only from the RPC connection's receive goroutine.
 // Beyond the library's checks it requires the frame header's padding
@@ -245,9 +291,64 @@ func (c *streamCodec) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.st.CancelRead(0)
+		if c.w.stalled() {
+			c.st.CancelWrite(0)
+			return
+		}
 		err = c.st.Close()
 	})
 	return err
+}
+
+// progressWriter writes to the stream in chunks of at most writeChunk
+// bytes, each under a fresh write deadline of timeout (when positive).
+// It is used only from the send goroutine, but stalled may be read by
+// Close from another one, hence the mutex.
+type progressWriter struct {
+	st      stream
+	timeout time.Duration
+	onStall func(error)
+
+	mu  sync.Mutex
+	err error // set once a write stalled; every later write returns it
+}
+
+func (w *progressWriter) stalled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if w.timeout <= 0 {
+		return w.st.Write(p)
+	}
+	n := 0
+	for n < len(p) {
+		chunk := p[n:min(len(p), n+writeChunk)]
+		w.st.SetWriteDeadline(time.Now().Add(w.timeout))
+		k, err := w.st.Write(chunk)
+		n += k
+		if err != nil {
+			if isTimeout(err) {
+				err = fmt.Errorf("%w for %v: %w", ErrWriteStalled, w.timeout, err)
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+				if w.onStall != nil {
+					w.onStall(err)
+				}
+			}
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // frameReader reads a QUIC stream with the frame deadline: no deadline

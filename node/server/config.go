@@ -42,6 +42,11 @@ type Config struct {
 	// FrameTimeout bounds the arrival of one Cap'n Proto frame once its
 	// first byte came. Default rpc.DefaultFrameTimeout.
 	FrameTimeout time.Duration
+	// WriteTimeout closes a connection whose client makes the node's
+	// writes wait this long without progress (it stopped reading its
+	// answers), so unsent answers cannot pile up. Default
+	// rpc.DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
 	// Limits.MaxMessageSize plus 1 MiB.
 	MaxMessageSize uint64
@@ -96,6 +101,9 @@ func populateConfig(c Config) Config {
 	}
 	if c.FrameTimeout <= 0 {
 		c.FrameTimeout = rpc.DefaultFrameTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = rpc.DefaultWriteTimeout
 	}
 	c.Limits = c.Limits.withDefaults()
 	if c.MaxMessageSize == 0 {

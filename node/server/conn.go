@@ -82,6 +82,11 @@ func (c *conn) serve(ctx context.Context) {
 	rc := capnprpc.NewConn(rpc.NewStreamTransport(st, rpc.MessageLimits{
 		MaxMessageSize: c.srv.cfg.MaxMessageSize,
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
+		WriteTimeout:   c.srv.cfg.WriteTimeout,
+		OnWriteStall: func(err error) {
+			c.log.Warn("connection closed: the client stopped reading its answers", "timeout", c.srv.cfg.WriteTimeout, "err", err)
+			c.close(rpc.CodeTimeout, "no write progress: stopped reading")
+		},
 	}), &capnprpc.Options{
 		BootstrapClient: c.nodeServiceClient(),
 		Logger:          rlog,

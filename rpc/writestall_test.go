@@ -1,0 +1,150 @@
+package rpc
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	capnp "capnproto.org/go/capnp/v3"
+	"github.com/quic-go/quic-go"
+)
+
+// flowStream is a stream whose writes are paced like QUIC flow control:
+// each Write takes delay, and after budget bytes it blocks until the
+// write deadline, failing like quic-go with a timeout error.
+type flowStream struct {
+	byteStream
+	delay  time.Duration
+	budget int
+
+	mu          sync.Mutex
+	deadline    time.Time
+	written     int
+	deadlines   int
+	cancelWrite bool
+}
+
+func (s *flowStream) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.deadline = t
+	s.deadlines++
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *flowStream) CancelWrite(quic.StreamErrorCode) {
+	s.mu.Lock()
+	s.cancelWrite = true
+	s.mu.Unlock()
+}
+
+func (s *flowStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	deadline, room := s.deadline, s.budget-s.written
+	s.mu.Unlock()
+	if room < len(p) {
+		if !deadline.IsZero() {
+			time.Sleep(time.Until(deadline))
+		}
+		s.mu.Lock()
+		s.written += room
+		s.mu.Unlock()
+		return room, os.ErrDeadlineExceeded
+	}
+	time.Sleep(s.delay)
+	if !deadline.IsZero() && time.Now().After(deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	s.mu.Lock()
+	s.written += len(p)
+	s.mu.Unlock()
+	return len(p), nil
+}
+
+// bigMessage returns a message of about n bytes.
+func bigMessage(t *testing.T, n int) *capnp.Message {
+	t.Helper()
+	msg, seg, err := capnp.NewMessage(capnp.SingleSegment(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := capnp.NewRootStruct(seg, capnp.ObjectSize{PointerCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := capnp.NewData(seg, make([]byte, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.SetPtr(0, data.ToPtr()); err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+// A slow reader that keeps making progress is never cut off, even when
+// one frame takes several write timeouts to go out: the deadline is
+// renewed for every chunk.
+func TestWriteTimeoutSlowReader(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	st := &flowStream{delay: 80 * time.Millisecond, budget: 1 << 30}
+	stalls := 0
+	c := newStreamCodec(st, MessageLimits{WriteTimeout: timeout, OnWriteStall: func(error) { stalls++ }})
+	start := time.Now()
+	if err := c.Encode(bigMessage(t, 6*writeChunk)); err != nil {
+		t.Fatalf("Encode to a slow reader: %v", err)
+	}
+	if took := time.Since(start); took <= timeout {
+		t.Fatalf("the frame took %v, not more than the timeout %v: the test proves nothing", took, timeout)
+	}
+	if stalls != 0 {
+		t.Fatalf("OnWriteStall called %d times for a slow reader", stalls)
+	}
+	if st.deadlines < 6 {
+		t.Fatalf("%d write deadlines set for a frame of 6 chunks, want one per chunk", st.deadlines)
+	}
+}
+
+// A peer that stops reading stalls the write; the codec reports it once,
+// cancels the stream and fails every later frame at once.
+func TestWriteTimeoutStalledReader(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	st := &flowStream{budget: 100 << 10}
+	var stallErr []error
+	c := newStreamCodec(st, MessageLimits{WriteTimeout: timeout, OnWriteStall: func(err error) { stallErr = append(stallErr, err) }})
+	start := time.Now()
+	err := c.Encode(bigMessage(t, 4*writeChunk))
+	if !errors.Is(err, ErrWriteStalled) {
+		t.Fatalf("Encode to a stalled reader = %v, want ErrWriteStalled", err)
+	}
+	if took := time.Since(start); took > 20*timeout {
+		t.Fatalf("the stall was noticed after %v, timeout %v", took, timeout)
+	}
+	if len(stallErr) != 1 || !errors.Is(stallErr[0], ErrWriteStalled) {
+		t.Fatalf("OnWriteStall calls: %v, want one with ErrWriteStalled", stallErr)
+	}
+	if !st.cancelWrite {
+		t.Fatal("the stream's send side was not cancelled after the stall")
+	}
+	written := st.written
+	if err := c.Encode(bigMessage(t, 8)); !errors.Is(err, ErrWriteStalled) {
+		t.Fatalf("Encode after a stall = %v, want ErrWriteStalled", err)
+	}
+	if st.written != written || len(stallErr) != 1 {
+		t.Fatalf("Encode after a stall wrote %d bytes and called OnWriteStall %d times", st.written-written, len(stallErr))
+	}
+}
+
+// Without WriteTimeout (the client's setting) no deadline is set.
+func TestWriteTimeoutOff(t *testing.T) {
+	st := &flowStream{budget: 1 << 30}
+	c := newStreamCodec(st, MessageLimits{})
+	if err := c.Encode(bigMessage(t, 3*writeChunk)); err != nil {
+		t.Fatal(err)
+	}
+	if st.deadlines != 0 {
+		t.Fatalf("%d write deadlines set with WriteTimeout zero", st.deadlines)
+	}
+}
