@@ -4,7 +4,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/qpchat . \
+# .dockerignore keeps .git out of the context, so pass the commit in:
+#   docker compose build --build-arg COMMIT=$(git rev-parse --short HEAD)
+ARG COMMIT=unknown
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.commit=${COMMIT}" -o /out/qpchat . \
  && mkdir -m 0700 /out/data
 
 FROM scratch
