@@ -1,6 +1,8 @@
 package rpc
 
 import (
+	"sync/atomic"
+
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
 	"capnproto.org/go/capnp/v3/rpc/transport"
@@ -22,10 +24,15 @@ import (
 type singleSegmentTransport struct {
 	capnprpc.Transport // the library's: RecvMessage and Close
 	codec              transport.Codec
+	out                *backlog // unsent messages, when c is a *streamCodec
 }
 
 func newSingleSegmentTransport(c transport.Codec) capnprpc.Transport {
-	return &singleSegmentTransport{Transport: transport.New(c), codec: c}
+	t := &singleSegmentTransport{Transport: transport.New(c), codec: c}
+	if sc, ok := c.(*streamCodec); ok {
+		t.out = sc.out
+	}
+	return t
 }
 
 // NewMessage allocates an outgoing message on a single-segment arena.
@@ -38,7 +45,10 @@ func (t *singleSegmentTransport) NewMessage() (transport.OutgoingMessage, error)
 	if err != nil {
 		return nil, err
 	}
-	return &outgoing{msg: m, codec: t.codec}, nil
+	t.out.add()
+	o := &outgoing{msg: m, codec: t.codec, out: t.out}
+	o.unsent.Store(true)
+	return o, nil
 }
 
 // outgoing implements transport.OutgoingMessage.
@@ -46,6 +56,15 @@ type outgoing struct {
 	msg      rpccp.Message
 	codec    transport.Codec
 	released bool
+	out      *backlog
+	unsent   atomic.Bool // counted in out until written or released
+}
+
+// sent takes the message out of the backlog count, once.
+func (o *outgoing) sent() {
+	if o.unsent.CompareAndSwap(true, false) {
+		o.out.done()
+	}
 }
 
 func (o *outgoing) Message() rpccp.Message { return o.msg }
@@ -54,6 +73,7 @@ func (o *outgoing) Send() error {
 	if o.released {
 		panic("rpc: Send after Release")
 	}
+	defer o.sent()
 	return o.codec.Encode(o.msg.Message())
 }
 
@@ -62,6 +82,7 @@ func (o *outgoing) Release() {
 		return
 	}
 	o.released = true
+	o.sent()
 	if m := o.msg.Message(); m != nil {
 		m.Release()
 	}

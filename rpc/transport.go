@@ -187,6 +187,15 @@ type MessageLimits struct {
 	// expected to close the QUIC connection. The codec cancels both
 	// directions of the stream afterwards either way.
 	OnWriteStall func(error)
+	// MaxUnsent, if positive, pauses reading incoming frames while this
+	// many outgoing messages are allocated but not yet written. go-capnp
+	// allocates the answer of a call when the call arrives, so this
+	// bounds the calls in progress plus the answers waiting in the
+	// library's unbounded send queue: a peer that reads slowly is slowed
+	// down in turn instead of making the queue grow. Zero means no
+	// pause; the client must leave it zero (if both sides paused, each
+	// could wait for the other to read).
+	MaxUnsent int
 }
 
 // Defaults for MessageLimits.
@@ -232,6 +241,7 @@ type streamCodec struct {
 	dec *capnp.Decoder
 	enc *capnp.Encoder
 	w   *progressWriter
+	out *backlog
 
 	closeOnce sync.Once
 }
@@ -247,7 +257,8 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	dec := capnp.NewDecoder(r)
 	dec.MaxMessageSize = lim.MaxMessageSize
 	w := &progressWriter{st: st, timeout: lim.WriteTimeout, onStall: lim.OnWriteStall}
-	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w}
+	out := newBacklog(lim.MaxUnsent)
+	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out}
 }
 
 // Encode is called only from the RPC connection's send goroutine.
@@ -258,9 +269,13 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 // answer is written. A client that keeps calling but never reads blocks
 // the send goroutine in Write (QUIC flow control), while answers (fetch
 // answers of several MiB) pile up in the queue and keep-alives hold the
-// connection open. Capping queued bytes would need hooks inside the
-// library's queue; a deadline per chunk needs none, and it never hurts
-// an honest slow reader, which keeps making progress. After a stall the
+// connection open. Two bounds, both outside the library: MaxUnsent
+// (see backlog) stops reading calls while many answers are unwritten, so
+// the queue holds at most that many messages, and the deadline per
+// chunk ends a connection whose peer stopped reading altogether. The
+// queue's bytes are not counted: a message's size is only settled once
+// it is queued, which the transport does not see. Neither bound hurts an
+// honest slow reader, which keeps making progress. After a stall the
 // frame is half-written, so the stream cannot be used again: every later
 // Encode fails at once and the stream is cancelled.
 func (c *streamCodec) Encode(m *capnp.Message) error {
@@ -275,6 +290,9 @@ func (c *streamCodec) Encode(m *capnp.Message) error {
 // Beyond the library's checks it requires the frame header's padding
 // word half to be zero, so that every accepted frame has one encoding.
 func (c *streamCodec) Decode() (*capnp.Message, error) {
+	if err := c.out.wait(); err != nil {
+		return nil, err
+	}
 	c.r.startFrame()
 	m, err := c.dec.Decode()
 	c.r.endFrame()
@@ -290,6 +308,7 @@ func (c *streamCodec) Decode() (*capnp.Message, error) {
 func (c *streamCodec) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.out.close()
 		c.st.CancelRead(0)
 		if c.w.stalled() {
 			c.st.CancelWrite(0)
@@ -437,3 +456,74 @@ func isTimeout(err error) bool {
 }
 
 var _ stream = (*quic.Stream)(nil)
+
+// backlog counts the outgoing messages allocated but not yet written, and
+// makes the receive goroutine wait while there are limit of them
+// (MessageLimits.MaxUnsent). A nil *backlog counts nothing.
+type backlog struct {
+	limit int
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	unsent int
+	closed bool
+}
+
+func newBacklog(limit int) *backlog {
+	if limit <= 0 {
+		return nil
+	}
+	b := &backlog{limit: limit}
+	b.cond.L = &b.mu
+	return b
+}
+
+func (b *backlog) add() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.unsent++
+	b.mu.Unlock()
+}
+
+// done is called once per add, when the message was written (or failed
+// to be) or released unsent.
+func (b *backlog) done() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.unsent--
+	if b.unsent < b.limit {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+// wait returns once fewer than limit messages are unsent, or an error
+// once the codec is closed.
+func (b *backlog) wait() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.unsent >= b.limit && !b.closed {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return errors.New("rpc: transport closed")
+	}
+	return nil
+}
+
+func (b *backlog) close() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.closed = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}

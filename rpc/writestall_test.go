@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"sync"
@@ -146,5 +147,69 @@ func TestWriteTimeoutOff(t *testing.T) {
 	}
 	if st.deadlines != 0 {
 		t.Fatalf("%d write deadlines set with WriteTimeout zero", st.deadlines)
+	}
+}
+
+// With MaxUnsent, the transport stops reading frames while that many
+// outgoing messages are unsent, and reads again once one is written;
+// closing it ends a wait.
+func TestMaxUnsentPausesReading(t *testing.T) {
+	st := &flowStream{byteStream: byteStream{bytes.NewReader(bootstrapFrame(t))}, budget: 1 << 30}
+	codec := newStreamCodec(st, MessageLimits{MaxUnsent: 2})
+	tr := newSingleSegmentTransport(codec)
+	a, err := tr.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tr.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+
+	decoded := make(chan error, 1)
+	decode := func() {
+		_, err := codec.Decode()
+		decoded <- err
+	}
+	go decode()
+	select {
+	case err := <-decoded:
+		t.Fatalf("a frame was read (err %v) while 2 messages were unsent (MaxUnsent 2)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := a.Send(); err != nil {
+		t.Fatal(err)
+	}
+	a.Release()
+	select {
+	case err := <-decoded:
+		if err != nil {
+			t.Fatalf("frame after a message was sent: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reading did not resume after a message was sent")
+	}
+
+	// Unsent again at the limit: the next Decode waits until Close.
+	c, err := tr.NewMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	go decode()
+	select {
+	case err := <-decoded:
+		t.Fatalf("Decode returned %v with 2 messages unsent", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	codec.Close()
+	select {
+	case err := <-decoded:
+		if err == nil {
+			t.Fatal("Decode after Close returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a Decode waiting for room")
 	}
 }

@@ -47,6 +47,12 @@ type Config struct {
 	// answers), so unsent answers cannot pile up. Default
 	// rpc.DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// MaxUnsent pauses reading a connection's calls while this many of
+	// its answers are in progress or queued unwritten
+	// (rpc.MessageLimits.MaxUnsent), so a client that reads slowly is
+	// slowed down instead of growing the queue. Default
+	// 2 × Limits.MaxCallsPerConn.
+	MaxUnsent int
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
 	// Limits.MaxMessageSize plus 1 MiB.
 	MaxMessageSize uint64
@@ -106,6 +112,9 @@ func populateConfig(c Config) Config {
 		c.WriteTimeout = rpc.DefaultWriteTimeout
 	}
 	c.Limits = c.Limits.withDefaults()
+	if c.MaxUnsent <= 0 {
+		c.MaxUnsent = 2 * c.Limits.MaxCallsPerConn
+	}
 	if c.MaxMessageSize == 0 {
 		// Room for one MLS message of the largest allowed size and the
 		// call around it.

@@ -83,6 +83,7 @@ func (c *conn) serve(ctx context.Context) {
 		MaxMessageSize: c.srv.cfg.MaxMessageSize,
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
 		WriteTimeout:   c.srv.cfg.WriteTimeout,
+		MaxUnsent:      c.srv.cfg.MaxUnsent,
 		OnWriteStall: func(err error) {
 			c.log.Warn("connection closed: the client stopped reading its answers", "timeout", c.srv.cfg.WriteTimeout, "err", err)
 			c.close(rpc.CodeTimeout, "no write progress: stopped reading")
