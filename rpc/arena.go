@@ -24,13 +24,14 @@ import (
 type singleSegmentTransport struct {
 	capnprpc.Transport // the library's: RecvMessage and Close
 	codec              transport.Codec
-	out                *backlog // unsent messages, when c is a *streamCodec
+	out                *backlog   // unsent messages, when c is a *streamCodec
+	held               *heldBytes // written, unreleased bytes, likewise
 }
 
 func newSingleSegmentTransport(c transport.Codec) capnprpc.Transport {
 	t := &singleSegmentTransport{Transport: transport.New(c), codec: c}
 	if sc, ok := c.(*streamCodec); ok {
-		t.out = sc.out
+		t.out, t.held = sc.out, sc.held
 	}
 	return t
 }
@@ -46,7 +47,7 @@ func (t *singleSegmentTransport) NewMessage() (transport.OutgoingMessage, error)
 		return nil, err
 	}
 	t.out.add()
-	o := &outgoing{msg: m, codec: t.codec, out: t.out}
+	o := &outgoing{msg: m, codec: t.codec, out: t.out, held: t.held}
 	o.unsent.Store(true)
 	return o, nil
 }
@@ -58,6 +59,8 @@ type outgoing struct {
 	released bool
 	out      *backlog
 	unsent   atomic.Bool // counted in out until written or released
+	held     *heldBytes
+	size     atomic.Uint64 // counted in held from written to released
 }
 
 // sent takes the message out of the backlog count, once.
@@ -74,7 +77,17 @@ func (o *outgoing) Send() error {
 		panic("rpc: Send after Release")
 	}
 	defer o.sent()
-	return o.codec.Encode(o.msg.Message())
+	m := o.msg.Message()
+	if err := o.codec.Encode(m); err != nil {
+		return err
+	}
+	if o.held != nil {
+		if size, err := m.TotalSize(); err == nil && size > 0 {
+			o.size.Store(size)
+			o.held.add(size)
+		}
+	}
+	return nil
 }
 
 func (o *outgoing) Release() {
@@ -83,6 +96,9 @@ func (o *outgoing) Release() {
 	}
 	o.released = true
 	o.sent()
+	if size := o.size.Swap(0); size > 0 {
+		o.held.remove(size)
+	}
 	if m := o.msg.Message(); m != nil {
 		m.Release()
 	}

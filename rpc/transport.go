@@ -196,6 +196,17 @@ type MessageLimits struct {
 	// pause; the client must leave it zero (if both sides paused, each
 	// could wait for the other to read).
 	MaxUnsent int
+	// MaxUnfinished, if positive, bounds the bytes of answers written
+	// but not yet released by the peer's Finish: go-capnp keeps an answer
+	// until then (for pipelining), and its own clients send Finish 250 ms
+	// after the Return arrives (capnp v3.1.0-alpha.1, rpc.go). A peer far
+	// past what that delay explains is refusing to finish its calls; OnUnfinished is called once (the owner should
+	// close the connection), and the stream is cancelled either way.
+	// Zero means no bound. Pausing would not help here: the Finish
+	// messages that free the answers come in on the stream.
+	MaxUnfinished uint64
+	// OnUnfinished, if set, is called once when MaxUnfinished is passed.
+	OnUnfinished func(error)
 }
 
 // Defaults for MessageLimits.
@@ -215,6 +226,9 @@ const writeChunk = 64 << 10
 // ErrWriteStalled is wrapped by the error of a write that made no
 // progress within MessageLimits.WriteTimeout.
 var ErrWriteStalled = errors.New("rpc: peer stopped reading: no write progress")
+
+// ErrUnfinished is wrapped by the error given to OnUnfinished.
+var ErrUnfinished = errors.New("rpc: peer leaves too many answers unfinished")
 
 // NewStreamTransport returns a Cap'n Proto RPC transport on a QUIC stream
 // that enforces lim. Closing it aborts both directions of the stream
@@ -236,12 +250,13 @@ type stream interface {
 // streamCodec frames Cap'n Proto messages (standard, unpacked
 // serialization) on a QUIC stream.
 type streamCodec struct {
-	st  stream
-	r   *frameReader
-	dec *capnp.Decoder
-	enc *capnp.Encoder
-	w   *progressWriter
-	out *backlog
+	st   stream
+	r    *frameReader
+	dec  *capnp.Decoder
+	enc  *capnp.Encoder
+	w    *progressWriter
+	out  *backlog
+	held *heldBytes
 
 	closeOnce sync.Once
 }
@@ -258,7 +273,11 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	dec.MaxMessageSize = lim.MaxMessageSize
 	w := &progressWriter{st: st, timeout: lim.WriteTimeout, onStall: lim.OnWriteStall}
 	out := newBacklog(lim.MaxUnsent)
-	return &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out}
+	c := &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out}
+	if lim.MaxUnfinished > 0 {
+		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c}
+	}
+	return c
 }
 
 // Encode is called only from the RPC connection's send goroutine.
@@ -310,7 +329,7 @@ func (c *streamCodec) Close() error {
 	c.closeOnce.Do(func() {
 		c.out.close()
 		c.st.CancelRead(0)
-		if c.w.stalled() {
+		if c.w.stalled() || c.held.over() {
 			c.st.CancelWrite(0)
 			return
 		}
@@ -526,4 +545,56 @@ func (b *backlog) close() {
 	b.closed = true
 	b.cond.Broadcast()
 	b.mu.Unlock()
+}
+
+// heldBytes counts the bytes of messages written but not yet released
+// (MessageLimits.MaxUnfinished). A nil *heldBytes counts nothing.
+type heldBytes struct {
+	max    uint64
+	onOver func(error)
+	codec  *streamCodec
+
+	mu     sync.Mutex
+	n      uint64
+	passed bool
+}
+
+// add counts a written message of size bytes.
+func (h *heldBytes) add(size uint64) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.n += size
+	first := h.n > h.max && !h.passed
+	if first {
+		h.passed = true
+	}
+	h.mu.Unlock()
+	if first {
+		err := fmt.Errorf("%w: more than %d bytes of answers written and not finished", ErrUnfinished, h.max)
+		if h.onOver != nil {
+			h.onOver(err)
+		}
+		h.codec.Close()
+	}
+}
+
+// remove uncounts a released message counted by add.
+func (h *heldBytes) remove(size uint64) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.n -= size
+	h.mu.Unlock()
+}
+
+func (h *heldBytes) over() bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.passed
 }

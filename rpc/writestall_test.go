@@ -9,6 +9,7 @@ import (
 	"time"
 
 	capnp "capnproto.org/go/capnp/v3"
+	"capnproto.org/go/capnp/v3/rpc/transport"
 	"github.com/quic-go/quic-go"
 )
 
@@ -211,5 +212,56 @@ func TestMaxUnsentPausesReading(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end a Decode waiting for room")
+	}
+}
+
+// Written messages count against MaxUnfinished until released; passing
+// it reports ErrUnfinished once.
+func TestMaxUnfinished(t *testing.T) {
+	st := &flowStream{byteStream: byteStream{bytes.NewReader(nil)}, budget: 1 << 30}
+	var over []error
+	codec := newStreamCodec(st, MessageLimits{MaxUnfinished: 3000, OnUnfinished: func(err error) { over = append(over, err) }})
+	tr := newSingleSegmentTransport(codec)
+	send := func() transport.OutgoingMessage {
+		t.Helper()
+		m, err := tr.NewMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Message().NewBootstrap(); err != nil {
+			t.Fatal(err)
+		}
+		seg, err := m.Message().Message().Segment(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := capnp.NewData(seg, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Send(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// Released messages never add up.
+	for range 10 {
+		send().Release()
+	}
+	if len(over) != 0 {
+		t.Fatalf("OnUnfinished called for released messages: %v", over)
+	}
+	// Held ones do.
+	var held []transport.OutgoingMessage
+	for range 4 {
+		held = append(held, send())
+	}
+	if len(over) != 1 || !errors.Is(over[0], ErrUnfinished) {
+		t.Fatalf("OnUnfinished calls after 4 held messages of about 1 KiB (max 3000): %v", over)
+	}
+	for _, m := range held {
+		m.Release()
+	}
+	if codec.held.n != 0 {
+		t.Fatalf("%d bytes still counted after every message was released", codec.held.n)
 	}
 }

@@ -53,6 +53,13 @@ type Config struct {
 	// slowed down instead of growing the queue. Default
 	// 2 × Limits.MaxCallsPerConn.
 	MaxUnsent int
+	// MaxUnfinished closes a connection whose written answers not yet
+	// released by the client's Finish exceed this many bytes
+	// (rpc.MessageLimits.MaxUnfinished): the library keeps each answer
+	// until then. Honest go-capnp clients send Finish 250 ms after the
+	// Return, so they hold the answers of the last 250 ms or so.
+	// Default 32 × MaxMessageSize (64 MiB with the other defaults).
+	MaxUnfinished uint64
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
 	// Limits.MaxMessageSize plus 1 MiB.
 	MaxMessageSize uint64
@@ -119,6 +126,9 @@ func populateConfig(c Config) Config {
 		// Room for one MLS message of the largest allowed size and the
 		// call around it.
 		c.MaxMessageSize = max(rpc.DefaultMaxMessageSize, uint64(c.Limits.MaxMessageSize)+1<<20)
+	}
+	if c.MaxUnfinished == 0 {
+		c.MaxUnfinished = 32 * c.MaxMessageSize
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

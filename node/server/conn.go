@@ -84,6 +84,11 @@ func (c *conn) serve(ctx context.Context) {
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
 		WriteTimeout:   c.srv.cfg.WriteTimeout,
 		MaxUnsent:      c.srv.cfg.MaxUnsent,
+		MaxUnfinished:  c.srv.cfg.MaxUnfinished,
+		OnUnfinished: func(err error) {
+			c.log.Warn("connection closed: the client does not finish its calls", "max_bytes", c.srv.cfg.MaxUnfinished, "err", err)
+			c.close(rpc.CodeProtocol, "too many answers left unfinished")
+		},
 		OnWriteStall: func(err error) {
 			c.log.Warn("connection closed: the client stopped reading its answers", "timeout", c.srv.cfg.WriteTimeout, "err", err)
 			c.close(rpc.CodeTimeout, "no write progress: stopped reading")

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
 	"capnproto.org/go/capnp/v3/rpc/transport"
+	rpccp "capnproto.org/go/capnp/v3/std/capnp/rpc"
 	"github.com/quic-go/quic-go"
 
 	"qpchat/rpc"
@@ -140,5 +142,90 @@ func TestDeafClientClosed(t *testing.T) {
 	t.Logf("closed after %v", time.Since(start))
 	if _, err := ping(good, 8); err != nil {
 		t.Fatalf("ping after the deaf client was closed: %v", err)
+	}
+}
+
+// unfinishingTransport reads answers but never sends Finish: the node
+// must keep every answer.
+type unfinishingTransport struct{ capnprpc.Transport }
+
+func (u unfinishingTransport) NewMessage() (transport.OutgoingMessage, error) {
+	m, err := u.Transport.NewMessage()
+	return dropFinish{m}, err
+}
+
+type dropFinish struct{ transport.OutgoingMessage }
+
+// Send fails for a Finish, so that the library keeps the question ID
+// and the next call uses a new one, as a hostile peer would.
+func (d dropFinish) Send() error {
+	if d.Message().Which() == rpccp.Message_Which_finish {
+		return errors.New("finish withheld")
+	}
+	return d.OutgoingMessage.Send()
+}
+
+// A client that reads its answers but never finishes its calls is cut
+// off once the answers it leaves unfinished pass Config.MaxUnfinished.
+func TestUnfinishingClientClosed(t *testing.T) {
+	cfg := testConfig(t)
+	lb := &logBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", lb)
+		}
+	})
+	// Far above what an honest client leaves unfinished: go-capnp sends
+	// Finish 250 ms after the Return, so the good client below holds at
+	// most the ping answers of 250 ms (some 100 bytes each).
+	cfg.MaxUnfinished = 256 << 10
+	s := startServer(t, cfg)
+	good := dial(t, s)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	qc, err := quic.DialAddr(ctx, s.Addr().String(), &tls.Config{
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{rpc.ALPN},
+	}, &quic.Config{KeepAlivePeriod: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	st, err := qc.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := capnprpc.NewConn(unfinishingTransport{rpc.NewStreamTransport(st, rpc.MessageLimits{})}, nil)
+	defer rc.Close()
+	node := rpc.NodeService(rc.Bootstrap(ctx))
+	defer node.Release()
+
+	// One at a time, each answer read: only the missing Finish grows
+	// what the node keeps (a ping answer is some 100 bytes).
+	for i := range 20000 {
+		f, rel := node.Ping(ctx, func(p rpc.NodeService_ping_Params) error {
+			p.SetNonce(uint64(i))
+			return nil
+		})
+		_, err := f.Struct()
+		rel()
+		if err != nil {
+			break
+		}
+	}
+	if code := closedWith(t, "unfinishing client", qc); code != rpc.CodeProtocol {
+		t.Fatalf("unfinishing client closed with code %d, want rpc.CodeProtocol (%d)", code, rpc.CodeProtocol)
+	}
+	if !strings.Contains(lb.String(), "does not finish its calls") {
+		t.Fatal("no log line names the reason of the close")
+	}
+	// Honest clients finish their calls and are never cut off.
+	for i := range 1000 {
+		if _, err := ping(good, uint64(i)); err != nil {
+			t.Fatalf("ping %d by an honest client: %v", i, err)
+		}
 	}
 }
