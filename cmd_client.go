@@ -242,32 +242,27 @@ type DevicesCmd struct{}
 
 // Run lists devices.
 func (c *DevicesCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	devs, err := cn.c.Devices(ctx)
-	if err != nil {
-		return err
-	}
-	o := newOut(g, p)
-	self := cn.c.DeviceKey()
-	for _, d := range devs {
-		note := ""
-		if d.Revoked {
-			note = " (revoked)"
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		devs, err := cn.c.Devices(ctx)
+		if err != nil {
+			return err
 		}
-		isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
-		if isSelf {
-			note += " (this device)"
+		o := newOut(g, p)
+		self := cn.c.DeviceKey()
+		for _, d := range devs {
+			note := ""
+			if d.Revoked {
+				note = " (revoked)"
+			}
+			isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
+			if isSelf {
+				note += " (this device)"
+			}
+			o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified},
+				"%s%s", nc.Fingerprint(d.Key), note)
 		}
-		o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified},
-			"%s%s", nc.Fingerprint(d.Key), note)
-	}
-	return nil
+		return nil
+	})
 }
 
 // RevokeDeviceCmd revokes a device and removes it from every group.
@@ -277,57 +272,52 @@ type RevokeDeviceCmd struct {
 
 // Run revokes.
 func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	devs, err := cn.c.Devices(ctx)
-	if err != nil {
-		return err
-	}
-	want := strings.TrimPrefix(strings.ToLower(c.Device), "sha256:")
-	var match [][]byte
-	for _, d := range devs {
-		if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
-			match = append(match, d.Key)
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		devs, err := cn.c.Devices(ctx)
+		if err != nil {
+			return err
 		}
-	}
-	if len(match) != 1 {
-		return fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), c.Device)
-	}
-	dev := match[0]
-	if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(cn.c.DeviceKey())) {
-		return errors.New("this is the current device; use logout instead")
-	}
-	pw, err := password(g, false)
-	if err != nil {
-		return err
-	}
-	// A second connection for the login session keeps the device
-	// session of cn for removing the device from groups.
-	rc2, err := dialState(ctx, g, f, cn.st, false)
-	if err != nil {
-		return err
-	}
-	defer rc2.Close()
-	_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, cn.c.Profile().User, pw, accountOptions())
-	clear(pw)
-	if err != nil {
-		return err
-	}
-	if err := ls.RevokeDevice(ctx, dev); err != nil {
-		return err
-	}
-	groups, err := cn.c.RemoveDevice(ctx, dev)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
-		"revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)
-	return nil
+		want := strings.TrimPrefix(strings.ToLower(c.Device), "sha256:")
+		var match [][]byte
+		for _, d := range devs {
+			if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
+				match = append(match, d.Key)
+			}
+		}
+		if len(match) != 1 {
+			return fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), c.Device)
+		}
+		dev := match[0]
+		if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(cn.c.DeviceKey())) {
+			return errors.New("this is the current device; use logout instead")
+		}
+		pw, err := password(g, false)
+		if err != nil {
+			return err
+		}
+		// A second connection for the login session keeps the device
+		// session of cn for removing the device from groups.
+		rc2, err := dialState(ctx, g, f, cn.st, false)
+		if err != nil {
+			return err
+		}
+		defer rc2.Close()
+		_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, cn.c.Profile().User, pw, accountOptions())
+		clear(pw)
+		if err != nil {
+			return err
+		}
+		if err := ls.RevokeDevice(ctx, dev); err != nil {
+			return err
+		}
+		groups, err := cn.c.RemoveDevice(ctx, dev)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
+			"revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)
+		return nil
+	})
 }
 
 // FetchKeyCmd fetches and pins a user's keys.
@@ -337,24 +327,19 @@ type FetchKeyCmd struct {
 
 // Run fetches.
 func (c *FetchKeyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	info, err := cn.c.FetchKey(ctx, c.User)
-	if err != nil {
-		return err
-	}
-	o := newOut(g, p)
-	o.emit(map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
-		"user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)
-	for _, d := range info.Devices {
-		o.emit(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device %s", nc.Fingerprint(d))
-	}
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		info, err := cn.c.FetchKey(ctx, c.User)
+		if err != nil {
+			return err
+		}
+		o := newOut(g, p)
+		o.emit(map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
+			"user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)
+		for _, d := range info.Devices {
+			o.emit(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device %s", nc.Fingerprint(d))
+		}
+		return nil
+	})
 }
 
 // VerifyCmd shows the safety number with a user.
@@ -365,31 +350,26 @@ type VerifyCmd struct {
 
 // Run verifies.
 func (c *VerifyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	v, err := cn.c.Verify(ctx, c.User, c.Accept)
-	if err != nil {
-		return err
-	}
-	o := newOut(g, p)
-	obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
-	if v.Changed != nil {
-		obj["new_user_key"] = nc.Fingerprint(v.Changed)
-		o.emit(obj, "WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
-			v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		v, err := cn.c.Verify(ctx, c.User, c.Accept)
+		if err != nil {
+			return err
+		}
+		o := newOut(g, p)
+		obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
+		if v.Changed != nil {
+			obj["new_user_key"] = nc.Fingerprint(v.Changed)
+			o.emit(obj, "WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
+				v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)
+			return nil
+		}
+		state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
+		if v.Verified {
+			state = "verified"
+		}
+		o.emit(obj, "safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)
 		return nil
-	}
-	state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
-	if v.Verified {
-		state = "verified"
-	}
-	o.emit(obj, "safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)
-	return nil
+	})
 }
 
 // CreateGroupCmd creates a group.
@@ -418,20 +398,15 @@ func (c *CreateGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	id, err := cn.c.CreateGroup(ctx, c.Name, suite)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"group": c.Name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
-		"created group %s (suite 0x%04x)", c.Name, suite)
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		id, err := cn.c.CreateGroup(ctx, c.Name, suite)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"group": c.Name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
+			"created group %s (suite 0x%04x)", c.Name, suite)
+		return nil
+	})
 }
 
 // DMCmd sends a direct message.
@@ -451,19 +426,14 @@ func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	name, err := cn.c.DM(ctx, c.User, text, suite)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		name, err := cn.c.DM(ctx, c.User, text, suite)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
+		return nil
+	})
 }
 
 // messageText joins arguments, or reads stdin when there are none.
@@ -490,19 +460,14 @@ type InviteCmd struct {
 
 // Run invites.
 func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	n, err := cn.c.Invite(ctx, c.Group, c.Users)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		n, err := cn.c.Invite(ctx, c.Group, c.Users)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
+		return nil
+	})
 }
 
 // JoinCmd processes queued Welcomes and commits.
@@ -559,26 +524,21 @@ func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	o := newOut(g, p)
-	if c.All {
-		names, err := cn.c.SendAll(ctx, text)
-		for _, n := range names {
-			o.emit(map[string]any{"group": n, "sent": true}, "sent to %s", n)
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		o := newOut(g, p)
+		if c.All {
+			names, err := cn.c.SendAll(ctx, text)
+			for _, n := range names {
+				o.emit(map[string]any{"group": n, "sent": true}, "sent to %s", n)
+			}
+			return err
 		}
-		return err
-	}
-	if err := cn.c.Send(ctx, c.Group, text); err != nil {
-		return err
-	}
-	o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
-	return nil
+		if err := cn.c.Send(ctx, c.Group, text); err != nil {
+			return err
+		}
+		o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
+		return nil
+	})
 }
 
 // RemoveCmd removes users from a group.
@@ -589,19 +549,14 @@ type RemoveCmd struct {
 
 // Run removes.
 func (c *RemoveCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	n, err := cn.c.Remove(ctx, c.Group, c.Users)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		n, err := cn.c.Remove(ctx, c.Group, c.Users)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
+		return nil
+	})
 }
 
 // UpdateCmd rotates this device's keys in a group.
@@ -611,19 +566,14 @@ type UpdateCmd struct {
 
 // Run updates.
 func (c *UpdateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	ctx, cancel := opContext(f)
-	defer cancel()
-	cn, err := connect(ctx, g, f, p)
-	if err != nil {
-		return err
-	}
-	defer cn.Close()
-	epoch, err := cn.c.Update(ctx, c.Group)
-	if err != nil {
-		return err
-	}
-	newOut(g, p).emit(map[string]any{"group": c.Group, "epoch": epoch}, "updated keys in %s (epoch %d)", c.Group, epoch)
-	return nil
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		epoch, err := cn.c.Update(ctx, c.Group)
+		if err != nil {
+			return err
+		}
+		newOut(g, p).emit(map[string]any{"group": c.Group, "epoch": epoch}, "updated keys in %s (epoch %d)", c.Group, epoch)
+		return nil
+	})
 }
 
 // GroupsCmd lists groups.

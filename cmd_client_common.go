@@ -450,3 +450,16 @@ func printEvent(o *out, c *nc.Client, e *nc.Event) {
 		o.emit(obj, "[%s] REFUSED a message: %s", group, e.Text)
 	}
 }
+
+// withConn connects under opContext's deadline, runs fn with the
+// connection and closes it afterwards; fn's error is the command's.
+func withConn(g *Globals, f *ClientFlags, p *ProfileFlags, fn func(ctx context.Context, cn *conn) error) error {
+	ctx, cancel := opContext(f)
+	defer cancel()
+	cn, err := connect(ctx, g, f, p)
+	if err != nil {
+		return err
+	}
+	defer cn.Close()
+	return fn(ctx, cn)
+}
