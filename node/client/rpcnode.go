@@ -45,6 +45,29 @@ func wrapErr(err error) error {
 	return err
 }
 
+// future is a generated *_Results_Future; Struct waits for the answer.
+type future[R any] interface {
+	Struct() (R, error)
+}
+
+// await waits for the results of a call, maps a node error with wrapErr
+// and hands the settled results to use (nil when the call returns
+// nothing) before releasing the call. Nothing is ever pipelined on f:
+// use sees only settled results, so a capability in them must be taken
+// with AddRef there to outlive the release (TECH-NOTES 1.5). An error
+// from use is returned as it is.
+func await[R any](f future[R], rel capnp.ReleaseFunc, use func(R) error) error {
+	defer rel()
+	r, err := f.Struct()
+	if err != nil {
+		return wrapErr(err)
+	}
+	if use == nil {
+		return nil
+	}
+	return use(r)
+}
+
 func toList(l capnp.DataList, v [][]byte) error {
 	for i, b := range v {
 		if err := l.Set(i, b); err != nil {
@@ -79,76 +102,72 @@ func (e *RPCEntry) ChannelBinding() ([]byte, error) { return e.C.ChannelBinding(
 func (e *RPCEntry) ServerFingerprint() string { return e.C.Fingerprint }
 
 // RegisterStart implements Entry.
-func (e *RPCEntry) RegisterStart(ctx context.Context, user string, request []byte) ([]byte, []byte, error) {
+func (e *RPCEntry) RegisterStart(ctx context.Context, user string, request []byte) (resp, ksf []byte, err error) {
 	f, rel := e.C.Node.RegisterStart(ctx, func(p rpc.NodeService_registerStart_Params) error {
 		if err := p.SetUser(user); err != nil {
 			return err
 		}
 		return p.SetRequest(request)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, nil, wrapErr(err)
-	}
-	resp, _ := r.Response()
-	ksf, _ := r.Ksf()
-	return bytes.Clone(resp), bytes.Clone(ksf), nil
+	err = await(f, rel, func(r rpc.NodeService_registerStart_Results) error {
+		a, _ := r.Response()
+		b, _ := r.Ksf()
+		resp, ksf = bytes.Clone(a), bytes.Clone(b)
+		return nil
+	})
+	return resp, ksf, err
 }
 
 // RegisterFinish implements Entry.
-func (e *RPCEntry) RegisterFinish(ctx context.Context, record, userKey []byte) (LoginSession, error) {
+func (e *RPCEntry) RegisterFinish(ctx context.Context, record, userKey []byte) (s LoginSession, err error) {
 	f, rel := e.C.Node.RegisterFinish(ctx, func(p rpc.NodeService_registerFinish_Params) error {
 		if err := p.SetRecord(record); err != nil {
 			return err
 		}
 		return p.SetUserKey(userKey)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, wrapErr(err)
-	}
-	return &rpcSession{s: r.Session().AddRef()}, nil
+	err = await(f, rel, func(r rpc.NodeService_registerFinish_Results) error {
+		s = &rpcSession{s: r.Session().AddRef()}
+		return nil
+	})
+	return s, err
 }
 
 // LoginStart implements Entry.
-func (e *RPCEntry) LoginStart(ctx context.Context, user string, ke1 []byte) ([]byte, []byte, error) {
+func (e *RPCEntry) LoginStart(ctx context.Context, user string, ke1 []byte) (ke2, ksf []byte, err error) {
 	f, rel := e.C.Node.LoginStart(ctx, func(p rpc.NodeService_loginStart_Params) error {
 		if err := p.SetUser(user); err != nil {
 			return err
 		}
 		return p.SetKe1(ke1)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, nil, wrapErr(err)
-	}
-	ke2, _ := r.Ke2()
-	ksf, _ := r.Ksf()
-	return bytes.Clone(ke2), bytes.Clone(ksf), nil
+	err = await(f, rel, func(r rpc.NodeService_loginStart_Results) error {
+		a, _ := r.Ke2()
+		b, _ := r.Ksf()
+		ke2, ksf = bytes.Clone(a), bytes.Clone(b)
+		return nil
+	})
+	return ke2, ksf, err
 }
 
 // LoginFinish implements Entry.
-func (e *RPCEntry) LoginFinish(ctx context.Context, ke3, proof []byte) (LoginSession, []byte, error) {
+func (e *RPCEntry) LoginFinish(ctx context.Context, ke3, proof []byte) (s LoginSession, serverProof []byte, err error) {
 	f, rel := e.C.Node.LoginFinish(ctx, func(p rpc.NodeService_loginFinish_Params) error {
 		if err := p.SetKe3(ke3); err != nil {
 			return err
 		}
 		return p.SetProof(proof)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, nil, wrapErr(err)
-	}
-	sp, _ := r.Proof()
-	return &rpcSession{s: r.Session().AddRef()}, bytes.Clone(sp), nil
+	err = await(f, rel, func(r rpc.NodeService_loginFinish_Results) error {
+		sp, _ := r.Proof()
+		s, serverProof = &rpcSession{s: r.Session().AddRef()}, bytes.Clone(sp)
+		return nil
+	})
+	return s, serverProof, err
 }
 
 // AuthenticateDevice implements Entry.
-func (e *RPCEntry) AuthenticateDevice(ctx context.Context, user string, device, signature []byte) (Session, error) {
+func (e *RPCEntry) AuthenticateDevice(ctx context.Context, user string, device, signature []byte) (s Session, err error) {
 	f, rel := e.C.Node.AuthenticateDevice(ctx, func(p rpc.NodeService_authenticateDevice_Params) error {
 		if err := p.SetUser(user); err != nil {
 			return err
@@ -158,12 +177,11 @@ func (e *RPCEntry) AuthenticateDevice(ctx context.Context, user string, device, 
 		}
 		return p.SetSignature(signature)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, wrapErr(err)
-	}
-	return &rpcSession{s: r.Session().AddRef()}, nil
+	err = await(f, rel, func(r rpc.NodeService_authenticateDevice_Results) error {
+		s = &rpcSession{s: r.Session().AddRef()}
+		return nil
+	})
+	return s, err
 }
 
 // rpcSession is a login or device Session.
@@ -174,15 +192,14 @@ type rpcSession struct {
 // Release releases the session capability.
 func (s *rpcSession) Release() { s.s.Release() }
 
-func (s *rpcSession) UserKey(ctx context.Context, user string) ([]byte, error) {
+func (s *rpcSession) UserKey(ctx context.Context, user string) (key []byte, err error) {
 	f, rel := s.s.UserKey(ctx, func(p rpc.Session_userKey_Params) error { return p.SetUser(user) })
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, wrapErr(err)
-	}
-	k, _ := r.Key()
-	return bytes.Clone(k), nil
+	err = await(f, rel, func(r rpc.Session_userKey_Results) error {
+		k, _ := r.Key()
+		key = bytes.Clone(k)
+		return nil
+	})
+	return key, err
 }
 
 func (s *rpcSession) RegisterDevice(ctx context.Context, device, cert, proof []byte) error {
@@ -195,31 +212,29 @@ func (s *rpcSession) RegisterDevice(ctx context.Context, device, cert, proof []b
 		}
 		return p.SetProof(proof)
 	})
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
-func (s *rpcSession) ListDevices(ctx context.Context) ([]DeviceInfo, error) {
+func (s *rpcSession) ListDevices(ctx context.Context) (out []DeviceInfo, err error) {
 	f, rel := s.s.ListDevices(ctx, nil)
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, wrapErr(err)
-	}
-	l, err := r.Devices()
+	err = await(f, rel, func(r rpc.Session_listDevices_Results) error {
+		l, err := r.Devices()
+		if err != nil {
+			return err
+		}
+		if l.Len() > maxFetched {
+			return fmt.Errorf("client: the node listed %d devices", l.Len())
+		}
+		for i := range l.Len() {
+			d := l.At(i)
+			k, _ := d.Key()
+			c, _ := d.Certificate()
+			out = append(out, DeviceInfo{Key: bytes.Clone(k), Certificate: bytes.Clone(c), Revoked: d.Revoked()})
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if l.Len() > maxFetched {
-		return nil, fmt.Errorf("client: the node listed %d devices", l.Len())
-	}
-	var out []DeviceInfo
-	for i := range l.Len() {
-		d := l.At(i)
-		k, _ := d.Key()
-		c, _ := d.Certificate()
-		out = append(out, DeviceInfo{Key: bytes.Clone(k), Certificate: bytes.Clone(c), Revoked: d.Revoked()})
 	}
 	return out, nil
 }
@@ -228,12 +243,10 @@ func (s *rpcSession) Devices(ctx context.Context) ([]DeviceInfo, error) { return
 
 func (s *rpcSession) RevokeDevice(ctx context.Context, device []byte) error {
 	f, rel := s.s.RevokeDevice(ctx, func(p rpc.Session_revokeDevice_Params) error { return p.SetDevice(device) })
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
-func (s *rpcSession) UploadKeyPackages(ctx context.Context, suite uint16, pool [][]byte, lastResort []byte) (int, error) {
+func (s *rpcSession) UploadKeyPackages(ctx context.Context, suite uint16, pool [][]byte, lastResort []byte) (n int, err error) {
 	f, rel := s.s.UploadKeyPackages(ctx, func(p rpc.Session_uploadKeyPackages_Params) error {
 		p.SetSuite(suite)
 		l, err := p.NewPackages(int32(len(pool)))
@@ -245,56 +258,52 @@ func (s *rpcSession) UploadKeyPackages(ctx context.Context, suite uint16, pool [
 		}
 		return p.SetLastResort(lastResort)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return 0, wrapErr(err)
-	}
-	return int(r.PoolSize()), nil
+	err = await(f, rel, func(r rpc.Session_uploadKeyPackages_Results) error {
+		n = int(r.PoolSize())
+		return nil
+	})
+	return n, err
 }
 
-func (s *rpcSession) KeyPackageCount(ctx context.Context, suite uint16) (int, error) {
+func (s *rpcSession) KeyPackageCount(ctx context.Context, suite uint16) (n int, err error) {
 	f, rel := s.s.KeyPackageCount(ctx, func(p rpc.Session_keyPackageCount_Params) error { p.SetSuite(suite); return nil })
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return 0, wrapErr(err)
-	}
-	return int(r.PoolSize()), nil
+	err = await(f, rel, func(r rpc.Session_keyPackageCount_Results) error {
+		n = int(r.PoolSize())
+		return nil
+	})
+	return n, err
 }
 
-func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) ([]FetchedKeyPackage, error) {
+func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (out []FetchedKeyPackage, err error) {
 	f, rel := s.s.FetchKeyPackages(ctx, func(p rpc.Session_fetchKeyPackages_Params) error {
 		p.SetSuite(suite)
 		return p.SetUser(user)
 	})
-	defer rel()
-	r, err := f.Struct()
-	if err != nil {
-		return nil, wrapErr(err)
-	}
-	l, err := r.Packages()
+	err = await(f, rel, func(r rpc.Session_fetchKeyPackages_Results) error {
+		l, err := r.Packages()
+		if err != nil {
+			return err
+		}
+		if l.Len() > maxFetched {
+			return fmt.Errorf("client: the node sent %d KeyPackages", l.Len())
+		}
+		for i := range l.Len() {
+			k := l.At(i)
+			d, _ := k.Device()
+			kp, _ := k.KeyPackage()
+			out = append(out, FetchedKeyPackage{Device: bytes.Clone(d), KeyPackage: bytes.Clone(kp), LastResort: k.LastResort()})
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if l.Len() > maxFetched {
-		return nil, fmt.Errorf("client: the node sent %d KeyPackages", l.Len())
-	}
-	var out []FetchedKeyPackage
-	for i := range l.Len() {
-		k := l.At(i)
-		d, _ := k.Device()
-		kp, _ := k.KeyPackage()
-		out = append(out, FetchedKeyPackage{Device: bytes.Clone(d), KeyPackage: bytes.Clone(kp), LastResort: k.LastResort()})
 	}
 	return out, nil
 }
 
 func (s *rpcSession) CreateGroup(ctx context.Context, group []byte) error {
 	f, rel := s.s.CreateGroup(ctx, func(p rpc.Session_createGroup_Params) error { return p.SetGroup(group) })
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
 func (s *rpcSession) Commit(ctx context.Context, req CommitRequest) error {
@@ -321,9 +330,7 @@ func (s *rpcSession) Commit(ctx context.Context, req CommitRequest) error {
 		}
 		return p.SetWelcome(req.Welcome)
 	})
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
 func (s *rpcSession) Send(ctx context.Context, group []byte, msgs [][]byte) error {
@@ -337,9 +344,7 @@ func (s *rpcSession) Send(ctx context.Context, group []byte, msgs [][]byte) erro
 		}
 		return toList(l, msgs)
 	})
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
 // fetchResults is what fetch and fetchWait return alike.
@@ -349,8 +354,7 @@ type fetchResults interface {
 	Queue() (rpc.QueueState, error)
 }
 
-func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
-	var r fetchResults
+func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (res *FetchResult, err error) {
 	if wait > 0 {
 		ms := min(wait.Milliseconds(), 25000)
 		f, rel := s.s.FetchWait(ctx, func(p rpc.Session_fetchWait_Params) error {
@@ -359,25 +363,29 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 			p.SetTimeoutMillis(uint32(ms))
 			return nil
 		})
-		defer rel()
-		res, err := f.Struct()
-		if err != nil {
-			return nil, wrapErr(err)
-		}
-		r = res
+		err = await(f, rel, func(r rpc.Session_fetchWait_Results) error {
+			res, err = decodeFetch(r)
+			return err
+		})
 	} else {
 		f, rel := s.s.Fetch(ctx, func(p rpc.Session_fetch_Params) error {
 			p.SetAfter(after)
 			p.SetLimit(uint32(limit))
 			return nil
 		})
-		defer rel()
-		res, err := f.Struct()
-		if err != nil {
-			return nil, wrapErr(err)
-		}
-		r = res
+		err = await(f, rel, func(r rpc.Session_fetch_Results) error {
+			res, err = decodeFetch(r)
+			return err
+		})
 	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// decodeFetch copies what fetch or fetchWait returned.
+func decodeFetch(r fetchResults) (*FetchResult, error) {
 	l, err := r.Messages()
 	if err != nil {
 		return nil, err
@@ -424,14 +432,10 @@ func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait ti
 
 func (s *rpcSession) ClearOverflow(ctx context.Context) error {
 	f, rel := s.s.ClearOverflow(ctx, nil)
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
 
 func (s *rpcSession) Ack(ctx context.Context, upTo uint64) error {
 	f, rel := s.s.Ack(ctx, func(p rpc.Session_ack_Params) error { p.SetUpTo(upTo); return nil })
-	defer rel()
-	_, err := f.Struct()
-	return wrapErr(err)
+	return await(f, rel, nil)
 }
