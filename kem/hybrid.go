@@ -3,7 +3,6 @@ package kem
 import (
 	"crypto/hkdf"
 	"crypto/sha256"
-	"crypto/sha3"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -55,36 +54,24 @@ func (*hybridKEM) EncSize() int          { return hybridEncSize }
 func (*hybridKEM) SharedSecretSize() int { return hybridSecretSize }
 func (*hybridKEM) String() string        { return "X25519+ML-KEM-768 (qpchat hybrid)" }
 
-// hybridPublicKey keeps both parts parsed (the ML-KEM key with its expanded
-// matrix), so Encap to a key that is used again does not parse it again.
-type hybridPublicKey struct {
-	x   x25519.Key
-	m   *mlkem768.PublicKey
-	enc []byte // x ‖ m, encoded by newHybridPublicKey
-}
+// hybridPublicKey is X25519 (32) ‖ ML-KEM-768 encapsulation key (1184),
+// both parts parsed (x25519MLKEMPublicKey).
+type hybridPublicKey struct{ x25519MLKEMPublicKey }
 
-// newHybridPublicKey assembles a public key from its parts. Its encoding is
-// computed from the parts, never kept from a parser's input, so Bytes shows
-// what was decoded and the round-trip tests can fail.
+// newHybridPublicKey assembles a public key from its parts, encoded in the
+// hybrid's order (X25519 first).
 func newHybridPublicKey(x *x25519.Key, m *mlkem768.PublicKey) *hybridPublicKey {
-	enc := make([]byte, hybridPublicKeySize)
-	copy(enc, x[:])
-	m.Pack(enc[hybridX25519Size:])
-	return &hybridPublicKey{x: *x, m: m, enc: enc}
+	return &hybridPublicKey{newX25519MLKEMPublicKey(x25519First, x, m)}
 }
 
-func (*hybridPublicKey) KEM() KEM         { return hybridInstance }
-func (pk *hybridPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...) }
+func (*hybridPublicKey) KEM() KEM { return hybridInstance }
 
 type hybridPrivateKey struct {
-	seed []byte
-	x    x25519.Key // clamped by x25519.KeyGen and x25519.Shared when used
-	m    *mlkem768.PrivateKey
-	pub  *hybridPublicKey
+	x25519MLKEMPrivateKey
+	pub *hybridPublicKey
 }
 
 func (*hybridPrivateKey) KEM() KEM                { return hybridInstance }
-func (sk *hybridPrivateKey) Bytes() []byte        { return append([]byte(nil), sk.seed...) }
 func (sk *hybridPrivateKey) PublicKey() PublicKey { return sk.pub }
 
 // x25519LowOrder lists the canonical u-coordinates of the points of small
@@ -201,27 +188,13 @@ func (*hybridKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 	if len(b) != hybridPrivateKeySize {
 		return nil, fmt.Errorf("kem: hybrid private key is %d bytes, want %d", len(b), hybridPrivateKeySize)
 	}
-	var expanded [hybridX25519Size + mlkem768.KeySeedSize]byte
-	defer clear(expanded[:])
-	h := sha3.NewSHAKE256()
-	h.Write(b)
-	h.Read(expanded[:])
-	sk := &hybridPrivateKey{seed: append([]byte(nil), b...)}
-	copy(sk.x[:], expanded[:hybridX25519Size])
-	mpk, msk := mlkem768.NewKeyFromSeed(expanded[hybridX25519Size:])
-	sk.m = msk
-	sk.pub = newHybridPublicKey(x25519Public(&sk.x), mpk)
-	return sk, nil
+	parts, x, m := expandX25519MLKEMSeed(x25519First, b)
+	return &hybridPrivateKey{parts, newHybridPublicKey(x, m)}, nil
 }
 
 // GenerateKeyPair reads the 32-byte seed from rand.
 func (h *hybridKEM) GenerateKeyPair(rand io.Reader) (PrivateKey, error) {
-	seed := make([]byte, hybridPrivateKeySize)
-	defer clear(seed)
-	if _, err := io.ReadFull(rand, seed); err != nil {
-		return nil, fmt.Errorf("kem: reading randomness: %w", err)
-	}
-	return h.NewPrivateKey(seed)
+	return generateFromSeed(rand, hybridPrivateKeySize, h.NewPrivateKey)
 }
 
 // DeriveKeyPair follows RFC 9180, Section 7.1.3, with HKDF-SHA256 and

@@ -47,38 +47,25 @@ func (*xwingKEM) EncSize() int          { return xwingEncSize }
 func (*xwingKEM) SharedSecretSize() int { return xwingSecretSize }
 func (*xwingKEM) String() string        { return "X-Wing" }
 
-// xwingPublicKey keeps both parts parsed (the ML-KEM key with its expanded
-// matrix), so Encap to a key that is used again does not parse it again.
-type xwingPublicKey struct {
-	m *mlkem768.PublicKey
-	// x is the X25519 public key as received (RFC 7748 encodings are not
-	// normalized), which the combiner hashes.
-	x   x25519.Key
-	enc []byte // m ‖ x, encoded by newXWingPublicKey
-}
+// xwingPublicKey is ML-KEM-768 encapsulation key (1184) ‖ X25519 (32), both
+// parts parsed (x25519MLKEMPublicKey). Its X25519 part is kept as received
+// (RFC 7748 encodings are not normalized), which the combiner hashes.
+type xwingPublicKey struct{ x25519MLKEMPublicKey }
 
-// newXWingPublicKey assembles a public key from its parts. Its encoding is
-// computed from the parts, never kept from a parser's input, so Bytes shows
-// what was decoded and the round-trip tests can fail.
+// newXWingPublicKey assembles a public key from its parts, encoded in
+// X-Wing's order (ML-KEM first).
 func newXWingPublicKey(m *mlkem768.PublicKey, x *x25519.Key) *xwingPublicKey {
-	enc := make([]byte, xwingPublicKeySize)
-	m.Pack(enc[:mlkem768.PublicKeySize])
-	copy(enc[mlkem768.PublicKeySize:], x[:])
-	return &xwingPublicKey{m: m, x: *x, enc: enc}
+	return &xwingPublicKey{newX25519MLKEMPublicKey(mlkemFirst, x, m)}
 }
 
-func (*xwingPublicKey) KEM() KEM         { return xwingInstance }
-func (pk *xwingPublicKey) Bytes() []byte { return append([]byte(nil), pk.enc...) }
+func (*xwingPublicKey) KEM() KEM { return xwingInstance }
 
 type xwingPrivateKey struct {
-	seed []byte
-	m    *mlkem768.PrivateKey
-	x    x25519.Key // clamped by x25519.KeyGen and x25519.Shared when used
-	pub  *xwingPublicKey
+	x25519MLKEMPrivateKey
+	pub *xwingPublicKey
 }
 
 func (*xwingPrivateKey) KEM() KEM                { return xwingInstance }
-func (sk *xwingPrivateKey) Bytes() []byte        { return append([]byte(nil), sk.seed...) }
 func (sk *xwingPrivateKey) PublicKey() PublicKey { return sk.pub }
 
 // NewPublicKey parses an X-Wing public key, running FIPS 203's
@@ -105,26 +92,13 @@ func (*xwingKEM) NewPrivateKey(b []byte) (PrivateKey, error) {
 	if len(b) != xwingPrivateKeySize {
 		return nil, fmt.Errorf("kem: X-Wing private key is %d bytes, want %d", len(b), xwingPrivateKeySize)
 	}
-	var expanded [mlkem768.KeySeedSize + 32]byte
-	defer clear(expanded[:])
-	h := sha3.NewSHAKE256()
-	h.Write(b)
-	h.Read(expanded[:])
-	mpk, msk := mlkem768.NewKeyFromSeed(expanded[:mlkem768.KeySeedSize])
-	sk := &xwingPrivateKey{seed: append([]byte(nil), b...), m: msk}
-	copy(sk.x[:], expanded[mlkem768.KeySeedSize:])
-	sk.pub = newXWingPublicKey(mpk, x25519Public(&sk.x))
-	return sk, nil
+	parts, x, m := expandX25519MLKEMSeed(mlkemFirst, b)
+	return &xwingPrivateKey{parts, newXWingPublicKey(m, x)}, nil
 }
 
 // GenerateKeyPair reads the 32-byte seed from rand.
 func (k *xwingKEM) GenerateKeyPair(rand io.Reader) (PrivateKey, error) {
-	seed := make([]byte, xwingPrivateKeySize)
-	defer clear(seed)
-	if _, err := io.ReadFull(rand, seed); err != nil {
-		return nil, fmt.Errorf("kem: reading randomness: %w", err)
-	}
-	return k.NewPrivateKey(seed)
+	return generateFromSeed(rand, xwingPrivateKeySize, k.NewPrivateKey)
 }
 
 // DeriveKeyPair implements DeriveKeyPair for MLKEM768-X25519 from
