@@ -207,6 +207,15 @@ type MessageLimits struct {
 	MaxUnfinished uint64
 	// OnUnfinished, if set, is called once when MaxUnfinished is passed.
 	OnUnfinished func(error)
+	// ClientShapesOnly, set by the node, lets through only the Cap'n
+	// Proto RPC messages qpchat's own clients send (see allowList and
+	// docs/CAPNP.md); anything else ends the connection before go-capnp
+	// reads it. The client leaves it false.
+	ClientShapesOnly bool
+	// OnRefused, if set, is called once with the error (wrapping
+	// ErrNotAllowed) of the first refused message; the owner is expected
+	// to close the connection with CodeProtocol. Every later read fails.
+	OnRefused func(error)
 }
 
 // Defaults for MessageLimits.
@@ -258,6 +267,14 @@ type streamCodec struct {
 	out  *backlog
 	held *heldBytes
 
+	// allow, if set, checks each decoded message (ClientShapesOnly);
+	// refused is the sticky error of the first refused one, and
+	// onRefused is told about it. All three are used by the receive
+	// goroutine only.
+	allow     *allowList
+	refused   error
+	onRefused func(error)
+
 	closeOnce sync.Once
 }
 
@@ -276,6 +293,9 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	c := &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out}
 	if lim.MaxUnfinished > 0 {
 		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c}
+	}
+	if lim.ClientShapesOnly {
+		c.allow, c.onRefused = newAllowList(), lim.OnRefused
 	}
 	return c
 }
@@ -307,8 +327,14 @@ func (c *streamCodec) Encode(m *capnp.Message) error {
 
 // Decode is called only from the RPC connection's receive goroutine.
 // Beyond the library's checks it requires the frame header's padding
-// word half to be zero, so that every accepted frame has one encoding.
+// word half to be zero, so that every accepted frame has one encoding,
+// and, with MessageLimits.ClientShapesOnly, the message to be one of the
+// shapes the allow-list lets through: a refused message is never handed
+// to go-capnp, and neither is anything after it.
 func (c *streamCodec) Decode() (*capnp.Message, error) {
+	if c.refused != nil {
+		return nil, c.refused
+	}
 	if err := c.out.wait(); err != nil {
 		return nil, err
 	}
@@ -320,6 +346,15 @@ func (c *streamCodec) Decode() (*capnp.Message, error) {
 	}
 	if !c.r.paddingZero() {
 		return nil, errors.New("rpc: non-zero padding in frame header")
+	}
+	if c.allow != nil {
+		if err := c.allow.check(m); err != nil {
+			c.refused = err
+			if c.onRefused != nil {
+				c.onRefused(err)
+			}
+			return nil, err
+		}
 	}
 	return m, nil
 }

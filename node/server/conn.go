@@ -89,6 +89,11 @@ func (c *conn) serve(ctx context.Context) {
 			c.log.Warn("connection closed: the client does not finish its calls", "max_bytes", c.srv.cfg.MaxUnfinished, "err", err)
 			c.close(rpc.CodeProtocol, "too many answers left unfinished")
 		},
+		ClientShapesOnly: true,
+		OnRefused: func(err error) {
+			c.log.Info("connection closed: the client sent a message qpchat clients never send", "err", err)
+			c.close(rpc.CodeProtocol, "message not allowed")
+		},
 		OnWriteStall: func(err error) {
 			c.log.Warn("connection closed: the client stopped reading its answers", "timeout", c.srv.cfg.WriteTimeout, "err", err)
 			c.close(rpc.CodeTimeout, "no write progress: stopped reading")
