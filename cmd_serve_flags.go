@@ -19,9 +19,9 @@ type ServeLimitFlags struct {
 	MaxGroupSize    int           `default:"1000" help:"Member devices per group."`
 	MaxDevices      int           `default:"32" help:"Devices per user, revoked ones included."`
 	MaxBatch        int           `default:"1000" help:"Messages per send call."`
-	LoginRateName   int           `default:"10" help:"Login starts per minute per user name before answers are delayed (never refused)."`
+	LoginRateName   int           `default:"10" help:"Login starts per minute per user name and client address before answers are delayed (never refused)."`
 	LoginRateAddr   int           `default:"30" help:"Login and registration starts per minute per client address (IPv6 by /64) before answers are delayed."`
-	MaxLoginDelay   time.Duration `default:"30s" help:"Longest delay of one rate-limited login start."`
+	MaxLoginDelay   time.Duration `default:"30s" help:"Longest delay of one rate-limited login start; also the longest debt a flood of starts leaves behind."`
 	KPFetchRate     int           `name:"kp-fetch-rate" default:"30" help:"KeyPackage fetches per minute per calling device and target user."`
 	MaxConnsPerAddr int           `default:"32" help:"Open connections per client address (IPv6 by /64)."`
 	MaxConns        int           `default:"1024" help:"Open connections in total."`

@@ -117,15 +117,19 @@ interface Session {
   # for every other member, durable when it returns. overflowed lists
   # devices whose queues were full (marked, not an error).
 
-  fetch @12 (after :UInt64, limit :UInt32) -> (messages :List(QueuedMessage), queue :QueueState, keyPackagesLow :List(UInt16));
+  fetch @12 (after :UInt64, limit :UInt32) -> (messages :List(QueuedMessage), queue :QueueState, keyPackagesLow :List(UInt16), lost :List(UInt64));
   # Device Session only. Messages of this device's queue with sequence
   # numbers greater than after, at most limit (0: the server's maximum),
-  # without deleting them.
+  # without deleting them. lost (appended later, ordinal 3): sequence
+  # numbers in the range whose records were damaged in the node's store;
+  # their messages are gone. They count against limit and are reported
+  # until acknowledged; ack past them.
 
-  fetchWait @13 (after :UInt64, limit :UInt32, timeoutMillis :UInt32) -> (messages :List(QueuedMessage), queue :QueueState, keyPackagesLow :List(UInt16));
-  # Like fetch, but when there is nothing after `after` it waits until a
-  # message arrives or timeoutMillis passes (capped by the server), then
-  # returns what there is (possibly nothing). One at a time per session.
+  fetchWait @13 (after :UInt64, limit :UInt32, timeoutMillis :UInt32) -> (messages :List(QueuedMessage), queue :QueueState, keyPackagesLow :List(UInt16), lost :List(UInt64));
+  # Like fetch, but when there is nothing after `after` (no message and
+  # nothing lost) it waits until a message arrives or timeoutMillis passes
+  # (capped by the server), then returns what there is (possibly nothing).
+  # One at a time per session.
 
   ack @14 (upTo :UInt64) -> ();
   # Device Session only. Deletes every queued message with sequence ≤

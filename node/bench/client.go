@@ -329,12 +329,14 @@ type Queue struct {
 	Length, Last   uint64
 	Overflowed     bool
 	KeyPackagesLow []uint16
+	Lost           []uint64 // damaged records the node skipped; ack past them
 }
 
 type fetchAnswer interface {
 	Messages() (rpc.QueuedMessage_List, error)
 	Queue() (rpc.QueueState, error)
 	KeyPackagesLow() (capnp.UInt16List, error)
+	Lost() (capnp.UInt64List, error)
 }
 
 func dataList(l capnp.DataList, err error) [][]byte {
@@ -375,6 +377,11 @@ func readFetch(r fetchAnswer) ([]Message, Queue, error) {
 	if low, err := r.KeyPackagesLow(); err == nil {
 		for i := 0; i < low.Len(); i++ {
 			st.KeyPackagesLow = append(st.KeyPackagesLow, low.At(i))
+		}
+	}
+	if lost, err := r.Lost(); err == nil {
+		for i := 0; i < lost.Len(); i++ {
+			st.Lost = append(st.Lost, lost.At(i))
 		}
 	}
 	return out, st, nil

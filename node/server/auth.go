@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"qpchat/node/proto"
@@ -54,27 +55,104 @@ func ksfOf(p store.KSFParams) opaque.KSF {
 	return opaque.Argon2id{Time: p.Time, MemoryKiB: p.MemoryKiB, Threads: p.Threads}
 }
 
-// delayLogin applies the login-start rate limits of user (if not empty)
-// and of the connection's address: beyond the rate the answer is delayed
-// until a token is due, at most Limits.MaxLoginDelay, never refused.
-func (c *conn) delayLogin(ctx context.Context, user string) error {
-	d := c.srv.loginByAddr.reserve(addrKey(c.remote))
-	if user != "" {
-		d = max(d, c.srv.loginByName.reserve(user))
-	}
-	d = min(d, c.srv.cfg.Limits.MaxLoginDelay)
-	if d <= 0 {
-		return nil
-	}
-	c.log.Debug("login start delayed by the rate limit", "delay", d)
+// errSuperseded ends the delay of a login or registration start when a
+// later start arrives on the same connection: the later one would replace
+// its pending state anyway.
+var errSuperseded = errors.New("superseded by a later start on this connection")
+
+// nameAddrKey is the key of the per-name login budget: the name together
+// with the client's address key, so that starts from one address cannot
+// delay a user logging in from another (docs/PROTOCOL.md, "Login rate
+// limits").
+func nameAddrKey(user, addr string) string { return user + "\x00" + addr }
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		return proto.Errorf(proto.CodeRateLimited, "cancelled while delayed by the login rate limit")
+		return ctx.Err()
 	}
+}
+
+// delayedStart is a login or registration start waiting out its
+// rate-limit delay (conn.waiting).
+type delayedStart struct {
+	cancel     context.CancelFunc
+	refund     func()
+	superseded bool // guarded by conn.mu
+}
+
+// delayLogin applies the login-start rate limits of (user, address) (if
+// user is not empty) and of the connection's address: beyond the rate the
+// answer is delayed until a token is due, at most Limits.MaxLoginDelay,
+// never refused. Call it only once the request has parsed, so invalid
+// requests cost nothing. It returns refund, which gives the tokens back;
+// the caller calls it when the start fails after the delay. A start that
+// is cancelled during its delay gets its tokens back, and so does one
+// superseded by a later start on the same connection (which would
+// replace its pending state anyway): at most one start waits per
+// connection, so pipelined starts cannot pile up delayed answers.
+func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err error) {
+	srv := c.srv
+	addr := addrKey(c.remote)
+	c.mu.Lock()
+	if w := c.waiting; w != nil {
+		w.superseded = true
+		w.cancel()
+		w.refund()
+		c.waiting = nil
+	}
+	d, byAddr := srv.loginByAddr.reserve(addr)
+	byName := false
+	if user != "" && byAddr {
+		// A start the address budget did not charge waits the longest
+		// delay anyway; it neither charges nor creates a name bucket.
+		var dn time.Duration
+		dn, byName = srv.loginByName.reserve(nameAddrKey(user, addr))
+		d = max(d, dn)
+	}
+	var once sync.Once
+	refund = func() {
+		once.Do(func() {
+			if byAddr {
+				srv.loginByAddr.refund(addr)
+			}
+			if byName {
+				srv.loginByName.refund(nameAddrKey(user, addr))
+			}
+		})
+	}
+	d = min(d, srv.cfg.Limits.MaxLoginDelay)
+	if d <= 0 {
+		c.mu.Unlock()
+		return refund, nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &delayedStart{cancel: cancel, refund: refund}
+	c.waiting = w
+	c.mu.Unlock()
+
+	c.log.Debug("login start delayed by the rate limit", "delay", d)
+	werr := srv.loginWait(wctx, d)
+	c.mu.Lock()
+	superseded := w.superseded
+	if c.waiting == w {
+		c.waiting = nil
+	}
+	c.mu.Unlock()
+	switch {
+	case superseded:
+		return nil, proto.Errorf(proto.CodeRateLimited, "delayed by the login rate limit and %v", errSuperseded)
+	case werr != nil || ctx.Err() != nil:
+		refund()
+		return nil, proto.Errorf(proto.CodeRateLimited, "cancelled while delayed by the login rate limit")
+	}
+	return refund, nil
 }
 
 func normalizeUser(name string, err error) (string, error) {
@@ -103,19 +181,28 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 		return err
 	}
 	reqBytes, _ := args.Request()
-	if err := c.delayLogin(ctx, ""); err != nil {
-		return err
-	}
-	// An existing name is refused before the OPRF is evaluated.
-	switch _, err := srv.store.Account(ctx, user); {
-	case err == nil:
-		return proto.Errorf(proto.CodeExists, "registerStart: the user name is taken")
-	case !errors.Is(err, store.ErrNotFound):
-		return storeError(c.log, "registerStart", err)
-	}
 	req, err := srv.cfg.OPAQUE.ParseRegistrationRequest(reqBytes)
 	if err != nil {
 		return proto.Errorf(proto.CodeInvalid, "registerStart: %v", err)
+	}
+	refund, err := c.delayLogin(ctx, "")
+	if err != nil {
+		return err
+	}
+	used := false // the start got an answer worth its token
+	defer func() {
+		if !used {
+			refund()
+		}
+	}()
+	// An existing name is refused before the OPRF is evaluated; the
+	// refusal is the answer, so it keeps its token.
+	switch _, err := srv.store.Account(ctx, user); {
+	case err == nil:
+		used = true
+		return proto.Errorf(proto.CodeExists, "registerStart: the user name is taken")
+	case !errors.Is(err, store.ErrNotFound):
+		return storeError(c.log, "registerStart", err)
 	}
 	resp, err := srv.opaque.RegistrationResponse(req, []byte(user))
 	if err != nil {
@@ -125,6 +212,7 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 	if err != nil {
 		return err
 	}
+	used = true
 	c.mu.Lock()
 	c.registration = &pendingRegistration{user: user}
 	c.mu.Unlock()
@@ -204,13 +292,20 @@ func (n *nodeService) LoginStart(ctx context.Context, call rpc.NodeService_login
 		return err
 	}
 	ke1Bytes, _ := args.Ke1()
-	if err := c.delayLogin(ctx, user); err != nil {
-		return err
-	}
 	ke1, err := srv.cfg.OPAQUE.ParseKE1(ke1Bytes)
 	if err != nil {
 		return proto.Errorf(proto.CodeInvalid, "loginStart: %v", err)
 	}
+	refund, err := c.delayLogin(ctx, user)
+	if err != nil {
+		return err
+	}
+	used := false // the start got a KE2: it used its tokens
+	defer func() {
+		if !used {
+			refund()
+		}
+	}()
 	var (
 		ke2   *opaque.KE2
 		sl    *opaque.ServerLogin
@@ -241,6 +336,7 @@ func (n *nodeService) LoginStart(ctx context.Context, call rpc.NodeService_login
 	if err != nil {
 		return err
 	}
+	used = true
 	c.mu.Lock()
 	c.login = &pendingLogin{user: user, known: known, sl: sl}
 	c.mu.Unlock()

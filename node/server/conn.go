@@ -39,6 +39,10 @@ type conn struct {
 	registration *pendingRegistration // between registerStart and registerFinish
 	login        *pendingLogin        // between loginStart and loginFinish
 	sessions     []*session           // handed out on this connection
+
+	// waiting is the start delayed by the login rate limit, if any
+	// (guarded by mu; delayLogin).
+	waiting *delayedStart
 }
 
 func newConn(s *Server, qc *quic.Conn) *conn {

@@ -28,6 +28,7 @@ type fetchResults interface {
 	NewMessages(int32) (rpc.QueuedMessage_List, error)
 	NewQueue() (rpc.QueueState, error)
 	NewKeyPackagesLow(int32) (capnp.UInt16List, error)
+	NewLost(int32) (capnp.UInt64List, error)
 }
 
 func fetchLimit(limit uint32) int {
@@ -43,9 +44,20 @@ var kinds = map[store.MessageKind]rpc.MessageKind{
 	store.KindWelcome:     rpc.MessageKind_welcome,
 }
 
-// fill writes messages, queue state and low pools into a fetch answer.
-func (s *session) fill(res fetchResults, msgs []store.QueuedMessage, st store.QueueState) error {
+// fill writes messages, lost sequence numbers, queue state and low pools
+// into a fetch answer.
+func (s *session) fill(res fetchResults, r store.FetchResult) error {
+	msgs, st := r.Messages, r.Queue
 	s.c.srv.metrics.fetchedMessages.Add(uint64(len(msgs)))
+	if len(r.Lost) > 0 {
+		ll, err := res.NewLost(int32(len(r.Lost)))
+		if err != nil {
+			return err
+		}
+		for i, seq := range r.Lost {
+			ll.Set(i, seq)
+		}
+	}
 	l, err := res.NewMessages(int32(len(msgs)))
 	if err != nil {
 		return err
@@ -98,15 +110,16 @@ func (s *session) Fetch(ctx context.Context, call rpc.Session_fetch) error {
 	defer done()
 	call.Go()
 	args := call.Args()
-	msgs, st, err := s.c.srv.store.Fetch(ctx, s.device, args.After(), fetchLimit(args.Limit()), maxFetchBytes)
+	r, err := s.c.srv.store.Fetch(ctx, s.device, args.After(), fetchLimit(args.Limit()), maxFetchBytes)
 	if err != nil {
 		return s.storeErr("fetch", err)
 	}
+	s.reportDamaged(r)
 	res, err := call.AllocResults()
 	if err != nil {
 		return err
 	}
-	return s.fill(res, msgs, st)
+	return s.fill(res, r)
 }
 
 // FetchWait implements Session.fetchWait: like fetch, but with nothing
@@ -130,15 +143,19 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 
 	// Take the signal before reading, so an arrival in between wakes us.
 	signal := srv.store.QueueSignal(s.device)
-	msgs, st, err := srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+	r, err := srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
 	if err != nil {
 		return s.storeErr("fetchWait", err)
 	}
-	if len(msgs) == 0 && wait > 0 {
+	s.reportDamaged(r)
+	if len(r.Messages) == 0 && len(r.Lost) == 0 && wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-signal:
-			msgs, st, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			r, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			if err == nil {
+				s.reportDamaged(r)
+			}
 		case <-t.C:
 		case <-s.endCh:
 		case <-srv.stopping:
@@ -154,7 +171,16 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 	if err != nil {
 		return err
 	}
-	return s.fill(res, msgs, st)
+	return s.fill(res, r)
+}
+
+// reportDamaged logs each queued record the store found damaged for the
+// first time, once: the device is told in the answer's lost list and
+// acks past it. The log names no user, device or group.
+func (s *session) reportDamaged(r store.FetchResult) {
+	for range r.Damaged {
+		s.c.srv.log.Warn("a queued message was damaged in the store (failed authentication); it is skipped and reported to its device as lost")
+	}
 }
 
 // Ack implements Session.ack.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 
@@ -171,11 +172,16 @@ func (s *session) FetchKeyPackages(ctx context.Context, call rpc.Session_fetchKe
 	if err := checkSuite("fetchKeyPackages", suite); err != nil {
 		return err
 	}
-	if !srv.kpFetch.allow(hex.EncodeToString(s.device) + "/" + user) {
+	key := hex.EncodeToString(s.device) + "/" + user
+	if !srv.kpFetch.allow(key) {
 		return proto.Errorf(proto.CodeRateLimited, "fetchKeyPackages: more than %d fetches a minute for this user (--kp-fetch-rate); retry later", srv.cfg.Limits.KeyPackageFetchRate)
 	}
 	got, err := srv.store.FetchKeyPackages(ctx, s.device, user, suite)
 	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			// Cancelled, or a fault of the node: nothing was handed out.
+			srv.kpFetch.refund(key)
+		}
 		return s.storeErr("fetchKeyPackages", err)
 	}
 	res, err := call.AllocResults()

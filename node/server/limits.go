@@ -26,11 +26,13 @@ type Limits struct {
 	// MaxBatch bounds the messages of one send. Default 1000.
 	MaxBatch int
 	// LoginRateName and LoginRateAddr are the login starts per minute
-	// allowed per user name and per client address (IPv6 by /64) before
-	// answers are delayed. Defaults 10 and 30.
+	// allowed per (user name, client address) and per client address
+	// (IPv6 by /64) before answers are delayed. Defaults 10 and 30.
+	// docs/PROTOCOL.md, "Login rate limits", says why the name's budget
+	// is kept per address.
 	LoginRateName, LoginRateAddr int
-	// MaxLoginDelay caps the delay of one rate-limited login start.
-	// Default 30s.
+	// MaxLoginDelay caps the delay of one rate-limited login start, and
+	// so the debt a flood leaves behind. Default 30s.
 	MaxLoginDelay time.Duration
 	// KeyPackageFetchRate is the fetches per minute allowed per (calling
 	// device, target user). Default 30.
@@ -105,9 +107,19 @@ func addrKey(a net.Addr) string {
 // rateLimiter is a set of token buckets keyed by string, refilled at
 // perMinute tokens a minute with a burst of perMinute. Idle buckets are
 // dropped once full, so memory follows the active keys.
+//
+// A bucket may go into debt (negative tokens: reservations of future
+// tokens, each answered after a delay), but never below its floor of
+// -maxDebt worth of tokens. So the debt, and the delay of the next
+// caller, follow the rate of the last maxDebt only: however long a flood
+// lasted, maxDebt after it stops the bucket is back at zero and an honest
+// caller is answered within one token interval. A caller that finds the
+// bucket at its floor takes nothing (see reserve).
 type rateLimiter struct {
 	interval time.Duration // time per token
 	burst    float64
+	floor    float64 // lowest token count: -(maxDebt / interval)
+	maxDebt  time.Duration
 	now      func() time.Time
 
 	mu      sync.Mutex
@@ -116,36 +128,61 @@ type rateLimiter struct {
 }
 
 type bucket struct {
-	tokens float64   // may go negative: reserved future tokens
+	tokens float64   // ≥ floor; negative: reserved future tokens
 	at     time.Time // when tokens was computed
 }
 
-func newRateLimiter(perMinute int, now func() time.Time) *rateLimiter {
+// newRateLimiter returns buckets of perMinute tokens a minute that may
+// owe at most maxDebt of future tokens (0: never in debt, as allow needs).
+func newRateLimiter(perMinute int, maxDebt time.Duration, now func() time.Time) *rateLimiter {
+	interval := time.Minute / time.Duration(perMinute)
 	return &rateLimiter{
-		interval: time.Minute / time.Duration(perMinute),
+		interval: interval,
 		burst:    float64(perMinute),
+		floor:    -float64(maxDebt) / float64(interval),
+		maxDebt:  maxDebt,
 		now:      now,
 		buckets:  make(map[string]*bucket),
 	}
 }
 
 // reserve takes a token for key and returns how long the caller must
-// wait before using it (0 if one was available). Waiting callers queue:
-// each reservation pushes the next one a token interval further.
-func (r *rateLimiter) reserve(key string) time.Duration {
+// wait before using it (0 if one was available), and whether a token was
+// taken. Waiting callers queue: each reservation pushes the next one a
+// token interval further, up to maxDebt. A caller that would push the
+// bucket below its floor takes nothing and is told to wait maxDebt: it
+// is answered after the longest delay but does not deepen the debt, so
+// a flood, however long, costs later callers at most maxDebt.
+// A reservation whose call then fails or is cancelled is given back with
+// refund.
+func (r *rateLimiter) reserve(key string) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	r.maybeSweep(now)
 	b := r.refill(key, now)
+	if b.tokens-1 < r.floor {
+		return r.maxDebt, false
+	}
 	b.tokens--
 	if b.tokens >= 0 {
-		return 0
+		return 0, true
 	}
-	return time.Duration(-b.tokens * float64(r.interval))
+	return time.Duration(-b.tokens * float64(r.interval)), true
 }
 
-// allow takes a token for key if one is available now.
+// refund gives back a token taken by reserve or allow for a call that
+// did not use it (cancelled, or failed in the node).
+func (r *rateLimiter) refund(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b, ok := r.buckets[key]; ok {
+		b.tokens = min(r.burst, b.tokens+1)
+	}
+}
+
+// allow takes a token for key if one is available now; a refused caller
+// takes nothing.
 func (r *rateLimiter) allow(key string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

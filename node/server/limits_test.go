@@ -16,28 +16,28 @@ import (
 
 func TestRateLimiterDelaysInsteadOfRefusing(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
-	r := newRateLimiter(6, clock.Now) // one token every 10 s, burst 6
+	r := newRateLimiter(6, time.Minute, clock.Now) // one token every 10 s, burst 6
 	for i := range 6 {
-		if d := r.reserve("alice"); d != 0 {
+		if d, _ := r.reserve("alice"); d != 0 {
 			t.Fatalf("start %d within the burst delayed by %v", i, d)
 		}
 	}
 	// Beyond the burst each start waits for its own future token.
 	for i, want := range []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second} {
-		if d := r.reserve("alice"); d != want {
-			t.Errorf("start %d beyond the burst: delay %v, want %v", i, d, want)
+		if d, charged := r.reserve("alice"); d != want || !charged {
+			t.Errorf("start %d beyond the burst: delay %v (charged %v), want %v", i, d, charged, want)
 		}
 	}
-	if d := r.reserve("bob"); d != 0 {
+	if d, _ := r.reserve("bob"); d != 0 {
 		t.Errorf("another key delayed by %v", d)
 	}
 	// Time refills the bucket.
 	clock.Advance(2 * time.Minute)
-	if d := r.reserve("alice"); d != 0 {
+	if d, _ := r.reserve("alice"); d != 0 {
 		t.Errorf("after two minutes: delay %v", d)
 	}
 	// allow refuses rather than queueing.
-	f := newRateLimiter(2, clock.Now)
+	f := newRateLimiter(2, 0, clock.Now)
 	if !f.allow("k") || !f.allow("k") || f.allow("k") {
 		t.Error("allow does not stop at the burst")
 	}

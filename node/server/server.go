@@ -54,7 +54,7 @@ type Server struct {
 	closer io.Closer // the store, closed when Serve returns
 	opaque *opaque.Server
 
-	loginByName *rateLimiter
+	loginByName *rateLimiter // keyed by nameAddrKey
 	loginByAddr *rateLimiter
 	kpFetch     *rateLimiter
 	flood       *floodDetector
@@ -63,6 +63,10 @@ type Server struct {
 	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools    lowPools       // KeyPackage pools that ran low
 	metrics     metrics
+
+	// loginWait waits out a login start's rate-limit delay (sleepCtx;
+	// tests replace it to run on the fake clock).
+	loginWait func(ctx context.Context, d time.Duration) error
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -109,13 +113,14 @@ func New(cfg Config) (*Server, error) {
 		conns:       make(map[*conn]struct{}),
 		idle:        make(chan struct{}),
 		stopping:    make(chan struct{}),
-		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
-		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
-		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
+		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Limits.MaxLoginDelay, cfg.Now),
+		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Limits.MaxLoginDelay, cfg.Now),
+		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, 0, cfg.Now),
 		flood:       &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
 		perAddr:     addrCounter{n: make(map[string]int)},
 		devices:     deviceSessions{m: make(map[string]map[*session]struct{})},
 		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
+		loginWait:   sleepCtx,
 	}
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	s.spkiHash = spki[:]

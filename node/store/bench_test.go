@@ -102,7 +102,8 @@ func BenchmarkDeliver(b *testing.B) {
 				if _, err := s.Send(ctx, SendRequest{Group: groups[i], Sender: senders[i], Messages: msgs}); err != nil {
 					return err
 				}
-				got, _, err := s.Fetch(ctx, receivers[i], 1, benchBatch, 0)
+				r, err := s.Fetch(ctx, receivers[i], 1, benchBatch, 0)
+				got := r.Messages
 				if err != nil || len(got) != benchBatch {
 					return fmt.Errorf("fetch: %d messages, %v", len(got), err)
 				}

@@ -37,12 +37,14 @@ func Example() {
 		KeyPackageRefs: [][]byte{kps[0].Ref}})
 	s.Send(ctx, store.SendRequest{Group: group, Sender: alice, Messages: [][]byte{[]byte("hello")}})
 
-	msgs, _, _ := s.Fetch(ctx, bob, 0, 100, 0)
+	r, _ := s.Fetch(ctx, bob, 0, 100, 0)
+	msgs := r.Messages
 	for _, m := range msgs {
 		fmt.Printf("%d kind=%d %s\n", m.Seq, m.Kind, m.Data)
 	}
 	s.Ack(ctx, bob, msgs[len(msgs)-1].Seq)
-	msgs, st, _ := s.Fetch(ctx, bob, 0, 100, 0)
+	r, _ = s.Fetch(ctx, bob, 0, 100, 0)
+	msgs, st := r.Messages, r.Queue
 	fmt.Println(len(msgs), st.Len)
 	// Output:
 	// 1 kind=3 Welcome

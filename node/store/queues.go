@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 )
 
@@ -81,20 +80,29 @@ func queueState(qb *Bucket) (QueueState, error) {
 	return parseQueueState(v)
 }
 
+// A damaged queued record (its value fails authentication or does not
+// parse) costs its device that one message, not the queue: Fetch skips it
+// and reports its sequence number in FetchResult.Lost, and marks it lost
+// by replacing the value with the sealed empty value (lostMarker), so
+// that the node reports each damaged record once (FetchResult.Damaged)
+// while the device keeps being told until it acks past it. A key that is
+// not a sequence number names no message; it is deleted.
+
 // Fetch implements Store.
-func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) ([]QueuedMessage, QueueState, error) {
+func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) (FetchResult, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	var out []QueuedMessage
-	var st QueueState
+	var res FetchResult
+	var damaged [][]byte // keys found damaged and not yet marked
 	err := s.view(ctx, func(tx *Tx) error {
+		res, damaged = FetchResult{}, nil
 		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
 		if qb == nil {
 			return nil
 		}
 		var err error
-		if st, err = queueState(qb); err != nil {
+		if res.Queue, err = queueState(qb); err != nil {
 			return err
 		}
 		mb := qb.Bucket(keyMessages)
@@ -103,30 +111,97 @@ func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, lim
 		}
 		size := 0
 		c := mb.Cursor()
-		for k, v, err := c.Seek(SeqKey(after + 1)); k != nil && len(out) < limit; k, v, err = c.Next() {
-			if err != nil {
+		for k, v, err := c.Seek(SeqKey(after + 1)); k != nil && len(res.Messages)+len(res.Lost) < limit; k, v, err = c.Next() {
+			if err != nil && !errors.Is(err, ErrCorrupt) {
 				return err
 			}
 			seq, ok := ParseSeqKey(k)
 			if !ok {
-				return fmt.Errorf("store: queue key %x: %w", k, ErrCorrupt)
+				damaged = append(damaged, k)
+				continue
 			}
-			e, err := parseEnvelope(v)
+			if err == nil && len(v) == 0 {
+				res.Lost = append(res.Lost, seq) // marked lost before
+				continue
+			}
+			var e Envelope
+			if err == nil {
+				e, err = parseEnvelope(v)
+			}
 			if err != nil {
-				return err
+				damaged = append(damaged, k)
+				res.Lost = append(res.Lost, seq)
+				continue
 			}
-			if maxBytes > 0 && len(out) > 0 && size+len(e.Data) > maxBytes {
+			if maxBytes > 0 && len(res.Messages) > 0 && size+len(e.Data) > maxBytes {
 				break
 			}
 			size += len(e.Data)
-			out = append(out, QueuedMessage{Seq: seq, Envelope: e})
+			res.Messages = append(res.Messages, QueuedMessage{Seq: seq, Envelope: e})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, QueueState{}, err
+		return FetchResult{}, err
 	}
-	return out, st, nil
+	if len(damaged) > 0 {
+		// Failing to mark costs nothing but a repeated report; the fetch
+		// itself stands.
+		res.Damaged, _ = s.markLost(ctx, device, damaged)
+	}
+	return res, nil
+}
+
+// lostMarker is the plaintext of a queued record marked lost: an
+// envelope is never empty.
+var lostMarker = []byte{}
+
+// markLost replaces the damaged records under keys in device's queue by
+// lostMarker (or deletes them, for keys that are no sequence numbers) and
+// returns how many it changed: records another fetch marked meanwhile
+// are not counted again.
+func (s *LocalStore) markLost(ctx context.Context, device []byte, keys [][]byte) (int, error) {
+	n := 0
+	err := s.update(ctx, func(tx *Tx) error {
+		n = 0
+		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
+		if qb == nil {
+			return nil
+		}
+		mb := qb.Bucket(keyMessages)
+		if mb == nil {
+			return nil
+		}
+		for _, k := range keys {
+			v, err := mb.Get(k)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				continue // acknowledged meanwhile
+			case err == nil && len(v) == 0:
+				continue // marked meanwhile
+			case err == nil:
+				if _, perr := parseEnvelope(v); perr == nil {
+					continue // not damaged after all
+				}
+			case !errors.Is(err, ErrCorrupt):
+				return err
+			}
+			if _, ok := ParseSeqKey(k); !ok {
+				err = mb.Delete(k)
+			} else {
+				err = mb.Put(k, lostMarker)
+			}
+			if err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Ack implements Store.
@@ -150,7 +225,8 @@ func (s *LocalStore) Ack(ctx context.Context, device []byte, upTo uint64) error 
 			if err != nil {
 				return err
 			}
-			if seq, ok := ParseSeqKey(k); !ok || seq > upTo {
+			seq, ok := ParseSeqKey(k)
+			if ok && seq > upTo {
 				break
 			}
 			if err := c.Delete(); err != nil {

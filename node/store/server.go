@@ -83,8 +83,10 @@ type Store interface {
 	// Fetch returns up to limit messages with sequence numbers after
 	// after, stopping early once maxBytes of message data are collected
 	// (always at least one message). Nothing is deleted. limit ≤ 0 means
-	// 1000, maxBytes ≤ 0 means no byte limit.
-	Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) ([]QueuedMessage, QueueState, error)
+	// 1000, maxBytes ≤ 0 means no byte limit. A damaged record in the
+	// range is not an error: its sequence number is in Lost (counted
+	// against limit) until it is acknowledged.
+	Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) (FetchResult, error)
 	// Ack deletes every queued message of device with sequence ≤ upTo.
 	Ack(ctx context.Context, device []byte, upTo uint64) error
 	// QueueSignal returns a channel that is closed when a message is next
@@ -102,6 +104,20 @@ type Store interface {
 
 	// Close flushes pending writes and releases the store.
 	Close() error
+}
+
+// FetchResult is what Fetch returns.
+type FetchResult struct {
+	Messages []QueuedMessage
+	// Lost are the sequence numbers, in order, of damaged queued records
+	// in the range fetched: their messages are gone. They stay in the
+	// queue until acknowledged, so the device is told until it acks past
+	// them.
+	Lost []uint64
+	// Damaged counts the records this fetch found damaged for the first
+	// time (the node reports each damaged record once).
+	Damaged int
+	Queue   QueueState
 }
 
 // CommitRequest is a commit the server has checked (sender, content type,

@@ -230,7 +230,8 @@ func fetchedRef(t testing.TB, s Store, committer []byte, user string, dev []byte
 
 func fetchAll(t *testing.T, s Store, dev string) []QueuedMessage {
 	t.Helper()
-	msgs, _, err := s.Fetch(ctx, devKey(dev), 0, 0, 0)
+	r, err := s.Fetch(ctx, devKey(dev), 0, 0, 0)
+	msgs := r.Messages
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,8 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 	}
 	seqs := func(after uint64, limit, maxBytes int) []uint64 {
 		t.Helper()
-		msgs, _, err := s.Fetch(ctx, devKey("b1"), after, limit, maxBytes)
+		r, err := s.Fetch(ctx, devKey("b1"), after, limit, maxBytes)
+		msgs := r.Messages
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,7 +430,8 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 	if res := send("m3", "m4", "m5", "m6", "m7", "m8"); len(res.Overflowed) != 1 || !bytes.Equal(res.Overflowed[0], devKey("b1")) {
 		t.Errorf("overflowing send reported %q", res.Overflowed)
 	}
-	_, st, _ := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	r, _ := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	st := r.Queue
 	if !st.Overflowed || st.Len != 5 || st.Last != 7 {
 		t.Errorf("queue state = %+v, want overflowed, 5 waiting, last 7", st)
 	}
@@ -445,7 +448,8 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	send("m10")
-	msgs, st, _ := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	r, _ = s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	msgs, st := r.Messages, r.Queue
 	if len(msgs) != 1 || msgs[0].Seq != 8 || string(msgs[0].Data) != "m10" || st.Overflowed || st.Len != 1 {
 		t.Errorf("after clearing the overflow: %+v, state %+v", msgs, st)
 	}
@@ -489,8 +493,8 @@ func TestRevokeEmptiesQueue(t *testing.T) {
 	if got := fetchAll(t, s, "b2"); len(got) != 0 {
 		t.Errorf("revoked b2 still has %d messages", len(got))
 	}
-	if _, st, err := s.Fetch(ctx, devKey("b2"), 0, 0, 0); err != nil || st.Len != 0 || st.Last != 2 || !st.Overflowed {
-		t.Errorf("revoked b2's queue state = %+v, %v; want empty, last 2 (never reused), closed", st, err)
+	if r, err := s.Fetch(ctx, devKey("b2"), 0, 0, 0); err != nil || r.Queue.Len != 0 || r.Queue.Last != 2 || !r.Queue.Overflowed {
+		t.Errorf("revoked b2's queue state = %+v, %v; want empty, last 2 (never reused), closed", r.Queue, err)
 	}
 	if got := fetchAll(t, s, "b1"); len(got) != 3 {
 		t.Errorf("b1 has %d messages, want 3 (Welcome, before, after)", len(got))

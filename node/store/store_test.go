@@ -500,7 +500,8 @@ func testCrash(t *testing.T, killAfter int) {
 		t.Fatalf("reopen after SIGKILL: %v", err)
 	}
 	defer s.Close()
-	msgs, _, err := s.Fetch(ctx, crashReceiver, 1, 1<<30, 0) // after the Welcome
+	r, err := s.Fetch(ctx, crashReceiver, 1, 1<<30, 0)
+	msgs := r.Messages // after the Welcome
 	if err != nil {
 		t.Fatal(err)
 	}
