@@ -304,8 +304,8 @@ func BenchmarkVerifyLeaves(b *testing.B) {
 		defer cpu.report(b)
 		defer cpu.end()
 		for b.Loop() {
-			for x := 0; x < len(t.nodes); x += 2 {
-				leaf := t.nodes[x].leaf
+			for x := 0; x < t.size; x += 2 {
+				leaf := t.at(nodeIndex(x)).leaf
 				if leaf == nil {
 					continue
 				}
