@@ -148,10 +148,90 @@ func (s Suite) check() error {
 	return err
 }
 
+// Info is an HPKE info string prepared once for the key schedules of many
+// contexts of one suite (RFC 9180, Section 5.1): for the two-stage KDFs it
+// holds info_hash = LabeledExtract("", "info_hash", info) and psk_id_hash,
+// which depend only on the suite and the info, so that a sender sealing
+// the same info to many recipients (an MLS Welcome, whose info holds the
+// whole encrypted GroupInfo) hashes it once instead of once per recipient.
+// The one-stage KDFs absorb the info after the shared secret, so for them
+// the info is kept and used as is. The key schedule and every byte it
+// produces are unchanged.
+type Info struct {
+	suite     Suite
+	info      []byte // one-stage KDFs only; shared with the caller
+	infoHash  []byte
+	pskIDHash []byte
+}
+
+// PrepareInfo prepares info for SealWithInfo. For the one-stage KDFs info
+// is kept, not copied, and must not be modified while the Info is in use.
+func (s Suite) PrepareInfo(info []byte) (*Info, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	k, err := kdfByID(s.KDF)
+	if err != nil {
+		return nil, err
+	}
+	pi := &Info{suite: s}
+	if k.oneStage {
+		if len(info) > 0xffff {
+			return nil, errors.New("kem: info too long")
+		}
+		pi.info = info
+		return pi, nil
+	}
+	sid := hpkeSuiteID(s.KEM.ID(), s.KDF, s.AEAD)
+	if pi.pskIDHash, err = k.labeledExtract(sid, nil, "psk_id_hash", nil); err != nil {
+		return nil, err
+	}
+	if pi.infoHash, err = k.labeledExtract(sid, nil, "info_hash", info); err != nil {
+		return nil, err
+	}
+	return pi, nil
+}
+
+// SealWithInfo is Seal with an info prepared by PrepareInfo for the same
+// suite: the output is that of Seal(rand, pk, info, aad, pt).
+func (s Suite) SealWithInfo(rand io.Reader, pk PublicKey, info *Info, aad, pt []byte) (enc, ct []byte, err error) {
+	if err := s.check(); err != nil {
+		return nil, nil, err
+	}
+	if info == nil || info.suite.KEM.ID() != s.KEM.ID() || info.suite.KDF != s.KDF || info.suite.AEAD != s.AEAD {
+		return nil, nil, errors.New("kem: info prepared for another suite")
+	}
+	if pk == nil || pk.KEM().ID() != s.KEM.ID() {
+		return nil, nil, errors.New("kem: public key does not belong to the suite's KEM")
+	}
+	ss, enc, err := s.KEM.Encap(rand, pk)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, err := s.keyScheduleWith(ss, info, true)
+	clear(ss)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ct, err = ctx.Seal(aad, pt); err != nil {
+		return nil, nil, err
+	}
+	return enc, ct, nil
+}
+
 // keySchedule implements KeySchedule from RFC 9180, Section 5.1, for the
 // base mode (empty psk and psk_id), and its one-stage variant from
 // draft-ietf-hpke-pq for the SHAKE KDFs.
 func (s Suite) keySchedule(sharedSecret, info []byte, sender bool) (*Context, error) {
+	pi, err := s.PrepareInfo(info)
+	if err != nil {
+		return nil, err
+	}
+	return s.keyScheduleWith(sharedSecret, pi, sender)
+}
+
+// keyScheduleWith is keySchedule with the info prepared by PrepareInfo.
+func (s Suite) keyScheduleWith(sharedSecret []byte, pi *Info, sender bool) (*Context, error) {
 	k, err := kdfByID(s.KDF)
 	if err != nil {
 		return nil, err
@@ -161,6 +241,7 @@ func (s Suite) keySchedule(sharedSecret, info []byte, sender bool) (*Context, er
 		return nil, err
 	}
 	sid := hpkeSuiteID(s.KEM.ID(), s.KDF, s.AEAD)
+	info := pi.info
 
 	var key, baseNonce, exporterSecret []byte
 	if k.oneStage {
@@ -184,16 +265,8 @@ func (s Suite) keySchedule(sharedSecret, info []byte, sender bool) (*Context, er
 		}
 		key, baseNonce, exporterSecret = out[:nk], out[nk:nk+nn], out[nk+nn:]
 	} else {
-		pskIDHash, err := k.labeledExtract(sid, nil, "psk_id_hash", nil)
-		if err != nil {
-			return nil, err
-		}
-		infoHash, err := k.labeledExtract(sid, nil, "info_hash", info)
-		if err != nil {
-			return nil, err
-		}
-		ksContext := append([]byte{modeBase}, pskIDHash...)
-		ksContext = append(ksContext, infoHash...)
+		ksContext := append([]byte{modeBase}, pi.pskIDHash...)
+		ksContext = append(ksContext, pi.infoHash...)
 		secret, err := k.labeledExtract(sid, sharedSecret, "secret", nil)
 		if err != nil {
 			return nil, err

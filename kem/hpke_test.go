@@ -324,3 +324,56 @@ func TestGenerateKeyPairRejection(t *testing.T) {
 		}
 	}
 }
+
+// TestSealWithInfo checks that sealing with a prepared info gives exactly
+// the bytes of Seal with the same randomness, for every KDF (two-stage and
+// one-stage) and a large info, that the result opens, and that an Info of
+// another suite is refused.
+func TestSealWithInfo(t *testing.T) {
+	info := bytes.Repeat([]byte("encrypted group info "), 4000)[:0xffff]
+	pt := []byte("group secrets")
+	aad := []byte("aad")
+	for _, k := range []KEM{DHKEMX25519(), HybridX25519MLKEM768()} {
+		sk, err := k.GenerateKeyPair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kdf := range allKDFs {
+			s := Suite{KEM: k, KDF: kdf, AEAD: AEADAES128GCM}
+			t.Run(fmt.Sprintf("kem=%04x/kdf=%04x", k.ID(), kdf), func(t *testing.T) {
+				pi, err := s.PrepareInfo(info)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seed := bytes.Repeat([]byte{7}, 4096)
+				enc1, ct1, err := s.Seal(bytes.NewReader(seed), sk.PublicKey(), info, aad, pt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 2 { // the Info is reusable
+					enc2, ct2, err := s.SealWithInfo(bytes.NewReader(seed), sk.PublicKey(), pi, aad, pt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(enc1, enc2) || !bytes.Equal(ct1, ct2) {
+						t.Fatal("SealWithInfo differs from Seal")
+					}
+				}
+				got, err := s.Open(sk, enc1, info, aad, ct1)
+				if err != nil || !bytes.Equal(got, pt) {
+					t.Fatalf("Open = %q, %v", got, err)
+				}
+				other := Suite{KEM: k, KDF: kdf, AEAD: AEADChaCha20Poly1305}
+				if _, _, err := other.SealWithInfo(rand.Reader, sk.PublicKey(), pi, aad, pt); err == nil {
+					t.Fatal("SealWithInfo accepted an Info of another suite")
+				}
+				if _, _, err := s.SealWithInfo(rand.Reader, sk.PublicKey(), nil, aad, pt); err == nil {
+					t.Fatal("SealWithInfo accepted a nil Info")
+				}
+			})
+		}
+	}
+	if _, err := (Suite{KEM: DHKEMX25519(), KDF: KDFSHAKE128, AEAD: AEADAES128GCM}).PrepareInfo(make([]byte, 0x10000)); err == nil {
+		t.Fatal("PrepareInfo accepted a one-stage info over 65535 bytes")
+	}
+}

@@ -383,6 +383,37 @@ func (s *cipherSuite) encryptWithLabel(rand io.Reader, pub []byte, label string,
 	return kemOutput, ciphertext, nil
 }
 
+// preparedEncryptContext is the EncryptContext of EncryptWithLabel for one
+// label and context, prepared once for sealing to many recipients
+// (kem.Suite.PrepareInfo): a Welcome encrypts every new member's
+// GroupSecrets under the same context, the encrypted GroupInfo, which
+// holds the ratchet tree.
+type preparedEncryptContext struct{ info *kem.Info }
+
+// prepareEncryptContext prepares EncryptContext(label, context) for
+// encryptWithPrepared.
+func (s *cipherSuite) prepareEncryptContext(label string, context []byte) (*preparedEncryptContext, error) {
+	info, err := s.hpke.PrepareInfo(encryptContext(label, context))
+	if err != nil {
+		return nil, fmt.Errorf("mls: HPKE info: %w", err)
+	}
+	return &preparedEncryptContext{info: info}, nil
+}
+
+// encryptWithPrepared is encryptWithLabel with a prepared EncryptContext;
+// the output is the same as encryptWithLabel's for the same randomness.
+func (s *cipherSuite) encryptWithPrepared(rand io.Reader, pub []byte, pc *preparedEncryptContext, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	pk, err := s.hpkePublicKey(pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	kemOutput, ciphertext, err = s.hpke.SealWithInfo(rand, pk, pc.info, nil, plaintext)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mls: HPKE seal: %w", err)
+	}
+	return kemOutput, ciphertext, nil
+}
+
 // errDecryptWithLabel is the one error DecryptWithLabel returns for any
 // failure, so that a caller cannot learn which step failed.
 var errDecryptWithLabel = errors.New("mls: HPKE decryption failed")

@@ -432,3 +432,46 @@ func TestExtractExpandMatchHKDF(t *testing.T) {
 		}
 	}
 }
+
+// TestEncryptWithPrepared checks that encrypting under a prepared
+// EncryptContext (as a Welcome does for every new member) gives exactly
+// the bytes of EncryptWithLabel with the same randomness, and decrypts.
+func TestEncryptWithPrepared(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s, err := suite.suite()
+			if err != nil {
+				t.Fatal(err)
+			}
+			priv, err := s.hpke.KEM.GenerateKeyPair(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := priv.PublicKey().Bytes()
+			context := bytes.Repeat([]byte{0xab}, 100000)
+			pc, err := s.prepareEncryptContext(labelWelcomeHPKE, context)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed := bytes.Repeat([]byte{3}, 4096)
+			k1, c1, err := s.encryptWithLabel(bytes.NewReader(seed), pub, labelWelcomeHPKE, context, []byte("secrets"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k2, c2, err := s.encryptWithPrepared(bytes.NewReader(seed), pub, pc, []byte("secrets"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(k1, k2) || !bytes.Equal(c1, c2) {
+				t.Fatal("encryptWithPrepared differs from encryptWithLabel")
+			}
+			pt, err := s.decryptWithLabel(priv, labelWelcomeHPKE, context, k2, c2)
+			if err != nil || string(pt) != "secrets" {
+				t.Fatalf("decryptWithLabel = %q, %v", pt, err)
+			}
+			if _, _, err := s.encryptWithPrepared(rand.Reader, pub[:len(pub)-1], pc, nil); err == nil {
+				t.Fatal("encryptWithPrepared accepted a truncated public key")
+			}
+		})
+	}
+}

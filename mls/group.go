@@ -213,8 +213,8 @@ func (g *Group) Export(label string, context []byte, length int) ([]byte, error)
 // Members returns the members of the group in leaf order.
 func (g *Group) Members() []Member {
 	var out []Member
-	for x := 0; x < len(g.tree.nodes); x += 2 {
-		if l := g.tree.nodes[x].leaf; l != nil {
+	for x := 0; x < g.tree.size; x += 2 {
+		if l := g.tree.at(nodeIndex(x)).leaf; l != nil {
 			out = append(out, memberOf(leafIndex(x/2), l))
 		}
 	}

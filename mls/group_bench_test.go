@@ -88,6 +88,14 @@ type benchGroup struct {
 
 var benchGroups = map[string]*benchGroup{}
 
+// fresh returns copies of the committer and the receiver for one
+// benchmark, so that no benchmark depends on what ran before it (a
+// committer that created thousands of commits is thousands of handshake
+// generations ahead of the shared receiver).
+func (bg *benchGroup) fresh() (committer, receiver *Group) {
+	return cloneGroupInMemory(bg.committer), cloneGroupInMemory(bg.receiver)
+}
+
 // bitReverse reverses the low bits bits of x.
 func bitReverse(x uint32, bits int) uint32 {
 	var r uint32
@@ -198,16 +206,17 @@ func BenchmarkCommitCreate(b *testing.B) {
 }
 
 func benchCommitCreate(b *testing.B, bg *benchGroup) {
+	committer, _ := bg.fresh()
 	var size int
 	var cpu cpuMeter
 	cpu.begin()
 	for b.Loop() {
-		out, err := bg.committer.Update(bg.rand, testNow)
+		out, err := committer.Update(bg.rand, testNow)
 		if err != nil {
 			b.Fatal(err)
 		}
 		size = len(out.Commit)
-		bg.committer.DiscardPending()
+		committer.DiscardPending()
 	}
 	cpu.end()
 	cpu.report(b)
@@ -220,15 +229,15 @@ func BenchmarkCommitProcess(b *testing.B) {
 }
 
 func benchCommitProcess(b *testing.B, bg *benchGroup) {
-	out, err := bg.committer.Update(bg.rand, testNow)
+	committer, receiver := bg.fresh()
+	out, err := committer.Update(bg.rand, testNow)
 	if err != nil {
 		b.Fatal(err)
 	}
-	bg.committer.DiscardPending()
 	var cpu cpuMeter
 	for b.Loop() {
 		b.StopTimer()
-		g := cloneGroupInMemory(bg.receiver)
+		g := cloneGroupInMemory(receiver)
 		b.StartTimer()
 		cpu.begin()
 		if _, err := g.ProcessMessage(out.Commit, testNow); err != nil {
@@ -242,16 +251,17 @@ func benchCommitProcess(b *testing.B, bg *benchGroup) {
 // BenchmarkAddMember adds one member: the commit and its Welcome.
 func BenchmarkAddMember(b *testing.B) {
 	forBenchGroups(b, func(b *testing.B, bg *benchGroup) {
+		committer, _ := bg.fresh()
 		kp := kpMessage(b, newTestKeyPackage(b, bg.rand, bg.suite, "member-new"))
 		var out *CommitOutput
 		var cpu cpuMeter
 		cpu.begin()
 		for b.Loop() {
 			var err error
-			if out, err = bg.committer.Add(bg.rand, [][]byte{kp}, testNow); err != nil {
+			if out, err = committer.Add(bg.rand, [][]byte{kp}, testNow); err != nil {
 				b.Fatal(err)
 			}
-			bg.committer.DiscardPending()
+			committer.DiscardPending()
 		}
 		cpu.end()
 		cpu.report(b)
@@ -265,12 +275,12 @@ func BenchmarkAddMember(b *testing.B) {
 // BenchmarkVerifyLeaves, N Ed25519 verifications.
 func BenchmarkJoin(b *testing.B) {
 	forBenchGroups(b, func(b *testing.B, bg *benchGroup) {
+		committer, _ := bg.fresh()
 		kp := newTestKeyPackage(b, bg.rand, bg.suite, "member-new")
-		out, err := bg.committer.Add(bg.rand, [][]byte{kpMessage(b, kp)}, testNow)
+		out, err := committer.Add(bg.rand, [][]byte{kpMessage(b, kp)}, testNow)
 		if err != nil {
 			b.Fatal(err)
 		}
-		bg.committer.DiscardPending()
 		var cpu cpuMeter
 		cpu.begin()
 		for b.Loop() {
@@ -294,8 +304,8 @@ func BenchmarkVerifyLeaves(b *testing.B) {
 		defer cpu.report(b)
 		defer cpu.end()
 		for b.Loop() {
-			for x := 0; x < len(t.nodes); x += 2 {
-				leaf := t.nodes[x].leaf
+			for x := 0; x < t.size; x += 2 {
+				leaf := t.at(nodeIndex(x)).leaf
 				if leaf == nil {
 					continue
 				}
@@ -315,7 +325,7 @@ func BenchmarkVerifyLeaves(b *testing.B) {
 // application message.
 func BenchmarkProtect(b *testing.B) {
 	forBenchGroups(b, func(b *testing.B, bg *benchGroup) {
-		g := cloneGroup(b, bg.committer)
+		g, _ := bg.fresh()
 		data := make([]byte, 100)
 		var cpu cpuMeter
 		cpu.begin()
@@ -331,7 +341,7 @@ func BenchmarkProtect(b *testing.B) {
 
 func BenchmarkUnprotect(b *testing.B) {
 	forBenchGroups(b, func(b *testing.B, bg *benchGroup) {
-		sender, receiver := cloneGroup(b, bg.committer), cloneGroup(b, bg.receiver)
+		sender, receiver := bg.fresh()
 		data := make([]byte, 100)
 		const batch = 512
 		msgs := make([][]byte, 0, batch)

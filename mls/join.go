@@ -283,6 +283,14 @@ func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMe
 		return nil, err
 	}
 	w := &Welcome{CipherSuite: cs.id, EncryptedGroupInfo: aead.Seal(nil, nonce, giBytes, nil)}
+	// Every new member's GroupSecrets are encrypted under the same
+	// EncryptContext("Welcome", encrypted_group_info): its HPKE info hash
+	// is computed once, not once per member (the bytes are unchanged).
+	ectx, err := cs.prepareEncryptContext(labelWelcomeHPKE, w.EncryptedGroupInfo)
+	if err != nil {
+		return nil, err
+	}
+	w.Secrets = make([]EncryptedGroupSecrets, 0, len(newMembers))
 	for _, m := range newMembers {
 		gs := GroupSecrets{JoinerSecret: st.joiner.bytes(), PSKs: st.pskIDs}
 		if ps := st.pathSecretFor(m.leaf); ps != nil {
@@ -292,7 +300,7 @@ func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMe
 		if err != nil {
 			return nil, err
 		}
-		kemOut, ct, err := cs.encryptWithLabel(rand, m.kp.InitKey, labelWelcomeHPKE, w.EncryptedGroupInfo, pt)
+		kemOut, ct, err := cs.encryptWithPrepared(rand, m.kp.InitKey, ectx, pt)
 		clear(pt)
 		if err != nil {
 			return nil, err

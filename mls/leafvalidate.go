@@ -65,8 +65,69 @@ func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
 	if err := t.validateLeafAlone(leaf, v); err != nil {
 		return err
 	}
-	for x := 0; x < len(t.nodes); x += 2 {
-		other := t.nodes[x].leaf
+	return t.checkLeafAgainstMembers(leaf, v)
+}
+
+// checkLeafAgainstMembers runs the checks of Section 7.3 that involve the
+// other members, with the tree's indexes, in O(log N + capabilities):
+// signature and encryption keys unique (a leaf that replaces the member
+// at v.index may keep that member's signature key, never its encryption
+// key), the leaf's credential type supported by every other member, and
+// every credential type in use by another member supported by the leaf.
+// When a check fails, conflictScan names the leaf at fault.
+func (t *ratchetTree) checkLeafAgainstMembers(leaf *LeafNode, v *leafValidation) error {
+	if l, ok := t.leafWithSignatureKey(leaf.SignatureKey); ok && !(v.replaces && l == v.index) {
+		return fmt.Errorf("mls: leaf signature key already used by leaf %d", l)
+	}
+	if l, ok := t.leafWithEncryptionKey(leaf.EncryptionKey); ok {
+		return fmt.Errorf("mls: leaf encryption key already used by leaf %d", l)
+	}
+	// The counts of the other members: without the replaced leaf.
+	var self *LeafNode
+	if v.replaces {
+		self = t.leaf(v.index)
+	}
+	others := t.memberCount()
+	usedTypes := t.usedTypes
+	own := t.credCountOf(leaf.Credential.Type)
+	if self != nil {
+		others--
+		if slices.Contains(self.Capabilities.Credentials, leaf.Credential.Type) {
+			own.support--
+		}
+		if t.credCountOf(self.Credential.Type).use == 1 {
+			usedTypes--
+		}
+	}
+	ok := own.support == others
+	if ok {
+		covered := 0
+		for _, c := range distinctTypes(leaf.Capabilities.Credentials) {
+			use := t.credCountOf(c).use
+			if self != nil && self.Credential.Type == c {
+				use--
+			}
+			if use > 0 {
+				covered++
+			}
+		}
+		ok = covered == usedTypes
+	}
+	if !ok {
+		if err := t.conflictScan(leaf, v); err != nil {
+			return err
+		}
+		return errors.New("mls: internal error: leaf indexes out of step with the tree")
+	}
+	return nil
+}
+
+// conflictScan is the plain form of checkLeafAgainstMembers: it compares
+// leaf with every member and names the first conflict. It is O(N) and
+// runs only when the indexed checks fail (and in tests, as their oracle).
+func (t *ratchetTree) conflictScan(leaf *LeafNode, v *leafValidation) error {
+	for x := 0; x < t.size; x += 2 {
+		other := t.at(nodeIndex(x)).leaf
 		if other == nil {
 			continue
 		}
@@ -174,8 +235,8 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 	sigKeys := make(map[string]leafIndex)
 	encKeys := make(map[string]leafIndex)
 	var credTypes []CredentialType
-	for x := 0; x < len(t.nodes); x += 2 {
-		n := &t.nodes[x]
+	for x := 0; x < t.size; x += 2 {
+		n := t.at(nodeIndex(x))
 		if n.leaf == nil {
 			continue
 		}
@@ -206,8 +267,8 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 	if err := t.verifyLeafSignatures(groupID); err != nil {
 		return err
 	}
-	for x := 0; x < len(t.nodes); x += 2 {
-		leaf := t.nodes[x].leaf
+	for x := 0; x < t.size; x += 2 {
+		leaf := t.at(nodeIndex(x)).leaf
 		if leaf == nil {
 			continue
 		}
@@ -225,14 +286,14 @@ func (t *ratchetTree) validateTree(groupID []byte, groupExtensions Extensions, n
 // failing leaf.
 func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
 	var leaves []leafIndex
-	for x := 0; x < len(t.nodes); x += 2 {
-		if t.nodes[x].leaf != nil {
+	for x := 0; x < t.size; x += 2 {
+		if t.at(nodeIndex(x)).leaf != nil {
 			leaves = append(leaves, leafIndex(x/2))
 		}
 	}
 	run := func(ls []leafIndex) error {
 		for _, l := range ls {
-			if err := t.verifyLeafSignature(t.nodes[l.node()].leaf, groupID, l); err != nil {
+			if err := t.verifyLeafSignature(t.at(l.node()).leaf, groupID, l); err != nil {
 				return err
 			}
 		}

@@ -164,8 +164,8 @@ func (g *Group) checkGroupContextExtensions(t *ratchetTree, exts Extensions) err
 		}
 		req = r
 	}
-	for x := 0; x < len(t.nodes); x += 2 {
-		leaf := t.nodes[x].leaf
+	for x := 0; x < t.size; x += 2 {
+		leaf := t.at(nodeIndex(x)).leaf
 		if leaf == nil {
 			continue
 		}

@@ -7,14 +7,19 @@ package mls
 // (Section 12.4.3.3).
 //
 // Leaf and parent node values stored in a ratchetTree are never modified in
-// place: every change replaces the pointer. That keeps clone cheap (a copy
-// of the node slice) and lets a clone share nodes and cached hashes with
-// the tree it came from.
+// place: every change replaces the pointer. The node array is stored in
+// chunks shared copy-on-write between a tree and its clones, and the key
+// and credential indexes are persistent maps (pmap), so clone costs a copy
+// of the chunk pointers (N/64 words) and a change copies only the chunks
+// and index nodes it touches: a commit costs O(log N + proposals) node
+// copies, not a copy of the tree (issue 12).
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 )
 
 // maxTreeLeaves bounds the leaves of a tree so that node indices, which are
@@ -29,8 +34,12 @@ type treeNode struct {
 	parent *ParentNode
 	// hash caches the tree hash of the subtree rooted here (Section 7.8);
 	// nil means it must be recomputed. Changing a node clears the hash of
-	// the node and of every ancestor.
+	// the node and of every ancestor. A hash may be filled in a chunk
+	// shared with other trees: a node shared by two trees has the same
+	// subtree in both (changing a descendant writes the node).
 	hash []byte
+	// members counts the non-blank leaves of the subtree rooted here.
+	members uint32
 }
 
 func (n *treeNode) blank() bool { return n.leaf == nil && n.parent == nil }
@@ -46,6 +55,31 @@ func (n *treeNode) encryptionKey() []byte {
 	return nil
 }
 
+// chunkBits sets the nodes per chunk of the copy-on-write node array.
+const (
+	chunkBits = 6
+	chunkSize = 1 << chunkBits
+)
+
+// nodeChunk is a run of chunkSize nodes. A tree writes a chunk in place
+// only when the chunk carries the tree's write token; otherwise it copies
+// the chunk first.
+type nodeChunk struct {
+	token uint64
+	n     [chunkSize]treeNode
+}
+
+// writeTokens hands out write tokens; 0 is never one.
+var writeTokens atomic.Uint64
+
+// credCount counts, for one credential type, the leaves whose credential
+// has the type (use) and the leaves that list it in their capabilities
+// (support), for the checks of RFC 9420, Section 7.3.
+type credCount struct {
+	typ          CredentialType
+	use, support int
+}
+
 // ratchetTree is the public state of a group's ratchet tree (RFC 9420,
 // Section 7). The number of leaves is always zero or a power of two
 // (Section 7.7). The zero value is unusable; use newRatchetTree or
@@ -53,7 +87,17 @@ func (n *treeNode) encryptionKey() []byte {
 type ratchetTree struct {
 	suite CipherSuite
 	cs    *cipherSuite
-	nodes []treeNode
+	// size is the number of nodes; chunks hold them, and possibly stale
+	// nodes past size, which extend clears.
+	size   int
+	chunks []*nodeChunk
+	token  uint64
+	// sigKeys and encKeys map the signature and encryption keys of the
+	// leaves (keyHash) to their leaf; creds counts credential types
+	// (hash: the type); usedTypes is the number of types with use > 0.
+	sigKeys, encKeys pmap[leafIndex]
+	creds            pmap[credCount]
+	usedTypes        int
 }
 
 // newRatchetTree returns an empty tree for suite.
@@ -62,20 +106,46 @@ func newRatchetTree(suite CipherSuite) (*ratchetTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ratchetTree{suite: suite, cs: cs}, nil
+	return &ratchetTree{suite: suite, cs: cs, token: writeTokens.Add(1)}, nil
 }
 
 // clone returns a copy of t that can be changed without affecting t. Nodes
-// are shared, which is safe because they are never modified in place.
+// and chunks are shared until one of the trees changes them: both trees get
+// new write tokens, so each copies a shared chunk before writing it.
 func (t *ratchetTree) clone() *ratchetTree {
 	c := *t
-	c.nodes = slices.Clone(t.nodes)
+	c.chunks = slices.Clone(t.chunks)
+	t.token = writeTokens.Add(1)
+	c.token = writeTokens.Add(1)
 	return &c
+}
+
+// nodeCount returns the number of nodes, blank ones included.
+func (t *ratchetTree) nodeCount() int { return t.size }
+
+// at returns node x for reading; x must be inside the tree. The node must
+// not be modified, except for filling its cached hash.
+func (t *ratchetTree) at(x nodeIndex) *treeNode {
+	return &t.chunks[x>>chunkBits].n[x&(chunkSize-1)]
+}
+
+// mut returns node x for writing, copying its chunk first when it is
+// shared.
+func (t *ratchetTree) mut(x nodeIndex) *treeNode {
+	i := x >> chunkBits
+	c := t.chunks[i]
+	if c.token != t.token {
+		cp := *c
+		cp.token = t.token
+		c = &cp
+		t.chunks[i] = c
+	}
+	return &c.n[x&(chunkSize-1)]
 }
 
 // numLeaves returns the number of leaf slots, blank ones included.
 func (t *ratchetTree) numLeaves() numLeaves {
-	return numLeaves((len(t.nodes) + 1) / 2)
+	return numLeaves((t.size + 1) / 2)
 }
 
 // root returns the root node index. The tree must not be empty.
@@ -91,34 +161,37 @@ func (t *ratchetTree) root() nodeIndex {
 // tree.
 func (t *ratchetTree) leaf(l leafIndex) *LeafNode {
 	x := l.node()
-	if uint64(x) >= uint64(len(t.nodes)) {
+	if uint64(x) >= uint64(t.size) {
 		return nil
 	}
-	return t.nodes[x].leaf
+	return t.at(x).leaf
 }
 
 // parentNode returns the parent node at x, or nil when it is blank, a leaf
 // slot or outside the tree.
 func (t *ratchetTree) parentNode(x nodeIndex) *ParentNode {
-	if uint64(x) >= uint64(len(t.nodes)) {
+	if uint64(x) >= uint64(t.size) {
 		return nil
 	}
-	return t.nodes[x].parent
+	return t.at(x).parent
 }
 
 // isBlank reports whether node x is blank. Nodes outside the tree are blank.
 func (t *ratchetTree) isBlank(x nodeIndex) bool {
-	if uint64(x) >= uint64(len(t.nodes)) {
+	if uint64(x) >= uint64(t.size) {
 		return true
 	}
-	return t.nodes[x].blank()
+	return t.at(x).blank()
 }
 
-// invalidate clears the cached tree hash of x and its ancestors.
-func (t *ratchetTree) invalidate(x nodeIndex) {
+// invalidate clears the cached tree hash of x and its ancestors and adds
+// delta to their member counts.
+func (t *ratchetTree) invalidate(x nodeIndex, delta int) {
 	n := t.numLeaves()
 	for {
-		t.nodes[x].hash = nil
+		m := t.mut(x)
+		m.hash = nil
+		m.members = uint32(int(m.members) + delta)
 		p, ok := x.parent(n)
 		if !ok {
 			return
@@ -127,18 +200,32 @@ func (t *ratchetTree) invalidate(x nodeIndex) {
 	}
 }
 
-// setLeaf replaces leaf l (nil blanks it). l must be inside the tree.
+// setLeaf replaces leaf l (nil blanks it), keeping the indexes. l must be
+// inside the tree.
 func (t *ratchetTree) setLeaf(l leafIndex, leaf *LeafNode) {
 	x := l.node()
-	t.nodes[x].leaf = leaf
-	t.invalidate(x)
+	old := t.at(x).leaf
+	delta := 0
+	if old == nil && leaf != nil {
+		delta = 1
+	} else if old != nil && leaf == nil {
+		delta = -1
+	}
+	if old != nil {
+		t.unindexLeaf(l, old)
+	}
+	t.mut(x).leaf = leaf
+	t.invalidate(x, delta)
+	if leaf != nil {
+		t.indexLeaf(l, leaf)
+	}
 }
 
 // setParent replaces parent node x (nil blanks it). x must be a parent
 // node inside the tree.
 func (t *ratchetTree) setParent(x nodeIndex, p *ParentNode) {
-	t.nodes[x].parent = p
-	t.invalidate(x)
+	t.mut(x).parent = p
+	t.invalidate(x, 0)
 }
 
 // blankDirectPath blanks every parent node on the direct path of leaf l
@@ -146,7 +233,7 @@ func (t *ratchetTree) setParent(x nodeIndex, p *ParentNode) {
 func (t *ratchetTree) blankDirectPath(l leafIndex) {
 	path, _ := l.node().directPath(t.numLeaves())
 	for _, p := range path {
-		if t.nodes[p].parent != nil {
+		if t.at(p).parent != nil {
 			t.setParent(p, nil)
 		}
 	}
@@ -154,13 +241,24 @@ func (t *ratchetTree) blankDirectPath(l leafIndex) {
 
 // memberCount returns the number of non-blank leaves.
 func (t *ratchetTree) memberCount() int {
-	n := 0
-	for x := 0; x < len(t.nodes); x += 2 {
-		if t.nodes[x].leaf != nil {
-			n++
+	if t.size == 0 {
+		return 0
+	}
+	return int(t.at(t.root()).members)
+}
+
+// grow makes room for size nodes, with every node from the current size on
+// blank (chunks may hold stale nodes past the size after a truncation).
+func (t *ratchetTree) grow(size int) {
+	for len(t.chunks)*chunkSize < size {
+		t.chunks = append(t.chunks, &nodeChunk{token: t.token})
+	}
+	for x := t.size; x < size; x++ {
+		if n := t.at(nodeIndex(x)); !n.blank() || n.hash != nil || n.members != 0 {
+			*t.mut(nodeIndex(x)) = treeNode{}
 		}
 	}
-	return n
+	t.size = size
 }
 
 // extend doubles the tree: the old tree becomes the left subtree of a new
@@ -169,7 +267,7 @@ func (t *ratchetTree) memberCount() int {
 func (t *ratchetTree) extend() error {
 	n := t.numLeaves()
 	if n == 0 {
-		t.nodes = make([]treeNode, 1)
+		t.grow(1)
 		return nil
 	}
 	if uint64(n)*2 > maxTreeLeaves {
@@ -177,34 +275,43 @@ func (t *ratchetTree) extend() error {
 	}
 	// The array representation keeps every existing index: the new root
 	// and the new right subtree are appended.
-	t.nodes = append(t.nodes, make([]treeNode, int(n.width())+1)...)
+	oldRoot := t.root()
+	t.grow(t.size + int(n.width()) + 1)
+	t.mut(t.root()).members = t.at(oldRoot).members
 	return nil
 }
 
 // addLeaf puts leaf in the leftmost blank leaf slot, extending the tree
 // when there is none, adds the new index to the unmerged leaves of every
 // non-blank parent on its direct path, and returns the index (Section 7.7,
-// Section 12.1.1).
+// Section 12.1.1). The member counts lead to the slot in O(log N).
 func (t *ratchetTree) addLeaf(leaf *LeafNode) (leafIndex, error) {
 	if leaf == nil {
 		return 0, errors.New("mls: cannot add a blank leaf")
 	}
-	l, found := leafIndex(0), false
-	for x := 0; x < len(t.nodes); x += 2 {
-		if t.nodes[x].leaf == nil {
-			l, found = leafIndex(x/2), true
-			break
-		}
-	}
-	if !found {
-		l = leafIndex(t.numLeaves())
+	var l leafIndex
+	if n := t.numLeaves(); n == 0 || t.memberCount() == int(n) {
+		l = leafIndex(n)
 		if err := t.extend(); err != nil {
 			return 0, err
 		}
+	} else {
+		x := t.root()
+		for !x.isLeaf() {
+			left, _ := x.left()
+			right, _ := x.right()
+			first, last := leafRange(left)
+			if int(t.at(left).members) < int(last-first)+1 {
+				x = left
+			} else {
+				x = right
+			}
+		}
+		l, _ = x.leaf()
 	}
 	path, _ := l.node().directPath(t.numLeaves())
 	for _, p := range path {
-		if old := t.nodes[p].parent; old != nil {
+		if old := t.at(p).parent; old != nil {
 			np := *old
 			np.UnmergedLeaves = append(slices.Clip(old.UnmergedLeaves), l)
 			t.setParent(p, &np)
@@ -249,22 +356,99 @@ func (t *ratchetTree) truncate() {
 		if n <= 1 {
 			return
 		}
-		half := int(n / 2)
-		for x := 2 * half; x < len(t.nodes); x += 2 {
-			if t.nodes[x].leaf != nil {
-				return
+		right, _ := t.root().right()
+		if t.at(right).members != 0 {
+			return
+		}
+		// The left subtree keeps its indices and its cached hashes; the
+		// nodes past the new size stay in the chunks until grow clears
+		// them.
+		t.size = int(n) - 1
+	}
+}
+
+// indexLeaf adds leaf, at l, to the key and credential indexes.
+func (t *ratchetTree) indexLeaf(l leafIndex, leaf *LeafNode) {
+	t.sigKeys = t.sigKeys.with(keyHash(leaf.SignatureKey), l)
+	if len(leaf.EncryptionKey) > 0 {
+		t.encKeys = t.encKeys.with(keyHash(leaf.EncryptionKey), l)
+	}
+	t.addCredCount(leaf.Credential.Type, 1, 0)
+	for _, c := range distinctTypes(leaf.Capabilities.Credentials) {
+		t.addCredCount(c, 0, 1)
+	}
+}
+
+// unindexLeaf removes leaf, at l, from the indexes.
+func (t *ratchetTree) unindexLeaf(l leafIndex, leaf *LeafNode) {
+	isL := func(v leafIndex) bool { return v == l }
+	t.sigKeys, _ = t.sigKeys.without(keyHash(leaf.SignatureKey), isL)
+	if len(leaf.EncryptionKey) > 0 {
+		t.encKeys, _ = t.encKeys.without(keyHash(leaf.EncryptionKey), isL)
+	}
+	t.addCredCount(leaf.Credential.Type, -1, 0)
+	for _, c := range distinctTypes(leaf.Capabilities.Credentials) {
+		t.addCredCount(c, 0, -1)
+	}
+}
+
+// credCountOf returns the counts of credential type c.
+func (t *ratchetTree) credCountOf(c CredentialType) credCount {
+	cc, _ := t.creds.get(uint64(c), func(v credCount) bool { return v.typ == c })
+	cc.typ = c
+	return cc
+}
+
+// addCredCount adds to the counts of credential type c.
+func (t *ratchetTree) addCredCount(c CredentialType, use, support int) {
+	is := func(v credCount) bool { return v.typ == c }
+	old, _ := t.creds.get(uint64(c), is)
+	t.creds, _ = t.creds.without(uint64(c), is)
+	nc := credCount{typ: c, use: old.use + use, support: old.support + support}
+	if old.use == 0 && nc.use > 0 {
+		t.usedTypes++
+	} else if old.use > 0 && nc.use == 0 {
+		t.usedTypes--
+	}
+	if nc.use != 0 || nc.support != 0 {
+		t.creds = t.creds.with(uint64(c), nc)
+	}
+}
+
+// distinctTypes returns the credential types of cs without repetitions.
+func distinctTypes(cs []CredentialType) []CredentialType {
+	if len(cs) <= 8 {
+		for i := range cs {
+			if slices.Contains(cs[:i], cs[i]) {
+				return slices.Compact(slices.Sorted(slices.Values(cs)))
 			}
 		}
-		// The left subtree keeps its indices and its cached hashes.
-		t.nodes = t.nodes[: 2*half-1 : 2*half-1]
+		return cs
 	}
+	return slices.Compact(slices.Sorted(slices.Values(cs)))
+}
+
+// leafWithSignatureKey returns the leaf whose signature key is key.
+func (t *ratchetTree) leafWithSignatureKey(key []byte) (leafIndex, bool) {
+	return t.sigKeys.get(keyHash(key), func(l leafIndex) bool {
+		leaf := t.leaf(l)
+		return leaf != nil && bytes.Equal(leaf.SignatureKey, key)
+	})
+}
+
+// leafWithEncryptionKey returns the leaf whose encryption key is key.
+func (t *ratchetTree) leafWithEncryptionKey(key []byte) (leafIndex, bool) {
+	return t.encKeys.get(keyHash(key), func(l leafIndex) bool {
+		leaf := t.leaf(l)
+		return leaf != nil && bytes.Equal(leaf.EncryptionKey, key)
+	})
 }
 
 // resolution appends the resolution of x (Section 4.1.1) to out: a
 // non-blank node and its unmerged leaves, nothing for a blank leaf, and the
 // resolutions of both children for a blank parent.
 func (t *ratchetTree) resolution(out []nodeIndex, x nodeIndex) []nodeIndex {
-	n := &t.nodes[x]
+	n := t.at(x)
 	switch {
 	case n.leaf != nil:
 		return append(out, x)
@@ -286,7 +470,7 @@ func (t *ratchetTree) resolution(out []nodeIndex, x nodeIndex) []nodeIndex {
 // hasNonBlank reports whether the resolution of x is non-empty, that is
 // whether the subtree under x has a non-blank node.
 func (t *ratchetTree) hasNonBlank(x nodeIndex) bool {
-	if !t.nodes[x].blank() {
+	if !t.at(x).blank() {
 		return true
 	}
 	if x.isLeaf() {
@@ -320,8 +504,8 @@ func (t *ratchetTree) filteredDirectPath(l leafIndex) (path, copath []nodeIndex)
 
 // leafIndexOf returns the index of the first leaf for which match is true.
 func (t *ratchetTree) leafIndexOf(match func(*LeafNode) bool) (leafIndex, bool) {
-	for x := 0; x < len(t.nodes); x += 2 {
-		if l := t.nodes[x].leaf; l != nil && match(l) {
+	for x := 0; x < t.size; x += 2 {
+		if l := t.at(nodeIndex(x)).leaf; l != nil && match(l) {
 			return leafIndex(x / 2), true
 		}
 	}
@@ -332,13 +516,13 @@ func (t *ratchetTree) leafIndexOf(match func(*LeafNode) bool) (leafIndex, bool) 
 // (Section 12.4.3.3), without the blank nodes after the last non-blank one.
 // The nodes are shared with t and must not be modified.
 func (t *ratchetTree) export() RatchetTree {
-	last := len(t.nodes) - 1
-	for last >= 0 && t.nodes[last].blank() {
+	last := t.size - 1
+	for last >= 0 && t.at(nodeIndex(last)).blank() {
 		last--
 	}
 	out := make(RatchetTree, last+1)
 	for i := range out {
-		n := &t.nodes[i]
+		n := t.at(nodeIndex(i))
 		switch {
 		case n.leaf != nil:
 			out[i] = &Node{Type: NodeTypeLeaf, LeafNode: n.leaf}
@@ -385,7 +569,7 @@ func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) 
 	for 2*leaves-1 < uint64(len(rt)) {
 		leaves *= 2
 	}
-	t.nodes = make([]treeNode, 2*leaves-1)
+	t.grow(int(2*leaves - 1))
 	for i, n := range rt {
 		if n == nil {
 			continue
@@ -393,11 +577,25 @@ func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) 
 		x := nodeIndex(i)
 		switch {
 		case n.Type == NodeTypeLeaf && n.LeafNode != nil && x.isLeaf():
-			t.nodes[i].leaf = n.LeafNode
+			t.at(x).leaf = n.LeafNode
 		case n.Type == NodeTypeParent && n.ParentNode != nil && !x.isLeaf():
-			t.nodes[i].parent = n.ParentNode
+			t.at(x).parent = n.ParentNode
 		default:
 			return nil, fmt.Errorf("mls: ratchet tree has a node of type %d at node %d", n.Type, i)
+		}
+	}
+	// Member counts bottom-up, level by level, and the indexes.
+	for x := 0; x < t.size; x += 2 {
+		if leaf := t.at(nodeIndex(x)).leaf; leaf != nil {
+			t.at(nodeIndex(x)).members = 1
+			t.indexLeaf(leafIndex(x/2), leaf)
+		}
+	}
+	for level := uint(1); uint64(1)<<level <= leaves; level++ {
+		for x := nodeIndex(1)<<level - 1; uint64(x) < uint64(t.size); x += nodeIndex(2) << level {
+			left, _ := x.left()
+			right, _ := x.right()
+			t.at(x).members = t.at(left).members + t.at(right).members
 		}
 	}
 	if err := t.checkUnmergedLeaves(); err != nil {
@@ -421,13 +619,13 @@ func (t *ratchetTree) checkUnmergedLeaves() error {
 	}
 	seen := make(map[entry]struct{})
 	n := t.numLeaves()
-	for x := 1; x < len(t.nodes); x += 2 {
-		p := t.nodes[x].parent
+	for x := 1; x < t.size; x += 2 {
+		p := t.at(nodeIndex(x)).parent
 		if p == nil {
 			continue
 		}
 		for _, l := range p.UnmergedLeaves {
-			if uint64(l) >= uint64(n) || t.nodes[l.node()].leaf == nil {
+			if uint64(l) >= uint64(n) || t.at(l.node()).leaf == nil {
 				return fmt.Errorf("mls: unmerged leaf %d of node %d is blank", l, x)
 			}
 			if !isDescendant(l.node(), nodeIndex(x)) {
@@ -453,7 +651,7 @@ func (t *ratchetTree) checkUnmergedLeaves() error {
 			if !ok || y.isLeaf() {
 				break
 			}
-			if t.nodes[y].parent != nil {
+			if t.at(y).parent != nil {
 				if _, ok := seen[entry{y, e.leaf}]; !ok {
 					return fmt.Errorf("mls: unmerged leaf %d of node %d is merged at node %d", e.leaf, e.node, y)
 				}

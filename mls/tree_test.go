@@ -285,7 +285,7 @@ func TestVerifyParentHashesRejects(t *testing.T) {
 	if err := tt.tree.verifyParentHashes(); err != nil {
 		t.Fatalf("verifyParentHashes() on a good tree: %v", err)
 	}
-	for x := nodeIndex(1); uint64(x) < uint64(len(tt.tree.nodes)); x += 2 {
+	for x := nodeIndex(1); uint64(x) < uint64(tt.tree.size); x += 2 {
 		p := tt.tree.parentNode(x)
 		if p == nil {
 			continue

@@ -41,11 +41,11 @@ func testTreeValidation(t *testing.T, tc *treeValidationVector) {
 	if err != nil {
 		t.Fatalf("parseRatchetTree: %v", err)
 	}
-	if got, want := len(tree.nodes), len(tc.Resolutions); got != want {
+	if got, want := tree.size, len(tc.Resolutions); got != want {
 		t.Fatalf("tree has %d nodes, want %d", got, want)
 	}
-	if len(tc.TreeHashes) != len(tree.nodes) {
-		t.Fatalf("vector has %d tree hashes for %d nodes", len(tc.TreeHashes), len(tree.nodes))
+	if len(tc.TreeHashes) != tree.size {
+		t.Fatalf("vector has %d tree hashes for %d nodes", len(tc.TreeHashes), tree.size)
 	}
 	for i, want := range tc.Resolutions {
 		got := tree.resolution(nil, nodeIndex(i))
@@ -61,8 +61,8 @@ func testTreeValidation(t *testing.T, tc *treeValidationVector) {
 	if err := tree.verifyParentHashes(); err != nil {
 		t.Errorf("verifyParentHashes: %v", err)
 	}
-	for x := 0; x < len(tree.nodes); x += 2 {
-		leaf := tree.nodes[x].leaf
+	for x := 0; x < tree.size; x += 2 {
+		leaf := tree.at(nodeIndex(x)).leaf
 		if leaf == nil {
 			continue
 		}

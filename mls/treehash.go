@@ -24,7 +24,7 @@ var errParentHash = errors.New("mls: invalid parent hash")
 // treeHash returns the tree hash of the whole tree, the hash of the root
 // (Section 7.8). An empty tree has no hash.
 func (t *ratchetTree) treeHash() []byte {
-	if len(t.nodes) == 0 {
+	if t.size == 0 {
 		return nil
 	}
 	return t.nodeHash(t.root())
@@ -33,18 +33,18 @@ func (t *ratchetTree) treeHash() []byte {
 // nodeHash returns the tree hash of the subtree rooted at x, computing and
 // caching it when needed (Section 7.8).
 func (t *ratchetTree) nodeHash(x nodeIndex) []byte {
-	if h := t.nodes[x].hash; h != nil {
+	if h := t.at(x).hash; h != nil {
 		return h
 	}
 	var h []byte
 	if x.isLeaf() {
-		h = t.leafHash(x, t.nodes[x].leaf)
+		h = t.leafHash(x, t.at(x).leaf)
 	} else {
 		left, _ := x.left()
 		right, _ := x.right()
-		h = t.parentHashInput(t.nodes[x].parent, t.nodeHash(left), t.nodeHash(right))
+		h = t.parentHashInput(t.at(x).parent, t.nodeHash(left), t.nodeHash(right))
 	}
-	t.nodes[x].hash = h
+	t.at(x).hash = h
 	return h
 }
 
@@ -113,7 +113,7 @@ func (t *ratchetTree) hashExcluding(x nodeIndex, excluded []leafIndex) []byte {
 	}
 	left, _ := x.left()
 	right, _ := x.right()
-	p := t.nodes[x].parent
+	p := t.at(x).parent
 	if p != nil {
 		np := *p
 		np.UnmergedLeaves = nil
@@ -147,7 +147,7 @@ func sortedLeaves(ls []leafIndex) []leafIndex {
 // where original_sibling_tree_hash is the tree hash of s with p's unmerged
 // leaves removed.
 func (t *ratchetTree) parentHash(p, s nodeIndex) []byte {
-	pn := t.nodes[p].parent
+	pn := t.at(p).parent
 	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
 	writeOpaque(b, pn.EncryptionKey)
 	writeOpaque(b, pn.ParentHash)
@@ -164,7 +164,7 @@ func (t *ratchetTree) parentHash(p, s nodeIndex) []byte {
 func (t *ratchetTree) setPathParentHashes(path, copath []nodeIndex) []byte {
 	var ph []byte
 	for i := len(path) - 1; i >= 0; i-- {
-		np := *t.nodes[path[i]].parent
+		np := *t.at(path[i]).parent
 		np.ParentHash = ph
 		t.setParent(path[i], &np)
 		ph = t.parentHash(path[i], copath[i])
@@ -175,7 +175,7 @@ func (t *ratchetTree) setPathParentHashes(path, copath []nodeIndex) []byte {
 // nodeParentHash returns the parent_hash field of a non-blank node, nil for
 // leaves whose source is not commit.
 func (t *ratchetTree) nodeParentHash(x nodeIndex) []byte {
-	n := &t.nodes[x]
+	n := t.at(x)
 	if n.leaf != nil {
 		if n.leaf.Source != LeafNodeSourceCommit {
 			return nil
@@ -198,8 +198,8 @@ func (t *ratchetTree) nodeParentHash(x nodeIndex) []byte {
 // at leaves, and each parent node is covered by exactly one chain.
 func (t *ratchetTree) verifyParentHashes() error {
 	var res []nodeIndex
-	for x := nodeIndex(1); uint64(x) < uint64(len(t.nodes)); x += 2 {
-		p := t.nodes[x].parent
+	for x := nodeIndex(1); uint64(x) < uint64(t.size); x += 2 {
+		p := t.at(x).parent
 		if p == nil {
 			continue
 		}

@@ -76,10 +76,10 @@ func (k *treePrivateKeys) clone() *treePrivateKeys {
 // is the one x has in t.
 func (k *treePrivateKeys) keyFor(t *ratchetTree, x nodeIndex) (kem.PrivateKey, bool) {
 	nk, ok := k.keys[x]
-	if !ok || uint64(x) >= uint64(len(t.nodes)) {
+	if !ok || uint64(x) >= uint64(t.size) {
 		return nil, false
 	}
-	pub := t.nodes[x].encryptionKey()
+	pub := t.at(x).encryptionKey()
 	if pub == nil || !bytes.Equal(pub, nk.pub) {
 		return nil, false
 	}
@@ -305,11 +305,11 @@ func (t *ratchetTree) createUpdatePath(rand io.Reader, own *treePrivateKeys, p *
 	var resolution []nodeIndex
 	var jobs []sealJob
 	for i, x := range path {
-		up.Nodes[i].EncryptionKey = t.nodes[x].parent.EncryptionKey
+		up.Nodes[i].EncryptionKey = t.at(x).parent.EncryptionKey
 		resolution = t.resolutionExcluding(resolution[:0], copath[i], excluded)
 		cts := make([]HPKECiphertext, len(resolution))
 		for j, r := range resolution {
-			jobs = append(jobs, sealJob{pub: t.nodes[r].encryptionKey(), secret: res.pathSecrets[i], out: &cts[j]})
+			jobs = append(jobs, sealJob{pub: t.at(r).encryptionKey(), secret: res.pathSecrets[i], out: &cts[j]})
 		}
 		up.Nodes[i].EncryptedPathSecret = cts
 	}
@@ -540,7 +540,7 @@ func (t *ratchetTree) deriveChain(nodes []nodeIndex, pathSecret []byte) ([]kem.P
 		if err != nil {
 			return nil, nil, err
 		}
-		want := t.nodes[x].encryptionKey()
+		want := t.at(x).encryptionKey()
 		if subtle.ConstantTimeCompare(key.PublicKey().Bytes(), want) != 1 {
 			return nil, nil, fmt.Errorf("mls: derived key of node %d does not match the update path", x)
 		}
