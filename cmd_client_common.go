@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	nc "qpchat/node/client"
+	"qpchat/node/proto"
 	"qpchat/node/store"
 	"qpchat/opaque"
 	"qpchat/rpc"
@@ -261,6 +262,11 @@ func stateDir(dir string) string {
 	return dir
 }
 
+// clientLimits are the frame limits of every client connection: a fetch
+// answer may be as large as proto.MinClientFrameSize (rpc's default of
+// 1 MiB would refuse a queue's large messages, and so block it forever).
+var clientLimits = rpc.MessageLimits{MaxMessageSize: proto.MinClientFrameSize}
+
 // dialState connects to the node with the pins kept in the state. With
 // noTOFU a server that is neither pinned nor given by fingerprint is
 // accepted only after the user confirms its fingerprint on a terminal.
@@ -269,6 +275,7 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             st,
 		HandshakeTimeout: f.Timeout,
+		Limits:           clientLimits,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"qpchat/node/proto"
 	"qpchat/node/server"
 	"qpchat/node/store"
 )
@@ -58,6 +59,8 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 	pos("max-calls-per-conn", f.MaxCallsPerConn)
 	if f.MaxMessageSize > store.MaxMessageLen {
 		errs = append(errs, fmt.Errorf("--max-message-size %d is above the %d bytes the store keeps per message", f.MaxMessageSize, store.MaxMessageLen))
+	} else if f.MaxMessageSize > proto.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("--max-message-size %d is above %d, the largest message clients can receive", f.MaxMessageSize, proto.MaxMessageSize))
 	}
 	if f.RetryAbove == 0 || f.RetryAbove < -1 {
 		errs = append(errs, fmt.Errorf("--retry-above must be positive or -1 (always), got %d", f.RetryAbove))

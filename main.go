@@ -159,6 +159,7 @@ func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error)
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             rpc.NewFilePinStore(stateDir(f.StateDir)),
 		HandshakeTimeout: f.Timeout,
+		Limits:           clientLimits,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},
