@@ -604,7 +604,7 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			note += " (removed)"
 		}
 		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},
-			"%s: %d members, epoch %d, suite 0x%04x%s", x.Name, x.Members, x.Epoch, x.Suite, note)
+			"%s: %d members, epoch %d, suite 0x%04x%s", termSafe(x.Name), x.Members, x.Epoch, x.Suite, termSafe(note))
 	}
 	return nil
 }
@@ -639,7 +639,7 @@ func (c *MembersCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			state = "this device"
 		}
 		o.emit(map[string]any{"user": m.User, "device": m.Device, "verified": m.Verified, "self": m.Self},
-			"%s %s (%s)", m.User, m.Device, state)
+			"%s %s (%s)", termSafe(m.User), m.Device, state)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/term"
@@ -434,27 +436,34 @@ func opContext(f *ClientFlags) (context.Context, context.CancelFunc) {
 // hexID formats a group id.
 func hexID(b []byte) string { return hex.EncodeToString(b) }
 
-// printEvent prints one history entry.
+// printEvent prints one history entry. In text, everything others wrote
+// is escaped (termSafe) and a multi-line message continues on marked
+// lines (messageLines); JSON carries the exact strings, and a text that
+// is not valid UTF-8 also as text_base64 (JSON strings cannot hold it).
 func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	group := c.GroupName(e.Group)
 	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
+	g, sender := termSafe(group), termSafe(e.Sender)
 	switch e.Kind {
 	case nc.EventMessage:
 		obj["text"] = e.Text
-		o.emit(obj, "[%s] %s: %s", group, e.Sender, e.Text)
+		if !utf8.ValidString(e.Text) {
+			obj["text_base64"] = base64.StdEncoding.EncodeToString([]byte(e.Text))
+		}
+		o.emit(obj, "[%s] %s: %s", g, sender, messageLines(e.Text))
 	case nc.EventJoined:
 		obj["inviter"] = e.Sender
-		o.emit(obj, "[%s] joined, invited by %s", group, e.Sender)
+		o.emit(obj, "[%s] joined, invited by %s", g, sender)
 	case nc.EventMembers:
 		obj["text"], obj["users"] = e.Text, e.Users
-		o.emit(obj, "[%s] %s %s", group, e.Sender, e.Text)
+		o.emit(obj, "[%s] %s %s", g, sender, termSafe(e.Text))
 	case nc.EventRemoved:
-		o.emit(obj, "[%s] you were removed by %s", group, e.Sender)
+		o.emit(obj, "[%s] you were removed by %s", g, sender)
 	case nc.EventKeyRotated:
-		o.emit(obj, "[%s] %s updated their keys", group, e.Sender)
+		o.emit(obj, "[%s] %s updated their keys", g, sender)
 	case nc.EventRefused:
 		obj["reason"] = e.Text
-		o.emit(obj, "[%s] REFUSED a message: %s", group, e.Text)
+		o.emit(obj, "[%s] REFUSED a message: %s", g, termSafe(e.Text))
 	}
 }
 

@@ -273,7 +273,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// oneLine keeps an error message on one line.
+// oneLine keeps an error message on one line, with what a terminal
+// would interpret escaped (errors may quote names others chose).
 func oneLine(err error) string {
 	b := []byte(err.Error())
 	for i, c := range b {
@@ -281,7 +282,7 @@ func oneLine(err error) string {
 			b[i] = ' '
 		}
 	}
-	return string(b)
+	return termSafe(string(b))
 }
 
 func main() {

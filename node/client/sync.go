@@ -450,8 +450,8 @@ func (c *Client) applyMeta(b *batch, g *group, sender string, p *payload) {
 		g.rec.Peer = sender
 		want = "dm:" + sender
 	}
-	if want == "" {
-		return
+	if CheckGroupName(want) != nil {
+		return // an empty or disguising name: keep the placeholder
 	}
 	_ = c.st.db.View(func(tx *store.Tx) error {
 		n := uniqueName(tx, want)
