@@ -235,7 +235,7 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 	}
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
-		return nil, "", false, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)
+		return nil, "", false, &authError{fmt.Errorf("wrong state passphrase for profile %q", p.Profile)}
 	case errors.Is(err, store.ErrCorrupt):
 		return nil, "", false, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
 	case errors.Is(err, store.ErrInUse):
@@ -276,7 +276,7 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 	opts := rpc.DialOptions{
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             st,
-		HandshakeTimeout: f.Timeout,
+		HandshakeTimeout: f.connectTimeout(),
 		Limits:           clientLimits,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
@@ -301,7 +301,7 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 			opts.Pins, opts.OnFirstUse, confirm = nil, nil, true
 		}
 	}
-	cl, err := rpc.Dial(ctx, f.Server, opts)
+	cl, err := dialNode(ctx, g, f.Server, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -93,4 +94,31 @@ func FuzzMessageLines(f *testing.F) {
 			t.Fatalf("termSafe(%q) = %q", text, s)
 		}
 	})
+}
+
+// TestMessageTextNeverTruncates: a text on stdin over the limit is
+// refused with its real size and the limit, one at the limit is kept
+// whole.
+func TestMessageTextNeverTruncates(t *testing.T) {
+	big := strings.Repeat("x", 10<<20)
+	_, err := readMessageText(nil, strings.NewReader(big))
+	if err == nil {
+		t.Fatal("a 10 MiB text on stdin was accepted")
+	}
+	for _, want := range []string{"10485760 bytes", fmt.Sprint(maxText)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %s", err, want)
+		}
+	}
+	exact := strings.Repeat("y", maxText)
+	got, err := readMessageText(nil, strings.NewReader(exact))
+	if err != nil || got != exact {
+		t.Errorf("a text of exactly %d bytes: %d bytes back, %v", maxText, len(got), err)
+	}
+	if _, err := readMessageText([]string{exact, "z"}, nil); err == nil || !strings.Contains(err.Error(), fmt.Sprint(maxText+2)) {
+		t.Errorf("arguments of %d bytes: %v, want a refusal with the size", maxText+2, err)
+	}
+	if got, err := readMessageText(nil, strings.NewReader("two\nlines\r\n")); err != nil || got != "two\nlines" {
+		t.Errorf("stdin text = %q, %v", got, err)
+	}
 }
