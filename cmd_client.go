@@ -561,7 +561,7 @@ func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			return err
 		}
 		if err := cn.c.Send(ctx, c.Group, text); err != nil {
-			return err
+			return sendError(ctx, cn, c.Group, text, err)
 		}
 		o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
 		return nil

@@ -5,9 +5,11 @@ package main
 // (node/proto); users read what it means instead.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	nc "qpchat/node/client"
@@ -42,6 +44,12 @@ type authError struct{ err error }
 func (e *authError) Error() string { return e.err.Error() }
 func (e *authError) Unwrap() error { return e.err }
 
+// refusedError is a node's refusal the command has already put in
+// words.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
 // usageError is a command line the parser accepted but the command
 // cannot use.
 type usageError struct{ msg string }
@@ -66,6 +74,7 @@ func exitCode(err error) int {
 		ue *unreachableError
 		ae *authError
 		us *usageError
+		re *refusedError
 	)
 	switch {
 	case err == nil:
@@ -78,7 +87,7 @@ func exitCode(err error) int {
 		return exitAuth
 	case errors.As(err, &ue):
 		return exitUnreachable
-	case proto.CodeOf(err) != "":
+	case errors.As(err, &re), proto.CodeOf(err) != "":
 		return exitRefused
 	}
 	return exitError
@@ -141,3 +150,33 @@ func userMessage(err error) string {
 
 // Help is the detail of `qpchat client --help`.
 func (c *ClientCmd) Help() string { return exitCodesHelp }
+
+// tooLarge finds the sizes in a node's refusal of a too large message.
+var tooLarge = regexp.MustCompile(`is (\d+) bytes, the limit \(--max-message-size\) is (\d+)`)
+
+// sendError explains a refused message: a node refuses a message over
+// its --max-message-size with the encrypted size and its limit; the user
+// learns the text's size and how much text fits.
+func sendError(ctx context.Context, cn *conn, group, text string, err error) error {
+	if proto.CodeOf(err) != proto.CodeLimit {
+		return err
+	}
+	m := tooLarge.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	size, _ := strconv.Atoi(m[1])
+	limit, _ := strconv.Atoi(m[2])
+	fit := ""
+	if gs, gerr := cn.c.Groups(ctx); gerr == nil {
+		for _, g := range gs {
+			if g.Name == group {
+				if n, merr := nc.MaxTextLen(g.Suite, limit); merr == nil && n >= 0 {
+					fit = fmt.Sprintf("; at most %d bytes of text fit", n)
+				}
+			}
+		}
+	}
+	return &refusedError{fmt.Sprintf("the message of %d bytes was not sent: encrypted it is %d bytes, more than the node's limit (--max-message-size) of %d bytes%s",
+		len(text), size, limit, fit)}
+}
