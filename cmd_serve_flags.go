@@ -18,7 +18,7 @@ type ServeLimitFlags struct {
 	MaxQueueLength  int           `default:"100000" help:"Messages waiting per device before its queue is marked overflowed."`
 	MaxKeyPackages  int           `name:"max-keypackages" default:"100" help:"KeyPackages per device and cipher suite."`
 	MaxGroupSize    int           `default:"1000" help:"Member devices per group."`
-	MaxDevices      int           `default:"32" help:"Devices per user, revoked ones included."`
+	MaxDevices      int           `default:"32" help:"Active devices per user (revoked ones do not count; a user keeps at most 32 times as many device records)."`
 	MaxBatch        int           `default:"1000" help:"Messages per send call."`
 	LoginRateName   int           `default:"10" help:"Login starts per minute per user name before answers are delayed (never refused)."`
 	LoginRateAddr   int           `default:"30" help:"Login and registration starts per minute per client address (IPv6 by /64) before answers are delayed."`
