@@ -247,19 +247,23 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 }
 
 // stateDir returns dir, except that --state-dir's default follows the XDG
-// base directory specification: $XDG_DATA_HOME/qpchat when that is set
-// (to an absolute path), else $HOME/.local/share/qpchat. Kong expands the
-// default's "~" from the user database, not from $HOME, so the default is
-// recognised in that form.
-func stateDir(dir string) string {
-	if dir != kong.ExpandPath("~/.local/share/qpchat") {
+// base directory specification (see xdgDataDir).
+func stateDir(dir string) string { return xdgDataDir(dir, "qpchat") }
+
+// xdgDataDir returns dir, except that the default
+// ~/.local/share/NAME follows the XDG base directory specification:
+// $XDG_DATA_HOME/NAME when that is set (to an absolute path), else
+// $HOME/.local/share/NAME. Kong expands the default's "~" from the user
+// database, not from $HOME, so the default is recognised in that form.
+func xdgDataDir(dir, name string) string {
+	if dir != kong.ExpandPath("~/.local/share/"+name) {
 		return dir
 	}
 	if xdg := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(xdg) {
-		return filepath.Join(xdg, "qpchat")
+		return filepath.Join(xdg, name)
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "qpchat")
+		return filepath.Join(home, ".local", "share", name)
 	}
 	return dir
 }

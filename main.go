@@ -67,7 +67,7 @@ type CLI struct {
 // ServeCmd runs a node until SIGINT or SIGTERM.
 type ServeCmd struct {
 	Listen          string        `default:":7000" placeholder:"ADDR" help:"UDP address to listen on (QUIC)."`
-	Data            string        `type:"path" default:"~/.local/share/qpchat-server" placeholder:"DIR" help:"Data directory (created with mode 0700); holds the node's TLS identity."`
+	Data            string        `type:"path" default:"~/.local/share/qpchat-server" placeholder:"DIR" help:"Data directory (created with mode 0700); holds the node's TLS identity and store; default $XDG_DATA_HOME/qpchat-server or ~/.local/share/qpchat-server."`
 	TLSCert         string        `name:"tls-cert" type:"path" placeholder:"FILE" help:"PEM certificate (chain) to use instead of the self-signed identity; clients verify it against a CA."`
 	TLSKey          string        `name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
@@ -79,6 +79,7 @@ type ServeCmd struct {
 func (c *ServeCmd) Run(g *Globals) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	c.Data = xdgDataDir(c.Data, "qpchat-server")
 	cfg := server.Config{
 		Listen:          c.Listen,
 		DataDir:         c.Data,
@@ -97,6 +98,8 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	if srv.CreatedIdentity() {
 		fmt.Fprintf(g.stdout, "created a new server identity in %s\n", c.Data)
+	} else {
+		fmt.Fprintf(g.stdout, "data directory %s\n", c.Data)
 	}
 	fmt.Fprintf(g.stdout, "listening on %s\n", srv.Addr())
 	fmt.Fprintf(g.stdout, "fingerprint %s\n", srv.Fingerprint())
