@@ -436,14 +436,41 @@ func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	})
 }
 
-// messageText joins arguments, or reads stdin when there are none.
+// maxText bounds a message text: the largest MLS message any node
+// accepts (proto.MaxMessageSize). A node's own --max-message-size may be
+// smaller; it refuses larger messages with their size and its limit.
+const maxText = proto.MaxMessageSize
+
+// maxStdinCount bounds how far stdin is read to report the size of a
+// text that is too long.
+const maxStdinCount = 1 << 30
+
+// messageText joins arguments, or reads stdin when there are none. A
+// text over maxText is refused with its size, never cut.
 func messageText(args []string) (string, error) {
+	return readMessageText(args, os.Stdin)
+}
+
+func readMessageText(args []string, stdin io.Reader) (string, error) {
 	if len(args) > 0 {
-		return strings.Join(args, " "), nil
+		t := strings.Join(args, " ")
+		if len(t) > maxText {
+			return "", fmt.Errorf("the message is %d bytes, more than the %d bytes a message may hold; nothing was sent", len(t), maxText)
+		}
+		return t, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(stdin, maxText+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("reading the message from stdin: %w", err)
+	}
+	if len(b) > maxText {
+		// Say how long it really is, without keeping it.
+		n, err := io.Copy(io.Discard, io.LimitReader(stdin, maxStdinCount-int64(len(b))))
+		size := fmt.Sprintf("%d bytes", int64(len(b))+n)
+		if err == nil && int64(len(b))+n >= maxStdinCount {
+			size = fmt.Sprintf("more than %d bytes", maxStdinCount)
+		}
+		return "", fmt.Errorf("the message on stdin is %s, more than the %d bytes a message may hold; nothing was sent", size, maxText)
 	}
 	t := strings.TrimRight(string(b), "\r\n")
 	if t == "" {
@@ -518,7 +545,7 @@ func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		args = append([]string{c.Group}, args...)
 	}
 	if !c.All && c.Group == "" {
-		return errors.New("send needs a group (or --all)")
+		return &usageError{"send needs a group (or --all)"}
 	}
 	text, err := messageText(args)
 	if err != nil {
@@ -534,7 +561,7 @@ func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			return err
 		}
 		if err := cn.c.Send(ctx, c.Group, text); err != nil {
-			return err
+			return sendError(ctx, cn, c.Group, text, err)
 		}
 		o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
 		return nil
@@ -604,7 +631,7 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			note += " (removed)"
 		}
 		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},
-			"%s: %d members, epoch %d, suite 0x%04x%s", x.Name, x.Members, x.Epoch, x.Suite, note)
+			"%s: %d members, epoch %d, suite 0x%04x%s", termSafe(x.Name), x.Members, x.Epoch, x.Suite, termSafe(note))
 	}
 	return nil
 }
@@ -639,7 +666,7 @@ func (c *MembersCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			state = "this device"
 		}
 		o.emit(map[string]any{"user": m.User, "device": m.Device, "verified": m.Verified, "self": m.Self},
-			"%s %s (%s)", m.User, m.Device, state)
+			"%s %s (%s)", termSafe(m.User), m.Device, state)
 	}
 	return nil
 }

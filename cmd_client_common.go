@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,11 +19,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/term"
 
 	nc "qpchat/node/client"
+	"qpchat/node/proto"
 	"qpchat/node/store"
 	"qpchat/opaque"
 	"qpchat/rpc"
@@ -232,7 +235,7 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 	}
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
-		return nil, "", false, fmt.Errorf("wrong state passphrase for profile %q", p.Profile)
+		return nil, "", false, &authError{fmt.Errorf("wrong state passphrase for profile %q", p.Profile)}
 	case errors.Is(err, store.ErrCorrupt):
 		return nil, "", false, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
 	case errors.Is(err, store.ErrInUse):
@@ -244,22 +247,31 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 }
 
 // stateDir returns dir, except that --state-dir's default follows the XDG
-// base directory specification: $XDG_DATA_HOME/qpchat when that is set
-// (to an absolute path), else $HOME/.local/share/qpchat. Kong expands the
-// default's "~" from the user database, not from $HOME, so the default is
-// recognised in that form.
-func stateDir(dir string) string {
-	if dir != kong.ExpandPath("~/.local/share/qpchat") {
+// base directory specification (see xdgDataDir).
+func stateDir(dir string) string { return xdgDataDir(dir, "qpchat") }
+
+// xdgDataDir returns dir, except that the default
+// ~/.local/share/NAME follows the XDG base directory specification:
+// $XDG_DATA_HOME/NAME when that is set (to an absolute path), else
+// $HOME/.local/share/NAME. Kong expands the default's "~" from the user
+// database, not from $HOME, so the default is recognised in that form.
+func xdgDataDir(dir, name string) string {
+	if dir != kong.ExpandPath("~/.local/share/"+name) {
 		return dir
 	}
 	if xdg := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(xdg) {
-		return filepath.Join(xdg, "qpchat")
+		return filepath.Join(xdg, name)
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "qpchat")
+		return filepath.Join(home, ".local", "share", name)
 	}
 	return dir
 }
+
+// clientLimits are the frame limits of every client connection: a fetch
+// answer may be as large as proto.MinClientFrameSize (rpc's default of
+// 1 MiB would refuse a queue's large messages, and so block it forever).
+var clientLimits = rpc.MessageLimits{MaxMessageSize: proto.MinClientFrameSize}
 
 // dialState connects to the node with the pins kept in the state. With
 // noTOFU a server that is neither pinned nor given by fingerprint is
@@ -268,7 +280,8 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 	opts := rpc.DialOptions{
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             st,
-		HandshakeTimeout: f.Timeout,
+		HandshakeTimeout: f.connectTimeout(),
+		Limits:           clientLimits,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},
@@ -292,7 +305,7 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 			opts.Pins, opts.OnFirstUse, confirm = nil, nil, true
 		}
 	}
-	cl, err := rpc.Dial(ctx, f.Server, opts)
+	cl, err := dialNode(ctx, g, f.Server, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -427,27 +440,34 @@ func opContext(f *ClientFlags) (context.Context, context.CancelFunc) {
 // hexID formats a group id.
 func hexID(b []byte) string { return hex.EncodeToString(b) }
 
-// printEvent prints one history entry.
+// printEvent prints one history entry. In text, everything others wrote
+// is escaped (termSafe) and a multi-line message continues on marked
+// lines (messageLines); JSON carries the exact strings, and a text that
+// is not valid UTF-8 also as text_base64 (JSON strings cannot hold it).
 func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	group := c.GroupName(e.Group)
 	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
+	g, sender := termSafe(group), termSafe(e.Sender)
 	switch e.Kind {
 	case nc.EventMessage:
 		obj["text"] = e.Text
-		o.emit(obj, "[%s] %s: %s", group, e.Sender, e.Text)
+		if !utf8.ValidString(e.Text) {
+			obj["text_base64"] = base64.StdEncoding.EncodeToString([]byte(e.Text))
+		}
+		o.emit(obj, "[%s] %s: %s", g, sender, messageLines(e.Text))
 	case nc.EventJoined:
 		obj["inviter"] = e.Sender
-		o.emit(obj, "[%s] joined, invited by %s", group, e.Sender)
+		o.emit(obj, "[%s] joined, invited by %s", g, sender)
 	case nc.EventMembers:
 		obj["text"], obj["users"] = e.Text, e.Users
-		o.emit(obj, "[%s] %s %s", group, e.Sender, e.Text)
+		o.emit(obj, "[%s] %s %s", g, sender, termSafe(e.Text))
 	case nc.EventRemoved:
-		o.emit(obj, "[%s] you were removed by %s", group, e.Sender)
+		o.emit(obj, "[%s] you were removed by %s", g, sender)
 	case nc.EventKeyRotated:
-		o.emit(obj, "[%s] %s updated their keys", group, e.Sender)
+		o.emit(obj, "[%s] %s updated their keys", g, sender)
 	case nc.EventRefused:
 		obj["reason"] = e.Text
-		o.emit(obj, "[%s] REFUSED a message: %s", group, e.Text)
+		o.emit(obj, "[%s] REFUSED a message: %s", g, termSafe(e.Text))
 	}
 }
 

@@ -161,7 +161,7 @@ func demoSetup(ctx context.Context, dir, addr, fp, name string, opts nc.AccountO
 	if err != nil {
 		return nil, err
 	}
-	rc, err := rpc.Dial(ctx, addr, rpc.DialOptions{Fingerprint: fp, Pins: st})
+	rc, err := rpc.Dial(ctx, addr, rpc.DialOptions{Fingerprint: fp, Pins: st, Limits: clientLimits})
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"qpchat/node/proto"
 	"qpchat/node/server"
 	"qpchat/node/store"
 )
@@ -17,7 +18,7 @@ type ServeLimitFlags struct {
 	MaxQueueLength  int           `default:"100000" help:"Messages waiting per device before its queue is marked overflowed."`
 	MaxKeyPackages  int           `name:"max-keypackages" default:"100" help:"KeyPackages per device and cipher suite."`
 	MaxGroupSize    int           `default:"1000" help:"Member devices per group."`
-	MaxDevices      int           `default:"32" help:"Devices per user, revoked ones included."`
+	MaxDevices      int           `default:"32" help:"Active devices per user (revoked ones do not count; a user keeps at most 32 times as many device records)."`
 	MaxBatch        int           `default:"1000" help:"Messages per send call."`
 	LoginRateName   int           `default:"10" help:"Login starts per minute per user name and client address before answers are delayed (never refused)."`
 	LoginRateAddr   int           `default:"30" help:"Login and registration starts per minute per client address (IPv6 by /64) before answers are delayed."`
@@ -58,6 +59,8 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 	pos("max-calls-per-conn", f.MaxCallsPerConn)
 	if f.MaxMessageSize > store.MaxMessageLen {
 		errs = append(errs, fmt.Errorf("--max-message-size %d is above the %d bytes the store keeps per message", f.MaxMessageSize, store.MaxMessageLen))
+	} else if f.MaxMessageSize > proto.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("--max-message-size %d is above %d, the largest message clients can receive", f.MaxMessageSize, proto.MaxMessageSize))
 	}
 	if f.RetryAbove == 0 || f.RetryAbove < -1 {
 		errs = append(errs, fmt.Errorf("--retry-above must be positive or -1 (always), got %d", f.RetryAbove))

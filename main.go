@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"golang.org/x/term"
 
 	"qpchat/node/server"
 	"qpchat/rpc"
@@ -33,18 +33,15 @@ var (
 	commit  = ""
 )
 
-// Exit codes besides 0 (success) and kong's 80 (usage error).
-const (
-	exitError     = 1 // the command failed
-	exitUntrusted = 4 // the server's key is not the trusted one
-)
-
 // Globals are the flags every command takes.
 type Globals struct {
 	LogFormat string `enum:"text,json" default:"text" help:"Log format: text or json."`
 	LogLevel  string `enum:"debug,info,warn,error" default:"info" help:"Least severe log level shown: debug, info, warn or error."`
 
 	stdout, stderr io.Writer
+	// interactive: stderr is a terminal, so progress notes ("connecting
+	// to …") may be shown there.
+	interactive bool
 }
 
 func (g *Globals) logger() *slog.Logger {
@@ -63,14 +60,14 @@ type CLI struct {
 
 	Serve   ServeCmd   `cmd:"" help:"Run a qpchat node."`
 	Client  ClientCmd  `cmd:"" help:"Talk to a qpchat node."`
-	Version VersionCmd `cmd:"" help:"Print the version, commit and Go version."`
+	Version VersionCmd `cmd:"" help:"Print the version, commit and Go version (also: qpchat --version)."`
 	Bench   BenchCmd   `cmd:"" help:"Measure a running node: throughput and latency of send, fetchWait and ack."`
 }
 
 // ServeCmd runs a node until SIGINT or SIGTERM.
 type ServeCmd struct {
 	Listen          string        `default:":7000" placeholder:"ADDR" help:"UDP address to listen on (QUIC)."`
-	Data            string        `type:"path" default:"~/.local/share/qpchat-server" placeholder:"DIR" help:"Data directory (created with mode 0700); holds the node's TLS identity."`
+	Data            string        `type:"path" default:"~/.local/share/qpchat-server" placeholder:"DIR" help:"Data directory (created with mode 0700); holds the node's TLS identity and store; default $XDG_DATA_HOME/qpchat-server or ~/.local/share/qpchat-server."`
 	TLSCert         string        `name:"tls-cert" type:"path" placeholder:"FILE" help:"PEM certificate (chain) to use instead of the self-signed identity; clients verify it against a CA."`
 	TLSKey          string        `name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
@@ -82,6 +79,7 @@ type ServeCmd struct {
 func (c *ServeCmd) Run(g *Globals) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	c.Data = xdgDataDir(c.Data, "qpchat-server")
 	cfg := server.Config{
 		Listen:          c.Listen,
 		DataDir:         c.Data,
@@ -100,6 +98,8 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	if srv.CreatedIdentity() {
 		fmt.Fprintf(g.stdout, "created a new server identity in %s\n", c.Data)
+	} else {
+		fmt.Fprintf(g.stdout, "data directory %s\n", c.Data)
 	}
 	fmt.Fprintf(g.stdout, "listening on %s\n", srv.Addr())
 	fmt.Fprintf(g.stdout, "fingerprint %s\n", srv.Fingerprint())
@@ -114,6 +114,7 @@ type ClientFlags struct {
 	ServerFingerprint string        `placeholder:"sha256:HEX" help:"Expected server key fingerprint; pins it (the only way to replace a pin)."`
 	CA                string        `name:"ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify a CA-issued server certificate with, instead of pinning."`
 	Timeout           time.Duration `default:"10s" help:"How long to wait for the node to answer."`
+	ConnectTimeout    time.Duration `default:"3s" help:"How long to wait for the node's first answer when connecting (at most --timeout); a node that is down fails this fast."`
 }
 
 // ClientCmd groups the client subcommands.
@@ -158,7 +159,8 @@ func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error)
 	opts := rpc.DialOptions{
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             rpc.NewFilePinStore(stateDir(f.StateDir)),
-		HandshakeTimeout: f.Timeout,
+		HandshakeTimeout: f.connectTimeout(),
+		Limits:           clientLimits,
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},
@@ -173,7 +175,35 @@ func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error)
 			return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.CA)
 		}
 	}
-	return rpc.Dial(ctx, f.Server, opts)
+	return dialNode(ctx, g, f.Server, opts)
+}
+
+// connectTimeout bounds the wait for the node's first answer (the QUIC
+// handshake): --connect-timeout, at most --timeout.
+func (f *ClientFlags) connectTimeout() time.Duration {
+	if f.ConnectTimeout > 0 && f.ConnectTimeout < f.Timeout {
+		return f.ConnectTimeout
+	}
+	return f.Timeout
+}
+
+// dialNode dials, saying so on a terminal while it waits (the note is
+// erased once connected). QUIC runs over UDP, so a node that is down
+// shows only as silence (ICMP errors are not trusted: anyone can forge
+// them); the handshake timeout ends the wait.
+func dialNode(ctx context.Context, g *Globals, addr string, opts rpc.DialOptions) (*rpc.Client, error) {
+	if g.interactive {
+		fmt.Fprintf(g.stderr, "connecting to %s…", termSafe(addr))
+	}
+	cl, err := rpc.Dial(ctx, addr, opts)
+	if g.interactive {
+		if err != nil {
+			fmt.Fprintln(g.stderr)
+		} else {
+			fmt.Fprint(g.stderr, "\r\x1b[K")
+		}
+	}
+	return cl, dialError(err)
 }
 
 // PingCmd calls NodeService.ping.
@@ -237,8 +267,17 @@ func (VersionCmd) Run(g *Globals) error {
 // run parses args, runs the command and returns the exit code. Errors are
 // printed once, as one line on stderr.
 func run(args []string, stdout, stderr io.Writer) int {
+	f, ok := stderr.(*os.File)
+	return runWith(args, stdout, stderr, ok && term.IsTerminal(int(f.Fd())))
+}
+
+// runWith is run, told whether stderr is a terminal.
+func runWith(args []string, stdout, stderr io.Writer, interactive bool) int {
 	var cli CLI
-	cli.stdout, cli.stderr = stdout, stderr
+	cli.stdout, cli.stderr, cli.interactive = stdout, stderr, interactive
+	if len(args) > 0 && args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...) // the usual spelling
+	}
 	exit := -1
 	k, err := kong.New(&cli,
 		kong.Name("qpchat"),
@@ -262,17 +301,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit
 	}
 	if err := ctx.Run(); err != nil {
-		fmt.Fprintf(stderr, "qpchat: %s\n", oneLine(err))
-		var pm *rpc.PinMismatchError
-		if errors.As(err, &pm) {
-			return exitUntrusted
-		}
-		return exitError
+		fmt.Fprintf(stderr, "qpchat: %s\n", userMessage(err))
+		return exitCode(err)
 	}
 	return 0
 }
 
-// oneLine keeps an error message on one line.
+// oneLine keeps an error message on one line, with what a terminal
+// would interpret escaped (errors may quote names others chose).
 func oneLine(err error) string {
 	b := []byte(err.Error())
 	for i, c := range b {
@@ -280,7 +316,7 @@ func oneLine(err error) string {
 			b[i] = ' '
 		}
 	}
-	return string(b)
+	return termSafe(string(b))
 }
 
 func main() {

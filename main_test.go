@@ -95,7 +95,7 @@ func TestClientErrors(t *testing.T) {
 	state := t.TempDir()
 	addr := silentAddr(t)
 	code, out, errs := runCLI(t, "client", "--server", addr, "--state-dir", state, "--timeout", "300ms", "ping")
-	if code != exitError || out != "" || !strings.Contains(errs, "cannot reach "+addr) {
+	if code != exitUnreachable || out != "" || !strings.Contains(errs, "cannot reach "+addr) {
 		t.Errorf("ping to a silent address: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	oneErrorLine(t, errs)
@@ -105,7 +105,7 @@ func TestClientErrors(t *testing.T) {
 	t.Setenv("QPCHAT_STATE_DIR", state)
 	t.Setenv("QPCHAT_TIMEOUT", "300ms")
 	code, _, errs = runCLI(t, "client", "ping")
-	if code != exitError || !strings.Contains(errs, "cannot reach "+addr) {
+	if code != exitUnreachable || !strings.Contains(errs, "cannot reach "+addr) {
 		t.Errorf("ping with QPCHAT_SERVER: exit %d, stderr %q", code, errs)
 	}
 
@@ -200,7 +200,7 @@ func TestClientCA(t *testing.T) {
 
 	otherCA, _, _ := writeCAIssued(t, t.TempDir())
 	code, _, errs = runCLI(t, "client", "--server", addr, "--state-dir", state, "--ca", otherCA, "ping")
-	if code != exitError || !strings.Contains(errs, "not trusted by the given CA") {
+	if code != exitUntrusted || !strings.Contains(errs, "not trusted by the given CA") {
 		t.Errorf("ping with another --ca: exit %d, stderr %q", code, errs)
 	}
 	code, _, errs = runCLI(t, "client", "--server", addr, "--state-dir", state, "--ca", keyFile, "ping")

@@ -31,8 +31,8 @@ func (c *Client) createGroup(ctx context.Context, name string, suite uint16, pee
 	if err := c.needDevice(); err != nil {
 		return nil, err
 	}
-	if name == "" {
-		return nil, errors.New("client: empty group name")
+	if err := CheckGroupName(name); err != nil {
+		return nil, err
 	}
 	if suite == 0 {
 		suite = DefaultSuite

@@ -97,6 +97,10 @@ type FetchResult struct {
 	// Overflowed: the queue was full and messages were dropped; this
 	// device must be re-added to its groups.
 	Overflowed bool
+	// Last is the highest sequence number the node ever assigned in
+	// this device's queue (QueueState.last): while the deliveries end
+	// below it, more may wait, since the node cuts answers by size.
+	Last uint64
 }
 
 // Delivery is one message from this device's queue with the node's stamp.

@@ -56,7 +56,7 @@ func newRealUser(t testing.TB, addr, fp, name string) *realUser {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	rc, err := rpc.Dial(ctx, addr, rpc.DialOptions{Fingerprint: fp, Pins: st})
+	rc, err := rpc.Dial(ctx, addr, rpc.DialOptions{Fingerprint: fp, Pins: st, Limits: rpc.MessageLimits{MaxMessageSize: proto.MinClientFrameSize}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -426,6 +426,7 @@ func decodeFetch(r fetchResults) (*FetchResult, error) {
 	res := &FetchResult{Deliveries: out, LowSuites: low}
 	if q, err := r.Queue(); err == nil {
 		res.Overflowed = q.Overflowed()
+		res.Last = q.Last()
 	}
 	return res, nil
 }

@@ -91,9 +91,17 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 			if err != nil {
 				return all, err
 			}
+			if ds[len(ds)-1].Seq <= last {
+				return all, errors.New("client: the node answered a fetch with messages already applied")
+			}
 			last = ds[len(ds)-1].Seq
 		}
-		if len(ds) < fetchLimit {
+		// The node cuts answers by size too, so a short answer does not
+		// mean the queue is drained: go on while the deliveries end
+		// below the last sequence number it assigned. An empty answer
+		// ends the loop whatever Last says (acknowledged or dropped
+		// messages leave gaps).
+		if len(ds) == 0 || (len(ds) < fetchLimit && last >= r.Last) {
 			if overflowed {
 				return all, c.recoverOverflow(ctx, last)
 			}
@@ -442,8 +450,8 @@ func (c *Client) applyMeta(b *batch, g *group, sender string, p *payload) {
 		g.rec.Peer = sender
 		want = "dm:" + sender
 	}
-	if want == "" {
-		return
+	if CheckGroupName(want) != nil {
+		return // an empty or disguising name: keep the placeholder
 	}
 	_ = c.st.db.View(func(tx *store.Tx) error {
 		n := uniqueName(tx, want)

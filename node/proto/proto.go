@@ -329,8 +329,23 @@ func VerifyCredential(identity []byte, signatureKey []byte, user string, userKey
 	return nil
 }
 
-// MinClientFrameSize is the smallest Cap'n Proto frame limit
-// (rpc.MessageLimits.MaxMessageSize) a client should accept: a fetch
-// answer holds about 1 MiB of messages plus one message of up to the
-// node's message size limit (1 MiB by default), plus framing.
-const MinClientFrameSize = 4 << 20
+// Frame and message sizes a client and a node must agree on. A fetch
+// answer holds at most MaxFetchAnswerBytes of messages (their data and
+// stamps), or a single message when one alone is larger; a single
+// message is at most MaxMessageSize (a node's --max-message-size may not
+// exceed it) plus its stamp. Both fit in MinClientFrameSize with room
+// for the Cap'n Proto framing, so a client that accepts frames of
+// MinClientFrameSize can always receive what its queue holds.
+const (
+	// MinClientFrameSize is the smallest Cap'n Proto frame limit
+	// (rpc.MessageLimits.MaxMessageSize) a client must accept, and the
+	// smallest a node accepts from clients.
+	MinClientFrameSize = 4 << 20
+	// MaxFetchAnswerBytes bounds the messages of one fetch answer.
+	MaxFetchAnswerBytes = 1 << 20
+	// MaxMessageSize is the largest MLS message any node accepts
+	// (the upper bound of --max-message-size): one frame of
+	// MinClientFrameSize holds it with 1 MiB to spare for its stamp
+	// (sender, group, added and removed device keys) and framing.
+	MaxMessageSize = MinClientFrameSize - 1<<20
+)

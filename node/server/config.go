@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"qpchat/node/proto"
 	"qpchat/opaque"
 	"qpchat/rpc"
 )
@@ -58,10 +59,13 @@ type Config struct {
 	// (rpc.MessageLimits.MaxUnfinished): the library keeps each answer
 	// until then. Honest go-capnp clients send Finish 250 ms after the
 	// Return, so they hold the answers of the last 250 ms or so.
-	// Default 32 × MaxMessageSize (64 MiB with the other defaults).
+	// Default 32 × MaxMessageSize, or 32 × (Limits.MaxMessageSize plus
+	// 1 MiB) when MaxMessageSize is defaulted (64 MiB with the other
+	// defaults).
 	MaxUnfinished uint64
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
-	// Limits.MaxMessageSize plus 1 MiB.
+	// Limits.MaxMessageSize plus 1 MiB, at least
+	// proto.MinClientFrameSize.
 	MaxMessageSize uint64
 	// ShutdownTimeout bounds how long Serve waits, once its context is
 	// done, for calls in flight before closing connections. Default 10s.
@@ -124,8 +128,15 @@ func populateConfig(c Config) Config {
 	}
 	if c.MaxMessageSize == 0 {
 		// Room for one MLS message of the largest allowed size and the
-		// call around it.
-		c.MaxMessageSize = max(rpc.DefaultMaxMessageSize, uint64(c.Limits.MaxMessageSize)+1<<20)
+		// call around it, and at least what clients accept: a message
+		// above --max-message-size (but within proto.MaxMessageSize)
+		// then reaches the handler, which refuses it with its size and
+		// the limit, instead of the connection failing.
+		frame := max(rpc.DefaultMaxMessageSize, uint64(c.Limits.MaxMessageSize)+1<<20)
+		c.MaxMessageSize = max(proto.MinClientFrameSize, frame)
+		if c.MaxUnfinished == 0 {
+			c.MaxUnfinished = 32 * frame
+		}
 	}
 	if c.MaxUnfinished == 0 {
 		c.MaxUnfinished = 32 * c.MaxMessageSize

@@ -17,10 +17,10 @@ import (
 const (
 	// maxFetch caps the messages of one fetch answer.
 	maxFetch = 1000
-	// maxFetchBytes caps the message bytes of one fetch answer (always
-	// at least one message), so answers stay within a client's frame
-	// limit (proto.MinClientFrameSize).
-	maxFetchBytes = 1 << 20
+	// maxFetchBytes caps the bytes of messages and stamps of one fetch
+	// answer (always at least one message), so answers stay within a
+	// client's frame limit (proto.MinClientFrameSize).
+	maxFetchBytes = proto.MaxFetchAnswerBytes
 )
 
 // fetchResults is what fetch and fetchWait fill.

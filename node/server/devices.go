@@ -73,8 +73,20 @@ func (s *session) RegisterDevice(ctx context.Context, call rpc.Session_registerD
 	if err != nil {
 		return s.storeErr("registerDevice", err)
 	}
-	if len(list) >= srv.cfg.Limits.MaxDevices {
-		return proto.Errorf(proto.CodeLimit, "registerDevice: the user has %d devices, the limit (--max-devices) is %d", len(list), srv.cfg.Limits.MaxDevices)
+	// Revoked devices do not count: a user who reinstalls now and then
+	// must not lock the account. Their records stay (a revoked key can
+	// never be registered again), bounded separately.
+	active := 0
+	for _, d := range list {
+		if !d.Revoked {
+			active++
+		}
+	}
+	if active >= srv.cfg.Limits.MaxDevices {
+		return proto.Errorf(proto.CodeLimit, "registerDevice: the user has %d active devices, the limit (--max-devices) is %d; revoke one first", active, srv.cfg.Limits.MaxDevices)
+	}
+	if len(list) >= maxDeviceRecords(srv.cfg.Limits.MaxDevices) {
+		return proto.Errorf(proto.CodeLimit, "registerDevice: the user has %d device records (revoked ones included), the limit is %d (32 × --max-devices)", len(list), maxDeviceRecords(srv.cfg.Limits.MaxDevices))
 	}
 	err = srv.store.AddDevice(ctx, store.Device{User: s.user, Key: device, Certificate: cert})
 	if errors.Is(err, store.ErrExists) {
@@ -86,6 +98,11 @@ func (s *session) RegisterDevice(ctx context.Context, call rpc.Session_registerD
 	s.c.log.Info("device registered")
 	return nil
 }
+
+// maxDeviceRecords bounds a user's device records, revoked ones
+// included, so that registering and revoking in a loop cannot grow the
+// store without end: 32 times the active devices allowed.
+func maxDeviceRecords(maxDevices int) int { return 32 * maxDevices }
 
 // ListDevices implements Session.listDevices.
 func (s *session) ListDevices(ctx context.Context, call rpc.Session_listDevices) error {

@@ -20,7 +20,8 @@ type Limits struct {
 	MaxKeyPackages int
 	// MaxGroupSize bounds the member devices of a group. Default 1000.
 	MaxGroupSize int
-	// MaxDevices bounds the devices of one user, revoked ones included.
+	// MaxDevices bounds the active (not revoked) devices of one user;
+	// its records, revoked ones included, are bounded by 32 × MaxDevices.
 	// Default 32.
 	MaxDevices int
 	// MaxBatch bounds the messages of one send. Default 1000.

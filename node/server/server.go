@@ -227,7 +227,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.ln.Shutdown()
 		return err
 	}
-	s.log.Info("node listening", "addr", s.Addr().String(), "fingerprint", s.fingerprint, "version", s.cfg.Version)
+	// The fingerprint is logged at debug level only: `qpchat serve`
+	// prints it on stdout, once.
+	s.log.Info("node listening", "addr", s.Addr().String(), "version", s.cfg.Version)
+	s.log.Debug("node key", "fingerprint", s.fingerprint)
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
 	go s.logMetrics(ctx, s.cfg.MetricsInterval)

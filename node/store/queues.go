@@ -133,10 +133,11 @@ func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, lim
 				res.Lost = append(res.Lost, seq)
 				continue
 			}
-			if maxBytes > 0 && len(res.Messages) > 0 && size+len(e.Data) > maxBytes {
+			n := e.answerSize()
+			if maxBytes > 0 && len(res.Messages) > 0 && size+n > maxBytes {
 				break
 			}
-			size += len(e.Data)
+			size += n
 			res.Messages = append(res.Messages, QueuedMessage{Seq: seq, Envelope: e})
 		}
 		return nil
@@ -202,6 +203,20 @@ func (s *LocalStore) markLost(ctx context.Context, device []byte, keys [][]byte)
 		return 0, err
 	}
 	return n, nil
+}
+
+// answerSize is what a message takes in a fetch answer besides framing:
+// its data and its stamp (group, sender, added and removed device keys),
+// each list element with 8 bytes of Cap'n Proto pointer.
+func (e *Envelope) answerSize() int {
+	n := len(e.Data) + len(e.Group) + len(e.Sender) + 64
+	for _, k := range e.Added {
+		n += len(k) + 8
+	}
+	for _, k := range e.Removed {
+		n += len(k) + 8
+	}
+	return n
 }
 
 // Ack implements Store.

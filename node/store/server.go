@@ -81,8 +81,8 @@ type Store interface {
 	Send(ctx context.Context, req SendRequest) (SendResult, error)
 
 	// Fetch returns up to limit messages with sequence numbers after
-	// after, stopping early once maxBytes of message data are collected
-	// (always at least one message). Nothing is deleted. limit ≤ 0 means
+	// after, stopping before maxBytes of messages with their stamps would
+	// be exceeded (always at least one message). Nothing is deleted. limit ≤ 0 means
 	// 1000, maxBytes ≤ 0 means no byte limit. A damaged record in the
 	// range is not an error: its sequence number is in Lost (counted
 	// against limit) until it is acknowledged.

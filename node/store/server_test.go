@@ -409,9 +409,20 @@ func TestQueueFetchAckOverflow(t *testing.T) {
 	if got := seqs(1, 1, 0); !slices.Equal(got, []uint64{2}) {
 		t.Errorf("Fetch(after 1, limit 1) = %v, want [2]", got)
 	}
-	// Data sizes: Welcome "w" 1 byte, m1 and m2 2 bytes each.
-	if got := seqs(0, 0, 3); !slices.Equal(got, []uint64{1, 2}) {
-		t.Errorf("Fetch(0, maxBytes 3) = %v, want [1 2]", got)
+	// Sizes count data and stamp: the Welcome "w" 1 byte and m1 2 bytes
+	// of data, each with the group, the sender and (the Welcome) the
+	// added device.
+	fr, err := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	all := fr.Messages
+	if err != nil || len(all) != 3 {
+		t.Fatalf("Fetch(0) = %d messages, %v", len(all), err)
+	}
+	two := all[0].answerSize() + all[1].answerSize()
+	if got := seqs(0, 0, two); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("Fetch(0, maxBytes %d) = %v, want [1 2]", two, got)
+	}
+	if got := seqs(0, 0, two-1); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("Fetch(0, maxBytes %d) = %v, want [1]: the stamps count", two-1, got)
 	}
 	if got := seqs(1, 0, 1); !slices.Equal(got, []uint64{2}) {
 		t.Errorf("Fetch(after 1, maxBytes 1) = %v, want [2]: at least one message", got)
