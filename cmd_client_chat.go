@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/term"
+
 	nc "qpchat/node/client"
+	"qpchat/rpc"
 )
 
 // ChatCmd is an interactive chat in one group.
@@ -18,102 +23,204 @@ type ChatCmd struct {
 	Group string `arg:"" help:"Group name."`
 }
 
+// Transport settings of chat. Keep-alives every chatKeepAlive keep a quiet
+// connection open, so a node that vanishes (killed, network gone) is
+// noticed after chatIdleTimeout instead of the default minute; a
+// reconnection attempt gives up on the handshake after chatRedialTimeout
+// and tries again after a back-off.
+const (
+	chatIdleTimeout   = 6 * time.Second
+	chatKeepAlive     = 2 * time.Second
+	chatRedialTimeout = 3 * time.Second
+	chatWait          = 20 * time.Second
+)
+
 // Run reads lines from stdin and sends each; messages arriving meanwhile
-// are printed as they come (fetchWait). On a terminal it runs until
-// /quit or end of input; with piped stdin it sends every line, shows what
-// arrived, and exits.
-func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+// are printed as they come (fetchWait). On a terminal, typed text stays on
+// a prompt line below what arrives, and chat runs until /quit, Ctrl-D or
+// Ctrl-C; with piped stdin it sends every line, shows what arrived, and
+// exits. When the node goes away, chat says "reconnecting…", keeps what
+// is typed meanwhile, and sends it once reconnected.
+func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cn, err := connect(ctx, g, f, p)
+	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
 	}
-	defer cn.Close()
+	defer st.Close()
+	prof, err := st.Profile()
+	if err != nil {
+		return err
+	}
+	if prof.Device == nil {
+		return fmt.Errorf("profile %q has no device yet (run register-state)", p.Profile)
+	}
+	if prof.Server != "" && f.Server == defaultServer {
+		f.Server = prof.Server
+	}
+	cl, err := nc.New(nc.Config{State: st})
+	if err != nil {
+		return err
+	}
 	o := newOut(g, p)
-	var mu sync.Mutex // guards cn.c and o
-	show := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		evs, err := cn.c.Recv(ctx, 0)
-		for _, e := range evs {
-			printEvent(o, cn.c, e)
+	interactive := g.stdout == os.Stdout && term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
+	lines := make(chan string)
+	if interactive {
+		fd := int(os.Stdin.Fd())
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return err
 		}
+		defer term.Restore(fd, old)
+		// The line editor redraws the prompt and the text being typed
+		// below every line written through it.
+		t := term.NewTerminal(struct {
+			io.Reader
+			io.Writer
+		}{os.Stdin, os.Stdout}, "> ")
+		o.w = t
+		go func() {
+			for {
+				line, err := t.ReadLine()
+				if err != nil { // Ctrl-D, Ctrl-C or a closed terminal
+					close(lines)
+					return
+				}
+				lines <- line
+			}
+		}()
+	} else {
+		go func() {
+			sc := bufio.NewScanner(os.Stdin)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+	}
+	var redial atomic.Bool // set once the first connection is up
+	dial := func(ctx context.Context) (nc.Session, func(), error) {
+		rc, err := dialStateWith(ctx, g, f, st, false, func(o *rpc.DialOptions) {
+			o.IdleTimeout, o.KeepAlive = chatIdleTimeout, chatKeepAlive
+			if redial.Load() {
+				o.HandshakeTimeout = min(o.HandshakeTimeout, chatRedialTimeout)
+			}
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		sess, err := nc.AuthenticateDevice(ctx, &nc.RPCEntry{C: rc}, prof)
+		if err != nil {
+			rc.Close()
+			return nil, nil, err
+		}
+		return sess, func() { rc.Close() }, nil
+	}
+	startCtx, cancel := opContext(f)
+	lv, err := nc.StartLive(startCtx, nc.LiveConfig{Client: cl, Dial: dial, Wait: chatWait, CallTimeout: f.Timeout})
+	if err != nil {
+		cancel()
 		return err
 	}
-	if err := show(); err != nil {
+	redial.Store(true)
+	printed := make(chan struct{})
+	go func() {
+		defer close(printed)
+		for e := range lv.Events() {
+			printLive(o, cl, e)
+		}
+	}()
+	defer func() {
+		if cerr := lv.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		<-printed
+	}()
+	// What is queued first (a Welcome to the group, maybe), then whether
+	// the group exists.
+	err = lv.Do(startCtx, func(ctx context.Context, cl *nc.Client) error {
+		_, err := cl.Members(ctx, c.Group)
+		return err
+	})
+	cancel()
+	if err != nil {
 		return err
 	}
-	if _, err := cn.c.Members(ctx, c.Group); err != nil {
-		return err
-	}
+
 	if !o.json {
 		o.emit(nil, "chatting in %s; type a message and Enter to send, /quit to leave", c.Group)
 	}
 
-	recvErr := make(chan error, 1)
-	rctx, rcancel := context.WithCancel(ctx)
-	defer rcancel()
-	go func() {
-		for rctx.Err() == nil {
-			got, err := cn.c.WaitForDelivery(rctx, 20*time.Second)
-			if err != nil {
-				if rctx.Err() != nil {
-					return
-				}
-				recvErr <- err
-				return
-			}
-			if got {
-				if err := show(); err != nil {
-					recvErr <- err
-					return
-				}
-			}
-		}
-	}()
-
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(os.Stdin)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-recvErr:
-			return err
+		case <-lv.Done():
+			return nil // Close returns why
 		case line, ok := <-lines:
-			if !ok {
-				rcancel()
-				time.Sleep(200 * time.Millisecond) // let the node settle what we sent
-				return show()
+			if !ok || strings.TrimRight(line, "\r") == "/quit" {
+				return finishChat(ctx, f, lv, interactive)
 			}
 			line = strings.TrimRight(line, "\r")
-			if line == "/quit" {
-				return nil
-			}
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			mu.Lock()
-			err := cn.c.Send(ctx, c.Group, line)
-			mu.Unlock()
-			if errors.Is(err, nc.ErrUnknownGroup) {
-				return err
+			err := lv.Send(c.Group, line)
+			if errors.Is(err, nc.ErrOutboxFull) && !interactive {
+				// Piped input waits for room rather than dropping lines.
+				if err = lv.Flush(ctx); err == nil {
+					err = lv.Send(c.Group, line)
+				}
 			}
 			if err != nil {
-				o.emit(map[string]any{"error": err.Error()}, "could not send: %v", err)
-			}
-			// Sending syncs first; show what that brought in.
-			if err := show(); err != nil {
-				return err
+				o.emit(map[string]any{"error": err.Error(), "text": line}, "could not send: %v", err)
 			}
 		}
+	}
+}
+
+// finishChat sends what is still queued and, with piped input, shows
+// what arrived meanwhile. An interactive chat waits --timeout for the
+// outbox; piped input, which has no one to retype it, waits as long as
+// a command does.
+func finishChat(ctx context.Context, f *ClientFlags, lv *nc.Live, interactive bool) error {
+	wait := f.Timeout
+	if !interactive {
+		wait = 6*f.Timeout + 30*time.Second
+	}
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := lv.Flush(fctx); err != nil {
+		return fmt.Errorf("%d message(s) were not sent: %w", lv.Pending(), err)
+	}
+	if !interactive {
+		return lv.Sync(fctx)
+	}
+	return nil
+}
+
+// printLive prints what a Live reports.
+func printLive(o *out, cl *nc.Client, e nc.LiveEvent) {
+	errText := func() string {
+		if e.Err == nil {
+			return ""
+		}
+		return e.Err.Error()
+	}
+	switch {
+	case e.Event != nil:
+		printEvent(o, cl, e.Event)
+	case e.State == nc.LiveReconnecting:
+		o.emit(map[string]any{"event": "reconnecting", "error": errText()}, "-- lost the connection to the node; reconnecting…")
+	case e.State == nc.LiveConnected:
+		o.emit(map[string]any{"event": "reconnected"}, "-- reconnected")
+	case e.State == nc.LiveStopped:
+		o.emit(map[string]any{"event": "disconnected", "error": errText()}, "-- disconnected: %s", errText())
+	case e.Failed != nil:
+		o.emit(map[string]any{"error": errText(), "text": e.Failed.Text}, "could not send %q: %s", e.Failed.Text, errText())
+	case e.Err != nil:
+		o.emit(map[string]any{"error": errText()}, "-- %s", errText())
 	}
 }

@@ -277,6 +277,12 @@ var clientLimits = rpc.MessageLimits{MaxMessageSize: proto.MinClientFrameSize}
 // noTOFU a server that is neither pinned nor given by fingerprint is
 // accepted only after the user confirms its fingerprint on a terminal.
 func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, noTOFU bool) (*rpc.Client, error) {
+	return dialStateWith(ctx, g, f, st, noTOFU, nil)
+}
+
+// dialStateWith is dialState with tune, if not nil, adjusting the
+// options (chat shortens the transport's timeouts).
+func dialStateWith(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, noTOFU bool, tune func(*rpc.DialOptions)) (*rpc.Client, error) {
 	opts := rpc.DialOptions{
 		Fingerprint:      f.ServerFingerprint,
 		Pins:             st,
@@ -295,6 +301,9 @@ func dialState(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, no
 		if !opts.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.CA)
 		}
+	}
+	if tune != nil {
+		tune(&opts)
 	}
 	confirm := false
 	if noTOFU && f.ServerFingerprint == "" && f.CA == "" {

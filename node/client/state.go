@@ -34,6 +34,11 @@ var (
 	bGroups  = []byte("groups")
 	bNames   = []byte("names")
 	bEvents  = []byte("events")
+	// bSeen: Ident("seen", SHA-256 of an applied application message) →
+	// empty (seen.go); bApproved: Ident("device", key) → approval
+	// (approvals.go).
+	bSeen     = []byte("seen")
+	bApproved = []byte("approved")
 
 	kUser    = []byte("user")
 	kUserKey = []byte("user-key")
@@ -52,6 +57,16 @@ var stateSchema = store.Schema{
 		Name: "create buckets",
 		Apply: func(tx *store.Tx) error {
 			for _, b := range [][]byte{bProfile, bServers, bPeers, bKPs, bGroups, bNames, bEvents} {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}, {
+		Name: "create buckets of seen messages and approved devices",
+		Apply: func(tx *store.Tx) error {
+			for _, b := range [][]byte{bSeen, bApproved} {
 				if _, err := tx.CreateBucket(b); err != nil {
 					return err
 				}
@@ -384,7 +399,7 @@ func (s *State) Check() error {
 		return nil
 	}
 	return s.db.View(func(tx *store.Tx) error {
-		for _, name := range [][]byte{bProfile, bServers, bPeers, bKPs, bGroups, bNames, bEvents} {
+		for _, name := range [][]byte{bProfile, bServers, bPeers, bKPs, bGroups, bNames, bEvents, bSeen, bApproved} {
 			b := tx.Bucket(name)
 			if b == nil {
 				return fmt.Errorf("client: state bucket %s missing: %w", name, store.ErrCorrupt)

@@ -10,6 +10,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -134,6 +135,7 @@ type batch struct {
 	names   map[string][]byte
 	drop    []string                          // local names to forget (placeholders of renamed groups)
 	after   []func(ctx context.Context) error // work after the commit (Update after a last-resort join, KeyPackage top-up)
+	seen    [][32]byte                        // hashes of applied application messages (seen.go)
 }
 
 func (b *batch) touch(g *group) {
@@ -153,7 +155,9 @@ func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]
 		if d.Seq <= top {
 			continue // already applied (never happens with a correct node)
 		}
-		if err := c.apply(ctx, b, d); err != nil {
+		if err := c.apply(ctx, b, d); errors.Is(err, errDuplicate) {
+			// A resent copy of a message applied before (seen.go).
+		} else if err != nil {
 			var te *transientError
 			if ctx.Err() != nil || errors.As(err, &te) {
 				stop = err
@@ -168,6 +172,9 @@ func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]
 		top = d.Seq
 	}
 	err := c.persist(b.order, b.events, func(tx *store.Tx) error {
+		if err := putSeen(tx, b); err != nil {
+			return err
+		}
 		for _, ref := range b.usedKPs {
 			if err := tx.Bucket(bKPs).Delete(ref); err != nil {
 				return err
@@ -360,6 +367,9 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 		before = g.g.Members()
 	}
 	ev, err := g.g.ProcessMessage(d.Data, c.now())
+	if err != nil && errors.Is(err, mls.ErrReplay) && d.Kind == DeliveryApplication && c.seenBefore(b, d.Data) {
+		return errDuplicate
+	}
 	if err != nil {
 		return fmt.Errorf("client: refused a message for %s: %w", g.rec.Name, err)
 	}
@@ -391,6 +401,7 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 	b.touch(g)
 	switch ev.Kind {
 	case mls.EventApplication:
+		b.seen = append(b.seen, sha256.Sum256(d.Data))
 		p, err := parsePayload(ev.Data)
 		if err != nil {
 			return fmt.Errorf("client: undecodable message in %s from %s", g.rec.Name, sid.User)
