@@ -76,10 +76,14 @@ type ServeCmd struct {
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
 
 	ServeLimitFlags `embed:""`
+	ServeOps        `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
 }
 
 // Run starts the node and serves until a signal arrives.
 func (c *ServeCmd) Run(g *Globals) error {
+	if c.subcommandRan() { // kong runs this after `serve backup` etc.
+		return nil
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := server.Config{
@@ -92,6 +96,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 	}
 	if err := c.ServeLimitFlags.apply(&cfg); err != nil {
+		return err
+	}
+	if err := c.applyOps(&cfg); err != nil {
 		return err
 	}
 	srv, err := server.New(cfg)

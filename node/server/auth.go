@@ -67,6 +67,7 @@ func (c *conn) delayLogin(ctx context.Context, user string) error {
 		return nil
 	}
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
+	c.srv.metrics.loginDelays.Add(1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

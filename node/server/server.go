@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -63,6 +64,9 @@ type Server struct {
 	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools    lowPools       // KeyPackage pools that ran low
 	metrics     metrics
+	prom        *promMetrics // Prometheus view of metrics (prommetrics.go)
+	admin       *adminServer // the admin listener, nil when off (admin.go)
+	accepting   atomic.Bool  // the QUIC listener accepts (readiness)
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -117,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 		devices:     deviceSessions{m: make(map[string]map[*session]struct{})},
 		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
 	}
+	s.prom = newPromMetrics(s)
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	s.spkiHash = spki[:]
 	// The store is opened here to read (or create) the keys the listener
@@ -133,6 +138,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.startAdmin(); err != nil {
+		s.ln.Shutdown()
+		return nil, err
 	}
 	return s, nil
 }
@@ -220,8 +229,12 @@ func (s *Server) CreatedIdentity() bool { return s.created }
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.openStore(); err != nil {
 		s.ln.Shutdown()
+		s.stopAdmin()
 		return err
 	}
+	s.localStore().DB().ObserveCommits(s.prom.observeCommit)
+	s.accepting.Store(true)
+	s.serveAdmin()
 	s.log.Info("node listening", "addr", s.Addr().String(), "fingerprint", s.fingerprint, "version", s.cfg.Version)
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
@@ -267,6 +280,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			err = fmt.Errorf("server: accept: %w", err)
 		}
 	}
+	s.accepting.Store(false)
 	s.ln.Close()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
 
@@ -283,6 +297,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	wg.Wait()
 	s.ln.Shutdown()
+	s.stopAdmin()
 	if cerr := s.closer.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("server: closing the store: %w", cerr)
 	}
