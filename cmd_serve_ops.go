@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"qpchat/node/server"
 	"qpchat/node/store"
 )
@@ -22,6 +24,9 @@ import (
 // flags of `qpchat serve` too (--data, --store-key-file, --admin-listen,
 // --config), so they find the node the same way it does.
 type ServeOps struct {
+	Config      string `type:"path" placeholder:"FILE" help:"TOML configuration file: one key per serve flag (listen = \":7000\"); flags and QPCHAT_* variables override it. Never put secrets in it, only paths to files holding them."`
+	PrintConfig bool   `help:"Print the effective configuration (as a --config file, without secrets) and exit."`
+
 	AdminListen      string `placeholder:"ADDR" help:"TCP address of the admin HTTP listener (/healthz, /readyz, /metrics, /backup); off when empty. Loopback only unless --admin-allow-remote."`
 	AdminAllowRemote bool   `help:"Let --admin-listen be a non-loopback address (it has no TLS; firewall it)."`
 
@@ -31,12 +36,28 @@ type ServeOps struct {
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
 
 	ranSub bool
+	kctx   *kong.Context
 }
 
-// subcommandRan reports (to ServeCmd.Run, which kong runs after the
-// selected subcommand's Run, as every Run up the command path) that a
-// subcommand did the work, so no node is started.
-func (o *ServeOps) subcommandRan() bool { return o.ranSub }
+// AfterApply keeps the parse context for --print-config.
+func (c *ServeCmd) AfterApply(kctx *kong.Context) error {
+	c.kctx = kctx
+	return nil
+}
+
+// opsDone runs in ServeCmd.Run before a node starts: it reports done
+// when a subcommand already did the work (kong runs every Run up the
+// command path, the selected subcommand's first) or --print-config
+// printed the configuration.
+func (c *ServeCmd) opsDone(g *Globals) (bool, error) {
+	if c.ranSub {
+		return true, nil
+	}
+	if c.PrintConfig {
+		return true, printConfig(g.stdout, c.kctx)
+	}
+	return false, nil
+}
 
 // applyOps copies the operator flags into cfg.
 func (o *ServeOps) applyOps(cfg *server.Config) error {

@@ -81,8 +81,8 @@ type ServeCmd struct {
 
 // Run starts the node and serves until a signal arrives.
 func (c *ServeCmd) Run(g *Globals) error {
-	if c.subcommandRan() { // kong runs this after `serve backup` etc.
-		return nil
+	if done, err := c.opsDone(g); done { // serve subcommands, --print-config (cmd_serve_ops.go)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -255,6 +255,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code }),
 		kong.Bind(&cli.Globals),
+		configOption(args), // serve --config FILE (cmd_serve_config.go)
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "qpchat: internal error: %v\n", err)
