@@ -90,11 +90,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startNode runs `qpchat serve` and waits for it to print its address
-// and fingerprint.
-func startNode(t *testing.T, listen, data string) *node {
+// startNode runs `qpchat serve` (with extra flags) and waits for it to
+// print its address and fingerprint.
+func startNode(t *testing.T, listen, data string, extra ...string) *node {
 	t.Helper()
-	cmd := exec.Command(qpchatBinary(t), "serve", "--listen", listen, "--data", data, "--log-level", "debug")
+	cmd := exec.Command(qpchatBinary(t), append([]string{"serve", "--listen", listen, "--data", data, "--log-level", "debug"}, extra...)...)
 	cmd.Env = testEnv(t)
 	n := &node{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = n.stderr

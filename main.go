@@ -73,10 +73,14 @@ type ServeCmd struct {
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
 
 	ServeLimitFlags `embed:""`
+	ServeOps        `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
 }
 
 // Run starts the node and serves until a signal arrives.
 func (c *ServeCmd) Run(g *Globals) error {
+	if done, err := c.opsDone(g); done { // serve subcommands, --print-config (cmd_serve_ops.go)
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c.Data = xdgDataDir(c.Data, "qpchat-server")
@@ -90,6 +94,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 	}
 	if err := c.ServeLimitFlags.apply(&cfg); err != nil {
+		return err
+	}
+	if err := c.applyOps(&cfg); err != nil {
 		return err
 	}
 	srv, err := server.New(cfg)
@@ -287,6 +294,7 @@ func runWith(args []string, stdout, stderr io.Writer, interactive bool) int {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code }),
 		kong.Bind(&cli.Globals),
+		configOption(args), // serve --config FILE (cmd_serve_config.go)
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "qpchat: internal error: %v\n", err)

@@ -138,6 +138,7 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 	c.mu.Unlock()
 
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
+	srv.metrics.loginDelays.Add(1)
 	werr := srv.loginWait(wctx, d)
 	c.mu.Lock()
 	superseded := w.superseded

@@ -92,6 +92,9 @@ type Config struct {
 	// Now is the clock (KeyPackage lifetimes, expiry, rate limits).
 	// Default time.Now.
 	Now func() time.Time
+	// Admin configures the admin HTTP listener (health, metrics,
+	// backup); off by default (admin.go).
+	Admin AdminConfig
 }
 
 func populateConfig(c Config) Config {

@@ -128,7 +128,7 @@ func (c *conn) serve(ctx context.Context) {
 // methods guarded against panics.
 func (c *conn) nodeServiceClient() capnp.Client {
 	ns := &nodeService{c: c}
-	return capnp.NewClient(server.New(guarded(c.log, rpc.NodeService_Methods(nil, ns)), ns, nil))
+	return capnp.NewClient(server.New(guarded(c.log, c.srv.prom, rpc.NodeService_Methods(nil, ns)), ns, nil))
 }
 
 // begin counts a call of this connection: it refuses calls during

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"capnproto.org/go/capnp/v3/server"
 
@@ -58,12 +59,16 @@ func storeError(log *slog.Logger, op string, err error) error {
 // input reached) fails that call with CodeInternal and is logged, instead
 // of ending the node: go-capnp runs methods without recovering, and one
 // connection's call must not take the others down. Deferred work of the
-// method (its call accounting) still runs while the panic unwinds.
-func guarded(log *slog.Logger, methods []server.Method) []server.Method {
+// method (its call accounting) still runs while the panic unwinds. Every
+// answer is counted in prom (by method and result code, with its time).
+func guarded(log *slog.Logger, prom *promMetrics, methods []server.Method) []server.Method {
 	for i := range methods {
 		impl, short := methods[i].Impl, methods[i].MethodName
 		name := methods[i].InterfaceName + "." + short
+		label := methodLabel(methods[i].InterfaceName, short)
 		methods[i].Impl = func(ctx context.Context, call *server.Call) (err error) {
+			start := time.Now()
+			defer func() { prom.observeCall(label, time.Since(start), err) }()
 			defer func() {
 				if p := recover(); p != nil {
 					log.Error("method panicked; the call fails, the node goes on", "method", name, "panic", p, "stack", string(debug.Stack()))

@@ -7,17 +7,39 @@ import (
 )
 
 // metrics are the node's counters, logged every Config.MetricsInterval
-// (DESIGN: metrics in the log). They count events, never who caused them.
+// (DESIGN: metrics in the log) as the change since the last line, and
+// exported in total on the admin listener's /metrics (prommetrics.go).
+// They count events, never who caused them.
 type metrics struct {
-	logins, loginFailures atomic.Uint64
-	registrations         atomic.Uint64
-	deviceAuths           atomic.Uint64
-	sends, sentMessages   atomic.Uint64
-	commits               atomic.Uint64
-	fetchedMessages       atomic.Uint64
-	acks                  atomic.Uint64
-	overflows             atomic.Uint64
-	refusedConns          atomic.Uint64
+	logins, loginFailures counter
+	registrations         counter
+	deviceAuths           counter
+	sends, sentMessages   counter
+	commits               counter
+	fetchedMessages       counter
+	acks                  counter
+	overflows             counter
+	refusedConns          counter
+	loginDelays           counter // login starts delayed by a rate limit
+}
+
+// counter is a monotonic count that also remembers what the log line
+// last reported.
+type counter struct {
+	total, logged atomic.Uint64
+}
+
+// Add counts n more events.
+func (c *counter) Add(n uint64) { c.total.Add(n) }
+
+// Load returns the total since the node started.
+func (c *counter) Load() uint64 { return c.total.Load() }
+
+// sinceLogged returns the events since its last call (one caller: the
+// metrics log line).
+func (c *counter) sinceLogged() uint64 {
+	t := c.total.Load()
+	return t - c.logged.Swap(t)
 }
 
 // logMetrics logs the counters since the last line every interval until
@@ -38,17 +60,18 @@ func (s *Server) logMetrics(ctx context.Context, interval time.Duration) {
 		s.log.Info("node metrics",
 			"interval", interval,
 			"connections", conns,
-			"refused_connections", m.refusedConns.Swap(0),
-			"registrations", m.registrations.Swap(0),
-			"logins", m.logins.Swap(0),
-			"login_failures", m.loginFailures.Swap(0),
-			"device_auths", m.deviceAuths.Swap(0),
-			"sends", m.sends.Swap(0),
-			"sent_messages", m.sentMessages.Swap(0),
-			"commits", m.commits.Swap(0),
-			"fetched_messages", m.fetchedMessages.Swap(0),
-			"acks", m.acks.Swap(0),
-			"overflowed_devices", m.overflows.Swap(0),
+			"refused_connections", m.refusedConns.sinceLogged(),
+			"registrations", m.registrations.sinceLogged(),
+			"logins", m.logins.sinceLogged(),
+			"login_failures", m.loginFailures.sinceLogged(),
+			"delayed_logins", m.loginDelays.sinceLogged(),
+			"device_auths", m.deviceAuths.sinceLogged(),
+			"sends", m.sends.sinceLogged(),
+			"sent_messages", m.sentMessages.sinceLogged(),
+			"commits", m.commits.sinceLogged(),
+			"fetched_messages", m.fetchedMessages.sinceLogged(),
+			"acks", m.acks.sinceLogged(),
+			"overflowed_devices", m.overflows.sinceLogged(),
 		)
 	}
 }

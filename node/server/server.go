@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -63,6 +64,9 @@ type Server struct {
 	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools    lowPools       // KeyPackage pools that ran low
 	metrics     metrics
+	prom        *promMetrics // Prometheus view of metrics (prommetrics.go)
+	admin       *adminServer // the admin listener, nil when off (admin.go)
+	accepting   atomic.Bool  // the QUIC listener accepts (readiness)
 
 	// loginWait waits out a login start's rate-limit delay (sleepCtx;
 	// tests replace it to run on the fake clock).
@@ -122,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
 		loginWait:   sleepCtx,
 	}
+	s.prom = newPromMetrics(s)
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	s.spkiHash = spki[:]
 	// The store is opened here to read (or create) the keys the listener
@@ -138,6 +143,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.startAdmin(); err != nil {
+		s.ln.Shutdown()
+		return nil, err
 	}
 	return s, nil
 }
@@ -225,8 +234,12 @@ func (s *Server) CreatedIdentity() bool { return s.created }
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.openStore(); err != nil {
 		s.ln.Shutdown()
+		s.stopAdmin()
 		return err
 	}
+	s.localStore().DB().ObserveCommits(s.prom.observeCommit)
+	s.accepting.Store(true)
+	s.serveAdmin()
 	// The fingerprint is logged at debug level only: `qpchat serve`
 	// prints it on stdout, once.
 	s.log.Info("node listening", "addr", s.Addr().String(), "version", s.cfg.Version)
@@ -275,6 +288,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			err = fmt.Errorf("server: accept: %w", err)
 		}
 	}
+	s.accepting.Store(false)
 	s.ln.Close()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
 
@@ -291,6 +305,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	wg.Wait()
 	s.ln.Shutdown()
+	s.stopAdmin()
 	if cerr := s.closer.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("server: closing the store: %w", cerr)
 	}

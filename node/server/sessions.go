@@ -88,7 +88,7 @@ func (c *conn) newSession(kind rpc.SessionKind, user string, device []byte) (*se
 	if kind == rpc.SessionKind_device {
 		c.srv.devices.add(s)
 	}
-	return s, rpc.Session(capnp.NewClient(server.New(guarded(c.log, rpc.Session_Methods(nil, s)), s, nil)))
+	return s, rpc.Session(capnp.NewClient(server.New(guarded(c.log, c.srv.prom, rpc.Session_Methods(nil, s)), s, nil)))
 }
 
 // end ends the session; later calls fail with CodeExpired.

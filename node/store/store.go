@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,10 @@ type DB struct {
 	done   chan struct{} // closed when the writer goroutine exits
 
 	commits atomic.Uint64 // transactions committed by the writer (for tests)
+
+	// onCommit, if set, is told how long each commit (its fsync
+	// included) took and how many write functions it carried.
+	onCommit atomic.Pointer[func(d time.Duration, fns int)]
 }
 
 // Open opens or creates the encrypted database at path, derives and checks
@@ -230,6 +235,146 @@ func (db *DB) Backup(w io.Writer) error {
 	})
 }
 
+// snapshot runs fn in one read transaction with the file's size, its
+// schema version and a function writing the consistent copy (bbolt
+// Tx.WriteTo); writers go on meanwhile.
+func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer) (int64, error)) error) error {
+	db.mu.RLock()
+	closed := db.closed
+	db.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	err := db.bolt.View(func(btx *bolt.Tx) error {
+		tx := &Tx{btx: btx, seal: db.seal}
+		meta, err := tx.metaBucket(false)
+		if err != nil {
+			return err
+		}
+		raw, err := meta.Get(metaVersionKey)
+		if err != nil {
+			return err
+		}
+		if len(raw) != 8 {
+			return fmt.Errorf("store: schema version record: %w", ErrCorrupt)
+		}
+		return fn(btx.Size(), binary.BigEndian.Uint64(raw), btx.WriteTo)
+	})
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Size returns the size of the database file in bytes, as of the last
+// commit.
+func (db *DB) Size() (int64, error) {
+	var n int64
+	err := db.bolt.View(func(btx *bolt.Tx) error {
+		n = btx.Size()
+		return nil
+	})
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return 0, ErrClosed
+	}
+	return n, err
+}
+
+// ObserveCommits makes fn be called after every commit with its duration
+// (the fsync included) and the number of write functions it carried. It
+// runs on the writer goroutine, so it must be quick. Nil stops it.
+func (db *DB) ObserveCommits(fn func(d time.Duration, fns int)) {
+	if fn == nil {
+		db.onCommit.Store(nil)
+		return
+	}
+	db.onCommit.Store(&fn)
+}
+
+// InUse reports whether another process (a running node) holds the
+// database file at path. A missing file is not in use. It waits up to
+// timeout for the lock.
+func InUse(path string, timeout time.Duration) (bool, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	return false, bdb.Close()
+}
+
+// CheckFile opens the bbolt file at path read-only and walks every page,
+// without any key: it finds a truncated or damaged file, not a wrong key.
+func CheckFile(path string) error {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("store: %s is in use by another qpchat process: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("store: opening %s: %w: %w", path, err, ErrCorrupt)
+	}
+	defer bdb.Close()
+	return bdb.View(func(btx *bolt.Tx) error {
+		if btx.Bucket(headerBucket) == nil {
+			return fmt.Errorf("store: %s has no qpchat header: %w", path, ErrCorrupt)
+		}
+		var errs []error
+		for err := range btx.Check() { // drained: the checker stops only at the end
+			if len(errs) < 10 {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("store: %s fails its consistency check: %w: %w", path, errors.Join(errs...), ErrCorrupt)
+		}
+		return nil
+	})
+}
+
+// Compact copies the database at src into a new file dst (which must not
+// exist), leaving out free pages, and returns both sizes. Values are
+// copied sealed, as they are; no key is needed. src must not be in use.
+func Compact(dst, src string) (before, after int64, err error) {
+	sdb, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return 0, 0, fmt.Errorf("store: %s is in use by another qpchat process: %w", src, ErrInUse)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: opening %s: %w", src, err)
+	}
+	defer sdb.Close()
+	if _, err := os.Stat(dst); err == nil {
+		return 0, 0, fmt.Errorf("store: %s already exists", dst)
+	}
+	ddb, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: creating %s: %w", dst, err)
+	}
+	if err := bolt.Compact(ddb, sdb, 64<<20); err != nil {
+		ddb.Close()
+		os.Remove(dst)
+		return 0, 0, fmt.Errorf("store: compacting: %w", err)
+	}
+	if err := ddb.Close(); err != nil {
+		os.Remove(dst)
+		return 0, 0, fmt.Errorf("store: closing %s: %w", dst, err)
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return 0, 0, err
+	}
+	fo, err := os.Stat(dst)
+	if err != nil {
+		return 0, 0, err
+	}
+	return fi.Size(), fo.Size(), nil
+}
+
 // Ident returns the HMAC that stands in for an identifier in keys and
 // bucket names; see Tx.Ident.
 func (db *DB) Ident(domain string, id []byte) []byte { return db.seal.ident(domain, id) }
@@ -333,7 +478,12 @@ func (db *DB) commit(batch []*writeReq) {
 			pending = append(ok, pending[failed+1:]...)
 			continue
 		}
-		if err := btx.Commit(); err != nil {
+		start := time.Now()
+		err = btx.Commit()
+		if f := db.onCommit.Load(); f != nil {
+			(*f)(time.Since(start), len(ok))
+		}
+		if err != nil {
 			err = fmt.Errorf("store: commit: %w", err)
 			for _, r := range ok {
 				r.done <- err

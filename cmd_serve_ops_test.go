@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// serveCmd runs `qpchat serve ...` (the binary) and returns its exit
+// code and output.
+func serveCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(qpchatBinary(t), append([]string{"serve"}, args...)...)
+	cmd.Env = testEnv(t)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestServeOpsCommands runs a node with an admin listener and the
+// operator's subcommands against it: health, a live backup, refusals
+// while it runs, compaction once stopped, and a restore that brings the
+// same node back.
+func TestServeOpsCommands(t *testing.T) {
+	data := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", data, "--admin-listen", "127.0.0.1:0")
+
+	if code, out, errs := serveCmd(t, "health", "--data", data); code != 0 || !strings.Contains(out, "ready") {
+		t.Errorf("serve health: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	backup := filepath.Join(t.TempDir(), "node.backup")
+	if code, _, errs := serveCmd(t, "backup", "--data", data, "--out", backup); code != 0 || !strings.Contains(errs, "backed up the running node") {
+		t.Fatalf("serve backup of a running node: exit %d, stderr %q", code, errs)
+	}
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	if code, _, errs := serveCmd(t, "backup", "--data", data, "--out", backup); code != exitError || !strings.Contains(errs, "exists") {
+		t.Errorf("serve backup over an existing file: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := serveCmd(t, "restore", "--data", data, "--in", backup, "--force"); code != exitError || !strings.Contains(errs, "running") {
+		t.Errorf("serve restore over a running node: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := serveCmd(t, "compact", "--data", data); code != exitError || !strings.Contains(errs, "running") {
+		t.Errorf("serve compact of a running node: exit %d, stderr %q", code, errs)
+	}
+	n.stop(t)
+
+	if code, _, _ := serveCmd(t, "health", "--data", data, "--admin-listen", "127.0.0.1:1"); code != exitError {
+		t.Errorf("serve health of a stopped node: exit %d, want %d", code, exitError)
+	}
+	if code, out, errs := serveCmd(t, "compact", "--data", data); code != 0 || !strings.Contains(out, "bytes before") {
+		t.Errorf("serve compact: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	restored := t.TempDir()
+	key, err := os.ReadFile(filepath.Join(data, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, "node.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := serveCmd(t, "restore", "--data", restored, "--in", backup); code != 0 || !strings.Contains(out, "restored server-key.pem") {
+		t.Fatalf("serve restore: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	n2 := startNode(t, "127.0.0.1:0", restored)
+	if n2.created || n2.fingerprint != n.fingerprint {
+		t.Errorf("restored node: created %v, fingerprint %s, want %s", n2.created, n2.fingerprint, n.fingerprint)
+	}
+	n2.stop(t)
+}
