@@ -98,44 +98,12 @@ type delayedStart struct {
 // connection, so pipelined starts cannot pile up delayed answers.
 func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err error) {
 	srv := c.srv
-	addr := addrKey(c.remote)
-	c.mu.Lock()
-	if w := c.waiting; w != nil {
-		w.superseded = true
-		w.cancel()
-		w.refund()
-		c.waiting = nil
-	}
-	d, byAddr := srv.loginByAddr.reserve(addr)
-	byName := false
-	if user != "" && byAddr {
-		// A start the address budget did not charge waits the longest
-		// delay anyway; it neither charges nor creates a name bucket.
-		var dn time.Duration
-		dn, byName = srv.loginByName.reserve(nameAddrKey(user, addr))
-		d = max(d, dn)
-	}
-	var once sync.Once
-	refund = func() {
-		once.Do(func() {
-			if byAddr {
-				srv.loginByAddr.refund(addr)
-			}
-			if byName {
-				srv.loginByName.refund(nameAddrKey(user, addr))
-			}
-		})
-	}
-	d = min(d, srv.cfg.Limits.MaxLoginDelay)
-	if d <= 0 {
-		c.mu.Unlock()
-		return refund, nil
-	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &delayedStart{cancel: cancel, refund: refund}
-	c.waiting = w
-	c.mu.Unlock()
+	d, refund, w := c.reserveLogin(user, cancel)
+	if w == nil {
+		return refund, nil
+	}
 
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
 	srv.metrics.loginDelays.Add(1)
@@ -154,6 +122,52 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 		return nil, proto.Errorf(proto.CodeRateLimited, "cancelled while delayed by the login rate limit")
 	}
 	return refund, nil
+}
+
+// reserveLogin takes the tokens of a login start under c.mu (released
+// even if the clock panics, so the connection can still close): it
+// supersedes a start waiting on this connection, reserves the address and
+// (user, address) budgets and returns the delay, the refund of what was
+// taken and, when the start must wait, its delayedStart registered as
+// c.waiting.
+func (c *conn) reserveLogin(user string, cancel context.CancelFunc) (time.Duration, func(), *delayedStart) {
+	srv := c.srv
+	addr := addrKey(c.remote)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.waiting; w != nil {
+		w.superseded = true
+		w.cancel()
+		w.refund()
+		c.waiting = nil
+	}
+	d, byAddr := srv.loginByAddr.reserve(addr)
+	byName := false
+	if user != "" && byAddr {
+		// A start the address budget did not charge waits the longest
+		// delay anyway; it neither charges nor creates a name bucket.
+		var dn time.Duration
+		dn, byName = srv.loginByName.reserve(nameAddrKey(user, addr))
+		d = max(d, dn)
+	}
+	var once sync.Once
+	refund := func() {
+		once.Do(func() {
+			if byAddr {
+				srv.loginByAddr.refund(addr)
+			}
+			if byName {
+				srv.loginByName.refund(nameAddrKey(user, addr))
+			}
+		})
+	}
+	d = min(d, srv.cfg.Limits.MaxLoginDelay)
+	if d <= 0 {
+		return d, refund, nil
+	}
+	w := &delayedStart{cancel: cancel, refund: refund}
+	c.waiting = w
+	return d, refund, w
 }
 
 func normalizeUser(name string, err error) (string, error) {
