@@ -135,10 +135,13 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 		return s.storeErr("fetchWait", err)
 	}
 	if len(msgs) == 0 && wait > 0 {
+		unpark := s.c.parkAnswer() // no answer to hold room for while parked
 		t := time.NewTimer(wait)
 		select {
 		case <-signal:
-			msgs, st, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			if err = unpark(); err == nil {
+				msgs, st, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			}
 		case <-t.C:
 		case <-s.endCh:
 		case <-srv.stopping:
@@ -146,6 +149,9 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 		case <-s.c.qc.Context().Done():
 		}
 		t.Stop()
+		if uerr := unpark(); err == nil {
+			err = uerr
+		}
 		if err != nil {
 			return s.storeErr("fetchWait", err)
 		}

@@ -59,10 +59,14 @@ type Server struct {
 	kpFetch     *rateLimiter
 	flood       *floodDetector
 	perAddr     addrCounter
-	devices     deviceSessions // live device sessions, ended on revocation
-	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
-	lowPools    lowPools       // KeyPackage pools that ran low
-	metrics     metrics
+	// The node's byte budgets (Config.MaxTotalBuffer), parents of the
+	// addresses' (addrBudgets), parents of the connections'.
+	pendingTotal, unfinishedTotal *rpc.Budget
+	addrBudgets                   addrBudgets
+	devices                       deviceSessions // live device sessions, ended on revocation
+	deviceMu                      sync.Mutex     // serialises device registrations (MaxDevices)
+	lowPools                      lowPools       // KeyPackage pools that ran low
+	metrics                       metrics
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -102,20 +106,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: no data directory for the store")
 	}
 	s := &Server{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		fingerprint: rpc.Fingerprint(leaf),
-		created:     created,
-		conns:       make(map[*conn]struct{}),
-		idle:        make(chan struct{}),
-		stopping:    make(chan struct{}),
-		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
-		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
-		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
-		flood:       &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
-		perAddr:     addrCounter{n: make(map[string]int)},
-		devices:     deviceSessions{m: make(map[string]map[*session]struct{})},
-		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
+		cfg:             cfg,
+		log:             cfg.Logger,
+		fingerprint:     rpc.Fingerprint(leaf),
+		created:         created,
+		conns:           make(map[*conn]struct{}),
+		idle:            make(chan struct{}),
+		stopping:        make(chan struct{}),
+		loginByName:     newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
+		loginByAddr:     newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
+		kpFetch:         newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
+		flood:           &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
+		perAddr:         addrCounter{n: make(map[string]int)},
+		pendingTotal:    rpc.NewBudget("total", int64(cfg.MaxTotalBuffer)),
+		unfinishedTotal: rpc.NewBudget("total", int64(cfg.MaxTotalBuffer)),
+		addrBudgets:     addrBudgets{m: make(map[string]*addrBudget)},
+		devices:         deviceSessions{m: make(map[string]map[*session]struct{})},
+		lowPools:        lowPools{m: make(map[string]map[uint16]bool)},
 	}
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	s.spkiHash = spki[:]
@@ -311,6 +318,7 @@ func (s *Server) track(qc *quic.Conn) (*conn, bool) {
 		return nil, false
 	}
 	c := newConn(s, qc)
+	s.attachBudgets(c)
 	s.conns[c] = struct{}{}
 	return c, true
 }
@@ -320,6 +328,7 @@ func (s *Server) untrack(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.perAddr.remove(addrKey(c.remote))
+	s.detachBudgets(c)
 }
 
 // beginCall counts a method call in flight; every method calls it first
