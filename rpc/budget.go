@@ -74,6 +74,18 @@ func (b *Budget) Used() int64 {
 	return b.used
 }
 
+// Waiting returns how many reservations wait anywhere in b's tree: the
+// connections whose reading is paused, and parked calls taking their
+// room back.
+func (b *Budget) Waiting() int {
+	if b == nil {
+		return 0
+	}
+	b.tree.mu.Lock()
+	defer b.tree.mu.Unlock()
+	return b.tree.waiters
+}
+
 // ErrBudget is wrapped by the error of a reservation that timed out.
 var ErrBudget = errors.New("rpc: byte budget exhausted")
 
