@@ -67,6 +67,8 @@ func (c *conn) delayLogin(ctx context.Context, user string) error {
 		return nil
 	}
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
+	unpark := c.parkAnswer() // no answer room held while delayed (docs/PROTOCOL.md, Memory bounds)
+	defer unpark()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

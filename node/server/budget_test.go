@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -242,5 +244,88 @@ func TestDeafReadersBounded(t *testing.T) {
 	}
 	if _, err := pingConn(honest); err != nil {
 		t.Fatalf("honest ping after the flood: %v", err)
+	}
+}
+
+// Parked calls, fetchWaits with nothing to answer and login starts
+// delayed by the rate limit, give their answer room back while they wait:
+// many of them fit in a node budget that holds only a few answers, and a
+// new client is still served. Without parking, they would fill it and
+// pause every connection's reading until they ended.
+func TestParkedCallsHoldNoAnswerRoom(t *testing.T) {
+	const (
+		frame   = 256 << 10
+		budget  = 4 * frame // room for two frames with their answers
+		waiters = 8
+		logins  = 4
+	)
+	w := newWorld(t, func(c *Config) {
+		c.MaxMessageSize = frame
+		c.Limits.MaxMessageSize = 64 << 10
+		c.MaxConnBuffer, c.MaxAddrBuffer, c.MaxTotalBuffer = budget, budget, budget
+		c.Limits.LoginRateName = 1 // every login start for one name after the first is delayed
+		c.Limits.MaxLoginDelay = time.Minute
+	})
+	n, s := w.n, w.n.srv
+	last := drain(t, w.b1, 0)
+	after := uint64(0)
+	if len(last) > 0 {
+		after = last[len(last)-1].Seq
+	}
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for range waiters {
+		c := n.dial()
+		d, err := c.AuthenticateDevice(testCtx(t), w.bob.name, w.b1.Key, c.Exporter)
+		must(t, "device session", err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.FetchWait(ctx, after, 0, time.Minute)
+		}()
+	}
+	for i := range logins {
+		c := n.dial()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.LoginStart(ctx, n.cfg.OPAQUE, "nobody", []byte(fmt.Sprint(testPassword, i)))
+		}()
+	}
+
+	// Every fetchWait and every delayed login start (all but the first)
+	// is parked.
+	want := int64(waiters + logins - 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for s.parked.Load() < want {
+		t.Logf("parked %d pending %d waiting %d", s.parked.Load(), s.pendingTotal.Used(), s.pendingTotal.Waiting())
+		time.Sleep(time.Second)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls parked, want %d; %d bytes pending", s.parked.Load(), want, s.pendingTotal.Used())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if used := s.pendingTotal.Used(); used >= frame {
+		t.Errorf("%d parked calls hold %d bytes, want less than one answer reservation (%d)", want, used, frame)
+	}
+	if _, err := pingConn(n.dial()); err != nil {
+		t.Fatalf("a new client's ping while %d calls are parked: %v", want, err)
+	}
+
+	// A parked fetchWait takes its room back when a message arrives and
+	// answers.
+	_, err := w.a1.Send(testCtx(t), w.group, [][]byte{bench.PrivateMessage(w.group, 1, mls.ContentTypeApplication, []byte("wake"))})
+	must(t, "send", err)
+	deadline = time.Now().Add(30 * time.Second)
+	for s.parked.Load() > int64(logins-1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls parked after a message arrived, want the %d login starts", s.parked.Load(), logins-1)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

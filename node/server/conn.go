@@ -141,10 +141,12 @@ func (c *conn) nodeServiceClient() capnp.Client {
 func (c *conn) parkAnswer() (unpark func() error) {
 	n := int64(c.srv.cfg.MaxMessageSize)
 	c.pending.Release(n)
+	c.srv.parked.Add(1)
 	var once sync.Once
 	var err error
 	return func() error {
 		once.Do(func() {
+			c.srv.parked.Add(-1)
 			if rerr := c.pending.Reserve(n, c.qc.Context().Done(), 0); rerr != nil {
 				// Keep the books balanced: the Return releases n.
 				c.pending.Charge(n)

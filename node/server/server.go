@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -63,6 +64,7 @@ type Server struct {
 	// addresses' (addrBudgets), parents of the connections'.
 	pendingTotal, unfinishedTotal *rpc.Budget
 	addrBudgets                   addrBudgets
+	parked                        atomic.Int64   // calls parked by conn.parkAnswer
 	devices                       deviceSessions // live device sessions, ended on revocation
 	deviceMu                      sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools                      lowPools       // KeyPackage pools that ran low
