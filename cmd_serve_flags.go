@@ -31,6 +31,11 @@ type ServeLimitFlags struct {
 	RetryAbove      int           `default:"100" help:"New connection attempts per second above which clients must pass a QUIC Retry first; -1: always."`
 	LoginSessionTTL time.Duration `name:"login-session-ttl" default:"10m" help:"Lifetime of a login session (device management)."`
 	StoreKeyFile    string        `type:"path" placeholder:"FILE" help:"Key file of the encrypted store (created with mode 0600). Default: node.key in the data directory. With QPCHAT_STORE_PASSPHRASE set, the key comes from that passphrase instead."`
+
+	// Byte budgets (docs/PROTOCOL.md, Memory bounds).
+	MaxConnBuffer  int64 `default:"33554432" placeholder:"BYTES" help:"Bytes one connection may hold (default 32 MiB), separately for calls in progress (frames read plus one largest message per call until its answer is written; reading pauses when full) and for answers written but not yet finished by the client (the connection is closed past it). At least 2 x (max-message-size + 1 MiB)."`
+	MaxAddrBuffer  int64 `default:"134217728" placeholder:"BYTES" help:"The same bound for all connections of one client address (IPv6 by /64) together (default 128 MiB); keep it well below --max-total-buffer so that one address cannot take the node's budget."`
+	MaxTotalBuffer int64 `default:"1073741824" placeholder:"BYTES" help:"The same bound for all connections together (default 1 GiB): the node buffers at most twice this plus one QUIC receive window (2 MiB) per connection."`
 }
 
 // storePassphraseEnv names the variable that may hold the store
@@ -62,6 +67,15 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 	} else if f.MaxMessageSize > proto.MaxMessageSize {
 		errs = append(errs, fmt.Errorf("--max-message-size %d is above %d, the largest message clients can receive", f.MaxMessageSize, proto.MaxMessageSize))
 	}
+	frame := int64(max(1<<20, f.MaxMessageSize)) + 1<<20 // server.Config.MaxMessageSize
+	switch {
+	case f.MaxConnBuffer < 2*frame:
+		errs = append(errs, fmt.Errorf("--max-conn-buffer %d is below 2 x (max-message-size + 1 MiB) = %d: a call and its answer would not fit", f.MaxConnBuffer, 2*frame))
+	case f.MaxAddrBuffer < f.MaxConnBuffer:
+		errs = append(errs, fmt.Errorf("--max-addr-buffer %d is below --max-conn-buffer %d", f.MaxAddrBuffer, f.MaxConnBuffer))
+	case f.MaxTotalBuffer < f.MaxAddrBuffer:
+		errs = append(errs, fmt.Errorf("--max-total-buffer %d is below --max-addr-buffer %d", f.MaxTotalBuffer, f.MaxAddrBuffer))
+	}
 	if f.RetryAbove == 0 || f.RetryAbove < -1 {
 		errs = append(errs, fmt.Errorf("--retry-above must be positive or -1 (always), got %d", f.RetryAbove))
 	}
@@ -90,6 +104,9 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 		RetryAbove:          f.RetryAbove,
 	}
 	cfg.MaxConns = f.MaxConns
+	cfg.MaxConnBuffer = uint64(f.MaxConnBuffer)
+	cfg.MaxAddrBuffer = uint64(f.MaxAddrBuffer)
+	cfg.MaxTotalBuffer = uint64(f.MaxTotalBuffer)
 	cfg.LoginSessionTTL = f.LoginSessionTTL
 	cfg.StoreKeyFile = f.StoreKeyFile
 	if p, ok := os.LookupEnv(storePassphraseEnv); ok {

@@ -15,14 +15,16 @@ import (
 func TestServeLimitFlags(t *testing.T) {
 	f := ServeLimitFlags{MaxMessageSize: 1 << 20, MaxQueueLength: 7, MaxKeyPackages: 3, MaxGroupSize: 9,
 		MaxDevices: 4, MaxBatch: 5, LoginRateName: 1, LoginRateAddr: 2, MaxLoginDelay: 1e9, KPFetchRate: 6,
-		MaxConnsPerAddr: 8, MaxConns: 10, MaxCallsPerConn: 11, MaxFetchWait: 2e9, RetryAbove: -1, LoginSessionTTL: 3e9}
+		MaxConnsPerAddr: 8, MaxConns: 10, MaxCallsPerConn: 11, MaxFetchWait: 2e9, RetryAbove: -1, LoginSessionTTL: 3e9,
+		MaxConnBuffer: 5 << 20, MaxAddrBuffer: 6 << 20, MaxTotalBuffer: 7 << 20}
 	var cfg server.Config
 	if err := f.apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	l := cfg.Limits
 	if l.MaxQueueLength != 7 || l.MaxKeyPackages != 3 || l.MaxGroupSize != 9 || l.MaxDevices != 4 || l.RetryAbove != -1 ||
-		l.KeyPackageFetchRate != 6 || l.MaxConnsPerAddr != 8 || cfg.MaxConns != 10 || cfg.LoginSessionTTL != 3e9 {
+		l.KeyPackageFetchRate != 6 || l.MaxConnsPerAddr != 8 || cfg.MaxConns != 10 || cfg.LoginSessionTTL != 3e9 ||
+		cfg.MaxConnBuffer != 5<<20 || cfg.MaxAddrBuffer != 6<<20 || cfg.MaxTotalBuffer != 7<<20 {
 		t.Errorf("flags not applied: %+v", cfg)
 	}
 
@@ -35,6 +37,21 @@ func TestServeLimitFlags(t *testing.T) {
 	for _, want := range []string{"--max-queue-length", "--retry-above", "--max-message-size"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+
+	for _, c := range []struct {
+		conn, addr, total int64
+		want              string
+	}{
+		{4<<20 - 1, 8 << 20, 16 << 20, "--max-conn-buffer"},
+		{4 << 20, 4<<20 - 1, 16 << 20, "--max-addr-buffer"},
+		{4 << 20, 8 << 20, 8<<20 - 1, "--max-total-buffer"},
+	} {
+		bad := f
+		bad.MaxConnBuffer, bad.MaxAddrBuffer, bad.MaxTotalBuffer = c.conn, c.addr, c.total
+		if err := bad.apply(&cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("buffers %d/%d/%d: error %v, want one naming %s", c.conn, c.addr, c.total, err, c.want)
 		}
 	}
 
@@ -85,6 +102,9 @@ func TestServeFlagDefaults(t *testing.T) {
 	}
 	if cfg.Limits != want {
 		t.Errorf("default limits\n got %+v\nwant %+v", cfg.Limits, want)
+	}
+	if cfg.MaxConnBuffer != server.DefaultMaxConnBuffer || cfg.MaxAddrBuffer != server.DefaultMaxAddrBuffer || cfg.MaxTotalBuffer != server.DefaultMaxTotalBuffer {
+		t.Errorf("default buffers %d/%d/%d, want the server's defaults", cfg.MaxConnBuffer, cfg.MaxAddrBuffer, cfg.MaxTotalBuffer)
 	}
 	if cfg.MaxConns != 1024 || cfg.LoginSessionTTL != 10*time.Minute || cli.Serve.Listen != ":7000" || cli.Serve.ShutdownTimeout != 10*time.Second {
 		t.Errorf("defaults: max-conns %d, login-session-ttl %v, listen %q, shutdown-timeout %v",

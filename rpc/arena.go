@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"sync"
 	"sync/atomic"
 
 	capnp "capnproto.org/go/capnp/v3"
@@ -24,16 +25,51 @@ import (
 type singleSegmentTransport struct {
 	capnprpc.Transport // the library's: RecvMessage and Close
 	codec              transport.Codec
-	out                *backlog   // unsent messages, when c is a *streamCodec
-	held               *heldBytes // written, unreleased bytes, likewise
+	sc                 *streamCodec // c, when it is one
+	out                *backlog     // unsent messages, likewise
+	held               *heldBytes   // written, unreleased bytes, likewise
 }
 
 func newSingleSegmentTransport(c transport.Codec) capnprpc.Transport {
 	t := &singleSegmentTransport{Transport: transport.New(c), codec: c}
 	if sc, ok := c.(*streamCodec); ok {
-		t.out, t.held = sc.out, sc.held
+		t.sc, t.out, t.held = sc, sc.out, sc.held
 	}
 	return t
+}
+
+// RecvMessage hands the Pending charges of each incoming frame
+// (MessageLimits.Pending) on: the frame's bytes to the message, released
+// with it; a call's answer reservation to the connection, released when
+// a Return is written (see outgoing.sent). Every Call and Bootstrap gets
+// exactly one Return (Cap'n Proto rpc.capnp), so the reservations still
+// held are one per call whose answer is not written yet.
+func (t *singleSegmentTransport) RecvMessage() (transport.IncomingMessage, error) {
+	m, err := t.Transport.RecvMessage()
+	if t.sc == nil || t.sc.pending == nil {
+		return m, err
+	}
+	frame, call := t.sc.takeCharges()
+	if err != nil || m == nil {
+		t.sc.pending.Release(frame + call)
+		return m, err
+	}
+	return &incoming{IncomingMessage: m, budget: t.sc.pending, n: frame}, nil
+}
+
+// incoming releases its charge in the Pending budget with the message.
+type incoming struct {
+	transport.IncomingMessage
+	budget *Budget
+	n      int64
+	once   sync.Once
+}
+
+func (m *incoming) Release() {
+	m.once.Do(func() {
+		m.IncomingMessage.Release()
+		m.budget.Release(m.n)
+	})
 }
 
 // NewMessage allocates an outgoing message on a single-segment arena.
@@ -48,6 +84,9 @@ func (t *singleSegmentTransport) NewMessage() (transport.OutgoingMessage, error)
 	}
 	t.out.add()
 	o := &outgoing{msg: m, codec: t.codec, out: t.out, held: t.held}
+	if t.sc != nil && t.sc.pending != nil {
+		o.pending, o.answerReserve = t.sc.pending, t.sc.answerReserve
+	}
 	o.unsent.Store(true)
 	return o, nil
 }
@@ -61,12 +100,19 @@ type outgoing struct {
 	unsent   atomic.Bool // counted in out until written or released
 	held     *heldBytes
 	size     atomic.Uint64 // counted in held from written to released
+
+	pending       *Budget // MessageLimits.Pending, or nil
+	answerReserve int64
 }
 
-// sent takes the message out of the backlog count, once.
+// sent takes the message out of the backlog count, once, and, for a
+// Return, releases the answer reservation of one call.
 func (o *outgoing) sent() {
 	if o.unsent.CompareAndSwap(true, false) {
 		o.out.done()
+		if o.pending != nil && o.msg.Which() == rpccp.Message_Which_return {
+			o.pending.Release(o.answerReserve)
+		}
 	}
 }
 

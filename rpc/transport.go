@@ -27,6 +27,7 @@ import (
 
 	capnp "capnproto.org/go/capnp/v3"
 	capnprpc "capnproto.org/go/capnp/v3/rpc"
+	rpccp "capnproto.org/go/capnp/v3/std/capnp/rpc"
 	"github.com/quic-go/quic-go"
 )
 
@@ -108,15 +109,28 @@ func ServerTLSConfig(cert tls.Certificate) *tls.Config {
 // ServerQUICConfig returns the QUIC configuration of a node. The client
 // opens exactly one bidirectional stream, so the peer may open one
 // bidirectional and no unidirectional stream. 0-RTT stays off: the
-// methods are not idempotent and 0-RTT data can be replayed.
+// methods are not idempotent and 0-RTT data can be replayed. The receive
+// windows are capped at ServerReceiveWindow.
 func ServerQUICConfig(handshakeTimeout, idleTimeout time.Duration) *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:  handshakeTimeout,
-		MaxIdleTimeout:        idleTimeout,
-		MaxIncomingStreams:    1,
-		MaxIncomingUniStreams: -1,
+		HandshakeIdleTimeout:       handshakeTimeout,
+		MaxIdleTimeout:             idleTimeout,
+		MaxIncomingStreams:         1,
+		MaxIncomingUniStreams:      -1,
+		MaxStreamReceiveWindow:     ServerReceiveWindow,
+		MaxConnectionReceiveWindow: ServerReceiveWindow,
 	}
 }
+
+// ServerReceiveWindow caps the QUIC flow-control windows a node grants a
+// connection (quic-go's defaults grow to 6 MiB per stream and 15 MiB per
+// connection). While the node pauses reading a connection (see
+// MessageLimits.Pending), the peer can still send this much, which QUIC
+// buffers; so it is a per-connection term of the node's memory bound
+// (docs/PROTOCOL.md, Memory bounds). 2 MiB still carries a frame of the
+// default size in one window: about 20 MB/s of upload at 100 ms of
+// round-trip time.
+const ServerReceiveWindow = 2 << 20
 
 // Listener accepts a node's QUIC connections on its own UDP socket.
 type Listener struct {
@@ -205,7 +219,8 @@ type MessageLimits struct {
 	// Zero means no bound. Pausing would not help here: the Finish
 	// messages that free the answers come in on the stream.
 	MaxUnfinished uint64
-	// OnUnfinished, if set, is called once when MaxUnfinished is passed.
+	// OnUnfinished, if set, is called once when MaxUnfinished is passed,
+	// or when Unfinished or one of its ancestors is over its limit.
 	OnUnfinished func(error)
 	// ClientShapesOnly, set by the node, lets through only the Cap'n
 	// Proto RPC messages qpchat's own clients send (see allowList and
@@ -216,6 +231,29 @@ type MessageLimits struct {
 	// ErrNotAllowed) of the first refused message; the owner is expected
 	// to close the connection with CodeProtocol. Every later read fails.
 	OnRefused func(error)
+
+	// Pending, if set, is the connection's budget (a child of its
+	// address's and the node's, see Budget) for the bytes of calls in
+	// progress: each frame read, from its first byte (charged
+	// MaxMessageSize until decoded) until the RPC layer releases it (a
+	// call's parameters live until its method returns), and, for each
+	// Call and Bootstrap, AnswerReserve bytes for its answer until the
+	// Return is written. A frame is read only once its reservation fits
+	// at every level: that is the back-pressure. Pending bytes are freed
+	// by the node's own work and writes, never by reading, so the pause
+	// cannot wait for the peer; a peer that stops reading is cut off by
+	// WriteTimeout. See docs/PROTOCOL.md, Memory bounds.
+	Pending *Budget
+	// AnswerReserve is what Pending holds for the answer of each call
+	// until it is written: the largest answer the owner builds (with its
+	// working data). Zero means MaxMessageSize.
+	AnswerReserve uint64
+	// Unfinished, if set, is charged the size of every message written
+	// until the peer releases it (what MaxUnfinished counts, summed per
+	// address and in total by its ancestors). It never waits: past a
+	// limit at any level, OnUnfinished is called and the stream
+	// cancelled, as for MaxUnfinished.
+	Unfinished *Budget
 }
 
 // Defaults for MessageLimits.
@@ -275,6 +313,15 @@ type streamCodec struct {
 	refused   error
 	onRefused func(error)
 
+	pending       *Budget       // MessageLimits.Pending
+	unfinished    *Budget       // MessageLimits.Unfinished
+	maxFrame      int64         // MessageLimits.MaxMessageSize
+	answerReserve int64         // MessageLimits.AnswerReserve
+	reserved      int64         // held in pending for the frame being read (receive goroutine)
+	frameCharge   int64         // charged for the last decoded frame, until RecvMessage takes it
+	callCharge    int64         // AnswerReserve if that frame was a Call or Bootstrap, likewise
+	closed        chan struct{} // closed by Close: reservations stop waiting
+
 	closeOnce sync.Once
 }
 
@@ -290,9 +337,18 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 	dec.MaxMessageSize = lim.MaxMessageSize
 	w := &progressWriter{st: st, timeout: lim.WriteTimeout, onStall: lim.OnWriteStall}
 	out := newBacklog(lim.MaxUnsent)
-	c := &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out}
-	if lim.MaxUnfinished > 0 {
-		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c}
+	if lim.AnswerReserve == 0 {
+		lim.AnswerReserve = lim.MaxMessageSize
+	}
+	c := &streamCodec{st: st, r: r, dec: dec, enc: capnp.NewEncoder(w), w: w, out: out,
+		pending: lim.Pending, unfinished: lim.Unfinished,
+		maxFrame: int64(lim.MaxMessageSize), answerReserve: int64(lim.AnswerReserve),
+		closed: make(chan struct{})}
+	if c.pending != nil {
+		r.onFirstByte = c.reserveFrame
+	}
+	if lim.MaxUnfinished > 0 || lim.Unfinished != nil {
+		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c, budget: lim.Unfinished}
 	}
 	if lim.ClientShapesOnly {
 		c.allow, c.onRefused = newAllowList(), lim.OnRefused
@@ -341,6 +397,7 @@ func (c *streamCodec) Decode() (*capnp.Message, error) {
 	c.r.startFrame()
 	m, err := c.dec.Decode()
 	c.r.endFrame()
+	c.settleFrame(m, err)
 	if err != nil {
 		return nil, err
 	}
@@ -359,9 +416,80 @@ func (c *streamCodec) Decode() (*capnp.Message, error) {
 	return m, nil
 }
 
+// reserveFrame is frameReader.onFirstByte when MessageLimits.Pending is
+// set: it waits until the largest frame and the answer of a call fit.
+// Waiting at the first byte, not before the read, means that an idle
+// connection holds no reservation; the rest of the frame waits in the
+// QUIC stream's receive window meanwhile.
+func (c *streamCodec) reserveFrame() error {
+	n := c.maxFrame + c.answerReserve
+	if err := c.pending.Reserve(n, c.closed, 0); err != nil {
+		return err
+	}
+	c.reserved = n
+	return nil
+}
+
+// settleFrame turns the reservation of the frame just read into a charge
+// of its size plus, for a Call or Bootstrap, AnswerReserve (both kept for
+// RecvMessage to hand on), or drops it on error.
+func (c *streamCodec) settleFrame(m *capnp.Message, err error) {
+	if c.pending == nil || c.reserved == 0 {
+		return
+	}
+	var frame, call int64
+	if err == nil {
+		frame = frameBytes(m)
+		if isCall(m) {
+			call = c.answerReserve
+		}
+	}
+	if keep := frame + call; keep > c.reserved {
+		c.pending.Charge(keep - c.reserved)
+	} else {
+		c.pending.Release(c.reserved - keep)
+	}
+	c.reserved = 0
+	c.frameCharge += frame
+	c.callCharge += call
+}
+
+// takeCharges hands the charges of the last decoded frame to
+// singleSegmentTransport.RecvMessage.
+func (c *streamCodec) takeCharges() (frame, call int64) {
+	frame, call = c.frameCharge, c.callCharge
+	c.frameCharge, c.callCharge = 0, 0
+	return frame, call
+}
+
+// frameBytes is the memory of a decoded message: its segments.
+func frameBytes(m *capnp.Message) int64 {
+	var n int64
+	for i := int64(0); i < m.NumSegments(); i++ {
+		seg, err := m.Segment(capnp.SegmentID(i))
+		if err != nil {
+			break
+		}
+		n += int64(len(seg.Data()))
+	}
+	return n
+}
+
+// isCall reports whether m is an RPC message that the other side answers
+// with exactly one Return: a Call or a Bootstrap (Cap'n Proto rpc.capnp).
+func isCall(m *capnp.Message) bool {
+	rm, err := rpccp.ReadRootMessage(m)
+	if err != nil {
+		return false
+	}
+	w := rm.Which()
+	return w == rpccp.Message_Which_call || w == rpccp.Message_Which_bootstrap
+}
+
 func (c *streamCodec) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		close(c.closed)
 		c.out.close()
 		c.st.CancelRead(0)
 		if c.w.stalled() || c.held.over() {
@@ -430,6 +558,12 @@ type frameReader struct {
 	st      stream
 	timeout time.Duration
 	waiting bool // no byte of the current frame has arrived yet
+	// onFirstByte, if set, is called when the first byte of a frame
+	// arrives, before the frame deadline starts; an error ends the read
+	// and every later one (the bytes already read are dropped: callers
+	// such as io.ReadFull ignore an error that comes with enough bytes).
+	onFirstByte func() error
+	err         error
 
 	// hdr collects the frame header (Cap'n Proto encoding spec,
 	// "Serialization over a stream"): a 32-bit segment
@@ -492,10 +626,19 @@ func (r *frameReader) endFrame() {
 }
 
 func (r *frameReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
 	n, err := r.st.Read(p)
 	r.collectHeader(p[:n])
 	if n > 0 && r.waiting {
 		r.waiting = false
+		if r.onFirstByte != nil {
+			if ferr := r.onFirstByte(); ferr != nil {
+				r.err = ferr
+				return 0, ferr
+			}
+		}
 		r.st.SetReadDeadline(time.Now().Add(r.timeout))
 	}
 	if err != nil && isTimeout(err) {
@@ -585,9 +728,10 @@ func (b *backlog) close() {
 // heldBytes counts the bytes of messages written but not yet released
 // (MessageLimits.MaxUnfinished). A nil *heldBytes counts nothing.
 type heldBytes struct {
-	max    uint64
+	max    uint64 // 0: no per-connection bound
 	onOver func(error)
 	codec  *streamCodec
+	budget *Budget // MessageLimits.Unfinished, or nil
 
 	mu     sync.Mutex
 	n      uint64
@@ -599,15 +743,20 @@ func (h *heldBytes) add(size uint64) {
 	if h == nil {
 		return
 	}
+	over := h.budget.Charge(int64(size))
 	h.mu.Lock()
 	h.n += size
-	first := h.n > h.max && !h.passed
+	first := ((h.max > 0 && h.n > h.max) || over != nil) && !h.passed
 	if first {
 		h.passed = true
 	}
 	h.mu.Unlock()
 	if first {
-		err := fmt.Errorf("%w: more than %d bytes of answers written and not finished", ErrUnfinished, h.max)
+		limit, what := h.max, "this connection"
+		if over != nil {
+			limit, what = uint64(over.Limit()), "the "+over.Name()+" budget"
+		}
+		err := fmt.Errorf("%w: more than %d bytes of answers written and not finished (%s)", ErrUnfinished, limit, what)
 		if h.onOver != nil {
 			h.onOver(err)
 		}
@@ -623,6 +772,7 @@ func (h *heldBytes) remove(size uint64) {
 	h.mu.Lock()
 	h.n -= size
 	h.mu.Unlock()
+	h.budget.Release(int64(size))
 }
 
 func (h *heldBytes) over() bool {

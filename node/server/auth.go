@@ -107,7 +107,11 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
 	srv.metrics.loginDelays.Add(1)
+	unpark := c.parkAnswer() // no answer room held while delayed (docs/PROTOCOL.md, Memory bounds)
 	werr := srv.loginWait(wctx, d)
+	if uerr := unpark(); uerr != nil && werr == nil {
+		werr = uerr
+	}
 	c.mu.Lock()
 	superseded := w.superseded
 	if c.waiting == w {

@@ -55,14 +55,23 @@ type Config struct {
 	// 2 × Limits.MaxCallsPerConn.
 	MaxUnsent int
 	// MaxUnfinished closes a connection whose written answers not yet
-	// released by the client's Finish exceed this many bytes
-	// (rpc.MessageLimits.MaxUnfinished): the library keeps each answer
-	// until then. Honest go-capnp clients send Finish 250 ms after the
-	// Return, so they hold the answers of the last 250 ms or so.
-	// Default 32 × MaxMessageSize, or 32 × (Limits.MaxMessageSize plus
-	// 1 MiB) when MaxMessageSize is defaulted (64 MiB with the other
-	// defaults).
+	// released by the client's Finish exceed this many bytes (the
+	// connection level of rpc.MessageLimits.Unfinished): the library
+	// keeps each answer until then. Honest go-capnp clients send Finish
+	// 250 ms after the Return, so they hold the answers of the last
+	// 250 ms or so. Default MaxConnBuffer.
 	MaxUnfinished uint64
+	// MaxConnBuffer, MaxAddrBuffer and MaxTotalBuffer bound in bytes,
+	// per connection, per client address (IPv6 by /64) and for the whole
+	// node, two kinds of buffered data (docs/PROTOCOL.md, Memory bounds):
+	// calls in progress (each frame read until released, plus
+	// MaxMessageSize per call until its answer is written;
+	// rpc.MessageLimits.Pending), for which reading pauses while a frame
+	// would not fit, and answers written but not finished
+	// (rpc.MessageLimits.Unfinished), past which the connection that
+	// passes a bound is closed (MaxUnfinished replaces MaxConnBuffer
+	// there). Defaults 32 MiB, 128 MiB and 1 GiB.
+	MaxConnBuffer, MaxAddrBuffer, MaxTotalBuffer uint64
 	// MaxMessageSize bounds one Cap'n Proto frame, in bytes. Default
 	// Limits.MaxMessageSize plus 1 MiB, at least
 	// proto.MinClientFrameSize.
@@ -96,6 +105,13 @@ type Config struct {
 	// backup); off by default (admin.go).
 	Admin AdminConfig
 }
+
+// Defaults of the byte budgets (Config.MaxConnBuffer and so on).
+const (
+	DefaultMaxConnBuffer  = 32 << 20
+	DefaultMaxAddrBuffer  = 128 << 20
+	DefaultMaxTotalBuffer = 1 << 30
+)
 
 func populateConfig(c Config) Config {
 	if c.Listen == "" {
@@ -141,8 +157,17 @@ func populateConfig(c Config) Config {
 			c.MaxUnfinished = 32 * frame
 		}
 	}
+	if c.MaxConnBuffer == 0 {
+		c.MaxConnBuffer = DefaultMaxConnBuffer
+	}
+	if c.MaxAddrBuffer == 0 {
+		c.MaxAddrBuffer = DefaultMaxAddrBuffer
+	}
+	if c.MaxTotalBuffer == 0 {
+		c.MaxTotalBuffer = DefaultMaxTotalBuffer
+	}
 	if c.MaxUnfinished == 0 {
-		c.MaxUnfinished = 32 * c.MaxMessageSize
+		c.MaxUnfinished = c.MaxConnBuffer
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

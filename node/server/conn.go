@@ -35,6 +35,12 @@ type conn struct {
 	// inflight counts this connection's calls (Limits.MaxCallsPerConn).
 	inflight atomic.Int32
 
+	// pending and unfinished are this connection's byte budgets
+	// (rpc.MessageLimits.Pending and Unfinished), children of its
+	// address's, children of the node's (Config.MaxConnBuffer and so on).
+	pending, unfinished *rpc.Budget
+	addr                *addrBudget
+
 	mu           sync.Mutex
 	registration *pendingRegistration // between registerStart and registerFinish
 	login        *pendingLogin        // between loginStart and loginFinish
@@ -88,7 +94,10 @@ func (c *conn) serve(ctx context.Context) {
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
 		WriteTimeout:   c.srv.cfg.WriteTimeout,
 		MaxUnsent:      c.srv.cfg.MaxUnsent,
-		MaxUnfinished:  c.srv.cfg.MaxUnfinished,
+		// Config.MaxUnfinished is the connection level of Unfinished.
+		Pending:       c.pending,
+		AnswerReserve: c.srv.cfg.MaxMessageSize,
+		Unfinished:    c.unfinished,
 		OnUnfinished: func(err error) {
 			c.log.Warn("connection closed: the client does not finish its calls", "max_bytes", c.srv.cfg.MaxUnfinished, "err", err)
 			c.close(rpc.CodeProtocol, "too many answers left unfinished")
@@ -129,6 +138,32 @@ func (c *conn) serve(ctx context.Context) {
 func (c *conn) nodeServiceClient() capnp.Client {
 	ns := &nodeService{c: c}
 	return capnp.NewClient(server.New(guarded(c.log, c.srv.prom, rpc.NodeService_Methods(nil, ns)), ns, nil))
+}
+
+// parkAnswer gives back the answer reservation the transport holds for
+// the current call (rpc.MessageLimits.AnswerReserve) while the call
+// waits with nothing to answer (fetchWait), so that parked long polls
+// do not fill the address and node budgets. The returned unpark takes it
+// back, waiting for room; call it before building the answer. It returns
+// an error only if the connection ended meanwhile; later calls return
+// the first result.
+func (c *conn) parkAnswer() (unpark func() error) {
+	n := int64(c.srv.cfg.MaxMessageSize)
+	c.pending.Release(n)
+	c.srv.parked.Add(1)
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			c.srv.parked.Add(-1)
+			if rerr := c.pending.Reserve(n, c.qc.Context().Done(), 0); rerr != nil {
+				// Keep the books balanced: the Return releases n.
+				c.pending.Charge(n)
+				err = proto.Errorf(proto.CodeShuttingDown, "the connection is closing")
+			}
+		})
+		return err
+	}
 }
 
 // begin counts a call of this connection: it refuses calls during
@@ -175,4 +210,55 @@ func (c *conn) endSessions() {
 // nothing.
 func (c *conn) close(code quic.ApplicationErrorCode, reason string) {
 	c.qc.CloseWithError(code, reason)
+}
+
+// addrBudget is the byte budgets shared by the connections of one client
+// address (IPv6 by /64), Config.MaxAddrBuffer each.
+type addrBudget struct {
+	key                 string
+	pending, unfinished *rpc.Budget
+	conns               int // guarded by addrBudgets.mu
+}
+
+// addrBudgets holds the budgets of the addresses with open connections.
+type addrBudgets struct {
+	mu sync.Mutex
+	m  map[string]*addrBudget
+}
+
+// attach gives c its budgets: children of its address's, which are
+// children of the node's.
+func (s *Server) attachBudgets(c *conn) {
+	key := addrKey(c.remote)
+	s.addrBudgets.mu.Lock()
+	a := s.addrBudgets.m[key]
+	if a == nil {
+		a = &addrBudget{
+			key:        key,
+			pending:    s.pendingTotal.Child("address", int64(s.cfg.MaxAddrBuffer)),
+			unfinished: s.unfinishedTotal.Child("address", int64(s.cfg.MaxAddrBuffer)),
+		}
+		s.addrBudgets.m[key] = a
+	}
+	a.conns++
+	s.addrBudgets.mu.Unlock()
+	c.addr = a
+	c.pending = a.pending.Child("connection", int64(s.cfg.MaxConnBuffer))
+	c.unfinished = a.unfinished.Child("connection", int64(s.cfg.MaxUnfinished))
+}
+
+// detachBudgets returns to the address and the node whatever c still
+// holds (answers the RPC layer never released once the connection
+// died), and forgets the address's budgets with its last connection.
+func (s *Server) detachBudgets(c *conn) {
+	c.pending.Detach()
+	c.unfinished.Detach()
+	s.addrBudgets.mu.Lock()
+	defer s.addrBudgets.mu.Unlock()
+	if a := c.addr; a != nil {
+		a.conns--
+		if a.conns == 0 {
+			delete(s.addrBudgets.m, a.key)
+		}
+	}
 }

@@ -149,10 +149,13 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 	}
 	s.reportDamaged(r)
 	if len(r.Messages) == 0 && len(r.Lost) == 0 && wait > 0 {
+		unpark := s.c.parkAnswer() // no answer to hold room for while parked
 		t := time.NewTimer(wait)
 		select {
 		case <-signal:
-			r, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			if err = unpark(); err == nil {
+				r, err = srv.store.Fetch(ctx, s.device, after, limit, maxFetchBytes)
+			}
 			if err == nil {
 				s.reportDamaged(r)
 			}
@@ -163,6 +166,9 @@ func (s *session) FetchWait(ctx context.Context, call rpc.Session_fetchWait) err
 		case <-s.c.qc.Context().Done():
 		}
 		t.Stop()
+		if uerr := unpark(); err == nil {
+			err = uerr
+		}
 		if err != nil {
 			return s.storeErr("fetchWait", err)
 		}

@@ -60,13 +60,18 @@ type Server struct {
 	kpFetch     *rateLimiter
 	flood       *floodDetector
 	perAddr     addrCounter
-	devices     deviceSessions // live device sessions, ended on revocation
-	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
-	lowPools    lowPools       // KeyPackage pools that ran low
-	metrics     metrics
-	prom        *promMetrics // Prometheus view of metrics (prommetrics.go)
-	admin       *adminServer // the admin listener, nil when off (admin.go)
-	accepting   atomic.Bool  // the QUIC listener accepts (readiness)
+	// The node's byte budgets (Config.MaxTotalBuffer), parents of the
+	// addresses' (addrBudgets), parents of the connections'.
+	pendingTotal, unfinishedTotal *rpc.Budget
+	addrBudgets                   addrBudgets
+	parked                        atomic.Int64   // calls parked by conn.parkAnswer
+	devices                       deviceSessions // live device sessions, ended on revocation
+	deviceMu                      sync.Mutex     // serialises device registrations (MaxDevices)
+	lowPools                      lowPools       // KeyPackage pools that ran low
+	metrics                       metrics
+	prom                          *promMetrics // Prometheus view of metrics (prommetrics.go)
+	admin                         *adminServer // the admin listener, nil when off (admin.go)
+	accepting                     atomic.Bool  // the QUIC listener accepts (readiness)
 
 	// loginWait waits out a login start's rate-limit delay (sleepCtx;
 	// tests replace it to run on the fake clock).
@@ -110,21 +115,24 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: no data directory for the store")
 	}
 	s := &Server{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		fingerprint: rpc.Fingerprint(leaf),
-		created:     created,
-		conns:       make(map[*conn]struct{}),
-		idle:        make(chan struct{}),
-		stopping:    make(chan struct{}),
-		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Limits.MaxLoginDelay, cfg.Now),
-		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Limits.MaxLoginDelay, cfg.Now),
-		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, 0, cfg.Now),
-		flood:       &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
-		perAddr:     addrCounter{n: make(map[string]int)},
-		devices:     deviceSessions{m: make(map[string]map[*session]struct{})},
-		lowPools:    lowPools{m: make(map[string]map[uint16]bool)},
-		loginWait:   sleepCtx,
+		cfg:             cfg,
+		log:             cfg.Logger,
+		fingerprint:     rpc.Fingerprint(leaf),
+		created:         created,
+		conns:           make(map[*conn]struct{}),
+		idle:            make(chan struct{}),
+		stopping:        make(chan struct{}),
+		loginByName:     newRateLimiter(cfg.Limits.LoginRateName, cfg.Limits.MaxLoginDelay, cfg.Now),
+		loginByAddr:     newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Limits.MaxLoginDelay, cfg.Now),
+		kpFetch:         newRateLimiter(cfg.Limits.KeyPackageFetchRate, 0, cfg.Now),
+		flood:           &floodDetector{above: cfg.Limits.RetryAbove, now: cfg.Now},
+		perAddr:         addrCounter{n: make(map[string]int)},
+		pendingTotal:    rpc.NewBudget("total", int64(cfg.MaxTotalBuffer)),
+		unfinishedTotal: rpc.NewBudget("total", int64(cfg.MaxTotalBuffer)),
+		addrBudgets:     addrBudgets{m: make(map[string]*addrBudget)},
+		devices:         deviceSessions{m: make(map[string]map[*session]struct{})},
+		lowPools:        lowPools{m: make(map[string]map[uint16]bool)},
+		loginWait:       sleepCtx,
 	}
 	s.prom = newPromMetrics(s)
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
@@ -334,6 +342,7 @@ func (s *Server) track(qc *quic.Conn) (*conn, bool) {
 		return nil, false
 	}
 	c := newConn(s, qc)
+	s.attachBudgets(c)
 	s.conns[c] = struct{}{}
 	return c, true
 }
@@ -343,6 +352,7 @@ func (s *Server) untrack(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.perAddr.remove(addrKey(c.remote))
+	s.detachBudgets(c)
 }
 
 // beginCall counts a method call in flight; every method calls it first
