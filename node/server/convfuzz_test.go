@@ -533,9 +533,11 @@ func questionOf(f []byte) (uint32, bool) {
 	return 0, false
 }
 
-// replayWait bounds the wait for one Return; past it the replay goes on
-// (a slow node is not what this fuzzer looks for).
-const replayWait = 5 * time.Second
+// replayWait bounds the waits of one replay for Returns, all together,
+// and then the wait for the node to end the stream; past it the replay
+// goes on (a slow answer is not what this fuzzer looks for: a node that
+// stops answering fails the honest client's ping).
+const replayWait = 3 * time.Second
 
 // replay sends frames on a new connection, waiting for Returns where a
 // frame asks, then closes its side and waits for the node to end the
@@ -552,6 +554,8 @@ func (w *convWorld) replay(t testing.TB, frames []convFrame) {
 	if err != nil {
 		t.Fatalf("channel binding: %v", err)
 	}
+	wctx, wcancel := context.WithTimeout(ctx, replayWait)
+	defer wcancel()
 	for _, f := range frames {
 		b := w.fixup(f.b, exp)
 		q, isQ := questionOf(b)
@@ -564,9 +568,7 @@ func (w *convWorld) replay(t testing.TB, frames []convFrame) {
 			break
 		}
 		if f.wait && isQ {
-			wctx, wcancel := context.WithTimeout(ctx, replayWait)
 			p.waitReturn(wctx, q)
-			wcancel()
 		}
 	}
 	p.st.Close()
