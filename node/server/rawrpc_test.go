@@ -132,16 +132,22 @@ func (p *rawPeer) close() { p.qc.CloseWithError(0, "") }
 // closeCode waits for the connection to end and returns the node's
 // application error code, or ok == false if the node did not close it.
 func (p *rawPeer) closeCode(ctx context.Context) (code quic.ApplicationErrorCode, ok bool) {
+	code, _, ok = p.closeReason(ctx)
+	return code, ok
+}
+
+// closeReason is closeCode with the node's reason phrase.
+func (p *rawPeer) closeReason(ctx context.Context) (code quic.ApplicationErrorCode, reason string, ok bool) {
 	select {
 	case <-p.qc.Context().Done():
 	case <-ctx.Done():
-		return 0, false
+		return 0, "", false
 	}
 	var ae *quic.ApplicationError
 	if err := context.Cause(p.qc.Context()); errors.As(err, &ae) && ae.Remote {
-		return ae.ErrorCode, true
+		return ae.ErrorCode, ae.ErrorMessage, true
 	}
-	return 0, false
+	return 0, "", false
 }
 
 // rpcFrame builds one RPC message with fill and returns its frame.
