@@ -438,3 +438,64 @@ func TestDecodeRefusedIsFinal(t *testing.T) {
 		t.Errorf("OnRefused called %d times, want 1", calls)
 	}
 }
+
+// FuzzAllowList feeds arbitrary frames through a codec with
+// ClientShapesOnly: it never panics, it refuses with ErrNotAllowed or
+// lets a message through, and a message it lets through that targets a
+// promised answer names an open bootstrap question with no transform.
+func FuzzAllowList(f *testing.F) {
+	for _, seq := range [][]func(rpccp.Message) error{
+		{bootstrapMsg(0), callMsg(1, 0, nil, nil), finishMsg(0), callMsg(2, -1, nil, nil)},
+		{bootstrapMsg(0), callMsg(1, -1, nil, nil), callMsg(2, 1, nil, nil)},
+		{bootstrapMsg(0), callMsg(1, 0, []uint16{0, 1}, nil)},
+		{func(m rpccp.Message) error { _, err := m.NewDisembargo(); return err }},
+	} {
+		var b []byte
+		for _, fill := range seq {
+			fb, err := wireMsg(f, fill).Marshal()
+			if err != nil {
+				f.Fatal(err)
+			}
+			b = append(b, fb...)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := newStreamCodec(byteStream{bytes.NewReader(in)}, MessageLimits{ClientShapesOnly: true, MaxMessageSize: 1 << 16})
+		open := map[uint32]bool{}
+		for range 64 {
+			m, err := c.Decode()
+			if err != nil {
+				return
+			}
+			root, err := rpccp.ReadRootMessage(m)
+			if err != nil {
+				t.Fatalf("allowed message unreadable: %v", err)
+			}
+			switch root.Which() {
+			case rpccp.Message_Which_bootstrap:
+				b, _ := root.Bootstrap()
+				open[b.QuestionId()] = true
+			case rpccp.Message_Which_finish:
+				fin, _ := root.Finish()
+				delete(open, fin.QuestionId())
+			case rpccp.Message_Which_call:
+				call, _ := root.Call()
+				tgt, err := call.Target()
+				if err != nil {
+					t.Fatalf("allowed call with unreadable target: %v", err)
+				}
+				if tgt.Which() == rpccp.MessageTarget_Which_promisedAnswer {
+					pa, _ := tgt.PromisedAnswer()
+					ops, _ := pa.Transform()
+					if !open[pa.QuestionId()] || ops.Len() != 0 {
+						t.Fatalf("allowed call on promised answer %d (open bootstraps %v, %d ops)", pa.QuestionId(), open, ops.Len())
+					}
+				}
+			case rpccp.Message_Which_release, rpccp.Message_Which_abort:
+			default:
+				t.Fatalf("allowed message type %v", root.Which())
+			}
+		}
+	})
+}

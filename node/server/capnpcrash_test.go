@@ -8,6 +8,7 @@ import (
 	"time"
 
 	capnp "capnproto.org/go/capnp/v3"
+	rpccp "capnproto.org/go/capnp/v3/std/capnp/rpc"
 
 	"qpchat/rpc"
 )
@@ -119,14 +120,72 @@ func TestCapnpPromisedAnswerCrash(t *testing.T) {
 	clock.open() // question 2 returns: without the allow-list, the crash
 	p.waitReturn(ctx, 2)
 
-	code, ok := p.closeCode(ctx)
-	if !ok || code != rpc.CodeProtocol {
-		t.Errorf("connection ended with code %d (closed by the node: %v), want CodeProtocol", code, ok)
+	code, reason, ok := p.closeReason(ctx)
+	if !ok || code != rpc.CodeProtocol || reason != "message not allowed" {
+		t.Errorf("connection ended with code %d, reason %q (closed by the node: %v), want CodeProtocol, \"message not allowed\"", code, reason, ok)
 	}
 	if v, err := pingConn(honest); err != nil || v != "test" {
 		t.Fatalf("honest ping after the attack: %q, %v", v, err)
 	}
 	if v, err := pingConn(n.dial()); err != nil || v != "test" {
 		t.Fatalf("honest ping on a new connection after the attack: %q, %v", v, err)
+	}
+}
+
+// TestRefusedShapesCloseConnection sends, after an honest bootstrap,
+// each of a few message shapes qpchat clients never send: the node
+// closes that connection with CodeProtocol and serves the others.
+func TestRefusedShapesCloseConnection(t *testing.T) {
+	n := startNode(t, nil)
+	honest := n.dial()
+	ns := uint64(rpc.NodeService_TypeID)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"call on the promised answer of a call", callFrame(t, 2, ns, 0, 0, 1, nil)},
+		{"call on the bootstrap promise with a transform", callFrame(t, 2, ns, 0, 0, 0, nil, 0)},
+		{"return", rpcFrame(t, func(m rpccp.Message) error {
+			r, err := m.NewReturn()
+			r.SetAnswerId(0)
+			return err
+		})},
+		{"resolve", rpcFrame(t, func(m rpccp.Message) error { _, err := m.NewResolve(); return err })},
+		{"disembargo", rpcFrame(t, func(m rpccp.Message) error {
+			d, err := m.NewDisembargo()
+			if err != nil {
+				return err
+			}
+			d.Context().SetSenderLoopback(1)
+			tgt, err := d.NewTarget()
+			tgt.SetImportedCap(0)
+			return err
+		})},
+		{"unknown message type", rpcFrame(t, func(m rpccp.Message) error {
+			capnp.Struct(m).SetUint16(0, 77)
+			return nil
+		})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p, err := dialRaw(ctx, n.srv.Addr().String())
+			must(t, "dial", err)
+			defer p.close()
+			must(t, "bootstrap", p.send(bootstrapFrame(t, 0)))
+			must(t, "call", p.send(callFrame(t, 1, ns, 0, 0, -1, nil)))
+			if !p.waitReturn(ctx, 1) {
+				t.Fatal("the honest call got no answer")
+			}
+			must(t, "send", p.send(tc.frame))
+			// The reason says the allow-list refused it; the library
+			// would close some of these too, for other reasons.
+			if code, reason, ok := p.closeReason(ctx); !ok || code != rpc.CodeProtocol || reason != "message not allowed" {
+				t.Errorf("connection ended with code %d, reason %q (closed by the node: %v), want CodeProtocol, \"message not allowed\"", code, reason, ok)
+			}
+			if _, err := pingConn(honest); err != nil {
+				t.Fatalf("honest ping: %v", err)
+			}
+		})
 	}
 }

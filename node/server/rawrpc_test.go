@@ -25,20 +25,27 @@ type rawPeer struct {
 	qc *quic.Conn
 	st *quic.Stream
 
-	mu      sync.Mutex
-	cond    sync.Cond
-	returns map[uint32]bool // answer id -> returned
-	ended   bool            // the node's side of the stream ended
+	mu         sync.Mutex
+	cond       sync.Cond
+	returns    map[uint32]bool // answer id -> returned
+	exceptions []string        // reasons of the exceptions returned
+	ended      bool            // the node's side of the stream ended
 }
 
-// dialRaw opens a connection to the node at addr, trusting any
-// certificate, and its RPC stream.
-func dialRaw(ctx context.Context, addr string) (*rawPeer, error) {
-	qc, err := quic.DialAddr(ctx, addr, &tls.Config{
+// quicDialRaw opens a QUIC connection to the node at addr, trusting any
+// certificate: these peers attack the node, not the other way round.
+func quicDialRaw(ctx context.Context, addr string) (*quic.Conn, error) {
+	return quic.DialAddr(ctx, addr, &tls.Config{
 		InsecureSkipVerify: true,
 		MinVersion:         tls.VersionTLS13,
 		NextProtos:         []string{rpc.ALPN},
 	}, &quic.Config{MaxIdleTimeout: 30 * time.Second})
+}
+
+// dialRaw opens a connection to the node at addr (see quicDialRaw) and
+// its RPC stream.
+func dialRaw(ctx context.Context, addr string) (*rawPeer, error) {
+	qc, err := quicDialRaw(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +71,11 @@ func (p *rawPeer) read() {
 		if root, err := rpccp.ReadRootMessage(m); err == nil && root.Which() == rpccp.Message_Which_return {
 			if ret, err := root.Return(); err == nil {
 				p.mu.Lock()
+				if ret.Which() == rpccp.Return_Which_exception {
+					e, _ := ret.Exception()
+					r, _ := e.Reason()
+					p.exceptions = append(p.exceptions, r)
+				}
 				p.returns[ret.AnswerId()] = true
 				p.cond.Broadcast()
 				p.mu.Unlock()
@@ -120,16 +132,22 @@ func (p *rawPeer) close() { p.qc.CloseWithError(0, "") }
 // closeCode waits for the connection to end and returns the node's
 // application error code, or ok == false if the node did not close it.
 func (p *rawPeer) closeCode(ctx context.Context) (code quic.ApplicationErrorCode, ok bool) {
+	code, _, ok = p.closeReason(ctx)
+	return code, ok
+}
+
+// closeReason is closeCode with the node's reason phrase.
+func (p *rawPeer) closeReason(ctx context.Context) (code quic.ApplicationErrorCode, reason string, ok bool) {
 	select {
 	case <-p.qc.Context().Done():
 	case <-ctx.Done():
-		return 0, false
+		return 0, "", false
 	}
 	var ae *quic.ApplicationError
 	if err := context.Cause(p.qc.Context()); errors.As(err, &ae) && ae.Remote {
-		return ae.ErrorCode, true
+		return ae.ErrorCode, ae.ErrorMessage, true
 	}
-	return 0, false
+	return 0, "", false
 }
 
 // rpcFrame builds one RPC message with fill and returns its frame.
@@ -219,6 +237,15 @@ func finishFrame(t testing.TB, q uint32) []byte {
 		f, err := m.NewFinish()
 		f.SetQuestionId(q)
 		f.SetReleaseResultCaps(false)
+		return err
+	})
+}
+
+func releaseFrame(t testing.TB, id, count uint32) []byte {
+	return rpcFrame(t, func(m rpccp.Message) error {
+		r, err := m.NewRelease()
+		r.SetId(id)
+		r.SetReferenceCount(count)
 		return err
 	})
 }
