@@ -107,7 +107,8 @@ func TestClientLyingNode(t *testing.T) {
 	// Re-stamp Alice's message as Carol's.
 	ls = openNodeStore(t, data)
 	bobDev, carolDev := deviceKeyOf(t, ls, "bob"), deviceKeyOf(t, ls, "carol")
-	q, _, err := ls.Fetch(ctx, bobDev, 0, 0, 0)
+	r, err := ls.Fetch(ctx, bobDev, 0, 0, 0)
+	q := r.Messages
 	if err != nil || len(q) == 0 {
 		t.Fatalf("bob's queue: %v, %v", q, err)
 	}

@@ -448,6 +448,9 @@ func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	case nc.EventRefused:
 		obj["reason"] = e.Text
 		o.emit(obj, "[%s] REFUSED a message: %s", group, e.Text)
+	case nc.EventLost:
+		obj["text"] = e.Text
+		o.emit(obj, "LOST: %s", e.Text)
 	}
 }
 

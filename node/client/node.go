@@ -97,6 +97,10 @@ type FetchResult struct {
 	// Overflowed: the queue was full and messages were dropped; this
 	// device must be re-added to its groups.
 	Overflowed bool
+	// Lost are sequence numbers whose records were damaged at the node:
+	// those messages are gone. The client reports them and acks past
+	// them (docs/PROTOCOL.md, "Damaged queued records").
+	Lost []uint64
 }
 
 // Delivery is one message from this device's queue with the node's stamp.
