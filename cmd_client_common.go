@@ -477,6 +477,9 @@ func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	case nc.EventRefused:
 		obj["reason"] = e.Text
 		o.emit(obj, "[%s] REFUSED a message: %s", g, termSafe(e.Text))
+	case nc.EventLost:
+		obj["text"] = e.Text
+		o.emit(obj, "LOST: %s", termSafe(e.Text))
 	}
 }
 

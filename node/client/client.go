@@ -470,5 +470,5 @@ func (c *Client) WaitForDelivery(ctx context.Context, wait time.Duration) (bool,
 	if err != nil {
 		return false, err
 	}
-	return len(r.Deliveries) > 0, nil
+	return len(r.Deliveries)+len(r.Lost) > 0, nil
 }

@@ -238,17 +238,22 @@ func (s *fakeSession) Fetch(ctx context.Context, after uint64, limit int, wait t
 		n := s.n
 		n.mu.Lock()
 		var out []Delivery
+		var lost []uint64 // queued entries of kind deliveryLost: damaged at the node
 		for _, d := range n.queues[string(s.dev)] {
-			if d.Seq > after && len(out) < limit {
-				out = append(out, d)
+			if d.Seq > after && len(out)+len(lost) < limit {
+				if d.Kind == deliveryLost {
+					lost = append(lost, d.Seq)
+				} else {
+					out = append(out, d)
+				}
 			}
 		}
 		wake := n.wake
 		over := n.overflowed[string(s.dev)]
 		low := n.low[string(s.dev)]
 		n.mu.Unlock()
-		if len(out) > 0 || wait <= 0 || time.Now().After(deadline) {
-			return &FetchResult{Deliveries: out, Overflowed: over, LowSuites: low}, nil
+		if len(out)+len(lost) > 0 || wait <= 0 || time.Now().After(deadline) {
+			return &FetchResult{Deliveries: out, Overflowed: over, LowSuites: low, Lost: lost}, nil
 		}
 		select {
 		case <-wake:

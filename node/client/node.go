@@ -101,6 +101,10 @@ type FetchResult struct {
 	// this device's queue (QueueState.last): while the deliveries end
 	// below it, more may wait, since the node cuts answers by size.
 	Last uint64
+	// Lost are sequence numbers whose records were damaged at the node:
+	// those messages are gone. The client reports them and acks past
+	// them (docs/PROTOCOL.md, "Damaged queued records").
+	Lost []uint64
 }
 
 // Delivery is one message from this device's queue with the node's stamp.

@@ -223,6 +223,7 @@ const (
 	EventRemoved    EventKind = 4 // this device was removed from a group
 	EventRefused    EventKind = 5 // a message was refused (forged stamp, bad credential)
 	EventKeyRotated EventKind = 6 // a member updated its keys
+	EventLost       EventKind = 7 // messages or state were damaged and are lost
 )
 
 func (k EventKind) String() string {
@@ -239,6 +240,8 @@ func (k EventKind) String() string {
 		return "refused"
 	case EventKeyRotated:
 		return "update"
+	case EventLost:
+		return "lost"
 	}
 	return "unknown"
 }
@@ -281,7 +284,7 @@ func parseEvent(b []byte) (*Event, error) {
 	if err := r.end(); err != nil {
 		return nil, err
 	}
-	if e.Kind < EventMessage || e.Kind > EventKeyRotated {
+	if e.Kind < EventMessage || e.Kind > EventLost {
 		return nil, errRecord
 	}
 	return e, nil

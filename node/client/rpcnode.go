@@ -352,6 +352,7 @@ type fetchResults interface {
 	Messages() (rpc.QueuedMessage_List, error)
 	KeyPackagesLow() (capnp.UInt16List, error)
 	Queue() (rpc.QueueState, error)
+	Lost() (capnp.UInt64List, error)
 }
 
 func (s *rpcSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (res *FetchResult, err error) {
@@ -423,7 +424,11 @@ func decodeFetch(r fetchResults) (*FetchResult, error) {
 			low = append(low, ll.At(i))
 		}
 	}
-	res := &FetchResult{Deliveries: out, LowSuites: low}
+	lost, err := decodeLost(r.Lost())
+	if err != nil {
+		return nil, err
+	}
+	res := &FetchResult{Deliveries: out, LowSuites: low, Lost: lost}
 	if q, err := r.Queue(); err == nil {
 		res.Overflowed = q.Overflowed()
 		res.Last = q.Last()

@@ -275,7 +275,8 @@ func getPeer(tx *store.Tx, user string) (*peerRecord, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		// Fail closed: a damaged pin is never replaced on first use.
+		return nil, fmt.Errorf("client: the pinned key of %s is damaged in this device's state: %w", user, err)
 	}
 	return parsePeer(v)
 }
@@ -378,36 +379,41 @@ func (s *State) LastSeq() (uint64, error) {
 	return n, err
 }
 
-// Check opens every record of the state, so that a damaged or tampered
-// file is reported (store.ErrCorrupt) before anything is done with it.
+// Check opens every record of the state, so that damage is found before
+// anything is done with it. Damage that leaves the profile usable is
+// repaired, and what it cost is written to the history (EventLost), so
+// the user is told once: a damaged history entry is replaced by a
+// placeholder, a damaged group is forgotten (this device must be re-added
+// to it), a damaged KeyPackage key or group name is dropped (names are
+// rebuilt from the groups), a damaged queue position or read mark is
+// reset. Damaged pins (servers, peers) are kept: they fail closed where
+// they are used, never re-pinned on first use. Check returns an error
+// wrapping store.ErrCorrupt only when the profile itself (account, device
+// key, certificate, server) is damaged.
 func (s *State) Check() error {
-	var walk func(b *store.Bucket) error
-	walk = func(b *store.Bucket) error {
-		c := b.Cursor()
-		for k, v, err := c.First(); k != nil; k, v, err = c.Next() {
-			if err != nil {
-				return err
-			}
-			if v == nil {
-				if nb := b.Bucket(k); nb != nil {
-					if err := walk(nb); err != nil {
-						return err
-					}
-				}
-			}
-		}
+	var d *stateDamage
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		d, err = scanState(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if d.fatal != nil {
+		return d.fatal
+	}
+	if !d.repairable() {
 		return nil
 	}
-	return s.db.View(func(tx *store.Tx) error {
-		for _, name := range [][]byte{bProfile, bServers, bPeers, bKPs, bGroups, bNames, bEvents, bSeen, bApproved} {
-			b := tx.Bucket(name)
-			if b == nil {
-				return fmt.Errorf("client: state bucket %s missing: %w", name, store.ErrCorrupt)
-			}
-			if err := walk(b); err != nil {
-				return err
-			}
+	return s.db.Update(func(tx *store.Tx) error {
+		d, err := scanState(tx)
+		if err != nil {
+			return err
 		}
-		return nil
+		if d.fatal != nil {
+			return d.fatal
+		}
+		return repairState(tx, d)
 	})
 }

@@ -63,7 +63,7 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 		if err != nil {
 			return all, fmt.Errorf("client: fetching messages: %w", err)
 		}
-		ds := r.Deliveries
+		ds := withLost(r.Deliveries, r.Lost)
 		wait = 0
 		if len(r.LowSuites) > 0 {
 			if _, err := c.ReplenishKeyPackages(ctx, r.LowSuites); err != nil {
@@ -151,9 +151,15 @@ func (c *Client) applyBatch(ctx context.Context, last uint64, ds []Delivery) ([]
 	b := &batch{groups: map[string]*group{}, names: map[string][]byte{}}
 	top := last
 	var stop error // a transient failure: keep what is applied, stop before it
+	var lost lostNote
 	for _, d := range ds {
 		if d.Seq <= top {
 			continue // already applied (never happens with a correct node)
+		}
+		if d.Kind == deliveryLost {
+			c.noteLost(b, &lost, d.Seq)
+			top = d.Seq
+			continue
 		}
 		if err := c.apply(ctx, b, d); errors.Is(err, errDuplicate) {
 			// A resent copy of a message applied before (seen.go).

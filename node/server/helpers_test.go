@@ -59,6 +59,13 @@ type node struct {
 // adjusts the configuration first.
 func startNode(t testing.TB, edit func(*Config)) *node {
 	t.Helper()
+	return startNodeWith(t, edit, nil)
+}
+
+// startNodeWith is startNode with prepare run on the Server before it
+// serves (to replace its hooks).
+func startNodeWith(t testing.TB, edit func(*Config), prepare func(*Server)) *node {
+	t.Helper()
 	clock := &fakeClock{now: time.Now()}
 	cfg := Config{
 		Listen:  "127.0.0.1:0",
@@ -74,6 +81,9 @@ func startNode(t testing.TB, edit func(*Config)) *node {
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

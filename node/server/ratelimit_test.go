@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
@@ -332,5 +333,78 @@ func TestInvalidStartsCostNothing(t *testing.T) {
 	}
 	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != float64(n.srv.cfg.Limits.LoginRateAddr-1) {
 		t.Errorf("one login start took %v tokens", float64(n.srv.cfg.Limits.LoginRateAddr)-got)
+	}
+}
+
+// TestLoginFloodOverTheWire: a flood of pipelined login starts for a
+// user's name from the user's own address (a shared NAT) delays the
+// user's honest login at most --max-login-delay while the debt lasts,
+// and not at all a minute later. Delays are recorded on the fake clock.
+func TestLoginFloodOverTheWire(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(7000, 0)}
+	var mu sync.Mutex
+	var delays []time.Duration
+	n := startNodeWith(t, func(c *Config) { c.Now = clock.Now }, func(s *Server) {
+		s.loginWait = func(ctx context.Context, d time.Duration) error {
+			mu.Lock()
+			delays = append(delays, d)
+			mu.Unlock()
+			return nil
+		}
+	})
+	n.clock = clock
+	n.register("victim")
+	ke1 := func() []byte {
+		_, m, err := n.cfg.OPAQUE.NewClientLogin(rand.Reader, []byte("guess"))
+		must(t, "KE1", err)
+		return m.Marshal()
+	}()
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	for range 2 {
+		c := n.dial()
+		var fs []func()
+		for range 100 {
+			f, rel := c.Node.LoginStart(ctx, func(p rpc.NodeService_loginStart_Params) error {
+				if err := p.SetUser("victim"); err != nil {
+					return err
+				}
+				return p.SetKe1(ke1)
+			})
+			fs = append(fs, func() { f.Struct(); rel() })
+		}
+		wg.Go(func() {
+			for _, f := range fs {
+				f()
+			}
+		})
+	}
+	wg.Wait()
+	lastDelay := func() (time.Duration, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(delays) == 0 {
+			return 0, 0
+		}
+		return delays[len(delays)-1], len(delays)
+	}
+	_, flooded := lastDelay()
+	if flooded == 0 {
+		t.Fatal("the flood was never delayed")
+	}
+	c := n.dial()
+	if _, _, err := c.Login(ctx, n.cfg.OPAQUE, "victim", []byte(testPassword)); err != nil {
+		t.Fatalf("honest login during the debt: %v", err)
+	}
+	if d, k := lastDelay(); k == flooded || d > n.srv.cfg.Limits.MaxLoginDelay {
+		t.Errorf("honest login during the debt: delay %v (delayed: %v), want at most %v", d, k != flooded, n.srv.cfg.Limits.MaxLoginDelay)
+	}
+	clock.Advance(time.Minute)
+	_, before := lastDelay()
+	if _, _, err := c.Login(ctx, n.cfg.OPAQUE, "victim", []byte(testPassword)); err != nil {
+		t.Fatalf("honest login a minute after the flood: %v", err)
+	}
+	if d, k := lastDelay(); k != before {
+		t.Errorf("honest login a minute after the flood was delayed %v", d)
 	}
 }
