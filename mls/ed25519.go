@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/binary"
+	"encoding/hex"
 	"sync"
 
 	"filippo.io/edwards25519"
@@ -51,17 +52,48 @@ func edCanonicalY(b []byte) bool {
 	return b[0] < 0xed
 }
 
+// edSmallOrderY are the y coordinates (little-endian, sign bit clear) of
+// the eight points of order dividing 8: 1 (the identity), p - 1 (order 2),
+// 0 (order 4, x = ±sqrt(-1)) and the two y of the four points of order 8.
+// A point decoded from a canonical y is of small order exactly when its y
+// is one of them, which costs a comparison instead of three doublings
+// (TestEd25519SmallOrderY checks the list against [8]P = O).
+var edSmallOrderY = func() (ys [5][32]byte) {
+	for i, h := range []string{
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+	} {
+		if _, err := hex.Decode(ys[i][:], []byte(h)); err != nil {
+			panic(err)
+		}
+	}
+	return ys
+}()
+
+// edSmallOrder reports whether the encoding b names a point of small
+// order, by its y coordinate.
+func edSmallOrder(b []byte) bool {
+	var y [32]byte
+	copy(y[:], b)
+	y[31] &= 0x7f
+	for i := range edSmallOrderY {
+		if y == edSmallOrderY[i] {
+			return true
+		}
+	}
+	return false
+}
+
 // edDecodePoint decodes a canonical encoding of a point not of small order.
 func edDecodePoint(p *edwards25519.Point, b []byte) bool {
-	if len(b) != 32 || !edCanonicalY(b) {
+	if len(b) != 32 || !edCanonicalY(b) || edSmallOrder(b) {
 		return false
 	}
-	if _, err := p.SetBytes(b); err != nil {
-		return false
-	}
-	var q edwards25519.Point
-	q.MultByCofactor(p)
-	return q.Equal(edIdentity) == 0
+	_, err := p.SetBytes(b)
+	return err == nil
 }
 
 // parseEdPublicKey parses an Ed25519 public key under the rule above.
@@ -162,7 +194,7 @@ func edVerify(pub, msg, sig []byte) bool {
 // edBatchSize is the number of signatures per multi-scalar
 // multiplication: the 256 doublings are shared by the batch, while the
 // lookup tables grow with it.
-const edBatchSize = 64
+const edBatchSize = 128
 
 // edBatchVerify reports whether every prepared signature of sigs verifies,
 // checking them in batches of edBatchSize with random 128-bit

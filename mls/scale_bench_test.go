@@ -9,8 +9,8 @@ package mls
 //
 //	QPCHAT_BENCH_LARGE=1 go test ./mls -run XXX -bench Scale -benchtime 1x -timeout 2h
 //
-// Sub-benchmarks named floor=... measure the floor of the operation before
-// them; compare their cpu-ns/op.
+// Each sub-benchmark runs the operation and its floor alternately and
+// reports cpu-ns/op, floor-cpu-ns/op and their ratio x-floor.
 
 import (
 	"crypto/ed25519"
@@ -122,10 +122,37 @@ func (sg *scaleGroup) makeFull(b *testing.B) {
 	sg.receiver = cloneAs(b, g, rp, sg.kps[last].Signer)
 }
 
-// BenchmarkScale measures, per suite and size: building the group in one
-// commit, joining it, processing a full-path commit in a full tree, and
-// protecting and unprotecting a 100-byte message, each followed by its
-// floor.
+// measureAgainstFloor runs op and floor alternately in each iteration, so
+// that both see the same load on a shared machine, and reports their CPU
+// time per operation (cpu-ns/op, floor-cpu-ns/op) and the ratio
+// (x-floor). setup, when not nil, runs before each op without being
+// measured.
+func measureAgainstFloor(b *testing.B, setup, op, floor func()) {
+	var cpu, fl cpuMeter
+	for b.Loop() {
+		if setup != nil {
+			setup()
+		}
+		cpu.begin()
+		op()
+		cpu.end()
+		fl.begin()
+		floor()
+		fl.end()
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(fl.total.Nanoseconds())/float64(b.N), "floor-cpu-ns/op")
+	if fl.total > 0 {
+		b.ReportMetric(float64(cpu.total)/float64(fl.total), "x-floor")
+	}
+}
+
+// BenchmarkScale measures, per suite and size, each against its floor in
+// the same loop: building the group in one commit (floor: the KeyPackage
+// verifications and one HPKE seal per new member), joining it (N
+// crypto/ed25519 verifications), processing a full-path commit in a full
+// tree (2 verifications and 1 HPKE open), protecting (1 signature) and
+// unprotecting (1 verification) a 100-byte message.
 func BenchmarkScale(b *testing.B) {
 	for _, suite := range scaleSuites {
 		for _, n := range scaleSizes() {
@@ -139,67 +166,72 @@ func BenchmarkScale(b *testing.B) {
 			}
 			b.Run(prefix+"/op=build", func(b *testing.B) {
 				s := getScaleGroup(b, suite, n)
-				var cpu cpuMeter
-				for b.Loop() {
-					cpu.begin()
-					s.creator, s.welcome = s.build(b)
-					cpu.end()
-				}
-				cpu.report(b)
+				measureAgainstFloor(b, nil, func() { s.creator, s.welcome = s.build(b) }, buildFloor(b, s))
 				b.ReportMetric(float64(len(s.welcome)), "welcome-bytes")
 			})
-			b.Run(prefix+"/floor=build", func(b *testing.B) { benchBuildFloor(b, sg(b)) })
 			b.Run(prefix+"/op=join", func(b *testing.B) {
 				s := sg(b)
 				kp := s.kps[n-1]
-				var cpu cpuMeter
-				for b.Loop() {
-					cpu.begin()
+				measureAgainstFloor(b, nil, func() {
 					if _, err := JoinFromWelcome(testConfig(), s.welcome, kp, nil, testNow); err != nil {
 						b.Fatal(err)
 					}
-					cpu.end()
-				}
-				cpu.report(b)
+				}, joinFloor(b, s))
 			})
-			b.Run(prefix+"/floor=join", func(b *testing.B) { benchJoinFloor(b, sg(b)) })
 			b.Run(prefix+"/op=process-full", func(b *testing.B) {
 				s := sg(b)
 				s.makeFull(b)
-				bg := &benchGroup{committer: s.committer, receiver: s.receiver, rand: testRand(3), suite: suite}
-				benchCommitProcess(b, bg)
+				committer := cloneGroupInMemory(s.committer)
+				out, err := committer.Update(testRand(3), testNow)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var g *Group
+				measureAgainstFloor(b, func() { g = cloneGroupInMemory(s.receiver) }, func() {
+					if _, err := g.ProcessMessage(out.Commit, testNow); err != nil {
+						b.Fatal(err)
+					}
+				}, processFloor(b, s))
+				b.ReportMetric(float64(len(out.Commit)), "commit-bytes")
 			})
-			b.Run(prefix+"/floor=process-full", func(b *testing.B) { benchProcessFloor(b, sg(b)) })
 			b.Run(prefix+"/op=protect", func(b *testing.B) {
 				s := sg(b)
 				s.makeFull(b)
 				g := cloneGroupInMemory(s.committer)
 				data := make([]byte, 100)
-				var cpu cpuMeter
-				cpu.begin()
-				for b.Loop() {
-					if _, err := g.Protect(testRand(4), data, nil); err != nil {
+				rand := testRand(4)
+				measureAgainstFloor(b, nil, func() {
+					if _, err := g.Protect(rand, data, nil); err != nil {
 						b.Fatal(err)
 					}
-				}
-				cpu.end()
-				cpu.report(b)
+				}, signFloor())
 			})
 			b.Run(prefix+"/op=unprotect", func(b *testing.B) {
 				s := sg(b)
 				s.makeFull(b)
-				bg := &benchGroup{committer: s.committer, receiver: s.receiver, rand: testRand(5), suite: suite}
-				benchUnprotect(b, bg)
+				sender, receiver := cloneGroupInMemory(s.committer), cloneGroupInMemory(s.receiver)
+				data := make([]byte, 100)
+				rand := testRand(5)
+				var msg []byte
+				measureAgainstFloor(b, func() {
+					var err error
+					if msg, err = sender.Protect(rand, data, nil); err != nil {
+						b.Fatal(err)
+					}
+				}, func() {
+					if _, err := receiver.ProcessMessage(msg, testNow); err != nil {
+						b.Fatal(err)
+					}
+				}, verifyFloor())
 			})
-			b.Run(prefix+"/floor=sign-verify", func(b *testing.B) { benchSignVerifyFloor(b) })
 		}
 	}
 }
 
-// benchBuildFloor is the floor of building: verifying each KeyPackage
-// (its signature and its leaf's, with crypto/ed25519) and one HPKE seal of
+// buildFloor is the floor of building: verifying each KeyPackage (its
+// signature and its leaf's, with crypto/ed25519) and one HPKE seal of
 // GroupSecrets to each new member's init key.
-func benchBuildFloor(b *testing.B, sg *scaleGroup) {
+func buildFloor(b *testing.B, sg *scaleGroup) func() {
 	cs, err := sg.suite.suite()
 	if err != nil {
 		b.Fatal(err)
@@ -221,9 +253,7 @@ func benchBuildFloor(b *testing.B, sg *scaleGroup) {
 	}
 	secrets := make([]byte, 3*cs.nh) // about the size of GroupSecrets
 	rand := testRand(6)
-	var cpu cpuMeter
-	for b.Loop() {
-		cpu.begin()
+	return func() {
 		for _, it := range items {
 			if !ed25519.Verify(it.pub, it.msg, it.sig) {
 				b.Fatal("key package signature")
@@ -234,14 +264,12 @@ func benchBuildFloor(b *testing.B, sg *scaleGroup) {
 				b.Fatal(err)
 			}
 		}
-		cpu.end()
 	}
-	cpu.report(b)
 }
 
-// benchJoinFloor is N single Ed25519 verifications (crypto/ed25519) of the
+// joinFloor is N single Ed25519 verifications (crypto/ed25519) of the
 // leaves of the tree a joiner imports.
-func benchJoinFloor(b *testing.B, sg *scaleGroup) {
+func joinFloor(b *testing.B, sg *scaleGroup) func() {
 	t := sg.creator.tree
 	type item struct{ pub, msg, sig []byte }
 	var items []item
@@ -256,22 +284,18 @@ func benchJoinFloor(b *testing.B, sg *scaleGroup) {
 		}
 		items = append(items, item{leaf.SignatureKey, labeledInput(labelLeafNodeTBS, tbs), leaf.Signature})
 	}
-	var cpu cpuMeter
-	for b.Loop() {
-		cpu.begin()
+	return func() {
 		for _, it := range items {
 			if !ed25519.Verify(it.pub, it.msg, it.sig) {
 				b.Fatal("leaf signature")
 			}
 		}
-		cpu.end()
 	}
-	cpu.report(b)
 }
 
-// benchProcessFloor is two Ed25519 verifications (the commit's and its
-// leaf's) and one HPKE open of a path secret.
-func benchProcessFloor(b *testing.B, sg *scaleGroup) {
+// processFloor is two Ed25519 verifications (the commit's and its leaf's)
+// and one HPKE open of a path secret.
+func processFloor(b *testing.B, sg *scaleGroup) func() {
 	cs, err := sg.suite.suite()
 	if err != nil {
 		b.Fatal(err)
@@ -287,9 +311,7 @@ func benchProcessFloor(b *testing.B, sg *scaleGroup) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var cpu cpuMeter
-	cpu.begin()
-	for b.Loop() {
+	return func() {
 		if !ed25519.Verify(pub, msg, sig) || !ed25519.Verify(pub, msg, sig) {
 			b.Fatal("verify")
 		}
@@ -297,27 +319,24 @@ func benchProcessFloor(b *testing.B, sg *scaleGroup) {
 			b.Fatal(err)
 		}
 	}
-	cpu.end()
-	cpu.report(b)
 }
 
-// benchSignVerifyFloor reports the cpu-ns of one crypto/ed25519 signature
-// and one verification of a message the size of a protected 100-byte
-// application message's signed content.
-func benchSignVerifyFloor(b *testing.B) {
+// signFloor and verifyFloor are one crypto/ed25519 signature and one
+// verification of a message the size of a protected 100-byte application
+// message's signed content.
+func signFloor() func() {
+	_, priv, _ := ed25519.GenerateKey(testRand(12))
+	msg := make([]byte, 250)
+	return func() { ed25519.Sign(priv, msg) }
+}
+
+func verifyFloor() func() {
 	pub, priv, _ := ed25519.GenerateKey(testRand(12))
 	msg := make([]byte, 250)
-	var sign, verify cpuMeter
-	for b.Loop() {
-		sign.begin()
-		sig := ed25519.Sign(priv, msg)
-		sign.end()
-		verify.begin()
+	sig := ed25519.Sign(priv, msg)
+	return func() {
 		if !ed25519.Verify(pub, msg, sig) {
-			b.Fatal("verify")
+			panic("verify")
 		}
-		verify.end()
 	}
-	b.ReportMetric(float64(sign.total.Nanoseconds())/float64(b.N), "sign-cpu-ns/op")
-	b.ReportMetric(float64(verify.total.Nanoseconds())/float64(b.N), "verify-cpu-ns/op")
 }
