@@ -105,14 +105,14 @@ func TestTreeIndexes(t *testing.T) {
 	var saved *ratchetTree
 	var savedExport []byte
 	var savedHash []byte
-	for step := range 3000 {
+	for step := range 1500 {
 		ls := members()
-		switch op := rng.IntN(10); {
-		case op < 5 || len(ls) < 2:
+		switch op := rng.IntN(20); {
+		case op < 9 || len(ls) < 2:
 			if _, err := tree.addLeaf(fresh()); err != nil {
 				t.Fatal(err)
 			}
-		case op < 7:
+		case op < 13:
 			l := ls[rng.IntN(len(ls))]
 			nl := fresh()
 			nl.SignatureKey = tree.leaf(l).SignatureKey
