@@ -106,6 +106,12 @@ func readSecretFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Like ssh with its keys: a secret others may read is no secret.
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable or writable by group or others (mode %04o); run chmod 600 %s", path, perm, path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return nil, err
