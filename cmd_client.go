@@ -429,7 +429,7 @@ func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		name, err := cn.c.DM(ctx, c.User, text, suite)
 		if err != nil {
-			return err
+			return sendError(ctx, cn, "dm:"+c.User, text, err)
 		}
 		newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
 		return nil
@@ -559,7 +559,7 @@ func recvEvents(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration)
 	for _, e := range evs {
 		printEvent(o, cn.c, e)
 	}
-	return len(evs), err
+	return len(evs), cn.lost(f.Server, err)
 }
 
 // SendCmd sends a message.

@@ -487,5 +487,19 @@ func withConn(g *Globals, f *ClientFlags, p *ProfileFlags, fn func(ctx context.C
 		return err
 	}
 	defer cn.Close()
-	return fn(ctx, cn)
+	return cn.lost(f.Server, fn(ctx, cn))
+}
+
+// lost marks err as a lost connection (exit code 3) when the connection
+// to the node ended.
+func (c *conn) lost(server string, err error) error {
+	if err == nil || c.rc == nil {
+		return err
+	}
+	select {
+	case <-c.rc.Done():
+		return &unreachableError{fmt.Errorf("%w (%v)", err, c.rc.ExplainError(server, err))}
+	default:
+		return err
+	}
 }
