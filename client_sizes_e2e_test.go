@@ -15,7 +15,9 @@ import (
 	nc "qpchat/node/client"
 )
 
-// sendStdin runs send with the text on stdin.
+// sendStdin runs send with the text on stdin; stderr is returned whole
+// (a text refused before the state is opened comes without the test
+// switch's warning).
 func (u *cliUser) sendStdin(group, text string) (code int, stdout, stderr string) {
 	u.t.Helper()
 	cmd := exec.Command(qpchatBinary(u.t), append([]string{"client"}, u.args([]string{"send", group})...)...)
@@ -31,7 +33,7 @@ func (u *cliUser) sendStdin(group, text string) (code int, stdout, stderr string
 	default:
 		u.t.Fatal(err)
 	}
-	return code, out.String(), withoutTestWarning(u.t, errb.String())
+	return code, out.String(), errb.String()
 }
 
 // sizedText is a text of exactly n bytes that names its sender and
@@ -126,6 +128,11 @@ func TestClientLargeMessagesAcrossRestarts(t *testing.T) {
 		if code != exitRefused || !strings.Contains(errs, want) {
 			t.Errorf("sending %d bytes: exit %d, stderr %q; want exit %d and %q", largest+1, code, errs, exitRefused, want)
 		}
+	}
+	// A paste far over any limit is refused with its size, not cut.
+	code, _, errs = alice.sendStdin("big", strings.Repeat("z", 10<<20))
+	if code == 0 || !strings.Contains(errs, "10485760 bytes") || !strings.Contains(errs, "nothing was sent") {
+		t.Errorf("sending 10 MiB: exit %d, stderr %q", code, errs)
 	}
 	n.stop(t)
 	n = startNode(t, n.addr, data)

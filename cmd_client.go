@@ -429,7 +429,7 @@ func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		name, err := cn.c.DM(ctx, c.User, text, suite)
 		if err != nil {
-			return err
+			return sendError(ctx, cn, "dm:"+c.User, text, err)
 		}
 		newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
 		return nil
@@ -492,7 +492,27 @@ func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		if err != nil {
 			return err
 		}
-		newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
+		o := newOut(g, p)
+		if n > 0 {
+			o.emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
+			return nil
+		}
+		// Nothing was added: every device of each user is in already.
+		ms, err := cn.c.Members(ctx, c.Group)
+		if err != nil {
+			return err
+		}
+		for _, u := range c.Users {
+			user, _ := proto.NormalizeUser(u)
+			member := false
+			for _, m := range ms {
+				member = member || m.User == user
+			}
+			if !member {
+				return fmt.Errorf("no device of %s could be added to %s", u, c.Group)
+			}
+			o.emit(map[string]any{"group": c.Group, "user": user, "already_member": true}, "%s is already a member of %s", user, c.Group)
+		}
 		return nil
 	})
 }
@@ -502,7 +522,11 @@ type JoinCmd struct{}
 
 // Run joins and shows what happened.
 func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	return recvOnce(g, f, p, 0)
+	n, err := recvEvents(g, f, p, 0)
+	if err == nil && n == 0 {
+		newOut(g, p).emit(nil, "nothing to join: no invitations or group changes are waiting")
+	}
+	return err
 }
 
 // RecvCmd prints new messages.
@@ -516,11 +540,18 @@ func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 }
 
 func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) error {
+	_, err := recvEvents(g, f, p, wait)
+	return err
+}
+
+// recvEvents receives and prints what is new; it returns the number of
+// events printed.
+func recvEvents(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second+wait)
 	defer cancel()
 	cn, err := connect(ctx, g, f, p)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer cn.Close()
 	evs, err := cn.c.Recv(ctx, wait)
@@ -528,7 +559,7 @@ func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) e
 	for _, e := range evs {
 		printEvent(o, cn.c, e)
 	}
-	return err
+	return len(evs), cn.lost(f.Server, err)
 }
 
 // SendCmd sends a message.
@@ -629,6 +660,12 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		}
 		if x.Removed {
 			note += " (removed)"
+		}
+		if x.Removed {
+			// No group state is left: no suite, epoch or members to show.
+			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true},
+				"%s: removed (this device is no longer a member)%s", termSafe(x.Name), termSafe(strings.TrimSuffix(note, " (removed)")))
+			continue
 		}
 		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},
 			"%s: %d members, epoch %d, suite 0x%04x%s", termSafe(x.Name), x.Members, x.Epoch, x.Suite, termSafe(note))

@@ -106,6 +106,12 @@ func readSecretFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Like ssh with its keys: a secret others may read is no secret.
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable or writable by group or others (mode %04o); run chmod 600 %s", path, perm, path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return nil, err
@@ -493,5 +499,19 @@ func withConn(g *Globals, f *ClientFlags, p *ProfileFlags, fn func(ctx context.C
 		return err
 	}
 	defer cn.Close()
-	return fn(ctx, cn)
+	return cn.lost(f.Server, fn(ctx, cn))
+}
+
+// lost marks err as a lost connection (exit code 3) when the connection
+// to the node ended.
+func (c *conn) lost(server string, err error) error {
+	if err == nil || c.rc == nil {
+		return err
+	}
+	select {
+	case <-c.rc.Done():
+		return &unreachableError{fmt.Errorf("%w (%v)", err, c.rc.ExplainError(server, err))}
+	default:
+		return err
+	}
 }

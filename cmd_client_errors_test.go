@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
 	nc "qpchat/node/client"
 	"qpchat/node/proto"
+	"qpchat/node/server"
 	"qpchat/rpc"
 )
 
@@ -97,4 +101,36 @@ func TestConnectingNote(t *testing.T) {
 		t.Errorf("ping to a silent node, no terminal: exit %d, stderr %q", code, errs)
 	}
 	oneErrorLine(t, errs)
+}
+
+// TestLostConnectionExitCode: an error after the connection to the node
+// ended exits like an unreachable node; other errors keep their code.
+func TestLostConnectionExitCode(t *testing.T) {
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+	addr := srv.Addr().String()
+	rc, err := rpc.Dial(context.Background(), addr, rpc.DialOptions{Fingerprint: srv.Fingerprint(), Limits: clientLimits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &conn{rc: rc}
+	refused := errors.New("node.capnp:Session.send: qpchat limit: too big")
+	if got := exitCode(cn.lost(addr, refused)); got != exitRefused {
+		t.Errorf("a refusal on a live connection: exit %d, want %d", got, exitRefused)
+	}
+	rc.Close()
+	<-rc.Done()
+	if got := exitCode(cn.lost(addr, errors.New("fetching messages: rpc: connection closed"))); got != exitUnreachable {
+		t.Errorf("an error after the connection ended: exit %d, want %d", got, exitUnreachable)
+	}
+	if cn.lost(addr, nil) != nil {
+		t.Error("no error became an error")
+	}
 }

@@ -246,7 +246,7 @@ func (c *PingCmd) Run(g *Globals, f *ClientFlags) error {
 		if got != nonce {
 			return fmt.Errorf("ping %s: answer carries nonce %d, sent %d", f.Server, got, nonce)
 		}
-		fmt.Fprintf(g.stdout, "pong from %s seq=%d time=%v server=qpchat/%s key=%s\n", f.Server, i, rtt.Round(time.Microsecond), v, cl.Fingerprint)
+		fmt.Fprintf(g.stdout, "pong from %s seq=%d time=%v server=qpchat/%s key=%s\n", f.Server, i, rtt.Round(time.Microsecond), termSafe(v), cl.Fingerprint)
 	}
 	return nil
 }

@@ -445,7 +445,11 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 				}
 			}
 		}
-		b.events = append(b.events, c.commitEvents(g, ev, sid.User, d.Sender, false)...)
+		if !ev.SelfRemoved {
+			// A removed member hears it once, below, not also as a
+			// change of members.
+			b.events = append(b.events, c.commitEvents(g, ev, sid.User, d.Sender, false)...)
+		}
 		if ev.SelfRemoved {
 			g.g = nil
 			g.rec.Removed = true
