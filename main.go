@@ -127,8 +127,9 @@ type ClientCmd struct {
 	Login         LoginCmd         `cmd:"" help:"Log in: check the password and bind this profile to the account."`
 	Logout        LogoutCmd        `cmd:"" help:"Revoke this device at the node and delete this profile's state."`
 	RegisterState RegisterStateCmd `cmd:"" help:"Set up this profile's device: key, certificate, KeyPackages; prints its fingerprint."`
-	Devices       DevicesCmd       `cmd:"" help:"List your devices."`
+	Devices       DevicesCmd       `cmd:"" help:"List your devices; new ones stay pending, in no group, until approve-device."`
 	RevokeDevice  RevokeDeviceCmd  `cmd:"" help:"Revoke one of your other devices and remove it from every group."`
+	ApproveDevice ApproveDeviceCmd `cmd:"" help:"Approve one of your devices (as devices lists it): add it to your groups; your devices that trust this one follow."`
 	FetchKey      FetchKeyCmd      `cmd:"" help:"Fetch a user's key and devices, pinning the key on first contact; prints fingerprints."`
 	Verify        VerifyCmd        `cmd:"" help:"Show the safety number with a user; --accept marks them verified (also after a key change)."`
 	CreateGroup   CreateGroupCmd   `cmd:"" help:"Create a group."`

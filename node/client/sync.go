@@ -404,6 +404,8 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 				Time: c.now().Unix(), Epoch: ev.Epoch, Text: p.Text})
 		case payloadMeta:
 			c.applyMeta(b, g, sid.User, p)
+		case payloadApproval:
+			c.applyApproval(b, sid.User, d.Sender, p)
 		}
 	case mls.EventProposal:
 		// Held by the group for the next commit.
