@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"testing"
+
+	"qpchat/mls"
 )
 
 // TestApprovalRecord: an approval verifies for its user only, and any
@@ -52,4 +54,18 @@ func TestApprovalRecord(t *testing.T) {
 func FuzzApprovalRecord(f *testing.F) {
 	f.Add((&approvalRecord{Device: bytes.Repeat([]byte{1}, 32), Approver: bytes.Repeat([]byte{2}, 32), Signature: bytes.Repeat([]byte{3}, 64)}).marshal())
 	fuzzRecord(f, parseApproval)
+}
+
+// TestDescribeMembers: membership notices name each device by its
+// fingerprint, and a device of the committer's own user as "a device".
+func TestDescribeMembers(t *testing.T) {
+	alice1, alice2, bob := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
+	m := func(user string, key []byte) mls.Member {
+		return mls.Member{Credential: credentialFor(user, key, make([]byte, 64)), SignatureKey: key}
+	}
+	got := describeMembers("alice", []mls.Member{m("alice", alice2), m("bob", bob)}, []mls.Member{m("alice", alice1)})
+	want := "added a device " + Fingerprint(alice2) + ", bob (device " + Fingerprint(bob) + "); removed a device " + Fingerprint(alice1)
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
 }
