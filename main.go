@@ -138,7 +138,7 @@ type ClientCmd struct {
 	Join          JoinCmd          `cmd:"" help:"Process queued invitations and group changes, showing who invited you where."`
 	Send          SendCmd          `cmd:"" help:"Send a message to a group (or --all groups); the text may come from stdin."`
 	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group."`
-	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live."`
+	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live; survives node restarts (reconnects, sends what was typed meanwhile)."`
 	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
 	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`
 	Groups        GroupsCmd        `cmd:"" help:"List your groups."`

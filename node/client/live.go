@@ -561,6 +561,11 @@ func (l *Live) sendQueued(conn *liveConn) error {
 // same ciphertext until the node answers.
 func (l *Live) sendOne(conn *liveConn, m *OutMessage) error {
 	c := l.c
+	// Apply what is queued first: a new message goes out on the newest
+	// epoch, and a resent one must still be of the current epoch.
+	if err := l.recv(conn); err != nil {
+		return err
+	}
 	if m.ct != nil {
 		// Sent before without an answer. If a commit changed the epoch
 		// since, the old ciphertext cannot be read any more: make it
@@ -576,10 +581,6 @@ func (l *Live) sendOne(conn *liveConn, m *OutMessage) error {
 		}
 	}
 	if m.ct == nil {
-		// A new message goes out on the newest epoch.
-		if err := l.recv(conn); err != nil {
-			return err
-		}
 		g, err := c.loadGroupByName(l.ctx, m.Group)
 		if err != nil {
 			return err
