@@ -532,12 +532,22 @@ func (l *Live) recv(conn *liveConn) error {
 // stays first in the outbox, with its ciphertext, for the next
 // connection.
 func (l *Live) sendQueued(conn *liveConn) error {
-	for {
+	for first := true; ; first = false {
 		l.mu.Lock()
 		if len(l.outbox) == 0 {
 			l.mu.Unlock()
 			return nil
 		}
+		l.mu.Unlock()
+		if first {
+			// Apply what is queued first: new messages go out on the
+			// newest epoch, and a resent one must still be of the
+			// current epoch.
+			if err := l.recv(conn); err != nil {
+				return err
+			}
+		}
+		l.mu.Lock()
 		m := l.outbox[0]
 		l.mu.Unlock()
 		err := l.sendOne(conn, m)
@@ -561,11 +571,6 @@ func (l *Live) sendQueued(conn *liveConn) error {
 // same ciphertext until the node answers.
 func (l *Live) sendOne(conn *liveConn, m *OutMessage) error {
 	c := l.c
-	// Apply what is queued first: a new message goes out on the newest
-	// epoch, and a resent one must still be of the current epoch.
-	if err := l.recv(conn); err != nil {
-		return err
-	}
 	if m.ct != nil {
 		// Sent before without an answer. If a commit changed the epoch
 		// since, the old ciphertext cannot be read any more: make it
