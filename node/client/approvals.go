@@ -86,10 +86,83 @@ func (c *Client) isApproved(device []byte) bool {
 	return found
 }
 
-func (c *Client) putApproval(a *approvalRecord) error {
+// storedApproval is an approval as the state keeps it, with whether the
+// device was added to this device's groups yet.
+type storedApproval struct {
+	Rec     *approvalRecord
+	Adopted bool
+}
+
+func (s *storedApproval) marshal() []byte {
+	return newRec().bytes(s.Rec.marshal()).boolean(s.Adopted).done()
+}
+
+func parseStoredApproval(b []byte) (*storedApproval, error) {
+	r := readRec(b)
+	raw, adopted := r.bytes(), r.boolean()
+	if err := r.end(); err != nil {
+		return nil, err
+	}
+	a, err := parseApproval(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &storedApproval{Rec: a, Adopted: adopted}, nil
+}
+
+func (c *Client) putApproval(a *approvalRecord, adopted bool) error {
 	return c.st.db.Update(func(tx *store.Tx) error {
-		return tx.Bucket(bApproved).Put(tx.Ident("device", a.Device), a.marshal())
+		return tx.Bucket(bApproved).Put(tx.Ident("device", a.Device), (&storedApproval{Rec: a, Adopted: adopted}).marshal())
 	})
+}
+
+// resolveAdoptions adds every approved device that is not yet in this
+// device's groups: after an approval that a lost connection interrupted,
+// the next sync finishes it. A failure other than a lost connection is
+// reported in the history once and not retried (approve-device retries).
+func (c *Client) resolveAdoptions(ctx context.Context) error {
+	if c.adopting {
+		return nil // adoptDevice's commits sync too
+	}
+	c.adopting = true
+	defer func() { c.adopting = false }()
+	var todo []*approvalRecord
+	err := c.st.db.View(func(tx *store.Tx) error {
+		cur := tx.Bucket(bApproved).Cursor()
+		for k, v, err := cur.First(); k != nil; k, v, err = cur.Next() {
+			if err != nil {
+				return err
+			}
+			s, err := parseStoredApproval(v)
+			if err != nil {
+				return err
+			}
+			if !s.Adopted {
+				todo = append(todo, s.Rec)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range todo {
+		if _, err := c.adoptDevice(ctx, a); err != nil {
+			var te *transientError
+			var ce *connError
+			if errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil {
+				return err
+			}
+			if err := c.persist(nil, []*Event{{Kind: EventRefused, Time: c.now().Unix(),
+				Text: fmt.Sprintf("could not add the approved device %s to every group: %v", Fingerprint(a.Device), err)}}, nil); err != nil {
+				return err
+			}
+		}
+		if err := c.putApproval(a, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Errors of ApproveDevice.
@@ -131,10 +204,21 @@ func (c *Client) ApproveDevice(ctx context.Context, device []byte) ([]string, er
 		return nil, fmt.Errorf("%w: %s", ErrNoSuchDevice, Fingerprint(device))
 	}
 	a := c.signApproval(device)
-	if err := c.putApproval(a); err != nil {
+	if err := c.putApproval(a, false); err != nil {
 		return nil, err
 	}
-	return c.adoptDevice(ctx, a)
+	c.adopting = true // no sync in between adopts it behind our back
+	added, err := c.adoptDevice(ctx, a)
+	c.adopting = false
+	var te *transientError
+	var ce *connError
+	if err != nil && (errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil) {
+		return added, err // the next sync goes on (resolveAdoptions)
+	}
+	if perr := c.putApproval(a, true); perr != nil {
+		return added, perr
+	}
+	return added, err
 }
 
 // adoptDevice adds an approved device of this user to every group this
@@ -169,6 +253,11 @@ func (c *Client) adoptDevice(ctx context.Context, a *approvalRecord) ([]string, 
 				continue
 			}
 			added = append(added, gi.Name)
+		} else if err := c.sendPayload(ctx, g, &payload{Kind: payloadMeta, Name: g.rec.Name, DM: g.rec.Peer != ""}); err != nil {
+			// Already a member, maybe through a commit of ours that a
+			// lost connection left pending: the name may not have
+			// reached it (a device that knows it ignores this).
+			errs = append(errs, fmt.Errorf("%s: %w", gi.Name, err))
 		}
 		if g, err = c.loadGroup(ctx, gi.ID); err != nil || g.g == nil {
 			continue
@@ -251,18 +340,10 @@ func (c *Client) applyApproval(b *batch, sender string, senderDev []byte, p *pay
 		if c.isApproved(own.Device) {
 			return nil
 		}
-		if err := c.putApproval(own); err != nil {
+		if err := c.putApproval(own, false); err != nil {
 			return err
 		}
-		_, err := c.adoptDevice(ctx, own)
-		var te *transientError
-		var ce *connError
-		if err != nil && !errors.As(err, &te) && !errors.As(err, &ce) && ctx.Err() == nil {
-			// Not worth stopping the sync for; say so in the history.
-			return c.persist(nil, []*Event{{Kind: EventRefused, Time: c.now().Unix(),
-				Text: fmt.Sprintf("could not add the approved device %s to every group: %v", Fingerprint(own.Device), err)}}, nil)
-		}
-		return err
+		return c.resolveAdoptions(ctx)
 	})
 }
 

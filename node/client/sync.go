@@ -52,6 +52,9 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 	if err := c.resolvePending(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.resolveAdoptions(ctx); err != nil {
+		return nil, err
+	}
 	var all []*Event
 	overflowed := false
 	for {
