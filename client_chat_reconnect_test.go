@@ -5,6 +5,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,29 @@ func TestClientChatReconnects(t *testing.T) {
 	if err := chat.cmd.Wait(); err != nil {
 		t.Errorf("chat: %v", err)
 	}
+}
+
+// TestClientChatPipedFlood: more piped lines than the outbox holds are
+// all sent, in order, each once.
+func TestClientChatPipedFlood(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	bob.run("join")
+	var in strings.Builder
+	var want []string
+	for i := range 250 {
+		line := "line " + strings.Repeat("x", i%7) + " " + string(rune('a'+i%26)) + " #" + strconv.Itoa(i)
+		in.WriteString(line + "\n")
+		want = append(want, "g bob: "+line)
+	}
+	cmd := exec.Command(qpchatBinary(t), append([]string{"client"}, bob.args([]string{"chat", "g"})...)...)
+	cmd.Env, cmd.Stdin = bob.env, strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chat: %v: %s", err, out)
+	}
+	alice.wantMessages(want...)
 }

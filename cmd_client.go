@@ -233,7 +233,7 @@ func (c *RegisterStateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) erro
 	}
 	fp := nc.Fingerprint(prof.DeviceKey())
 	newOut(g, p).emit(map[string]any{"user": prof.User, "device": fp, "user_key": nc.Fingerprint(prof.UserKey), "key_packages": n},
-		"device %s\nuser key %s\nuploaded %d KeyPackages", fp, nc.Fingerprint(prof.UserKey), n)
+		"device %s\nuser key %s\nuploaded %d KeyPackages%s", fp, nc.Fingerprint(prof.UserKey), n, approvalHint(ctx, cl, fp))
 	return nil
 }
 
@@ -258,7 +258,9 @@ func (c *DevicesCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			if isSelf {
 				note += " (this device)"
 			}
-			o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified},
+			note += deviceNote(d, isSelf)
+			o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified,
+				"approved": d.Approved, "pending": devicePending(d)},
 				"%s%s", nc.Fingerprint(d.Key), note)
 		}
 		return nil

@@ -135,8 +135,9 @@ type ClientCmd struct {
 	Login         LoginCmd         `cmd:"" help:"Log in: check the password and bind this profile to the account."`
 	Logout        LogoutCmd        `cmd:"" help:"Revoke this device at the node and delete this profile's state."`
 	RegisterState RegisterStateCmd `cmd:"" help:"Set up this profile's device: key, certificate, KeyPackages; prints its fingerprint."`
-	Devices       DevicesCmd       `cmd:"" help:"List your devices."`
+	Devices       DevicesCmd       `cmd:"" help:"List your devices; new ones stay pending, in no group, until approve-device."`
 	RevokeDevice  RevokeDeviceCmd  `cmd:"" help:"Revoke one of your other devices and remove it from every group."`
+	ApproveDevice ApproveDeviceCmd `cmd:"" help:"Approve one of your devices (as devices lists it): add it to your groups; your devices that trust this one follow."`
 	FetchKey      FetchKeyCmd      `cmd:"" help:"Fetch a user's key and devices, pinning the key on first contact; prints fingerprints."`
 	Verify        VerifyCmd        `cmd:"" help:"Show the safety number with a user; --accept marks them verified (also after a key change)."`
 	CreateGroup   CreateGroupCmd   `cmd:"" help:"Create a group."`
@@ -145,7 +146,7 @@ type ClientCmd struct {
 	Join          JoinCmd          `cmd:"" help:"Process queued invitations and group changes, showing who invited you where."`
 	Send          SendCmd          `cmd:"" help:"Send a message to a group (or --all groups); the text may come from stdin."`
 	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group."`
-	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live."`
+	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live; survives node restarts (reconnects, sends what was typed meanwhile)."`
 	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
 	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`
 	Groups        GroupsCmd        `cmd:"" help:"List your groups."`

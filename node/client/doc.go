@@ -28,8 +28,13 @@
 //   - Nothing protects against rolling the whole state file back to an
 //     older copy: the client would then see old group states, and the
 //     node's queue would no longer hold the messages in between.
-//   - A Client is not safe for concurrent use; chat serialises its use and
-//     only WaitForDelivery runs beside it.
+//   - A Client is not safe for concurrent use. Live (live.go), the
+//     reconnecting session chat uses, owns its Client on one goroutine;
+//     only WaitForDelivery and GroupName run beside it.
+//   - A device of the user joins groups only once approved by one of the
+//     user's devices (approvals.go); another user's Invite still adds
+//     every device the node lists for the user, since approvals are
+//     known only to the user's own devices.
 //   - Group names are local; an invited member learns the name the
 //     inviter chose from a message sent right after the Add, and renames
 //     it if the name is taken locally.

@@ -200,7 +200,7 @@ func (c *Client) commitEvents(g *group, ev *mls.Event, sender string, senderDev 
 			removed = append(removed, memberUser(m))
 		}
 		e.Users = append(added, removed...)
-		e.Text = describeChange(added, removed)
+		e.Text = describeMembers(sender, ev.Added, ev.Removed)
 		out = append(out, &e)
 	}
 	if len(ev.Added) == 0 && len(ev.Removed) == 0 {
@@ -226,20 +226,6 @@ func memberUser(m mls.Member) string {
 		return "?"
 	}
 	return id.User
-}
-
-func describeChange(added, removed []string) string {
-	s := ""
-	if len(added) > 0 {
-		s = fmt.Sprintf("added %v", added)
-	}
-	if len(removed) > 0 {
-		if s != "" {
-			s += ", "
-		}
-		s += fmt.Sprintf("removed %v", removed)
-	}
-	return s
 }
 
 // Invite adds every device of each user to the group: it fetches one
@@ -282,6 +268,9 @@ func (c *Client) Invite(ctx context.Context, name string, users []string) (int, 
 			}
 			if memberWithKey(g.g, kp.LeafNode.SignatureKey) {
 				continue // already in the group
+			}
+			if user == c.prof.User && !c.isApproved(f.Device) {
+				continue // own devices join once approved (approvals.go)
 			}
 			kps = append(kps, f.KeyPackage)
 			devices = append(devices, kp.LeafNode.SignatureKey)

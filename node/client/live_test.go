@@ -301,3 +301,109 @@ func TestResentCopyDropped(t *testing.T) {
 		t.Errorf("bob received %q", got)
 	}
 }
+
+// failingFetch makes the first Fetch fail as a broken connection does.
+type failingFetch struct {
+	Session
+	once *sync.Once
+}
+
+func (s *failingFetch) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {
+	fail := false
+	s.once.Do(func() { fail = true })
+	if fail {
+		return nil, errors.New("rpc: connection closed")
+	}
+	return s.Session.Fetch(ctx, after, limit, wait)
+}
+
+// TestLiveBackoff: after a lost connection, failed dials are retried
+// after pauses that double from MinBackoff up to MaxBackoff, each drawn
+// from the upper half of its step; a refusal of the device stops the
+// session for good. The clock is fake.
+func TestLiveBackoff(t *testing.T) {
+	n := newRestartableNode(t)
+	ctx := context.Background()
+	bob := newRealUser(t, n.addr, n.fp, "bob")
+	real := liveDialer(n, bob, nil)
+	var mu sync.Mutex
+	var pauses []time.Duration
+	dials := 0
+	const failures = 6
+	once := &sync.Once{}
+	dial := func(ctx context.Context) (Session, func(), error) {
+		mu.Lock()
+		dials++
+		d := dials
+		mu.Unlock()
+		switch {
+		case d == 1:
+			s, cl, err := real(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			return &failingFetch{Session: s, once: once}, cl, nil
+		case d <= 1+failures:
+			return nil, nil, errors.New("dial: no answer")
+		}
+		return real(ctx)
+	}
+	fired := make(chan time.Time)
+	close(fired)
+	after := func(d time.Duration) <-chan time.Time {
+		mu.Lock()
+		pauses = append(pauses, d)
+		mu.Unlock()
+		return fired
+	}
+	minB, maxB := 100*time.Millisecond, 1600*time.Millisecond
+	lv, err := StartLive(ctx, LiveConfig{Client: bob.c, Dial: dial, Wait: time.Second, MinBackoff: minB, MaxBackoff: maxB, After: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &liveWatcher{t: t, ch: lv.Events()}
+	w.waitFor("reconnecting", stateIs(LiveReconnecting))
+	w.waitFor("reconnected", stateIs(LiveConnected))
+	mu.Lock()
+	got := append([]time.Duration(nil), pauses...)
+	mu.Unlock()
+	if len(got) != failures+1 {
+		t.Fatalf("%d pauses %v for %d failed dials", len(got), got, failures)
+	}
+	step := minB
+	for i, p := range got {
+		if p < step/2 || p > step {
+			t.Errorf("pause %d is %v, want within [%v, %v]", i, p, step/2, step)
+		}
+		step = min(2*step, maxB)
+	}
+	if err := lv.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+
+	// A node that refuses the device (revoked) stops the session.
+	once2 := &sync.Once{}
+	first := true
+	lv, err = StartLive(ctx, LiveConfig{Client: bob.c, After: after, Dial: func(ctx context.Context) (Session, func(), error) {
+		if first {
+			first = false
+			s, cl, err := real(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			return &failingFetch{Session: s, once: once2}, cl, nil
+		}
+		return nil, nil, errors.New("client: authenticating the device: qpchat auth-failed: the device is revoked")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = &liveWatcher{t: t, ch: lv.Events()}
+	w.waitFor("stopped", stateIs(LiveStopped))
+	if err := lv.Close(); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("Close after a refusal: %v", err)
+	}
+	if err := lv.Send("g", "x"); !errors.Is(err, ErrLiveClosed) {
+		t.Errorf("Send after stop: %v", err)
+	}
+}

@@ -6,11 +6,14 @@ package client
 //
 // kind 1 is a text message, kind 2 group metadata (its name, whether it
 // is a direct-message channel), sent by a committer right after it adds
-// members so that they learn what the group is called.
+// members so that they learn what the group is called. Kind 3 is a device
+// approval: its text field holds an approval record (approvals.go), for
+// the user's other devices in the group.
 
 const (
-	payloadText = 1
-	payloadMeta = 2
+	payloadText     = 1
+	payloadMeta     = 2
+	payloadApproval = 3
 )
 
 type payload struct {
@@ -30,7 +33,7 @@ func parsePayload(b []byte) (*payload, error) {
 	if err := r.end(); err != nil {
 		return nil, err
 	}
-	if p.Kind != payloadText && p.Kind != payloadMeta {
+	if p.Kind != payloadText && p.Kind != payloadMeta && p.Kind != payloadApproval {
 		return nil, errRecord
 	}
 	return p, nil

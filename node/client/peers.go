@@ -149,6 +149,10 @@ type Device struct {
 	Key       []byte
 	Revoked   bool
 	Certified bool // its certificate verifies under our user key
+	// Approved: this device trusts it (itself, or approved here;
+	// approvals.go). A certified, unrevoked device that is not approved
+	// is pending: it is added to no group.
+	Approved bool
 }
 
 // Devices lists this user's devices.
@@ -163,7 +167,7 @@ func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	for _, d := range ds {
 		out = append(out, Device{Key: d.Key, Revoked: d.Revoked,
-			Certified: proto.VerifyDeviceCert(c.prof.UserKey, c.prof.User, d.Key, d.Certificate)})
+			Certified: proto.VerifyDeviceCert(c.prof.UserKey, c.prof.User, d.Key, d.Certificate), Approved: c.isApproved(d.Key)})
 	}
 	return out, nil
 }

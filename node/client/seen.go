@@ -7,6 +7,10 @@ package client
 // Section 9.2: mls.ErrReplay). That copy is dropped silently when its
 // exact bytes were applied before; any other replay is still reported as
 // refused.
+//
+// The hashes are kept (HMACed keys in bucket "seen", 32 bytes of
+// plaintext hash each) as long as the history is: nothing prunes either.
+// TODO: prune hashes of epochs the group has left, whose keys are gone.
 
 import (
 	"crypto/sha256"

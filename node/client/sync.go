@@ -52,6 +52,9 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 	if err := c.resolvePending(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.resolveAdoptions(ctx); err != nil {
+		return nil, err
+	}
 	var all []*Event
 	overflowed := false
 	for {
@@ -418,6 +421,8 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 				Time: c.now().Unix(), Epoch: ev.Epoch, Text: p.Text})
 		case payloadMeta:
 			c.applyMeta(b, g, sid.User, p)
+		case payloadApproval:
+			c.applyApproval(b, sid.User, d.Sender, p)
 		}
 	case mls.EventProposal:
 		// Held by the group for the next commit.

@@ -1,0 +1,100 @@
+package main
+
+// Approving devices (node/client/approvals.go): a new device of a user
+// joins no group until one of the user's devices approves it, because
+// the password alone can certify a device.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	nc "qpchat/node/client"
+)
+
+// ApproveDeviceCmd approves one of the user's devices.
+type ApproveDeviceCmd struct {
+	Device string `arg:"" help:"Fingerprint (or a unique prefix of at least 8 hex digits) of the device to approve, as register-state printed it on that device and devices lists it."`
+}
+
+// Run approves the device and adds it to this device's groups.
+func (c *ApproveDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
+		devs, err := cn.c.Devices(ctx)
+		if err != nil {
+			return err
+		}
+		d, err := matchDevice(devs, c.Device)
+		if err != nil {
+			return err
+		}
+		fp := nc.Fingerprint(d.Key)
+		switch {
+		case d.Revoked:
+			return fmt.Errorf("device %s is revoked", fp)
+		case !d.Certified:
+			return fmt.Errorf("device %s is not certified by your user key; it cannot be approved", fp)
+		}
+		// Errors past here leave the device approved; say where it went.
+		groups, err := cn.c.ApproveDevice(ctx, d.Key)
+		if groups == nil {
+			groups = []string{}
+		}
+		newOut(g, p).emit(map[string]any{"approved": fp, "groups": groups},
+			"approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))
+		return err
+	})
+}
+
+// matchDevice finds the one device whose fingerprint starts with arg
+// (with or without "sha256:", at least 8 hex digits).
+func matchDevice(devs []nc.Device, arg string) (nc.Device, error) {
+	want := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(arg)), "sha256:")
+	var match []nc.Device
+	if len(want) >= 8 {
+		for _, d := range devs {
+			if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) {
+				match = append(match, d)
+			}
+		}
+	}
+	if len(match) != 1 {
+		return nc.Device{}, fmt.Errorf("%d of your devices match %q (give at least 8 hex digits of one fingerprint, as devices lists them)", len(match), arg)
+	}
+	return match[0], nil
+}
+
+// devicePending says whether a device waits for approval on this device.
+func devicePending(d nc.Device) bool { return d.Certified && !d.Revoked && !d.Approved }
+
+// deviceNote describes a device's approval state for devices.
+func deviceNote(d nc.Device, self bool) string {
+	switch {
+	case self || d.Revoked:
+		return ""
+	case !d.Certified:
+		return " (NOT certified by your user key: ignored)"
+	case d.Approved:
+		return " (approved)"
+	}
+	return " (pending: in none of your groups; if it is yours, run approve-device " + nc.Fingerprint(d.Key) + ")"
+}
+
+// approvalHint tells a new device how it joins the user's groups, when
+// the user has other devices.
+func approvalHint(ctx context.Context, cl *nc.Client, fp string) string {
+	devs, err := cl.Devices(ctx)
+	if err != nil {
+		return ""
+	}
+	others := 0
+	for _, d := range devs {
+		if !d.Revoked && nc.Fingerprint(d.Key) != fp {
+			others++
+		}
+	}
+	if others == 0 {
+		return ""
+	}
+	return "\nthis device joins none of your groups until you approve it: on one of your other devices, run\n  approve-device " + fp
+}
