@@ -62,6 +62,17 @@ func (c *ServeCmd) opsDone(g *Globals) (bool, error) {
 // applyOps copies the operator flags into cfg.
 func (o *ServeOps) applyOps(cfg *server.Config) error {
 	cfg.Admin = server.AdminConfig{Listen: o.AdminListen, AllowRemote: o.AdminAllowRemote}
+	if notifySocket() != "" {
+		log := cfg.Logger
+		notify := func(state string) func() {
+			return func() {
+				if err := sdNotify(state); err != nil && log != nil {
+					log.Warn("sd_notify failed", "state", state, "err", err)
+				}
+			}
+		}
+		cfg.Admin.Ready, cfg.Admin.Stopping = notify("READY=1"), notify("STOPPING=1")
+	}
 	if o.AdminListen != "" {
 		return server.CheckAdminAddr(o.AdminListen, o.AdminAllowRemote)
 	}

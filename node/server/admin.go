@@ -51,6 +51,10 @@ type AdminConfig struct {
 	Listen string
 	// AllowRemote permits a Listen address that is not loopback.
 	AllowRemote bool
+	// Ready, if set, is called once the node accepts connections, and
+	// Stopping once its shutdown begins (systemd's sd_notify READY=1 and
+	// STOPPING=1). They run on Serve's goroutine and must be quick.
+	Ready, Stopping func()
 }
 
 type adminServer struct {

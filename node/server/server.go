@@ -235,6 +235,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.localStore().DB().ObserveCommits(s.prom.observeCommit)
 	s.accepting.Store(true)
 	s.serveAdmin()
+	if s.cfg.Admin.Ready != nil {
+		s.cfg.Admin.Ready()
+	}
 	s.log.Info("node listening", "addr", s.Addr().String(), "fingerprint", s.fingerprint, "version", s.cfg.Version)
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
@@ -281,6 +284,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	s.accepting.Store(false)
+	if s.cfg.Admin.Stopping != nil {
+		s.cfg.Admin.Stopping()
+	}
 	s.ln.Close()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
 
