@@ -30,10 +30,15 @@ type ServeOps struct {
 	AdminListen      string `placeholder:"ADDR" help:"TCP address of the admin HTTP listener (/healthz, /readyz, /metrics, /backup); off when empty. Loopback only unless --admin-allow-remote."`
 	AdminAllowRemote bool   `help:"Let --admin-listen be a non-loopback address (it has no TLS; firewall it)."`
 
+	Registration string        `enum:"open,invite,closed" default:"open" help:"Who may create an account: open, invite (with a token from serve invite-token) or closed."`
+	DeviceExpiry time.Duration `default:"2160h" help:"Drop the queue of a device that has not fetched for this long and mark it stale (it must be re-added to its groups); 0: never."`
+	Retention    time.Duration `default:"2160h" help:"Longest time an unacknowledged message is kept (checked hourly); the device must then be re-added; 0: forever."`
+
 	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file)."`
 	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data."`
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
+	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
 
 	ranSub bool
 	kctx   *kong.Context
@@ -62,6 +67,16 @@ func (c *ServeCmd) opsDone(g *Globals) (bool, error) {
 // applyOps copies the operator flags into cfg.
 func (o *ServeOps) applyOps(cfg *server.Config) error {
 	cfg.Admin = server.AdminConfig{Listen: o.AdminListen, AllowRemote: o.AdminAllowRemote}
+	if o.DeviceExpiry < 0 || o.Retention < 0 {
+		return fmt.Errorf("--device-expiry and --retention must not be negative (0 turns them off)")
+	}
+	never := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	cfg.Policy = server.PolicyConfig{Registration: o.Registration, DeviceExpiry: never(o.DeviceExpiry), Retention: never(o.Retention)}
 	if notifySocket() != "" {
 		log := cfg.Logger
 		notify := func(state string) func() {
@@ -282,5 +297,61 @@ func (h *ServeHealthCmd) Run(g *Globals, c *ServeCmd) error {
 		return fmt.Errorf("node not ready: %s: %s", resp.Status, msg)
 	}
 	fmt.Fprintln(g.stdout, msg)
+	return nil
+}
+
+// ServeInviteCmd mints an invitation token.
+type ServeInviteCmd struct {
+	InviteTTL time.Duration `name:"invite-ttl" default:"168h" help:"How long the token stays valid."`
+}
+
+// Run mints the token through the running node's admin listener, or in
+// the stopped node's store, and prints it.
+func (i *ServeInviteCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	if i.InviteTTL <= 0 {
+		return fmt.Errorf("--invite-ttl must be positive, got %v", i.InviteTTL)
+	}
+	path, opts := server.StoreOptions(cfg)
+	inUse, err := store.InUse(path, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	var tok string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if inUse {
+		addr, err := c.adminTarget()
+		if err != nil {
+			return fmt.Errorf("the node is running; %w", err)
+		}
+		_, secret, err := server.ReadAdminFiles(c.Data)
+		if err != nil {
+			return fmt.Errorf("the node is running but its admin token is unreadable: %w", err)
+		}
+		if tok, err = server.RequestInvite(ctx, addr, secret, i.InviteTTL); err != nil {
+			return err
+		}
+	} else {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no node database (start the node once first): %w", err)
+		}
+		ls, err := store.OpenServer(path, opts, store.Limits{})
+		if err != nil {
+			return err
+		}
+		tok, err = server.MintInvite(ctx, ls, time.Now(), i.InviteTTL)
+		if cerr := ls.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(g.stdout, tok)
+	fmt.Fprintf(g.stderr, "single-use registration token, valid for %v: qpchat client register-user --token TOKEN NAME\n", i.InviteTTL)
 	return nil
 }

@@ -83,3 +83,40 @@ func TestServeOpsCommands(t *testing.T) {
 	}
 	n2.stop(t)
 }
+
+// TestServeInviteTokens: a node that registers by invitation refuses
+// register-user without a token and accepts one minted by
+// `serve invite-token`, online (admin listener) and offline.
+func TestServeInviteTokens(t *testing.T) {
+	data := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", data, "--admin-listen", "127.0.0.1:0", "--registration", "invite")
+	env := func(name string) []string {
+		return append(clientEnv(t, n, t.TempDir()), "QPCHAT_PASSWORD=password of "+name)
+	}
+	if code, _, errs := client(t, env("bob"), "register-user", "bob", "--server-fingerprint", n.fingerprint); code == 0 || !strings.Contains(errs, "invitation") {
+		t.Errorf("register-user without a token: exit %d, stderr %q", code, errs)
+	}
+	code, tok, errs := serveCmd(t, "invite-token", "--data", data)
+	tok = strings.TrimSpace(tok)
+	if code != 0 || !strings.HasPrefix(tok, "qpi-") {
+		t.Fatalf("serve invite-token on a running node: exit %d, stdout %q, stderr %q", code, tok, errs)
+	}
+	if code, out, errs := client(t, env("alice"), "register-user", "alice", "--token", tok, "--server-fingerprint", n.fingerprint); code != 0 {
+		t.Fatalf("register-user --token: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := client(t, env("bob"), "register-user", "bob", "--token", tok, "--server-fingerprint", n.fingerprint); code == 0 || !strings.Contains(errs, "invitation") {
+		t.Errorf("register-user with a used token: exit %d, stderr %q", code, errs)
+	}
+	n.stop(t)
+
+	code, tok, errs = serveCmd(t, "invite-token", "--data", data, "--invite-ttl", "1h")
+	tok = strings.TrimSpace(tok)
+	if code != 0 || !strings.HasPrefix(tok, "qpi-") {
+		t.Fatalf("serve invite-token on a stopped node: exit %d, stdout %q, stderr %q", code, tok, errs)
+	}
+	n = startNode(t, "127.0.0.1:0", data, "--registration", "invite")
+	if code, out, errs := client(t, env("carol"), "register-user", "carol", "--token", tok, "--server-fingerprint", n.fingerprint); code != 0 {
+		t.Fatalf("register-user with an offline token: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	n.stop(t)
+}

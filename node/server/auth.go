@@ -23,7 +23,8 @@ import (
 // pendingRegistration is the state between registerStart and
 // registerFinish on one connection.
 type pendingRegistration struct {
-	user string
+	user   string
+	invite []byte // hash of the invitation to use up (--registration invite)
 }
 
 // pendingLogin is the state between loginStart and loginFinish on one
@@ -107,6 +108,10 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 	if err := c.delayLogin(ctx, ""); err != nil {
 		return err
 	}
+	invite, err := c.checkRegistration(ctx, args) // --registration (policy.go)
+	if err != nil {
+		return err
+	}
 	// An existing name is refused before the OPRF is evaluated.
 	switch _, err := srv.store.Account(ctx, user); {
 	case err == nil:
@@ -127,7 +132,7 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 		return err
 	}
 	c.mu.Lock()
-	c.registration = &pendingRegistration{user: user}
+	c.registration = &pendingRegistration{user: user, invite: invite}
 	c.mu.Unlock()
 	res, err := call.AllocResults()
 	if err != nil {
@@ -173,7 +178,7 @@ func (n *nodeService) RegisterFinish(ctx context.Context, call rpc.NodeService_r
 		return err
 	}
 	acct := store.Account{User: reg.user, Record: record.Marshal(), KSF: params, UserKey: userKey}
-	if err := srv.store.CreateAccount(ctx, acct); err != nil {
+	if err := srv.createAccount(ctx, acct, reg.invite); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return proto.Errorf(proto.CodeExists, "registerFinish: the user name was taken meanwhile")
 		}

@@ -91,6 +91,9 @@ type Config struct {
 	// Admin configures the admin HTTP listener (health, metrics,
 	// backup); off by default (admin.go).
 	Admin AdminConfig
+	// Policy sets who may register, device expiry and retention
+	// (policy.go).
+	Policy PolicyConfig
 }
 
 func populateConfig(c Config) Config {

@@ -46,6 +46,7 @@ var kinds = map[store.MessageKind]rpc.MessageKind{
 // fill writes messages, queue state and low pools into a fetch answer.
 func (s *session) fill(res fetchResults, msgs []store.QueuedMessage, st store.QueueState) error {
 	s.c.srv.metrics.fetchedMessages.Add(uint64(len(msgs)))
+	s.c.srv.touchDevice(s.device) // device expiry (policy.go)
 	l, err := res.NewMessages(int32(len(msgs)))
 	if err != nil {
 		return err

@@ -64,9 +64,12 @@ type Server struct {
 	deviceMu    sync.Mutex     // serialises device registrations (MaxDevices)
 	lowPools    lowPools       // KeyPackage pools that ran low
 	metrics     metrics
-	prom        *promMetrics // Prometheus view of metrics (prommetrics.go)
-	admin       *adminServer // the admin listener, nil when off (admin.go)
-	accepting   atomic.Bool  // the QUIC listener accepts (readiness)
+	prom        *promMetrics                     // Prometheus view of metrics (prommetrics.go)
+	admin       *adminServer                     // the admin listener, nil when off (admin.go)
+	accepting   atomic.Bool                      // the QUIC listener accepts (readiness)
+	seen        seenDevices                      // when devices were last recorded as seen (policy.go)
+	live        atomic.Pointer[store.LocalStore] // the store while Serve has it open
+	ready       chan struct{}                    // closed once Serve accepts
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -80,6 +83,10 @@ type Server struct {
 // the listening socket, so Addr and Fingerprint are known before Serve.
 func New(cfg Config) (*Server, error) {
 	cfg = populateConfig(cfg)
+	cfg.Policy = cfg.Policy.withDefaults()
+	if err := CheckRegistration(cfg.Policy.Registration); err != nil {
+		return nil, err
+	}
 	var (
 		cert    tls.Certificate
 		created bool
@@ -113,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 		conns:       make(map[*conn]struct{}),
 		idle:        make(chan struct{}),
 		stopping:    make(chan struct{}),
+		ready:       make(chan struct{}),
 		loginByName: newRateLimiter(cfg.Limits.LoginRateName, cfg.Now),
 		loginByAddr: newRateLimiter(cfg.Limits.LoginRateAddr, cfg.Now),
 		kpFetch:     newRateLimiter(cfg.Limits.KeyPackageFetchRate, cfg.Now),
@@ -232,8 +240,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.stopAdmin()
 		return err
 	}
-	s.localStore().DB().ObserveCommits(s.prom.observeCommit)
+	if ls, ok := s.store.(*store.LocalStore); ok {
+		ls.DB().ObserveCommits(s.prom.observeCommit)
+		s.live.Store(ls)
+	}
 	s.accepting.Store(true)
+	close(s.ready)
 	s.serveAdmin()
 	if s.cfg.Admin.Ready != nil {
 		s.cfg.Admin.Ready()
@@ -248,6 +260,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.pruneFetches(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.policySweeps(ctx)
 	}()
 	acceptErr := make(chan error, 1)
 	go func() {
@@ -304,6 +321,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	s.ln.Shutdown()
 	s.stopAdmin()
+	s.live.Store(nil)
 	if cerr := s.closer.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("server: closing the store: %w", cerr)
 	}
