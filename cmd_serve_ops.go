@@ -30,6 +30,8 @@ type ServeOps struct {
 	AdminListen      string `placeholder:"ADDR" help:"TCP address of the admin HTTP listener (/healthz, /readyz, /metrics, /backup); off when empty. Loopback only unless --admin-allow-remote."`
 	AdminAllowRemote bool   `help:"Let --admin-listen be a non-loopback address (it has no TLS; firewall it)."`
 
+	NextKeyFile string `type:"path" placeholder:"FILE" help:"The node's next key, committed to in its certificate (created on first start; move it offline and give its path to rotate-identity). Default: server-next-key.pem in the data directory."`
+
 	Registration string        `enum:"open,invite,closed" default:"open" help:"Who may create an account: open, invite (with a token from serve invite-token) or closed."`
 	DeviceExpiry time.Duration `default:"2160h" help:"Drop the queue of a device that has not fetched for this long and mark it stale (it must be re-added to its groups); 0: never."`
 	Retention    time.Duration `default:"2160h" help:"Longest time an unacknowledged message is kept (checked hourly); the device must then be re-added; 0: forever."`
@@ -39,6 +41,7 @@ type ServeOps struct {
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
 	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
+	Rotate  ServeRotateCmd  `cmd:"" name:"rotate-identity" help:"Switch a stopped node to its committed next key (--next-key-file) and commit to a fresh one; pinned clients follow."`
 
 	ranSub bool
 	kctx   *kong.Context
@@ -67,6 +70,7 @@ func (c *ServeCmd) opsDone(g *Globals) (bool, error) {
 // applyOps copies the operator flags into cfg.
 func (o *ServeOps) applyOps(cfg *server.Config) error {
 	cfg.Admin = server.AdminConfig{Listen: o.AdminListen, AllowRemote: o.AdminAllowRemote}
+	cfg.Identity = server.IdentityConfig{NextKeyFile: o.NextKeyFile}
 	if o.DeviceExpiry < 0 || o.Retention < 0 {
 		return fmt.Errorf("--device-expiry and --retention must not be negative (0 turns them off)")
 	}
@@ -354,4 +358,37 @@ func (i *ServeInviteCmd) Run(g *Globals, c *ServeCmd) error {
 	fmt.Fprintln(g.stdout, tok)
 	fmt.Fprintf(g.stderr, "single-use registration token, valid for %v: qpchat client register-user --token TOKEN NAME\n", i.InviteTTL)
 	return nil
+}
+
+// ServeRotateCmd rotates the node's identity to its committed successor.
+type ServeRotateCmd struct{}
+
+// Run rotates the identity of the stopped node of the serve flags.
+func (ServeRotateCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.TLSCertFile != "" {
+		return fmt.Errorf("the node uses --tls-cert: a CA-issued certificate is replaced by the CA, not rotated")
+	}
+	path, _ := server.StoreOptions(cfg)
+	if inUse, err := store.InUse(path, 200*time.Millisecond); err != nil {
+		return err
+	} else if inUse {
+		return fmt.Errorf("the node is running; stop it, rotate, start it again")
+	}
+	r, err := server.RotateIdentity(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "retired key  %s\nnew key      %s\nnext key     %s (written to %s: move it offline)\n",
+		r.Old, r.New, r.Next, server.NextKeyPath(cfg))
+	return nil
+}
+
+// tellSuccession tells the user, once, that a server's pinned key was
+// replaced by the successor it had committed to.
+func tellSuccession(g *Globals, server, old, new string) {
+	fmt.Fprintf(g.stderr, "the node %s moved to its next key %s, as its previous key %s had committed to; trusting it from now on\n", server, new, old)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,4 +120,41 @@ func TestServeInviteTokens(t *testing.T) {
 		t.Fatalf("register-user with an offline token: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	n.stop(t)
+}
+
+// TestServeRotateIdentity: after `serve rotate-identity` a client that
+// pinned the old key follows to the new one, saying so once.
+func TestServeRotateIdentity(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	data := t.TempDir()
+	n := startNode(t, addr, data)
+	env := append(testEnv(t), "QPCHAT_SERVER="+addr, "QPCHAT_STATE_DIR="+t.TempDir())
+	if code, _, errs := client(t, env, "ping"); code != 0 || !strings.Contains(errs, "on first use") {
+		t.Fatalf("first ping: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := serveCmd(t, "rotate-identity", "--data", data); code != exitError || !strings.Contains(errs, "running") {
+		t.Errorf("rotate-identity of a running node: exit %d, stderr %q", code, errs)
+	}
+	n.stop(t)
+	code, out, errs := serveCmd(t, "rotate-identity", "--data", data)
+	if code != 0 || !strings.Contains(out, "new key") {
+		t.Fatalf("rotate-identity: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	n2 := startNode(t, addr, data)
+	if n2.fingerprint == n.fingerprint || !strings.Contains(out, n2.fingerprint) {
+		t.Errorf("node after rotation has key %s; rotate-identity printed %q", n2.fingerprint, out)
+	}
+	code, _, errs = client(t, env, "ping")
+	if code != 0 || !strings.Contains(errs, "moved to its next key "+n2.fingerprint) {
+		t.Errorf("ping after rotation: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := client(t, env, "ping"); code != 0 || errs != "" {
+		t.Errorf("second ping after rotation: exit %d, stderr %q; want silence", code, errs)
+	}
+	n2.stop(t)
 }

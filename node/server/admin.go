@@ -326,7 +326,7 @@ func IdentityFiles(dataDir string, external bool) (map[string][]byte, error) {
 	if external || dataDir == "" {
 		return files, nil
 	}
-	for _, name := range []string{certFileName, keyFileName} {
+	for _, name := range IdentityFileNames() {
 		b, err := readBounded(filepath.Join(dataDir, name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -341,7 +341,8 @@ func IdentityFiles(dataDir string, external bool) (map[string][]byte, error) {
 
 // IdentityFileNames are the names IdentityFiles may return; a restore
 // writes only these.
-func IdentityFileNames() []string { return []string{certFileName, keyFileName} }
+// The next key is never among them: it is kept apart.
+func IdentityFileNames() []string { return []string{certFileName, keyFileName, retiredFileName} }
 
 // slogPrinter sends promhttp's errors to the node's log.
 type slogPrinter struct{ s *Server }

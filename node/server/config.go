@@ -94,6 +94,8 @@ type Config struct {
 	// Policy sets who may register, device expiry and retention
 	// (policy.go).
 	Policy PolicyConfig
+	// Identity configures key succession (succession.go).
+	Identity IdentityConfig
 }
 
 func populateConfig(c Config) Config {

@@ -100,7 +100,12 @@ func New(cfg Config) (*Server, error) {
 	case cfg.DataDir == "":
 		err = errors.New("server: no data directory")
 	default:
-		cert, created, err = loadOrCreateIdentity(cfg.DataDir)
+		if err = finishRotation(cfg.DataDir); err == nil { // key succession (succession.go)
+			cert, created, err = loadOrCreateIdentity(cfg.DataDir)
+		}
+		if err == nil {
+			cert, err = prepareSuccession(cfg, cert, cfg.Logger)
+		}
 	}
 	if err != nil {
 		return nil, err
