@@ -41,6 +41,7 @@ type ServeOps struct {
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
 	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
+	Rekey   ServeRekeyCmd   `cmd:"" help:"Change the passphrase or key file protecting a stopped node's store, in place (crash-safe)."`
 	Rotate  ServeRotateCmd  `cmd:"" name:"rotate-identity" help:"Switch a stopped node to its committed next key (--next-key-file) and commit to a fresh one; pinned clients follow."`
 
 	ranSub bool
@@ -391,4 +392,47 @@ func (ServeRotateCmd) Run(g *Globals, c *ServeCmd) error {
 // replaced by the successor it had committed to.
 func tellSuccession(g *Globals, server, old, new string) {
 	fmt.Fprintf(g.stderr, "the node %s moved to its next key %s, as its previous key %s had committed to; trusting it from now on\n", server, new, old)
+}
+
+// newStorePassphraseEnv holds the new passphrase of serve rekey; never a flag.
+const newStorePassphraseEnv = "QPCHAT_NEW_STORE_PASSPHRASE"
+
+// ServeRekeyCmd changes what protects the store.
+type ServeRekeyCmd struct {
+	NewStoreKeyFile string `type:"path" placeholder:"FILE" help:"New key file of the store (created with mode 0600 if missing). Or set QPCHAT_NEW_STORE_PASSPHRASE to protect it with a passphrase instead."`
+}
+
+// Run rekeys the store of the stopped node of the serve flags.
+func (k *ServeRekeyCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	path, old := server.StoreOptions(cfg)
+	var nw store.Options
+	p, havePass := os.LookupEnv(newStorePassphraseEnv)
+	switch {
+	case havePass && k.NewStoreKeyFile != "":
+		return fmt.Errorf("give either --new-store-key-file or %s, not both", newStorePassphraseEnv)
+	case havePass && p == "":
+		return fmt.Errorf("%s is set but empty", newStorePassphraseEnv)
+	case havePass:
+		nw.Passphrase = []byte(p)
+	case k.NewStoreKeyFile != "":
+		nw.KeyFile = k.NewStoreKeyFile
+	default:
+		return fmt.Errorf("give the new key: --new-store-key-file FILE or %s", newStorePassphraseEnv)
+	}
+	if err := store.Rekey(path, old, nw); err != nil {
+		if errors.Is(err, store.ErrInUse) {
+			return fmt.Errorf("the node is running; stop it first: %w", err)
+		}
+		return err
+	}
+	if nw.KeyFile != "" {
+		fmt.Fprintf(g.stdout, "the store is now protected by %s; set store-key-file to it (and unset %s) before starting the node\n", nw.KeyFile, storePassphraseEnv)
+	} else {
+		fmt.Fprintf(g.stdout, "the store is now protected by the new passphrase; start the node with it in %s\n", storePassphraseEnv)
+	}
+	return nil
 }

@@ -158,3 +158,28 @@ func TestServeRotateIdentity(t *testing.T) {
 	}
 	n2.stop(t)
 }
+
+// TestServeRekey: serve rekey moves a stopped node's store to a new key
+// file, refuses a running node, and the node starts with the new key
+// only.
+func TestServeRekey(t *testing.T) {
+	data := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", data)
+	newKey := filepath.Join(t.TempDir(), "new.key")
+	if code, _, errs := serveCmd(t, "rekey", "--data", data, "--new-store-key-file", newKey); code != exitError || !strings.Contains(errs, "running") {
+		t.Errorf("rekey of a running node: exit %d, stderr %q", code, errs)
+	}
+	n.stop(t)
+	if code, out, errs := serveCmd(t, "rekey", "--data", data, "--new-store-key-file", newKey); code != 0 || !strings.Contains(out, newKey) {
+		t.Fatalf("rekey: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// The old key file no longer opens the store.
+	if code, _, errs := serveCmd(t, "backup", "--data", data, "--out", filepath.Join(t.TempDir(), "b")); code == 0 || !strings.Contains(errs, "key") {
+		t.Errorf("backup with the old key after rekey: exit %d, stderr %q", code, errs)
+	}
+	n2 := startNode(t, "127.0.0.1:0", data, "--store-key-file", newKey)
+	if n2.fingerprint != n.fingerprint {
+		t.Errorf("fingerprint changed across a rekey: %s, was %s", n2.fingerprint, n.fingerprint)
+	}
+	n2.stop(t)
+}
