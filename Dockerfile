@@ -14,8 +14,11 @@ FROM scratch
 COPY --from=build /out/qpchat /qpchat
 COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
-ENV HOME=/data QPCHAT_DATA=/data QPCHAT_LISTEN=:7000
+ENV HOME=/data QPCHAT_DATA=/data QPCHAT_LISTEN=:7000 QPCHAT_ADMIN_LISTEN=127.0.0.1:9090
 EXPOSE 7000/udp
+# The binary checks itself: `serve health` asks the admin listener's /readyz
+# (same QPCHAT_ADMIN_LISTEN), so the image needs no shell or curl.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 CMD ["/qpchat", "serve", "health"]
 VOLUME /data
 ENTRYPOINT ["/qpchat"]
 CMD ["serve"]

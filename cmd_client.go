@@ -18,7 +18,8 @@ import (
 
 // RegisterUserCmd creates an account.
 type RegisterUserCmd struct {
-	User string `arg:"" help:"User name to register."`
+	User  string `arg:"" help:"User name to register."`
+	Token string `placeholder:"TOKEN" help:"Invitation token from the node's operator (qpchat serve invite-token), for a node that registers by invitation only; single use."`
 }
 
 // Run registers the user and stores the profile.
@@ -50,7 +51,7 @@ func (c *RegisterUserCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err 
 	if err != nil {
 		return err
 	}
-	uk, _, err := nc.RegisterUser(ctx, &nc.RPCEntry{C: rc}, user, pw, accountOptions())
+	uk, _, err := nc.RegisterUser(ctx, &nc.RPCEntry{C: rc, InviteToken: c.Token}, user, pw, accountOptions())
 	clear(pw)
 	if err != nil {
 		return err

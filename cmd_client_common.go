@@ -297,6 +297,7 @@ func dialStateWith(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},
+		OnSuccession: func(server, old, new string) { tellSuccession(g, server, old, new) },
 	}
 	if f.CA != "" {
 		pem, err := os.ReadFile(f.CA)

@@ -30,10 +30,19 @@ type ServeOps struct {
 	AdminListen      string `placeholder:"ADDR" help:"TCP address of the admin HTTP listener (/healthz, /readyz, /metrics, /backup); off when empty. Loopback only unless --admin-allow-remote."`
 	AdminAllowRemote bool   `help:"Let --admin-listen be a non-loopback address (it has no TLS; firewall it)."`
 
+	NextKeyFile string `type:"path" placeholder:"FILE" help:"The node's next key, committed to in its certificate (created on first start; move it offline and give its path to rotate-identity). Default: server-next-key.pem in the data directory."`
+
+	Registration string        `enum:"open,invite,closed" default:"open" help:"Who may create an account: open, invite (with a token from serve invite-token) or closed."`
+	DeviceExpiry time.Duration `default:"2160h" help:"Drop the queue of a device that has not fetched for this long and mark it stale (it must be re-added to its groups); 0: never."`
+	Retention    time.Duration `default:"2160h" help:"Longest time an unacknowledged message is kept (checked hourly); the device must then be re-added; 0: forever."`
+
 	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file)."`
 	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data."`
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
+	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
+	Rekey   ServeRekeyCmd   `cmd:"" help:"Change the passphrase or key file protecting a stopped node's store, in place (crash-safe)."`
+	Rotate  ServeRotateCmd  `cmd:"" name:"rotate-identity" help:"Switch a stopped node to its committed next key (--next-key-file) and commit to a fresh one; pinned clients follow."`
 
 	ranSub bool
 	kctx   *kong.Context
@@ -62,6 +71,28 @@ func (c *ServeCmd) opsDone(g *Globals) (bool, error) {
 // applyOps copies the operator flags into cfg.
 func (o *ServeOps) applyOps(cfg *server.Config) error {
 	cfg.Admin = server.AdminConfig{Listen: o.AdminListen, AllowRemote: o.AdminAllowRemote}
+	cfg.Identity = server.IdentityConfig{NextKeyFile: o.NextKeyFile}
+	if o.DeviceExpiry < 0 || o.Retention < 0 {
+		return fmt.Errorf("--device-expiry and --retention must not be negative (0 turns them off)")
+	}
+	never := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	cfg.Policy = server.PolicyConfig{Registration: o.Registration, DeviceExpiry: never(o.DeviceExpiry), Retention: never(o.Retention)}
+	if notifySocket() != "" {
+		log := cfg.Logger
+		notify := func(state string) func() {
+			return func() {
+				if err := sdNotify(state); err != nil && log != nil {
+					log.Warn("sd_notify failed", "state", state, "err", err)
+				}
+			}
+		}
+		cfg.Admin.Ready, cfg.Admin.Stopping = notify("READY=1"), notify("STOPPING=1")
+	}
 	if o.AdminListen != "" {
 		return server.CheckAdminAddr(o.AdminListen, o.AdminAllowRemote)
 	}
@@ -271,5 +302,137 @@ func (h *ServeHealthCmd) Run(g *Globals, c *ServeCmd) error {
 		return fmt.Errorf("node not ready: %s: %s", resp.Status, msg)
 	}
 	fmt.Fprintln(g.stdout, msg)
+	return nil
+}
+
+// ServeInviteCmd mints an invitation token.
+type ServeInviteCmd struct {
+	InviteTTL time.Duration `name:"invite-ttl" default:"168h" help:"How long the token stays valid."`
+}
+
+// Run mints the token through the running node's admin listener, or in
+// the stopped node's store, and prints it.
+func (i *ServeInviteCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	if i.InviteTTL <= 0 {
+		return fmt.Errorf("--invite-ttl must be positive, got %v", i.InviteTTL)
+	}
+	path, opts := server.StoreOptions(cfg)
+	inUse, err := store.InUse(path, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	var tok string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if inUse {
+		addr, err := c.adminTarget()
+		if err != nil {
+			return fmt.Errorf("the node is running; %w", err)
+		}
+		_, secret, err := server.ReadAdminFiles(c.Data)
+		if err != nil {
+			return fmt.Errorf("the node is running but its admin token is unreadable: %w", err)
+		}
+		if tok, err = server.RequestInvite(ctx, addr, secret, i.InviteTTL); err != nil {
+			return err
+		}
+	} else {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no node database (start the node once first): %w", err)
+		}
+		ls, err := store.OpenServer(path, opts, store.Limits{})
+		if err != nil {
+			return err
+		}
+		tok, err = server.MintInvite(ctx, ls, time.Now(), i.InviteTTL)
+		if cerr := ls.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(g.stdout, tok)
+	fmt.Fprintf(g.stderr, "single-use registration token, valid for %v: qpchat client register-user --token TOKEN NAME\n", i.InviteTTL)
+	return nil
+}
+
+// ServeRotateCmd rotates the node's identity to its committed successor.
+type ServeRotateCmd struct{}
+
+// Run rotates the identity of the stopped node of the serve flags.
+func (ServeRotateCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.TLSCertFile != "" {
+		return fmt.Errorf("the node uses --tls-cert: a CA-issued certificate is replaced by the CA, not rotated")
+	}
+	path, _ := server.StoreOptions(cfg)
+	if inUse, err := store.InUse(path, 200*time.Millisecond); err != nil {
+		return err
+	} else if inUse {
+		return fmt.Errorf("the node is running; stop it, rotate, start it again")
+	}
+	r, err := server.RotateIdentity(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "retired key  %s\nnew key      %s\nnext key     %s (written to %s: move it offline)\n",
+		r.Old, r.New, r.Next, server.NextKeyPath(cfg))
+	return nil
+}
+
+// tellSuccession tells the user, once, that a server's pinned key was
+// replaced by the successor it had committed to.
+func tellSuccession(g *Globals, server, old, new string) {
+	fmt.Fprintf(g.stderr, "the node %s moved to its next key %s, as its previous key %s had committed to; trusting it from now on\n", server, new, old)
+}
+
+// newStorePassphraseEnv holds the new passphrase of serve rekey; never a flag.
+const newStorePassphraseEnv = "QPCHAT_NEW_STORE_PASSPHRASE"
+
+// ServeRekeyCmd changes what protects the store.
+type ServeRekeyCmd struct {
+	NewStoreKeyFile string `type:"path" placeholder:"FILE" help:"New key file of the store (created with mode 0600 if missing). Or set QPCHAT_NEW_STORE_PASSPHRASE to protect it with a passphrase instead."`
+}
+
+// Run rekeys the store of the stopped node of the serve flags.
+func (k *ServeRekeyCmd) Run(g *Globals, c *ServeCmd) error {
+	cfg, err := c.nodeConfig()
+	if err != nil {
+		return err
+	}
+	path, old := server.StoreOptions(cfg)
+	var nw store.Options
+	p, havePass := os.LookupEnv(newStorePassphraseEnv)
+	switch {
+	case havePass && k.NewStoreKeyFile != "":
+		return fmt.Errorf("give either --new-store-key-file or %s, not both", newStorePassphraseEnv)
+	case havePass && p == "":
+		return fmt.Errorf("%s is set but empty", newStorePassphraseEnv)
+	case havePass:
+		nw.Passphrase = []byte(p)
+	case k.NewStoreKeyFile != "":
+		nw.KeyFile = k.NewStoreKeyFile
+	default:
+		return fmt.Errorf("give the new key: --new-store-key-file FILE or %s", newStorePassphraseEnv)
+	}
+	if err := store.Rekey(path, old, nw); err != nil {
+		if errors.Is(err, store.ErrInUse) {
+			return fmt.Errorf("the node is running; stop it first: %w", err)
+		}
+		return err
+	}
+	if nw.KeyFile != "" {
+		fmt.Fprintf(g.stdout, "the store is now protected by %s; set store-key-file to it (and unset %s) before starting the node\n", nw.KeyFile, storePassphraseEnv)
+	} else {
+		fmt.Fprintf(g.stdout, "the store is now protected by the new passphrase; start the node with it in %s\n", storePassphraseEnv)
+	}
 	return nil
 }

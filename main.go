@@ -172,6 +172,7 @@ func (f *ClientFlags) dial(ctx context.Context, g *Globals) (*rpc.Client, error)
 		OnFirstUse: func(server, fp string) {
 			fmt.Fprintf(g.stderr, "trusting the key of %s on first use: %s\n", server, fp)
 		},
+		OnSuccession: func(server, old, new string) { tellSuccession(g, server, old, new) },
 	}
 	if f.CA != "" {
 		pem, err := os.ReadFile(f.CA)

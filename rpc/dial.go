@@ -40,6 +40,10 @@ type DialOptions struct {
 	RootCAs     *x509.CertPool // trust a CA-issued certificate instead of pinning
 	Pins        PinStore       // may be nil: then nothing is remembered
 	OnFirstUse  func(server, fingerprint string)
+	// OnSuccession, if set, is told when a pinned key was replaced by
+	// its committed successor (succession.go); it is told once, when the
+	// pin moves.
+	OnSuccession func(server, old, new string)
 
 	// Zero values mean the package defaults.
 	HandshakeTimeout time.Duration
@@ -108,7 +112,8 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 			return nil, err
 		}
 	}
-	var pinned string
+	var pinned, pinnedNext string
+	succ, _ := opts.Pins.(SuccessorStore)
 	if opts.Fingerprint == "" && opts.RootCAs == nil && opts.Pins != nil {
 		p, ok, err := opts.Pins.Pin(addr)
 		if err != nil {
@@ -116,10 +121,15 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		}
 		if ok {
 			pinned = p
+			if succ != nil {
+				if pinnedNext, err = succ.Successor(addr); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 
-	v := &verifier{server: addr, host: host, opts: &opts, pinned: pinned}
+	v := &verifier{server: addr, host: host, opts: &opts, pinned: pinned, pinnedNext: pinnedNext}
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{ALPN},
@@ -158,6 +168,10 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 			return nil, err
 		}
 	}
+	if err := v.recordSuccession(succ); err != nil {
+		qc.CloseWithError(CodeClosed, "bye")
+		return nil, err
+	}
 
 	st, err := qc.OpenStreamSync(ctx)
 	if err != nil {
@@ -192,6 +206,10 @@ type verifier struct {
 	server, host string
 	opts         *DialOptions
 	pinned       string
+	pinnedNext   string // the successor committed with the pin
+
+	leafNext  string // the successor the server's certificate commits to
+	succeeded bool   // the key is the pinned one's committed successor
 
 	got      string // fingerprint the server presented
 	firstUse bool   // the key was accepted on first use
@@ -205,6 +223,12 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 	}
 	leaf := cs.PeerCertificates[0]
 	v.got = Fingerprint(leaf)
+	next, err := Successor(leaf)
+	if err != nil {
+		v.refusal = fmt.Errorf("rpc: server %s: %w", v.server, err)
+		return v.refusal
+	}
+	v.leafNext = next
 	switch {
 	case v.opts.Fingerprint != "":
 		if !sameFingerprint(v.got, v.opts.Fingerprint) {
@@ -215,9 +239,14 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 			v.refusal = fmt.Errorf("rpc: certificate of server %s is not trusted by the given CA: %w", v.server, err)
 		}
 	case v.pinned != "":
-		if !sameFingerprint(v.got, v.pinned) {
-			v.refusal = &PinMismatchError{Server: v.server, Pinned: v.pinned, Got: v.got}
+		if sameFingerprint(v.got, v.pinned) {
+			break
 		}
+		if _, err := followSuccession(cs.PeerCertificates, v.pinnedNext); err == nil {
+			v.succeeded = true
+			break
+		}
+		v.refusal = &PinMismatchError{Server: v.server, Pinned: v.pinned, Got: v.got}
 	default:
 		if v.verifyChain(cs, v.opts.systemRoots) != nil {
 			v.firstUse = true
@@ -297,4 +326,35 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// recordSuccession updates the pins after a successful handshake: a key
+// reached by succession replaces the pin (with its own commitment) and
+// OnSuccession is told; a newly pinned key stores its commitment; a key
+// pinned before keeps the first commitment stored for it (a stolen
+// current key cannot redirect the succession).
+func (v *verifier) recordSuccession(succ SuccessorStore) error {
+	if v.opts.Pins == nil || v.opts.RootCAs != nil {
+		return nil
+	}
+	switch {
+	case v.succeeded:
+		if err := v.opts.Pins.SetPin(v.server, v.got); err != nil {
+			return err
+		}
+		if succ != nil {
+			if err := succ.SetSuccessor(v.server, v.leafNext); err != nil {
+				return err
+			}
+		}
+		if v.opts.OnSuccession != nil {
+			v.opts.OnSuccession(v.server, v.pinned, v.got)
+		}
+	case succ == nil:
+	case v.firstUse || v.opts.Fingerprint != "":
+		return succ.SetSuccessor(v.server, v.leafNext)
+	case v.pinnedNext == "" && v.leafNext != "":
+		return succ.SetSuccessor(v.server, v.leafNext)
+	}
+	return nil
 }

@@ -27,6 +27,8 @@ type FilePinStore struct {
 
 type pinFile struct {
 	Servers map[string]string `json:"servers"`
+	// Next holds each pinned key's successor commitment (succession.go).
+	Next map[string]string `json:"next,omitempty"`
 }
 
 // NewFilePinStore returns a store in dir/server-pins.json.
@@ -133,4 +135,51 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("rpc: %w", err)
 	}
 	return nil
+}
+
+// Successor implements SuccessorStore.
+func (s *FilePinStore) Successor(server string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pf, err := s.read()
+	if err != nil {
+		return "", err
+	}
+	n, ok := pf.Next[pinKey(server)]
+	if !ok {
+		return "", nil
+	}
+	if n, err = ParseFingerprint(n); err != nil {
+		return "", fmt.Errorf("rpc: pin file %s: %v", s.Path, err)
+	}
+	return n, nil
+}
+
+// SetSuccessor implements SuccessorStore.
+func (s *FilePinStore) SetSuccessor(server, next string) error {
+	if next != "" {
+		var err error
+		if next, err = ParseFingerprint(next); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pf, err := s.read()
+	if err != nil {
+		return err
+	}
+	if pf.Next == nil {
+		pf.Next = make(map[string]string)
+	}
+	if next == "" {
+		delete(pf.Next, pinKey(server))
+	} else {
+		pf.Next[pinKey(server)] = next
+	}
+	b, err := json.MarshalIndent(pf, "", "  ")
+	if err != nil {
+		return fmt.Errorf("rpc: pin file: %w", err)
+	}
+	return writeFileAtomic(s.Path, append(b, '\n'))
 }

@@ -26,11 +26,15 @@ interface NodeService {
   # Echoes nonce and names the node's software version. It needs no
   # authentication and is what `qpchat client ping` calls.
 
-  registerStart @1 (user :Text, request :Data) -> (response :Data, ksf :Data);
+  registerStart @1 (user :Text, request :Data, inviteToken :Text) -> (response :Data, ksf :Data);
   # OPAQUE registration, first half (RFC 9807 Section 5): request is a
   # RegistrationRequest; response the RegistrationResponse and ksf the
   # key-stretching parameters the client must use (opaque.ParseKSF). An
   # existing (normalised) name is refused before the OPRF is evaluated.
+  # inviteToken (added later, last ordinal) is the single-use token of
+  # `qpchat serve invite-token`, needed when the node runs with
+  # --registration invite (and used up by registerFinish); a node with
+  # --registration closed refuses every registration (CodeForbidden).
 
   registerFinish @2 (record :Data, userKey :Data) -> (session :Session);
   # OPAQUE registration, second half, on the connection that called

@@ -30,6 +30,9 @@ type Conn struct {
 	*rpc.Client
 	Exporter []byte // the TLS exporter of this connection
 	SPKIHash []byte // SHA-256 of the node's SubjectPublicKeyInfo
+	// InviteToken, if set, is sent with registerStart (a node with
+	// --registration invite).
+	InviteToken string
 }
 
 // Dial connects to the node at addr whose key has fingerprint fp.
@@ -64,6 +67,11 @@ func (c *Conn) Register(ctx context.Context, cfg *opaque.Config, user string, pa
 	f1, rel1 := c.Node.RegisterStart(ctx, func(p rpc.NodeService_registerStart_Params) error {
 		if err := p.SetUser(user); err != nil {
 			return err
+		}
+		if c.InviteToken != "" {
+			if err := p.SetInviteToken(c.InviteToken); err != nil {
+				return err
+			}
 		}
 		return p.SetRequest(req.Marshal())
 	})

@@ -24,6 +24,9 @@ const (
 // RPCEntry is an Entry over an rpc.Client.
 type RPCEntry struct {
 	C *rpc.Client
+	// InviteToken is sent with registerStart, for a node that registers
+	// only with an invitation (`qpchat serve invite-token`).
+	InviteToken string
 }
 
 // wrapErr maps node error codes to the client's sentinels.
@@ -106,6 +109,11 @@ func (e *RPCEntry) RegisterStart(ctx context.Context, user string, request []byt
 	f, rel := e.C.Node.RegisterStart(ctx, func(p rpc.NodeService_registerStart_Params) error {
 		if err := p.SetUser(user); err != nil {
 			return err
+		}
+		if e.InviteToken != "" {
+			if err := p.SetInviteToken(e.InviteToken); err != nil {
+				return err
+			}
 		}
 		return p.SetRequest(request)
 	})

@@ -31,6 +31,7 @@ import (
 //	POST /backup   a backup of the live store (store.WriteBackup); needs
 //	               "Authorization: Bearer <token>" with the token the node
 //	               wrote to AdminTokenFile in its data directory
+//	POST /invite   mints a registration token (?ttl=168h); same token
 //
 // It is refused on a non-loopback address unless AllowRemote: metrics
 // tell an observer how busy the node is, and the listener has no TLS.
@@ -51,6 +52,10 @@ type AdminConfig struct {
 	Listen string
 	// AllowRemote permits a Listen address that is not loopback.
 	AllowRemote bool
+	// Ready, if set, is called once the node accepts connections, and
+	// Stopping once its shutdown begins (systemd's sd_notify READY=1 and
+	// STOPPING=1). They run on Serve's goroutine and must be quick.
+	Ready, Stopping func()
 }
 
 type adminServer struct {
@@ -116,6 +121,7 @@ func (s *Server) startAdmin() error {
 		Timeout:             30 * time.Second,
 	}))
 	mux.HandleFunc("POST /backup", s.handleBackup)
+	mux.HandleFunc("POST /invite", s.handleInvite)
 	a.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -183,9 +189,12 @@ func (s *Server) stopAdmin() {
 
 // localStore returns the open store, or nil before Serve opened it.
 func (s *Server) localStore() *store.LocalStore {
-	ls, _ := s.store.(*store.LocalStore)
-	return ls
+	return s.live.Load()
 }
+
+// Ready is closed once Serve has opened the store and accepts
+// connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // handleReady answers 200 once the node accepts connections and its
 // store takes a commit, 503 otherwise.
@@ -240,11 +249,45 @@ func (s *Server) probeStore() error {
 	return err
 }
 
-// handleBackup streams a backup of the live store.
-func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) {
+// authorized checks the bearer token of an operator's request.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.admin.token)) != 1 {
-		http.Error(w, "a backup needs the token in the data directory's "+AdminTokenFile, http.StatusUnauthorized)
+		http.Error(w, "this needs the token in the data directory's "+AdminTokenFile, http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+// handleInvite mints an invitation token (?ttl=DURATION, default 7 days).
+func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
+		return
+	}
+	ttl := 7 * 24 * time.Hour
+	if v := r.URL.Query().Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			http.Error(w, "ttl must be a positive duration", http.StatusBadRequest)
+			return
+		}
+		ttl = d
+	}
+	tok, err := s.MintInvite(r.Context(), ttl)
+	if err != nil {
+		s.log.Error("minting an invitation failed", "err", err)
+		http.Error(w, "minting an invitation failed", http.StatusInternalServerError)
+		return
+	}
+	s.log.Info("invitation minted", "ttl", ttl)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, tok)
+}
+
+// handleBackup streams a backup of the live store.
+func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
 		return
 	}
 	ls := s.localStore()
@@ -283,7 +326,7 @@ func IdentityFiles(dataDir string, external bool) (map[string][]byte, error) {
 	if external || dataDir == "" {
 		return files, nil
 	}
-	for _, name := range []string{certFileName, keyFileName} {
+	for _, name := range IdentityFileNames() {
 		b, err := readBounded(filepath.Join(dataDir, name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -298,7 +341,8 @@ func IdentityFiles(dataDir string, external bool) (map[string][]byte, error) {
 
 // IdentityFileNames are the names IdentityFiles may return; a restore
 // writes only these.
-func IdentityFileNames() []string { return []string{certFileName, keyFileName} }
+// The next key is never among them: it is kept apart.
+func IdentityFileNames() []string { return []string{certFileName, keyFileName, retiredFileName} }
 
 // slogPrinter sends promhttp's errors to the node's log.
 type slogPrinter struct{ s *Server }

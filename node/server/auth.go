@@ -24,7 +24,8 @@ import (
 // pendingRegistration is the state between registerStart and
 // registerFinish on one connection.
 type pendingRegistration struct {
-	user string
+	user   string
+	invite []byte // hash of the invitation to use up (--registration invite)
 }
 
 // pendingLogin is the state between loginStart and loginFinish on one
@@ -214,6 +215,13 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 			refund()
 		}
 	}()
+	// --registration (policy.go): a refusal is the answer, so it keeps
+	// its token (guessing invitation tokens is rate limited like logins).
+	invite, err := c.checkRegistration(ctx, args)
+	if err != nil {
+		used = true
+		return err
+	}
 	// An existing name is refused before the OPRF is evaluated; the
 	// refusal is the answer, so it keeps its token.
 	switch _, err := srv.store.Account(ctx, user); {
@@ -233,7 +241,7 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 	}
 	used = true
 	c.mu.Lock()
-	c.registration = &pendingRegistration{user: user}
+	c.registration = &pendingRegistration{user: user, invite: invite}
 	c.mu.Unlock()
 	res, err := call.AllocResults()
 	if err != nil {
@@ -279,7 +287,7 @@ func (n *nodeService) RegisterFinish(ctx context.Context, call rpc.NodeService_r
 		return err
 	}
 	acct := store.Account{User: reg.user, Record: record.Marshal(), KSF: params, UserKey: userKey}
-	if err := srv.store.CreateAccount(ctx, acct); err != nil {
+	if err := srv.createAccount(ctx, acct, reg.invite); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return proto.Errorf(proto.CodeExists, "registerFinish: the user name was taken meanwhile")
 		}

@@ -65,6 +65,26 @@ func FetchBackup(ctx context.Context, addr, token string, w io.Writer) error {
 	return nil
 }
 
+// RequestInvite asks the node's admin listener at addr for an
+// invitation token valid for ttl.
+func RequestInvite(ctx context.Context, addr, token string, ttl time.Duration) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/invite?ttl="+ttl.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("server: asking the node's admin listener for an invitation: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("server: the admin listener refused the invitation: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
 // StoreOptions are the key options of the node's store as cfg names
 // them (after populateConfig's defaults).
 func StoreOptions(cfg Config) (path string, opts store.Options) {

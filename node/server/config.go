@@ -104,6 +104,11 @@ type Config struct {
 	// Admin configures the admin HTTP listener (health, metrics,
 	// backup); off by default (admin.go).
 	Admin AdminConfig
+	// Policy sets who may register, device expiry and retention
+	// (policy.go).
+	Policy PolicyConfig
+	// Identity configures key succession (succession.go).
+	Identity IdentityConfig
 }
 
 // Defaults of the byte budgets (Config.MaxConnBuffer and so on).

@@ -58,6 +58,7 @@ func (s *session) fill(res fetchResults, r store.FetchResult) error {
 			ll.Set(i, seq)
 		}
 	}
+	s.c.srv.touchDevice(s.device) // device expiry (policy.go)
 	l, err := res.NewMessages(int32(len(msgs)))
 	if err != nil {
 		return err

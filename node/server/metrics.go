@@ -21,6 +21,9 @@ type metrics struct {
 	overflows             counter
 	refusedConns          counter
 	loginDelays           counter // login starts delayed by a rate limit
+	refusedRegistrations  counter // registrations refused by --registration
+	expiredDevices        counter // devices made stale by --device-expiry
+	retentionDropped      counter // messages dropped by --retention
 }
 
 // counter is a monotonic count that also remembers what the log line
@@ -72,6 +75,9 @@ func (s *Server) logMetrics(ctx context.Context, interval time.Duration) {
 			"fetched_messages", m.fetchedMessages.sinceLogged(),
 			"acks", m.acks.sinceLogged(),
 			"overflowed_devices", m.overflows.sinceLogged(),
+			"refused_registrations", m.refusedRegistrations.sinceLogged(),
+			"expired_devices", m.expiredDevices.sinceLogged(),
+			"retention_dropped", m.retentionDropped.sinceLogged(),
 		)
 	}
 }

@@ -138,6 +138,12 @@ var (
 	descReady       = prometheus.NewDesc("qpchat_ready", "1 while the node accepts connections, 0 while starting or stopping.", nil, nil)
 	descBuild       = prometheus.NewDesc("qpchat_build_info", "The node's version; always 1.", []string{"version"}, nil)
 	descRateLimited = prometheus.NewDesc("qpchat_rate_limited_total", "Requests held back by a rate limit: delayed (login starts) or refused (calls answered rate-limited or busy).", []string{"how"}, nil)
+	descRegRefused  = prometheus.NewDesc("qpchat_registrations_refused_total", "Registrations refused by --registration (closed, or no valid invitation).", nil, nil)
+	descExpired     = prometheus.NewDesc("qpchat_expired_devices_total", "Devices made stale by --device-expiry (queue dropped).", nil, nil)
+	descRetention   = prometheus.NewDesc("qpchat_retention_dropped_messages_total", "Queued messages dropped by --retention.", nil, nil)
+	descExpiryCfg   = prometheus.NewDesc("qpchat_device_expiry_seconds", "The --device-expiry setting (0: never).", nil, nil)
+	descRetainCfg   = prometheus.NewDesc("qpchat_retention_seconds", "The --retention setting (0: forever).", nil, nil)
+	descRegMode     = prometheus.NewDesc("qpchat_registration_mode", "The --registration setting: 1 for the mode in force.", []string{"mode"}, nil)
 	descCallsFlight = prometheus.NewDesc("qpchat_calls_in_flight", "Calls being answered.", nil, nil)
 )
 
@@ -176,6 +182,19 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	count(descFetched, m.fetchedMessages.Load())
 	count(descAcks, m.acks.Load())
 	count(descOverflows, m.overflows.Load())
+	count(descRegRefused, m.refusedRegistrations.Load())
+	count(descExpired, m.expiredDevices.Load())
+	count(descRetention, m.retentionDropped.Load())
+	pol := s.cfg.Policy
+	gauge(descExpiryCfg, max(pol.DeviceExpiry, 0).Seconds())
+	gauge(descRetainCfg, max(pol.Retention, 0).Seconds())
+	for _, mode := range []string{RegistrationOpen, RegistrationInvite, RegistrationClosed} {
+		v := 0.0
+		if pol.Registration == mode {
+			v = 1
+		}
+		gauge(descRegMode, v, mode)
+	}
 	ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(m.loginDelays.Load()), "delayed")
 	ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(c.p.refused.Load()), "refused")
 

@@ -76,6 +76,9 @@ type Server struct {
 	// loginWait waits out a login start's rate-limit delay (sleepCtx;
 	// tests replace it to run on the fake clock).
 	loginWait func(ctx context.Context, d time.Duration) error
+	seen      seenDevices                      // when devices were last recorded as seen (policy.go)
+	live      atomic.Pointer[store.LocalStore] // the store while Serve has it open
+	ready     chan struct{}                    // closed once Serve accepts
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -89,6 +92,10 @@ type Server struct {
 // the listening socket, so Addr and Fingerprint are known before Serve.
 func New(cfg Config) (*Server, error) {
 	cfg = populateConfig(cfg)
+	cfg.Policy = cfg.Policy.withDefaults()
+	if err := CheckRegistration(cfg.Policy.Registration); err != nil {
+		return nil, err
+	}
 	var (
 		cert    tls.Certificate
 		created bool
@@ -102,7 +109,12 @@ func New(cfg Config) (*Server, error) {
 	case cfg.DataDir == "":
 		err = errors.New("server: no data directory")
 	default:
-		cert, created, err = loadOrCreateIdentity(cfg.DataDir)
+		if err = finishRotation(cfg.DataDir); err == nil { // key succession (succession.go)
+			cert, created, err = loadOrCreateIdentity(cfg.DataDir)
+		}
+		if err == nil {
+			cert, err = prepareSuccession(cfg, cert, cfg.Logger)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -133,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		devices:         deviceSessions{m: make(map[string]map[*session]struct{})},
 		lowPools:        lowPools{m: make(map[string]map[uint16]bool)},
 		loginWait:       sleepCtx,
+		ready:           make(chan struct{}),
 	}
 	s.prom = newPromMetrics(s)
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
@@ -245,9 +258,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.stopAdmin()
 		return err
 	}
-	s.localStore().DB().ObserveCommits(s.prom.observeCommit)
+	if ls, ok := s.store.(*store.LocalStore); ok {
+		ls.DB().ObserveCommits(s.prom.observeCommit)
+		s.live.Store(ls)
+	}
 	s.accepting.Store(true)
+	close(s.ready)
 	s.serveAdmin()
+	if s.cfg.Admin.Ready != nil {
+		s.cfg.Admin.Ready()
+	}
 	// The fingerprint is logged at debug level only: `qpchat serve`
 	// prints it on stdout, once.
 	s.log.Info("node listening", "addr", s.Addr().String(), "version", s.cfg.Version)
@@ -261,6 +281,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.pruneFetches(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.policySweeps(ctx)
 	}()
 	acceptErr := make(chan error, 1)
 	go func() {
@@ -297,6 +322,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	s.accepting.Store(false)
+	if s.cfg.Admin.Stopping != nil {
+		s.cfg.Admin.Stopping()
+	}
 	s.ln.Close()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
 
@@ -314,6 +342,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	s.ln.Shutdown()
 	s.stopAdmin()
+	s.live.Store(nil)
 	if cerr := s.closer.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("server: closing the store: %w", cerr)
 	}

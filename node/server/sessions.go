@@ -87,6 +87,7 @@ func (c *conn) newSession(kind rpc.SessionKind, user string, device []byte) (*se
 	c.addSession(s)
 	if kind == rpc.SessionKind_device {
 		c.srv.devices.add(s)
+		c.srv.touchDevice(device) // device expiry (policy.go)
 	}
 	return s, rpc.Session(capnp.NewClient(server.New(guarded(c.log, c.srv.prom, rpc.Session_Methods(nil, s)), s, nil)))
 }

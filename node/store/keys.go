@@ -64,6 +64,9 @@ const (
 	saltSize     = 16
 	checkSize    = 32
 	headerFormat = 1
+	// headerWrapped is the format of a header whose data key is wrapped
+	// under the passphrase's or key file's key (rekey.go).
+	headerWrapped = 2
 )
 
 // HKDF labels (RFC 5869 info strings) for the keys derived from the data key.
@@ -82,6 +85,9 @@ type header struct {
 	salt   []byte    // source == keyFromPassphrase only
 	kdf    KDFParams // source == keyFromPassphrase only
 	check  []byte    // HKDF(data key, labelCheck)
+	// wrapped, if set, is the data key sealed under the key the source
+	// gives (format headerWrapped); else that key is the data key.
+	wrapped []byte
 }
 
 // marshal encodes the header followed by a SHA-256 of the encoding, which
@@ -89,7 +95,11 @@ type header struct {
 func (h *header) marshal() []byte {
 	var b cryptobyte.Builder
 	b.AddBytes([]byte(aadLabel))
-	b.AddUint8(headerFormat)
+	if h.wrapped != nil {
+		b.AddUint8(headerWrapped)
+	} else {
+		b.AddUint8(headerFormat)
+	}
 	b.AddUint8(h.source)
 	if h.source == keyFromPassphrase {
 		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(h.salt) })
@@ -98,6 +108,9 @@ func (h *header) marshal() []byte {
 		b.AddUint8(h.kdf.Threads)
 	}
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(h.check) })
+	if h.wrapped != nil {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(h.wrapped) })
+	}
 	body := b.BytesOrPanic()
 	sum := sha256.Sum256(body)
 	return append(body, sum[:]...)
@@ -117,7 +130,7 @@ func parseHeader(data []byte) (*header, error) {
 	var format uint8
 	h := new(header)
 	if !s.ReadBytes(&label, len(aadLabel)) || string(label) != aadLabel ||
-		!s.ReadUint8(&format) || format != headerFormat || !s.ReadUint8(&h.source) {
+		!s.ReadUint8(&format) || (format != headerFormat && format != headerWrapped) || !s.ReadUint8(&h.source) {
 		return nil, fmt.Errorf("store: unknown header format: %w", ErrCorrupt)
 	}
 	switch h.source {
@@ -136,10 +149,20 @@ func parseHeader(data []byte) (*header, error) {
 		return nil, fmt.Errorf("store: unknown key source %d: %w", h.source, ErrCorrupt)
 	}
 	var check cryptobyte.String
-	if !s.ReadUint8LengthPrefixed(&check) || len(check) != checkSize || !s.Empty() {
+	if !s.ReadUint8LengthPrefixed(&check) || len(check) != checkSize {
 		return nil, fmt.Errorf("store: malformed header: %w", ErrCorrupt)
 	}
 	h.check = bytes.Clone(check)
+	if format == headerWrapped {
+		var w cryptobyte.String
+		if !s.ReadUint8LengthPrefixed(&w) || len(w) != wrappedKeySize {
+			return nil, fmt.Errorf("store: malformed wrapped key: %w", ErrCorrupt)
+		}
+		h.wrapped = bytes.Clone(w)
+	}
+	if !s.Empty() {
+		return nil, fmt.Errorf("store: malformed header: %w", ErrCorrupt)
+	}
 	return h, nil
 }
 

@@ -164,6 +164,12 @@ func (db *DB) init(opts *Options) error {
 		default:
 			return errors.New("store: the database is protected by a key file, not a passphrase")
 		}
+		if h.wrapped != nil { // after a rekey (rekey.go)
+			var err error
+			if dataKey, err = unwrapKey(h, dataKey); err != nil {
+				return err
+			}
+		}
 		k, err := deriveKeys(dataKey)
 		clear(dataKey)
 		if err != nil {
@@ -333,6 +339,30 @@ func CheckFile(path string) error {
 			return fmt.Errorf("store: %s fails its consistency check: %w: %w", path, errors.Join(errs...), ErrCorrupt)
 		}
 		return nil
+	})
+}
+
+// replaceHeader opens the (unused) file at path and replaces its header
+// with fn's result in one transaction (rekey.go).
+func replaceHeader(path string, fn func(raw []byte) ([]byte, error)) error {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("store: %s is in use by another qpchat process: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	defer bdb.Close()
+	return bdb.Update(func(btx *bolt.Tx) error {
+		hb := btx.Bucket(headerBucket)
+		if hb == nil {
+			return fmt.Errorf("store: header missing: %w", ErrCorrupt)
+		}
+		nh, err := fn(hb.Get(headerKey))
+		if err != nil {
+			return err
+		}
+		return hb.Put(headerKey, nh)
 	})
 }
 
