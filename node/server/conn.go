@@ -148,6 +148,9 @@ func (c *conn) nodeServiceClient() capnp.Client {
 // an error only if the connection ended meanwhile; later calls return
 // the first result.
 func (c *conn) parkAnswer() (unpark func() error) {
+	if c.pending == nil || c.qc == nil {
+		return func() error { return nil } // no byte budget on this connection
+	}
 	n := int64(c.srv.cfg.MaxMessageSize)
 	c.pending.Release(n)
 	c.srv.parked.Add(1)
