@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"qpchat/node/store"
 )
 
 // serveCmd runs `qpchat serve ...` (the binary) and returns its exit
@@ -48,6 +51,10 @@ func TestServeOpsCommands(t *testing.T) {
 	}
 	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("backup file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	code, out, errs := serveCmd(t, "backup", "--data", data, "--out", "-")
+	if _, _, err := store.ReadBackup(strings.NewReader(out), io.Discard); code != 0 || err != nil {
+		t.Errorf("serve backup --out -: exit %d, stderr %q; the output does not verify: %v", code, errs, err)
 	}
 	if code, _, errs := serveCmd(t, "backup", "--data", data, "--out", backup); code != exitError || !strings.Contains(errs, "exists") {
 		t.Errorf("serve backup over an existing file: exit %d, stderr %q", code, errs)
@@ -182,4 +189,17 @@ func TestServeRekey(t *testing.T) {
 		t.Errorf("fingerprint changed across a rekey: %s, was %s", n2.fingerprint, n.fingerprint)
 	}
 	n2.stop(t)
+}
+
+// TestServeBackupNeedsAdminListener: backing up a running node without
+// an admin listener fails with a pointer to --admin-listen.
+func TestServeBackupNeedsAdminListener(t *testing.T) {
+	data := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", data)
+	code, _, errs := serveCmd(t, "backup", "--data", data, "--out", filepath.Join(t.TempDir(), "b"))
+	if code != exitError || !strings.Contains(errs, "--admin-listen") {
+		t.Errorf("backup of a running node without admin listener: exit %d, stderr %q", code, errs)
+	}
+	oneErrorLine(t, errs)
+	n.stop(t)
 }

@@ -62,6 +62,9 @@ type CLI struct {
 	Client  ClientCmd  `cmd:"" help:"Talk to a qpchat node."`
 	Version VersionCmd `cmd:"" help:"Print the version, commit and Go version (also: qpchat --version)."`
 	Bench   BenchCmd   `cmd:"" help:"Measure a running node: throughput and latency of send, fetchWait and ack."`
+
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish (cmd_completion.go)."`
+	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:"" help:"Answer the completion scripts (internal)."`
 }
 
 // ServeCmd runs a node until SIGINT or SIGTERM.

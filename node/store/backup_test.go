@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -215,4 +216,94 @@ func FuzzReadBackup(f *testing.F) {
 			t.Fatalf("accepted backup: %d db bytes for %d announced, %d files for %d", db.Len(), h.DBBytes, len(files), len(h.Files))
 		}
 	})
+}
+
+// retentionQueue makes a store with a group of a1 and b1 and returns a
+// function sending one message from a1.
+func retentionQueue(t *testing.T) (*LocalStore, func(string)) {
+	s, _ := newServer(t, Limits{})
+	addUser(t, s, "alice", "a1")
+	addUser(t, s, "bob", "b1")
+	gid := []byte("group")
+	if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"), Added: [][]byte{devKey("b1")}, Welcome: []byte("w"),
+		KeyPackageRefs: [][]byte{fetchedRef(t, s, devKey("a1"), "bob", devKey("b1"))}}); err != nil {
+		t.Fatal(err)
+	}
+	return s, func(text string) {
+		t.Helper()
+		if _, err := s.Send(ctx, SendRequest{Group: gid, Sender: devKey("a1"), Messages: [][]byte{[]byte(text)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRetentionSweep: messages are dropped once at least retention old,
+// never earlier, and the queue is then marked overflowed.
+func TestRetentionSweep(t *testing.T) {
+	s, send := retentionQueue(t)
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	for h := 0; ; h++ {
+		send(fmt.Sprint(h))
+		n, _, err := s.RetentionSweep(ctx, now, 64*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			// Retention, one mark step and one sweep interval at most.
+			if age := now.Sub(start); age < 64*time.Hour || age > 66*time.Hour {
+				t.Errorf("first drop when the oldest message was %v old, want 64h to 66h", age)
+			}
+			break
+		}
+		if now.Sub(start) > 100*time.Hour {
+			t.Fatal("messages older than retention never dropped")
+		}
+		now = now.Add(time.Hour)
+	}
+	msgs, q, err := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	if err != nil || !q.Overflowed {
+		t.Fatalf("queue after the drop: overflowed %v, %v; want marked", q.Overflowed, err)
+	}
+	newest := int(now.Sub(start) / time.Hour)
+	for _, m := range msgs {
+		var h int
+		if _, err := fmt.Sscanf(string(m.Data), "%d", &h); err != nil {
+			continue // the Welcome
+		}
+		if newest-h >= 64 {
+			t.Errorf("message of hour %d still queued at hour %d", h, newest)
+		}
+	}
+	if len(msgs) < 60 {
+		t.Errorf("%d messages left at hour %d, want the ~63 younger than retention", len(msgs), newest)
+	}
+}
+
+// TestRetentionMarksBounded: a queue keeps about 65 marks, whatever the
+// number of sweeps.
+func TestRetentionMarksBounded(t *testing.T) {
+	s, send := retentionQueue(t)
+	now := time.Unix(1_800_000_000, 0)
+	for h := range 1000 {
+		send(fmt.Sprint(h))
+		if n, _, err := s.RetentionSweep(ctx, now, 6400*time.Hour); err != nil || n != 0 {
+			t.Fatalf("hour %d: %d dropped, %v; want none with a 6400h retention", h, n, err)
+		}
+		now = now.Add(time.Hour)
+	}
+	n := 0
+	s.db.View(func(tx *Tx) error {
+		c := tx.Bucket(bucketMarks, tx.Ident(domainDevice, devKey("b1"))).KeyCursor()
+		for k, _, _ := c.First(); k != nil; k, _, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if n > 12 {
+		t.Errorf("%d marks after 1000 hourly sweeps at a 100h step, want about 10", n)
+	}
 }

@@ -211,15 +211,18 @@ func (s *LocalStore) ExpireDevices(ctx context.Context, before, now time.Time) (
 	return n, err
 }
 
-// RetentionSweep bounds how long a message stays queued. Each sweep
+// RetentionSweep bounds how long a message stays queued. A sweep
 // records, per queue, the highest sequence number assigned so far with
-// the time (a mark), then deletes the messages at or below the newest
-// mark at least retention old, marking that queue overflowed (the device
-// lost messages and must be re-added). So a message is kept at most
-// retention plus the sweep interval. It returns the messages deleted and
-// the queues they were in.
+// the time (a mark; at most one per retention/64, so a queue holds about
+// 65 marks), then deletes the messages at or below the newest mark at
+// least retention old, marking that queue overflowed (the device lost
+// messages and must be re-added). A mark dates messages no earlier than
+// they came, so none is dropped early; a message is kept at most
+// retention plus retention/64 plus the sweep interval. It returns the
+// messages deleted and the queues they were in.
 func (s *LocalStore) RetentionSweep(ctx context.Context, now time.Time, retention time.Duration) (dropped uint64, queues int, err error) {
 	cutoff := now.Add(-retention).Unix()
+	step := int64(max(retention/64, time.Second) / time.Second)
 	err = s.update(ctx, func(tx *Tx) error {
 		dropped, queues = 0, 0
 		qs := tx.Bucket(bucketQueues)
@@ -235,7 +238,7 @@ func (s *LocalStore) RetentionSweep(ctx context.Context, now time.Time, retentio
 			keys = append(keys, k)
 		}
 		for _, k := range keys {
-			n, err := retainQueue(tx, qs.Bucket(k), k, now, cutoff)
+			n, err := retainQueue(tx, qs.Bucket(k), k, now, cutoff, step)
 			if err != nil {
 				return err
 			}
@@ -250,7 +253,7 @@ func (s *LocalStore) RetentionSweep(ctx context.Context, now time.Time, retentio
 }
 
 // retainQueue applies RetentionSweep to one queue.
-func retainQueue(tx *Tx, qb *Bucket, key []byte, now time.Time, cutoff int64) (uint64, error) {
+func retainQueue(tx *Tx, qb *Bucket, key []byte, now time.Time, cutoff, step int64) (uint64, error) {
 	if qb == nil {
 		return 0, fmt.Errorf("store: queue entry is not a bucket: %w", ErrCorrupt)
 	}
@@ -263,9 +266,12 @@ func retainQueue(tx *Tx, qb *Bucket, key []byte, now time.Time, cutoff int64) (u
 		return 0, err
 	}
 	mc := marks.Cursor()
-	if _, last, err := mc.Last(); err != nil {
+	lastKey, last, err := mc.Last()
+	if err != nil {
 		return 0, err
-	} else if !bytes.Equal(last, SeqKey(st.Last)) {
+	}
+	lastAt, _ := ParseSeqKey(lastKey)
+	if !bytes.Equal(last, SeqKey(st.Last)) && (lastKey == nil || now.Unix()-int64(lastAt) >= step) {
 		if err := marks.Put(SeqKey(uint64(now.Unix())), SeqKey(st.Last)); err != nil {
 			return 0, err
 		}
