@@ -140,7 +140,7 @@ func complete(app *kong.Application, words []string) []string {
 			}
 		}
 		if positional < len(node.Positional) && node.Positional[positional].Name == "group" {
-			out = append(out, groupNames(flags, values)...)
+			out = append(out, completionGroupNames(flags, values)...)
 		}
 	}
 	sort.Strings(out)
@@ -227,7 +227,7 @@ func profileNames(flags map[string]*kong.Flag, values map[string]string) []strin
 // groupNames lists the groups of the profile typed (--profile), else of
 // QPCHAT_PROFILE, else "default", only when the state can be opened
 // without a prompt.
-func groupNames(flags map[string]*kong.Flag, values map[string]string) []string {
+func completionGroupNames(flags map[string]*kong.Flag, values map[string]string) []string {
 	if os.Getenv(envPassphrase) == "" && os.Getenv(envPassphraseFile) == "" {
 		return nil
 	}

@@ -252,8 +252,14 @@ type MessageLimits struct {
 	// until the peer releases it (what MaxUnfinished counts, summed per
 	// address and in total by its ancestors). It never waits: past a
 	// limit at any level, OnUnfinished is called and the stream
-	// cancelled, as for MaxUnfinished.
+	// cancelled, as for MaxUnfinished; except that past an ancestor's
+	// limit, OnUnfinishedShared is called instead when set.
 	Unfinished *Budget
+	// OnUnfinishedShared, if set, is called with the ancestor of
+	// Unfinished that a written message took past its limit; the owner
+	// is expected to close the connection holding the most of it, which
+	// may be another one. This connection goes on.
+	OnUnfinishedShared func(over *Budget)
 }
 
 // Defaults for MessageLimits.
@@ -348,7 +354,7 @@ func newStreamCodec(st stream, lim MessageLimits) *streamCodec {
 		r.onFirstByte = c.reserveFrame
 	}
 	if lim.MaxUnfinished > 0 || lim.Unfinished != nil {
-		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c, budget: lim.Unfinished}
+		c.held = &heldBytes{max: lim.MaxUnfinished, onOver: lim.OnUnfinished, codec: c, budget: lim.Unfinished, onShared: lim.OnUnfinishedShared}
 	}
 	if lim.ClientShapesOnly {
 		c.allow, c.onRefused = newAllowList(), lim.OnRefused
@@ -728,10 +734,11 @@ func (b *backlog) close() {
 // heldBytes counts the bytes of messages written but not yet released
 // (MessageLimits.MaxUnfinished). A nil *heldBytes counts nothing.
 type heldBytes struct {
-	max    uint64 // 0: no per-connection bound
-	onOver func(error)
-	codec  *streamCodec
-	budget *Budget // MessageLimits.Unfinished, or nil
+	max      uint64 // 0: no per-connection bound
+	onOver   func(error)
+	codec    *streamCodec
+	budget   *Budget // MessageLimits.Unfinished, or nil
+	onShared func(*Budget)
 
 	mu     sync.Mutex
 	n      uint64
@@ -744,6 +751,12 @@ func (h *heldBytes) add(size uint64) {
 		return
 	}
 	over := h.budget.Charge(int64(size))
+	if over != nil && over != h.budget && h.onShared != nil {
+		// A shared level is full: the owner cuts off its biggest holder,
+		// which need not be this connection.
+		h.onShared(over)
+		over = nil
+	}
 	h.mu.Lock()
 	h.n += size
 	first := ((h.max > 0 && h.n > h.max) || over != nil) && !h.passed

@@ -26,6 +26,7 @@ import (
 type switchDeaf struct {
 	capnprpc.Transport
 	deaf      atomic.Bool
+	noFinish  atomic.Bool // reads answers but withholds every Finish
 	gone      <-chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -40,6 +41,14 @@ func (d *switchDeaf) RecvMessage() (transport.IncomingMessage, error) {
 	case <-d.gone:
 	}
 	return nil, io.EOF
+}
+
+func (d *switchDeaf) NewMessage() (transport.OutgoingMessage, error) {
+	m, err := d.Transport.NewMessage()
+	if err == nil && d.noFinish.Load() {
+		return dropFinish{m}, nil
+	}
+	return m, err
 }
 
 func (d *switchDeaf) Close() error {
@@ -327,5 +336,86 @@ func TestParkedCallsHoldNoAnswerRoom(t *testing.T) {
 			t.Fatalf("%d calls parked after a message arrived, want the %d login starts", s.parked.Load(), logins-1)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// When the answers left unfinished fill the node's budget, the
+// connection holding the most of them is closed, not the one whose answer
+// crossed the limit: a client from one address withholds its Finish
+// messages until it holds just under the node's unfinished budget, and
+// the honest client whose next answer crosses it goes on.
+func TestUnfinishedCutsBiggestHolder(t *testing.T) {
+	const (
+		frame   = 256 << 10
+		total   = 1 << 20
+		payload = 54 << 10 // fetch answers of 4 messages: about 217 KiB, 4 fit in total and 5 do not
+	)
+	w := newWorld(t, func(c *Config) {
+		c.MaxMessageSize = frame
+		c.Limits.MaxMessageSize = 64 << 10
+		c.MaxConnBuffer, c.MaxAddrBuffer, c.MaxTotalBuffer = 4<<20, 4<<20, total
+	})
+	s := w.n.srv
+	lastSeq := func(d *bench.Device) uint64 {
+		m := drain(t, d, 0)
+		if len(m) == 0 {
+			return 0
+		}
+		return m[len(m)-1].Seq
+	}
+	// Both devices fetch the same 4 big messages, after the group's setup.
+	afterA, afterB := lastSeq(w.a2), lastSeq(w.b1)
+	var batch [][]byte
+	for range 4 {
+		batch = append(batch, bench.PrivateMessage(w.group, 1, mls.ContentTypeApplication, make([]byte, payload)))
+	}
+	_, err := w.a1.Send(testCtx(t), w.group, batch)
+	must(t, "send", err)
+
+	bad := dialDeaf(t, w.n, "127.0.0.2", w.bob, w.b1)
+	bad.tr.noFinish.Store(true)
+	fetch := func() {
+		t.Helper()
+		msgs, _, err := bad.dev.Fetch(testCtx(t), afterB, 4)
+		if err != nil || len(msgs) != 4 {
+			t.Fatalf("unfinishing client's fetch: %d messages, %v", len(msgs), err)
+		}
+	}
+	// Honest clients finish their calls 250 ms after the answer: wait
+	// until only the bootstrap answers are left unfinished (a client
+	// keeps its bootstrap capability), so the counts below are the
+	// unfinishing client's fetches.
+	deadline := time.Now().Add(30 * time.Second)
+	for s.unfinishedTotal.Used() > 4<<10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still unfinished with no client holding answers", s.unfinishedTotal.Used())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	base := s.unfinishedTotal.Used()
+	fetch()
+	answer := s.unfinishedTotal.Used() - base // one fetch answer, left unfinished
+	if answer < 3*payload {
+		t.Fatalf("a fetch answer of 4 messages of %d bytes left %d bytes unfinished", payload, answer)
+	}
+	for s.unfinishedTotal.Used()+answer <= total {
+		fetch()
+	}
+	if held := s.unfinishedTotal.Used(); held > total || bad.qc.Context().Err() != nil {
+		t.Fatalf("the unfinishing client was cut off under the total (%d of %d bytes)", held, total)
+	}
+
+	// The honest client's answer takes the total past its limit.
+	for i := range 3 {
+		msgs, _, err := w.a2.Fetch(testCtx(t), afterA, 4)
+		if err != nil || len(msgs) != 4 {
+			t.Fatalf("honest fetch %d: %d messages, %v", i, len(msgs), err)
+		}
+	}
+	if code := closedWith(t, "unfinishing client", bad.qc); code != rpc.CodeProtocol {
+		t.Fatalf("unfinishing client closed with code %d, want rpc.CodeProtocol (%d)", code, rpc.CodeProtocol)
+	}
+	if _, _, err := w.a2.Fetch(testCtx(t), afterA, 4); err != nil {
+		t.Fatalf("honest fetch after the cut: %v", err)
 	}
 }

@@ -40,6 +40,7 @@ type conn struct {
 	// address's, children of the node's (Config.MaxConnBuffer and so on).
 	pending, unfinished *rpc.Budget
 	addr                *addrBudget
+	cut                 atomic.Bool // closed by cutUnfinished
 
 	mu           sync.Mutex
 	registration *pendingRegistration // between registerStart and registerFinish
@@ -107,6 +108,8 @@ func (c *conn) serve(ctx context.Context) {
 			c.log.Info("connection closed: the client sent a message qpchat clients never send", "err", err)
 			c.close(rpc.CodeProtocol, "message not allowed")
 		},
+
+		OnUnfinishedShared: c.srv.cutUnfinished,
 		OnWriteStall: func(err error) {
 			c.log.Warn("connection closed: the client stopped reading its answers", "timeout", c.srv.cfg.WriteTimeout, "err", err)
 			c.close(rpc.CodeTimeout, "no write progress: stopped reading")
@@ -263,5 +266,38 @@ func (s *Server) detachBudgets(c *conn) {
 		if a.conns == 0 {
 			delete(s.addrBudgets.m, a.key)
 		}
+	}
+}
+
+// cutUnfinished is called when a written answer takes the unfinished
+// budget over of an address or of the node (over) past its limit. It
+// closes the connection under that budget that holds the most unfinished
+// answers, which need not be the one whose answer crossed: an honest
+// client holds the answers of about 250 ms, a client that withholds its
+// Finish messages all it can. One connection at a time: while one cut
+// off is still open (its bytes about to be freed), nothing more is cut.
+func (s *Server) cutUnfinished(over *rpc.Budget) {
+	s.mu.Lock()
+	var victim *conn
+	var most int64
+	for c := range s.conns {
+		if c.unfinished == nil || (over != s.unfinishedTotal && c.addr.unfinished != over) {
+			continue
+		}
+		if c.cut.Load() {
+			s.mu.Unlock()
+			return
+		}
+		if n := c.unfinished.Used(); n > most {
+			victim, most = c, n
+		}
+	}
+	if victim != nil {
+		victim.cut.Store(true)
+	}
+	s.mu.Unlock()
+	if victim != nil {
+		victim.log.Warn("connection closed: it holds the most unfinished answers of a full budget", "budget", over.Name(), "limit", over.Limit(), "bytes", most)
+		victim.close(rpc.CodeProtocol, "too many answers left unfinished")
 	}
 }

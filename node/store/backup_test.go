@@ -264,7 +264,8 @@ func TestRetentionSweep(t *testing.T) {
 		}
 		now = now.Add(time.Hour)
 	}
-	msgs, q, err := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	fr, err := s.Fetch(ctx, devKey("b1"), 0, 0, 0)
+	msgs, q := fr.Messages, fr.Queue
 	if err != nil || !q.Overflowed {
 		t.Fatalf("queue after the drop: overflowed %v, %v; want marked", q.Overflowed, err)
 	}
