@@ -99,13 +99,10 @@ type delayedStart struct {
 func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err error) {
 	srv := c.srv
 	addr := addrKey(c.remote)
-	c.mu.Lock()
-	if w := c.waiting; w != nil {
-		w.superseded = true
-		w.cancel()
-		w.refund()
-		c.waiting = nil
-	}
+	// Supersede first, so that its tokens are back before this start
+	// reserves. c.mu is never held across a call that may panic (the
+	// clock): the per-call guard would leave it locked.
+	c.supersedeWaiting(nil)
 	d, byAddr := srv.loginByAddr.reserve(addr)
 	byName := false
 	if user != "" && byAddr {
@@ -128,14 +125,12 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 	}
 	d = min(d, srv.cfg.Limits.MaxLoginDelay)
 	if d <= 0 {
-		c.mu.Unlock()
 		return refund, nil
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := &delayedStart{cancel: cancel, refund: refund}
-	c.waiting = w
-	c.mu.Unlock()
+	c.supersedeWaiting(w) // also one that began waiting meanwhile
 
 	c.log.Debug("login start delayed by the rate limit", "delay", d)
 	werr := srv.loginWait(wctx, d)
@@ -153,6 +148,19 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 		return nil, proto.Errorf(proto.CodeRateLimited, "cancelled while delayed by the login rate limit")
 	}
 	return refund, nil
+}
+
+// supersedeWaiting ends the start waiting on this connection, if any,
+// giving its tokens back, and makes next (nil: none) the waiting one.
+func (c *conn) supersedeWaiting(next *delayedStart) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.waiting; w != nil {
+		w.superseded = true
+		w.cancel()
+		w.refund()
+	}
+	c.waiting = next
 }
 
 func normalizeUser(name string, err error) (string, error) {
