@@ -415,3 +415,43 @@ func TestEd25519SmallOrderY(t *testing.T) {
 		check(p.Bytes())
 	}
 }
+
+// FuzzEd25519Verify feeds arbitrary keys, messages and signatures to the
+// verifier. It must not panic; a signature crypto/ed25519 accepts with
+// canonical encodings and no small-order point must be accepted (the
+// cofactorless equation implies the cofactored one); and a batch of the
+// signature with an honest one agrees with single verification.
+func FuzzEd25519Verify(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(testRand(20))
+	msg := []byte("message")
+	f.Add([]byte(pub), msg, ed25519.Sign(priv, msg))
+	f.Add([]byte(pub), msg, make([]byte, 64))
+	for _, h := range smallOrderEncodings {
+		b, _ := hex.DecodeString(h)
+		f.Add(b, msg, append(bytes.Clone(b), make([]byte, 32)...))
+	}
+	honestMsg := []byte("honest")
+	honest := ed25519.Sign(priv, honestMsg)
+	f.Fuzz(func(t *testing.T, pub, msg, sig []byte) {
+		ours := edVerify(pub, msg, sig)
+		if len(pub) == 32 && len(sig) == 64 && ed25519.Verify(pub, msg, sig) &&
+			edCanonicalY(pub) && edCanonicalY(sig[:32]) && !edSmallOrder(pub) && !edSmallOrder(sig[:32]) && !ours {
+			t.Fatal("crypto/ed25519 accepts a signature with canonical, large-order points that edVerify refuses")
+		}
+		pk, ok := parseEdPublicKey(pub)
+		hk, _ := parseEdPublicKey(priv.Public().(ed25519.PublicKey))
+		sigs := make([]edSignature, 2)
+		if !ok || !sigs[0].prepare(pk, msg, sig) {
+			if ours {
+				t.Fatal("edVerify accepts a signature that does not prepare")
+			}
+			return
+		}
+		if !sigs[1].prepare(hk, honestMsg, honest) {
+			t.Fatal("honest signature")
+		}
+		if got := edBatchVerify(sigs); got != ours {
+			t.Fatalf("batch = %v, single = %v", got, ours)
+		}
+	})
+}
