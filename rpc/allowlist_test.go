@@ -295,11 +295,15 @@ func TestAllowListBoundedRead(t *testing.T) {
 // stream methods; it tees what it reads into rec.
 type pipeStream struct {
 	net.Conn
-	mu  sync.Mutex
-	rec bytes.Buffer
+	mu   sync.Mutex
+	rec  bytes.Buffer
+	gate chan struct{} // if not nil, reads wait until it is closed
 }
 
 func (s *pipeStream) Read(p []byte) (int, error) {
+	if s.gate != nil {
+		<-s.gate
+	}
 	n, err := s.Conn.Read(p)
 	s.mu.Lock()
 	s.rec.Write(p[:n])
@@ -339,7 +343,9 @@ func frameShapes(t *testing.T, b []byte) []string {
 // client's close all pass, and nothing is refused.
 func TestAllowListRealClient(t *testing.T) {
 	a, b := net.Pipe()
-	srvSide, cliSide := &pipeStream{Conn: a}, &pipeStream{Conn: b}
+	// The node reads nothing until the first calls are issued, so they
+	// surely target the unresolved Bootstrap promise.
+	srvSide, cliSide := &pipeStream{Conn: a, gate: make(chan struct{})}, &pipeStream{Conn: b}
 	var refused []error
 	var mu sync.Mutex
 	srv := capnprpc.NewConn(newSingleSegmentTransport(newStreamCodec(srvSide, MessageLimits{
@@ -355,9 +361,11 @@ func TestAllowListRealClient(t *testing.T) {
 	defer cancel()
 
 	node := NodeService(cli.Bootstrap(ctx))
+	issued := make(chan struct{}, 8)
 	ping := func(nonce uint64) error {
 		f, rel := node.Ping(ctx, func(p NodeService_ping_Params) error { p.SetNonce(nonce); return nil })
 		defer rel()
+		issued <- struct{}{}
 		r, err := f.Struct()
 		if err == nil && r.Nonce() != nonce {
 			err = errors.New("wrong nonce")
@@ -370,12 +378,17 @@ func TestAllowListRealClient(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- ping(i) }()
 	}
+	for range 8 {
+		<-issued
+	}
+	close(srvSide.gate)
 	wg.Wait()
 	if err := node.Resolve(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := range uint64(8) {
 		errs <- ping(100 + i)
+		<-issued
 	}
 	close(errs)
 	for err := range errs {
