@@ -27,6 +27,7 @@ func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[
 	if err != nil {
 		return err
 	}
+	mb.AppendOnly() // sequence numbers only grow
 	added := false
 	for _, e := range envs {
 		if st.Len >= uint64(s.limits.MaxQueueLen) {

@@ -101,3 +101,42 @@ func rssBytes() int64 {
 	}
 	return 0
 }
+
+// TestQueuePagesFull: a queue's keys only grow, so its B-tree pages are
+// filled completely when they split (bbolt's default leaves them half
+// empty, which doubled the disk a queued message costs).
+func TestQueuePagesFull(t *testing.T) {
+	s, _ := newServer(t, Limits{MaxQueueLen: 1 << 20, MaxGroupSize: 10})
+	addUser(t, s, "alice", "a1")
+	addUser(t, s, "bob", "b1")
+	gid := devKey("pages-group")
+	if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
+		t.Fatal(err)
+	}
+	ref := fetchedRef(t, s, devKey("a1"), "bob", devKey("b1"))
+	if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"), Added: [][]byte{devKey("b1")}, Welcome: []byte("w"), KeyPackageRefs: [][]byte{ref}}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([][]byte, 200)
+	for i := range msgs {
+		msgs[i] = bytes.Repeat([]byte{byte(i)}, 256)
+	}
+	for range 50 { // 10 000 messages, in transactions of 200 as senders do
+		if _, err := s.Send(ctx, SendRequest{Group: gid, Sender: devKey("a1"), Messages: msgs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.view(ctx, func(tx *Tx) error {
+		qb := tx.Bucket(bucketQueues).Bucket(tx.Ident(domainDevice, devKey("b1")))
+		st := qb.Bucket(keyMessages).b.Stats()
+		fill := float64(st.LeafInuse) / float64(st.LeafAlloc)
+		t.Logf("%d keys in %d leaf pages, %d of %d bytes in use (%.0f%%)", st.KeyN, st.LeafPageN, st.LeafInuse, st.LeafAlloc, 100*fill)
+		if st.KeyN < 10_000 || fill < 0.85 {
+			t.Errorf("queue leaves %.0f%% full for %d keys, want ≥ 85%% for 10000", 100*fill, st.KeyN)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

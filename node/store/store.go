@@ -755,6 +755,12 @@ func ParseSeqKey(key []byte) (n uint64, ok bool) {
 	return binary.BigEndian.Uint64(key), true
 }
 
+// AppendOnly tells bbolt that keys of this bucket are only ever added in
+// increasing order (a queue), so that splitting a page fills it completely
+// instead of at bbolt's default 50%: the pages of a queue are then full, and
+// a queued message costs half the disk. It lasts for this transaction.
+func (b *Bucket) AppendOnly() { b.b.FillPercent = 1.0 }
+
 // Cursor returns a cursor over the bucket that opens values.
 func (b *Bucket) Cursor() *Cursor { return &Cursor{c: b.b.Cursor(), b: b} }
 
