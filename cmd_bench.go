@@ -25,6 +25,8 @@ type BenchCmd struct {
 	Conns             int           `default:"0" help:"QUIC connections shared by the devices (0: min(clients, 16))."`
 	DevicesPerUser    int           `default:"32" help:"Devices per benchmark account (at most the node's --max-devices)."`
 	WakeProbes        int           `default:"200" help:"After the run, single messages sent to a receiver parked in fetchWait, to measure the wake-up alone."`
+	Park              int           `default:"0" placeholder:"N" help:"Also hold N idle connections, each with one device parked in fetchWait, for the whole run (raise the node's --max-conns-per-addr to match)."`
+	Metrics           string        `placeholder:"URL" help:"The node's admin metrics URL (http://127.0.0.1:9090/metrics): report its memory after setup, with the parked connections, and after the run."`
 }
 
 // Run sets up and runs the benchmark, then prints the result.
@@ -35,7 +37,8 @@ func (c *BenchCmd) Run(g *Globals) error {
 		Addr: c.Server, Fingerprint: c.ServerFingerprint,
 		Clients: c.Clients, GroupSize: c.GroupSize, Batch: c.Batch,
 		PayloadSize: c.Payload, Duration: c.Duration,
-		Conns: c.Conns, DevicesPerUser: c.DevicesPerUser, WakeProbes: c.WakeProbes, Log: g.stderr,
+		Conns: c.Conns, DevicesPerUser: c.DevicesPerUser, WakeProbes: c.WakeProbes,
+		Park: c.Park, Metrics: c.Metrics, Log: g.stderr,
 	}
 	fmt.Fprintf(g.stdout, "qpchat bench: C=%d G=%d B=%d payload=%d B for %v against %s\n",
 		c.Clients, c.GroupSize, c.Batch, c.Payload, c.Duration, c.Server)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,12 @@ type Config struct {
 	// WakeProbes is the number of single messages sent, after the run,
 	// to a receiver parked in fetchWait, to measure the wake-up alone.
 	WakeProbes int
+	// Park is the number of extra connections, each with one device
+	// parked in fetchWait for the whole run (idle clients).
+	Park int
+	// Metrics is the node's admin /metrics URL. If set, the node's memory
+	// is read before parking, after parking and at the end.
+	Metrics string
 	// Log receives progress lines. Nil means none.
 	Log io.Writer
 }
@@ -55,6 +62,10 @@ type Result struct {
 	ParkedWake      Percentiles // probes: send's return to a parked fetchWait's return (clamped at 0)
 	ParkedDelivery  Percentiles // probes: send's start to a parked fetchWait's return
 	ProbeSend       Percentiles // probes: one single-message send, nothing else running
+	Parked          int         // connections parked in fetchWait during the run
+	// The node's memory (with Config.Metrics): after setup, after parking,
+	// and after the run with the parked connections still open.
+	MemSetup, MemParked, MemEnd *NodeMemory
 }
 
 // Percentiles of a latency sample.
@@ -86,7 +97,26 @@ func (r *Result) String() string {
 		"fetchWait wake-up (parked): %v\n"+
 		"delivery (parked, 1 msg):   %v\n",
 		r.Sent, r.Delivered, r.Elapsed.Round(time.Millisecond), float64(r.Delivered)/secs,
-		r.SendLatency, r.WakeLatency, r.DeliveryLatency, r.ProbeSend, r.ParkedWake, r.ParkedDelivery)
+		r.SendLatency, r.WakeLatency, r.DeliveryLatency, r.ProbeSend, r.ParkedWake, r.ParkedDelivery) + r.memory()
+}
+
+func (r *Result) memory() string {
+	var b strings.Builder
+	if r.Parked > 0 {
+		fmt.Fprintf(&b, "parked connections:         %d (each one device in fetchWait)\n", r.Parked)
+	}
+	for _, m := range []struct {
+		what string
+		m    *NodeMemory
+	}{{"node after setup:          ", r.MemSetup}, {"node with parked conns:    ", r.MemParked}, {"node after the run:        ", r.MemEnd}} {
+		if m.m != nil {
+			fmt.Fprintf(&b, "%s %v\n", m.what, m.m)
+		}
+	}
+	if r.MemSetup != nil && r.MemParked != nil && r.Parked > 0 {
+		fmt.Fprintf(&b, "per parked connection:      %.1f KiB RSS\n", float64(r.MemParked.RSS-r.MemSetup.RSS)/1024/float64(r.Parked))
+	}
+	return b.String()
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -108,6 +138,8 @@ func (c *Config) Validate() error {
 		return errors.New("bench: payload size must be at least 16 bytes (it carries a timestamp)")
 	case c.Duration <= 0:
 		return errors.New("bench: duration must be positive")
+	case c.Park < 0:
+		return errors.New("bench: parked connections must not be negative")
 	}
 	return nil
 }
@@ -146,8 +178,35 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	cfg.logf("setup done: %d devices in %d groups over %d connections", len(devices), len(groups), len(conns))
+	mem := func(dst **NodeMemory) error {
+		if cfg.Metrics == "" {
+			return nil
+		}
+		m, err := ScrapeMemory(ctx, cfg.Metrics)
+		*dst = &m
+		return err
+	}
+	var memSetup, memParked *NodeMemory
+	if err := mem(&memSetup); err != nil {
+		return nil, err
+	}
+	if cfg.Park > 0 {
+		p, err := park(ctx, &cfg, conns[0], cfg.Park)
+		if err != nil {
+			return nil, err
+		}
+		defer p.close()
+		time.Sleep(time.Second) // let every fetchWait reach the node
+		if err := mem(&memParked); err != nil {
+			return nil, err
+		}
+	}
 	res, err := drive(ctx, &cfg, groups)
 	if err != nil {
+		return nil, err
+	}
+	res.Parked, res.MemSetup, res.MemParked = cfg.Park, memSetup, memParked
+	if err := mem(&res.MemEnd); err != nil {
 		return nil, err
 	}
 	if cfg.WakeProbes > 0 {

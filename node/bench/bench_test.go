@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,82 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate accepted %+v", c)
 		}
 	}
+}
+
+// TestRunParks: --park holds idle connections with a device in fetchWait
+// through the run, and --metrics reads the node's memory and connection
+// count from its admin listener.
+func TestRunParks(t *testing.T) {
+	srv, err := server.New(server.Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(t.TempDir(), "node"),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OPAQUE:  opaque.QPChatTest(),
+		Admin:   server.AdminConfig{Listen: "127.0.0.1:0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	res, err := bench.Run(context.Background(), bench.Config{
+		Addr: srv.Addr().String(), Fingerprint: srv.Fingerprint(),
+		Clients: 1, GroupSize: 2, Batch: 5, PayloadSize: 64,
+		Duration: 200 * time.Millisecond, DevicesPerUser: 4,
+		Park: 6, Metrics: "http://" + srv.AdminAddr().String() + "/metrics",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.MemSetup == nil || res.MemParked == nil || res.MemEnd == nil {
+		t.Fatalf("memory not read: %+v", res)
+	}
+	if got := res.MemParked.Conns - res.MemSetup.Conns; got != 6 {
+		t.Errorf("parking added %d connections at the node, want 6", got)
+	}
+	if res.MemParked.RSS <= 0 || res.MemParked.HeapInuse <= 0 {
+		t.Errorf("memory %v", res.MemParked)
+	}
+	if !strings.Contains(res.String(), "per parked connection") {
+		t.Errorf("the report lacks the per-connection figure:\n%s", res)
+	}
+}
+
+func TestParseMemoryRefusesNonsense(t *testing.T) {
+	for _, in := range []string{
+		"",
+		"process_resident_memory_bytes 1e6\n",
+		"process_resident_memory_bytes -5\ngo_memstats_heap_inuse_bytes 1\n",
+		"process_resident_memory_bytes NaN\ngo_memstats_heap_inuse_bytes 1\n",
+		"process_resident_memory_bytes 1e300\ngo_memstats_heap_inuse_bytes 1\n",
+		"process_resident_memory_bytes " + strings.Repeat("9", 100000) + "\n",
+	} {
+		if m, err := bench.ParseMemory(strings.NewReader(in)); err == nil {
+			t.Errorf("ParseMemory(%.40q) = %+v, want an error", in, m)
+		}
+	}
+	m, err := bench.ParseMemory(strings.NewReader("# HELP x\nprocess_resident_memory_bytes 1.8e+07\ngo_memstats_heap_inuse_bytes 4096\nqpchat_connections 3\n"))
+	if err != nil || m.RSS != 18_000_000 || m.HeapInuse != 4096 || m.Conns != 3 {
+		t.Errorf("ParseMemory = %+v, %v", m, err)
+	}
+}
+
+// FuzzParseMemory: any /metrics answer gives a result or an error.
+func FuzzParseMemory(f *testing.F) {
+	f.Add("process_resident_memory_bytes 1.8e+07\ngo_memstats_heap_inuse_bytes 4096\nqpchat_connections 3\n")
+	f.Add("process_resident_memory_bytes NaN\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		m, err := bench.ParseMemory(strings.NewReader(in))
+		if err == nil && (m.RSS < 0 || m.HeapInuse < 0) {
+			t.Fatalf("negative memory %+v accepted", m)
+		}
+	})
 }
