@@ -18,6 +18,7 @@ import (
 //   - Identifiers (user names, device keys, group ids) are opaque bytes,
 //     already validated and normalised by the caller.
 type Store interface {
+	BlobStore
 	// CreateAccount stores a new account; ErrExists if the name is taken.
 	CreateAccount(ctx context.Context, a Account) error
 	// Account returns the account of user; ErrNotFound if none.
