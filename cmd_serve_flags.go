@@ -30,6 +30,9 @@ type ServeLimitFlags struct {
 	MaxFetchWait    time.Duration `default:"25s" help:"Longest wait of one fetchWait (keep it below the QUIC idle timeout)."`
 	RetryAbove      int           `default:"100" help:"New connection attempts per second above which clients must pass a QUIC Retry first; -1: always."`
 	LoginSessionTTL time.Duration `name:"login-session-ttl" default:"10m" help:"Lifetime of a login session (device management)."`
+	MaxFileSize     int64         `default:"104857600" placeholder:"BYTES" help:"Largest file a client may upload (default 100 MiB; the node stores it encrypted by the client and learns only its size)."`
+	FileQuota       int64         `default:"1073741824" placeholder:"BYTES" help:"Bytes of files one user may keep on the node at once (default 1 GiB)."`
+	FileTTL         time.Duration `name:"file-ttl" default:"168h" help:"How long the node keeps an uploaded file before deleting it."`
 	StoreKeyFile    string        `type:"path" placeholder:"FILE" help:"Key file of the encrypted store (created with mode 0600). Default: node.key in the data directory. With QPCHAT_STORE_PASSPHRASE set, the key comes from that passphrase instead."`
 
 	// Byte budgets (docs/PROTOCOL.md, Memory bounds).
@@ -84,6 +87,9 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %v", name, d))
 		}
 	}
+	if f.MaxFileSize <= 0 || f.FileQuota <= 0 || f.FileTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--max-file-size, --file-quota and --file-ttl must be positive"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -102,6 +108,9 @@ func (f *ServeLimitFlags) apply(cfg *server.Config) error {
 		MaxCallsPerConn:     f.MaxCallsPerConn,
 		MaxFetchWait:        f.MaxFetchWait,
 		RetryAbove:          f.RetryAbove,
+		MaxFileSize:         uint64(f.MaxFileSize),
+		FileQuota:           uint64(f.FileQuota),
+		FileTTL:             f.FileTTL,
 	}
 	cfg.MaxConns = f.MaxConns
 	cfg.MaxConnBuffer = uint64(f.MaxConnBuffer)

@@ -1858,6 +1858,66 @@ func (c Session) ClearOverflow(ctx context.Context, params func(Session_clearOve
 
 }
 
+func (c Session) CreateBlob(ctx context.Context, params func(Session_createBlob_Params) error) (Session_createBlob_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      16,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "createBlob",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_createBlob_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_createBlob_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) PutBlob(ctx context.Context, params func(Session_putBlob_Params) error) (Session_putBlob_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      17,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "putBlob",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_putBlob_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_putBlob_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) GetBlob(ctx context.Context, params func(Session_getBlob_Params) error) (Session_getBlob_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      18,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "getBlob",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 16, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_getBlob_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_getBlob_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c Session) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -1962,6 +2022,12 @@ type Session_Server interface {
 	Ack(context.Context, Session_ack) error
 
 	ClearOverflow(context.Context, Session_clearOverflow) error
+
+	CreateBlob(context.Context, Session_createBlob) error
+
+	PutBlob(context.Context, Session_putBlob) error
+
+	GetBlob(context.Context, Session_getBlob) error
 }
 
 // Session_NewServer creates a new Server from an implementation of Session_Server.
@@ -1980,7 +2046,7 @@ func Session_ServerToClient(s Session_Server) Session {
 // This can be used to create a more complicated Server.
 func Session_Methods(methods []server.Method, s Session_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 16)
+		methods = make([]server.Method, 0, 19)
 	}
 
 	methods = append(methods, server.Method{
@@ -2172,6 +2238,42 @@ func Session_Methods(methods []server.Method, s Session_Server) []server.Method 
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.ClearOverflow(ctx, Session_clearOverflow{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      16,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "createBlob",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.CreateBlob(ctx, Session_createBlob{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      17,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "putBlob",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.PutBlob(ctx, Session_putBlob{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      18,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "getBlob",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.GetBlob(ctx, Session_getBlob{call})
 		},
 	})
 
@@ -2448,6 +2550,57 @@ func (c Session_clearOverflow) Args() Session_clearOverflow_Params {
 func (c Session_clearOverflow) AllocResults() (Session_clearOverflow_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
 	return Session_clearOverflow_Results(r), err
+}
+
+// Session_createBlob holds the state for a server call to Session.createBlob.
+// See server.Call for documentation.
+type Session_createBlob struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_createBlob) Args() Session_createBlob_Params {
+	return Session_createBlob_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_createBlob) AllocResults() (Session_createBlob_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_createBlob_Results(r), err
+}
+
+// Session_putBlob holds the state for a server call to Session.putBlob.
+// See server.Call for documentation.
+type Session_putBlob struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_putBlob) Args() Session_putBlob_Params {
+	return Session_putBlob_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_putBlob) AllocResults() (Session_putBlob_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_putBlob_Results(r), err
+}
+
+// Session_getBlob holds the state for a server call to Session.getBlob.
+// See server.Call for documentation.
+type Session_getBlob struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_getBlob) Args() Session_getBlob_Params {
+	return Session_getBlob_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_getBlob) AllocResults() (Session_getBlob_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_getBlob_Results(r), err
 }
 
 // Session_List is a list of Session.
@@ -5273,6 +5426,519 @@ func (f Session_clearOverflow_Results_Future) Struct() (Session_clearOverflow_Re
 	return Session_clearOverflow_Results(p.Struct()), err
 }
 
+type Session_createBlob_Params capnp.Struct
+
+// Session_createBlob_Params_TypeID is the unique identifier for the type Session_createBlob_Params.
+const Session_createBlob_Params_TypeID = 0xdba86aa5e2d354e6
+
+func NewSession_createBlob_Params(s *capnp.Segment) (Session_createBlob_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_createBlob_Params(st), err
+}
+
+func NewRootSession_createBlob_Params(s *capnp.Segment) (Session_createBlob_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_createBlob_Params(st), err
+}
+
+func ReadRootSession_createBlob_Params(msg *capnp.Message) (Session_createBlob_Params, error) {
+	root, err := msg.Root()
+	return Session_createBlob_Params(root.Struct()), err
+}
+
+func (s Session_createBlob_Params) String() string {
+	str, _ := text.Marshal(0xdba86aa5e2d354e6, capnp.Struct(s))
+	return str
+}
+
+func (s Session_createBlob_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_createBlob_Params) DecodeFromPtr(p capnp.Ptr) Session_createBlob_Params {
+	return Session_createBlob_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_createBlob_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_createBlob_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_createBlob_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_createBlob_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_createBlob_Params) Size() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_createBlob_Params) SetSize(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+// Session_createBlob_Params_List is a list of Session_createBlob_Params.
+type Session_createBlob_Params_List = capnp.StructList[Session_createBlob_Params]
+
+// NewSession_createBlob_Params creates a new list of Session_createBlob_Params.
+func NewSession_createBlob_Params_List(s *capnp.Segment, sz int32) (Session_createBlob_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_createBlob_Params](l), err
+}
+
+// Session_createBlob_Params_Future is a wrapper for a Session_createBlob_Params promised by a client call.
+type Session_createBlob_Params_Future struct{ *capnp.Future }
+
+func (f Session_createBlob_Params_Future) Struct() (Session_createBlob_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_createBlob_Params(p.Struct()), err
+}
+
+type Session_createBlob_Results capnp.Struct
+
+// Session_createBlob_Results_TypeID is the unique identifier for the type Session_createBlob_Results.
+const Session_createBlob_Results_TypeID = 0xb66d19f3cda00ac2
+
+func NewSession_createBlob_Results(s *capnp.Segment) (Session_createBlob_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_createBlob_Results(st), err
+}
+
+func NewRootSession_createBlob_Results(s *capnp.Segment) (Session_createBlob_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_createBlob_Results(st), err
+}
+
+func ReadRootSession_createBlob_Results(msg *capnp.Message) (Session_createBlob_Results, error) {
+	root, err := msg.Root()
+	return Session_createBlob_Results(root.Struct()), err
+}
+
+func (s Session_createBlob_Results) String() string {
+	str, _ := text.Marshal(0xb66d19f3cda00ac2, capnp.Struct(s))
+	return str
+}
+
+func (s Session_createBlob_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_createBlob_Results) DecodeFromPtr(p capnp.Ptr) Session_createBlob_Results {
+	return Session_createBlob_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_createBlob_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_createBlob_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_createBlob_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_createBlob_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_createBlob_Results) Id() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_createBlob_Results) HasId() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_createBlob_Results) SetId(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_createBlob_Results) ChunkSize() uint32 {
+	return capnp.Struct(s).Uint32(0)
+}
+
+func (s Session_createBlob_Results) SetChunkSize(v uint32) {
+	capnp.Struct(s).SetUint32(0, v)
+}
+
+func (s Session_createBlob_Results) ExpiresAt() int64 {
+	return int64(capnp.Struct(s).Uint64(8))
+}
+
+func (s Session_createBlob_Results) SetExpiresAt(v int64) {
+	capnp.Struct(s).SetUint64(8, uint64(v))
+}
+
+// Session_createBlob_Results_List is a list of Session_createBlob_Results.
+type Session_createBlob_Results_List = capnp.StructList[Session_createBlob_Results]
+
+// NewSession_createBlob_Results creates a new list of Session_createBlob_Results.
+func NewSession_createBlob_Results_List(s *capnp.Segment, sz int32) (Session_createBlob_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1}, sz)
+	return capnp.StructList[Session_createBlob_Results](l), err
+}
+
+// Session_createBlob_Results_Future is a wrapper for a Session_createBlob_Results promised by a client call.
+type Session_createBlob_Results_Future struct{ *capnp.Future }
+
+func (f Session_createBlob_Results_Future) Struct() (Session_createBlob_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_createBlob_Results(p.Struct()), err
+}
+
+type Session_putBlob_Params capnp.Struct
+
+// Session_putBlob_Params_TypeID is the unique identifier for the type Session_putBlob_Params.
+const Session_putBlob_Params_TypeID = 0xa447723ac0d99f5f
+
+func NewSession_putBlob_Params(s *capnp.Segment) (Session_putBlob_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Session_putBlob_Params(st), err
+}
+
+func NewRootSession_putBlob_Params(s *capnp.Segment) (Session_putBlob_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Session_putBlob_Params(st), err
+}
+
+func ReadRootSession_putBlob_Params(msg *capnp.Message) (Session_putBlob_Params, error) {
+	root, err := msg.Root()
+	return Session_putBlob_Params(root.Struct()), err
+}
+
+func (s Session_putBlob_Params) String() string {
+	str, _ := text.Marshal(0xa447723ac0d99f5f, capnp.Struct(s))
+	return str
+}
+
+func (s Session_putBlob_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_putBlob_Params) DecodeFromPtr(p capnp.Ptr) Session_putBlob_Params {
+	return Session_putBlob_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_putBlob_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_putBlob_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_putBlob_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_putBlob_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_putBlob_Params) Id() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_putBlob_Params) HasId() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_putBlob_Params) SetId(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_putBlob_Params) Offset() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_putBlob_Params) SetOffset(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_putBlob_Params) Data() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_putBlob_Params) HasData() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_putBlob_Params) SetData(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// Session_putBlob_Params_List is a list of Session_putBlob_Params.
+type Session_putBlob_Params_List = capnp.StructList[Session_putBlob_Params]
+
+// NewSession_putBlob_Params creates a new list of Session_putBlob_Params.
+func NewSession_putBlob_Params_List(s *capnp.Segment, sz int32) (Session_putBlob_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[Session_putBlob_Params](l), err
+}
+
+// Session_putBlob_Params_Future is a wrapper for a Session_putBlob_Params promised by a client call.
+type Session_putBlob_Params_Future struct{ *capnp.Future }
+
+func (f Session_putBlob_Params_Future) Struct() (Session_putBlob_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_putBlob_Params(p.Struct()), err
+}
+
+type Session_putBlob_Results capnp.Struct
+
+// Session_putBlob_Results_TypeID is the unique identifier for the type Session_putBlob_Results.
+const Session_putBlob_Results_TypeID = 0xd1a27595176bbff5
+
+func NewSession_putBlob_Results(s *capnp.Segment) (Session_putBlob_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_putBlob_Results(st), err
+}
+
+func NewRootSession_putBlob_Results(s *capnp.Segment) (Session_putBlob_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
+	return Session_putBlob_Results(st), err
+}
+
+func ReadRootSession_putBlob_Results(msg *capnp.Message) (Session_putBlob_Results, error) {
+	root, err := msg.Root()
+	return Session_putBlob_Results(root.Struct()), err
+}
+
+func (s Session_putBlob_Results) String() string {
+	str, _ := text.Marshal(0xd1a27595176bbff5, capnp.Struct(s))
+	return str
+}
+
+func (s Session_putBlob_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_putBlob_Results) DecodeFromPtr(p capnp.Ptr) Session_putBlob_Results {
+	return Session_putBlob_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_putBlob_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_putBlob_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_putBlob_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_putBlob_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_putBlob_Results) Received() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_putBlob_Results) SetReceived(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+// Session_putBlob_Results_List is a list of Session_putBlob_Results.
+type Session_putBlob_Results_List = capnp.StructList[Session_putBlob_Results]
+
+// NewSession_putBlob_Results creates a new list of Session_putBlob_Results.
+func NewSession_putBlob_Results_List(s *capnp.Segment, sz int32) (Session_putBlob_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
+	return capnp.StructList[Session_putBlob_Results](l), err
+}
+
+// Session_putBlob_Results_Future is a wrapper for a Session_putBlob_Results promised by a client call.
+type Session_putBlob_Results_Future struct{ *capnp.Future }
+
+func (f Session_putBlob_Results_Future) Struct() (Session_putBlob_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_putBlob_Results(p.Struct()), err
+}
+
+type Session_getBlob_Params capnp.Struct
+
+// Session_getBlob_Params_TypeID is the unique identifier for the type Session_getBlob_Params.
+const Session_getBlob_Params_TypeID = 0xb54a01e28a3a2397
+
+func NewSession_getBlob_Params(s *capnp.Segment) (Session_getBlob_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_getBlob_Params(st), err
+}
+
+func NewRootSession_getBlob_Params(s *capnp.Segment) (Session_getBlob_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1})
+	return Session_getBlob_Params(st), err
+}
+
+func ReadRootSession_getBlob_Params(msg *capnp.Message) (Session_getBlob_Params, error) {
+	root, err := msg.Root()
+	return Session_getBlob_Params(root.Struct()), err
+}
+
+func (s Session_getBlob_Params) String() string {
+	str, _ := text.Marshal(0xb54a01e28a3a2397, capnp.Struct(s))
+	return str
+}
+
+func (s Session_getBlob_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_getBlob_Params) DecodeFromPtr(p capnp.Ptr) Session_getBlob_Params {
+	return Session_getBlob_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_getBlob_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_getBlob_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_getBlob_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_getBlob_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_getBlob_Params) Id() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_getBlob_Params) HasId() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_getBlob_Params) SetId(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_getBlob_Params) Offset() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_getBlob_Params) SetOffset(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+func (s Session_getBlob_Params) Length() uint32 {
+	return capnp.Struct(s).Uint32(8)
+}
+
+func (s Session_getBlob_Params) SetLength(v uint32) {
+	capnp.Struct(s).SetUint32(8, v)
+}
+
+// Session_getBlob_Params_List is a list of Session_getBlob_Params.
+type Session_getBlob_Params_List = capnp.StructList[Session_getBlob_Params]
+
+// NewSession_getBlob_Params creates a new list of Session_getBlob_Params.
+func NewSession_getBlob_Params_List(s *capnp.Segment, sz int32) (Session_getBlob_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 16, PointerCount: 1}, sz)
+	return capnp.StructList[Session_getBlob_Params](l), err
+}
+
+// Session_getBlob_Params_Future is a wrapper for a Session_getBlob_Params promised by a client call.
+type Session_getBlob_Params_Future struct{ *capnp.Future }
+
+func (f Session_getBlob_Params_Future) Struct() (Session_getBlob_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_getBlob_Params(p.Struct()), err
+}
+
+type Session_getBlob_Results capnp.Struct
+
+// Session_getBlob_Results_TypeID is the unique identifier for the type Session_getBlob_Results.
+const Session_getBlob_Results_TypeID = 0xbb1c3e1a3ac182c3
+
+func NewSession_getBlob_Results(s *capnp.Segment) (Session_getBlob_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_getBlob_Results(st), err
+}
+
+func NewRootSession_getBlob_Results(s *capnp.Segment) (Session_getBlob_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Session_getBlob_Results(st), err
+}
+
+func ReadRootSession_getBlob_Results(msg *capnp.Message) (Session_getBlob_Results, error) {
+	root, err := msg.Root()
+	return Session_getBlob_Results(root.Struct()), err
+}
+
+func (s Session_getBlob_Results) String() string {
+	str, _ := text.Marshal(0xbb1c3e1a3ac182c3, capnp.Struct(s))
+	return str
+}
+
+func (s Session_getBlob_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_getBlob_Results) DecodeFromPtr(p capnp.Ptr) Session_getBlob_Results {
+	return Session_getBlob_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_getBlob_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_getBlob_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_getBlob_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_getBlob_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_getBlob_Results) Data() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_getBlob_Results) HasData() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_getBlob_Results) SetData(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_getBlob_Results) Size() uint64 {
+	return capnp.Struct(s).Uint64(0)
+}
+
+func (s Session_getBlob_Results) SetSize(v uint64) {
+	capnp.Struct(s).SetUint64(0, v)
+}
+
+// Session_getBlob_Results_List is a list of Session_getBlob_Results.
+type Session_getBlob_Results_List = capnp.StructList[Session_getBlob_Results]
+
+// NewSession_getBlob_Results creates a new list of Session_getBlob_Results.
+func NewSession_getBlob_Results_List(s *capnp.Segment, sz int32) (Session_getBlob_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1}, sz)
+	return capnp.StructList[Session_getBlob_Results](l), err
+}
+
+// Session_getBlob_Results_Future is a wrapper for a Session_getBlob_Results promised by a client call.
+type Session_getBlob_Results_Future struct{ *capnp.Future }
+
+func (f Session_getBlob_Results_Future) Struct() (Session_getBlob_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_getBlob_Results(p.Struct()), err
+}
+
 type SessionKind uint16
 
 // SessionKind_TypeID is the unique identifier for the type SessionKind.
@@ -5815,214 +6481,235 @@ func (f QueueState_Future) Struct() (QueueState, error) {
 	return QueueState(p.Struct()), err
 }
 
-const schema_8b7e1e71e8493249 = "x\xda\xdcY}p\x14Wr\xef\x9eYi\x90\x90\xb4" +
-	"\x9a\x9bE\x80@\xec\xa1R.\xb6*`\x108w(" +
-	"G$\x0b0H2w\x1a\xc9\x84Cg\x0e\x8fv\x9f" +
-	"\xc4\xa0\xd5\xce\xb23\x8b\x10\x05\x16\x90\xd3\xf9\x8cM\x19" +
-	"9q\x1cp\x9c\x18W\xb0\x9d\xb2!@\x19\x07d " +
-	"\xc8\x04\xc7_TB\x15N\xa0b'\xd8\xb1\x13H\x82" +
-	"?(p\x0a\x1c\xd8T\xcf\xce\x9b\x9d]\xad\x04\xe4\xcf" +
-	"\xfc\xb7\x9a\xe9\xe9\xd7\x9f\xbf\xee\xdf\xd3\xac\x99\x85\xf5\xbe" +
-	"\xd9\xc5\x8b\x15\x10\xd4\x0by\xf9\xc9\xf0G\x17\x9f\x9c[" +
-	"\x9e\xffKP\x15D\x80<\x94\x00\xe6<QP\x8d\x80" +
-	"\xca`A/`r\xae\xf9\x0f\x17_\xa9x{\x00d" +
-	"\x05\x01|\xf4\xfefA\x0d\x82/\xf9\xb7\xbf\xfb\xfd\x05" +
-	"\xd3\xe7\xfe\xf5\x13 Ot?\xfd\xa2\xe0\x19\xfa\xf4Z" +
-	"A\x1d`\xf2\x1f\xcf\x9dy\xb3\xff\xc4\xb2m\x8er\xfb" +
-	"\xdb\x09\x85\xad$0\xbd\x90\x04^\xba\xf6\xab7\xff\xfc" +
-	"\xe4\xf1\xa7R\xbaS\x1a\x1e(,'\x81F[`_" +
-	"\xfe\xbd\xedm\xbb\xdf\xde\xee\x08\x88$\xa0\x176\x91@" +
-	"\xa2\xf0/\x01\x93\x95\xd7\xd7,\xe8\xdd\xf6\xa3\xa7\x1d\x01" +
-	"\xfb\x08y\xbcm\xfe\xe4\xf1\xff\x0e\x98\xdc\xf4\x8bI\xbf" +
-	"\xb8)\xdf\xda\xe1\x08\xe4\x91\xc0o\x14\x15\"\xe0\x9c\x19" +
-	"EA\x04L\xb6%\xcd\xf3\x1f~U5\x08\xf2x1" +
-	"\xd9X\xd3xq\xed\xb4\xc7\x9e\x04@ee\xf1\x90\xc2" +
-	"\x8a\xe9\x03\xad\xf8qT\xf4\x12\x09 \xf9\\\xdb\xbc\xf8" +
-	"\xee\x9f\xcf\x7f\xc1\x13\x0e\xb5\xa4\x96\xc2qE\xb9\xef\xa3" +
-	"\xc8\xa4\x96\x17A\x1e/d\xe8\x99W2\xa4<@\x1f" +
-	"+\xf3K~\x0a\x98\xf4=]\xf5\xfc\xd9\x81wF\x0a" +
-	".+\x19RV\xda\x82+J~\x08\x98|oz\xf3" +
-	"\xe7?\xe9\x15v{\xceZY\xd2@g\xbd\x7f\xbe=" +
-	"\x7f\xe3\xa6\xf0n'\xf4\x02\xbdZT\xd2Nn\xab%" +
-	"\x94\xb5\xe7\xf6\xed\xff\xac\xa8|\xf7\x1eo\\\xf6\x96\x90" +
-	"\xdb\xca\xa1\x12\x8a\x8b\xfc\xe3owM\xef\xfc\xafW)" +
-	"7\x02W1\xec\x17H\xe2\x94\x9f$>\xbd2\xb3w" +
-	"f\xb2w\xaf79/\x94\xd6\x90\xc0\x9eRJ\xce\xe7" +
-	"\x8f\xe6\x1dX\xf8\xe1=\xfb\xbc\x02\xa7Jm\x0d\xef\xd9" +
-	"\x02\xefn\x9d\xb7\xf9\xe0\xd7\xda\xd0\x88\xc8\xde,\xdd\xa5" +
-	"\xe4\xc9$\x8f\xb2\xe4S\x0e(\x14Y\xa5i[\xe5\xf3" +
-	"\xcf\xb6\x1e\xf5\xaa\xdb\xa9\xd4\x92\xba\xdd\x0a\xa9;\xfb\xf5" +
-	"\xd5\x86\xd7\x87[\x8ff\xd4\xea\x19\xc5\xf6\xfa\x13\x85\xbc" +
-	"\xbe\x81\x7f\xba}U\xfc\xf73T\xcc\x0bt\x90\xc0\xa2" +
-	"\x00\xa9h\xdc\x179\xfc\x03\xf1\xf1\xe3\xde\xb8\xf5\x05\xec" +
-	"\x8a\x1c\x08\x90\x86?\xab\xfc\xe0\xfe\xc7\xa7\xfe\xd5q\xaf" +
-	"\x86O\x03\xb6\x11\x97l\x0do\xfd\x81\xff\xc2\xef\x1c\xb8" +
-	"r\xdc\x89\x9b\x1d\xd8\x82\x09\x95$ O\xa0\x8a\\\xf8" +
-	"\xd1w\x81y\xdf\x1e~\x1b\xd4\x89i+\xf7\xa6$\x0e" +
-	"M\xa03z\xbe\xb7sU\x0d\xeb;\xe9\x9cAF(" +
-	"r\xd9\x0d@eB\x19\xbd_\x1eX}\xc9\xf7\xc3\xa6" +
-	"w\xbcm3Pf\xbb9XF6<vM\x1bZ" +
-	"\xb5\xe6\xc5\x0f\xbc^\x1c*[C\x02\xc3\xb6\x86\xc7\x94" +
-	"\x93\xd3\xa7\x0f\xcd\xfa{O\xe1L\x9f\xd8J\x85\xd3\x11" +
-	"\xd0\xb7\x9f\\\xb6\xc3\xf3F)\x9ex\x03|\xc9\xbf\xa8" +
-	"8\xff\xcao\xb6]?\x03\xeax\xc4t\xb2R\xd6}" +
-	"SvP\xb9^F\xbf\xae\x95\x91\x8f\x15C{\xee\xbf" +
-	"P\xb9\xe3\xacG\xcb`J\xcb\xf5\xc9?X\xbc\xf8g" +
-	"\xe7x\x8al\xd3\x12\x13\xed\x0cl\x99H\x9f*s\xfe" +
-	"\xe8\xfb\x95\xbb\x16|\xec\xb5}\xf6$\xbb\xa3\xe7O\"" +
-	"\xdb\x9f\xb8\xef\xbb\xa7N\xfb\xdb>\xf1\x0a\xec\x9cd;" +
-	"\xb7\xc7\x16\xd0\x96OhyE~\xed\x9f\xc9RO\xff" +
-	"\xd8\xad\xad\xe0\xe4\xf7\x95\xe2\xc9vR&?M\xdd\x1d" +
-	"\x99\xd5\xdc\xd5\xf8\xdf\x87\xff\xc5\x0bR\x07\xca\xe3\xa4\xee" +
-	"X9\x05ses\xe5#;~}\xf9sO\xac>" +
-	")o\xa2XU\xee?\xa8\xce\xf8\xf0\xfd\x7f\xf3\xbcy" +
-	"\xaf\xdcn\xbf\x0d\xc3\x83\xf9\x13\xce\xfd\xd3%\xde<\x8e" +
-	"\xd6\xef\x91\xd6#\xe5\xe4\xe6\xfa\x1f/8\xe6\xbb\xb9\xe0" +
-	"?\xbd9\xd4\xa7\xd8^$\xa6\xd0\xb1+Vlm\xae" +
-	"P\x1f\xbdL^x\x9a\xc3\x8e\xe5\xce)\x07\x95\xddS" +
-	"\xe8\xd7\x0bSH\xd9\xaaY\x93k\xf7<{\xf1\xb2\xe3" +
-	"\x83\x8d\x82\xf3\xa6n\xb3ar*\x09\x9cPo\xfc^" +
-	"\xd9g\xe7\xbe\xf4\x0a|1\xd5\x8e\xfa7$pKV" +
-	"~\xf5\xd9\xc1\xbe\xaf\xd2\xc6(\xdb+\xaeP=U\x90" +
-	"-\x1bO/9\xfa\xdb\xfd\xbb\xae\xe6\xcc\xfd\x81\x8a\xff" +
-	"P\x8eU\xd0\xaf#\x15t\xd6\xbfn}\xf9\xa5\xd6+" +
-	"o]u\xea\xdb\xf6l\xc54\x1b\xb3\xb5i\xa4\xed\xe7" +
-	"_^\xb8op\xc9w7\xbc\x1d\xb2e\x9a\x0d\x0b\x03" +
-	"\xd3(\x81\xa7\xfa6\xcd\x7f\xadl\xe8\x7f2zl\x9a" +
-	"\x1d\xbcK\xb6\x86\x05-\xcf,~\xe3L\xf8\x96W\xa0" +
-	" \x98\xea\xb1 \x09|p\xb2g\xb8\xea\xef^\xbe\x95" +
-	"QDA\xbb\x8d\xe7\x07{aF2j\x84\xd9\xcc\x90" +
-	"\x16\x13\xa3\xb1\xda6f\x9a\xba\x11\x9d\xd9\x157\x12\xb1" +
-	"\xc6h\xa7Q\xd5\xcaL\x7f\"b\x99\xea8\xd1\x07\xe0" +
-	"C\x00\xf9\xde\x1a\x00\xb5JDu\x96\x80\x88\x01\xf2L" +
-	"\x9e\xd1\x00\xa0\xde#\xa2\xbaP\xc0 \x8b\x19\xa1\xd5X" +
-	"\x00\x02\x16\x00\xf6\xf7\xb0\x9e\x0e\x167\xb1\x04\xb0ED" +
-	",\x06\x81~\xe6<6\xa2\x9b\xd6B\xb6N\x0f1\xb3" +
-	"\xaa%\xa8\xc5\xb5\x1e\xd3\x95\xcb\x8b\xc6j\x7fb\x84Y" +
-	"\x1b\x8b\x93\xc0L-a\xadfQK\x0fi\x16K}" +
-	"C\xb6&\"\x16\x9a\xaa\xcf\xb5\xb5\x98\xec\x1a'\xa2\x1a" +
-	"\x10\xb0\xdfL\x1d\x83r\x1am\x01Q\xf6\x18\xe3\xf3\x18" +
-	"\xd3\xcd\xfaZ\xb4P\xb7\xd6\xc5\x16\x18\x89\xa8U\xd5B" +
-	"\xf6d*\xafI+\x0f\x9a\x09\xddb(\x81\x80\xd2(" +
-	"\xde%L\x16of})3E+CSeZ\x93" +
-	"\xd4\xcd\xfa\xec(\x15\x8fbX\x9cu\xe9\xa6\xc5\xe2\x8e" +
-	"\xd7\xb6]&\x80Z\xe4\xaa[T\x0b\xa0\xd6\x8b\xa8>" +
-	"$\xa0\xccS\xd4\xd8\x01\xa0.\x11Q}X@Y\x10" +
-	"\x02Tp\xb2J.<$\xa2\xfa3\x01\xeb\xc2\xb6B" +
-	"\xf7\xec\x10\x8b[z\xa7\x1e\x02I\xb3\xdc\xa7\xc1X\xdc" +
-	"0:G\xd8\xe7\xf5\xb3\x93Y\xa1\xd5\xcb5\xddJ\x17" +
-	"O\xa9k\x9a\xd6\x04\xa0>*\xa2\xba\xd1cZ\x1fY" +
-	"a\x89\xa8n\xf6\x98\xb6i\x03\x80\xbaQD\xf5\x8f\x05" +
-	"\x94E1\x80\"\x80\xfcl5\x80\xbaCD\xf5u\x01" +
-	"\x93=\xcc4\xb5.f\x02\x00\xaf\xae\xd24\xe4\x01\xd2" +
-	"\xc3\xe0\xda\x04K0,M\x83\x08 \x96\x02&yz" +
-	"\xa1\xae\x8b\x99\x0f\x19\xbd\\\x83\x94\xaaO\x7f\xc40-" +
-	"\xfe\xac`\x8c\x9a\x0d\x19==\xba\x95\xceB\xc0uu" +
-	"\x13y\xb5^D\xf5\x97\x1eW\xb748^\xfd\xda\xe3" +
-	"\xea\x00In\x16Q\xfd\x13\x8f\xab;I\xf2\x0fET" +
-	"\xf7\x0b(\xfb|\x01\xf4\x01\xc8{\xe9\xe1\xab\"\xaao" +
-	"\x08\x18\xb4\xbb\x94\xa7\xa2\xdf\x89\x86\x9b(-\x1cf\xe1" +
-	"\xac\xae\xeb\x8f\xb3\x1ec\xdd\xc8\xc7\xbd,\x122z\xd8" +
-	"\x88\xb4\"o\xba\xbaT\xd7\xb5 \xaa\x93\xc4<\x00\x17" +
-	"\xda\x90\xcfp\xf9@5\x08\xf2\x1e\x09\xd3\x10\x8b|\xf8" +
-	"\xca;\xe3 \xc8\x83\x12\x0a\xee\xc8B>l\xe4\x81\x0d" +
-	" \xc8\x9b$\x14\xddy\x87\x1c\xb3\xe4\xb5\xed \xc8\xba" +
-	"\x84>w\x1bA\xbe\xce\xc9+;@\x90\x97I\x98\xe7" +
-	"b>\xf2-[n\xdc\x05\x82\xbcH\xf2\xc7\xf4hW" +
-	"=&y\xc7@\xb0\xcd\xd2\xe2\x96\xf7I\xdd\x83zT" +
-	"7W\xd7c2bt\xe9\xd16K\x03\xd1\x96\xb0\xff" +
-	"|P\x8f\x82\x94z\xcd\xf1\x069\xe0\x88!V\x8f-" +
-	"8JU\xc4\x99f\xb1\xc5\x94\xa0\xaa\xd6:\x1b\x97\xcc" +
-	"\x8c\xa8.\xa5l\xd5u\xb1f=\x1a\xa6\xa8\x16\xd9\x85" +
-	"P\xd1a#\xd2\xe4Z\x00\x14d\xb9\x01 \xa9\xc5b" +
-	"\x11\x029\x90t#Z\x97\xaa6\x9e\xaf\x0c\x8d\xf6\xd1" +
-	"uF\x94k\x1cgk\x94kl\x8d\x05\xb5\x00A\xdb" +
-	"%\xa7\xcb\xddO\x0b2\x90e\x9d\xd1\x9d\x89\xa6&p" +
-	"\xc1,\xfc\xe5\xf1\xd1\xcd\xd5iD\xf3\x0c\x89\x86\xf4\x90" +
-	"p\x8b\x7fF\x8d3%\xe6\x8e\x85\xc6w\x0a1\xae\x85" +
-	"\xf0\xff\x19_tg\x0a\xdb\x9ez\x1d%K\x1f\x11Q" +
-	"]\x9d\x9e\xc2\xac\xdaq>B~b\xcaO\x9d\x86A" +
-	"XD5F~b\xca\xcf\x9eV\x005\"\xa2\xba^" +
-	"@?\x0d&,\x02\x01\x8b\x00\xfd\xddz4\x8c\xfe4" +
-	"\xf1\x02D?\x8c\x98\x0dl}L\x8f3\xf3\x01@\x0b" +
-	"\xf3@\xc0<\xb8}\x1f8\x13}\xb4\x01\x9a\x81f9" +
-	"\x95\x99,\x1aN\x87\xc2\xa3\xa6\xdd\x9e~\xa8\xde#`" +
-	"\xd2X\xc7\xe2\x9d\x11\xa3\x17\xc4\x1107\xb2]D#" +
-	"J\xadRoC\x1a\xdf\xf7\x91\xf3=\xe5\x1b\xac\x06A" +
-	"\xf9\x02\x09\xd4\xf8&\x86\x9c\x88+\xe7\xb1\x01\x04\xe54" +
-	"\x12\xacq\xf2\x8d\x9cN(\xc3\xb8\x01\x04\xe5\x08\x12\xb0" +
-	"\xf1{\x01\xe4\xbcM\xd9\x8b\x1d ({\x90\xa0\x8d\xf3" +
-	"(\xe4\x1cV\xd9\x89k@P\x06\x91\xc0\x8d\xd3\x04\xe4" +
-	"k\xb22\x80\xcf\x80\xa0lA\x09\xf3\xddk\x03\xe4D" +
-	"HI\xe0V\x10\x94\x1e\x94PrY r\xb2\xa7h" +
-	"\xb8\x0d\x04e%J8\xce%\xad\xc8y\xba\xa2\xdaV" +
-	"5\xa2\x84\x05\xeeb\x89\xfc\xdaC\x99\x8f\xad (\xf7" +
-	"\xa3\x84\x85\xeeU\x01\xf2\xf5^\xb9\x17kAP*P" +
-	"\xc2\xf1.kCN{\x15\xd9\x8ed\x1eJX\xe4." +
-	"\xbd\xc8\x89\xb7|\xbd\x06\x04\xf9\xb2\x84\xc5.eD~" +
-	"Y!\x7f\xda\x0a\x82|^\xc2\x12\xbe\x98{\x18\xd5\xe9" +
-	"J\x10\xe4a\x09\xfd.\xff@NQ\xe4C4r\xf6" +
-	"J~\xea\x9fz\xecw\x96\xaf\x0c\xe8O\x01\x1da\xbd" +
-	"\xb3w\x82\x14b\xa6-\x92\xc2A\xf0;\x02\x89X\xc4" +
-	"\xd0\xc2\xcd\x0c\xf9J\x88$\xc6[\x1c\x9d\x15\x11\xea1" +
-	"i#S3\xebCG\xd0\x04z\xca\xdb\x00$#\x11" +
-	"\xab\xc7$\xdf\xaf\x01\x8dzt@\xbd\x1e\xfdT\xe0\xf5" +
-	"\x18\xb4up]\xcb5\x1d\xd0\xaaGI\x0bu\x93\xa6" +
-	"\x08\xd3\xe2?]\xc7 hW\xf9\xe8\x13\xc8\xbbK\xf3" +
-	"\x09\x94k1\xae\x12\xb0?\xd5\xdcf\x1a\xe4\\\x86\x9b" +
-	"\x02\xb9\x9ck(\xf7\x94;j\xaf@bO\xc6\x10\xa8" +
-	"\xce\xc1\x14<3 \x03yF\xd9\xa0\xc7<\x92\xc0@" +
-	"\xcar\xac\xc9\x03\x0617\x09\x1e\x04w)\\\x0e\xe7" +
-	"F\x9bp|\xf9\xf7\xf8Vy\x9b\x01'u\xb39w" +
-	"\xb15g\xcc\xde\xba\x96\x11PY\x9b\x86\xcal0\x1e" +
-	"{\x09o\xd1\xe2\x12\xe9\xf2\xd0\x83\x1a/=\x10\x1cz" +
-	"@\x0f\x17\x8a\xa8\xb6\xd0\xec\x10S\xb3ci<M\x0f" +
-	"\x82Z\xa7\xc5\xe2\x9c\xd6\x05#z\x8fn\xe18\x10p" +
-	"\x1c`\xd2\xd2{\x98\x91\xb0\x96BP\x8fDt\xd3}" +
-	"\xee5\xcd\x1b[Z\xcc\xd2\xd9\xbbCn9W\xc0`" +
-	"\xd4\x88\x86\x98\xcb-\xd7\xb1\xb8\xbdC8%\xe4\x1e'" +
-	"dO\x0d\x1e\xd0\xdc'\xa5\xf3G\xc5\xf3[\"\xaaK" +
-	"F\x0c\xa4\x1c\xcb@\xf6X\x19\x8b=\xe6\"}\xbcR" +
-	"'Q\xa5\x1aF\xa4M\xdf\xc0H}v\xf0\xb2\x0b\x93" +
-	"#\x98\xbd\xcc\xe6d\xe8M\xe9\x88\xb9\xbe\xcd\xaet|" +
-	"\xfb\x91@\x08g\xc6\x8c\xa8i\x1f\xe7x(u\x9b\x9d" +
-	"w\xc3;9\xdb\xce\x19t{kq\x82\x9e1v\xed" +
-	"\x8f\x83\xac1\xdai\xd8ko\xba(+o\xc3Y\x91" +
-	"S\xd6\x86tMfp\xe5\x9c|\xb5?\xd5WaD" +
-	"\x10\x10G)\x11-\xd4=rK\xf7\xba\xce\xf1?\x03" +
-	"\xec\xc6\xe8*\xd7\xfe&\xc7\xfe\xb0g!\xd3\xda\xd3[" +
-	"Z\x16\xe8\xe5\xc0+^d\x11\xcd\xb4Z\x99i\x10=" +
-	"\xc9\x99\xa6\x11\xd0\x95*\x0f\x97\x98\xe6\x86\xe5t\xe9W" +
-	"\x8e\x82\xcbR7\x9b}\xdb\x03ym\xb8p\xe9\xcfn" +
-	"\xb7\xda\\gz:\xbb.\xceBF<\xec\xe6\xcd\x19" +
-	"\xd8#N\xa6\xbc\xa9\xb4s\x87\x97\xa6:\x12\x80\x0ai" +
-	"\xaa{\xd2!rd\xbf\x88\xea\xd1t\x1e\x8ePn\xde" +
-	"\x10Q=\xe1\xc9\xc312\xe9\xb0\x88\xea\xdf\xd0b\xec" +
-	"K-\xc6\xc3\x14\x9b\xa3\"\xaa\xef\x12\xeb\x16R\xac\xfb" +
-	"\x14}~BD\xf5c\x01\xe5<1\x80y\x00\xf2y" +
-	"2\xfe\xac\x88\xea\xd7\x02\xca\xf9\xbe\x00\xe6\x03\xc8\x97\xe9" +
-	"\xe1E\x11\xd5\xab\x02J&[\xeb\xc2e\x06\x98\xd4\x11" +
-	"&\xb18\xff\x93\xef\xdc\xee\x7fER;\xf7]1\xf8" +
-	",\xf6\x7f\xa7\x89je\xc1Q7\x83\xbb\xbf2\xe3\xcb" +
-	"\x89\xbd\x9a\xa4\xe9\x99+;nTY\xa7J=\\3" +
-	"\xeb~\xc5\xbd\xdb\x1bm\x8c\xd5;\x1d\xd7\x9a\x031\xa8" +
-	"\xe1Z\x9c\x86\xcb\xb8\x9cL\x86\x13\x0e\xbbF\xe6\"\xc4" +
-	"\x9d0\x88\xb1\xc1\xc1\x85\xe4\xff\x03\xd8#\xaf\xef`\x9b" +
-	"\xa5Y,\x0b$s^\xecU{'\xf7fgr\xb7" +
-	"{.\xf6\",\xdae\xb9N\xfb\x09J\xdc\x08dx" +
-	"\x9b\x0d\x92wp\xe9\x9a\xeb\xfa\xb1:\x97\x95\xb5^+" +
-	"\x9d\xcc,mM[\x99\x01:\xd9+\x8e\xa9wE5" +
-	"+\x11\xa7<\xddi\x89\xbb\xf8\x97\x0d\xd49\xcdk\xc8" +
-	"e^\xc7(\xe6\xf5\xc7\xd9\xda\x043\xd3@\xacG\xd7" +
-	"\xe9\x16{\xd8\x00\xa9\x9b\x8d\xbd\x8e\xd0\xac\xc9\xc1\x84\xab" +
-	"\xd3M\xe7O\xc4\x1e6\xdc\xfcxu<HK\x1ds" +
-	"J\xcdO\xb5v'\xe5\xd1>FG<2r\x9bt" +
-	"/.D\x0f\x9cdL\x9f\xec*\xc9\xb9\xdcq60" +
-	"\x0a\xdb\xcf\xd8\xe3\xc6\xb8\xe3q\xcak\xd4\xc5M\x18\xb9" +
-	"x\x8f\xb9\xa8\x8eu1\x9f\xe3\x86?#-\x9e\x02\xb8" +
-	"\xcd\x7fMx\xd1\xdd\xd5U\xc7\x18C\xdcE\xbf\xdb\xf1" +
-	"\x8f\xca\x0c\xfeQ\x93k\xb7\xfb\xdf\x00\x00\x00\xff\xff\xb1" +
-	"\x18:\xae"
+const schema_8b7e1e71e8493249 = "x\xda\xdcY}t\x14\xd7u\xbf\xf7\xcd\x8a\x01\x84X" +
+	"\x86\x11\xd1\x87\x11k-jj\xebT\x18\xcb\xd0\x045" +
+	"\x89d\x01\xc6\x12&\xd1H\xa6\x04\xc5\x04\x8fv\x9f\xa4" +
+	"A\xbb;\xab\x9dYdq,\xcb\xa5!\x8eI8\x06" +
+	"\xb7\xd4\x854\x8d\xf1\x09\xb1}\x12;\x86c\xbb\x0e\x06" +
+	"\x07L\x9d\xc4_\xa7\xf5\xa9i\xcdI\xdc\x1a\xea\xa4\xa4" +
+	"\xad\x12\x9b\x9a\xb4\xe0\xda\xdb\xf3\xde\xce\x9b\x99]\x8dV" +
+	"\xb2O\xff\xca\x7f\xd2\xcc\x9d\xfb\xee\xd7\xfb\xdd\xfb\xbb\xbb" +
+	"|\xb4\xbc-t}\xc5\xa6E@\xb4\xff)\x9b\x95\x8b" +
+	"\x9f\xb9\xf0\xf5\x15\xb5\xb3\xbe\x02\x9a\x8a\x08P\x862\xc0" +
+	"\x0d\xfb\xe66\"\xa0z`\xee\x08`n\x85\xf5\x8f\x17" +
+	"\x1e\xae{~\x17(*\x02\x84\xd8\xfb\xb2\xf2f\x84P" +
+	"\xee'\x9f\xbbzu\xfd\x8a\x1f\xdd\x0bJ\x95\xfb\xe9\xc4" +
+	"\xdc\xfb\xd9\xa7\x1f\xccm\x05\xcc\xfd\xd3\x1b\xaf==~" +
+	"r\xe3nG9\xff\xb6\xae\xbc\x9b\x09\\[\xce\x04\x1e" +
+	"\xba\xf4\xd5\xa7\xbfs\xfa\xb9o\xe4u\xe75t\x94\xd7" +
+	"2\x01\x8d\x0b<>\xeb\xda\xde\x9eC\xcf\xefq\x04$" +
+	"&0\\\xde\xc9\x04\xc6\xca\x7f\x00\x98\x8b^\xde\xb6z" +
+	"d\xf7\xa7\xefs\x04\xf8\x115\xf3\xb8\xf9\xf5\xf3\xfe\x0d" +
+	"07\xf6\xe5\xea/\x7f\xa0|\xb8\xd7\x11(c\x02M" +
+	"\x15s\x11\xf0\x86\x95\x15\x11\x04\xcc\xf5\xe4\xac\xb3\xaf\xfc" +
+	"\xa6a\x1f(\xe5R\xae\xa3\xb9\xe3\xc2\xf0\x92\xbb\xbe\x0e" +
+	"\x80*\x9d\x7fLM\xceg\x1f\x18\xf3\xefAu8," +
+	"\x03\xe4\x1e\xe8Y\x959\xf4\xa5\xcf~\xcb\x17\x8e\xcd\xe1" +
+	"\x16\x16\x8e\x8b\xeaug\x12\xd5]\x0f\x82RN\x0a\xf4" +
+	"\xdc\x18>\xa6v\xb0\x8f\xd5\xb5\xe1/\x00\xe6B\xf75" +
+	"|\xf3\xf5]?\x9e,\xb8%|L\xa5\\P\x0f\x7f" +
+	"\x0a0\xf7b\xfd\xfa\xb7??B\x0e\xf9\xce\xa2\xe1v" +
+	"v\xd6Kg{g\xdd9\x16?\xe4\x84\x9e\xb0W\x1b" +
+	"\xc2\xbd\xcc\xed\xcda\x96\xb5\xad\xdf>{\xb2%\xb3\xee" +
+	";\"\xaf\\\xe2\xa9\xf0B&q\"\xcc\"\xf7\xc0\xe3" +
+	"O\x9c\x9fW{\xe8\xb0?r\x1b\x17\xb0\xc0\xa8[\x16" +
+	"\xb0\xc8)\x9f\xf9\xed\xc1\xfa\xfe\xff|\x84\xa9 B\x85" +
+	"\xa1\x10&\x91T\x98\xc4\xb9\x8b\xcbF\x96\xe5F\x1e\xf3" +
+	"\xa7o\xed\xc2f&\xb0a!K\xdf\xdb\xb7\x97\x1dY" +
+	"\xf3\xca5\x8f\xfb\x05\x92\x0b\xb9\x86a.\xf0\xc0\xd2\x96" +
+	"\xdd\xe7\xb1\xf3)q\x06\x978\xbc\x90\x9b\xf9\xd8Bf" +
+	"\xe6\xf3s\x1f|\xf5\xbfj\x92O\x17H\xacU\xf3\x87" +
+	"\xa8L\xe2\xa7;W\xdd}\xf4\x1d\xfd\xd8\xa4\xfcM\xa8" +
+	"\x07\xd5K*\x93\x7fW\xfdIH\xad\xabb\xf9;\xbd" +
+	"\xf3TK\xed\xe7\x16?[P\xf0eU\xbc\xe6*\xaa" +
+	"X\xe8\xd4\xce\xdd\xd1o\xee\xef>\xee7\xda\xa8j\xe1" +
+	"FW1\xa3_\x7f\xe7\xbd\xf6\xef\x9f\xea>^\xa0\xe2" +
+	"P\x15\x8f\xfec\\\xc5\x15\xfc\xeb=[3\x7fZ\xa0" +
+	"bNu\x1f\x13XT\xcdTt<\x9ex\xe6\x93\xd2" +
+	"=\xcf\xf9\xf3\xd7Q\xcdo\xc6\xc6j\xa6\xe1\xdb\xd1\x97" +
+	"W\xde\xb3\xf8o\x9e\xf3k8R\xcd\x8d\xf8!\xd7\xf0" +
+	"\xec\x9f\x85\xdf\xfa\xa3#\x17\x9fs\xe2\xc2\xd3w\xb6:" +
+	"\xca\x04\xceU\xb3\xb0\xac9\xf3~\xe5\xaa\xdf>\xf3<" +
+	"hU\x9e\x95c5\\bW\x0d;#\xb9\xf0\xc0\xd6" +
+	"f:z\xda9\x83\x19\xa1\x9e\xab\xb9\x02\xa8\xfe\x82\xbf" +
+	"\xdfT9\xf8\xab\xd0\xa7:\x7f\xec\xbf\xbe\x1bk\xb9\x9b" +
+	"z-\xb3\xe1\xaeK\xfa\xb1\xad\xdb\x1e|\xd9\xef\xc5\xae" +
+	"\xdamL`_-\xd3p\x97z\xba\xbe\xfe\xd8\xf2\xbf" +
+	"\xf7\x15\xf0\xbb\xb5\xdd\xac\x80\xfb*\x8d=\xa77\xee\xf5" +
+	"\xbdQ\xdf\xac\xbd\x02\xa1\xdc\xa5\x1f\x0dU\xed\xcf>\xf4" +
+	"\x9a\xff\xd0S\xb5<=/\xf2C\x1f\xad;\xfb\xf0\xef" +
+	"\xf7\\~\x0d\xb4rD/\xdfy\xf3'j\x8f\xaa\x97" +
+	"j\xd9_\xef\xd6\xb2 \xd4\x1d;\xbc\xf2\xad\xe8\xde\xd7" +
+	"}\xc7\xec\xb9\x8a\x1d\xf3\xe8\xe5\x9aO\xae[\xf7\xc57" +
+	"\x0a\xee\xc7\xf0U<EcW\xb1O\x7fy\xeb?\x9c" +
+	"?\xbc\xed\x91\x9f\xf9\x0diZ\xcc\x91e\xe5bf\x88" +
+	"z\xc3_\\\x1d=\xb8\xfa\xe7~\xef7.\xe6\xd8\xa4" +
+	"/f\xde\xdf{\xdd\xfb\xdfx5\xdc\xf3\xa6_\xe0\xc4" +
+	"b\x1e\x9e\x17\xb9\x80\xbeiQ\xd7\xc3\xca\xf7\xfe\x99\xb9" +
+	"\xe2C\x02\x0eR\xea\xef\xd5\xbd\xa4^_\xc7O\xad\xbb" +
+	"\x8f\xe1Tb\xf9\xfa\x81\x8e\xff~\xe6_\xfcp{f" +
+	"I\x86g|\x093h\xcb\xfa\xe8m{\xbf6\xf1\xb6" +
+	"/\xda\x18\xe9d\xd1\x8e>qTkz\xe5\xa5_\xfa" +
+	"\xdeL,\xe1@\xb2\xe3\xd4\xbeY\x8b\xde\xf8\xd9\xaf\x0a" +
+	"\xae\xd7\x99%\xfc\x02\xbe\xb9\x84\xc5\xe1\x8e\xcf\xac>\x11" +
+	"\xfa`\xf5\x7f\xf8\xe3\xb0'\xc2\xbd8\x10a\xc7n\xde" +
+	"\xbcs}\x9dv\xfb\x04\xf3\xc2w\x01y\xb0OD\x8e" +
+	"\xaa/D\xd8_\xa7\"L\xd9\xd6\xe55-\x87\xf7_" +
+	"\x98p|\xe0x\xbe\xe5\xea\xdd\x1cR\xaef\x02'\xb5" +
+	"+\x7f\xfc\x89\xf3o\xfc\xda/0\xa7>\x7fs\xea\x7f" +
+	"\x00\xf8\xa1\xa2~\xf5\xfc\xd1\xd1\xdfx\xc6\xa8G\xea/" +
+	"\x02\xaaO\xd53[\xee|\xf5\xe6\xe3\x7f8~\xf0\xbd" +
+	"\xc0\xe28S\xff\xef\xea\xb9z^jLU\xee_w" +
+	"~\xf7\xa1\xee\x8b\xcf\xbe\xe7\xdc\x10\xee\xd9X\x94\x97\xda" +
+	"\xae(\xd3\xf6\xa5_\xbfu\xdd\xbe\x9b\xdf\xbf\xe2\xbfc" +
+	"\x87\xa3\x1c\xbe\x1e\x8d\xb2\x04\xbe0:\xf6\xd9\xef}\xe2" +
+	"\xd8\xff\xfaoi\xd9R\x1e\xbc\x8a\xa5L\xc3\xea\xae\xfb" +
+	"\xd7=\xf9Z\xfcC\xbf@\xd3R~\x07Wr\x81\x97" +
+	"O'O5\xfc\xddw?,(\xa2\xa5\x1c\x08\xf4\xa5" +
+	"#\xd0\x94K\x99q\xba,\xa6\xa7\xa5T\xba\xa5\x87Z" +
+	"\x96a\xa6\x96\x0dd\xccl\xba#\xd5o6tS+" +
+	"\x9cM\xd8\x966[\x0a\x01\x84\x10@\xb9\xb6\x19@k" +
+	"\x90P[N\x10\xb1\x92y\xa64\xb5\x03h\xd7H\xa8" +
+	"\xad!\x18\xa1i36\x88s\x80\xe0\x1c\xc0\xf1$M" +
+	"\xf6\xd1\x8c\x85\xf3\x01\xbb$\xc4\x0a \xec\xcf\xc0c\x13" +
+	"\x86e\xaf\xa1\xdb\x8d\x18\xb5\x1a\xba\"zFOZ\xae" +
+	"\\Y*\xdd\xf2y3N{h\x86\x09,\xd3\xb3\xf6" +
+	" M\xd9FL\xb7i\xfe\x1bfk6a\xa3\xa5\x85" +
+	"\\[+\x98]\xb3%\xd4*\x09\x8e[\xf9cP\xf1" +
+	"\x10\x1d\x10\x15\x9f1!\x9f1Ct\xb4K\x8f\x0d\xe9" +
+	"\x03t\xb5\x99M\xd9\x0d]\xcc\x9eB\xe5\xcd\x9e\xf2\x88" +
+	"\x955l\x8a2\x10\x94\xa7\xf0.k\xd1\xccz:\x9a" +
+	"7S\xb2\x0b4E=M\xf2\x10\x1d\xe5Q\xaa\x98\xc2" +
+	"\xb0\x0c\x1d0,\x9bf\x1c\xaf\xb9]\x16\x806\xcfU" +
+	"\xb7\xb6\x05@k\x93P\xbb\x85\xa0\"R\xd4\xd1\x07\xa0" +
+	"\xdd,\xa1v+A\x85\x90JVp\x8a\xc6\\\xb8E" +
+	"B\xed\x8b\x04[\xe3\\\xa1{v\x8cfl\xa3\xdf\x88" +
+	"\x81\xac\xdb\xee\xd3H:c\x9a\xfd\x93\xec\xf3\xfb\xd9O" +
+	"\xed\xd8\xe0&\xdd\xb0\xbd\xe2Y\xe0\x9a\xa6w\x02h\xb7" +
+	"K\xa8\xdd\xe93m\x94YaK\xa8\xdd\xed3ml" +
+	"\x07\x80v\xa7\x84\xda_\x12T$\xa9\x12%\x00e\x7f" +
+	"#\x80\xb6WB\xed\xfb\x04sIjY\xfa\x00\xb5\x00" +
+	"@T\xd7\x02\x0f\xf2\x00\xd9\xc3\xc8p\x96f).\xf0" +
+	"@\x04\x10\x17\x00\xe6Dz\xa1u\x80Z\xb7\x98#B" +
+	"\x83\x9c\xaf\xcfp\xc2\xb4l\xf1lN\x89\x9a\x8d\x99\xc9" +
+	"\xa4a{Y\xa8t]\x1dc^\xdd!\xa1\xf6\x15\x9f" +
+	"\xab\x7f\xd2\xeex\xf55\x9f\xab\xbb\x98\xe4\xdd\x12j\x7f" +
+	"\xe5s\xf5\x00\x93\xfcs\x09\xb5'\x08*\xa1P%\x86" +
+	"\x00\x94\xc7\xd8\xc3G$\xd4\x9e$\x18\xe1\xb7T\xa4b" +
+	"\xdc\x89\x86\x9b(=\x1e\xa7\xf1\xa2[7\x9e\xa1Is" +
+	"\xfb\xe4\xc7#4\x113\x93tRZQ\\\xba\xd6\xfc" +
+	"\xad\xebB\xd4\xaa\xa52\x00\x17\xdaPL\x01\xca\x91F" +
+	" \xcaa\x19=\x88E\xd1\xbe\x95\x03\x19 \xca>\x19" +
+	"\x89\xdb\xb2P4\x1be\xd7\x0e \xca\x98\x8c\x92\xdb\xef" +
+	"P`\x962\xdc\x0bD1d\x0c\xb9\xf3\x0c\x8a\xc1T" +
+	"\xd9\xd2\x07D\xd9(c\x99\x8b\xf9(\xf8\x82\xd2q\x10" +
+	"\x88\xb2V\x0e\xa7\x8d\xd4@\x1b\xe6\xc4\x8d\x81H\x8f\xad" +
+	"gl\xff\x93\xd6\x9b\x8c\x94a\x0d\xb6a.a\x0e\x18" +
+	"\xa9\x1e[\x07\x89K\xf0\x7fo2R \xe7_\x0b\xbc" +
+	"A\x018R\x8c\xb6a\x17NQ\x15\x19\xaa\xdbt\x1d" +
+	"KPCw+\xc7%\xab \xaa\x1bX\xb6Z\x07\xe8" +
+	"z#\x15gQ\x9d\xc7\x0b\xa1\xae\x8f#RM\x0b\x00" +
+	"\x12Ei\x07\xc8\xe9\xe9t\x82\x81\x1c\xc8\x86\x99j\xcd" +
+	"W\x9b\xc8W\x81F~t\xab\x99\x12\x1ags\x8dJ" +
+	"3\xd78\xa7\x05 \xc2]rn\xb9\xfb\xe9\x9c\x02d" +
+	"\xd9n\x0e\x15\xa2\xa9\x05B\xb0\x08\x7fE|\x0ck\xd0" +
+	"C4_\x93h\xf7\x9a\x84[\xfcM\xcdN\x97XQ" +
+	"\x0a\x8dg\x001\xe9\xac\xdd\x9e0\xfb\\L\xf6A_" +
+	"\xad\x07}.\xf218\\#\xa1\xd6\xc5\xee\x1c\xe6\xef" +
+	"\xdc\x86F\x0f\x0e%#.\x8ek5\xfb\xfb-j\x8b" +
+	"\xee\x15\x8e\xeb\xb6>=\xda\xb9\xc1\x82\xdfe\xa83\x9c" +
+	"\x81\x80{\xeaw\x94Yz\x9b\x84\xda\xa0\x17s\xda\xe8" +
+	"8\x9f\xf0\xc5\xdc`\x89\x88K\xa8\xa5\x99\x9f\x98\xf73" +
+	"\xd9\x0d\xa0%$\xd4\xee \x18f=\x12\xe7\x01\xc1y" +
+	"\x80\xe1!#\x15\xc7\xb0\xc7f\x011\x0c\x93\xda\x14\xbd" +
+	"#md\xa8u#\xa0\x8de@\xb0\x0c\xa6\xbf\x92\xce" +
+	"p1U//\x00\xd6@e\x16M\xc5\xbdP\xf8\xd4" +
+	"\xf4\xf2F\x8c\xda5\x04s\xe6v\x9a\xe9O\x98# " +
+	"MB\xdc\xe0\xa9\x8b~\xfc\xaav*iC\xcbL\xaa" +
+	"\xba5AS\x03\xf6 \xce\x06\x82\xb3K\x86\x8b\xdb\xd3" +
+	"M#\xdc\xd1\xe9\x0c\xea\xf6\x0f\x18N\xca5\xf6\xb0K" +
+	"B\xed\xb6\x02\x83r\xb1\xc1lj\xa8\xc7\xd8\x01H]" +
+	"3Je\xd2E8\xc9L1t\xbb\x85w!A\xf2" +
+	"P\xac\x12T\x8d4\x02Q\xd7\x12\xd6\x87\xc4\xf0\x8cb" +
+	"\x0b\xa4\xae\"\xed@\xd4&\xc2:\x91\xd8\xfc\xa0\xe0\x90" +
+	"j=\xd9\x01D\xad!\xac\x17\x89\xa5\x14\x0a\xb2\xaeV" +
+	"\x90> j\x19a\xddH\x90g\x14\x0b\x14\xf52n" +
+	"\x03\xa2\xbe\x8b\xac\x1f\x09\xea\x87\x82\xd9\xa8\xbf\xc0\xfb\x81" +
+	"\xa8\xe7P\xc6Y\xee\xce\x0a\x05\xfbU\xcf\xe0N \xea" +
+	"\xab(\xa3\xecR\x7f\x14\x0c_=\x85\xbb\x81\xa8'P" +
+	"\xc6\xd9\xee>\x04\xc5\x92H=\x82\xcc\xaaGQ\xc69" +
+	".\x17@\xb1sS\xbf\x85\xdd@\xd4\xfd(\xe3\\w" +
+	"O\x85\x82\x91\xa9\xf7b\x0b\x10u\x0ce,w\xa9:" +
+	"\x8a\x8d\x8a:\x8c,\x92\x14e\x9c\xe7\xf2\x14\x14;\x1d" +
+	"u36\x03Q7\xa0\x8c\x15\xee\xa6\x00\xc5\xaeL\xbd" +
+	"\x91\x9f\xbb\x0ae\x9c/\xf8\x94\xc7\x94\xd5&\x8c\x02Q" +
+	"\xebQ\xc6\xb0K\x1cQpKu\x11f\x80\xa8\x15(" +
+	"\xe3\x02\x97\"\xa3X\xd2\xa8\x88l$\xb8,\xa3\xe2n" +
+	"\xa0P0ze\xa2\x1d\x88rN\xc6\x85\xee\xda\x07\xc5" +
+	"6F9\xc3\xde\xbd(\x87\x19\x88\xb5\xe1\xb83\x8c\x17" +
+	"\x8c\x02\xf9\xc6\xc7z\xbf\xc3C@\x8eQ\x8b\x8b\xe4\xfb" +
+	"\"\x84\x1d\x81l:a\xea\xf1\xf5\x14\x05E@&&" +
+	"p\x16\x1d\xca\x00m\x98\xe3\xeda=\x1dEG\xd0\x02" +
+	"\xf6T`\x11\xc8f6\xdd\x869\xc1\xb7\x00\xcd6t" +
+	"\x9a|\x1b\x86\x19\xca\xb4a\x84\xeb\x10\xba6\xe9\x06\xa0" +
+	"\xdd\x86\xb2\x1e\x1bb\x9a\x12T\xcf|a;\x85\x08\x87" +
+	"\x1aWw{\x02$\xb3\xaf\x0d\xc7\x9dV\xd9\x86\xe3\x0e" +
+	"\xbcL=\xb4\x08\xfc\x09j\xe7\x8d\x01\x9c\xaf\xd1\xeb\xe6" +
+	"\x05}2l\x19;\xa8\xc0\x9ai\x89\x9e\x18\x8f\x82X" +
+	"[\x03\xc1\xf1<\xdc[^\xdbs\xf73\xf9\xb6\x17\xc8" +
+	"\x91D\xd8E\xd49\xa6J\xc9i]\xf2\x0d(\x05\xbd" +
+	"h\x0azW\xf2H\x16F\xb9\xc8\xb1N_{H\xbb" +
+	"\x15\xe1\xeb\xe9\xee~!\xc0\xb9\xa9\xc6/\xd1/|\xbe" +
+	"E\xa7\x99\xbe\xe4!z\xc3G\xa0t\x05\x83ak\xd7" +
+	"\xa4\xe6\xd9\xe25\xcf\xe2\xf6\\\x9a!v\xe9\x19\x99\xe9" +
+	"\xf2u\x96f?w%Nki\xf6\xf7:\xc9\xe9u" +
+	"\x19\x8f\xbbF\xf4~\x9bfD\xcdE\x12F\xd2\xb0\xdd" +
+	"\xbeb\x1bIjf\xed\x0d\x101\x12\x09\xc3\x0al{" +
+	"\xfe\xd82\xd6\xe0eo\x86\x8b\x8f\x15\x04#)3\x15" +
+	"s\x0b\x7f|;\xcd\xf0\x01\xd7)!\xf78R<G" +
+	"\x88\x80\x06\x9f\xe4\xe5\x8f\x15\xcf\x1fH\xa8\xdd<iD" +
+	"\x09\x18\x0f\x8b\x07\x8dR\xab\x8d\xa0\x8d\x84\xa8\xd4jV" +
+	"\xa9\xa6\x99\xe81vP\xa6\xbe8x\xc5\x85)\xe0\x94" +
+	"3\xad\xc0\xf5Q\xa7\x171\xd7\xb7\xeb\xa3\x8eo\x9f&" +
+	"\x0cn\xad\xb4\x99\xb2\xf8q\x8e\x87\xf2\x90\xd5\xffQ\x96" +
+	"\"b\x15\x14\x18t>\xc7:A/I/\xa6\x8bK" +
+	"\x86\xc6\xa8\xb1\x9d\xc6\x99\xa1\xc5p\xc7\x06\x16nL\x84" +
+	"v\xa4\xfaM\xce\xf1\xbc\"\x8fN\xb3\xa0A\xb1\x9fi" +
+	"\xf7j\xbc`1\x14\xb8\x9c\x19\xcf\xdf\xd38\"\x10\xc4" +
+	")JN\x8f\x0dM\xa6\xa4\xfeP\x8a\xe6V\x00\x9e%" +
+	"n\xa9k\x7f\xa7c\x7f\xdc7\xff\xe9\xbd\x1e\x0f(\x02" +
+	"\xd1\x00\xfc\x13E\x9b\xd0-\xbb\x9bZ&\xe3\xe2%\x91" +
+	"\xc47\xa5v\xe9\xe1bXj\xf4`)\xb8'\x05\xa2" +
+	"j\xber\xdd\x85Np\xc7\xf0net\x8a\x96!\x0f" +
+	"\xd1\xeb\x03K6\xe8\xb6\xb8H\x1e.F\x82\x96\xa03" +
+	"}\xa0\xd3\x9a\xa113\xe3\x0e\xd6b\xb0\x99t2+" +
+	"\x01\x8d\x11\xc4\xf8\x86<X\x00\xb0\x9a\\\xec\x9e\xf4\x14" +
+	"s\xe4\x09\x09\xb5\xe3^J\x7f\xc8\xd2\xfc\xa4\x84\xdaI" +
+	"_JO0\x93\x9e\x91P\xfb[\xc6\xe2By\x16w" +
+	"\x8a\xc5\xe6\xb8\x84\xdaO\x09*!\x92\xdfV\xbd\xc0>" +
+	"?)\xa1\xf6s\x82J\x99T\x89e\x00\xcaYf\xfc" +
+	"\xeb\x12j\xef\x10Tf\x85*q\x16\x00\x9b\xdc@\xbb" +
+	" \xa1\xf6\x1eA\xd9\xa2\xc3.\x92\x17\xe0\\+\x83K" +
+	"\x9aq\xe7\x0c\x87 \xba\xbf\x8b\xe6\x09\xe2G\xda|\x15" +
+	"m\xcdf\x9a(\x97\x12\xfd\xbf\xac\x9a\xc5\x10\xc7G8" +
+	"o\x97\xe0\xca\xce\x9eR\xd6\xa9R\xdf\x8e\xa6h/\xe9" +
+	"\xee\xc4\xa7\xea\xb0m\x93\xc9\x9b\x0b>\xbd\x0ewK\x14" +
+	"/\xf5s\xf1\xac\xb3\x95B\xea\x82\xcdL\xe8ni\x9c" +
+	"q\xbb\xc5\xc7\xe8C(\xea;\xd2c\xeb6-\xc2\xdb" +
+	"\xc0\x85x\xa3\x7f\xa8\xb8\xdb\x19*z}\x0bq\x87&" +
+	"\x8b]\x10C%7\x02\x05\xde\x16\xe3\xed\x0c~\xac\x08" +
+	"Z\xdb7\x06Y\x19H\xf3\xbb=+\x0b@\xa7x\xfa" +
+	"\xb2\x8c\x81\x94ng3,O3-q\x17\xff\x8a1" +
+	"?\xd0\xbc\xf6 \xf3\xfa\xa60o<C\x87\xb3\xd4\xf2" +
+	"0\xddHm7lz\xab\x09\xf2\x10-=)\xb1\xb6" +
+	"\x15\xb0\xb6\xf1C|6}\xab9\x09\xe2\x99\x8e\x9b\xd8" +
+	"\xbcI\x9dR\x0b\xb3Z\x9bIy\xf4\x96\xb8\x11\xb7M" +
+	"\x1et\xdd-\x9b\xe4\x83\x93\x82FV\\%\x81s\xa7" +
+	" *S\xac\xa6\x0aF\xcc\x12\x0bI\xa7\xbc\xa6\x9c)" +
+	"\xc9dNPr\x86.\xf5\x83V\xc0/c\x05i\xf1" +
+	"\x15\xc04\xbf6\x8a\xa2\xfbH{\xb9\x12M\xdcE\xbf" +
+	"\xe9\xa8Q\xb4\x80\x1a5\x07\x8d\x9d\xff\x17\x00\x00\xff\xff" +
+	"\xe4\xb8%#"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
@@ -6042,11 +6729,15 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xa0c685d49b248f04,
 			0xa102774ee44b21c9,
 			0xa1647d7c065ad9ca,
+			0xa447723ac0d99f5f,
 			0xa5a11a0ce2b0ae97,
 			0xa8ec66219af63c11,
 			0xad77ff2e772ef2e1,
 			0xae28cc44b10560e4,
+			0xb54a01e28a3a2397,
+			0xb66d19f3cda00ac2,
 			0xba61f0b2803982c8,
+			0xbb1c3e1a3ac182c3,
 			0xbc52959b228a4a13,
 			0xbc52c1ac42f4f0d4,
 			0xbc83725f8d9e01fa,
@@ -6059,9 +6750,11 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xcba06a5fba61f57e,
 			0xd030ba2121c3137e,
 			0xd09055c38d691462,
+			0xd1a27595176bbff5,
 			0xd1f95327a7d91da9,
 			0xd49022e035a5ba1d,
 			0xd85847472619f9a9,
+			0xdba86aa5e2d354e6,
 			0xdc439a2220963313,
 			0xdd530fcd8cfb2f89,
 			0xdeab11a750155761,

@@ -142,6 +142,23 @@ interface Session {
   clearOverflow @15 () -> ();
   # Device Session only. Lets an overflowed queue accept messages again;
   # call it after acknowledging everything, then get re-added.
+
+  createBlob @16 (size :UInt64) -> (id :Data, chunkSize :UInt32, expiresAt :Int64);
+  # Device Session only. Starts the upload of a file of size bytes (the
+  # client's ciphertext; the node learns nothing else): id is 32 random
+  # bytes, chunkSize the size of every putBlob chunk but the last,
+  # expiresAt (Unix ms) when the node deletes it. size counts against the
+  # user's quota until then (--max-file-size, --file-quota, --file-ttl).
+
+  putBlob @17 (id :Data, offset :UInt64, data :Data) -> (received :UInt64);
+  # Device Session only, the uploading user's devices only. Appends one
+  # chunk at offset, which must be the bytes received so far (a client
+  # that lost an answer learns the right offset from the invalid error).
+
+  getBlob @18 (id :Data, offset :UInt64, length :UInt32) -> (data :Data, size :UInt64);
+  # Device Session only. Up to length bytes (at most one chunk) of a
+  # complete, unexpired file from offset; size is the file's size.
+  # Whoever knows the id may read: it travels only inside MLS messages.
 }
 
 enum SessionKind {

@@ -18,6 +18,7 @@ import (
 var limitFlags = map[string]string{
 	"commit":            " (--max-group-size)",
 	"uploadKeyPackages": " (--max-keypackages)",
+	"createBlob":        " (--max-file-size, --file-quota)",
 }
 
 // storeError turns an error of the store into the error a client sees
@@ -41,6 +42,8 @@ func storeError(log *slog.Logger, op string, err error) error {
 	case errors.Is(err, store.ErrWrongEpoch):
 		return proto.Errorf(proto.CodeWrongEpoch, "%s: the commit's epoch is ahead of the group's", op)
 	case errors.Is(err, store.ErrInvalidCommit):
+		return proto.Errorf(proto.CodeInvalid, "%s: %v", op, err)
+	case errors.Is(err, store.ErrInvalid):
 		return proto.Errorf(proto.CodeInvalid, "%s: %v", op, err)
 	case errors.Is(err, store.ErrLimit):
 		return proto.Errorf(proto.CodeLimit, "%s: %v%s", op, err, limitFlags[op])

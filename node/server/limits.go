@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"net/netip"
+	"qpchat/node/store"
 	"sync"
 	"time"
 )
@@ -51,6 +52,21 @@ type Limits struct {
 	// which clients must validate their address with a QUIC Retry first.
 	// Default 100; negative means always.
 	RetryAbove int
+	// MaxFileSize bounds one uploaded file (blob). Default 100 MiB.
+	MaxFileSize uint64
+	// FileQuota bounds the bytes of one user's unexpired files. Default
+	// 1 GiB.
+	FileQuota uint64
+	// FileTTL is how long an uploaded file is kept. Default 7 days.
+	FileTTL time.Duration
+}
+
+// BlobChunk is the size of the chunks files are uploaded and downloaded
+// in: 256 KiB, or half the largest message if that is smaller.
+func (l Limits) BlobChunk() int { return min(256<<10, l.MaxMessageSize/2) }
+
+func (l Limits) blobLimits() store.BlobLimits {
+	return store.BlobLimits{MaxSize: l.MaxFileSize, Quota: l.FileQuota, TTL: l.FileTTL, ChunkSize: l.BlobChunk()}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -60,6 +76,15 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	def(&l.MaxMessageSize, 1<<20)
+	if l.MaxFileSize == 0 {
+		l.MaxFileSize = 100 << 20
+	}
+	if l.FileQuota == 0 {
+		l.FileQuota = 1 << 30
+	}
+	if l.FileTTL <= 0 {
+		l.FileTTL = 7 * 24 * time.Hour
+	}
 	def(&l.MaxQueueLength, 100000)
 	def(&l.MaxKeyPackages, 100)
 	def(&l.MaxGroupSize, 1000)

@@ -243,6 +243,18 @@ func (s *Server) sweep(ctx context.Context) {
 			s.log.Info("messages past retention dropped", "messages", n, "queues", q, "retention", p.Retention)
 		}
 	}
+	for {
+		n, err := ls.ExpireBlobs(ctx, now, 1000)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("file expiry failed", "err", err)
+		}
+		if n > 0 {
+			s.log.Info("expired files deleted", "count", n)
+		}
+		if err != nil || n < 1000 {
+			break
+		}
+	}
 	if n, err := ls.PruneInvites(ctx, now); err == nil && n > 0 {
 		s.log.Info("expired invitations removed", "count", n)
 	}

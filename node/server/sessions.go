@@ -43,6 +43,9 @@ var sessionMethods = map[string]access{
 	"fetchWait":         deviceOK,
 	"ack":               deviceOK,
 	"clearOverflow":     deviceOK,
+	"createBlob":        deviceOK,
+	"putBlob":           deviceOK,
+	"getBlob":           deviceOK,
 }
 
 // session is one Session capability: a login session (device
