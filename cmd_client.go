@@ -534,12 +534,22 @@ func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 
 // RecvCmd prints new messages.
 type RecvCmd struct {
-	Wait time.Duration `help:"Wait up to this long for a message when none is queued."`
+	Wait        time.Duration `help:"Wait up to this long for a message when none is queued."`
+	DownloadDir string        `type:"path" env:"QPCHAT_DOWNLOAD_DIR" placeholder:"DIR" help:"Where received files are saved (default: $XDG_DOWNLOAD_DIR/qpchat, else ~/Downloads/qpchat)."`
+	NoDownload  bool          `help:"Do not save received files now (download saves them later, while the node keeps them)."`
 }
 
 // Run receives.
 func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	return recvOnce(g, f, p, c.Wait)
+	dir := ""
+	if !c.NoDownload {
+		var err error
+		if dir, err = downloadDir(c.DownloadDir, p); err != nil {
+			return err
+		}
+	}
+	_, err := recvEventsTo(g, f, p, c.Wait, dir)
+	return err
 }
 
 func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) error {
@@ -550,6 +560,12 @@ func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) e
 // recvEvents receives and prints what is new; it returns the number of
 // events printed.
 func recvEvents(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) (int, error) {
+	return recvEventsTo(g, f, p, wait, "")
+}
+
+// recvEventsTo is recvEvents that also saves received files into dir
+// (none when dir is empty).
+func recvEventsTo(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration, dir string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second+wait)
 	defer cancel()
 	cn, err := connect(ctx, g, f, p)
@@ -561,6 +577,11 @@ func recvEvents(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration)
 	o := newOut(g, p)
 	for _, e := range evs {
 		printEvent(o, cn.c, e)
+		if e.Kind == nc.EventFile && !e.Outgoing && dir != "" && err == nil {
+			fctx, fcancel := fileContext(f, 0)
+			err = saveFile(fctx, g, o, cn.c, e, dir)
+			fcancel()
+		}
 	}
 	return len(evs), cn.lost(f.Server, err)
 }

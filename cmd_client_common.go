@@ -487,6 +487,12 @@ func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	case nc.EventLost:
 		obj["text"] = e.Text
 		o.emit(obj, "LOST: %s", termSafe(e.Text))
+	case nc.EventFile:
+		obj["file"] = e.Text
+		if ref, err := nc.ParseFileRef(e.File); err == nil {
+			obj["size"] = ref.Size
+			o.emit(obj, "[%s] %s sent a file: %s (%s)", g, sender, termSafe(e.Text), humanBytes(ref.Size))
+		}
 	}
 }
 

@@ -148,7 +148,9 @@ type ClientCmd struct {
 	Invite        InviteCmd        `cmd:"" help:"Add users (every device of each) to a group."`
 	Join          JoinCmd          `cmd:"" help:"Process queued invitations and group changes, showing who invited you where."`
 	Send          SendCmd          `cmd:"" help:"Send a message to a group (or --all groups); the text may come from stdin."`
-	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group."`
+	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group; files are saved to the download directory."`
+	SendFile      SendFileCmd      `cmd:"" help:"Send a file to a group (encrypted here; the node keeps it for --file-ttl)."`
+	Download      DownloadCmd      `cmd:"" help:"Save a file received earlier (the newest of a group, or by name) again."`
 	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live; survives node restarts (reconnects, sends what was typed meanwhile)."`
 	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
 	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`

@@ -8,7 +8,8 @@ package client
 // is a direct-message channel), sent by a committer right after it adds
 // members so that they learn what the group is called. Kind 3 is a device
 // approval: its text field holds an approval record (approvals.go), for
-// the user's other devices in the group.
+// the user's other devices in the group. Kind 4 is a file: its text field
+// holds a file reference (files.go).
 
 const (
 	payloadText     = 1
@@ -33,7 +34,7 @@ func parsePayload(b []byte) (*payload, error) {
 	if err := r.end(); err != nil {
 		return nil, err
 	}
-	if p.Kind != payloadText && p.Kind != payloadMeta && p.Kind != payloadApproval {
+	if p.Kind != payloadText && p.Kind != payloadMeta && p.Kind != payloadApproval && p.Kind != payloadFile {
 		return nil, errRecord
 	}
 	return p, nil

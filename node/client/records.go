@@ -55,6 +55,16 @@ func (w *recWriter) list(l [][]byte) *recWriter {
 	}
 	return w
 }
+
+// optBytes appends an optional trailing field: nothing when v is empty,
+// so records written before the field existed read the same.
+func (w *recWriter) optBytes(v []byte) *recWriter {
+	if len(v) == 0 {
+		return w
+	}
+	return w.bytes(v)
+}
+
 func (w *recWriter) done() []byte { return w.b.BytesOrPanic() }
 
 type recReader struct {
@@ -126,6 +136,19 @@ func (r *recReader) list() [][]byte {
 		out = append(out, e)
 	}
 	return out
+}
+
+// optBytes reads an optional trailing field (recWriter.optBytes): nil at
+// the end of the record; present, it must not be empty.
+func (r *recReader) optBytes() []byte {
+	if r.bad || r.s.Empty() {
+		return nil
+	}
+	v := r.bytes()
+	if v == nil {
+		r.bad = true
+	}
+	return v
 }
 
 // end reports whether the record was well-formed and fully read.
@@ -224,6 +247,7 @@ const (
 	EventRefused    EventKind = 5 // a message was refused (forged stamp, bad credential)
 	EventKeyRotated EventKind = 6 // a member updated its keys
 	EventLost       EventKind = 7 // messages or state were damaged and are lost
+	EventFile       EventKind = 8 // a file: Text is its name, File its reference
 )
 
 func (k EventKind) String() string {
@@ -242,6 +266,8 @@ func (k EventKind) String() string {
 		return "update"
 	case EventLost:
 		return "lost"
+	case EventFile:
+		return "file"
 	}
 	return "unknown"
 }
@@ -259,6 +285,7 @@ type Event struct {
 	Epoch    uint64
 	Text     string   // message text, or a description
 	Users    []string // users added or removed
+	File     []byte   // EventFile: the file reference (files.go), kept to download it
 }
 
 func (e *Event) marshal() []byte {
@@ -267,7 +294,7 @@ func (e *Event) marshal() []byte {
 		users[i] = []byte(u)
 	}
 	return newRec().u16(uint16(e.Kind)).bytes(e.Group).str(e.Sender).bytes(e.DeviceID).boolean(e.Outgoing).
-		u64(uint64(e.Time)).u64(e.Epoch).str(e.Text).list(users).done()
+		u64(uint64(e.Time)).u64(e.Epoch).str(e.Text).list(users).optBytes(e.File).done()
 }
 
 func parseEvent(b []byte) (*Event, error) {
@@ -281,10 +308,11 @@ func parseEvent(b []byte) (*Event, error) {
 	for _, u := range r.list() {
 		e.Users = append(e.Users, string(u))
 	}
+	e.File = r.optBytes()
 	if err := r.end(); err != nil {
 		return nil, err
 	}
-	if e.Kind < EventMessage || e.Kind > EventLost {
+	if e.Kind < EventMessage || e.Kind > EventFile || (e.File != nil) != (e.Kind == EventFile) {
 		return nil, errRecord
 	}
 	return e, nil

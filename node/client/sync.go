@@ -423,6 +423,13 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 			c.applyMeta(b, g, sid.User, p)
 		case payloadApproval:
 			c.applyApproval(b, sid.User, d.Sender, p)
+		case payloadFile:
+			ref, err := ParseFileRef([]byte(p.Text))
+			if err != nil {
+				return fmt.Errorf("client: undecodable file reference in %s from %s", g.rec.Name, sid.User)
+			}
+			b.events = append(b.events, &Event{Kind: EventFile, Group: g.rec.ID, Sender: sid.User, DeviceID: sid.DeviceID[:],
+				Time: c.now().Unix(), Epoch: ev.Epoch, Text: SafeFileName(ref.Name), File: ref.marshal()})
 		}
 	case mls.EventProposal:
 		// Held by the group for the next commit.
