@@ -16,7 +16,8 @@ func TestServeLimitFlags(t *testing.T) {
 	f := ServeLimitFlags{MaxMessageSize: 1 << 20, MaxQueueLength: 7, MaxKeyPackages: 3, MaxGroupSize: 9,
 		MaxDevices: 4, MaxBatch: 5, LoginRateName: 1, LoginRateAddr: 2, MaxLoginDelay: 1e9, KPFetchRate: 6,
 		MaxConnsPerAddr: 8, MaxConns: 10, MaxCallsPerConn: 11, MaxFetchWait: 2e9, RetryAbove: -1, LoginSessionTTL: 3e9,
-		MaxConnBuffer: 5 << 20, MaxAddrBuffer: 6 << 20, MaxTotalBuffer: 7 << 20}
+		MaxConnBuffer: 5 << 20, MaxAddrBuffer: 6 << 20, MaxTotalBuffer: 7 << 20,
+		MaxFileSize: 12, FileQuota: 13, FileTTL: 14e9}
 	var cfg server.Config
 	if err := f.apply(&cfg); err != nil {
 		t.Fatal(err)
@@ -24,7 +25,8 @@ func TestServeLimitFlags(t *testing.T) {
 	l := cfg.Limits
 	if l.MaxQueueLength != 7 || l.MaxKeyPackages != 3 || l.MaxGroupSize != 9 || l.MaxDevices != 4 || l.RetryAbove != -1 ||
 		l.KeyPackageFetchRate != 6 || l.MaxConnsPerAddr != 8 || cfg.MaxConns != 10 || cfg.LoginSessionTTL != 3e9 ||
-		cfg.MaxConnBuffer != 5<<20 || cfg.MaxAddrBuffer != 6<<20 || cfg.MaxTotalBuffer != 7<<20 {
+		cfg.MaxConnBuffer != 5<<20 || cfg.MaxAddrBuffer != 6<<20 || cfg.MaxTotalBuffer != 7<<20 ||
+		l.MaxFileSize != 12 || l.FileQuota != 13 || l.FileTTL != 14e9 {
 		t.Errorf("flags not applied: %+v", cfg)
 	}
 
@@ -98,7 +100,7 @@ func TestServeFlagDefaults(t *testing.T) {
 		MaxMessageSize: 1 << 20, MaxQueueLength: 100000, MaxKeyPackages: 100, MaxGroupSize: 1000,
 		MaxDevices: 32, MaxBatch: 1000, LoginRateName: 10, LoginRateAddr: 30, MaxLoginDelay: 30 * time.Second,
 		KeyPackageFetchRate: 30, MaxConnsPerAddr: 32, MaxCallsPerConn: 64, MaxFetchWait: 25 * time.Second,
-		RetryAbove: 100,
+		RetryAbove: 100, MaxFileSize: 100 << 20, FileQuota: 1 << 30, FileTTL: 7 * 24 * time.Hour,
 	}
 	if cfg.Limits != want {
 		t.Errorf("default limits\n got %+v\nwant %+v", cfg.Limits, want)
