@@ -82,6 +82,7 @@ type Client struct {
 	unacked, acked uint64 // last sequence applied, and acknowledged
 	overflowNoted  bool   // the queue overflow was reported in this run
 	adopting       bool   // resolveAdoptions runs (approvals.go)
+	leaving        bool   // resolveLeaves runs (leave.go)
 }
 
 // group is a loaded group.
