@@ -521,10 +521,15 @@ func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 }
 
 // JoinCmd processes queued Welcomes and commits.
-type JoinCmd struct{}
+type JoinCmd struct {
+	Group string `arg:"" optional:"" help:"Only this group: an invitation as invites names it, or a group's name (the whole queue is applied all the same)."`
+}
 
 // Run joins and shows what happened.
 func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if c.Group != "" {
+		return joinGroup(g, f, p, c.Group)
+	}
 	n, err := recvEvents(g, f, p, 0)
 	if err == nil && n == 0 {
 		newOut(g, p).emit(nil, "nothing to join: no invitations or group changes are waiting")
@@ -534,11 +539,15 @@ func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 
 // RecvCmd prints new messages.
 type RecvCmd struct {
-	Wait time.Duration `help:"Wait up to this long for a message when none is queued."`
+	Wait   time.Duration `help:"Wait up to this long for a message when none is queued."`
+	Follow bool          `short:"f" help:"Keep printing messages as they arrive, like tail -f, reconnecting when the node goes away; SIGINT or SIGTERM end it."`
 }
 
 // Run receives.
 func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if c.Follow {
+		return recvFollow(g, f, p)
+	}
 	return recvOnce(g, f, p, c.Wait)
 }
 
