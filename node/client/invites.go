@@ -138,20 +138,30 @@ func (c *Client) resolveGroup(ctx context.Context, name string) ([]byte, error) 
 }
 
 // Join applies the queue, joining every group whose Welcome waits, and
-// returns the new history entries; with a group name (a local name, or
-// an invitation as Invites names it), only the entries of that group,
-// failing when it is neither a group nor a pending invitation.
+// returns the new history entries; with a group name (a local name, the
+// inviter's name for the group once applied, or an invitation as Invites
+// names it), only the entries of that group. It fails when there is no
+// such group, returning every new entry with the error.
 func (c *Client) Join(ctx context.Context, name string) ([]*Event, error) {
-	var id []byte
-	if name != "" {
-		var err error
-		if id, err = c.resolveGroup(ctx, name); err != nil {
-			return nil, err
-		}
+	if name == "" {
+		return c.Recv(ctx, 0)
+	}
+	id, err := c.resolveGroup(ctx, name)
+	if err != nil && !errors.Is(err, ErrUnknownGroup) {
+		return nil, err
 	}
 	evs, err := c.Recv(ctx, 0)
-	if id == nil {
+	if err != nil {
 		return evs, err
+	}
+	if id == nil {
+		// Maybe the name the inviter gave it, which arrives after the
+		// Welcome.
+		g, err := c.loadGroupByName(ctx, name)
+		if err != nil {
+			return evs, err
+		}
+		id = g.rec.ID
 	}
 	var out []*Event
 	for _, e := range evs {
@@ -159,11 +169,11 @@ func (c *Client) Join(ctx context.Context, name string) ([]*Event, error) {
 			out = append(out, e)
 		}
 	}
-	return out, err
+	return out, nil
 }
 
-// Decline refuses an invitation (as Invites names it) or leaves a group
-// already joined: it applies the queue, which joins the group, and
+// Decline refuses an invitation (as Invites names it, or by the name the
+// inviter gave the group) or leaves a group already joined: it applies the queue, which joins the group, and
 // leaves it with every device of the user (Leave). It returns the group's
 // name and how far the leave got.
 func (c *Client) Decline(ctx context.Context, name string, wait time.Duration) (*LeaveResult, error) {
@@ -171,13 +181,18 @@ func (c *Client) Decline(ctx context.Context, name string, wait time.Duration) (
 		return nil, err
 	}
 	id, err := c.resolveGroup(ctx, name)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrUnknownGroup) {
 		return nil, err
 	}
 	if _, err := c.Sync(ctx, 0); err != nil {
 		return nil, err
 	}
-	g, err := c.loadGroup(ctx, id)
+	var g *group
+	if id != nil {
+		g, err = c.loadGroup(ctx, id)
+	} else {
+		g, err = c.loadGroupByName(ctx, name) // the inviter's name for it
+	}
 	if err != nil {
 		return nil, err
 	}
