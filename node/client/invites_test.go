@@ -32,9 +32,6 @@ func TestInvitesAndDecline(t *testing.T) {
 	if invs, _ := bob.c.Invites(ctx); len(invs) != 1 {
 		t.Errorf("second Invites = %+v", invs)
 	}
-	if _, err := bob.c.Decline(ctx, "nonesuch", 0); err == nil {
-		t.Error("Decline of an unknown invitation succeeded")
-	}
 	res, err := bob.c.Decline(ctx, inv.Name, 0)
 	if err != nil || res.Done || res.Group != "g" {
 		t.Fatalf("Decline = %+v, %v", res, err)
@@ -50,6 +47,9 @@ func TestInvitesAndDecline(t *testing.T) {
 	}
 	if invs, _ := bob.c.Invites(ctx); len(invs) != 0 {
 		t.Errorf("Invites after decline = %+v", invs)
+	}
+	if _, err := bob.c.Decline(ctx, "nonesuch", 0); err == nil {
+		t.Error("Decline of an unknown invitation succeeded")
 	}
 }
 
