@@ -83,6 +83,11 @@ type Client struct {
 	overflowNoted  bool   // the queue overflow was reported in this run
 	adopting       bool   // resolveAdoptions runs (approvals.go)
 	leaving        bool   // resolveLeaves runs (leave.go)
+	// leaveIDs are the groups with a leave under way (this device's or
+	// another's, leave.go), found by one scan of the state per Client
+	// (leaveScanned) and kept up to date after it.
+	leaveIDs     map[string]bool
+	leaveScanned bool
 }
 
 // group is a loaded group.

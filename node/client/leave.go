@@ -74,6 +74,7 @@ func (c *Client) Leave(ctx context.Context, name string, allDevices bool, wait t
 		}
 	}
 	id := g.rec.ID
+	c.noteLeave(id)
 	deadline := time.Now().Add(wait)
 	for {
 		// Sync proposes (resolveLeaves) and applies the removing commit.
@@ -110,32 +111,26 @@ func (c *Client) resolveLeaves(ctx context.Context) error {
 	}
 	c.leaving = true
 	defer func() { c.leaving = false }()
-	var ids [][]byte
-	err := c.st.db.View(func(tx *store.Tx) error {
-		cur := tx.Bucket(bGroups).Cursor()
-		for k, v, err := cur.First(); k != nil; k, v, err = cur.Next() {
-			if err != nil {
-				return err
-			}
-			r, err := parseGroup(v)
-			if err != nil {
-				return err
-			}
-			if !r.Removed && (r.Leaving || len(r.Leavers) > 0) {
-				ids = append(ids, r.ID)
-			}
+	if !c.leaveScanned {
+		if err := c.scanLeaves(); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+	}
+	var ids [][]byte
+	for id := range c.leaveIDs {
+		ids = append(ids, []byte(id))
 	}
 	for _, id := range ids {
 		g, err := c.loadGroup(ctx, id)
+		if errors.Is(err, ErrUnknownGroup) {
+			delete(c.leaveIDs, string(id))
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		if g.g == nil {
+		if g.g == nil || (!g.rec.Leaving && len(g.rec.Leavers) == 0) {
+			delete(c.leaveIDs, string(id)) // done
 			continue
 		}
 		if g.rec.Leaving {
@@ -151,6 +146,39 @@ func (c *Client) resolveLeaves(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// scanLeaves finds the groups with a leave under way in the state.
+func (c *Client) scanLeaves() error {
+	ids := map[string]bool{}
+	err := c.st.db.View(func(tx *store.Tx) error {
+		cur := tx.Bucket(bGroups).Cursor()
+		for k, v, err := cur.First(); k != nil; k, v, err = cur.Next() {
+			if err != nil {
+				return err
+			}
+			r, err := parseGroup(v)
+			if err != nil {
+				return err
+			}
+			if !r.Removed && (r.Leaving || len(r.Leavers) > 0) {
+				ids[string(r.ID)] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.leaveIDs, c.leaveScanned = ids, true
+	return nil
+}
+
+// noteLeave adds a group to those resolveLeaves looks at.
+func (c *Client) noteLeave(id []byte) {
+	if c.leaveScanned {
+		c.leaveIDs[string(id)] = true
+	}
 }
 
 // proposeLeave sends Remove proposals for this device (and, with
@@ -253,6 +281,7 @@ func (c *Client) noteProposal(g *group, sender mls.Member, p *mls.Proposal) {
 	if !containsKey(g.rec.Leavers, removed.SignatureKey) {
 		g.rec.Leavers = append(g.rec.Leavers, bytes.Clone(removed.SignatureKey))
 	}
+	c.noteLeave(g.rec.ID)
 }
 
 // splitLeavers splits the members a commit removed into those that asked
