@@ -71,6 +71,9 @@ func TestClientLeave(t *testing.T) {
 	if got := bob.events(); strings.Join(got, "|") != "left you left" {
 		t.Errorf("bob saw %q, want you left", got)
 	}
+	if out := bob.run("groups"); !strings.Contains(out, "friends: left") {
+		t.Errorf("bob's groups printed %q, want friends: left", out)
+	}
 	if out := alice.run("members", "friends"); strings.Contains(out, "bob") {
 		t.Errorf("bob is still a member: %s", out)
 	}

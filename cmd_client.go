@@ -675,8 +675,12 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		}
 		if x.Removed {
 			// No group state is left: no suite, epoch or members to show.
-			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true},
-				"%s: removed (this device is no longer a member)%s", termSafe(x.Name), termSafe(strings.TrimSuffix(note, " (removed)")))
+			how := "removed"
+			if x.Left {
+				how = "left"
+			}
+			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true, "left": x.Left},
+				"%s: %s (this device is no longer a member)%s", termSafe(x.Name), how, termSafe(strings.TrimSuffix(note, " (removed)")))
 			continue
 		}
 		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},

@@ -292,8 +292,8 @@ func (c *Client) Invite(ctx context.Context, name string, users []string) (int, 
 			if memberWithKey(g.g, kp.LeafNode.SignatureKey) {
 				continue // already in the group
 			}
-			if user == c.prof.User && !c.isApproved(f.Device) {
-				continue // own devices join once approved (approvals.go)
+			if user == c.prof.User && (!c.isApproved(f.Device) || containsKey(g.rec.LeftDevices, f.Device)) {
+				continue // own devices join once approved (approvals.go), and not again after leaving unless approved again (leave.go)
 			}
 			kps = append(kps, f.KeyPackage)
 			devices = append(devices, kp.LeafNode.SignatureKey)

@@ -192,4 +192,15 @@ func TestLeftDeviceNotReAdded(t *testing.T) {
 	if ms, _ := bob.c.Members(ctx, "g"); len(ms) != 2 {
 		t.Errorf("bob sees %d members after the resumed approval, want 2 (bob2 was added back)", len(ms))
 	}
+	// Nor does an invite of bob's own name.
+	if k, err := bob.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 0 {
+		t.Errorf("Invite(bob) = %d, %v; want 0 (bob2 left)", k, err)
+	}
+	// Approved again, it may be added again.
+	if err := bob.c.forgetLeft(bob2.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := bob.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 1 {
+		t.Errorf("Invite(bob) after a new approval = %d, %v; want 1", k, err)
+	}
 }
