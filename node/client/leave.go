@@ -62,8 +62,14 @@ func (c *Client) Leave(ctx context.Context, name string, allDevices bool, wait t
 		}
 		return nil, fmt.Errorf("client: this device was removed from %s", name)
 	}
-	if len(g.g.Members()) < 2 {
-		return nil, fmt.Errorf("client: this device is the only member of %s: nobody is left to commit its removal", name)
+	committers := 0 // members that stay and can commit the removal
+	for _, m := range g.g.Members() {
+		if !bytes.Equal(m.SignatureKey, c.devKey) && (!allDevices || memberUser(m) != c.prof.User) {
+			committers++
+		}
+	}
+	if committers == 0 {
+		return nil, fmt.Errorf("client: nobody else is in %s to commit the removal (only your own devices are in it: leave with this device alone)", name)
 	}
 	if !g.rec.Leaving || (allDevices && !g.rec.LeaveAll) {
 		g.rec.Leaving = true

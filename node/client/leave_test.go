@@ -204,3 +204,15 @@ func TestLeftDeviceNotReAdded(t *testing.T) {
 		t.Errorf("Invite(bob) after a new approval = %d, %v; want 1", k, err)
 	}
 }
+
+func TestLeaveAlone(t *testing.T) {
+	ctx := context.Background()
+	alice := newTestUser(t, newFakeNode(), "alice")
+	alice.c.CreateGroup(ctx, "g", 0)
+	if _, err := alice.c.Leave(ctx, "g", true, 0); err == nil || !strings.Contains(err.Error(), "nobody else") {
+		t.Errorf("Leave of a group of one = %v, want an error", err)
+	}
+	if _, err := alice.c.Leave(ctx, "nonesuch", true, 0); err == nil {
+		t.Error("Leave of an unknown group succeeded")
+	}
+}
