@@ -521,10 +521,15 @@ func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 }
 
 // JoinCmd processes queued Welcomes and commits.
-type JoinCmd struct{}
+type JoinCmd struct {
+	Group string `arg:"" optional:"" help:"Only this group: an invitation as invites names it, or a group's name (the whole queue is applied all the same)."`
+}
 
 // Run joins and shows what happened.
 func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if c.Group != "" {
+		return joinGroup(g, f, p, c.Group)
+	}
 	n, err := recvEvents(g, f, p, 0)
 	if err == nil && n == 0 {
 		newOut(g, p).emit(nil, "nothing to join: no invitations or group changes are waiting")
@@ -535,12 +540,16 @@ func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 // RecvCmd prints new messages.
 type RecvCmd struct {
 	Wait        time.Duration `help:"Wait up to this long for a message when none is queued."`
+	Follow      bool          `short:"f" help:"Keep printing messages as they arrive, like tail -f, reconnecting when the node goes away; SIGINT or SIGTERM end it."`
 	DownloadDir string        `type:"path" env:"QPCHAT_DOWNLOAD_DIR" placeholder:"DIR" help:"Where received files are saved (default: $XDG_DOWNLOAD_DIR/qpchat, else ~/Downloads/qpchat)."`
 	NoDownload  bool          `help:"Do not save received files now (download saves them later, while the node keeps them)."`
 }
 
 // Run receives.
 func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if c.Follow {
+		return recvFollow(g, f, p)
+	}
 	dir := ""
 	if !c.NoDownload {
 		var err error
@@ -687,8 +696,12 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		}
 		if x.Removed {
 			// No group state is left: no suite, epoch or members to show.
-			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true},
-				"%s: removed (this device is no longer a member)%s", termSafe(x.Name), termSafe(strings.TrimSuffix(note, " (removed)")))
+			how := "removed"
+			if x.Left {
+				how = "left"
+			}
+			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true, "left": x.Left},
+				"%s: %s (this device is no longer a member)%s", termSafe(x.Name), how, termSafe(strings.TrimSuffix(note, " (removed)")))
 			continue
 		}
 		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},

@@ -487,6 +487,9 @@ func printEvent(o *out, c *nc.Client, e *nc.Event) {
 	case nc.EventLost:
 		obj["text"] = e.Text
 		o.emit(obj, "LOST: %s", termSafe(e.Text))
+	case nc.EventLeft:
+		obj["text"], obj["users"] = e.Text, e.Users
+		o.emit(obj, "[%s] %s", g, termSafe(e.Text))
 	case nc.EventFile:
 		obj["file"] = e.Text
 		if ref, err := nc.ParseFileRef(e.File); err == nil {

@@ -157,6 +157,8 @@ type ClientCmd struct {
 	Groups        GroupsCmd        `cmd:"" help:"List your groups."`
 	Members       MembersCmd       `cmd:"" help:"List a group's members and whether their keys are verified."`
 	DemoGroup     DemoGroupCmd     `cmd:"" help:"Run the Alice/Bob/Carol flow, against an in-process node unless --server is given."`
+
+	ClientLeaveCmds `embed:""` // leave, invites, decline, history (cmd_client_leave.go)
 }
 
 // BeforeApply makes the client flags available to subcommands' Run.

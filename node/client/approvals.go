@@ -204,6 +204,9 @@ func (c *Client) ApproveDevice(ctx context.Context, device []byte) ([]string, er
 		return nil, fmt.Errorf("%w: %s", ErrNoSuchDevice, Fingerprint(device))
 	}
 	a := c.signApproval(device)
+	if err := c.forgetLeft(device); err != nil { // approved again: it may rejoin groups it left
+		return nil, err
+	}
 	if err := c.putApproval(a, false); err != nil {
 		return nil, err
 	}
@@ -238,6 +241,9 @@ func (c *Client) adoptDevice(ctx context.Context, a *approvalRecord) ([]string, 
 		g, err := c.loadGroup(ctx, gi.ID)
 		if err != nil || g.g == nil {
 			continue
+		}
+		if containsKey(g.rec.LeftDevices, a.Device) {
+			continue // it left this group: only a new approval adds it (leave.go)
 		}
 		if !memberWithKey(g.g, a.Device) {
 			if err := c.addOwnDevice(ctx, g, a.Device); err != nil {

@@ -82,6 +82,12 @@ type Client struct {
 	unacked, acked uint64 // last sequence applied, and acknowledged
 	overflowNoted  bool   // the queue overflow was reported in this run
 	adopting       bool   // resolveAdoptions runs (approvals.go)
+	leaving        bool   // resolveLeaves runs (leave.go)
+	// leaveIDs are the groups with a leave under way (this device's or
+	// another's, leave.go), found by one scan of the state per Client
+	// (leaveScanned) and kept up to date after it.
+	leaveIDs     map[string]bool
+	leaveScanned bool
 }
 
 // group is a loaded group.
@@ -339,6 +345,7 @@ type GroupInfo struct {
 	Members int
 	DM      string // the peer of a direct-message channel
 	Removed bool
+	Left    bool // removed because this device left (leave.go)
 }
 
 // Groups lists this profile's groups by name.
@@ -363,7 +370,7 @@ func (c *Client) Groups(ctx context.Context) ([]GroupInfo, error) {
 	}
 	var out []GroupInfo
 	for _, r := range recs {
-		gi := GroupInfo{Name: r.Name, ID: r.ID, DM: r.Peer, Removed: r.Removed}
+		gi := GroupInfo{Name: r.Name, ID: r.ID, DM: r.Peer, Removed: r.Removed, Left: r.Left}
 		if g, err := c.loadGroup(ctx, r.ID); err == nil && g.g != nil {
 			gi.Suite = uint16(g.g.CipherSuite())
 			gi.Epoch = g.g.Epoch()

@@ -43,6 +43,13 @@
 //     but groups whose commits were lost stay broken until a member
 //     removes and re-invites the device (`remove`, then `invite`); nothing
 //     does that automatically.
+//   - A device leaves a group by proposing its own removal, which another
+//     member's client commits (leave.go); a group whose other members
+//     never sync keeps the leave pending.
+//   - Every sync applies the queue in order, so it joins every group
+//     whose Welcome it meets; Invites lists only Welcomes not yet
+//     applied, and Decline joins and then leaves.
+//   - The history (History) is kept until logout, without a cap.
 //   - Only Ed25519 cipher suites (0x0001, 0x0003, 0xFA01, 0xFA02) can be
 //     used, since the device key is the MLS signature key.
 package client

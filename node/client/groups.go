@@ -94,6 +94,14 @@ func (c *Client) commit(ctx context.Context, id []byte, build commitFunc) (*mls.
 			c.forget()
 			return nil, err
 		}
+		// The commit also covers the proposals received in the epoch by
+		// reference (self-removals, leave.go): the node's stamp must
+		// declare every device it removes.
+		for _, l := range out.Removed {
+			if m, ok := g.g.Member(l); ok && !containsKey(removed, m.SignatureKey) {
+				removed = append(removed, m.SignatureKey)
+			}
+		}
 		g.rec.Pending = &pendingCommit{Commit: out.Commit, Welcome: out.Welcome, Added: added, Removed: removed}
 		if err := c.persist([]*group{g}, nil, nil); err != nil {
 			return nil, err
@@ -133,6 +141,7 @@ func (c *Client) submitPending(ctx context.Context, g *group) (*mls.Event, error
 	}
 	g.rec.Pending = nil
 	events := c.commitEvents(g, ev, c.prof.User, c.devKey, true)
+	g.rec.Leavers = nil // proposals count only in their epoch
 	if err := c.persist([]*group{g}, events, nil); err != nil {
 		return nil, err
 	}
@@ -189,18 +198,32 @@ func (c *Client) resolvePending(ctx context.Context) error {
 func (c *Client) commitEvents(g *group, ev *mls.Event, sender string, senderDev []byte, outgoing bool) []*Event {
 	base := Event{Group: g.rec.ID, Sender: sender, DeviceID: devID(senderDev), Outgoing: outgoing, Time: c.now().Unix(), Epoch: ev.Epoch}
 	var out []*Event
-	if len(ev.Added) > 0 || len(ev.Removed) > 0 {
+	left, removedBy := splitLeavers(ev.Removed, g.rec.Leavers)
+	c.noteLeftDevices(g, left)
+	for _, m := range left {
+		// Asked to leave (leave.go): not the committer's doing.
+		e := base
+		e.Kind = EventLeft
+		e.Sender, e.DeviceID, e.Outgoing = memberUser(m), devID(m.SignatureKey), false
+		e.Users = []string{e.Sender}
+		e.Text = e.Sender + " left"
+		if e.Sender == c.prof.User {
+			e.Text = "your device " + Fingerprint(m.SignatureKey) + " left"
+		}
+		out = append(out, &e)
+	}
+	if len(ev.Added) > 0 || len(removedBy) > 0 {
 		e := base
 		e.Kind = EventMembers
 		var added, removed []string
 		for _, m := range ev.Added {
 			added = append(added, memberUser(m))
 		}
-		for _, m := range ev.Removed {
+		for _, m := range removedBy {
 			removed = append(removed, memberUser(m))
 		}
 		e.Users = append(added, removed...)
-		e.Text = describeMembers(sender, ev.Added, ev.Removed)
+		e.Text = describeMembers(sender, ev.Added, removedBy)
 		out = append(out, &e)
 	}
 	if len(ev.Added) == 0 && len(ev.Removed) == 0 {
@@ -269,8 +292,8 @@ func (c *Client) Invite(ctx context.Context, name string, users []string) (int, 
 			if memberWithKey(g.g, kp.LeafNode.SignatureKey) {
 				continue // already in the group
 			}
-			if user == c.prof.User && !c.isApproved(f.Device) {
-				continue // own devices join once approved (approvals.go)
+			if user == c.prof.User && (!c.isApproved(f.Device) || containsKey(g.rec.LeftDevices, f.Device)) {
+				continue // own devices join once approved (approvals.go), and not again after leaving unless approved again (leave.go)
 			}
 			kps = append(kps, f.KeyPackage)
 			devices = append(devices, kp.LeafNode.SignatureKey)

@@ -213,6 +213,28 @@ type groupRecord struct {
 	Pending  *pendingCommit
 	Inviter  string // who added this device
 	NameSent bool   // the group's name has been sent after the last add
+
+	// Leaving (leave.go): this device asked to leave and proposes its
+	// removal in each epoch (ProposedEpoch is the epoch of its last
+	// proposal plus one, 0 for none) until a commit removes it; LeaveAll
+	// proposes the removal of the user's other devices too. Left: a
+	// commit removed it after it asked to leave. Leavers are the devices
+	// that proposed their own user's removal in the current epoch;
+	// LeftDevices the user's own devices that left the group, which the
+	// approval flow does not add again unless approved again.
+	Leaving       bool
+	LeaveAll      bool
+	ProposedEpoch uint64
+	Left          bool
+	Leavers       [][]byte
+	LeftDevices   [][]byte
+}
+
+// hasLeaveFields says whether any field of the leave trailer is set; the
+// trailer is encoded only then, so records of groups nobody leaves keep
+// their older encoding and every record has one encoding.
+func (g *groupRecord) hasLeaveFields() bool {
+	return g.Leaving || g.LeaveAll || g.ProposedEpoch != 0 || g.Left || len(g.Leavers) > 0 || len(g.LeftDevices) > 0
 }
 
 func (g *groupRecord) marshal() []byte {
@@ -221,7 +243,11 @@ func (g *groupRecord) marshal() []byte {
 	if g.Pending != nil {
 		w.bytes(g.Pending.Commit).bytes(g.Pending.Welcome).list(g.Pending.Added).list(g.Pending.Removed)
 	}
-	return w.str(g.Inviter).boolean(g.NameSent).done()
+	w.str(g.Inviter).boolean(g.NameSent)
+	if g.hasLeaveFields() {
+		w.boolean(g.Leaving).boolean(g.LeaveAll).u64(g.ProposedEpoch).boolean(g.Left).list(g.Leavers).list(g.LeftDevices)
+	}
+	return w.done()
 }
 
 func parseGroup(b []byte) (*groupRecord, error) {
@@ -232,6 +258,13 @@ func parseGroup(b []byte) (*groupRecord, error) {
 	}
 	g.Inviter = r.str()
 	g.NameSent = r.boolean()
+	if !r.bad && !r.s.Empty() {
+		g.Leaving, g.LeaveAll, g.ProposedEpoch, g.Left = r.boolean(), r.boolean(), r.u64(), r.boolean()
+		g.Leavers, g.LeftDevices = r.list(), r.list()
+		if !r.bad && !g.hasLeaveFields() {
+			return nil, errRecord // an all-zero trailer is not the canonical encoding
+		}
+	}
 	return g, r.end()
 }
 
@@ -247,7 +280,8 @@ const (
 	EventRefused    EventKind = 5 // a message was refused (forged stamp, bad credential)
 	EventKeyRotated EventKind = 6 // a member updated its keys
 	EventLost       EventKind = 7 // messages or state were damaged and are lost
-	EventFile       EventKind = 8 // a file: Text is its name, File its reference
+	EventLeft       EventKind = 8 // a member left (Text: "bob left"), or this device did ("you left")
+	EventFile       EventKind = 9 // a file: Text is its name, File its reference
 )
 
 func (k EventKind) String() string {
@@ -266,6 +300,8 @@ func (k EventKind) String() string {
 		return "update"
 	case EventLost:
 		return "lost"
+	case EventLeft:
+		return "left"
 	case EventFile:
 		return "file"
 	}

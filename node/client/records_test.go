@@ -8,10 +8,12 @@ import (
 // Seeds of every record type.
 func recordSeeds() map[string][]byte {
 	return map[string][]byte{
-		"peer":    (&peerRecord{User: "bob", Key: bytes.Repeat([]byte{1}, 32), Verified: true, Changed: []byte{2}}).marshal(),
-		"kp":      (&kpRecord{Suite: DefaultSuite, LastResort: true, Private: []byte("private")}).marshal(),
-		"group":   (&groupRecord{ID: []byte("id"), Name: "g", Peer: "bob", State: []byte("state"), Pending: &pendingCommit{Commit: []byte("c"), Added: [][]byte{{1}, {}}}, Inviter: "alice", NameSent: true}).marshal(),
-		"group2":  (&groupRecord{ID: []byte("id"), Name: "g", Removed: true}).marshal(),
+		"peer":   (&peerRecord{User: "bob", Key: bytes.Repeat([]byte{1}, 32), Verified: true, Changed: []byte{2}}).marshal(),
+		"kp":     (&kpRecord{Suite: DefaultSuite, LastResort: true, Private: []byte("private")}).marshal(),
+		"group":  (&groupRecord{ID: []byte("id"), Name: "g", Peer: "bob", State: []byte("state"), Pending: &pendingCommit{Commit: []byte("c"), Added: [][]byte{{1}, {}}}, Inviter: "alice", NameSent: true}).marshal(),
+		"group2": (&groupRecord{ID: []byte("id"), Name: "g", Removed: true}).marshal(),
+		"group3": (&groupRecord{ID: []byte("id"), Name: "g", State: []byte("state"), Leaving: true, LeaveAll: true, ProposedEpoch: 4,
+			Leavers: [][]byte{{1}}, LeftDevices: [][]byte{{2}, {3}}}).marshal(),
 		"event":   (&Event{Kind: EventMembers, Group: []byte("g"), Sender: "alice", Time: 5, Epoch: 2, Text: "added", Users: []string{"bob", "carol"}}).marshal(),
 		"payload": (&payload{Kind: payloadMeta, Name: "friends", DM: true}).marshal(),
 	}
@@ -33,7 +35,7 @@ func TestRecordRoundTrip(t *testing.T) {
 				t.Fatalf("%s: %v", name, err)
 			}
 			again = r.marshal()
-		case "group", "group2":
+		case "group", "group2", "group3":
 			r, err := parseGroup(b)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)

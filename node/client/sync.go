@@ -109,7 +109,8 @@ func (c *Client) Sync(ctx context.Context, wait time.Duration) ([]*Event, error)
 			if overflowed {
 				return all, c.recoverOverflow(ctx, last)
 			}
-			return all, nil
+			// Leaves: propose ours in a new epoch, commit others'.
+			return all, c.resolveLeaves(ctx)
 		}
 	}
 }
@@ -379,6 +380,11 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 	if err != nil && errors.Is(err, mls.ErrReplay) && d.Kind == DeliveryApplication && c.seenBefore(b, d.Data) {
 		return errDuplicate
 	}
+	if err != nil && errors.Is(err, mls.ErrWrongEpoch) && d.Kind == DeliveryApplication && staleProposal(d.Data, g.g.Epoch()) {
+		// A proposal of an epoch a commit has ended: void (RFC 9420,
+		// Section 12.1); a leaver proposes again (leave.go).
+		return errDuplicate
+	}
 	if err != nil {
 		return fmt.Errorf("client: refused a message for %s: %w", g.rec.Name, err)
 	}
@@ -432,7 +438,11 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 				Time: c.now().Unix(), Epoch: ev.Epoch, Text: SafeFileName(ref.Name), File: ref.marshal()})
 		}
 	case mls.EventProposal:
-		// Held by the group for the next commit.
+		// Held by the group for the next commit; a self-removal is
+		// committed at the end of the sync (leave.go).
+		if m, ok := g.g.Member(ev.Sender); ok {
+			c.noteProposal(g, m, ev.Proposal)
+		}
 	case mls.EventNewEpoch:
 		if !sameKeySet(memberKeys(ev.Added), d.Added) || !sameKeySet(memberKeys(ev.Removed), d.Removed) {
 			return restore(errors.New("the node's stamp declares other added or removed devices than the commit"))
@@ -461,8 +471,16 @@ func (c *Client) applyMessage(ctx context.Context, b *batch, d Delivery) error {
 			// A removed member hears it once, below, not also as a
 			// change of members.
 			b.events = append(b.events, c.commitEvents(g, ev, sid.User, d.Sender, false)...)
+			g.rec.Leavers = nil // proposals count only in their epoch
 		}
-		if ev.SelfRemoved {
+		if ev.SelfRemoved && g.rec.Leaving {
+			// The removal this device asked for (leave.go): its group
+			// state is deleted now.
+			g.g = nil
+			g.rec.Removed, g.rec.Left, g.rec.Leaving, g.rec.LeaveAll, g.rec.Leavers = true, true, false, false, nil
+			b.events = append(b.events, &Event{Kind: EventLeft, Group: g.rec.ID, Sender: c.prof.User, DeviceID: devID(c.devKey),
+				Time: c.now().Unix(), Epoch: ev.Epoch, Users: []string{c.prof.User}, Text: "you left"})
+		} else if ev.SelfRemoved {
 			g.g = nil
 			g.rec.Removed = true
 			b.events = append(b.events, &Event{Kind: EventRemoved, Group: g.rec.ID, Sender: sid.User, DeviceID: sid.DeviceID[:],
@@ -498,4 +516,19 @@ func (c *Client) applyMeta(b *batch, g *group, sender string, p *payload) {
 	})
 	b.names[g.rec.Name] = g.rec.ID
 	g.rec.NameSent = true
+}
+
+// staleProposal says whether msg is a proposal of an epoch before epoch.
+func staleProposal(msg []byte, epoch uint64) bool {
+	m, err := mls.UnmarshalMLSMessage(msg)
+	if err != nil {
+		return false
+	}
+	switch {
+	case m.PrivateMessage != nil:
+		return m.PrivateMessage.ContentType == mls.ContentTypeProposal && m.PrivateMessage.Epoch < epoch
+	case m.PublicMessage != nil:
+		return m.PublicMessage.Content.ContentType == mls.ContentTypeProposal && m.PublicMessage.Content.Epoch < epoch
+	}
+	return false
 }
