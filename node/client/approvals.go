@@ -36,39 +36,26 @@ import (
 	"qpchat/node/store"
 )
 
-// labelDeviceApproval is the SignWithLabel label of approval records.
-const labelDeviceApproval = "qpchat DeviceApproval v1"
+// approvalRecord is one device's approval of another of the same user,
+// in the format of node/proto (proto.Approval), which the node parses too.
+type approvalRecord proto.Approval
 
-// approvalRecord is one device's approval of another of the same user.
-type approvalRecord struct {
-	Device    []byte // the approved device key
-	Approver  []byte // the approving device key
-	Signature []byte
-}
-
-func (a *approvalRecord) marshal() []byte {
-	return newRec().bytes(a.Device).bytes(a.Approver).bytes(a.Signature).done()
-}
+func (a *approvalRecord) marshal() []byte { return (*proto.Approval)(a).Marshal() }
 
 func parseApproval(b []byte) (*approvalRecord, error) {
-	r := readRec(b)
-	a := &approvalRecord{Device: r.bytes(), Approver: r.bytes(), Signature: r.bytes()}
-	return a, r.end()
-}
-
-func approvalContent(user string, device, approver []byte) []byte {
-	return newRec().str(user).bytes(device).bytes(approver).done()
+	p, err := proto.ParseApproval(b)
+	if err != nil {
+		return nil, err
+	}
+	return (*approvalRecord)(p), nil
 }
 
 // verify checks the record's signature for user.
-func (a *approvalRecord) verify(user string) bool {
-	return proto.VerifyWithLabel(a.Approver, labelDeviceApproval, approvalContent(user, a.Device, a.Approver), a.Signature)
-}
+func (a *approvalRecord) verify(user string) bool { return (*proto.Approval)(a).Verify(user) }
 
 // signApproval makes this device's approval of device.
 func (c *Client) signApproval(device []byte) *approvalRecord {
-	return &approvalRecord{Device: bytes.Clone(device), Approver: c.DeviceKey(),
-		Signature: proto.SignWithLabel(c.prof.Device, labelDeviceApproval, approvalContent(c.prof.User, device, c.devKey))}
+	return (*approvalRecord)(proto.SignApproval(c.prof.Device, c.prof.User, device))
 }
 
 // isApproved says whether this device trusts an own device: itself, or

@@ -43,6 +43,7 @@ var sessionMethods = map[string]access{
 	"fetchWait":         deviceOK,
 	"ack":               deviceOK,
 	"clearOverflow":     deviceOK,
+	"publishApproval":   deviceOK,
 }
 
 // session is one Session capability: a login session (device
