@@ -7,12 +7,14 @@ package client
 // every group that device is in, and tells the group with an approval
 // record:
 //
-//	approval  = approved<V> ‖ approver<V> ‖ signature<V>
+//	approval  = approved ‖ approver ‖ signature
 //	signature = SignWithLabel(approver's device key, "qpchat DeviceApproval v1",
-//	                          user<V> ‖ approved<V> ‖ approver<V>)
+//	                          user ‖ approved ‖ approver)
 //
-// (RFC 9420, Section 5.1.2, SignWithLabel; fields are the state records'
-// uint32-prefixed byte strings). Each device keeps the devices it
+// (RFC 9420, Section 5.1.2, SignWithLabel; the exact encoding is
+// proto.Approval's). The approving device also publishes its record to
+// the node, which hands it to other users inviting this one, so that
+// they add only approved devices (devicetrust.go). Each device keeps the devices it
 // approved, and those approved by a device it trusts, in its state
 // (bucket "approved"). A device honours a record sent by a device of its
 // own user that it trusts: it approves the device too, signing its own
@@ -134,6 +136,16 @@ func (c *Client) resolveAdoptions(ctx context.Context) error {
 		return err
 	}
 	for _, a := range todo {
+		if bytes.Equal(a.Approver, c.devKey) {
+			if err := c.publishApproval(ctx, a); err != nil {
+				if retryable(ctx, err) {
+					return err
+				}
+				if err := c.persist(nil, []*Event{{Kind: EventRefused, Time: c.now().Unix(), Text: err.Error()}}, nil); err != nil {
+					return err
+				}
+			}
+		}
 		if _, err := c.adoptDevice(ctx, a); err != nil {
 			var te *transientError
 			var ce *connError
@@ -194,18 +206,39 @@ func (c *Client) ApproveDevice(ctx context.Context, device []byte) ([]string, er
 	if err := c.putApproval(a, false); err != nil {
 		return nil, err
 	}
+	pubErr := c.publishApproval(ctx, a)
+	if retryable(ctx, pubErr) {
+		return nil, pubErr // the next sync goes on (resolveAdoptions)
+	}
 	c.adopting = true // no sync in between adopts it behind our back
 	added, err := c.adoptDevice(ctx, a)
 	c.adopting = false
-	var te *transientError
-	var ce *connError
-	if err != nil && (errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil) {
+	if retryable(ctx, err) {
 		return added, err // the next sync goes on (resolveAdoptions)
 	}
 	if perr := c.putApproval(a, true); perr != nil {
 		return added, perr
 	}
-	return added, err
+	return added, errors.Join(pubErr, err)
+}
+
+// retryable says whether err is a lost connection or a transient refusal,
+// which the next sync retries.
+func retryable(ctx context.Context, err error) bool {
+	var te *transientError
+	var ce *connError
+	return err != nil && (errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil)
+}
+
+// publishApproval stores an approval of this device's at the node, where
+// inviters of this user find it (devicetrust.go). Publishing the same
+// record again is harmless, so an interrupted approval publishes again
+// on the next sync.
+func (c *Client) publishApproval(ctx context.Context, a *approvalRecord) error {
+	if err := c.cfg.Session.PublishApproval(ctx, a.marshal()); err != nil {
+		return fmt.Errorf("client: publishing the approval of %s to the node (other users' invitations add the device only once it is published): %w", Fingerprint(a.Device), err)
+	}
+	return nil
 }
 
 // adoptDevice adds an approved device of this user to every group this
@@ -278,7 +311,7 @@ func (c *Client) addOwnDevice(ctx context.Context, g *group, device []byte) erro
 		return fmt.Errorf("client: fetching the KeyPackage of device %s: %w", Fingerprint(device), err)
 	}
 	var kpData []byte
-	for _, f := range fetched {
+	for _, f := range fetched.Packages {
 		if !bytes.Equal(f.Device, device) {
 			continue
 		}
