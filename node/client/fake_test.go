@@ -20,7 +20,7 @@ import (
 type fakeNode struct {
 	mu       sync.Mutex
 	userKeys map[string][]byte
-	owner    map[string]string // device key → user
+	owner    map[string]string   // device key → user
 	first    map[string][]byte   // user → first device key
 	approved map[string][][]byte // user → published approval records
 	pools    map[string]map[uint16][][]byte
