@@ -26,8 +26,9 @@ package client
 // The first device is what the node says it is, and the approvals are
 // what it stores: a node colluding with a password thief can name the
 // thief's device as the first one. And a thief holding the password AND
-// an approved device's key can approve more devices; revoking the stolen
-// device ends that.
+// an approved device's key can approve more devices, which the user's
+// other devices then approve too (approvals.go): the user must revoke
+// those devices as well as the stolen one.
 
 import (
 	"bytes"
