@@ -103,7 +103,8 @@ interface Session {
   # firstDevice (appended later, ordinals 1 and 2) are what an inviter
   # needs to add only the devices the user approved: the approval
   # records the user's devices published (publishApproval) for devices
-  # that are not revoked, and the key of the user's first registered
+  # that are not revoked (by devices that are not revoked, or by the
+  # first device), and the key of the user's first registered
   # device, the root of those approvals (empty when the node cannot
   # tell: an account that had several devices before the node kept it).
 

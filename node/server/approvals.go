@@ -83,10 +83,13 @@ func (s *session) PublishApproval(ctx context.Context, call rpc.Session_publishA
 }
 
 // approvalsFor returns what fetchKeyPackages adds for user: the approval
-// records of devices that are not revoked (a revoked device is never
-// added, so its approval helps no one; approvals *by* a revoked device
-// stay, since the first device's do) and the first device's key (nil if
-// the node knows none).
+// records that can matter to an inviter (node/client devicetrust.go) and
+// the first device's key (nil if the node knows none). A record matters
+// when the approved device is not revoked (a revoked device is never
+// added) and its approver is not revoked or is the first device (whose
+// approvals outlive it; other revoked approvers are ignored by
+// inviters). So an answer holds at most active × (active + 1) records,
+// whatever the revoked devices left behind.
 func (s *Server) approvalsFor(ctx context.Context, user string) (records [][]byte, first []byte, err error) {
 	first, err = s.store.FirstDevice(ctx, user)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -112,7 +115,7 @@ func (s *Server) approvalsFor(ctx context.Context, user string) (records [][]byt
 	}
 	for _, r := range all {
 		a, err := proto.ParseApproval(r)
-		if err == nil && active[string(a.Device)] {
+		if err == nil && active[string(a.Device)] && (active[string(a.Approver)] || bytes.Equal(a.Approver, first)) {
 			records = append(records, r)
 		}
 	}
