@@ -325,7 +325,7 @@ func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error
 
 // FetchKeyCmd fetches and pins a user's keys.
 type FetchKeyCmd struct {
-	User string `arg:"" help:"User whose keys to fetch. The devices are learnt from their KeyPackages, so this uses up one of each device's (the device uploads more)."`
+	User string `arg:"" help:"User whose keys to fetch. The devices are learnt from their KeyPackages, so this uses up one of each device's (the device uploads more); devices the user did not approve are listed as skipped."`
 }
 
 // Run fetches.

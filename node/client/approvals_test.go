@@ -285,3 +285,49 @@ func TestInviteAddsOnlyApprovedDevices(t *testing.T) {
 	}
 	assertShutOut("second invitation")
 }
+
+// TestHonouredApprovalIsPublished: a device that honours an approval
+// from a trusted own device publishes its own record to the node.
+func TestHonouredApprovalIsPublished(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	if _, err := alice.c.CreateGroup(ctx, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	phone := secondDevice(t, addr, fp, alice)
+	if _, err := alice.c.ApproveDevice(ctx, phone.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	tablet := secondDevice(t, addr, fp, alice)
+	if _, err := phone.c.ApproveDevice(ctx, tablet.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Recv(ctx, 0); err != nil { // honours the phone's record
+		t.Fatal(err)
+	}
+	kps, err := bob.c.cfg.Session.FetchKeyPackages(ctx, "alice", DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]bool{}
+	for _, r := range kps.Approvals {
+		a, err := parseApproval(r)
+		if err != nil || !a.verify("alice") {
+			t.Fatalf("the node handed out a bad record: %v", err)
+		}
+		published[Fingerprint(a.Approver)+" → "+Fingerprint(a.Device)] = true
+	}
+	for _, want := range []string{
+		Fingerprint(alice.c.DeviceKey()) + " → " + Fingerprint(phone.c.DeviceKey()),
+		Fingerprint(phone.c.DeviceKey()) + " → " + Fingerprint(tablet.c.DeviceKey()),
+		Fingerprint(alice.c.DeviceKey()) + " → " + Fingerprint(tablet.c.DeviceKey()), // honoured
+	} {
+		if !published[want] {
+			t.Errorf("the node does not hold the approval %s (has %v)", want, published)
+		}
+	}
+}
