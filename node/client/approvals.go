@@ -14,8 +14,8 @@ package client
 // (RFC 9420, Section 5.1.2, SignWithLabel; the exact encoding is
 // proto.Approval's). The approving device also publishes its record to
 // the node, which hands it to other users inviting this one, so that
-// they add only approved devices (devicetrust.go). Each device keeps the devices it
-// approved, and those approved by a device it trusts, in its state
+// they add only approved devices (devicetrust.go). Each device keeps the
+// devices it approved, and those approved by a device it trusts, in its state
 // (bucket "approved"). A device honours a record sent by a device of its
 // own user that it trusts: it approves the device too, signing its own
 // record, and adds it to its groups where it is missing (so a group the
