@@ -110,4 +110,34 @@ func TestClientApproveDevice(t *testing.T) {
 			t.Error("the thief's device is a member of k")
 		}
 	}
+
+	// Bob's invitations add alice's approved devices only (their
+	// approvals are published to the node) and name the skipped one.
+	bob.run("create-group", "b")
+	out = bob.run("invite", "b", "alice")
+	if !strings.Contains(out, "skipped 1 unapproved device of alice ("+thief.device+")") ||
+		!strings.Contains(out, "invited alice to b (3 device(s))") {
+		t.Errorf("bob's invite of alice printed:\n%s", out)
+	}
+	bob.run("create-group", "b2")
+	var skipped []any
+	for _, l := range bob.jsonLines("invite", "b2", "alice") {
+		if l["skipped_unapproved"] != nil {
+			skipped = l["skipped_unapproved"].([]any)
+		}
+	}
+	if len(skipped) != 1 || skipped[0] != thief.device {
+		t.Errorf("invite --json skipped %v, want the thief's device", skipped)
+	}
+	if out := bob.run("fetch-key", "alice"); !strings.Contains(out, "skipped 1 unapproved device of alice ("+thief.device+")") {
+		t.Errorf("fetch-key alice printed:\n%s", out)
+	}
+	tablet.run("join")
+	if got := groupNames(tablet); !slices.Equal(got, []string{"b", "b2", "g", "k"}) {
+		t.Errorf("the tablet is in %v, want b, b2, g and k", got)
+	}
+	thief.run("join")
+	if got := groupNames(thief); len(got) != 0 {
+		t.Errorf("after bob's invitations the thief's device is in %v", got)
+	}
 }

@@ -334,6 +334,9 @@ func TestClientTwoDevices(t *testing.T) {
 	if ds := bob.jsonLines("devices"); len(ds) != 2 {
 		t.Errorf("devices: %v", ds)
 	}
+	// Other users add only devices bob approved (docs/PROTOCOL.md,
+	// "Device approval").
+	bob.run("approve-device", bob2.device)
 	alice.run("create-group", "g")
 	if res := alice.jsonLines("invite", "g", "bob"); res[0]["devices"] != float64(2) {
 		t.Errorf("invite bob added %v devices, want 2", res[0]["devices"])

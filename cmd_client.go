@@ -325,7 +325,7 @@ func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error
 
 // FetchKeyCmd fetches and pins a user's keys.
 type FetchKeyCmd struct {
-	User string `arg:"" help:"User whose keys to fetch. The devices are learnt from their KeyPackages, so this uses up one of each device's (the device uploads more)."`
+	User string `arg:"" help:"User whose keys to fetch. The devices are learnt from their KeyPackages, so this uses up one of each device's (the device uploads more); devices the user did not approve are listed as skipped."`
 }
 
 // Run fetches.
@@ -340,6 +340,9 @@ func (c *FetchKeyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 			"user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)
 		for _, d := range info.Devices {
 			o.emit(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device %s", nc.Fingerprint(d))
+		}
+		if info.Skipped != nil {
+			emitSkipped(o, "", *info.Skipped)
 		}
 		return nil
 	})
@@ -485,17 +488,21 @@ func readMessageText(args []string, stdin io.Reader) (string, error) {
 // InviteCmd adds users to a group.
 type InviteCmd struct {
 	Group string   `arg:"" help:"Group name."`
-	Users []string `arg:"" help:"Users to add (every device of each)."`
+	Users []string `arg:"" help:"Users to add (every approved device of each: another user's devices that none of its approved devices approved are skipped and listed)."`
 }
 
 // Run invites.
 func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		n, err := cn.c.Invite(ctx, c.Group, c.Users)
+		r, err := cn.c.InviteReport(ctx, c.Group, c.Users)
+		o := newOut(g, p)
+		for _, s := range r.Skipped {
+			emitSkipped(o, c.Group, s)
+		}
 		if err != nil {
 			return err
 		}
-		o := newOut(g, p)
+		n := r.Added
 		if n > 0 {
 			o.emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
 			return nil

@@ -98,3 +98,29 @@ func approvalHint(ctx context.Context, cl *nc.Client, fp string) string {
 	}
 	return "\nthis device joins none of your groups until you approve it: on one of your other devices, run\n  approve-device " + fp
 }
+
+// emitSkipped tells the user which devices of another user were left
+// out because none of that user's approved devices vouches for them
+// (node/client/devicetrust.go): certified with the password alone.
+func emitSkipped(o *out, group string, s nc.SkippedDevices) {
+	if len(s.Devices) == 0 {
+		return
+	}
+	fps := make([]string, len(s.Devices))
+	for i, d := range s.Devices {
+		fps[i] = nc.Fingerprint(d)
+	}
+	obj := map[string]any{"user": s.User, "skipped_unapproved": fps, "no_first_device": s.NoRoot}
+	if group != "" {
+		obj["group"] = group
+	}
+	noun := "device"
+	if len(fps) > 1 {
+		noun = "devices"
+	}
+	why := "no approved device of " + s.User + " approved it; " + s.User + " can run approve-device on an approved device"
+	if s.NoRoot {
+		why = "the node names no first device for " + s.User + " (an account that had several devices before nodes kept approvals), so no device of it can be trusted"
+	}
+	o.emit(obj, "skipped %d unapproved %s of %s (%s): %s", len(fps), noun, s.User, strings.Join(fps, ", "), why)
+}

@@ -96,10 +96,17 @@ interface Session {
   keyPackageCount @6 (suite :UInt16) -> (poolSize :UInt32);
   # Device Session only. This device's pool size for suite.
 
-  fetchKeyPackages @7 (user :Text, suite :UInt16) -> (packages :List(FetchedKeyPackage));
+  fetchKeyPackages @7 (user :Text, suite :UInt16) -> (packages :List(FetchedKeyPackage), approvals :List(Data), firstDevice :Data);
   # Device Session only. One KeyPackage per non-revoked device of user,
   # each pool package handed out once; the last resort when a pool is
-  # empty. Rate-limited per (calling device, user).
+  # empty. Rate-limited per (calling device, user). approvals and
+  # firstDevice (appended later, ordinals 1 and 2) are what an inviter
+  # needs to add only the devices the user approved: the approval
+  # records the user's devices published (publishApproval) for devices
+  # that are not revoked (by devices that are not revoked, or by the
+  # first device), and the key of the user's first registered
+  # device, the root of those approvals (empty when the node cannot
+  # tell: an account that had several devices before the node kept it).
 
   createGroup @8 (group :Data) -> ();
   # Device Session only. Creates a group (32-byte id) whose only member
@@ -159,6 +166,16 @@ interface Session {
   # Device Session only. Up to length bytes (at most one chunk) of a
   # complete, unexpired file from offset; size is the file's size.
   # Whoever knows the id may read: it travels only inside MLS messages.
+
+  publishApproval @19 (approval :Data) -> ();
+  # Device Session only. Stores an approval record (docs/PROTOCOL.md,
+  # "Device approval") by which this device approves another device of
+  # its user: approved ‖ approver ‖ SignWithLabel(approver's key,
+  # "qpchat DeviceApproval v1", user ‖ approved ‖ approver). The approver
+  # must be the calling device, the approved device another non-revoked
+  # device of the same user, and the signature must verify. Publishing
+  # the same pair again is not an error. Bounded per user (CodeLimit).
+  # fetchKeyPackages hands the records to inviters.
 }
 
 enum SessionKind {

@@ -485,6 +485,44 @@ func (d *Device) FetchKeyPackages(ctx context.Context, user string, suite uint16
 	return out, nil
 }
 
+// FetchKeyPackagesTrust is FetchKeyPackages that also returns the user's
+// published approval records and first device.
+func (d *Device) FetchKeyPackagesTrust(ctx context.Context, user string, suite uint16) (pkgs []FetchedKeyPackage, approvals [][]byte, first []byte, err error) {
+	f, rel := d.S.FetchKeyPackages(ctx, func(p rpc.Session_fetchKeyPackages_Params) error {
+		p.SetSuite(suite)
+		return p.SetUser(user)
+	})
+	defer rel()
+	r, err := f.Struct()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l, err := r.Packages()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for i := range l.Len() {
+		e := l.At(i)
+		dv, _ := e.Device()
+		kp, _ := e.KeyPackage()
+		pkgs = append(pkgs, FetchedKeyPackage{Device: append([]byte(nil), dv...), KeyPackage: append([]byte(nil), kp...), LastResort: e.LastResort()})
+	}
+	approvals = dataList(r.Approvals())
+	fd, err := r.FirstDevice()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pkgs, approvals, append([]byte(nil), fd...), nil
+}
+
+// PublishApproval publishes an approval record (proto.Approval).
+func (d *Device) PublishApproval(ctx context.Context, approval []byte) error {
+	f, rel := d.S.PublishApproval(ctx, func(p rpc.Session_publishApproval_Params) error { return p.SetApproval(approval) })
+	defer rel()
+	_, err := f.Struct()
+	return err
+}
+
 // PrivateMessage returns an MLSMessage holding a PrivateMessage of group
 // and epoch with content type ct whose ciphertext is payload. The node
 // routes it by its header; only members could decrypt a real one.

@@ -7,13 +7,15 @@ package client
 // every group that device is in, and tells the group with an approval
 // record:
 //
-//	approval  = approved<V> ‖ approver<V> ‖ signature<V>
+//	approval  = approved ‖ approver ‖ signature
 //	signature = SignWithLabel(approver's device key, "qpchat DeviceApproval v1",
-//	                          user<V> ‖ approved<V> ‖ approver<V>)
+//	                          user ‖ approved ‖ approver)
 //
-// (RFC 9420, Section 5.1.2, SignWithLabel; fields are the state records'
-// uint32-prefixed byte strings). Each device keeps the devices it
-// approved, and those approved by a device it trusts, in its state
+// (RFC 9420, Section 5.1.2, SignWithLabel; the exact encoding is
+// proto.Approval's). The approving device also publishes its record to
+// the node, which hands it to other users inviting this one, so that
+// they add only approved devices (devicetrust.go). Each device keeps the
+// devices it approved, and those approved by a device it trusts, in its state
 // (bucket "approved"). A device honours a record sent by a device of its
 // own user that it trusts: it approves the device too, signing its own
 // record, and adds it to its groups where it is missing (so a group the
@@ -36,39 +38,26 @@ import (
 	"qpchat/node/store"
 )
 
-// labelDeviceApproval is the SignWithLabel label of approval records.
-const labelDeviceApproval = "qpchat DeviceApproval v1"
+// approvalRecord is one device's approval of another of the same user,
+// in the format of node/proto (proto.Approval), which the node parses too.
+type approvalRecord proto.Approval
 
-// approvalRecord is one device's approval of another of the same user.
-type approvalRecord struct {
-	Device    []byte // the approved device key
-	Approver  []byte // the approving device key
-	Signature []byte
-}
-
-func (a *approvalRecord) marshal() []byte {
-	return newRec().bytes(a.Device).bytes(a.Approver).bytes(a.Signature).done()
-}
+func (a *approvalRecord) marshal() []byte { return (*proto.Approval)(a).Marshal() }
 
 func parseApproval(b []byte) (*approvalRecord, error) {
-	r := readRec(b)
-	a := &approvalRecord{Device: r.bytes(), Approver: r.bytes(), Signature: r.bytes()}
-	return a, r.end()
-}
-
-func approvalContent(user string, device, approver []byte) []byte {
-	return newRec().str(user).bytes(device).bytes(approver).done()
+	p, err := proto.ParseApproval(b)
+	if err != nil {
+		return nil, err
+	}
+	return (*approvalRecord)(p), nil
 }
 
 // verify checks the record's signature for user.
-func (a *approvalRecord) verify(user string) bool {
-	return proto.VerifyWithLabel(a.Approver, labelDeviceApproval, approvalContent(user, a.Device, a.Approver), a.Signature)
-}
+func (a *approvalRecord) verify(user string) bool { return (*proto.Approval)(a).Verify(user) }
 
 // signApproval makes this device's approval of device.
 func (c *Client) signApproval(device []byte) *approvalRecord {
-	return &approvalRecord{Device: bytes.Clone(device), Approver: c.DeviceKey(),
-		Signature: proto.SignWithLabel(c.prof.Device, labelDeviceApproval, approvalContent(c.prof.User, device, c.devKey))}
+	return (*approvalRecord)(proto.SignApproval(c.prof.Device, c.prof.User, device))
 }
 
 // isApproved says whether this device trusts an own device: itself, or
@@ -147,6 +136,16 @@ func (c *Client) resolveAdoptions(ctx context.Context) error {
 		return err
 	}
 	for _, a := range todo {
+		if bytes.Equal(a.Approver, c.devKey) {
+			if err := c.publishApproval(ctx, a); err != nil {
+				if retryable(ctx, err) {
+					return err
+				}
+				if err := c.persist(nil, []*Event{{Kind: EventRefused, Time: c.now().Unix(), Text: err.Error()}}, nil); err != nil {
+					return err
+				}
+			}
+		}
 		if _, err := c.adoptDevice(ctx, a); err != nil {
 			var te *transientError
 			var ce *connError
@@ -210,18 +209,39 @@ func (c *Client) ApproveDevice(ctx context.Context, device []byte) ([]string, er
 	if err := c.putApproval(a, false); err != nil {
 		return nil, err
 	}
+	pubErr := c.publishApproval(ctx, a)
+	if retryable(ctx, pubErr) {
+		return nil, pubErr // the next sync goes on (resolveAdoptions)
+	}
 	c.adopting = true // no sync in between adopts it behind our back
 	added, err := c.adoptDevice(ctx, a)
 	c.adopting = false
-	var te *transientError
-	var ce *connError
-	if err != nil && (errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil) {
+	if retryable(ctx, err) {
 		return added, err // the next sync goes on (resolveAdoptions)
 	}
 	if perr := c.putApproval(a, true); perr != nil {
 		return added, perr
 	}
-	return added, err
+	return added, errors.Join(pubErr, err)
+}
+
+// retryable says whether err is a lost connection or a transient refusal,
+// which the next sync retries.
+func retryable(ctx context.Context, err error) bool {
+	var te *transientError
+	var ce *connError
+	return err != nil && (errors.As(err, &te) || errors.As(err, &ce) || ctx.Err() != nil)
+}
+
+// publishApproval stores an approval of this device's at the node, where
+// inviters of this user find it (devicetrust.go). Publishing the same
+// record again is harmless, so an interrupted approval publishes again
+// on the next sync.
+func (c *Client) publishApproval(ctx context.Context, a *approvalRecord) error {
+	if err := c.cfg.Session.PublishApproval(ctx, a.marshal()); err != nil {
+		return fmt.Errorf("client: publishing the approval of %s to the node (other users' invitations add the device only once it is published): %w", Fingerprint(a.Device), err)
+	}
+	return nil
 }
 
 // adoptDevice adds an approved device of this user to every group this
@@ -297,7 +317,7 @@ func (c *Client) addOwnDevice(ctx context.Context, g *group, device []byte) erro
 		return fmt.Errorf("client: fetching the KeyPackage of device %s: %w", Fingerprint(device), err)
 	}
 	var kpData []byte
-	for _, f := range fetched {
+	for _, f := range fetched.Packages {
 		if !bytes.Equal(f.Device, device) {
 			continue
 		}

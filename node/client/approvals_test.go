@@ -181,3 +181,153 @@ func TestApprovalResumesAfterLostConnection(t *testing.T) {
 		t.Errorf("the phone's groups: %v, %v", gs, err)
 	}
 }
+
+// TestInviteAddsOnlyApprovedDevices: alice has an approved phone and a
+// device a thief registered with her password. Bob invites her: only her
+// first device and the phone are added, the thief's device is reported as
+// skipped and gets no Welcome. After alice revokes her first device, the
+// devices it approved stay roots: a tablet the phone approves is added to
+// the next group, the thief's device still is not.
+func TestInviteAddsOnlyApprovedDevices(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	phone := secondDevice(t, addr, fp, alice)
+	thief := secondDevice(t, addr, fp, alice)
+	if _, err := alice.c.ApproveDevice(ctx, phone.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.CreateGroup(ctx, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err := bob.c.InviteReport(ctx, "g", []string{"alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSkipped := func(r []SkippedDevices) {
+		t.Helper()
+		if len(r) != 1 || r[0].User != "alice" || r[0].NoRoot || len(r[0].Devices) != 1 || !bytes.Equal(r[0].Devices[0], thief.c.DeviceKey()) {
+			t.Errorf("skipped %+v, want the thief's device %s only", r, Fingerprint(thief.c.DeviceKey()))
+		}
+	}
+	if r.Added != 2 {
+		t.Errorf("bob added %d devices of alice, want 2 (first device and phone)", r.Added)
+	}
+	wantSkipped(r.Skipped)
+	if err := bob.c.Send(ctx, "g", "for alice only"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*realUser{alice, phone} {
+		evs, err := u.c.Recv(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(messagesOf(t, evs), "|"); got != "bob: for alice only" {
+			t.Errorf("an approved device of alice received %q", got)
+		}
+	}
+	assertShutOut := func(when string) {
+		t.Helper()
+		res, err := thief.c.cfg.Session.Fetch(ctx, 0, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range res.Deliveries {
+			if d.Kind == DeliveryWelcome {
+				t.Errorf("%s: the thief's device got a Welcome", when)
+			}
+		}
+		if gs, err := thief.c.Groups(ctx); err != nil || len(gs) != 0 {
+			t.Errorf("%s: the thief's device has groups %+v, %v", when, gs, err)
+		}
+	}
+	if _, err := thief.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	assertShutOut("first invitation")
+
+	// fetch-key shows the same split.
+	info, err := bob.c.FetchKey(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Devices) != 2 || info.Skipped == nil {
+		t.Errorf("FetchKey: %d devices, skipped %+v; want 2 and the thief's", len(info.Devices), info.Skipped)
+	} else {
+		wantSkipped([]SkippedDevices{*info.Skipped})
+	}
+
+	// The first device is revoked; the phone approves a tablet.
+	_, ls, err := Login(ctx, &RPCEntry{C: alice.rc}, "alice", []byte("password of alice"), AccountOptions{Bounds: opaque.TestKSFBounds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.RevokeDevice(ctx, alice.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	tablet := secondDevice(t, addr, fp, alice)
+	if _, err := phone.c.ApproveDevice(ctx, tablet.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.CreateGroup(ctx, "h", 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err = bob.c.InviteReport(ctx, "h", []string{"alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Added != 2 {
+		t.Errorf("after the first device's revocation bob added %d devices, want 2 (phone and tablet)", r.Added)
+	}
+	wantSkipped(r.Skipped)
+	if _, err := thief.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	assertShutOut("second invitation")
+}
+
+// TestHonouredApprovalIsPublished: a device that honours an approval
+// from a trusted own device publishes its own record to the node.
+func TestHonouredApprovalIsPublished(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	if _, err := alice.c.CreateGroup(ctx, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	phone := secondDevice(t, addr, fp, alice)
+	if _, err := alice.c.ApproveDevice(ctx, phone.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	tablet := secondDevice(t, addr, fp, alice)
+	if _, err := phone.c.ApproveDevice(ctx, tablet.c.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Recv(ctx, 0); err != nil { // honours the phone's record
+		t.Fatal(err)
+	}
+	kps, err := bob.c.cfg.Session.FetchKeyPackages(ctx, "alice", DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]bool{}
+	for _, r := range kps.Approvals {
+		a, err := parseApproval(r)
+		if err != nil || !a.verify("alice") {
+			t.Fatalf("the node handed out a bad record: %v", err)
+		}
+		published[Fingerprint(a.Approver)+" → "+Fingerprint(a.Device)] = true
+	}
+	for _, want := range []string{
+		Fingerprint(alice.c.DeviceKey()) + " → " + Fingerprint(phone.c.DeviceKey()),
+		Fingerprint(phone.c.DeviceKey()) + " → " + Fingerprint(tablet.c.DeviceKey()),
+		Fingerprint(alice.c.DeviceKey()) + " → " + Fingerprint(tablet.c.DeviceKey()), // honoured
+	} {
+		if !published[want] {
+			t.Errorf("the node does not hold the approval %s (has %v)", want, published)
+		}
+	}
+}

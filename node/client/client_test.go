@@ -409,6 +409,10 @@ func TestTwoDevices(t *testing.T) {
 	n := newFakeNode()
 	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
 	bob2 := newTestDevice(t, n, "bob", bob.userKey, "bob2")
+	// bob's first device approves the second (devicetrust.go).
+	if err := bob.c.publishApproval(ctx, bob.c.signApproval(bob2.c.DeviceKey())); err != nil {
+		t.Fatal(err)
+	}
 	alice.c.CreateGroup(ctx, "g", 0)
 	if k, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 2 {
 		t.Fatalf("Invite = %d, %v; want both devices", k, err)
@@ -530,6 +534,7 @@ func TestChangedUserKeyRefused(t *testing.T) {
 	n.addUser("bob", newKey.Public().(ed25519.PublicKey))
 	n.mu.Lock()
 	delete(n.owner, string(bob.c.devKey))
+	delete(n.first, "bob") // a new account: its next device is its first
 	n.mu.Unlock()
 	bob2 := newTestDevice(t, n, "bob", newKey, "bob-new")
 	alice.c.CreateGroup(ctx, "h", 0)
@@ -827,12 +832,18 @@ func TestWelcomeTreeChecked(t *testing.T) {
 	}
 	realKey := bob.userKey.Public().(ed25519.PublicKey)
 	n.addUser("bob", evil.Public().(ed25519.PublicKey))
+	n.mu.Lock()
+	n.first["bob"] = mallory.c.devKey // the lying node names it the first device too
+	n.mu.Unlock()
 	alice.c.CreateGroup(ctx, "g", 0)
 	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
 		t.Fatalf("alice, fooled, could not add the forged device: %v", err)
 	}
 	n.forgeKeyPackages = nil
 	n.addUser("bob", realKey)
+	n.mu.Lock()
+	n.first["bob"] = bob.c.devKey
+	n.mu.Unlock()
 
 	if _, err := alice.c.Invite(ctx, "g", []string{"carol"}); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"qpchat/mls"
+	"qpchat/node/proto"
 )
 
 // fakeNode is an in-memory node with the delivery rules of DESIGN.md:
@@ -19,7 +20,9 @@ import (
 type fakeNode struct {
 	mu       sync.Mutex
 	userKeys map[string][]byte
-	owner    map[string]string // device key → user
+	owner    map[string]string   // device key → user
+	first    map[string][]byte   // user → first device key
+	approved map[string][][]byte // user → published approval records
 	pools    map[string]map[uint16][][]byte
 	lastRes  map[string]map[uint16][]byte
 	groups   map[string]*fakeGroup
@@ -42,7 +45,7 @@ type fakeGroup struct {
 }
 
 func newFakeNode() *fakeNode {
-	return &fakeNode{userKeys: map[string][]byte{}, owner: map[string]string{}, pools: map[string]map[uint16][][]byte{},
+	return &fakeNode{userKeys: map[string][]byte{}, owner: map[string]string{}, first: map[string][]byte{}, approved: map[string][][]byte{}, pools: map[string]map[uint16][][]byte{},
 		lastRes: map[string]map[uint16][]byte{}, groups: map[string]*fakeGroup{}, queues: map[string][]Delivery{},
 		seq: map[string]uint64{}, wake: make(chan struct{})}
 }
@@ -55,6 +58,9 @@ func (n *fakeNode) addUser(user string, key []byte) {
 func (n *fakeNode) addDevice(user string, dev []byte) {
 	n.mu.Lock()
 	n.owner[string(dev)] = user
+	if n.first[user] == nil {
+		n.first[user] = dev
+	}
 	n.mu.Unlock()
 }
 
@@ -87,7 +93,25 @@ func (s *fakeSession) KeyPackageCount(ctx context.Context, suite uint16) (int, e
 	return len(s.n.pools[string(s.dev)][suite]), nil
 }
 
-func (s *fakeSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) ([]FetchedKeyPackage, error) {
+// PublishApproval keeps an approval by this device of another device of
+// its user (the real node's checks are tested in node/server).
+func (s *fakeSession) PublishApproval(ctx context.Context, approval []byte) error {
+	a, err := proto.ParseApproval(approval)
+	if err != nil {
+		return err
+	}
+	n := s.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	user := n.owner[string(s.dev)]
+	if !bytes.Equal(a.Approver, s.dev) || n.owner[string(a.Device)] != user || !a.Verify(user) {
+		return fmt.Errorf("fake: approval refused")
+	}
+	n.approved[user] = append(n.approved[user], approval)
+	return nil
+}
+
+func (s *fakeSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (*KeyPackages, error) {
 	n := s.n
 	n.mu.Lock()
 	if _, ok := n.userKeys[user]; !ok {
@@ -107,11 +131,13 @@ func (s *fakeSession) FetchKeyPackages(ctx context.Context, user string, suite u
 		}
 	}
 	hook := n.forgeKeyPackages
+	res := &KeyPackages{FirstDevice: n.first[user], Approvals: n.approved[user]}
 	n.mu.Unlock()
 	if hook != nil {
 		out = hook(user, out)
 	}
-	return out, nil
+	res.Packages = out
+	return res, nil
 }
 
 func (s *fakeSession) UserKey(ctx context.Context, user string) ([]byte, error) {

@@ -251,21 +251,43 @@ func memberUser(m mls.Member) string {
 	return id.User
 }
 
-// Invite adds every device of each user to the group: it fetches one
-// KeyPackage per device, checks each (RFC 9420, Section 10.1, and the
-// device certificate under the user's pinned key), commits the Adds with a
-// Welcome, and then tells the group its name. It returns the number of
-// devices added.
+// InviteResult reports an invitation.
+type InviteResult struct {
+	Added int // devices added
+	// Skipped are devices of other users that no chain of approvals
+	// reaches (devicetrust.go), per user; they were not added.
+	Skipped []SkippedDevices
+}
+
+// Invite adds users to the group (InviteReport) and returns the number
+// of devices added.
 func (c *Client) Invite(ctx context.Context, name string, users []string) (int, error) {
-	if err := c.needDevice(); err != nil {
+	r, err := c.InviteReport(ctx, name, users)
+	if r == nil {
 		return 0, err
+	}
+	return r.Added, err
+}
+
+// InviteReport adds the devices of each user to the group: it fetches one
+// KeyPackage per device, checks each (RFC 9420, Section 10.1, and the
+// device certificate under the user's pinned key), keeps the devices the
+// user approved (another user's: reachable from its first device through
+// approval records, devicetrust.go; this user's: approved on this device,
+// approvals.go), commits the Adds with a Welcome, and then tells the
+// group its name. The result counts the devices added and names the
+// devices of other users it skipped as unapproved.
+func (c *Client) InviteReport(ctx context.Context, name string, users []string) (*InviteResult, error) {
+	res := &InviteResult{}
+	if err := c.needDevice(); err != nil {
+		return res, err
 	}
 	g, err := c.loadGroupByName(ctx, name)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	if g.g == nil {
-		return 0, fmt.Errorf("client: this device was removed from %s", name)
+		return res, fmt.Errorf("client: this device was removed from %s", name)
 	}
 	id := g.rec.ID
 	suite := uint16(g.g.CipherSuite())
@@ -274,39 +296,57 @@ func (c *Client) Invite(ctx context.Context, name string, users []string) (int, 
 	for _, u := range users {
 		user, err := proto.NormalizeUser(u)
 		if err != nil {
-			return 0, err
+			return res, err
 		}
 		fetched, err := c.cfg.Session.FetchKeyPackages(ctx, user, suite)
 		if err != nil {
-			return 0, fmt.Errorf("client: fetching KeyPackages of %s: %w", user, err)
+			return res, fmt.Errorf("client: fetching KeyPackages of %s: %w", user, err)
 		}
-		n := 0
-		for _, f := range fetched {
+		type checked struct {
+			f  FetchedKeyPackage
+			kp *mls.KeyPackage
+		}
+		var ok []checked
+		certified := map[string]bool{}
+		for _, f := range fetched.Packages {
 			if bytes.Equal(f.Device, c.devKey) {
 				continue
 			}
 			kp, err := c.checkKeyPackage(ctx, user, suite, f)
 			if err != nil {
-				return 0, err
+				return res, err
 			}
-			if memberWithKey(g.g, kp.LeafNode.SignatureKey) {
+			ok = append(ok, checked{f, kp})
+			certified[string(f.Device)] = true
+		}
+		var trusted map[string]bool
+		if user != c.prof.User {
+			trusted = trustedDevices(user, fetched.FirstDevice, fetched.Approvals, certified)
+		}
+		skipped := SkippedDevices{User: user, NoRoot: len(fetched.FirstDevice) == 0}
+		for _, k := range ok {
+			if memberWithKey(g.g, k.kp.LeafNode.SignatureKey) {
 				continue // already in the group
 			}
-			if user == c.prof.User && (!c.isApproved(f.Device) || containsKey(g.rec.LeftDevices, f.Device)) {
+			if user == c.prof.User && (!c.isApproved(k.f.Device) || containsKey(g.rec.LeftDevices, k.f.Device)) {
 				continue // own devices join once approved (approvals.go), and not again after leaving unless approved again (leave.go)
 			}
-			kps = append(kps, f.KeyPackage)
-			devices = append(devices, kp.LeafNode.SignatureKey)
-			n++
-		}
-		if n == 0 && user != c.prof.User {
-			if len(fetched) == 0 {
-				return 0, fmt.Errorf("%w: %s has no KeyPackage for suite 0x%04x", ErrNoKeyPackages, user, suite)
+			if user != c.prof.User && !trusted[string(k.f.Device)] {
+				skipped.Devices = append(skipped.Devices, k.f.Device)
+				continue // certified with the password only (devicetrust.go)
 			}
+			kps = append(kps, k.f.KeyPackage)
+			devices = append(devices, k.kp.LeafNode.SignatureKey)
+		}
+		if len(skipped.Devices) > 0 {
+			res.Skipped = append(res.Skipped, skipped)
+		}
+		if user != c.prof.User && len(fetched.Packages) == 0 {
+			return res, fmt.Errorf("%w: %s has no KeyPackage for suite 0x%04x", ErrNoKeyPackages, user, suite)
 		}
 	}
 	if len(kps) == 0 {
-		return 0, nil
+		return res, nil
 	}
 	if _, err := c.commit(ctx, id, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
 		// Skip devices a concurrent commit added meanwhile.
@@ -323,20 +363,21 @@ func (c *Client) Invite(ctx context.Context, name string, users []string) (int, 
 		return out, d2, nil, err
 	}); err != nil {
 		if errors.Is(err, errNothingToDo) {
-			return 0, nil
+			return res, nil
 		}
-		return 0, err
+		return res, err
 	}
+	res.Added = len(devices)
 	g, err = c.loadGroup(ctx, id)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	// Tell the new members what the group is called.
 	meta := &payload{Kind: payloadMeta, Name: g.rec.Name, DM: g.rec.Peer != ""}
 	if err := c.sendPayload(ctx, g, meta); err != nil {
-		return len(devices), err
+		return res, err
 	}
-	return len(devices), nil
+	return res, nil
 }
 
 var errNothingToDo = errors.New("client: nothing to do")

@@ -83,12 +83,18 @@ func (s *liveSession) KeyPackageCount(ctx context.Context, suite uint16) (n int,
 	return n, err
 }
 
-func (s *liveSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (out []FetchedKeyPackage, err error) {
+func (s *liveSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (out *KeyPackages, err error) {
 	err = s.call(ctx, 0, func(ctx context.Context, in Session) (err error) {
 		out, err = in.FetchKeyPackages(ctx, user, suite)
 		return err
 	})
 	return out, err
+}
+
+func (s *liveSession) PublishApproval(ctx context.Context, approval []byte) error {
+	return s.call(ctx, 0, func(ctx context.Context, in Session) error {
+		return in.PublishApproval(ctx, approval)
+	})
 }
 
 func (s *liveSession) UserKey(ctx context.Context, user string) (key []byte, err error) {

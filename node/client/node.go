@@ -21,8 +21,12 @@ type Session interface {
 	UploadKeyPackages(ctx context.Context, suite uint16, pool [][]byte, lastResort []byte) (int, error)
 	// KeyPackageCount returns the size of this device's pool for suite.
 	KeyPackageCount(ctx context.Context, suite uint16) (int, error)
-	// FetchKeyPackages returns one KeyPackage per device of user for suite.
-	FetchKeyPackages(ctx context.Context, user string, suite uint16) ([]FetchedKeyPackage, error)
+	// FetchKeyPackages returns one KeyPackage per device of user for
+	// suite, with the user's published device approvals and first device.
+	FetchKeyPackages(ctx context.Context, user string, suite uint16) (*KeyPackages, error)
+	// PublishApproval stores an approval record signed by this device at
+	// the node, for inviters (docs/PROTOCOL.md, "Device approval").
+	PublishApproval(ctx context.Context, approval []byte) error
 	// UserKey returns the user key the server publishes for user.
 	UserKey(ctx context.Context, user string) ([]byte, error)
 	// Devices lists the devices of this session's user.
@@ -61,6 +65,19 @@ type FetchedKeyPackage struct {
 	Device     []byte // the device key the node says it belongs to
 	KeyPackage []byte // MLSMessage(KeyPackage)
 	LastResort bool
+}
+
+// KeyPackages is what the node hands out for one user: a KeyPackage per
+// device, and what an inviter needs to tell the devices the user approved
+// from those certified with the password alone.
+type KeyPackages struct {
+	Packages []FetchedKeyPackage
+	// Approvals are the approval records the user's devices published
+	// (proto.Approval encoding), unverified.
+	Approvals [][]byte
+	// FirstDevice is the key of the user's first registered device, the
+	// root of its approvals; nil when the node names none.
+	FirstDevice []byte
 }
 
 // DeviceInfo describes a device of a user as the node lists it.

@@ -20,12 +20,15 @@ type KeyInfo struct {
 	// Status is "pinned now" (first contact), "pinned" (matches the pin)
 	// or "CHANGED" (differs from the pin; refused until verify --accept).
 	Status  string
-	Devices [][]byte // device keys with a KeyPackage whose certificate verifies
+	Devices [][]byte // device keys with a KeyPackage whose certificate verifies, approved (devicetrust.go)
+	// Skipped are the certified devices no chain of approvals reaches.
+	Skipped *SkippedDevices
 }
 
 // FetchKey fetches a user's key (pinning it on first contact) and the
 // device keys of the KeyPackages the node hands out for them, keeping
-// only the devices whose certificates verify under the pinned key. The
+// only the devices whose certificates verify under the pinned key and
+// that the user approved (devicetrust.go); the others are in Skipped. The
 // node offers no read-only listing of another user's devices, so this
 // consumes one pool KeyPackage per device (or hands out the last resort);
 // the owner's client replenishes its pool when told it runs low.
@@ -70,11 +73,21 @@ func (c *Client) FetchKey(ctx context.Context, name string) (*KeyInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: fetching KeyPackages of %s: %w", user, err)
 	}
-	for _, f := range kps {
+	certified := map[string]bool{}
+	for _, f := range kps.Packages {
 		if _, err := c.checkKeyPackage(ctx, user, DefaultSuite, f); err != nil {
 			return info, err
 		}
-		info.Devices = append(info.Devices, f.Device)
+		certified[string(f.Device)] = true
+	}
+	trusted := trustedDevices(user, kps.FirstDevice, kps.Approvals, certified)
+	info.Skipped = &SkippedDevices{User: user, NoRoot: len(kps.FirstDevice) == 0}
+	for _, f := range kps.Packages {
+		if trusted[string(f.Device)] {
+			info.Devices = append(info.Devices, f.Device)
+		} else {
+			info.Skipped.Devices = append(info.Skipped.Devices, f.Device)
+		}
 	}
 	return info, nil
 }

@@ -135,12 +135,15 @@ type lyingSession struct {
 	stampSender []byte
 }
 
-func (l *lyingSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) ([]FetchedKeyPackage, error) {
+func (l *lyingSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (*KeyPackages, error) {
 	kps, err := l.Session.FetchKeyPackages(ctx, user, suite)
-	if x, ok := l.extraKP[user]; ok {
-		kps = append(kps, x)
+	if err != nil {
+		return nil, err
 	}
-	return kps, err
+	if x, ok := l.extraKP[user]; ok {
+		kps.Packages = append(kps.Packages, x)
+	}
+	return kps, nil
 }
 
 func (l *lyingSession) Fetch(ctx context.Context, after uint64, limit int, wait time.Duration) (*FetchResult, error) {

@@ -282,12 +282,13 @@ func (s *rpcSession) KeyPackageCount(ctx context.Context, suite uint16) (n int, 
 	return n, err
 }
 
-func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (out []FetchedKeyPackage, err error) {
+func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite uint16) (*KeyPackages, error) {
 	f, rel := s.s.FetchKeyPackages(ctx, func(p rpc.Session_fetchKeyPackages_Params) error {
 		p.SetSuite(suite)
 		return p.SetUser(user)
 	})
-	err = await(f, rel, func(r rpc.Session_fetchKeyPackages_Results) error {
+	out := &KeyPackages{}
+	err := await(f, rel, func(r rpc.Session_fetchKeyPackages_Results) error {
 		l, err := r.Packages()
 		if err != nil {
 			return err
@@ -299,7 +300,17 @@ func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite ui
 			k := l.At(i)
 			d, _ := k.Device()
 			kp, _ := k.KeyPackage()
-			out = append(out, FetchedKeyPackage{Device: bytes.Clone(d), KeyPackage: bytes.Clone(kp), LastResort: k.LastResort()})
+			out.Packages = append(out.Packages, FetchedKeyPackage{Device: bytes.Clone(d), KeyPackage: bytes.Clone(kp), LastResort: k.LastResort()})
+		}
+		if out.Approvals, err = fromList(r.Approvals()); err != nil {
+			return err
+		}
+		first, err := r.FirstDevice()
+		if err != nil {
+			return err
+		}
+		if len(first) > 0 {
+			out.FirstDevice = bytes.Clone(first)
 		}
 		return nil
 	})
@@ -307,6 +318,17 @@ func (s *rpcSession) FetchKeyPackages(ctx context.Context, user string, suite ui
 		return nil, err
 	}
 	return out, nil
+}
+
+func (s *rpcSession) PublishApproval(ctx context.Context, approval []byte) error {
+	f, rel := s.s.PublishApproval(ctx, func(p rpc.Session_publishApproval_Params) error { return p.SetApproval(approval) })
+	err := await(f, rel, nil)
+	if capnp.IsUnimplemented(err) {
+		// A node older than device approvals: a refusal, not a lost
+		// connection (a Live must not reconnect for it).
+		return proto.Errorf(proto.CodeInvalid, "this node does not store device approvals (it predates them): %v", err)
+	}
+	return err
 }
 
 func (s *rpcSession) CreateGroup(ctx context.Context, group []byte) error {

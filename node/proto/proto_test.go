@@ -193,3 +193,49 @@ func FuzzNormalizeUser(f *testing.F) {
 		}
 	})
 }
+
+// TestApproval: a record verifies for its user only, any change breaks
+// it, and the parser accepts only the exact encoding.
+func TestApproval(t *testing.T) {
+	_, k, _ := ed25519.GenerateKey(nil)
+	dev := bytes.Repeat([]byte{7}, 32)
+	a := SignApproval(k, "alice", dev)
+	if !a.Verify("alice") || a.Verify("bob") {
+		t.Fatal("a fresh approval must verify for alice only")
+	}
+	raw := a.Marshal()
+	if len(raw) != ApprovalLen {
+		t.Fatalf("len(Marshal()) = %d, want %d", len(raw), ApprovalLen)
+	}
+	for i := range raw {
+		b := bytes.Clone(raw)
+		b[i] ^= 0x80
+		if p, err := ParseApproval(b); err == nil && p.Verify("alice") {
+			t.Errorf("flipping byte %d still gives a valid approval", i)
+		}
+	}
+	if _, err := ParseApproval(append(bytes.Clone(raw), 0)); err == nil {
+		t.Error("trailing byte accepted")
+	}
+}
+
+func FuzzParseApproval(f *testing.F) {
+	_, k, _ := ed25519.GenerateKey(nil)
+	f.Add(SignApproval(k, "alice", bytes.Repeat([]byte{1}, 32)).Marshal())
+	f.Add((&Approval{Device: make([]byte, 32), Approver: make([]byte, 32), Signature: make([]byte, 64)}).Marshal())
+	f.Add([]byte{})
+	f.Add([]byte{1, 0, 0, 0, 32})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseApproval(b)
+		if err != nil {
+			if a != nil {
+				t.Fatal("a failed parse returned a value")
+			}
+			return
+		}
+		if !bytes.Equal(a.Marshal(), b) {
+			t.Fatalf("re-marshal differs:\n%x\n%x", a.Marshal(), b)
+		}
+		a.Verify("alice") // must not panic
+	})
+}

@@ -165,6 +165,13 @@ var authzMatrix = map[string]crossUser{
 			t.Error("bob's ack emptied alice's queue")
 		}
 	},
+	"publishApproval": func(t *testing.T, m *matrix) {
+		// Bob's device cannot approve alice's device, under either name.
+		for _, user := range []string{"bob", "alice"} {
+			err := m.b1.PublishApproval(testCtx(t), proto.SignApproval(m.b1.Key, user, m.a2.Pub()).Marshal())
+			wantCode(t, "publishApproval of alice's device signed for "+user, err, proto.CodeForbidden)
+		}
+	},
 	"clearOverflow": func(t *testing.T, m *matrix) {
 		// No target: bob's own queue. Alice's overflow mark stays.
 		f, rel := m.b1.S.ClearOverflow(testCtx(t), nil)

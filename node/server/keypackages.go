@@ -184,9 +184,28 @@ func (s *session) FetchKeyPackages(ctx context.Context, call rpc.Session_fetchKe
 		}
 		return s.storeErr("fetchKeyPackages", err)
 	}
+	approvals, first, err := srv.approvalsFor(ctx, user)
+	if err != nil {
+		// The packages are handed out already; the inviter then trusts
+		// no device and says so, so this is only worth a log line.
+		s.c.log.Warn("reading device approvals for a KeyPackage fetch failed", "err", err)
+		approvals, first = nil, nil
+	}
 	res, err := call.AllocResults()
 	if err != nil {
 		return err
+	}
+	if err := res.SetFirstDevice(first); err != nil {
+		return err
+	}
+	al, err := res.NewApprovals(int32(len(approvals)))
+	if err != nil {
+		return err
+	}
+	for i, a := range approvals {
+		if err := al.Set(i, a); err != nil {
+			return err
+		}
 	}
 	out, err := res.NewPackages(int32(len(got)))
 	if err != nil {

@@ -46,6 +46,7 @@ var sessionMethods = map[string]access{
 	"createBlob":        deviceOK,
 	"putBlob":           deviceOK,
 	"getBlob":           deviceOK,
+	"publishApproval":   deviceOK,
 }
 
 // session is one Session capability: a login session (device

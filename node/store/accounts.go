@@ -88,6 +88,12 @@ func (s *LocalStore) AddDevice(ctx context.Context, d Device) error {
 		if err := devices.Put(k, rec); err != nil {
 			return err
 		}
+		if tx.Bucket(bucketUserDevices, user) == nil {
+			// The user's first device: the root of its approvals.
+			if err := tx.Bucket(bucketFirstDevice).Put(user, d.Key); err != nil {
+				return err
+			}
+		}
 		list, err := tx.CreateBucket(bucketUserDevices, user)
 		if err != nil {
 			return err

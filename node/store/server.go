@@ -47,6 +47,19 @@ type Store interface {
 	PutKeyPackages(ctx context.Context, device []byte, suite uint16, pool []KeyPackage, lastResort *KeyPackage) (int, error)
 	// KeyPackageCount returns the pool size of a device and suite.
 	KeyPackageCount(ctx context.Context, device []byte, suite uint16) (int, error)
+	// FirstDevice returns the key of the first device registered for
+	// user (kept when it is revoked); ErrNotFound if none is known.
+	FirstDevice(ctx context.Context, user string) ([]byte, error)
+	// PutApproval stores an approval record of user's device approver for
+	// user's device (both already checked by the caller), replacing the
+	// record of the same pair; ErrLimit if user would have more than max
+	// records, ErrNotFound without the account. Revoking a device deletes
+	// no approvals.
+	PutApproval(ctx context.Context, user string, device, approver, record []byte, max int) error
+	// Approvals returns user's approval records and the number of damaged
+	// ones left out.
+	Approvals(ctx context.Context, user string) (records [][]byte, damaged int, err error)
+
 	// FetchKeyPackages hands out one package per non-revoked device of
 	// user for suite, consuming pool packages atomically (each is handed
 	// out exactly once) and falling back to the last resort, which is
@@ -187,6 +200,8 @@ var (
 	bucketGroups      = []byte("groups")       // Ident(group) / {"g" → Group, "c" / epoch → commit hash}
 	bucketQueues      = []byte("queues")       // Ident(device) / {"s" → QueueState, "m" / seq → Envelope}
 	bucketSecrets     = []byte("secrets")      // Ident(name) → secret
+	bucketApprovals   = []byte("approvals")    // Ident(user) / Ident(approved ‖ approver) → approval record (migration 3)
+	bucketFirstDevice = []byte("first-device") // Ident(user) → device key of the user's first device (migration 3)
 
 	keyLast      = []byte("last")
 	keyPool      = []byte("pool")
@@ -200,11 +215,12 @@ var (
 )
 
 const (
-	domainUser    = "user"
-	domainDevice  = "device"
-	domainGroup   = "group"
-	domainFetched = "kp-fetched"
-	domainSecret  = "secret"
+	domainUser     = "user"
+	domainDevice   = "device"
+	domainGroup    = "group"
+	domainFetched  = "kp-fetched"
+	domainSecret   = "secret"
+	domainApproval = "approval"
 )
 
 // ServerSchema is the schema of the node's file. Append migrations; never
@@ -221,6 +237,7 @@ var ServerSchema = Schema{
 			return nil
 		}},
 		{Name: "fetch records carry their time", Apply: stampFetchRecords},
+		{Name: "device approvals and first devices", Apply: recordFirstDevices},
 	},
 }
 
