@@ -136,9 +136,14 @@ func TestLeaveAllDevices(t *testing.T) {
 	n := newFakeNode()
 	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
 	bob2 := newTestDevice(t, n, "bob", bob.userKey, "bob2")
-	alice.c.CreateGroup(ctx, "g", 0)
-	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+	// bob's first device approves the second, so alice's invite adds both
+	// (devicetrust.go).
+	if err := bob.c.publishApproval(ctx, bob.c.signApproval(bob2.c.DeviceKey())); err != nil {
 		t.Fatal(err)
+	}
+	alice.c.CreateGroup(ctx, "g", 0)
+	if k, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 2 {
+		t.Fatalf("Invite = %d, %v; want both of bob's devices", k, err)
 	}
 	wantTexts(t, bob)
 	wantTexts(t, bob2)
@@ -167,9 +172,14 @@ func TestLeftDeviceNotReAdded(t *testing.T) {
 	n := newFakeNode()
 	alice, bob := newTestUser(t, n, "alice"), newTestUser(t, n, "bob")
 	bob2 := newTestDevice(t, n, "bob", bob.userKey, "bob2")
-	alice.c.CreateGroup(ctx, "g", 0)
-	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+	// bob's first device approves the second, so alice's invite adds both
+	// (devicetrust.go).
+	if err := bob.c.publishApproval(ctx, bob.c.signApproval(bob2.c.DeviceKey())); err != nil {
 		t.Fatal(err)
+	}
+	alice.c.CreateGroup(ctx, "g", 0)
+	if k, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil || k != 2 {
+		t.Fatalf("Invite = %d, %v; want both of bob's devices", k, err)
 	}
 	wantTexts(t, bob)
 	wantTexts(t, bob2)
