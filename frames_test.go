@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"qpchat/node/proto"
 	"qpchat/node/server"
@@ -14,7 +15,8 @@ func TestMaxMessageSizeFitsClientFrames(t *testing.T) {
 	f := ServeLimitFlags{MaxMessageSize: proto.MaxMessageSize, MaxQueueLength: 7, MaxKeyPackages: 3, MaxGroupSize: 9,
 		MaxDevices: 4, MaxBatch: 5, LoginRateName: 1, LoginRateAddr: 2, MaxLoginDelay: 1, KPFetchRate: 6,
 		MaxConnsPerAddr: 8, MaxConns: 10, MaxCallsPerConn: 11, MaxFetchWait: 1, RetryAbove: 12, LoginSessionTTL: 3,
-		MaxConnBuffer: 32 << 20, MaxAddrBuffer: 128 << 20, MaxTotalBuffer: 1 << 30}
+		MaxConnBuffer: 32 << 20, MaxAddrBuffer: 128 << 20, MaxTotalBuffer: 1 << 30,
+		MaxFileSize: 100 << 20, FileQuota: 1 << 30, FileTTL: time.Hour}
 	var cfg server.Config
 	if err := f.apply(&cfg); err != nil {
 		t.Fatalf("--max-message-size %d refused: %v", f.MaxMessageSize, err)
