@@ -20,28 +20,10 @@ type ApproveDeviceCmd struct {
 // Run approves the device and adds it to this device's groups.
 func (c *ApproveDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		devs, err := cn.c.Devices(ctx)
-		if err != nil {
-			return err
+		r, err := opApproveDevice(ctx, cn.c, c.Device)
+		if r != nil {
+			newOut(g, p).emitAll([]record{*r})
 		}
-		d, err := matchDevice(devs, c.Device)
-		if err != nil {
-			return err
-		}
-		fp := nc.Fingerprint(d.Key)
-		switch {
-		case d.Revoked:
-			return fmt.Errorf("device %s is revoked", fp)
-		case !d.Certified:
-			return fmt.Errorf("device %s is not certified by your user key; it cannot be approved", fp)
-		}
-		// Errors past here leave the device approved; say where it went.
-		groups, err := cn.c.ApproveDevice(ctx, d.Key)
-		if groups == nil {
-			groups = []string{}
-		}
-		newOut(g, p).emit(map[string]any{"approved": fp, "groups": groups},
-			"approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))
 		return err
 	})
 }

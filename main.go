@@ -150,6 +150,7 @@ type ClientCmd struct {
 	Send          SendCmd          `cmd:"" help:"Send a message to a group (or --all groups); the text may come from stdin."`
 	Recv          RecvCmd          `cmd:"" help:"Print new messages with sender and group."`
 	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live; survives node restarts (reconnects, sends what was typed meanwhile)."`
+	Daemon        DaemonCmd        `cmd:"" help:"Hold this profile and one connection to the node, and answer JSON-RPC 2.0 on a Unix socket (or --stdio) for bots and scripts; see docs/DAEMON.md."`
 	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
 	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`
 	Groups        GroupsCmd        `cmd:"" help:"List your groups."`

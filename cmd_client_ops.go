@@ -1,0 +1,331 @@
+package main
+
+// What the client commands do and print, shared by the one-shot
+// commands (cmd_client.go), the daemon (cmd_client_daemon.go) and the
+// commands forwarded to a daemon (cmd_client_forward.go): each op
+// returns records, the JSON object `--json` prints (and the daemon
+// returns) with the text line the command prints otherwise. Where a
+// forwarded command prints text, the text is made from the object alone
+// (the *Text functions), so both paths print the same.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	nc "qpchat/node/client"
+	"qpchat/node/proto"
+)
+
+// record is one line of a command's output.
+type record struct {
+	obj  map[string]any // nil: a remark shown only as text
+	text string
+}
+
+// emitAll prints records.
+func (o *out) emitAll(recs []record) {
+	for _, r := range recs {
+		o.emit(r.obj, "%s", r.text)
+	}
+}
+
+// objects returns the JSON objects of records (never nil).
+func objects(recs []record) []map[string]any {
+	out := []map[string]any{}
+	for _, r := range recs {
+		if r.obj != nil {
+			out = append(out, r.obj)
+		}
+	}
+	return out
+}
+
+// str reads a string member of an object made here or decoded from JSON.
+func str(obj map[string]any, k string) string {
+	s, _ := obj[k].(string)
+	return s
+}
+
+// strs reads a list of strings made here or decoded from JSON.
+func strs(obj map[string]any, k string) []string {
+	switch v := obj[k].(type) {
+	case []string:
+		return v
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			s, _ := x.(string)
+			out = append(out, s)
+		}
+		return out
+	}
+	return nil
+}
+
+// sentRecord is the output of send, send --all and dm for one group.
+func sentRecord(group string) record {
+	obj := map[string]any{"group": group, "sent": true}
+	return record{obj, sentText(obj)}
+}
+
+func sentText(obj map[string]any) string { return "sent to " + termSafe(str(obj, "group")) }
+
+// dmText is dm's line: it names the user too.
+func dmText(user string, obj map[string]any) string {
+	return fmt.Sprintf("sent to %s (%s)", termSafe(user), termSafe(str(obj, "group")))
+}
+
+// eventObject is the JSON object of one history entry. JSON carries the
+// exact strings, and a text that is not valid UTF-8 also as text_base64
+// (JSON strings cannot hold it).
+func eventObject(group string, e *nc.Event) map[string]any {
+	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
+	switch e.Kind {
+	case nc.EventMessage:
+		obj["text"] = e.Text
+		if !utf8.ValidString(e.Text) {
+			obj["text_base64"] = base64.StdEncoding.EncodeToString([]byte(e.Text))
+		}
+	case nc.EventJoined:
+		obj["inviter"] = e.Sender
+	case nc.EventMembers:
+		obj["text"], obj["users"] = e.Text, e.Users
+	case nc.EventRefused:
+		obj["reason"] = e.Text
+	case nc.EventLost:
+		obj["text"] = e.Text
+	}
+	return obj
+}
+
+// eventText is the text line of a history entry: everything others
+// wrote is escaped (termSafe) and a multi-line message continues on
+// marked lines (messageLines).
+func eventText(obj map[string]any) string {
+	g, sender := termSafe(str(obj, "group")), termSafe(str(obj, "sender"))
+	switch str(obj, "event") {
+	case "message":
+		text := str(obj, "text")
+		if b64 := str(obj, "text_base64"); b64 != "" {
+			if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
+				text = string(b)
+			}
+		}
+		return fmt.Sprintf("[%s] %s: %s", g, sender, messageLines(text))
+	case "joined":
+		return fmt.Sprintf("[%s] joined, invited by %s", g, sender)
+	case "members":
+		return fmt.Sprintf("[%s] %s %s", g, sender, termSafe(str(obj, "text")))
+	case "removed":
+		return fmt.Sprintf("[%s] you were removed by %s", g, sender)
+	case "update":
+		return fmt.Sprintf("[%s] %s updated their keys", g, sender)
+	case "refused":
+		return fmt.Sprintf("[%s] REFUSED a message: %s", g, termSafe(str(obj, "reason")))
+	case "lost":
+		return "LOST: " + termSafe(str(obj, "text"))
+	}
+	return fmt.Sprintf("[%s] %s: %s", g, sender, termSafe(str(obj, "event")))
+}
+
+func eventRecord(c *nc.Client, e *nc.Event) record {
+	obj := eventObject(c.GroupName(e.Group), e)
+	return record{obj, eventText(obj)}
+}
+
+// groupObject is one group of groups (listGroups).
+func groupObject(x nc.GroupInfo) map[string]any {
+	if x.Removed {
+		// No group state is left: no suite, epoch or members to show.
+		return map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true}
+	}
+	return map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed}
+}
+
+func groupText(obj map[string]any) string {
+	note := ""
+	if dm := str(obj, "dm"); dm != "" {
+		note = " (direct messages with " + dm + ")"
+	}
+	if removed, _ := obj["removed"].(bool); removed {
+		return fmt.Sprintf("%s: removed (this device is no longer a member)%s", termSafe(str(obj, "group")), termSafe(note))
+	}
+	return fmt.Sprintf("%s: %v members, epoch %v, suite %s%s", termSafe(str(obj, "group")), obj["members"], obj["epoch"], str(obj, "suite"), termSafe(note))
+}
+
+func opGroups(ctx context.Context, c *nc.Client) ([]record, error) {
+	gs, err := c.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var recs []record
+	for _, x := range gs {
+		obj := groupObject(x)
+		recs = append(recs, record{obj, groupText(obj)})
+	}
+	return recs, nil
+}
+
+func memberText(obj map[string]any) string {
+	state := "not verified"
+	if v, _ := obj["verified"].(bool); v {
+		state = "verified"
+	}
+	if s, _ := obj["self"].(bool); s {
+		state = "this device"
+	}
+	return fmt.Sprintf("%s %s (%s)", termSafe(str(obj, "user")), str(obj, "device"), state)
+}
+
+func opMembers(ctx context.Context, c *nc.Client, group string) ([]record, error) {
+	ms, err := c.Members(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	var recs []record
+	for _, m := range ms {
+		obj := map[string]any{"user": m.User, "device": m.Device, "verified": m.Verified, "self": m.Self}
+		recs = append(recs, record{obj, memberText(obj)})
+	}
+	return recs, nil
+}
+
+func opDevices(ctx context.Context, c *nc.Client) ([]record, error) {
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self := c.DeviceKey()
+	var recs []record
+	for _, d := range devs {
+		note := ""
+		if d.Revoked {
+			note = " (revoked)"
+		}
+		isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
+		if isSelf {
+			note += " (this device)"
+		}
+		note += deviceNote(d, isSelf)
+		recs = append(recs, record{map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified,
+			"approved": d.Approved, "pending": devicePending(d)}, nc.Fingerprint(d.Key) + note})
+	}
+	return recs, nil
+}
+
+func opFetchKey(ctx context.Context, c *nc.Client, user string) ([]record, error) {
+	info, err := c.FetchKey(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	recs := []record{{map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
+		fmt.Sprintf("user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)}}
+	for _, d := range info.Devices {
+		recs = append(recs, record{map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device " + nc.Fingerprint(d)})
+	}
+	return recs, nil
+}
+
+func opVerify(ctx context.Context, c *nc.Client, user string, accept bool) (record, error) {
+	v, err := c.Verify(ctx, user, accept)
+	if err != nil {
+		return record{}, err
+	}
+	obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
+	if v.Changed != nil {
+		obj["new_user_key"] = nc.Fingerprint(v.Changed)
+		return record{obj, fmt.Sprintf("WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
+			v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)}, nil
+	}
+	state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
+	if v.Verified {
+		state = "verified"
+	}
+	return record{obj, fmt.Sprintf("safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)}, nil
+}
+
+func opCreateGroup(ctx context.Context, c *nc.Client, name string, suite uint16) (record, error) {
+	id, err := c.CreateGroup(ctx, name, suite)
+	if err != nil {
+		return record{}, err
+	}
+	return record{map[string]any{"group": name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
+		fmt.Sprintf("created group %s (suite 0x%04x)", name, suite)}, nil
+}
+
+func opInvite(ctx context.Context, c *nc.Client, group string, users []string) ([]record, error) {
+	n, err := c.Invite(ctx, group, users)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		return []record{{map[string]any{"group": group, "users": users, "devices": n},
+			fmt.Sprintf("invited %s to %s (%d device(s))", strings.Join(users, ", "), group, n)}}, nil
+	}
+	// Nothing was added: every device of each user is in already.
+	ms, err := c.Members(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	var recs []record
+	for _, u := range users {
+		user, _ := proto.NormalizeUser(u)
+		member := false
+		for _, m := range ms {
+			member = member || m.User == user
+		}
+		if !member {
+			return nil, fmt.Errorf("no device of %s could be added to %s", u, group)
+		}
+		recs = append(recs, record{map[string]any{"group": group, "user": user, "already_member": true},
+			fmt.Sprintf("%s is already a member of %s", user, group)})
+	}
+	return recs, nil
+}
+
+func opRemove(ctx context.Context, c *nc.Client, group string, users []string) (record, error) {
+	n, err := c.Remove(ctx, group, users)
+	if err != nil {
+		return record{}, err
+	}
+	return record{map[string]any{"group": group, "users": users, "devices": n},
+		fmt.Sprintf("removed %s from %s (%d device(s))", strings.Join(users, ", "), group, n)}, nil
+}
+
+func opUpdate(ctx context.Context, c *nc.Client, group string) (record, error) {
+	epoch, err := c.Update(ctx, group)
+	if err != nil {
+		return record{}, err
+	}
+	return record{map[string]any{"group": group, "epoch": epoch}, fmt.Sprintf("updated keys in %s (epoch %d)", group, epoch)}, nil
+}
+
+// opApproveDevice approves a device; errors past the approval itself
+// come with the record, which says where the device went.
+func opApproveDevice(ctx context.Context, c *nc.Client, device string) (*record, error) {
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := matchDevice(devs, device)
+	if err != nil {
+		return nil, err
+	}
+	fp := nc.Fingerprint(d.Key)
+	switch {
+	case d.Revoked:
+		return nil, fmt.Errorf("device %s is revoked", fp)
+	case !d.Certified:
+		return nil, fmt.Errorf("device %s is not certified by your user key; it cannot be approved", fp)
+	}
+	groups, err := c.ApproveDevice(ctx, d.Key)
+	if groups == nil {
+		groups = []string{}
+	}
+	return &record{map[string]any{"approved": fp, "groups": groups},
+		fmt.Sprintf("approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))}, err
+}
