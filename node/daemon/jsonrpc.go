@@ -104,8 +104,9 @@ func DecodeRequest(line []byte) (*Request, json.RawMessage, *Error) {
 		return nil, id, &Error{Code: CodeInvalidRequest, Message: `invalid request: "method" must be a non-empty string`}
 	}
 	r := &Request{ID: id, Method: *w.Method}
-	if w.Params != nil {
-		p := bytes.TrimSpace(w.Params)
+	// A params of null is taken as absent: Section 4 lets params be
+	// omitted, and many client libraries send null instead.
+	if p := bytes.TrimSpace(w.Params); w.Params != nil && !bytes.Equal(p, null) {
 		if len(p) == 0 || (p[0] != '{' && p[0] != '[') {
 			return nil, id, &Error{Code: CodeInvalidRequest, Message: `invalid request: "params" must be an object or an array`}
 		}
