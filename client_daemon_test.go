@@ -423,3 +423,63 @@ func TestClientDaemon(t *testing.T) {
 	alice.run("send", "g", "alice's CLI again")
 	waitMessages(t, carol, "g alice: via the CLI", "g alice: alice's CLI again")
 }
+
+// TestClientDaemonReconnects: a daemon survives a graceful restart and a
+// kill -9 of the node. It says it is reconnecting and reconnected; a
+// send made while the node is down is answered once the node is back
+// and delivered exactly once; what others sent meanwhile arrives.
+func TestClientDaemonReconnects(t *testing.T) {
+	dir := t.TempDir()
+	data, state := filepath.Join(dir, "data"), filepath.Join(dir, "state")
+	n := startNode(t, "127.0.0.1:0", data)
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	bob.run("join")
+
+	d := startDaemon(t, bob, filepath.Join(shortDir(t), "bob.sock"), nil)
+	r := dialDaemon(t, d.socket)
+	r.call("send", map[string]any{"group": "g", "text": "before"})
+	waitMessages(t, alice, "g bob: before")
+
+	outage := func(name string, down func()) {
+		down()
+		r.waitNote(map[string]any{"event": "reconnecting"})
+		if st := r.call("status", nil).(map[string]any); st["connected"] != false {
+			t.Errorf("%s: status while down = %v", name, st)
+		}
+		sent, line := r.start("send", map[string]any{"group": "g", "text": "during the " + name})
+		n = startNode(t, n.addr, data)
+		r.waitNote(map[string]any{"event": "reconnected"})
+		select {
+		case m := <-sent:
+			if m["error"] != nil {
+				t.Errorf("%s: %s answered %v", name, line, m)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s: no answer to %s", name, line)
+		}
+		waitMessages(t, alice, "g bob: during the "+name)
+		alice.run("send", "g", "after the "+name)
+		r.waitNote(msgNote("g", "alice", "after the "+name))
+	}
+	outage("restart", func() { n.stop(t) })
+	outage("crash", func() {
+		n.cmd.Process.Kill()
+		<-n.exited
+	})
+	// Sent while the daemon is down: the daemon delivers it when it
+	// starts again (the queue at the node keeps it).
+	d.stop()
+	alice.run("send", "g", "while the daemon was stopped")
+	d = startDaemon(t, bob, d.socket, nil)
+	r = dialDaemon(t, d.socket)
+	var got []any
+	for deadline := time.Now().Add(time.Minute); len(got) == 0 && time.Now().Before(deadline); {
+		got = r.call("recv", map[string]any{"wait": 5}).([]any)
+	}
+	if len(got) != 1 || got[0].(map[string]any)["text"] != "while the daemon was stopped" {
+		t.Errorf("recv after the daemon restarted = %v", got)
+	}
+	d.stop()
+}
