@@ -483,3 +483,43 @@ func TestClientDaemonReconnects(t *testing.T) {
 	}
 	d.stop()
 }
+
+// TestEchoBot: examples/echobot, built from the module, answers every
+// text in its group through a daemon, also after the node restarted.
+func TestEchoBot(t *testing.T) {
+	dir := t.TempDir()
+	bot := filepath.Join(dir, "echobot")
+	if out, err := exec.Command("go", "build", "-o", bot, "./examples/echobot").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/echobot: %v\n%s", err, out)
+	}
+	data, state := filepath.Join(dir, "data"), filepath.Join(dir, "state")
+	n := startNode(t, "127.0.0.1:0", data)
+	alice, echo := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "echo")
+	d := startDaemon(t, echo, filepath.Join(shortDir(t), "echo.sock"), nil)
+	cmd := exec.Command(bot, "--socket", d.socket, "--prefix", "echo: ")
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("echobot stderr:\n%s", logs)
+		}
+	})
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "echo")
+	alice.run("send", "g", "hello bot")
+	waitMessages(t, alice, "g echo: echo: hello bot")
+	n.stop(t)
+	n = startNode(t, n.addr, data)
+	alice.run("send", "g", "still there?")
+	waitMessages(t, alice, "g echo: echo: still there?")
+	// The daemon stops: the bot ends, saying so.
+	d.stop()
+	if err := cmd.Wait(); err == nil || !strings.Contains(logs.String(), "the daemon closed the connection") {
+		t.Errorf("echobot after the daemon stopped: %v\n%s", err, logs)
+	}
+}
