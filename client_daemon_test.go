@@ -404,7 +404,9 @@ func TestClientDaemon(t *testing.T) {
 		}
 	}
 	// The node refuses: an unknown user is the refused class.
-	if m := ra.try("invite", map[string]any{"group": "g", "users": []string{"nobody"}}); errorCode(m) != -32005 {
+	if m := ra.try("invite", map[string]any{"group": "g", "users": []string{"nobody"}}); errorCode(m) != -32005 ||
+		m["error"].(map[string]any)["message"] != "no user named nobody on this node" ||
+		m["error"].(map[string]any)["data"].(map[string]any)["class"] != "refused" {
 		t.Errorf("invite nobody: %v, want error -32005 (refused)", m)
 	}
 	if m := ra.try("send", map[string]any{"group": "no such group", "text": "x"}); errorCode(m) == 0 {
@@ -521,5 +523,42 @@ func TestEchoBot(t *testing.T) {
 	d.stop()
 	if err := cmd.Wait(); err == nil || !strings.Contains(logs.String(), "the daemon closed the connection") {
 		t.Errorf("echobot after the daemon stopped: %v\n%s", err, logs)
+	}
+}
+
+// TestClientDaemonStdio: --stdio answers requests read from stdin and
+// stops at its end, after answering.
+func TestClientDaemonStdio(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
+	state := filepath.Join(dir, "state")
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	cmd := exec.Command(qpchatBinary(t), append([]string{"client"}, alice.args([]string{"daemon", "--stdio"})...)...)
+	cmd.Env = alice.env
+	cmd.Stdin = strings.NewReader(strings.Join([]string{
+		`{"jsonrpc":"2.0","id":1,"method":"createGroup","params":{"group":"ops"}}`,
+		`{"jsonrpc":"2.0","id":"oops","method":"createGroup","params":{"group":`,
+	}, "\n") + "\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("daemon --stdio: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	got := map[string]string{}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("stdout line %q: %v", l, err)
+		}
+		id, _ := json.Marshal(m["id"])
+		got[string(id)] = l
+	}
+	if !strings.Contains(got["1"], `"result":{"group":"ops"`) || !strings.Contains(got["null"], `"code":-32700`) {
+		t.Errorf("daemon --stdio wrote %q", lines)
+	}
+	// The profile is free again, and the group exists.
+	alice.run("invite", "ops", "bob")
+	if out := bob.run("join"); !strings.Contains(out, "joined, invited by alice") {
+		t.Errorf("bob join printed %q", out)
 	}
 }
