@@ -60,14 +60,6 @@ type Request struct {
 	Params json.RawMessage
 }
 
-// wireRequest is the request object as it is decoded.
-type wireRequest struct {
-	JSONRPC *string         `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  *string         `json:"method"`
-	Params  json.RawMessage `json:"params"`
-}
-
 // DecodeRequest parses one line. It never panics; an error is a *Error
 // to send back, with the request's id when it could be read (else null,
 // as Section 5 says). A line over MaxLine is refused.
@@ -85,28 +77,31 @@ func DecodeRequest(line []byte) (*Request, json.RawMessage, *Error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, nil, &Error{Code: CodeInvalidRequest, Message: "invalid request: not a JSON object"}
 	}
-	var w wireRequest
-	if err := json.Unmarshal(trimmed, &w); err != nil {
+	// Members by their exact names (Section 4; encoding/json would also
+	// match "Method" to a field method).
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &members); err != nil {
 		return nil, nil, &Error{Code: CodeInvalidRequest, Message: "invalid request: " + err.Error()}
 	}
 	// The id is echoed back only if it is of a kind Section 4 allows.
 	var id json.RawMessage
-	if w.ID != nil {
-		if !validID(w.ID) {
+	if raw, ok := members["id"]; ok {
+		if !validID(raw) {
 			return nil, nil, &Error{Code: CodeInvalidRequest, Message: "invalid request: id must be a string, a number or null"}
 		}
-		id = bytes.Clone(w.ID)
+		id = bytes.Clone(bytes.TrimSpace(raw))
 	}
-	switch {
-	case w.JSONRPC == nil || *w.JSONRPC != "2.0":
+	var version, method string
+	if err := json.Unmarshal(members["jsonrpc"], &version); err != nil || version != "2.0" {
 		return nil, id, &Error{Code: CodeInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`}
-	case w.Method == nil || *w.Method == "":
+	}
+	if err := json.Unmarshal(members["method"], &method); err != nil || method == "" {
 		return nil, id, &Error{Code: CodeInvalidRequest, Message: `invalid request: "method" must be a non-empty string`}
 	}
-	r := &Request{ID: id, Method: *w.Method}
+	r := &Request{ID: id, Method: method}
 	// A params of null is taken as absent: Section 4 lets params be
 	// omitted, and many client libraries send null instead.
-	if p := bytes.TrimSpace(w.Params); w.Params != nil && !bytes.Equal(p, null) {
+	if p := bytes.TrimSpace(members["params"]); len(p) > 0 && !bytes.Equal(p, null) {
 		if len(p) == 0 || (p[0] != '{' && p[0] != '[') {
 			return nil, id, &Error{Code: CodeInvalidRequest, Message: `invalid request: "params" must be an object or an array`}
 		}

@@ -32,7 +32,10 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"jsonrpc":"1.0","id":7,"method":"x"}`, CodeInvalidRequest, "7", ""},
 		{`{"id":7,"method":"x"}`, CodeInvalidRequest, "7", ""},
 		{`{"jsonrpc":"2.0","id":7}`, CodeInvalidRequest, "7", ""},
-		{`{"jsonrpc":"2.0","id":7,"method":5}`, CodeInvalidRequest, "", ""},
+		{`{"jsonrpc":"2.0","id":7,"method":5}`, CodeInvalidRequest, "7", ""},
+		{`{"jsonrpc":"2.0","id":7,"Method":"x"}`, CodeInvalidRequest, "7", ""},
+		{`{"jsonrpc":"2.0","id":7,"method":null}`, CodeInvalidRequest, "7", ""},
+		{`{"jsonrpc":"2.0","id":7,"method":"x","params":null}`, 0, "7", "x"},
 		{`{"jsonrpc":"2.0","id":{"a":1},"method":"x"}`, CodeInvalidRequest, "", ""},
 		{`{"jsonrpc":"2.0","id":7,"method":"x","params":"s"}`, CodeInvalidRequest, "7", ""},
 	}
