@@ -384,6 +384,21 @@ func TestClientDaemon(t *testing.T) {
 		t.Errorf("update while the daemon runs: exit %d, %q", code, errs)
 	}
 
+	// revokeDevice reads the account password from the daemon's
+	// environment, as revoke-device does.
+	alice2 := alice.otherDevice("alice2")
+	if rv := ra.call("revokeDevice", map[string]any{"device": alice2.device}).(map[string]any); rv["revoked"] != alice2.device {
+		t.Errorf("revokeDevice = %v", rv)
+	}
+	revoked := false
+	for _, x := range ra.call("devices", nil).([]any) {
+		dev := x.(map[string]any)
+		revoked = revoked || (dev["device"] == alice2.device && dev["revoked"] == true)
+	}
+	if !revoked {
+		t.Errorf("devices does not show %s revoked", alice2.device)
+	}
+
 	// Bad requests get errors; the connection stays usable.
 	for _, c := range []struct {
 		line string

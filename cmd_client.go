@@ -258,49 +258,11 @@ type RevokeDeviceCmd struct {
 // Run revokes.
 func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		devs, err := cn.c.Devices(ctx)
+		r, err := opRevokeDevice(ctx, g, f, cn.st, cn.c, c.Device)
 		if err != nil {
 			return err
 		}
-		want := strings.TrimPrefix(strings.ToLower(c.Device), "sha256:")
-		var match [][]byte
-		for _, d := range devs {
-			if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
-				match = append(match, d.Key)
-			}
-		}
-		if len(match) != 1 {
-			return fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), c.Device)
-		}
-		dev := match[0]
-		if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(cn.c.DeviceKey())) {
-			return errors.New("this is the current device; use logout instead")
-		}
-		pw, err := password(g, false)
-		if err != nil {
-			return err
-		}
-		// A second connection for the login session keeps the device
-		// session of cn for removing the device from groups.
-		rc2, err := dialState(ctx, g, f, cn.st, false)
-		if err != nil {
-			return err
-		}
-		defer rc2.Close()
-		_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, cn.c.Profile().User, pw, accountOptions())
-		clear(pw)
-		if err != nil {
-			return err
-		}
-		if err := ls.RevokeDevice(ctx, dev); err != nil {
-			return err
-		}
-		groups, err := cn.c.RemoveDevice(ctx, dev)
-		if err != nil {
-			return err
-		}
-		newOut(g, p).emit(map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
-			"revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }

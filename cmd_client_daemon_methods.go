@@ -131,6 +131,15 @@ func (d *daemonState) sendWait(ctx context.Context, group, text string) error {
 	return nil
 }
 
+// settle lets the events a Do just applied reach the backlog: they
+// wait in the Live's event channel until the notifier took them (it
+// never blocks, so this is short; bounded all the same).
+func (d *daemonState) settle() {
+	for i := 0; i < 200 && len(d.lv.Events()) > 0; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // methods is the method table.
 func (d *daemonState) methods() map[string]daemon.Method {
 	m := map[string]daemon.Method{
@@ -149,6 +158,7 @@ func (d *daemonState) methods() map[string]daemon.Method {
 		"fetchKey":      d.fetchKey,
 		"devices":       d.devices,
 		"approveDevice": d.approveDevice,
+		"revokeDevice":  d.revokeDevice,
 		"status":        d.status,
 	}
 	// Methods of the client commands written elsewhere register here
@@ -256,6 +266,7 @@ func (d *daemonState) recv(ctx context.Context, raw json.RawMessage) (any, error
 	if err := d.do(ctx, nil); err != nil { // apply what is queued
 		return nil, err
 	}
+	d.settle()
 	return d.take(ctx, time.Duration(p.Wait)), nil
 }
 
@@ -266,6 +277,7 @@ func (d *daemonState) join(ctx context.Context, raw json.RawMessage) (any, error
 	if err := d.do(ctx, nil); err != nil {
 		return nil, err
 	}
+	d.settle()
 	return d.take(ctx, 0), nil
 }
 
@@ -455,6 +467,27 @@ func (d *daemonState) approveDevice(ctx context.Context, raw json.RawMessage) (a
 		return nil, err
 	}
 	return r.obj, nil
+}
+
+// revokeDevice needs the account password: the daemon reads it as
+// every command does (QPCHAT_PASSWORD_FILE or QPCHAT_PASSWORD in its
+// environment, else its terminal), never from the socket.
+func (d *daemonState) revokeDevice(ctx context.Context, raw json.RawMessage) (any, error) {
+	p, err := params[struct {
+		Device string `json:"device"`
+	}](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := need("device", p.Device); err != nil {
+		return nil, err
+	}
+	var r record
+	err = d.once(ctx, func(ctx context.Context, c *nc.Client) (err error) {
+		r, err = opRevokeDevice(ctx, d.g, d.f, d.st, c, p.Device)
+		return err
+	})
+	return r.obj, err
 }
 
 // status says who the daemon is and whether it is connected.

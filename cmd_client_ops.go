@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -328,4 +329,53 @@ func opApproveDevice(ctx context.Context, c *nc.Client, device string) (*record,
 	}
 	return &record{map[string]any{"approved": fp, "groups": groups},
 		fmt.Sprintf("approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))}, err
+}
+
+// opRevokeDevice revokes one of the user's other devices (a login
+// session on a second connection, with the account password read as
+// every command reads it) and removes it from every group.
+func opRevokeDevice(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State, c *nc.Client, device string) (record, error) {
+	devs, err := c.Devices(ctx)
+	if err != nil {
+		return record{}, err
+	}
+	want := strings.TrimPrefix(strings.ToLower(device), "sha256:")
+	var match [][]byte
+	for _, d := range devs {
+		if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
+			match = append(match, d.Key)
+		}
+	}
+	if len(match) != 1 {
+		return record{}, fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), device)
+	}
+	dev := match[0]
+	if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(c.DeviceKey())) {
+		return record{}, errors.New("this is the current device; use logout instead")
+	}
+	pw, err := password(g, false)
+	if err != nil {
+		return record{}, err
+	}
+	// A second connection for the login session keeps the device
+	// session for removing the device from groups.
+	rc2, err := dialState(ctx, g, f, st, false)
+	if err != nil {
+		return record{}, err
+	}
+	defer rc2.Close()
+	_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, c.Profile().User, pw, accountOptions())
+	clear(pw)
+	if err != nil {
+		return record{}, err
+	}
+	if err := ls.RevokeDevice(ctx, dev); err != nil {
+		return record{}, err
+	}
+	groups, err := c.RemoveDevice(ctx, dev)
+	if err != nil {
+		return record{}, err
+	}
+	return record{map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
+		fmt.Sprintf("revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)}, nil
 }
