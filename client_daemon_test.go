@@ -461,13 +461,13 @@ func TestClientDaemonReconnects(t *testing.T) {
 
 	outage := func(name string, down func()) {
 		down()
-		r.waitNote(map[string]any{"event": "reconnecting"})
+		r.waitNote(map[string]any{"event": "reconnecting", "state": "reconnecting"})
 		if st := r.call("status", nil).(map[string]any); st["connected"] != false {
 			t.Errorf("%s: status while down = %v", name, st)
 		}
 		sent, line := r.start("send", map[string]any{"group": "g", "text": "during the " + name})
 		n = startNode(t, n.addr, data)
-		r.waitNote(map[string]any{"event": "reconnected"})
+		r.waitNote(map[string]any{"event": "reconnected", "state": "connected"})
 		select {
 		case m := <-sent:
 			if m["error"] != nil {

@@ -339,11 +339,11 @@ func liveRecord(cl *nc.Client, e nc.LiveEvent) (record, bool) {
 	case e.Event != nil:
 		return eventRecord(cl, e.Event), true
 	case e.State == nc.LiveReconnecting:
-		return record{map[string]any{"event": "reconnecting", "error": errText}, "-- lost the connection to the node; reconnecting…"}, true
+		return record{map[string]any{"event": "reconnecting", "state": e.State.String(), "error": errText}, "-- lost the connection to the node; reconnecting…"}, true
 	case e.State == nc.LiveConnected:
-		return record{map[string]any{"event": "reconnected"}, "-- reconnected"}, true
+		return record{map[string]any{"event": "reconnected", "state": e.State.String()}, "-- reconnected"}, true
 	case e.State == nc.LiveStopped:
-		return record{map[string]any{"event": "disconnected", "error": errText}, "-- disconnected: " + errText}, true
+		return record{map[string]any{"event": "disconnected", "state": e.State.String(), "error": errText}, "-- disconnected: " + errText}, true
 	case e.Failed != nil:
 		return record{map[string]any{"event": "error", "error": errText, "group": e.Failed.Group, "text": e.Failed.Text},
 			fmt.Sprintf("could not send %q: %s", e.Failed.Text, errText)}, true
