@@ -267,24 +267,34 @@ type daemonState struct {
 
 	connected atomic.Bool
 
-	// The events applied since the last recv (at most maxBacklog).
+	// The events applied since the last recv (at most maxBacklog of
+	// them, holding at most maxBacklogBytes of text).
 	mu      sync.Mutex
 	backlog []map[string]any
+	bytes   int
 	dropped int
 	wake    chan struct{} // closed when an event is added
 }
 
-// maxBacklog bounds the events kept for recv.
-const maxBacklog = 1000
+// maxBacklog and maxBacklogBytes bound the events kept for recv.
+const (
+	maxBacklog      = 1000
+	maxBacklogBytes = 32 << 20
+)
+
+// textSize is what an event's texts weigh in the backlog.
+func textSize(obj map[string]any) int { return len(str(obj, "text")) + len(str(obj, "text_base64")) }
 
 func (d *daemonState) add(obj map[string]any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.backlog) >= maxBacklog {
+	for len(d.backlog) > 0 && (len(d.backlog) >= maxBacklog || d.bytes+textSize(obj) > maxBacklogBytes) {
+		d.bytes -= textSize(d.backlog[0])
 		d.backlog = d.backlog[1:]
 		d.dropped++
 	}
 	d.backlog = append(d.backlog, obj)
+	d.bytes += textSize(obj)
 	close(d.wake)
 	d.wake = make(chan struct{})
 }
@@ -298,7 +308,7 @@ func (d *daemonState) take(ctx context.Context, wait time.Duration) []map[string
 		d.mu.Lock()
 		evs, dropped, wake := d.backlog, d.dropped, d.wake
 		if len(evs) > 0 || wait <= 0 {
-			d.backlog, d.dropped = nil, 0
+			d.backlog, d.bytes, d.dropped = nil, 0, 0
 			d.mu.Unlock()
 			out := []map[string]any{}
 			if dropped > 0 {

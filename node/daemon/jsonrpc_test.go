@@ -251,3 +251,42 @@ func TestServeConnAnswersBeforeEOF(t *testing.T) {
 		t.Errorf("output %q", got)
 	}
 }
+
+// TestNotifySlowReader: a connection that does not read loses
+// notifications beyond its queue, never blocks Notify, and is told how
+// many it lost; every notification is either delivered or counted.
+func TestNotifySlowReader(t *testing.T) {
+	s := &Server{Methods: map[string]Method{}, Dropped: func(n int) (string, any) { return "dropped", n }}
+	p := servePipe(t, s)
+	// The connection is registered once it answered something.
+	p.send(`{"jsonrpc":"2.0","id":1,"method":"nope"}`)
+	p.read()
+	const sent = 400
+	done := make(chan struct{})
+	go func() {
+		for i := range sent {
+			s.Notify("receive", i)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify blocked on a connection that does not read")
+	}
+	got, lost := 0, 0
+	for got+lost < sent {
+		m := p.read()
+		switch m["method"] {
+		case "receive":
+			got++
+		case "dropped":
+			lost += int(m["params"].(float64))
+		default:
+			t.Fatalf("unexpected line %v", m)
+		}
+	}
+	if got+lost != sent || lost == 0 {
+		t.Errorf("%d delivered and %d reported lost, want %d in all and some lost", got, lost, sent)
+	}
+}

@@ -47,10 +47,13 @@ type Server struct {
 }
 
 // maxInFlight bounds the requests of one connection being handled at
-// once; notifyQueue bounds the notifications waiting to be written.
+// once; notifyQueue and notifyBytes bound the notifications waiting to
+// be written to one connection (one notification is always let through,
+// however large).
 const (
 	maxInFlight = 32
 	notifyQueue = 256
+	notifyBytes = 16 << 20
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -62,6 +65,7 @@ type conn struct {
 	notes   chan []byte // notifications: dropped when full
 	mu      sync.Mutex
 	dropped int
+	queued  int // bytes in notes
 	done    chan struct{}
 	once    sync.Once
 }
@@ -124,6 +128,9 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriteCloser) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+	// Requests are cancelled when the connection ends (Close, a failed
+	// write), not at the end of its input: a client may send its
+	// requests, close its side and wait for the answers (nc -q, stdio).
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -131,6 +138,7 @@ func (s *Server) ServeConn(ctx context.Context, rw io.ReadWriteCloser) {
 		case <-ctx.Done():
 			c.close()
 		case <-c.done:
+			cancel()
 		}
 	}()
 	written := make(chan struct{})
@@ -313,6 +321,9 @@ func (s *Server) write(c *conn) {
 			if ok {
 				ok = send(b)
 			}
+			c.mu.Lock()
+			c.queued -= len(b)
+			c.mu.Unlock()
 			if ok {
 				c.mu.Lock()
 				n := c.dropped
@@ -339,13 +350,19 @@ func (s *Server) Notify(method string, params any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		select {
-		case c.notes <- b:
-		default:
-			c.mu.Lock()
+		c.mu.Lock()
+		if c.queued > 0 && c.queued+len(b) > notifyBytes {
 			c.dropped++
 			c.mu.Unlock()
+			continue
 		}
+		select {
+		case c.notes <- b:
+			c.queued += len(b)
+		default:
+			c.dropped++
+		}
+		c.mu.Unlock()
 	}
 	return nil
 }
