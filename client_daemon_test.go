@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -428,6 +429,20 @@ func TestClientDaemon(t *testing.T) {
 		t.Errorf("send to an unknown group: %v, want an error", m)
 	}
 	ra.call("status", nil)
+	// A client that sends and closes its side (echo ... | nc -U -q)
+	// gets its answer, then the daemon closes the connection.
+	uc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: da.socket, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc.Write([]byte(`{"jsonrpc":"2.0","id":"half","method":"listGroups"}` + "\n"))
+	uc.CloseWrite()
+	uc.SetReadDeadline(time.Now().Add(time.Minute))
+	all, err := io.ReadAll(uc)
+	uc.Close()
+	if err != nil || !strings.Contains(string(all), `"id":"half","result":[{`) {
+		t.Errorf("after closing its side, the client read %q, %v", all, err)
+	}
 
 	da.stop()
 	db.stop()
