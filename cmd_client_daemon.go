@@ -170,7 +170,7 @@ func (c *DaemonCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error)
 		return err
 	}
 	redial.Store(true)
-	d := &daemonState{g: g, f: f, p: p, st: st, lv: lv, cl: cl, wake: make(chan struct{})}
+	d := &daemonState{g: g, f: f, p: p, st: st, lv: lv, cl: cl, user: prof.User, device: nc.Fingerprint(prof.DeviceKey()), wake: make(chan struct{})}
 	d.connected.Store(true)
 	srv := &daemon.Server{
 		Methods: d.methods(),
@@ -264,6 +264,8 @@ type daemonState struct {
 	st *nc.State // shared with the Live's client: only for dialing (pins)
 	lv *nc.Live
 	cl *nc.Client // only through lv.Do, except GroupName
+
+	user, device string // who the daemon is
 
 	connected atomic.Bool
 

@@ -495,7 +495,6 @@ func (d *daemonState) status(ctx context.Context, raw json.RawMessage) (any, err
 	if _, err := params[struct{}](raw); err != nil {
 		return nil, err
 	}
-	prof := d.cl.Profile()
-	return map[string]any{"user": prof.User, "device": nc.Fingerprint(prof.DeviceKey()), "server": d.f.Server,
+	return map[string]any{"user": d.user, "device": d.device, "server": d.f.Server,
 		"profile": d.p.Profile, "connected": d.connected.Load(), "pending": d.lv.Pending()}, nil
 }
