@@ -95,10 +95,16 @@ func listenSocket(path string) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("socket path %s is %d bytes, longer than the %d a Unix socket allows; choose a shorter --socket", path, len(path), maxSocketPath)
 	}
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the socket's directory: %w", err)
 		}
+	} else if err != nil {
+		return nil, err
+	} else if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		// Anyone could put their own socket in its place.
+		return nil, fmt.Errorf("the socket's directory %s is writable by everyone; choose another --socket", dir)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
