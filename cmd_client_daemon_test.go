@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	nc "qpchat/node/client"
@@ -61,5 +64,48 @@ func TestDaemonBacklog(t *testing.T) {
 	}
 	if got := d.take(context.Background(), 0); len(got) != 0 {
 		t.Errorf("take after take = %v, want nothing", got)
+	}
+}
+
+// TestListenSocket: the socket gets mode 0600 in a new 0700 directory; a
+// stale socket is replaced, anything else, a too long path and a
+// directory anyone may write to are refused.
+func TestListenSocket(t *testing.T) {
+	base, err := os.MkdirTemp("", "qpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	path := filepath.Join(base, "new", "p.sock")
+	ln, err := listenSocket(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	di, _ := os.Stat(filepath.Dir(path))
+	if fi.Mode().Perm() != 0o600 || di.Mode().Perm() != 0o700 {
+		t.Errorf("socket mode %v in directory mode %v, want 0600 in 0700", fi.Mode(), di.Mode())
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // leaves a stale socket file, as a crash does
+	ln, err = listenSocket(path)
+	if err != nil {
+		t.Errorf("listenSocket over a stale socket: %v", err)
+	} else {
+		ln.Close()
+	}
+	file := filepath.Join(base, "file")
+	os.WriteFile(file, []byte("keep me"), 0o600)
+	if _, err := listenSocket(file); err == nil {
+		t.Error("listenSocket replaced a regular file")
+	}
+	if _, err := listenSocket(filepath.Join(base, strings.Repeat("x", 120))); err == nil {
+		t.Error("listenSocket took a path longer than a socket address holds")
+	}
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o700)
+	os.Chmod(open, 0o777)
+	if _, err := listenSocket(filepath.Join(open, "p.sock")); err == nil {
+		t.Error("listenSocket used a directory anyone may write to")
 	}
 }
