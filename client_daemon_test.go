@@ -379,10 +379,21 @@ func TestClientDaemon(t *testing.T) {
 	if js := strings.Split(strings.TrimSpace(forwarded(t, alice, "members", "g", "--json")), "\n"); len(js) != 3 || !json.Valid([]byte(js[0])) {
 		t.Errorf("members --json through the daemon printed %v", js)
 	}
+	for cmd, want := range map[string]string{
+		"update g":          "updated keys in g (epoch ",
+		"create-group ops2": "created group ops2 (suite 0xfa01)",
+		"verify bob":        "safety number with bob: ",
+		"devices":           alice.device + " (this device)",
+		"fetch-key carol":   "user carol key sha256:",
+	} {
+		if out := forwarded(t, alice, strings.Fields(cmd)...); !strings.HasPrefix(out, want) {
+			t.Errorf("%s through the daemon printed %q, want %q...", cmd, out, want)
+		}
+	}
 	// A command the daemon does not take says where the daemon is.
-	code, _, errs := alice.try("update", "g") // opens the state: the test warning comes first
+	code, _, errs := alice.try("chat", "g") // opens the state: the test warning comes first
 	if code != exitError || !strings.Contains(errs, "held by a running qpchat daemon") || !strings.Contains(errs, da.socket) {
-		t.Errorf("update while the daemon runs: exit %d, %q", code, errs)
+		t.Errorf("chat while the daemon runs: exit %d, %q", code, errs)
 	}
 
 	// revokeDevice reads the account password from the daemon's

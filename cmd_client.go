@@ -243,6 +243,10 @@ type DevicesCmd struct{}
 
 // Run lists devices.
 func (c *DevicesCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "devices", map[string]any{}, 0, deviceText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		recs, err := opDevices(ctx, cn.c)
 		newOut(g, p).emitAll(recs)
@@ -274,6 +278,10 @@ type FetchKeyCmd struct {
 
 // Run fetches.
 func (c *FetchKeyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "fetchKey", map[string]any{"user": c.User}, 0, keyText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		recs, err := opFetchKey(ctx, cn.c, c.User)
 		newOut(g, p).emitAll(recs)
@@ -289,6 +297,10 @@ type VerifyCmd struct {
 
 // Run verifies.
 func (c *VerifyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "verify", map[string]any{"user": c.User, "accept": c.Accept}, 0, verifyText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		r, err := opVerify(ctx, cn.c, c.User, c.Accept)
 		if err != nil {
@@ -323,6 +335,10 @@ func parseSuite(s string) (uint16, error) {
 func (c *CreateGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	suite, err := parseSuite(c.Suite)
 	if err != nil {
+		return err
+	}
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "createGroup", map[string]any{"group": c.Name, "suite": c.Suite}, 0, createdText)
 		return err
 	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
@@ -420,6 +436,10 @@ type InviteCmd struct {
 
 // Run invites.
 func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "invite", map[string]any{"group": c.Group, "users": c.Users}, 0, inviteText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		recs, err := opInvite(ctx, cn.c, c.Group, c.Users)
 		newOut(g, p).emitAll(recs)
@@ -535,6 +555,10 @@ type RemoveCmd struct {
 
 // Run removes.
 func (c *RemoveCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "remove", map[string]any{"group": c.Group, "users": c.Users}, 0, removeText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		r, err := opRemove(ctx, cn.c, c.Group, c.Users)
 		if err != nil {
@@ -552,6 +576,10 @@ type UpdateCmd struct {
 
 // Run updates.
 func (c *UpdateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "update", map[string]any{"group": c.Group}, 0, updateText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		r, err := opUpdate(ctx, cn.c, c.Group)
 		if err != nil {

@@ -19,6 +19,10 @@ type ApproveDeviceCmd struct {
 
 // Run approves the device and adds it to this device's groups.
 func (c *ApproveDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "approveDevice", map[string]any{"device": c.Device}, 0, approvedText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		r, err := opApproveDevice(ctx, cn.c, c.Device)
 		if r != nil {
@@ -50,16 +54,16 @@ func matchDevice(devs []nc.Device, arg string) (nc.Device, error) {
 func devicePending(d nc.Device) bool { return d.Certified && !d.Revoked && !d.Approved }
 
 // deviceNote describes a device's approval state for devices.
-func deviceNote(d nc.Device, self bool) string {
+func deviceNote(fp string, revoked, certified, approved, self bool) string {
 	switch {
-	case self || d.Revoked:
+	case self || revoked:
 		return ""
-	case !d.Certified:
+	case !certified:
 		return " (NOT certified by your user key: ignored)"
-	case d.Approved:
+	case approved:
 		return " (approved)"
 	}
-	return " (pending: in none of your groups; if it is yours, run approve-device " + nc.Fingerprint(d.Key) + ")"
+	return " (pending: in none of your groups; if it is yours, run approve-device " + fp + ")"
 }
 
 // approvalHint tells a new device how it joins the user's groups, when

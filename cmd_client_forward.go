@@ -1,11 +1,11 @@
 package main
 
 // One-shot commands while a daemon holds the profile: the state file is
-// locked, so send, dm, recv, join, groups and members are passed to the
-// daemon over its socket (found through the PROFILE.daemon file it
-// leaves in the state directory) and print what they print otherwise.
-// Every other command fails with an error that names the daemon and its
-// socket (openStateFile).
+// locked, so the commands the daemon has a method for (forwardedCommands)
+// are passed to it over its socket (found through the PROFILE.daemon
+// file it leaves in the state directory) and print what they print
+// otherwise. Every other command fails with an error that names the
+// daemon and its socket (openStateFile).
 
 import (
 	"context"
@@ -43,9 +43,12 @@ func runningDaemon(f *ClientFlags, p *ProfileFlags) *daemonInfo {
 // heldError is the error of a command that cannot run while the daemon
 // holds the profile.
 func heldError(profile string, d *daemonInfo) error {
-	return fmt.Errorf("profile %q is held by a running qpchat daemon (pid %d): send this command to it as JSON-RPC over its socket %s (docs/DAEMON.md), or stop the daemon first; send, dm, recv, join, groups and members are passed to it automatically",
-		profile, d.PID, d.Socket)
+	return fmt.Errorf("profile %q is held by a running qpchat daemon (pid %d, socket %s): stop it to run this command (%s go through it by themselves)",
+		profile, d.PID, d.Socket, forwardedCommands)
 }
+
+// forwardedCommands are the commands that go through a daemon.
+const forwardedCommands = "send, dm, recv, join, groups, members, create-group, invite, remove, update, verify, fetch-key, devices and approve-device"
 
 // forwardedError is an error the daemon answered.
 type forwardedError struct {

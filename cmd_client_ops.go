@@ -51,6 +51,25 @@ func str(obj map[string]any, k string) string {
 	return s
 }
 
+// num reads a number member made here or decoded from JSON.
+func num(obj map[string]any, k string) int64 {
+	switch v := obj[k].(type) {
+	case int:
+		return int64(v)
+	case uint64:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+// flag reads a boolean member.
+func flag(obj map[string]any, k string) bool {
+	b, _ := obj[k].(bool)
+	return b
+}
+
 // strs reads a list of strings made here or decoded from JSON.
 func strs(obj map[string]any, k string) []string {
 	switch v := obj[k].(type) {
@@ -203,19 +222,25 @@ func opDevices(ctx context.Context, c *nc.Client) ([]record, error) {
 	self := c.DeviceKey()
 	var recs []record
 	for _, d := range devs {
-		note := ""
-		if d.Revoked {
-			note = " (revoked)"
-		}
 		isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
-		if isSelf {
-			note += " (this device)"
-		}
-		note += deviceNote(d, isSelf)
-		recs = append(recs, record{map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified,
-			"approved": d.Approved, "pending": devicePending(d)}, nc.Fingerprint(d.Key) + note})
+		obj := map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified,
+			"approved": d.Approved, "pending": devicePending(d)}
+		recs = append(recs, record{obj, deviceText(obj)})
 	}
 	return recs, nil
+}
+
+func deviceText(obj map[string]any) string {
+	note := ""
+	if flag(obj, "revoked") {
+		note = " (revoked)"
+	}
+	if flag(obj, "self") {
+		note += " (this device)"
+	}
+	fp := str(obj, "device")
+	note += deviceNote(fp, flag(obj, "revoked"), flag(obj, "certified"), flag(obj, "approved"), flag(obj, "self"))
+	return fp + note
 }
 
 func opFetchKey(ctx context.Context, c *nc.Client, user string) ([]record, error) {
@@ -223,12 +248,20 @@ func opFetchKey(ctx context.Context, c *nc.Client, user string) ([]record, error
 	if err != nil {
 		return nil, err
 	}
-	recs := []record{{map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
-		fmt.Sprintf("user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)}}
+	recs := []record{keyRecord(map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status})}
 	for _, d := range info.Devices {
-		recs = append(recs, record{map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device " + nc.Fingerprint(d)})
+		recs = append(recs, keyRecord(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}))
 	}
 	return recs, nil
+}
+
+func keyRecord(obj map[string]any) record { return record{obj, keyText(obj)} }
+
+func keyText(obj map[string]any) string {
+	if d := str(obj, "device"); d != "" {
+		return "device " + d
+	}
+	return fmt.Sprintf("user %s key %s (%s)", str(obj, "user"), str(obj, "user_key"), str(obj, "status"))
 }
 
 func opVerify(ctx context.Context, c *nc.Client, user string, accept bool) (record, error) {
@@ -239,14 +272,22 @@ func opVerify(ctx context.Context, c *nc.Client, user string, accept bool) (reco
 	obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
 	if v.Changed != nil {
 		obj["new_user_key"] = nc.Fingerprint(v.Changed)
-		return record{obj, fmt.Sprintf("WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
-			v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)}, nil
+		obj["new_safety_number"] = v.ChangedSafetyNumber
 	}
-	state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
-	if v.Verified {
+	return record{obj, verifyText(obj)}, nil
+}
+
+func verifyText(obj map[string]any) string {
+	user := str(obj, "user")
+	if flag(obj, "changed") {
+		return fmt.Sprintf("WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
+			user, str(obj, "new_user_key"), str(obj, "new_safety_number"), user, user)
+	}
+	state := "not verified yet: compare the number with " + user + " and run verify --accept"
+	if flag(obj, "verified") {
 		state = "verified"
 	}
-	return record{obj, fmt.Sprintf("safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)}, nil
+	return fmt.Sprintf("safety number with %s: %s\n%s", user, str(obj, "safety_number"), state)
 }
 
 func opCreateGroup(ctx context.Context, c *nc.Client, name string, suite uint16) (record, error) {
@@ -254,8 +295,12 @@ func opCreateGroup(ctx context.Context, c *nc.Client, name string, suite uint16)
 	if err != nil {
 		return record{}, err
 	}
-	return record{map[string]any{"group": name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
-		fmt.Sprintf("created group %s (suite 0x%04x)", name, suite)}, nil
+	obj := map[string]any{"group": name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)}
+	return record{obj, createdText(obj)}, nil
+}
+
+func createdText(obj map[string]any) string {
+	return fmt.Sprintf("created group %s (suite %s)", str(obj, "group"), str(obj, "suite"))
 }
 
 func opInvite(ctx context.Context, c *nc.Client, group string, users []string) ([]record, error) {
@@ -264,8 +309,8 @@ func opInvite(ctx context.Context, c *nc.Client, group string, users []string) (
 		return nil, err
 	}
 	if n > 0 {
-		return []record{{map[string]any{"group": group, "users": users, "devices": n},
-			fmt.Sprintf("invited %s to %s (%d device(s))", strings.Join(users, ", "), group, n)}}, nil
+		obj := map[string]any{"group": group, "users": users, "devices": n}
+		return []record{{obj, inviteText(obj)}}, nil
 	}
 	// Nothing was added: every device of each user is in already.
 	ms, err := c.Members(ctx, group)
@@ -282,10 +327,17 @@ func opInvite(ctx context.Context, c *nc.Client, group string, users []string) (
 		if !member {
 			return nil, fmt.Errorf("no device of %s could be added to %s", u, group)
 		}
-		recs = append(recs, record{map[string]any{"group": group, "user": user, "already_member": true},
-			fmt.Sprintf("%s is already a member of %s", user, group)})
+		obj := map[string]any{"group": group, "user": user, "already_member": true}
+		recs = append(recs, record{obj, inviteText(obj)})
 	}
 	return recs, nil
+}
+
+func inviteText(obj map[string]any) string {
+	if flag(obj, "already_member") {
+		return fmt.Sprintf("%s is already a member of %s", str(obj, "user"), str(obj, "group"))
+	}
+	return fmt.Sprintf("invited %s to %s (%d device(s))", strings.Join(strs(obj, "users"), ", "), str(obj, "group"), num(obj, "devices"))
 }
 
 func opRemove(ctx context.Context, c *nc.Client, group string, users []string) (record, error) {
@@ -293,8 +345,12 @@ func opRemove(ctx context.Context, c *nc.Client, group string, users []string) (
 	if err != nil {
 		return record{}, err
 	}
-	return record{map[string]any{"group": group, "users": users, "devices": n},
-		fmt.Sprintf("removed %s from %s (%d device(s))", strings.Join(users, ", "), group, n)}, nil
+	obj := map[string]any{"group": group, "users": users, "devices": n}
+	return record{obj, removeText(obj)}, nil
+}
+
+func removeText(obj map[string]any) string {
+	return fmt.Sprintf("removed %s from %s (%d device(s))", strings.Join(strs(obj, "users"), ", "), str(obj, "group"), num(obj, "devices"))
 }
 
 func opUpdate(ctx context.Context, c *nc.Client, group string) (record, error) {
@@ -302,7 +358,12 @@ func opUpdate(ctx context.Context, c *nc.Client, group string) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	return record{map[string]any{"group": group, "epoch": epoch}, fmt.Sprintf("updated keys in %s (epoch %d)", group, epoch)}, nil
+	obj := map[string]any{"group": group, "epoch": epoch}
+	return record{obj, updateText(obj)}, nil
+}
+
+func updateText(obj map[string]any) string {
+	return fmt.Sprintf("updated keys in %s (epoch %d)", str(obj, "group"), num(obj, "epoch"))
 }
 
 // opApproveDevice approves a device; errors past the approval itself
@@ -327,8 +388,13 @@ func opApproveDevice(ctx context.Context, c *nc.Client, device string) (*record,
 	if groups == nil {
 		groups = []string{}
 	}
-	return &record{map[string]any{"approved": fp, "groups": groups},
-		fmt.Sprintf("approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))}, err
+	obj := map[string]any{"approved": fp, "groups": groups}
+	return &record{obj, approvedText(obj)}, err
+}
+
+func approvedText(obj map[string]any) string {
+	groups := strs(obj, "groups")
+	return fmt.Sprintf("approved %s; added it to %d group(s) %s", str(obj, "approved"), len(groups), strings.Join(groups, ", "))
 }
 
 // opRevokeDevice revokes one of the user's other devices (a login
