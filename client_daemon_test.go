@@ -567,8 +567,9 @@ func TestEchoBot(t *testing.T) {
 	}
 }
 
-// TestClientDaemonStdio: --stdio answers requests read from stdin and
-// stops at its end, after answering.
+// TestClientDaemonStdio: --stdio answers requests read from stdin, and
+// stops at its end after answering; meanwhile other commands on the
+// profile say that a daemon holds it.
 func TestClientDaemonStdio(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, "127.0.0.1:0", filepath.Join(dir, "data"))
@@ -576,26 +577,58 @@ func TestClientDaemonStdio(t *testing.T) {
 	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
 	cmd := exec.Command(qpchatBinary(t), append([]string{"client"}, alice.args([]string{"daemon", "--stdio"})...)...)
 	cmd.Env = alice.env
-	cmd.Stdin = strings.NewReader(strings.Join([]string{
-		`{"jsonrpc":"2.0","id":1,"method":"createGroup","params":{"group":"ops"}}`,
-		`{"jsonrpc":"2.0","id":"oops","method":"createGroup","params":{"group":`,
-	}, "\n") + "\n")
-	out, err := cmd.Output()
+	in, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatalf("daemon --stdio: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	got := map[string]string{}
-	for _, l := range lines {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("stdout line %q: %v", l, err)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
 		}
-		id, _ := json.Marshal(m["id"])
-		got[string(id)] = l
+	})
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	io.WriteString(in, `{"jsonrpc":"2.0","id":1,"method":"createGroup","params":{"group":"ops"}}`+"\n")
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, `"id":1,"result":{"group":"ops"`) {
+			t.Errorf("createGroup over stdio: %q", l)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no answer on stdout; stderr:\n%s", cmd.Stderr)
 	}
-	if !strings.Contains(got["1"], `"result":{"group":"ops"`) || !strings.Contains(got["null"], `"code":-32700`) {
-		t.Errorf("daemon --stdio wrote %q", lines)
+	if code, _, errs := alice.try("groups"); code != exitError || !strings.Contains(errs, "serves only its stdin and stdout") {
+		t.Errorf("groups while a --stdio daemon runs: exit %d, %q", code, errs)
+	}
+	// Input ends with a request in flight and a broken line: both are
+	// answered before the daemon exits.
+	io.WriteString(in, `{"jsonrpc":"2.0","id":2,"method":"listGroups"}`+"\n"+`{"jsonrpc":"2.0","id":"oops","method":"createGroup","params":{"group":`+"\n")
+	in.Close()
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("daemon --stdio at the end of input: %v\n%s", err, cmd.Stderr)
+	}
+	all := strings.Join(rest, "\n")
+	if !strings.Contains(all, `"id":2,"result":[{"dm":"","epoch":`) || !strings.Contains(all, `"id":null,"error":{"code":-32700`) {
+		t.Errorf("daemon --stdio wrote %q", rest)
 	}
 	// The profile is free again, and the group exists.
 	alice.run("invite", "ops", "bob")

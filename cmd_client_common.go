@@ -243,7 +243,8 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 	case errors.Is(err, store.ErrCorrupt):
 		return nil, "", false, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
 	case errors.Is(err, store.ErrInUse):
-		if d := runningDaemon(f, p); d != nil {
+		// The lock is held: a daemon's info file, if any, is its.
+		if d := readDaemonInfo(f, p); d != nil {
 			return nil, "", false, heldError(p.Profile, d)
 		}
 		return nil, "", false, fmt.Errorf("profile %q is in use by another qpchat process", p.Profile)

@@ -224,24 +224,28 @@ func (c *DaemonCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error)
 			srv.ServeConn(ctx, stdioConn{os.Stdin, g.stdout})
 		}()
 	}
+	var ln *net.UnixListener
+	path := ""
 	if !c.Stdio || c.Socket != "" {
-		path := c.Socket
+		path = c.Socket
 		if path == "" {
 			path = defaultSocket(f.StateDir, p.Profile)
 		}
-		ln, err := listenSocket(path)
-		if err != nil {
+		if ln, err = listenSocket(path); err != nil {
 			return err
 		}
 		ln.SetUnlinkOnClose(true)
-		info := daemonInfoPath(f.StateDir, p.Profile)
-		b, _ := json.Marshal(daemonInfo{Socket: path, PID: os.Getpid()})
-		if err := os.WriteFile(info, append(b, '\n'), 0o600); err != nil {
-			ln.Close()
-			return fmt.Errorf("writing %s: %w", info, err)
-		}
-		defer os.Remove(info)
 		defer ln.Close() // removes the socket file
+	}
+	// Tell one-shot commands where the daemon is (with --stdio alone,
+	// only that it runs).
+	info := daemonInfoPath(f.StateDir, p.Profile)
+	b, _ := json.Marshal(daemonInfo{Socket: path, PID: os.Getpid()})
+	if err := os.WriteFile(info, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", info, err)
+	}
+	defer os.Remove(info)
+	if ln != nil {
 		go srv.Serve(ctx, ln)
 		log.Info("daemon listening", "profile", p.Profile, "socket", path)
 	}

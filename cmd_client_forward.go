@@ -10,26 +10,41 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"qpchat/node/daemon"
 )
 
-// runningDaemon returns the daemon holding the profile, or nil when
-// none answers on the socket its info file names (none runs, or it
-// ended without removing the file).
-func runningDaemon(f *ClientFlags, p *ProfileFlags) *daemonInfo {
+// readDaemonInfo reads the info file a daemon of the profile left, or
+// returns nil.
+func readDaemonInfo(f *ClientFlags, p *ProfileFlags) *daemonInfo {
 	fh, err := os.Open(daemonInfoPath(stateDir(f.StateDir), p.Profile))
 	if err != nil {
 		return nil
 	}
 	defer fh.Close()
 	var info daemonInfo
-	if err := json.NewDecoder(io.LimitReader(fh, 8192)).Decode(&info); err != nil || info.Socket == "" {
+	if err := json.NewDecoder(io.LimitReader(fh, 8192)).Decode(&info); err != nil || info.PID <= 0 {
+		return nil
+	}
+	if err := syscall.Kill(info.PID, 0); errors.Is(err, syscall.ESRCH) {
+		return nil // left by a daemon that was killed
+	}
+	return &info
+}
+
+// runningDaemon returns the daemon holding the profile, or nil when
+// none answers on the socket its info file names (none runs, it ended
+// without removing the file, or it serves only its stdin and stdout).
+func runningDaemon(f *ClientFlags, p *ProfileFlags) *daemonInfo {
+	info := readDaemonInfo(f, p)
+	if info == nil || info.Socket == "" {
 		return nil
 	}
 	c, err := net.DialTimeout("unix", info.Socket, time.Second)
@@ -37,12 +52,16 @@ func runningDaemon(f *ClientFlags, p *ProfileFlags) *daemonInfo {
 		return nil
 	}
 	c.Close()
-	return &info
+	return info
 }
 
 // heldError is the error of a command that cannot run while the daemon
 // holds the profile.
 func heldError(profile string, d *daemonInfo) error {
+	if d.Socket == "" {
+		return fmt.Errorf("profile %q is held by a running qpchat daemon (pid %d) that serves only its stdin and stdout; stop it to run this command, or start it with --socket too",
+			profile, d.PID)
+	}
 	return fmt.Errorf("profile %q is held by a running qpchat daemon (pid %d, socket %s): stop it to run this command (%s go through it by themselves)",
 		profile, d.PID, d.Socket, forwardedCommands)
 }
