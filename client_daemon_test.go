@@ -524,6 +524,15 @@ func TestClientDaemonReconnects(t *testing.T) {
 	if len(got) != 1 || got[0].(map[string]any)["text"] != "while the daemon was stopped" {
 		t.Errorf("recv after the daemon restarted = %v", got)
 	}
+	// kill -9 of the daemon leaves its socket and info file: the CLI
+	// opens the profile itself, and a new daemon takes the socket over.
+	d.cmd.Process.Kill()
+	<-d.exited
+	if out := bob.run("groups"); !strings.Contains(out, "g: 2 members") {
+		t.Errorf("groups after the daemon was killed printed %q", out)
+	}
+	d = startDaemon(t, bob, d.socket, nil)
+	dialDaemon(t, d.socket).call("status", nil)
 	d.stop()
 }
 
