@@ -111,6 +111,7 @@ type OutMessage struct {
 	epoch uint64 // the epoch ct was made in
 	// done, if not nil, receives the outcome (nil once the node took
 	// the message) instead of a Failed event: SendWait waits on it.
+	// Guarded by Live.mu.
 	done chan error
 }
 
@@ -214,7 +215,8 @@ func (l *Live) Send(group, text string) error {
 // (nil), refused it (the error; no Failed event is reported), or ctx
 // ends. While the node is unreachable the message waits in the outbox;
 // if ctx ends first the message stays queued and is sent once
-// connected, and SendWait returns ctx's error.
+// connected, SendWait returns ctx's error, and a later refusal is
+// reported as a Failed event, as for Send.
 func (l *Live) SendWait(ctx context.Context, group, text string) error {
 	m := &OutMessage{Group: group, Text: text, done: make(chan error, 1)}
 	if err := l.queue(m); err != nil {
@@ -224,6 +226,17 @@ func (l *Live) SendWait(ctx context.Context, group, text string) error {
 	case err := <-m.done:
 		return err
 	case <-ctx.Done():
+		// No one waits any more: the outcome, if it is not in yet,
+		// becomes an event like that of Send.
+		l.mu.Lock()
+		done := m.done
+		m.done = nil
+		l.mu.Unlock()
+		select {
+		case err := <-done:
+			return err
+		default:
+		}
 		return ctx.Err()
 	case <-l.done:
 		select {
@@ -610,11 +623,12 @@ func (l *Live) sendQueued(conn *liveConn) error {
 		if len(l.outbox) == 0 {
 			close(l.emptied)
 		}
+		waited := m.done != nil
+		if waited {
+			m.done <- err // buffered; under the lock, see SendWait
+		}
 		l.mu.Unlock()
-		switch {
-		case m.done != nil:
-			m.done <- err
-		case err != nil:
+		if !waited && err != nil {
 			l.emit(LiveEvent{Err: err, Failed: m})
 		}
 	}

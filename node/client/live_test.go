@@ -439,6 +439,13 @@ func TestLiveSendWait(t *testing.T) {
 	if err := lv.SendWait(wctx, "no such group", "x"); err == nil {
 		t.Error("SendWait to an unknown group = nil, want an error")
 	}
+	// No one waits any more: the refusal becomes an event.
+	gone, cancelGone := context.WithCancel(ctx)
+	cancelGone()
+	abandoned := errors.Is(lv.SendWait(gone, "no such group either", "y"), context.Canceled)
+	if err := lv.Flush(wctx); err != nil {
+		t.Fatal(err)
+	}
 
 	n.stop()
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -459,10 +466,17 @@ func TestLiveSendWait(t *testing.T) {
 	if got := strings.Join(messagesOf(t, evs), "|"); got != "bob: answer lost|bob: while down" {
 		t.Errorf("alice received %q", got)
 	}
+	failed := 0
 	for len(events) > 0 {
 		if e := <-events; e.Failed != nil {
-			t.Errorf("SendWait's message was reported as failed too: %v", e.Err)
+			failed++
+			if !abandoned || e.Failed.Group != "no such group either" {
+				t.Errorf("SendWait's message to %s was reported as failed too: %v", e.Failed.Group, e.Err)
+			}
 		}
+	}
+	if abandoned && failed != 1 {
+		t.Errorf("%d Failed events for a message SendWait gave up on, want 1", failed)
 	}
 }
 
