@@ -243,28 +243,14 @@ type DevicesCmd struct{}
 
 // Run lists devices.
 func (c *DevicesCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "devices", map[string]any{}, 0, deviceText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		devs, err := cn.c.Devices(ctx)
-		if err != nil {
-			return err
-		}
-		o := newOut(g, p)
-		self := cn.c.DeviceKey()
-		for _, d := range devs {
-			note := ""
-			if d.Revoked {
-				note = " (revoked)"
-			}
-			isSelf := ed25519.PublicKey(d.Key).Equal(ed25519.PublicKey(self))
-			if isSelf {
-				note += " (this device)"
-			}
-			note += deviceNote(d, isSelf)
-			o.emit(map[string]any{"device": nc.Fingerprint(d.Key), "revoked": d.Revoked, "self": isSelf, "certified": d.Certified,
-				"approved": d.Approved, "pending": devicePending(d)},
-				"%s%s", nc.Fingerprint(d.Key), note)
-		}
-		return nil
+		recs, err := opDevices(ctx, cn.c)
+		newOut(g, p).emitAll(recs)
+		return err
 	})
 }
 
@@ -276,49 +262,11 @@ type RevokeDeviceCmd struct {
 // Run revokes.
 func (c *RevokeDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		devs, err := cn.c.Devices(ctx)
+		r, err := opRevokeDevice(ctx, g, f, cn.st, cn.c, c.Device)
 		if err != nil {
 			return err
 		}
-		want := strings.TrimPrefix(strings.ToLower(c.Device), "sha256:")
-		var match [][]byte
-		for _, d := range devs {
-			if strings.HasPrefix(strings.TrimPrefix(nc.Fingerprint(d.Key), "sha256:"), want) && len(want) >= 8 {
-				match = append(match, d.Key)
-			}
-		}
-		if len(match) != 1 {
-			return fmt.Errorf("%d devices match %q (give at least 8 hex digits of one fingerprint)", len(match), c.Device)
-		}
-		dev := match[0]
-		if ed25519.PublicKey(dev).Equal(ed25519.PublicKey(cn.c.DeviceKey())) {
-			return errors.New("this is the current device; use logout instead")
-		}
-		pw, err := password(g, false)
-		if err != nil {
-			return err
-		}
-		// A second connection for the login session keeps the device
-		// session of cn for removing the device from groups.
-		rc2, err := dialState(ctx, g, f, cn.st, false)
-		if err != nil {
-			return err
-		}
-		defer rc2.Close()
-		_, ls, err := nc.Login(ctx, &nc.RPCEntry{C: rc2}, cn.c.Profile().User, pw, accountOptions())
-		clear(pw)
-		if err != nil {
-			return err
-		}
-		if err := ls.RevokeDevice(ctx, dev); err != nil {
-			return err
-		}
-		groups, err := cn.c.RemoveDevice(ctx, dev)
-		if err != nil {
-			return err
-		}
-		newOut(g, p).emit(map[string]any{"revoked": nc.Fingerprint(dev), "groups": groups},
-			"revoked %s; removed it from %d groups %v", nc.Fingerprint(dev), len(groups), groups)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -330,21 +278,14 @@ type FetchKeyCmd struct {
 
 // Run fetches.
 func (c *FetchKeyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "fetchKey", map[string]any{"user": c.User}, 0, keyText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		info, err := cn.c.FetchKey(ctx, c.User)
-		if err != nil {
-			return err
-		}
-		o := newOut(g, p)
-		o.emit(map[string]any{"user": info.User, "user_key": nc.Fingerprint(info.UserKey), "status": info.Status},
-			"user %s key %s (%s)", info.User, nc.Fingerprint(info.UserKey), info.Status)
-		for _, d := range info.Devices {
-			o.emit(map[string]any{"user": info.User, "device": nc.Fingerprint(d)}, "device %s", nc.Fingerprint(d))
-		}
-		if info.Skipped != nil {
-			emitSkipped(o, "", *info.Skipped)
-		}
-		return nil
+		recs, err := opFetchKey(ctx, cn.c, c.User)
+		newOut(g, p).emitAll(recs)
+		return err
 	})
 }
 
@@ -356,24 +297,16 @@ type VerifyCmd struct {
 
 // Run verifies.
 func (c *VerifyCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "verify", map[string]any{"user": c.User, "accept": c.Accept}, 0, verifyText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		v, err := cn.c.Verify(ctx, c.User, c.Accept)
+		r, err := opVerify(ctx, cn.c, c.User, c.Accept)
 		if err != nil {
 			return err
 		}
-		o := newOut(g, p)
-		obj := map[string]any{"user": v.User, "safety_number": v.SafetyNumber, "user_key": nc.Fingerprint(v.Key), "verified": v.Verified, "changed": v.Changed != nil}
-		if v.Changed != nil {
-			obj["new_user_key"] = nc.Fingerprint(v.Changed)
-			o.emit(obj, "WARNING: the node now publishes another key for %s: %s\nsafety number with the NEW key: %s\ncompare it with %s, then run verify --accept %s",
-				v.User, nc.Fingerprint(v.Changed), v.ChangedSafetyNumber, v.User, v.User)
-			return nil
-		}
-		state := "not verified yet: compare the number with " + v.User + " and run verify --accept"
-		if v.Verified {
-			state = "verified"
-		}
-		o.emit(obj, "safety number with %s: %s\n%s", v.User, v.SafetyNumber, state)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -404,13 +337,16 @@ func (c *CreateGroupCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error 
 	if err != nil {
 		return err
 	}
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "createGroup", map[string]any{"group": c.Name, "suite": c.Suite}, 0, createdText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		id, err := cn.c.CreateGroup(ctx, c.Name, suite)
+		r, err := opCreateGroup(ctx, cn.c, c.Name, suite)
 		if err != nil {
 			return err
 		}
-		newOut(g, p).emit(map[string]any{"group": c.Name, "id": hexID(id), "suite": fmt.Sprintf("0x%04x", suite)},
-			"created group %s (suite 0x%04x)", c.Name, suite)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -432,12 +368,19 @@ func (c *DMCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "dm", map[string]any{"user": c.User, "text": text, "suite": c.Suite}, 0,
+			func(obj map[string]any) string { return dmText(c.User, obj) })
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		name, err := cn.c.DM(ctx, c.User, text, suite)
 		if err != nil {
-			return sendError(ctx, cn, "dm:"+c.User, text, err)
+			return sendError(ctx, cn.c, "dm:"+c.User, text, err)
 		}
-		newOut(g, p).emit(map[string]any{"group": name, "sent": true}, "sent to %s (%s)", c.User, name)
+		r := sentRecord(name)
+		r.text = dmText(c.User, r.obj)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -493,37 +436,14 @@ type InviteCmd struct {
 
 // Run invites.
 func (c *InviteCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "invite", map[string]any{"group": c.Group, "users": c.Users}, 0, inviteText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		r, err := cn.c.InviteReport(ctx, c.Group, c.Users)
-		o := newOut(g, p)
-		for _, s := range r.Skipped {
-			emitSkipped(o, c.Group, s)
-		}
-		if err != nil {
-			return err
-		}
-		n := r.Added
-		if n > 0 {
-			o.emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "invited %s to %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
-			return nil
-		}
-		// Nothing was added: every device of each user is in already.
-		ms, err := cn.c.Members(ctx, c.Group)
-		if err != nil {
-			return err
-		}
-		for _, u := range c.Users {
-			user, _ := proto.NormalizeUser(u)
-			member := false
-			for _, m := range ms {
-				member = member || m.User == user
-			}
-			if !member {
-				return fmt.Errorf("no device of %s could be added to %s", u, c.Group)
-			}
-			o.emit(map[string]any{"group": c.Group, "user": user, "already_member": true}, "%s is already a member of %s", user, c.Group)
-		}
-		return nil
+		recs, err := opInvite(ctx, cn.c, c.Group, c.Users)
+		newOut(g, p).emitAll(recs)
+		return err
 	})
 }
 
@@ -534,10 +454,16 @@ type JoinCmd struct {
 
 // Run joins and shows what happened.
 func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	if c.Group != "" {
+	var n int
+	var err error
+	switch d := runningDaemon(f, p); {
+	case c.Group != "":
 		return joinGroup(g, f, p, c.Group)
+	case d != nil:
+		n, err = forward(g, f, p, d, "join", map[string]any{}, 0, eventText)
+	default:
+		n, err = recvEvents(g, f, p, 0)
 	}
-	n, err := recvEvents(g, f, p, 0)
 	if err == nil && n == 0 {
 		newOut(g, p).emit(nil, "nothing to join: no invitations or group changes are waiting")
 	}
@@ -569,6 +495,10 @@ func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 }
 
 func recvOnce(g *Globals, f *ClientFlags, p *ProfileFlags, wait time.Duration) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "recv", map[string]any{"wait": wait.Seconds()}, wait, eventText)
+		return err
+	}
 	_, err := recvEvents(g, f, p, wait)
 	return err
 }
@@ -622,19 +552,27 @@ func (c *SendCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
+	if d := runningDaemon(f, p); d != nil {
+		method, params := "send", map[string]any{"group": c.Group, "text": text}
+		if c.All {
+			method, params = "sendAll", map[string]any{"text": text}
+		}
+		_, err := forward(g, f, p, d, method, params, 0, sentText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
 		o := newOut(g, p)
 		if c.All {
 			names, err := cn.c.SendAll(ctx, text)
 			for _, n := range names {
-				o.emit(map[string]any{"group": n, "sent": true}, "sent to %s", n)
+				o.emitAll([]record{sentRecord(n)})
 			}
 			return err
 		}
 		if err := cn.c.Send(ctx, c.Group, text); err != nil {
-			return sendError(ctx, cn, c.Group, text, err)
+			return sendError(ctx, cn.c, c.Group, text, err)
 		}
-		o.emit(map[string]any{"group": c.Group, "sent": true}, "sent to %s", c.Group)
+		o.emitAll([]record{sentRecord(c.Group)})
 		return nil
 	})
 }
@@ -647,12 +585,16 @@ type RemoveCmd struct {
 
 // Run removes.
 func (c *RemoveCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "remove", map[string]any{"group": c.Group, "users": c.Users}, 0, removeText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		n, err := cn.c.Remove(ctx, c.Group, c.Users)
+		r, err := opRemove(ctx, cn.c, c.Group, c.Users)
 		if err != nil {
 			return err
 		}
-		newOut(g, p).emit(map[string]any{"group": c.Group, "users": c.Users, "devices": n}, "removed %s from %s (%d device(s))", strings.Join(c.Users, ", "), c.Group, n)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -664,12 +606,16 @@ type UpdateCmd struct {
 
 // Run updates.
 func (c *UpdateCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "update", map[string]any{"group": c.Group}, 0, updateText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		epoch, err := cn.c.Update(ctx, c.Group)
+		r, err := opUpdate(ctx, cn.c, c.Group)
 		if err != nil {
 			return err
 		}
-		newOut(g, p).emit(map[string]any{"group": c.Group, "epoch": epoch}, "updated keys in %s (epoch %d)", c.Group, epoch)
+		newOut(g, p).emitAll([]record{r})
 		return nil
 	})
 }
@@ -679,6 +625,10 @@ type GroupsCmd struct{}
 
 // Run lists groups (from local state; no connection).
 func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "listGroups", map[string]any{}, 0, groupText)
+		return err
+	}
 	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
@@ -688,33 +638,9 @@ func (c *GroupsCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	gs, err := cl.Groups(context.Background())
-	if err != nil {
-		return err
-	}
-	o := newOut(g, p)
-	for _, x := range gs {
-		note := ""
-		if x.DM != "" {
-			note = " (direct messages with " + x.DM + ")"
-		}
-		if x.Removed {
-			note += " (removed)"
-		}
-		if x.Removed {
-			// No group state is left: no suite, epoch or members to show.
-			how := "removed"
-			if x.Left {
-				how = "left"
-			}
-			o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "dm": x.DM, "removed": true, "left": x.Left},
-				"%s: %s (this device is no longer a member)%s", termSafe(x.Name), how, termSafe(strings.TrimSuffix(note, " (removed)")))
-			continue
-		}
-		o.emit(map[string]any{"group": x.Name, "id": hexID(x.ID), "suite": fmt.Sprintf("0x%04x", x.Suite), "epoch": x.Epoch, "members": x.Members, "dm": x.DM, "removed": x.Removed},
-			"%s: %d members, epoch %d, suite 0x%04x%s", termSafe(x.Name), x.Members, x.Epoch, x.Suite, termSafe(note))
-	}
-	return nil
+	recs, err := opGroups(context.Background(), cl)
+	newOut(g, p).emitAll(recs)
+	return err
 }
 
 // MembersCmd lists a group's members.
@@ -724,6 +650,10 @@ type MembersCmd struct {
 
 // Run lists members (from local state).
 func (c *MembersCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "members", map[string]any{"group": c.Group}, 0, memberText)
+		return err
+	}
 	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
@@ -733,21 +663,7 @@ func (c *MembersCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if err != nil {
 		return err
 	}
-	ms, err := cl.Members(context.Background(), c.Group)
-	if err != nil {
-		return err
-	}
-	o := newOut(g, p)
-	for _, m := range ms {
-		state := "not verified"
-		if m.Verified {
-			state = "verified"
-		}
-		if m.Self {
-			state = "this device"
-		}
-		o.emit(map[string]any{"user": m.User, "device": m.Device, "verified": m.Verified, "self": m.Self},
-			"%s %s (%s)", termSafe(m.User), m.Device, state)
-	}
-	return nil
+	recs, err := opMembers(context.Background(), cl, c.Group)
+	newOut(g, p).emitAll(recs)
+	return err
 }

@@ -201,26 +201,9 @@ func finishChat(ctx context.Context, f *ClientFlags, lv *nc.Live, interactive bo
 	return nil
 }
 
-// printLive prints what a Live reports.
+// printLive prints what a Live reports (liveRecord).
 func printLive(o *out, cl *nc.Client, e nc.LiveEvent) {
-	errText := func() string {
-		if e.Err == nil {
-			return ""
-		}
-		return e.Err.Error()
-	}
-	switch {
-	case e.Event != nil:
-		printEvent(o, cl, e.Event)
-	case e.State == nc.LiveReconnecting:
-		o.emit(map[string]any{"event": "reconnecting", "error": errText()}, "-- lost the connection to the node; reconnecting…")
-	case e.State == nc.LiveConnected:
-		o.emit(map[string]any{"event": "reconnected"}, "-- reconnected")
-	case e.State == nc.LiveStopped:
-		o.emit(map[string]any{"event": "disconnected", "error": errText()}, "-- disconnected: %s", errText())
-	case e.Failed != nil:
-		o.emit(map[string]any{"error": errText(), "text": e.Failed.Text}, "could not send %q: %s", e.Failed.Text, errText())
-	case e.Err != nil:
-		o.emit(map[string]any{"error": errText()}, "-- %s", errText())
+	if r, ok := liveRecord(cl, e); ok {
+		o.emitAll([]record{r})
 	}
 }

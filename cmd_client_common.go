@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/term"
@@ -245,6 +243,10 @@ func openStateFile(g *Globals, f *ClientFlags, p *ProfileFlags, create bool) (st
 	case errors.Is(err, store.ErrCorrupt):
 		return nil, "", false, fmt.Errorf("the state file of profile %q is damaged or was tampered with (%s)", p.Profile, path)
 	case errors.Is(err, store.ErrInUse):
+		// The lock is held: a daemon's info file, if any, is its.
+		if d := readDaemonInfo(f, p); d != nil {
+			return nil, "", false, heldError(p.Profile, d)
+		}
 		return nil, "", false, fmt.Errorf("profile %q is in use by another qpchat process", p.Profile)
 	case err != nil:
 		return nil, "", false, err
@@ -456,47 +458,9 @@ func opContext(f *ClientFlags) (context.Context, context.CancelFunc) {
 // hexID formats a group id.
 func hexID(b []byte) string { return hex.EncodeToString(b) }
 
-// printEvent prints one history entry. In text, everything others wrote
-// is escaped (termSafe) and a multi-line message continues on marked
-// lines (messageLines); JSON carries the exact strings, and a text that
-// is not valid UTF-8 also as text_base64 (JSON strings cannot hold it).
+// printEvent prints one history entry (eventObject, eventText).
 func printEvent(o *out, c *nc.Client, e *nc.Event) {
-	group := c.GroupName(e.Group)
-	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
-	g, sender := termSafe(group), termSafe(e.Sender)
-	switch e.Kind {
-	case nc.EventMessage:
-		obj["text"] = e.Text
-		if !utf8.ValidString(e.Text) {
-			obj["text_base64"] = base64.StdEncoding.EncodeToString([]byte(e.Text))
-		}
-		o.emit(obj, "[%s] %s: %s", g, sender, messageLines(e.Text))
-	case nc.EventJoined:
-		obj["inviter"] = e.Sender
-		o.emit(obj, "[%s] joined, invited by %s", g, sender)
-	case nc.EventMembers:
-		obj["text"], obj["users"] = e.Text, e.Users
-		o.emit(obj, "[%s] %s %s", g, sender, termSafe(e.Text))
-	case nc.EventRemoved:
-		o.emit(obj, "[%s] you were removed by %s", g, sender)
-	case nc.EventKeyRotated:
-		o.emit(obj, "[%s] %s updated their keys", g, sender)
-	case nc.EventRefused:
-		obj["reason"] = e.Text
-		o.emit(obj, "[%s] REFUSED a message: %s", g, termSafe(e.Text))
-	case nc.EventLost:
-		obj["text"] = e.Text
-		o.emit(obj, "LOST: %s", termSafe(e.Text))
-	case nc.EventLeft:
-		obj["text"], obj["users"] = e.Text, e.Users
-		o.emit(obj, "[%s] %s", g, termSafe(e.Text))
-	case nc.EventFile:
-		obj["file"] = e.Text
-		if ref, err := nc.ParseFileRef(e.File); err == nil {
-			obj["size"] = ref.Size
-			o.emit(obj, "[%s] %s sent a file: %s (%s)", g, sender, termSafe(e.Text), humanBytes(ref.Size))
-		}
-	}
+	o.emitAll([]record{eventRecord(c, e)})
 }
 
 // withConn connects under opContext's deadline, runs fn with the

@@ -19,29 +19,15 @@ type ApproveDeviceCmd struct {
 
 // Run approves the device and adds it to this device's groups.
 func (c *ApproveDeviceCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	if d := runningDaemon(f, p); d != nil {
+		_, err := forward(g, f, p, d, "approveDevice", map[string]any{"device": c.Device}, 0, approvedText)
+		return err
+	}
 	return withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-		devs, err := cn.c.Devices(ctx)
-		if err != nil {
-			return err
+		r, err := opApproveDevice(ctx, cn.c, c.Device)
+		if r != nil {
+			newOut(g, p).emitAll([]record{*r})
 		}
-		d, err := matchDevice(devs, c.Device)
-		if err != nil {
-			return err
-		}
-		fp := nc.Fingerprint(d.Key)
-		switch {
-		case d.Revoked:
-			return fmt.Errorf("device %s is revoked", fp)
-		case !d.Certified:
-			return fmt.Errorf("device %s is not certified by your user key; it cannot be approved", fp)
-		}
-		// Errors past here leave the device approved; say where it went.
-		groups, err := cn.c.ApproveDevice(ctx, d.Key)
-		if groups == nil {
-			groups = []string{}
-		}
-		newOut(g, p).emit(map[string]any{"approved": fp, "groups": groups},
-			"approved %s; added it to %d group(s) %s", fp, len(groups), strings.Join(groups, ", "))
 		return err
 	})
 }
@@ -68,16 +54,16 @@ func matchDevice(devs []nc.Device, arg string) (nc.Device, error) {
 func devicePending(d nc.Device) bool { return d.Certified && !d.Revoked && !d.Approved }
 
 // deviceNote describes a device's approval state for devices.
-func deviceNote(d nc.Device, self bool) string {
+func deviceNote(fp string, revoked, certified, approved, self bool) string {
 	switch {
-	case self || d.Revoked:
+	case self || revoked:
 		return ""
-	case !d.Certified:
+	case !certified:
 		return " (NOT certified by your user key: ignored)"
-	case d.Approved:
+	case approved:
 		return " (approved)"
 	}
-	return " (pending: in none of your groups; if it is yours, run approve-device " + nc.Fingerprint(d.Key) + ")"
+	return " (pending: in none of your groups; if it is yours, run approve-device " + fp + ")"
 }
 
 // approvalHint tells a new device how it joins the user's groups, when
@@ -106,6 +92,12 @@ func emitSkipped(o *out, group string, s nc.SkippedDevices) {
 	if len(s.Devices) == 0 {
 		return
 	}
+	o.emitAll([]record{skippedRecord(group, s)})
+}
+
+// skippedRecord reports devices of another user left out because no
+// approval chain reaches them (devicetrust.go).
+func skippedRecord(group string, s nc.SkippedDevices) record {
 	fps := make([]string, len(s.Devices))
 	for i, d := range s.Devices {
 		fps[i] = nc.Fingerprint(d)
@@ -114,13 +106,18 @@ func emitSkipped(o *out, group string, s nc.SkippedDevices) {
 	if group != "" {
 		obj["group"] = group
 	}
+	return record{obj, skippedText(obj)}
+}
+
+func skippedText(obj map[string]any) string {
+	fps, user := strs(obj, "skipped_unapproved"), str(obj, "user")
 	noun := "device"
 	if len(fps) > 1 {
 		noun = "devices"
 	}
-	why := "no approved device of " + s.User + " approved it; " + s.User + " can run approve-device on an approved device"
-	if s.NoRoot {
-		why = "the node names no first device for " + s.User + " (an account that had several devices before nodes kept approvals), so no device of it can be trusted"
+	why := "no approved device of " + user + " approved it; " + user + " can run approve-device on an approved device"
+	if flag(obj, "no_first_device") {
+		why = "the node names no first device for " + user + " (an account that had several devices before nodes kept approvals), so no device of it can be trusted"
 	}
-	o.emit(obj, "skipped %d unapproved %s of %s (%s): %s", len(fps), noun, s.User, strings.Join(fps, ", "), why)
+	return fmt.Sprintf("skipped %d unapproved %s of %s (%s): %s", len(fps), noun, termSafe(user), strings.Join(fps, ", "), why)
 }

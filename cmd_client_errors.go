@@ -75,10 +75,13 @@ func exitCode(err error) int {
 		ae *authError
 		us *usageError
 		re *refusedError
+		fe *forwardedError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &fe):
+		return fe.exit
 	case errors.As(err, &us):
 		return exitUsage
 	case errors.As(err, &pm), strings.Contains(err.Error(), "not trusted by the given CA"):
@@ -157,7 +160,7 @@ var tooLarge = regexp.MustCompile(`is (\d+) bytes, the limit \(--max-message-siz
 // sendError explains a refused message: a node refuses a message over
 // its --max-message-size with the encrypted size and its limit; the user
 // learns the text's size and how much text fits.
-func sendError(ctx context.Context, cn *conn, group, text string, err error) error {
+func sendError(ctx context.Context, c *nc.Client, group, text string, err error) error {
 	if proto.CodeOf(err) != proto.CodeLimit {
 		return err
 	}
@@ -168,11 +171,13 @@ func sendError(ctx context.Context, cn *conn, group, text string, err error) err
 	size, _ := strconv.Atoi(m[1])
 	limit, _ := strconv.Atoi(m[2])
 	fit := ""
-	if gs, gerr := cn.c.Groups(ctx); gerr == nil {
-		for _, g := range gs {
-			if g.Name == group {
-				if n, merr := nc.MaxTextLen(g.Suite, limit); merr == nil && n >= 0 {
-					fit = fmt.Sprintf("; at most %d bytes of text fit", n)
+	if c != nil { // (the daemon passes none: its client is the session's)
+		if gs, gerr := c.Groups(ctx); gerr == nil {
+			for _, g := range gs {
+				if g.Name == group {
+					if n, merr := nc.MaxTextLen(g.Suite, limit); merr == nil && n >= 0 {
+						fit = fmt.Sprintf("; at most %d bytes of text fit", n)
+					}
 				}
 			}
 		}

@@ -76,3 +76,37 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Errorf("notification at shutdown %q, want STOPPING=1", got)
 	}
 }
+
+// TestDaemonUnitVerifies runs `systemd-analyze verify` on an instance of
+// contrib/systemd/qpchat-daemon@.service (ExecStart pointing at the test
+// binary) where systemd is installed; the unit must run the daemon of
+// its instance's profile and read the passphrase from a file.
+func TestDaemonUnitVerifies(t *testing.T) {
+	unit, err := os.ReadFile("contrib/systemd/qpchat-daemon@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ExecStart=/usr/local/bin/qpchat client --profile %i daemon", "Environment=QPCHAT_PASSPHRASE_FILE=", "Restart=on-failure"} {
+		if !bytes.Contains(unit, []byte("\n"+want)) {
+			t.Errorf("the unit lacks %s", want)
+		}
+	}
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed; the unit's text was checked only")
+	}
+	path := filepath.Join(t.TempDir(), "qpchat-daemon@bot.service")
+	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/qpchat"), []byte(qpchatBinary(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	var ours []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "qpchat-daemon@") {
+			ours = append(ours, l)
+		}
+	}
+	if len(ours) > 0 || (err != nil && len(out) == 0) {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

@@ -152,6 +152,7 @@ type ClientCmd struct {
 	SendFile      SendFileCmd      `cmd:"" help:"Send a file to a group (encrypted here; the node keeps it for --file-ttl)."`
 	Download      DownloadCmd      `cmd:"" help:"Save a file received earlier (the newest of a group, or by name) again."`
 	Chat          ChatCmd          `cmd:"" help:"Chat in a group: type lines to send, see messages arrive live; survives node restarts (reconnects, sends what was typed meanwhile)."`
+	Daemon        DaemonCmd        `cmd:"" help:"Hold this profile and one connection to the node, and answer JSON-RPC 2.0 on a Unix socket (or --stdio) for bots and scripts; see docs/DAEMON.md."`
 	Remove        RemoveCmd        `cmd:"" help:"Remove users from a group."`
 	Update        UpdateCmd        `cmd:"" help:"Rotate your keys in a group."`
 	Groups        GroupsCmd        `cmd:"" help:"List your groups."`

@@ -109,6 +109,10 @@ type OutMessage struct {
 	gid   []byte // the group's id, once protected
 	ct    []byte // the MLSMessage sent (again, after a lost answer)
 	epoch uint64 // the epoch ct was made in
+	// done, if not nil, receives the outcome (nil once the node took
+	// the message) instead of a Failed event: SendWait waits on it.
+	// Guarded by Live.mu.
+	done chan error
 }
 
 // Errors of Live.
@@ -204,6 +208,48 @@ func (l *Live) Done() <-chan struct{} { return l.done }
 // Send queues a text for a group. It returns ErrOutboxFull when the
 // outbox is full and ErrLiveClosed after Close.
 func (l *Live) Send(group, text string) error {
+	return l.queue(&OutMessage{Group: group, Text: text})
+}
+
+// SendWait queues a text like Send and waits until the node accepted it
+// (nil), refused it (the error; no Failed event is reported), or ctx
+// ends. While the node is unreachable the message waits in the outbox;
+// if ctx ends first the message stays queued and is sent once
+// connected, SendWait returns ctx's error, and a later refusal is
+// reported as a Failed event, as for Send.
+func (l *Live) SendWait(ctx context.Context, group, text string) error {
+	m := &OutMessage{Group: group, Text: text, done: make(chan error, 1)}
+	if err := l.queue(m); err != nil {
+		return err
+	}
+	select {
+	case err := <-m.done:
+		return err
+	case <-ctx.Done():
+		// No one waits any more: the outcome, if it is not in yet,
+		// becomes an event like that of Send.
+		l.mu.Lock()
+		done := m.done
+		m.done = nil
+		l.mu.Unlock()
+		select {
+		case err := <-done:
+			return err
+		default:
+		}
+		return ctx.Err()
+	case <-l.done:
+		select {
+		case err := <-m.done:
+			return err
+		default:
+		}
+		return l.stopErr()
+	}
+}
+
+// queue appends m to the outbox.
+func (l *Live) queue(m *OutMessage) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	select {
@@ -217,7 +263,7 @@ func (l *Live) Send(group, text string) error {
 	if len(l.outbox) == 0 {
 		l.emptied = make(chan struct{})
 	}
-	l.outbox = append(l.outbox, &OutMessage{Group: group, Text: text})
+	l.outbox = append(l.outbox, m)
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -262,7 +308,18 @@ func (l *Live) Sync(ctx context.Context) error { return l.Do(ctx, nil) }
 // connection is lost meanwhile, f runs again once reconnected, so it must
 // be safe to repeat. f must not keep the client.
 func (l *Live) Do(ctx context.Context, f func(ctx context.Context, c *Client) error) error {
-	r := liveReq{f: f, reply: make(chan error, 1)}
+	return l.do(ctx, liveReq{f: f, reply: make(chan error, 1)})
+}
+
+// DoOnce is Do for f that must not run twice (it changes a group, say):
+// if the connection is lost while f runs, DoOnce returns f's error (a
+// lost connection) instead of running f again, and the session
+// reconnects meanwhile.
+func (l *Live) DoOnce(ctx context.Context, f func(ctx context.Context, c *Client) error) error {
+	return l.do(ctx, liveReq{f: f, once: true, reply: make(chan error, 1)})
+}
+
+func (l *Live) do(ctx context.Context, r liveReq) error {
 	select {
 	case l.reqs <- r:
 	case <-ctx.Done():
@@ -281,6 +338,7 @@ func (l *Live) Do(ctx context.Context, f func(ctx context.Context, c *Client) er
 // liveReq is a call of Do.
 type liveReq struct {
 	f     func(ctx context.Context, c *Client) error
+	once  bool // DoOnce: never run f again
 	reply chan error
 }
 
@@ -459,8 +517,14 @@ func (l *Live) serve(conn *liveConn) error {
 		case <-l.kick:
 		case r := <-l.reqs:
 			err := l.recv(conn)
+			ran := false
 			if err == nil && r.f != nil {
+				ran = true
 				err = r.f(l.ctx, l.c)
+			}
+			if err != nil && lostConn(conn, err) && ran && r.once {
+				r.reply <- err
+				return err
 			}
 			if err != nil && lostConn(conn, err) {
 				// Run it again once reconnected.
@@ -559,8 +623,12 @@ func (l *Live) sendQueued(conn *liveConn) error {
 		if len(l.outbox) == 0 {
 			close(l.emptied)
 		}
+		waited := m.done != nil
+		if waited {
+			m.done <- err // buffered; under the lock, see SendWait
+		}
 		l.mu.Unlock()
-		if err != nil {
+		if !waited && err != nil {
 			l.emit(LiveEvent{Err: err, Failed: m})
 		}
 	}

@@ -407,3 +407,134 @@ func TestLiveBackoff(t *testing.T) {
 		t.Errorf("Send after stop: %v", err)
 	}
 }
+
+// TestLiveSendWait: SendWait answers once the node took the message,
+// also when the first answer was lost (the message arrives once);
+// waits while the node is down (its deadline leaves the message queued,
+// and it goes out after the restart); and returns a refusal instead of
+// reporting it as an event.
+func TestLiveSendWait(t *testing.T) {
+	n := newRestartableNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, n.addr, n.fp, "alice"), newRealUser(t, n.addr, n.fp, "bob")
+	liveGroup(t, alice, bob)
+	once := &sync.Once{}
+	lv, err := StartLive(ctx, LiveConfig{Client: bob.c, Dial: liveDialer(n, bob, func(s Session) Session { return &lossySession{Session: s, once: once} }),
+		Wait: 5 * time.Second, CallTimeout: 5 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lv.Close()
+	events := make(chan LiveEvent, 1000)
+	go func() {
+		for e := range lv.Events() {
+			events <- e
+		}
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := lv.SendWait(wctx, "g", "answer lost"); err != nil {
+		t.Fatalf("SendWait after a lost answer = %v", err)
+	}
+	if err := lv.SendWait(wctx, "no such group", "x"); err == nil {
+		t.Error("SendWait to an unknown group = nil, want an error")
+	}
+	// No one waits any more: the refusal becomes an event.
+	gone, cancelGone := context.WithCancel(ctx)
+	cancelGone()
+	abandoned := errors.Is(lv.SendWait(gone, "no such group either", "y"), context.Canceled)
+	if err := lv.Flush(wctx); err != nil {
+		t.Fatal(err)
+	}
+
+	n.stop()
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = lv.SendWait(short, "g", "while down")
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || lv.Pending() != 1 {
+		t.Fatalf("SendWait while the node is down = %v with %d pending, want the deadline and 1 pending", err, lv.Pending())
+	}
+	n.start()
+	if err := lv.Flush(wctx); err != nil {
+		t.Fatal(err)
+	}
+	reconnectUser(t, n, alice)
+	evs, err := alice.c.Recv(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(messagesOf(t, evs), "|"); got != "bob: answer lost|bob: while down" {
+		t.Errorf("alice received %q", got)
+	}
+	failed := 0
+	for len(events) > 0 {
+		if e := <-events; e.Failed != nil {
+			failed++
+			if !abandoned || e.Failed.Group != "no such group either" {
+				t.Errorf("SendWait's message to %s was reported as failed too: %v", e.Failed.Group, e.Err)
+			}
+		}
+	}
+	if abandoned && failed != 1 {
+		t.Errorf("%d Failed events for a message SendWait gave up on, want 1", failed)
+	}
+}
+
+// failingDevices makes the first Devices call fail as a broken
+// connection does.
+type failingDevices struct {
+	Session
+	once *sync.Once
+}
+
+func (s *failingDevices) Devices(ctx context.Context) ([]DeviceInfo, error) {
+	fail := false
+	s.once.Do(func() { fail = true })
+	if fail {
+		return nil, errors.New("rpc: connection closed")
+	}
+	return s.Session.Devices(ctx)
+}
+
+// TestLiveDoOnce: when the connection breaks while f runs, Do runs f
+// again once reconnected, DoOnce returns the error and never repeats f.
+func TestLiveDoOnce(t *testing.T) {
+	n := newRestartableNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, once := range []bool{false, true} {
+		bob := newRealUser(t, n.addr, n.fp, "bob"+map[bool]string{false: "1", true: "2"}[once])
+		fail := &sync.Once{}
+		lv, err := StartLive(ctx, LiveConfig{Client: bob.c, Dial: liveDialer(n, bob, func(s Session) Session { return &failingDevices{Session: s, once: fail} }),
+			Wait: 5 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for range lv.Events() {
+			}
+		}()
+		runs := 0
+		f := func(ctx context.Context, c *Client) error {
+			runs++
+			_, err := c.Devices(ctx)
+			return err
+		}
+		if once {
+			err = lv.DoOnce(ctx, f)
+		} else {
+			err = lv.Do(ctx, f)
+		}
+		switch {
+		case once && (err == nil || runs != 1):
+			t.Errorf("DoOnce = %v after %d runs, want an error after 1", err, runs)
+		case !once && (err != nil || runs != 2):
+			t.Errorf("Do = %v after %d runs, want nil after 2", err, runs)
+		}
+		// The session reconnects and serves the next call.
+		if err := lv.Do(ctx, f); err != nil {
+			t.Errorf("Do after the lost connection = %v", err)
+		}
+		lv.Close()
+	}
+}
