@@ -645,3 +645,71 @@ func TestClientDaemonStdio(t *testing.T) {
 		t.Errorf("bob join printed %q", out)
 	}
 }
+
+// TestClientDaemonLeaveHistoryFiles: the daemon's leave, history,
+// sendFile and download methods give what the CLI commands give.
+func TestClientDaemonLeaveHistoryFiles(t *testing.T) {
+	dir := t.TempDir()
+	data, state := filepath.Join(dir, "data"), filepath.Join(dir, "state")
+	n := startNode(t, "127.0.0.1:0", data)
+	alice, bob, carol := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob"), newCLIUser(t, n, state, "carol")
+	sock := shortDir(t)
+	da := startDaemon(t, alice, filepath.Join(sock, "alice.sock"), nil)
+	ra := dialDaemon(t, da.socket)
+	ra.call("createGroup", map[string]any{"group": "g"})
+	ra.call("invite", map[string]any{"group": "g", "users": []string{"bob", "carol"}})
+	bob.run("join")
+	carol.run("join")
+	ra.call("send", map[string]any{"group": "g", "text": "first"})
+	bob.run("send", "g", "reply from bob")
+	ra.waitNote(msgNote("g", "bob", "reply from bob"))
+
+	hist := ra.call("history", map[string]any{"group": "g", "limit": 2}).([]any)
+	if len(hist) != 2 || hist[1].(map[string]any)["text"] != "reply from bob" {
+		t.Errorf("history = %v", hist)
+	}
+	if e := ra.try("history", map[string]any{"group": "g", "limit": -1}); errorCode(e) != -32602 {
+		t.Errorf("history with limit -1: %v", e)
+	}
+
+	src := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(src, []byte("file contents\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := ra.call("sendFile", map[string]any{"group": "g", "path": src}).(map[string]any); res["sent"] != true || res["file"] != "notes.txt" {
+		t.Errorf("sendFile = %v", res)
+	}
+	bobDir := filepath.Join(dir, "bob-dl")
+	saved := ""
+	for _, l := range bob.jsonLines("recv", "--download-dir", bobDir) {
+		if l["event"] == "saved" {
+			saved, _ = l["path"].(string)
+		}
+	}
+	if b, err := os.ReadFile(saved); err != nil || string(b) != "file contents\n" {
+		t.Errorf("bob saved %q: %q, %v", saved, b, err)
+	}
+	// Alice's daemon downloads her own file again.
+	aliceDir := filepath.Join(dir, "alice-dl")
+	res := ra.call("download", map[string]any{"group": "g", "dir": aliceDir}).(map[string]any)
+	if p, _ := res["path"].(string); p != filepath.Join(aliceDir, "notes.txt") {
+		t.Errorf("download = %v", res)
+	}
+
+	// Bob leaves with the CLI; alice's daemon commits the removal and
+	// says so.
+	if out := bob.run("leave", "g", "--wait", "1m"); !strings.Contains(out, "left g") {
+		t.Errorf("bob's leave printed %q", out)
+	}
+	ra.waitNote(map[string]any{"event": "left", "group": "g"})
+	// Alice leaves through her daemon; carol's recv commits it.
+	res = ra.call("leave", map[string]any{"group": "g", "wait": 0.5}).(map[string]any)
+	if res["group"] != "g" || res["event"] != "left" {
+		t.Errorf("leave = %v", res)
+	}
+	carol.run("recv")
+	members := carol.jsonLines("members", "g")
+	if len(members) != 1 {
+		t.Errorf("carol's group has %d members after both left: %v", len(members), members)
+	}
+}

@@ -483,6 +483,10 @@ func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 	if c.Follow {
 		return recvFollow(g, f, p)
 	}
+	if runningDaemon(f, p) != nil {
+		// The daemon announces files; `download` saves them.
+		return recvOnce(g, f, p, c.Wait)
+	}
 	dir := ""
 	if !c.NoDownload {
 		var err error

@@ -161,11 +161,165 @@ func (d *daemonState) methods() map[string]daemon.Method {
 		"revokeDevice":  d.revokeDevice,
 		"status":        d.status,
 	}
-	// Methods of the client commands written elsewhere register here
-	// as they land, in the same shape: "leave" (leave <group>, with
-	// "thisDevice") and "history" (history <group>, with "limit" and
-	// "since"), each returning the objects its --json prints.
+	m["leave"] = d.leave
+	m["history"] = d.history
+	m["sendFile"] = d.sendFile
+	m["download"] = d.download
 	return m
+}
+
+// maxLeaveWait bounds leave's wait.
+const maxLeaveWait = 10 * time.Minute
+
+func (d *daemonState) leave(ctx context.Context, raw json.RawMessage) (any, error) {
+	p, err := params[struct {
+		Group      string   `json:"group"`
+		ThisDevice bool     `json:"thisDevice"`
+		Wait       *seconds `json:"wait"`
+	}](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := need("group", p.Group); err != nil {
+		return nil, err
+	}
+	wait := 30 * time.Second
+	if p.Wait != nil {
+		wait = min(time.Duration(*p.Wait), maxLeaveWait)
+	}
+	// Propose (Leave with no wait: the Live already waits for messages,
+	// and a session has one fetchWait at a time), then watch the Live
+	// apply the removing commit.
+	var res *nc.LeaveResult
+	err = d.once(ctx, func(ctx context.Context, c *nc.Client) (err error) {
+		res, err = c.Leave(ctx, p.Group, !p.ThisDevice, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(wait); !res.Done && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		err = d.do(ctx, func(ctx context.Context, c *nc.Client) error {
+			gs, err := c.Groups(ctx)
+			for _, x := range gs {
+				if x.Name == res.Group && x.Left {
+					res.Done = true
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{"group": res.Group, "done": res.Done, "pending": !res.Done, "event": "left"}, nil
+}
+
+func (d *daemonState) history(ctx context.Context, raw json.RawMessage) (any, error) {
+	p, err := params[struct {
+		Group string `json:"group"`
+		Limit int    `json:"limit"`
+		Since string `json:"since"`
+	}](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := need("group", p.Group); err != nil {
+		return nil, err
+	}
+	if p.Limit < 0 {
+		return nil, daemon.InvalidParams("limit must be 0 or more")
+	}
+	since, err := parseSince(p.Since, time.Now())
+	if err != nil {
+		return nil, daemon.InvalidParams("%v", err)
+	}
+	var out []map[string]any
+	err = d.do(ctx, func(ctx context.Context, c *nc.Client) error {
+		evs, _, err := c.History(p.Group, nc.HistoryOptions{Limit: p.Limit, Since: since})
+		out = out[:0]
+		for _, e := range evs {
+			out = append(out, eventRecord(c, e).obj)
+		}
+		return err
+	})
+	return out, err
+}
+
+func (d *daemonState) sendFile(ctx context.Context, raw json.RawMessage) (any, error) {
+	p, err := params[struct {
+		Group string `json:"group"`
+		Path  string `json:"path"`
+	}](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := need("group", p.Group); err != nil {
+		return nil, err
+	}
+	if err := need("path", p.Path); err != nil {
+		return nil, err
+	}
+	var ref *nc.FileRef
+	err = d.lv.DoOnce(ctx, func(ctx context.Context, c *nc.Client) (err error) {
+		ref, err = c.SendFile(ctx, p.Group, p.Path, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"group": p.Group, "sent": true, "file": ref.Name, "size": ref.Size}, nil
+}
+
+// download saves the newest file of a group (or the newest with the
+// given name) into dir (default: the download directory).
+func (d *daemonState) download(ctx context.Context, raw json.RawMessage) (any, error) {
+	p, err := params[struct {
+		Group string `json:"group"`
+		Name  string `json:"name"`
+		Dir   string `json:"dir"`
+	}](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := need("group", p.Group); err != nil {
+		return nil, err
+	}
+	dir, err := downloadDir(p.Dir, d.p)
+	if err != nil {
+		return nil, err
+	}
+	var path string
+	err = d.do(ctx, func(ctx context.Context, c *nc.Client) error {
+		evs, _, err := c.History(p.Group, nc.HistoryOptions{})
+		if err != nil {
+			return err
+		}
+		var pick *nc.Event
+		for _, e := range evs {
+			if e.Kind == nc.EventFile && (p.Name == "" || e.Text == p.Name) {
+				pick = e
+			}
+		}
+		if pick == nil {
+			return daemon.InvalidParams("no such file in %s", p.Group)
+		}
+		ref, err := nc.ParseFileRef(pick.File)
+		if err != nil {
+			return err
+		}
+		path, err = c.DownloadFile(ctx, ref, dir, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"group": p.Group, "path": path}, nil
 }
 
 func (d *daemonState) send(ctx context.Context, raw json.RawMessage) (any, error) {
