@@ -9,13 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
 
 	nc "qpchat/node/client"
-	"qpchat/rpc"
 )
 
 // ChatCmd is an interactive chat in one group.
@@ -44,25 +42,12 @@ const (
 func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	st, err := openState(g, f, p, false)
+	lc, err := openLiveClient(g, f, p)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	prof, err := st.Profile()
-	if err != nil {
-		return err
-	}
-	if prof.Device == nil {
-		return fmt.Errorf("profile %q has no device yet (run register-state)", p.Profile)
-	}
-	if prof.Server != "" && f.Server == defaultServer {
-		f.Server = prof.Server
-	}
-	cl, err := nc.New(nc.Config{State: st})
-	if err != nil {
-		return err
-	}
+	defer lc.st.Close()
+	cl := lc.cl
 	o := newOut(g, p)
 	interactive := g.stdout == os.Stdout && term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
 	lines := make(chan string)
@@ -100,31 +85,12 @@ func (c *ChatCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 			close(lines)
 		}()
 	}
-	var redial atomic.Bool // set once the first connection is up
-	dial := func(ctx context.Context) (nc.Session, func(), error) {
-		rc, err := dialStateWith(ctx, g, f, st, false, func(o *rpc.DialOptions) {
-			o.IdleTimeout, o.KeepAlive = chatIdleTimeout, chatKeepAlive
-			if redial.Load() {
-				o.HandshakeTimeout = min(o.HandshakeTimeout, chatRedialTimeout)
-			}
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		sess, err := nc.AuthenticateDevice(ctx, &nc.RPCEntry{C: rc}, prof)
-		if err != nil {
-			rc.Close()
-			return nil, nil, err
-		}
-		return sess, func() { rc.Close() }, nil
-	}
 	startCtx, cancel := opContext(f)
-	lv, err := nc.StartLive(startCtx, nc.LiveConfig{Client: cl, Dial: dial, Wait: chatWait, CallTimeout: f.Timeout})
+	lv, err := lc.start(startCtx, g, f)
 	if err != nil {
 		cancel()
 		return err
 	}
-	redial.Store(true)
 	printed := make(chan struct{})
 	go func() {
 		defer close(printed)

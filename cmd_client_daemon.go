@@ -24,7 +24,6 @@ import (
 
 	nc "qpchat/node/client"
 	"qpchat/node/daemon"
-	"qpchat/rpc"
 )
 
 // DaemonCmd runs the JSON-RPC daemon of one profile.
@@ -132,50 +131,18 @@ func listenSocket(path string) (*net.UnixListener, error) {
 func (c *DaemonCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := openState(g, f, p, false)
+	lc, err := openLiveClient(g, f, p)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	prof, err := st.Profile()
-	if err != nil {
-		return err
-	}
-	if prof.Device == nil {
-		return fmt.Errorf("profile %q has no device yet (run register-state)", p.Profile)
-	}
-	if prof.Server != "" && f.Server == defaultServer {
-		f.Server = prof.Server
-	}
-	cl, err := nc.New(nc.Config{State: st})
-	if err != nil {
-		return err
-	}
-	var redial atomic.Bool
-	dial := func(ctx context.Context) (nc.Session, func(), error) {
-		rc, err := dialStateWith(ctx, g, f, st, false, func(o *rpc.DialOptions) {
-			o.IdleTimeout, o.KeepAlive = chatIdleTimeout, chatKeepAlive
-			if redial.Load() {
-				o.HandshakeTimeout = min(o.HandshakeTimeout, chatRedialTimeout)
-			}
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		sess, err := nc.AuthenticateDevice(ctx, &nc.RPCEntry{C: rc}, prof)
-		if err != nil {
-			rc.Close()
-			return nil, nil, err
-		}
-		return sess, func() { rc.Close() }, nil
-	}
+	defer lc.st.Close()
+	st, prof, cl := lc.st, lc.prof, lc.cl
 	startCtx, cancel := opContext(f)
-	lv, err := nc.StartLive(startCtx, nc.LiveConfig{Client: cl, Dial: dial, Wait: chatWait, CallTimeout: f.Timeout})
+	lv, err := lc.start(startCtx, g, f)
 	cancel()
 	if err != nil {
 		return err
 	}
-	redial.Store(true)
 	d := &daemonState{g: g, f: f, p: p, st: st, lv: lv, cl: cl, user: prof.User, device: nc.Fingerprint(prof.DeviceKey()), wake: make(chan struct{})}
 	d.connected.Store(true)
 	srv := &daemon.Server{

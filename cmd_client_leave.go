@@ -14,7 +14,6 @@ import (
 	"time"
 
 	nc "qpchat/node/client"
-	"qpchat/rpc"
 )
 
 // ClientLeaveCmds are the commands of this file; ClientCmd embeds them.
@@ -188,41 +187,14 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 func recvFollow(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := openState(g, f, p, false)
+	lc, err := openLiveClient(g, f, p)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	prof, err := st.Profile()
-	if err != nil {
-		return err
-	}
-	if prof.Device == nil {
-		return fmt.Errorf("profile %q has no device yet (run register-state)", p.Profile)
-	}
-	if prof.Server != "" && f.Server == defaultServer {
-		f.Server = prof.Server
-	}
-	cl, err := nc.New(nc.Config{State: st})
-	if err != nil {
-		return err
-	}
-	dial := func(ctx context.Context) (nc.Session, func(), error) {
-		rc, err := dialStateWith(ctx, g, f, st, false, func(o *rpc.DialOptions) {
-			o.IdleTimeout, o.KeepAlive = chatIdleTimeout, chatKeepAlive
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		sess, err := nc.AuthenticateDevice(ctx, &nc.RPCEntry{C: rc}, prof)
-		if err != nil {
-			rc.Close()
-			return nil, nil, err
-		}
-		return sess, func() { rc.Close() }, nil
-	}
+	defer lc.st.Close()
+	cl := lc.cl
 	startCtx, cancel := opContext(f)
-	lv, err := nc.StartLive(startCtx, nc.LiveConfig{Client: cl, Dial: dial, Wait: chatWait, CallTimeout: f.Timeout})
+	lv, err := lc.start(startCtx, g, f)
 	cancel()
 	if err != nil {
 		return err
