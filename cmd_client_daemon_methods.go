@@ -105,6 +105,27 @@ func (d *daemonState) do(ctx context.Context, f func(ctx context.Context, c *nc.
 	return d.lv.Do(ctx, f)
 }
 
+// list runs op through the session and returns its records as the JSON
+// objects --json prints.
+func (d *daemonState) list(ctx context.Context, op func(ctx context.Context, c *nc.Client) ([]record, error)) (any, error) {
+	var recs []record
+	err := d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
+		recs, err = op(ctx, c)
+		return err
+	})
+	return objects(recs), err
+}
+
+// one is list for an operation that yields one record.
+func (d *daemonState) one(ctx context.Context, op func(ctx context.Context, c *nc.Client) (record, error)) (any, error) {
+	var r record
+	err := d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
+		r, err = op(ctx, c)
+		return err
+	})
+	return r.obj, err
+}
+
 // once runs f that changes something at most once; a lost connection
 // meanwhile is an error (the client may check and call again).
 func (d *daemonState) once(ctx context.Context, f func(ctx context.Context, c *nc.Client) error) error {
@@ -525,12 +546,9 @@ func (d *daemonState) listGroups(ctx context.Context, raw json.RawMessage) (any,
 	if _, err := params[struct{}](raw); err != nil {
 		return nil, err
 	}
-	var recs []record
-	err := d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
-		recs, err = opGroups(ctx, c)
-		return err
+	return d.list(ctx, func(ctx context.Context, c *nc.Client) ([]record, error) {
+		return opGroups(ctx, c)
 	})
-	return objects(recs), err
 }
 
 func (d *daemonState) members(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -541,12 +559,9 @@ func (d *daemonState) members(ctx context.Context, raw json.RawMessage) (any, er
 	if err := need("group", p.Group); err != nil {
 		return nil, err
 	}
-	var recs []record
-	err = d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
-		recs, err = opMembers(ctx, c, p.Group)
-		return err
+	return d.list(ctx, func(ctx context.Context, c *nc.Client) ([]record, error) {
+		return opMembers(ctx, c, p.Group)
 	})
-	return objects(recs), err
 }
 
 func (d *daemonState) verify(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -560,12 +575,9 @@ func (d *daemonState) verify(ctx context.Context, raw json.RawMessage) (any, err
 	if err := need("user", p.User); err != nil {
 		return nil, err
 	}
-	var r record
-	err = d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
-		r, err = opVerify(ctx, c, p.User, p.Accept)
-		return err
+	return d.one(ctx, func(ctx context.Context, c *nc.Client) (record, error) {
+		return opVerify(ctx, c, p.User, p.Accept)
 	})
-	return r.obj, err
 }
 
 func (d *daemonState) fetchKey(ctx context.Context, raw json.RawMessage) (any, error) {
@@ -578,24 +590,18 @@ func (d *daemonState) fetchKey(ctx context.Context, raw json.RawMessage) (any, e
 	if err := need("user", p.User); err != nil {
 		return nil, err
 	}
-	var recs []record
-	err = d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
-		recs, err = opFetchKey(ctx, c, p.User)
-		return err
+	return d.list(ctx, func(ctx context.Context, c *nc.Client) ([]record, error) {
+		return opFetchKey(ctx, c, p.User)
 	})
-	return objects(recs), err
 }
 
 func (d *daemonState) devices(ctx context.Context, raw json.RawMessage) (any, error) {
 	if _, err := params[struct{}](raw); err != nil {
 		return nil, err
 	}
-	var recs []record
-	err := d.do(ctx, func(ctx context.Context, c *nc.Client) (err error) {
-		recs, err = opDevices(ctx, c)
-		return err
+	return d.list(ctx, func(ctx context.Context, c *nc.Client) ([]record, error) {
+		return opDevices(ctx, c)
 	})
-	return objects(recs), err
 }
 
 func (d *daemonState) approveDevice(ctx context.Context, raw json.RawMessage) (any, error) {
