@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -144,9 +145,10 @@ func TestClientHistoryAndFollow(t *testing.T) {
 		t.Error("history --since yesterday succeeded")
 	}
 
-	// recv --follow prints what arrives after it started, and exits 0 on
-	// SIGTERM.
-	follow := exec.Command(qpchatBinary(t), append([]string{"client"}, bob.args([]string{"recv", "--follow", "--json"})...)...)
+	// recv --follow prints what arrives after it started, saves files as
+	// recv does, and exits 0 on SIGTERM.
+	downloads := t.TempDir()
+	follow := exec.Command(qpchatBinary(t), append([]string{"client"}, bob.args([]string{"recv", "--follow", "--json", "--download-dir", downloads})...)...)
 	follow.Env = bob.env
 	pr, pw := io.Pipe()
 	follow.Stdout = pw
@@ -175,6 +177,30 @@ func TestClientHistoryAndFollow(t *testing.T) {
 			follow.Process.Kill()
 			t.Fatalf("recv --follow printed nothing for %q; stderr %s", s, ferr.String())
 		}
+	}
+	src := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(src, []byte("followed file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alice.run("send-file", "g", src)
+	var saved string
+	for saved == "" {
+		select {
+		case l := <-lines:
+			var obj map[string]any
+			if err := json.Unmarshal([]byte(l), &obj); err != nil {
+				t.Fatalf("recv --follow printed %q: %v", l, err)
+			}
+			if obj["event"] == "saved" {
+				saved, _ = obj["path"].(string)
+			}
+		case <-time.After(30 * time.Second):
+			follow.Process.Kill()
+			t.Fatalf("recv --follow saved no file; stderr %s", ferr.String())
+		}
+	}
+	if b, err := os.ReadFile(saved); err != nil || string(b) != "followed file" || filepath.Dir(saved) != downloads {
+		t.Errorf("recv --follow saved %q in %s (%v), want the sent bytes in %s", b, saved, err, downloads)
 	}
 	follow.Process.Signal(syscall.SIGTERM)
 	if err := follow.Wait(); err != nil {

@@ -473,17 +473,14 @@ func (c *JoinCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 // RecvCmd prints new messages.
 type RecvCmd struct {
 	Wait        time.Duration `help:"Wait up to this long for a message when none is queued."`
-	Follow      bool          `short:"f" help:"Keep printing messages as they arrive, like tail -f, reconnecting when the node goes away; SIGINT or SIGTERM end it."`
+	Follow      bool          `short:"f" help:"Keep printing messages as they arrive, like tail -f, saving files as they come and reconnecting when the node goes away; SIGINT or SIGTERM end it."`
 	DownloadDir string        `type:"path" env:"QPCHAT_DOWNLOAD_DIR" placeholder:"DIR" help:"Where received files are saved (default: $XDG_DOWNLOAD_DIR/qpchat, else ~/Downloads/qpchat)."`
 	NoDownload  bool          `help:"Do not save received files now (download saves them later, while the node keeps them)."`
 }
 
 // Run receives.
 func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	if c.Follow {
-		return recvFollow(g, f, p)
-	}
-	if runningDaemon(f, p) != nil {
+	if runningDaemon(f, p) != nil && !c.Follow {
 		// The daemon announces files; `download` saves them.
 		return recvOnce(g, f, p, c.Wait)
 	}
@@ -493,6 +490,9 @@ func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
 		if dir, err = downloadDir(c.DownloadDir, p); err != nil {
 			return err
 		}
+	}
+	if c.Follow {
+		return recvFollow(g, f, p, dir)
 	}
 	_, err := recvEventsTo(g, f, p, c.Wait, dir)
 	return err

@@ -184,7 +184,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 // recvFollow is recv --follow: print messages as they arrive, like
 // tail -f, through the reconnecting session (client.Live), until SIGINT
 // or SIGTERM, which end it with exit status 0.
-func recvFollow(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
+func recvFollow(g *Globals, f *ClientFlags, p *ProfileFlags, dir string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lc, err := openLiveClient(g, f, p)
@@ -205,6 +205,18 @@ func recvFollow(g *Globals, f *ClientFlags, p *ProfileFlags) (err error) {
 		defer close(printed)
 		for e := range lv.Events() {
 			printLive(o, cl, e)
+			if ev := e.Event; ev != nil && ev.Kind == nc.EventFile && !ev.Outgoing && dir != "" {
+				// Saved before the next line is printed, as recv does; a
+				// failure is reported and following goes on.
+				err := lv.Do(ctx, func(ctx context.Context, c *nc.Client) error {
+					fctx, fcancel := fileContext(f, 0)
+					defer fcancel()
+					return saveFile(fctx, g, o, c, ev, dir)
+				})
+				if err != nil && ctx.Err() == nil {
+					fmt.Fprintf(g.stderr, "qpchat: %v (download saves it later)\n", err)
+				}
+			}
 		}
 	}()
 	select {
