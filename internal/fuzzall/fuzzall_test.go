@@ -226,3 +226,45 @@ func TestFormatSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestDeadlineRace(t *testing.T) {
+	// Output of a real run (go1.26.8) that hit go.dev/issue/75804.
+	race := `fuzz: elapsed: 0s, gathering baseline coverage: 0/31 completed
+fuzz: elapsed: 0s, gathering baseline coverage: 31/31 completed, now fuzzing with 1 workers
+fuzz: elapsed: 18s, execs: 186964 (10367/sec), new interesting: 0 (total: 31)
+fuzz: elapsed: 20s, execs: 208536 (10401/sec), new interesting: 0 (total: 31)
+--- FAIL: FuzzWelcome (20.08s)
+    context deadline exceeded
+FAIL
+exit status 1
+FAIL	qpchat/mls	20.089s
+`
+	crash := `fuzz: elapsed: 3s, execs: 1000 (333/sec), new interesting: 0 (total: 5)
+--- FAIL: FuzzWelcome (3.01s)
+    --- FAIL: FuzzWelcome (0.00s)
+        testing.go:1591: panic: runtime error: index out of range
+    Failing input written to testdata/fuzz/FuzzWelcome/0123abcd
+    To re-run:
+    go test -run=FuzzWelcome/0123abcd
+FAIL
+`
+	failed := `--- FAIL: FuzzWelcome (20.08s)
+    welcome_test.go:10: decoded twice differently
+    context deadline exceeded
+FAIL
+`
+	for _, c := range []struct {
+		name, out, target string
+		want              bool
+	}{
+		{"race", race, "FuzzWelcome", true},
+		{"other target", race, "FuzzWel", false},
+		{"crasher", crash, "FuzzWelcome", false},
+		{"test error", failed, "FuzzWelcome", false},
+		{"ok", "fuzz: elapsed: 20s, execs: 5 (1/sec)\nPASS\n", "FuzzWelcome", false},
+	} {
+		if got := deadlineRace(c.out, c.target); got != c.want {
+			t.Errorf("%s: deadlineRace = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

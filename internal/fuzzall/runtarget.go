@@ -32,12 +32,18 @@ type result struct {
 	Status   status
 	Crasher  string // the testdata/fuzz file written, relative to the working directory
 	Output   string
+	// Retried is set when a first run ended in Go's fuzz-coordinator
+	// deadline race (see deadlineRace) and the target was run again.
+	Retried bool
 }
 
 func (r result) Line() string {
 	s := fmt.Sprintf("%s, %s execs, %s", r.Status, execsString(r.Execs), r.Elapsed.Round(time.Second))
 	if r.Crasher != "" {
 		s += ", crasher " + r.Crasher
+	}
+	if r.Retried {
+		s += " (run again after Go's fuzztime deadline race, go.dev/issue/75804)"
 	}
 	return s
 }
@@ -49,8 +55,44 @@ func execsString(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// runTarget fuzzes one target with go test in the target's package.
+// runTarget fuzzes one target with go test in the target's package. A run
+// that failed only through Go's fuzz-coordinator deadline race (no input
+// failed) is run once more; a second such failure counts as a failure.
 func runTarget(ctx context.Context, t target, fuzzTime string, parallel int, verbose bool, stdout io.Writer) result {
+	r := runTargetOnce(ctx, t, fuzzTime, parallel, verbose, stdout)
+	if r.Status == statusFail && ctx.Err() == nil && deadlineRace(r.Output, t.Name) {
+		first := r.Execs
+		r = runTargetOnce(ctx, t, fuzzTime, parallel, verbose, stdout)
+		r.Retried = true
+		if first > 0 && r.Execs >= 0 {
+			r.Execs += first // both runs fuzzed; neither found a failing input
+		}
+	}
+	return r
+}
+
+// deadlineRace reports whether go test's output shows only the race in
+// Go's fuzzing coordinator (go.dev/issue/75804, fixed in Go 1.27): when
+// the -fuzztime deadline fires, the coordinator can report the deadline
+// itself as the target's error, so the target fails with nothing but
+// "context deadline exceeded" and no failing input is written.
+func deadlineRace(out, name string) bool {
+	if parseCrasher(out) != "" {
+		return false
+	}
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "--- FAIL: "+name+" ") && i+1 < len(lines) &&
+			strings.TrimSpace(lines[i+1]) == "context deadline exceeded" {
+			// Nothing else may have failed: no panic, no t.Error text.
+			return !strings.Contains(out, "panic:") && strings.Count(out, "--- FAIL:") == 1
+		}
+	}
+	return false
+}
+
+// runTargetOnce runs go test -fuzz for one target once.
+func runTargetOnce(ctx context.Context, t target, fuzzTime string, parallel int, verbose bool, stdout io.Writer) result {
 	args := goTestArgs(t, fuzzTime, parallel)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	var out bytes.Buffer
