@@ -1938,6 +1938,86 @@ func (c Session) PublishApproval(ctx context.Context, params func(Session_publis
 
 }
 
+func (c Session) ChangePasswordStart(ctx context.Context, params func(Session_changePasswordStart_Params) error) (Session_changePasswordStart_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      20,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "changePasswordStart",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_changePasswordStart_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_changePasswordStart_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) ChangePassword(ctx context.Context, params func(Session_changePassword_Params) error) (Session_changePassword_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      21,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "changePassword",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 4}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_changePassword_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_changePassword_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) KeyTransitions(ctx context.Context, params func(Session_keyTransitions_Params) error) (Session_keyTransitions_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      22,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "keyTransitions",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_keyTransitions_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_keyTransitions_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Session) DeleteAccount(ctx context.Context, params func(Session_deleteAccount_Params) error) (Session_deleteAccount_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      23,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "deleteAccount",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Session_deleteAccount_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Session_deleteAccount_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c Session) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -2050,6 +2130,14 @@ type Session_Server interface {
 	GetBlob(context.Context, Session_getBlob) error
 
 	PublishApproval(context.Context, Session_publishApproval) error
+
+	ChangePasswordStart(context.Context, Session_changePasswordStart) error
+
+	ChangePassword(context.Context, Session_changePassword) error
+
+	KeyTransitions(context.Context, Session_keyTransitions) error
+
+	DeleteAccount(context.Context, Session_deleteAccount) error
 }
 
 // Session_NewServer creates a new Server from an implementation of Session_Server.
@@ -2068,7 +2156,7 @@ func Session_ServerToClient(s Session_Server) Session {
 // This can be used to create a more complicated Server.
 func Session_Methods(methods []server.Method, s Session_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 20)
+		methods = make([]server.Method, 0, 24)
 	}
 
 	methods = append(methods, server.Method{
@@ -2308,6 +2396,54 @@ func Session_Methods(methods []server.Method, s Session_Server) []server.Method 
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.PublishApproval(ctx, Session_publishApproval{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      20,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "changePasswordStart",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.ChangePasswordStart(ctx, Session_changePasswordStart{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      21,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "changePassword",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.ChangePassword(ctx, Session_changePassword{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      22,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "keyTransitions",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.KeyTransitions(ctx, Session_keyTransitions{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xba61f0b2803982c8,
+			MethodID:      23,
+			InterfaceName: "node.capnp:Session",
+			MethodName:    "deleteAccount",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.DeleteAccount(ctx, Session_deleteAccount{call})
 		},
 	})
 
@@ -2652,6 +2788,74 @@ func (c Session_publishApproval) Args() Session_publishApproval_Params {
 func (c Session_publishApproval) AllocResults() (Session_publishApproval_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
 	return Session_publishApproval_Results(r), err
+}
+
+// Session_changePasswordStart holds the state for a server call to Session.changePasswordStart.
+// See server.Call for documentation.
+type Session_changePasswordStart struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_changePasswordStart) Args() Session_changePasswordStart_Params {
+	return Session_changePasswordStart_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_changePasswordStart) AllocResults() (Session_changePasswordStart_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Session_changePasswordStart_Results(r), err
+}
+
+// Session_changePassword holds the state for a server call to Session.changePassword.
+// See server.Call for documentation.
+type Session_changePassword struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_changePassword) Args() Session_changePassword_Params {
+	return Session_changePassword_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_changePassword) AllocResults() (Session_changePassword_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_changePassword_Results(r), err
+}
+
+// Session_keyTransitions holds the state for a server call to Session.keyTransitions.
+// See server.Call for documentation.
+type Session_keyTransitions struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_keyTransitions) Args() Session_keyTransitions_Params {
+	return Session_keyTransitions_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_keyTransitions) AllocResults() (Session_keyTransitions_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_keyTransitions_Results(r), err
+}
+
+// Session_deleteAccount holds the state for a server call to Session.deleteAccount.
+// See server.Call for documentation.
+type Session_deleteAccount struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Session_deleteAccount) Args() Session_deleteAccount_Params {
+	return Session_deleteAccount_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Session_deleteAccount) AllocResults() (Session_deleteAccount_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_deleteAccount_Results(r), err
 }
 
 // Session_List is a list of Session.
@@ -6167,6 +6371,665 @@ func (f Session_publishApproval_Results_Future) Struct() (Session_publishApprova
 	return Session_publishApproval_Results(p.Struct()), err
 }
 
+type Session_changePasswordStart_Params capnp.Struct
+
+// Session_changePasswordStart_Params_TypeID is the unique identifier for the type Session_changePasswordStart_Params.
+const Session_changePasswordStart_Params_TypeID = 0xca270eab1a624c6e
+
+func NewSession_changePasswordStart_Params(s *capnp.Segment) (Session_changePasswordStart_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_changePasswordStart_Params(st), err
+}
+
+func NewRootSession_changePasswordStart_Params(s *capnp.Segment) (Session_changePasswordStart_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_changePasswordStart_Params(st), err
+}
+
+func ReadRootSession_changePasswordStart_Params(msg *capnp.Message) (Session_changePasswordStart_Params, error) {
+	root, err := msg.Root()
+	return Session_changePasswordStart_Params(root.Struct()), err
+}
+
+func (s Session_changePasswordStart_Params) String() string {
+	str, _ := text.Marshal(0xca270eab1a624c6e, capnp.Struct(s))
+	return str
+}
+
+func (s Session_changePasswordStart_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_changePasswordStart_Params) DecodeFromPtr(p capnp.Ptr) Session_changePasswordStart_Params {
+	return Session_changePasswordStart_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_changePasswordStart_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_changePasswordStart_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_changePasswordStart_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_changePasswordStart_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_changePasswordStart_Params) Request() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePasswordStart_Params) HasRequest() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_changePasswordStart_Params) SetRequest(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Session_changePasswordStart_Params_List is a list of Session_changePasswordStart_Params.
+type Session_changePasswordStart_Params_List = capnp.StructList[Session_changePasswordStart_Params]
+
+// NewSession_changePasswordStart_Params creates a new list of Session_changePasswordStart_Params.
+func NewSession_changePasswordStart_Params_List(s *capnp.Segment, sz int32) (Session_changePasswordStart_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_changePasswordStart_Params](l), err
+}
+
+// Session_changePasswordStart_Params_Future is a wrapper for a Session_changePasswordStart_Params promised by a client call.
+type Session_changePasswordStart_Params_Future struct{ *capnp.Future }
+
+func (f Session_changePasswordStart_Params_Future) Struct() (Session_changePasswordStart_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_changePasswordStart_Params(p.Struct()), err
+}
+
+type Session_changePasswordStart_Results capnp.Struct
+
+// Session_changePasswordStart_Results_TypeID is the unique identifier for the type Session_changePasswordStart_Results.
+const Session_changePasswordStart_Results_TypeID = 0xf8e0fd0b4e7478a3
+
+func NewSession_changePasswordStart_Results(s *capnp.Segment) (Session_changePasswordStart_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Session_changePasswordStart_Results(st), err
+}
+
+func NewRootSession_changePasswordStart_Results(s *capnp.Segment) (Session_changePasswordStart_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Session_changePasswordStart_Results(st), err
+}
+
+func ReadRootSession_changePasswordStart_Results(msg *capnp.Message) (Session_changePasswordStart_Results, error) {
+	root, err := msg.Root()
+	return Session_changePasswordStart_Results(root.Struct()), err
+}
+
+func (s Session_changePasswordStart_Results) String() string {
+	str, _ := text.Marshal(0xf8e0fd0b4e7478a3, capnp.Struct(s))
+	return str
+}
+
+func (s Session_changePasswordStart_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_changePasswordStart_Results) DecodeFromPtr(p capnp.Ptr) Session_changePasswordStart_Results {
+	return Session_changePasswordStart_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_changePasswordStart_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_changePasswordStart_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_changePasswordStart_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_changePasswordStart_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_changePasswordStart_Results) Response() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePasswordStart_Results) HasResponse() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_changePasswordStart_Results) SetResponse(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_changePasswordStart_Results) Ksf() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePasswordStart_Results) HasKsf() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_changePasswordStart_Results) SetKsf(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// Session_changePasswordStart_Results_List is a list of Session_changePasswordStart_Results.
+type Session_changePasswordStart_Results_List = capnp.StructList[Session_changePasswordStart_Results]
+
+// NewSession_changePasswordStart_Results creates a new list of Session_changePasswordStart_Results.
+func NewSession_changePasswordStart_Results_List(s *capnp.Segment, sz int32) (Session_changePasswordStart_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[Session_changePasswordStart_Results](l), err
+}
+
+// Session_changePasswordStart_Results_Future is a wrapper for a Session_changePasswordStart_Results promised by a client call.
+type Session_changePasswordStart_Results_Future struct{ *capnp.Future }
+
+func (f Session_changePasswordStart_Results_Future) Struct() (Session_changePasswordStart_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_changePasswordStart_Results(p.Struct()), err
+}
+
+type Session_changePassword_Params capnp.Struct
+
+// Session_changePassword_Params_TypeID is the unique identifier for the type Session_changePassword_Params.
+const Session_changePassword_Params_TypeID = 0xc15a8c0dfafc5d2d
+
+func NewSession_changePassword_Params(s *capnp.Segment) (Session_changePassword_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Session_changePassword_Params(st), err
+}
+
+func NewRootSession_changePassword_Params(s *capnp.Segment) (Session_changePassword_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Session_changePassword_Params(st), err
+}
+
+func ReadRootSession_changePassword_Params(msg *capnp.Message) (Session_changePassword_Params, error) {
+	root, err := msg.Root()
+	return Session_changePassword_Params(root.Struct()), err
+}
+
+func (s Session_changePassword_Params) String() string {
+	str, _ := text.Marshal(0xc15a8c0dfafc5d2d, capnp.Struct(s))
+	return str
+}
+
+func (s Session_changePassword_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_changePassword_Params) DecodeFromPtr(p capnp.Ptr) Session_changePassword_Params {
+	return Session_changePassword_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_changePassword_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_changePassword_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_changePassword_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_changePassword_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_changePassword_Params) Record() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePassword_Params) HasRecord() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_changePassword_Params) SetRecord(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Session_changePassword_Params) UserKey() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePassword_Params) HasUserKey() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Session_changePassword_Params) SetUserKey(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+func (s Session_changePassword_Params) Transition() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return []byte(p.Data()), err
+}
+
+func (s Session_changePassword_Params) HasTransition() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Session_changePassword_Params) SetTransition(v []byte) error {
+	return capnp.Struct(s).SetData(2, v)
+}
+
+func (s Session_changePassword_Params) Certificates() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_changePassword_Params) HasCertificates() bool {
+	return capnp.Struct(s).HasPtr(3)
+}
+
+func (s Session_changePassword_Params) SetCertificates(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(3, v.ToPtr())
+}
+
+// NewCertificates sets the certificates field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_changePassword_Params) NewCertificates(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(3, l.ToPtr())
+	return l, err
+}
+
+// Session_changePassword_Params_List is a list of Session_changePassword_Params.
+type Session_changePassword_Params_List = capnp.StructList[Session_changePassword_Params]
+
+// NewSession_changePassword_Params creates a new list of Session_changePassword_Params.
+func NewSession_changePassword_Params_List(s *capnp.Segment, sz int32) (Session_changePassword_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4}, sz)
+	return capnp.StructList[Session_changePassword_Params](l), err
+}
+
+// Session_changePassword_Params_Future is a wrapper for a Session_changePassword_Params promised by a client call.
+type Session_changePassword_Params_Future struct{ *capnp.Future }
+
+func (f Session_changePassword_Params_Future) Struct() (Session_changePassword_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_changePassword_Params(p.Struct()), err
+}
+
+type Session_changePassword_Results capnp.Struct
+
+// Session_changePassword_Results_TypeID is the unique identifier for the type Session_changePassword_Results.
+const Session_changePassword_Results_TypeID = 0xcb4622ff75e871b5
+
+func NewSession_changePassword_Results(s *capnp.Segment) (Session_changePassword_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_changePassword_Results(st), err
+}
+
+func NewRootSession_changePassword_Results(s *capnp.Segment) (Session_changePassword_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_changePassword_Results(st), err
+}
+
+func ReadRootSession_changePassword_Results(msg *capnp.Message) (Session_changePassword_Results, error) {
+	root, err := msg.Root()
+	return Session_changePassword_Results(root.Struct()), err
+}
+
+func (s Session_changePassword_Results) String() string {
+	str, _ := text.Marshal(0xcb4622ff75e871b5, capnp.Struct(s))
+	return str
+}
+
+func (s Session_changePassword_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_changePassword_Results) DecodeFromPtr(p capnp.Ptr) Session_changePassword_Results {
+	return Session_changePassword_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_changePassword_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_changePassword_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_changePassword_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_changePassword_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_changePassword_Results_List is a list of Session_changePassword_Results.
+type Session_changePassword_Results_List = capnp.StructList[Session_changePassword_Results]
+
+// NewSession_changePassword_Results creates a new list of Session_changePassword_Results.
+func NewSession_changePassword_Results_List(s *capnp.Segment, sz int32) (Session_changePassword_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_changePassword_Results](l), err
+}
+
+// Session_changePassword_Results_Future is a wrapper for a Session_changePassword_Results promised by a client call.
+type Session_changePassword_Results_Future struct{ *capnp.Future }
+
+func (f Session_changePassword_Results_Future) Struct() (Session_changePassword_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_changePassword_Results(p.Struct()), err
+}
+
+type Session_keyTransitions_Params capnp.Struct
+
+// Session_keyTransitions_Params_TypeID is the unique identifier for the type Session_keyTransitions_Params.
+const Session_keyTransitions_Params_TypeID = 0xe7f14987e5e7fae0
+
+func NewSession_keyTransitions_Params(s *capnp.Segment) (Session_keyTransitions_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_keyTransitions_Params(st), err
+}
+
+func NewRootSession_keyTransitions_Params(s *capnp.Segment) (Session_keyTransitions_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_keyTransitions_Params(st), err
+}
+
+func ReadRootSession_keyTransitions_Params(msg *capnp.Message) (Session_keyTransitions_Params, error) {
+	root, err := msg.Root()
+	return Session_keyTransitions_Params(root.Struct()), err
+}
+
+func (s Session_keyTransitions_Params) String() string {
+	str, _ := text.Marshal(0xe7f14987e5e7fae0, capnp.Struct(s))
+	return str
+}
+
+func (s Session_keyTransitions_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_keyTransitions_Params) DecodeFromPtr(p capnp.Ptr) Session_keyTransitions_Params {
+	return Session_keyTransitions_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_keyTransitions_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_keyTransitions_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_keyTransitions_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_keyTransitions_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_keyTransitions_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Session_keyTransitions_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_keyTransitions_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Session_keyTransitions_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+// Session_keyTransitions_Params_List is a list of Session_keyTransitions_Params.
+type Session_keyTransitions_Params_List = capnp.StructList[Session_keyTransitions_Params]
+
+// NewSession_keyTransitions_Params creates a new list of Session_keyTransitions_Params.
+func NewSession_keyTransitions_Params_List(s *capnp.Segment, sz int32) (Session_keyTransitions_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_keyTransitions_Params](l), err
+}
+
+// Session_keyTransitions_Params_Future is a wrapper for a Session_keyTransitions_Params promised by a client call.
+type Session_keyTransitions_Params_Future struct{ *capnp.Future }
+
+func (f Session_keyTransitions_Params_Future) Struct() (Session_keyTransitions_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_keyTransitions_Params(p.Struct()), err
+}
+
+type Session_keyTransitions_Results capnp.Struct
+
+// Session_keyTransitions_Results_TypeID is the unique identifier for the type Session_keyTransitions_Results.
+const Session_keyTransitions_Results_TypeID = 0x95c3634ea2c45e9e
+
+func NewSession_keyTransitions_Results(s *capnp.Segment) (Session_keyTransitions_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_keyTransitions_Results(st), err
+}
+
+func NewRootSession_keyTransitions_Results(s *capnp.Segment) (Session_keyTransitions_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Session_keyTransitions_Results(st), err
+}
+
+func ReadRootSession_keyTransitions_Results(msg *capnp.Message) (Session_keyTransitions_Results, error) {
+	root, err := msg.Root()
+	return Session_keyTransitions_Results(root.Struct()), err
+}
+
+func (s Session_keyTransitions_Results) String() string {
+	str, _ := text.Marshal(0x95c3634ea2c45e9e, capnp.Struct(s))
+	return str
+}
+
+func (s Session_keyTransitions_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_keyTransitions_Results) DecodeFromPtr(p capnp.Ptr) Session_keyTransitions_Results {
+	return Session_keyTransitions_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_keyTransitions_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_keyTransitions_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_keyTransitions_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_keyTransitions_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Session_keyTransitions_Results) Transitions() (capnp.DataList, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return capnp.DataList(p.List()), err
+}
+
+func (s Session_keyTransitions_Results) HasTransitions() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Session_keyTransitions_Results) SetTransitions(v capnp.DataList) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewTransitions sets the transitions field to a newly
+// allocated capnp.DataList, preferring placement in s's segment.
+func (s Session_keyTransitions_Results) NewTransitions(n int32) (capnp.DataList, error) {
+	l, err := capnp.NewDataList(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return capnp.DataList{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+
+// Session_keyTransitions_Results_List is a list of Session_keyTransitions_Results.
+type Session_keyTransitions_Results_List = capnp.StructList[Session_keyTransitions_Results]
+
+// NewSession_keyTransitions_Results creates a new list of Session_keyTransitions_Results.
+func NewSession_keyTransitions_Results_List(s *capnp.Segment, sz int32) (Session_keyTransitions_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Session_keyTransitions_Results](l), err
+}
+
+// Session_keyTransitions_Results_Future is a wrapper for a Session_keyTransitions_Results promised by a client call.
+type Session_keyTransitions_Results_Future struct{ *capnp.Future }
+
+func (f Session_keyTransitions_Results_Future) Struct() (Session_keyTransitions_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_keyTransitions_Results(p.Struct()), err
+}
+
+type Session_deleteAccount_Params capnp.Struct
+
+// Session_deleteAccount_Params_TypeID is the unique identifier for the type Session_deleteAccount_Params.
+const Session_deleteAccount_Params_TypeID = 0xcd1d60368462bffb
+
+func NewSession_deleteAccount_Params(s *capnp.Segment) (Session_deleteAccount_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_deleteAccount_Params(st), err
+}
+
+func NewRootSession_deleteAccount_Params(s *capnp.Segment) (Session_deleteAccount_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_deleteAccount_Params(st), err
+}
+
+func ReadRootSession_deleteAccount_Params(msg *capnp.Message) (Session_deleteAccount_Params, error) {
+	root, err := msg.Root()
+	return Session_deleteAccount_Params(root.Struct()), err
+}
+
+func (s Session_deleteAccount_Params) String() string {
+	str, _ := text.Marshal(0xcd1d60368462bffb, capnp.Struct(s))
+	return str
+}
+
+func (s Session_deleteAccount_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_deleteAccount_Params) DecodeFromPtr(p capnp.Ptr) Session_deleteAccount_Params {
+	return Session_deleteAccount_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_deleteAccount_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_deleteAccount_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_deleteAccount_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_deleteAccount_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_deleteAccount_Params_List is a list of Session_deleteAccount_Params.
+type Session_deleteAccount_Params_List = capnp.StructList[Session_deleteAccount_Params]
+
+// NewSession_deleteAccount_Params creates a new list of Session_deleteAccount_Params.
+func NewSession_deleteAccount_Params_List(s *capnp.Segment, sz int32) (Session_deleteAccount_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_deleteAccount_Params](l), err
+}
+
+// Session_deleteAccount_Params_Future is a wrapper for a Session_deleteAccount_Params promised by a client call.
+type Session_deleteAccount_Params_Future struct{ *capnp.Future }
+
+func (f Session_deleteAccount_Params_Future) Struct() (Session_deleteAccount_Params, error) {
+	p, err := f.Future.Ptr()
+	return Session_deleteAccount_Params(p.Struct()), err
+}
+
+type Session_deleteAccount_Results capnp.Struct
+
+// Session_deleteAccount_Results_TypeID is the unique identifier for the type Session_deleteAccount_Results.
+const Session_deleteAccount_Results_TypeID = 0xcebad57194cb5699
+
+func NewSession_deleteAccount_Results(s *capnp.Segment) (Session_deleteAccount_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_deleteAccount_Results(st), err
+}
+
+func NewRootSession_deleteAccount_Results(s *capnp.Segment) (Session_deleteAccount_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Session_deleteAccount_Results(st), err
+}
+
+func ReadRootSession_deleteAccount_Results(msg *capnp.Message) (Session_deleteAccount_Results, error) {
+	root, err := msg.Root()
+	return Session_deleteAccount_Results(root.Struct()), err
+}
+
+func (s Session_deleteAccount_Results) String() string {
+	str, _ := text.Marshal(0xcebad57194cb5699, capnp.Struct(s))
+	return str
+}
+
+func (s Session_deleteAccount_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Session_deleteAccount_Results) DecodeFromPtr(p capnp.Ptr) Session_deleteAccount_Results {
+	return Session_deleteAccount_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Session_deleteAccount_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Session_deleteAccount_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Session_deleteAccount_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Session_deleteAccount_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Session_deleteAccount_Results_List is a list of Session_deleteAccount_Results.
+type Session_deleteAccount_Results_List = capnp.StructList[Session_deleteAccount_Results]
+
+// NewSession_deleteAccount_Results creates a new list of Session_deleteAccount_Results.
+func NewSession_deleteAccount_Results_List(s *capnp.Segment, sz int32) (Session_deleteAccount_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Session_deleteAccount_Results](l), err
+}
+
+// Session_deleteAccount_Results_Future is a wrapper for a Session_deleteAccount_Results promised by a client call.
+type Session_deleteAccount_Results_Future struct{ *capnp.Future }
+
+func (f Session_deleteAccount_Results_Future) Struct() (Session_deleteAccount_Results, error) {
+	p, err := f.Future.Ptr()
+	return Session_deleteAccount_Results(p.Struct()), err
+}
+
 type SessionKind uint16
 
 // SessionKind_TypeID is the unique identifier for the type SessionKind.
@@ -6709,243 +7572,266 @@ func (f QueueState_Future) Struct() (QueueState, error) {
 	return QueueState(p.Struct()), err
 }
 
-const schema_8b7e1e71e8493249 = "x\xda\xdcY}t\x14\xd7u\x7f\xf7\xcd.\x03Hb" +
-	"5\x8cb$\x90\xbc\xd2\"\xa7\xb6N\xc1X\x86&\xa8" +
-	"q$\x0b0F\x98D#\x99:VL\xf0h\xf7I" +
-	"\x1a\xb4\xbb\xb3\xcc\xccJ\x88c,\x97\x86\xd8!\xe1\x18" +
-	"\xdc\xba.\xa4n\x8cO\x88\xed\x93\xd8\xb19\xc6u0" +
-	"8|4i\xb0\xcdi95\xad\x89\xe3\xd6P'\x85" +
-	"\xb4\x8a\x0d\xb5\xd2\x03\xae\xd9\x9e\xf7v\xde\xcc\xdb\x0f\xad" +
-	"d\x9f\xfe\x95\xff\xa4\x99\xbb\xf7\xdd\xaf\xf7\xbb\xf7\xfef" +
-	"\xd1\xdbem\x81\x9b*\xe4k\x10\xee\x82\xe0\xb4L\xec" +
-	"\xf4\xf9o-\x9e;\xed\xebHS\x01\x10\x0a\x82\x8c\xd0" +
-	"\xcd\x17f6\x01\x02\xf5\xe2\xcca\x04\x99\xc5\xf6?\x9f" +
-	"\x7f\xaa\xee\xd86\xa4\xa8\x80P\x80\xbe_W\xd6\x0c(" +
-	"\x90\x19\xe99\xf6\x9b_\xd4\xec|(\xfb&\xfb\xd3\x15" +
-	"e]\xf4\xa7ZY+\x82\xcc\xdf\x7f\xb1~Y\xc3\xe2" +
-	"\x9f|\x13)s<\x81t\xd9#T`\x1b\x13\xf8\x97" +
-	"\xb7N\xbd4zd\xedv\xf7t\xa6|_V\xc3\x0b" +
-	"L\xe0\xc9\xf1o\xbc\xf4\xbd\xe3\xaf~[<\xe2T\xd9" +
-	"\\*p\x86\x09<7\xed\x86\x9e\xee\xbd\xc7v\xb8\x02" +
-	"\x12\x15\xb8\\\xd6A\x05\x82\xe5?B\x90\x89\\\xde\xb0" +
-	"lx\xfb\xe7\x1fv\x05\xd8\x11{\xcb\x99\x7f\xcf\x94\xff" +
-	"\x07\x82\xcc\x96\xafU\x7f\xedc\xe5\xeaNW H\x05" +
-	"\x0eT\xcc\x04\x047\x1f\xae\x08\x03\x82Lw\xc6>\xf3" +
-	"\xc6\xfb\x8d\xbb\x90R&eV5\xaf:\xbf\xf1\xda\xfb" +
-	"\xbf\x85\x10\xa8c\xb3\x0e\xaa\xe3\xb3\xe8\x0f.\xcez\x10" +
-	"\xd4\xcb!\x19\xa1\xccc\xddK\xad\xbd_\xbd\xe5q!" +
-	"^gC-4^\x97\xd4\x1bO\xc7\xab;\x9f@J" +
-	"\x19\xce\xd1s\"tP=E\x7f\xac\x9e\x0c}\x19A" +
-	"&\xf0p\xe3w\xde\xdc\xf6\xb3B\xc1_\x85\x0e\xaac" +
-	"L\xf0B\xe8s\x082'\x1aV\xbf\xf7\xa5a\xbcW" +
-	"8k,\xd4N\xcfz\xedL\xcf\xb4\xfb\xb6\xc4\xf6\xba" +
-	"\xa1\xc7\xf4\xd5\xe9P\x0fu\xfbl\x88\xa6u\xfdw\xcf" +
-	"\x1ci\xb1V~\x8f'\x9eI\xdcR9\x9bJ\xac\xa8" +
-	"\xa4\x91{\xec\xb9\xe7\xcf\x95\xcf\xdd\xbbO\x8c\xdc;\x95" +
-	"40\xea\xaf*i\xe4\x94/\xfcnOC\xdf\x7f=" +
-	"MU`\xae\xe2\xa2\x82\xa9\xc4\xb8B%\xce^Z8" +
-	"\xbc03\xfc\xac\x98\xbe\x93\xb3\x9b\xa9\xc0\xe9\xd94}" +
-	"\xef\xdd\x1b|a\xf9\x1b\xd7?'\x0a\x8c\xcff\x1a." +
-	"3\x81\xc7\xe6\xb7l?\x07\x1d\x07\xf8\x19Lb\x81\xca" +
-	"\xcc\\\xa2R3\x8f\xcd|\xe2\xe4\x7f\xd7$^\xca\x91" +
-	"8\xa9f\x0fa\x12?\xdf\xba\xf4\x81\xfd\x1f\xe8\x07\x0b" +
-	"\xf2\x97\xae\xda\xa3n\xa9\xa2\xf2#UrP=5\x87" +
-	"\xe6\xef\xf8\xd6\xa3-s\xbfX\xfbJ\xce\x8d\xf8\xf1\x1c" +
-	"VsG\xe7\xd0\xd0\xa9\x1d\xdb#\xdfy\xb4\xeb\x90h" +
-	"t]u\x0b\x15\xb8\xae\x9a\x1a\xfd\xe6\x07\x1f\xb6\xff\xf0" +
-	"h\xd7\xa1\x1c\x15k\xabY\xf4\xf5j\xaa\xe2\x0a\xfc\xcd" +
-	"\x8e\xf5\xd6\x9f\x1d\x12\xcb\xf6pu/\x158QMm" +
-	"^\xf5\\\xfc\xe5\xcfJ\x0f\xbe*\xe6oG\x0d\xbb\x19" +
-	"\xbbk\xa8\x86\xefF^_\xf2`\xed\xdf\xbe\x9a\x13\xb9" +
-	"\x1af\xc4\xc75\xd4\x88W\xfe<\xf4\xee\x1f\xbfp\xe9" +
-	"U7.,}us#\xcc\xca\xb9\xf4\x88\xe5\xa7?" +
-	"\xaaZ\xfa\xbb\x97\x8f!m\x8eo\xe5\xd1\xac\xc4\x89\xb9" +
-	"\xf4\x8c\xc4\xec\xdd\xeb\x9b\xc9\xc8q\xf7\x0cj\x84z\xdd" +
-	"\xbc+\x08\xd4\x1b\xe6\xd1\xf7wU\x0d\\\x08|\xae\xe3" +
-	"g\xe2\xf5\xdd=\x8f\xb9\xb9o\x1e\xb5\xe1\xfeq\xfd\xe0" +
-	"\xfa\x0dO\xbc.zqb\xde\x06\x96\x1a\xa6a\xfd\xbb" +
-	"\xef\x07>x\xf0\x17\xaf\x0b\x05\xbc\xa4\xb6\x87\x16\xf0\xfd" +
-	"\xea\xf1\x86\x86\x83\x8b\xfeQx\xd3P\xdbE\xdf\xf4V" +
-	"\x19;\x8e\xaf\xdd)\xbcQ+j\xaf\xa0@f\xfc'" +
-	"\x83s\x1eM?yJ4\xe7\xe2<\x96\xb8\xcb\xcc\x9c" +
-	"g\xea\xce<\xf5\x07\xdd\x97O!\xad\x0c\xc0\xaf\x84\xac" +
-	"cu\xb5\xfb\xd5\xebj\xe9_\x0d\xb54<u\x07\xf7" +
-	"-y7\xb2\xf3M\xe1\x98\xc3\xec\x98g.\xd7|v" +
-	"\xe5\xca\xaf\xbc\x95ss\xf6\xd6\xb2\xe4=\xcb~\xfa\xeb" +
-	";\xff\xe9\xdc\xbe\x0dO\xbf-\x1a\xb2\xae\x8ea\x0e\xa9" +
-	"\xa3\x86\xa87\xffe}d\xcf\xb2_\x8aq\xd9V\xc7" +
-	"PkW\x1d\x8d\xcb7o\xfc\xe8\xdb'C\xdd\xef\x88" +
-	"\x02cu,p\x97\x99\x80~\xd7g:\x9fR~\xf0" +
-	"\xaf\xd4\x15\x01#\x18|\xa9k\xaf}M\xd5\xafe\xa7" +
-	"^\xfb0E\xb0\xf8\xa2\xd5\xfd\xab\xfe\xe7\xe5\x7f\x13\x81" +
-	"8XoQuJ=5h\xdd\xea\xc8=;\x1f\x1a" +
-	"{O\x88\xf6M\xf5\x1d4\xda\x91\xe7\xf7k\x0b\xdex" +
-	"\xed\xd7\xc2\x9b\xbaz\x061\x9b\x8f\xee\x9a\xf6\x99\xb7\xde" +
-	"\xbe\x90s\xf1\x82\xf5\xecjV\xd4\xd38l\xfa\xc2\xb2" +
-	"\xc3\x81\x8f\x97\xfd\xa7\x18\x87\xc3\xf5\xcc\x8b\x13\xec\xd8\xbb" +
-	"\xef\xde\xba\xbaN\xbbw\x8cz!\\M\x16\xec\xb1\xfa" +
-	"\xfd\xeax=\xfd\xeb\"S\xb6~QM\xcb\xbeG\xcf" +
-	"\x8f\xb9>\xb0+\xb3\xa3a;U\xf6x\x03\x158\xa2" +
-	"]\xf9\x93k\xce\xbd\xf5[Q`i\x84\xa5eE\xe4" +
-	"G\x08\xae*\xea7\xce\xed\x1fy\xdf7F=\x1b\xb9" +
-	"D\xd1,Bm\xb9\xef\xe4\xed\x87\xfeht\xcf\x87E" +
-	"\x8b#8\xff7\xaa2\x9f\x95\xda|z\xd6\xbfo\xfd" +
-	"\xfe\x93]\x97^\xf9\xd0\xbd;\xcc\xb3g\xe7\xb3R;" +
-	"0\x9fj\xfb\xeao\xdf\xbdq\xd7\xed\x1f]\x11o\xdf" +
-	"\xe9\xf9\x0c\xd8\xce\xcc\xa7\x09\xfc\xe9\xc8\x96[~p\xcd" +
-	"\xc1\xff\x15\xef\xef\x92F\x16\xbc[\x1a\xa9\x86e\x9d\x8f" +
-	"\xac|\xf1T\xec\xaa(\xb0\xae\x91\xddN\xc2\x04^?" +
-	"\x9e8\xda\xf8\x0f\xdf\xbf\x9aSD\x8d\x0c\"v5\x0e" +
-	"\xa3\x05\x99\xa4\x19#\x0b\xa3zJJ\xa6Z\xba\x89m" +
-	"\x1bfra\xbfe\xa6S\xab\x92}fc\x17\xb1C" +
-	"\xe9\xb8ck\xd3\xa5\x00B\x01@H\xb9\xa1\x19!\xad" +
-	"Q\x02m\x11\x06\x80*\xea\x99\xb2\xa0\x1d!\xedz\x09" +
-	"\xb4\xe5\x18\xc2$eF\x07`\x06\xc20\x03\xc1h\x82" +
-	"$z\x89e\xc3,\x04\x9d\x12@\x05\xc2\xf4\xcf\xa2\xc7" +
-	"\xc6\x0d\xdbYN\x86\x8c(\xb1\x1b;\xc3\xba\xa5'l" +
-	"O. \xc8\xa5\xd2\xbdq\xc3\x1e\xb85\x95\xb2\xcc!" +
-	"=\xde\xd8IE\xc1\xd6\x02\x9e\x8d\x15\x1d\x08i\xe5\x12" +
-	"h\xd5\x182\xba+\x87\x10b\xc7W\x08\xc7\x07\x93\xa9" +
-	"\x96/\x991\xd2M,z\xeeB=\xed\x0c\x90\xa4c" +
-	"Du\x87dM\xa1!H\xc7\x9d\\\xf5\xd4\xdd\xe9\x12" +
-	"hU\x18F\xed\xacU\xa0\xf8-\x04\x01(\xc2!\xa2" +
-	"\xed\x83d\xa4S\x8f\x0e\xea\xfdd\x99\x99N:\xc5l" +
-	"o\xf6\x95\x87\xed\xb4\xe1\x10\x90\x11\x06y\x82\xa0\xa5m" +
-	"b\xad&#Y3%'GS\xc4\xd7$\x0f\x92\x91" +
-	"\x02\xefE\xc3,\xd2o\xd8\x0e\xb1\\\xaf\x99]6\x8b" +
-	"\"W\xb7\xa2\x05!\xadM\x02\xed\x0e\x0c\x0a\xcf\xfc\xaa" +
-	"^\x84\xb4\xdb%\xd0\xee\xc4\xa0`\\E\xebX\xd1\xa8" +
-	"\x0bwH\xa0}\x05Ck\x8c)\xf4\xce\x8e\x12\xcb1" +
-	"\xfa\x8c(\x92u\xc7{\x1aNY\xa6\xd9W`\x9f\xe8" +
-	"g\x1fq\xa2\x03w\xe9\x86\xe3\xd7d\xa5g\x9aN\xf3" +
-	"}\xaf\x04\xda}\x82i#\xd4\x0aG\x02\xed\x01\xc1\xb4" +
-	"-\x9b\x11\xd2\xee\x93@\xfb+\x0c\x8a$U\x81\x84\x90" +
-	"\xf2h\x13B\xdaN\x09\xb4\x1fb\xc8$\x88m\xeb\xfd" +
-	"\xc4\xa6\xe5\xe2\x16m\xa5\x8f\xa4\x08\xe8\xc3\xf0\xc64I" +
-	"\x13\xa8\xf4\xb1\x09\x01T\"\xc8\xf0\xf4\xa2\xd6~b\xdf" +
-	"a\x0es\x0dr\xb6\xecCq\xd3v\xf8\xb3\x19%\xae" +
-	"B\xd4L$\x0c\xc7\xcfB\x95\xe7\xea\x16\xea\xd5&\x09" +
-	"\xb4\xaf\x0b\xae\xfei\xbb\xeb\xd5C\x82\xab\xdb\xa8\xe4\x03" +
-	"\x12h\x7f-\xb8\xba\x9bJ\xfe\x85\x04\xda\xf3\x18\x94@" +
-	"\xa0\x0a\x02\x08)\xcf\xd2\x87OK\xa0\xbd\x88!\xcc." +
-	"?O\xc5\xa8\x1b\x0d/Qz,Fby\x97y\xd4" +
-	"\"\x09s\xa8\xf0\xf10\x89G\xcd\x04)H+\xf0K" +
-	"\xd7\x9a\xbdu\x9d\x00Z\xb5\x14D\xc8CL\xe0c\x87" +
-	"\xf2B\x13\xc2\xca>\x19|\xe4\x06>/(\xbb-\x84" +
-	"\x95]2`\xaf\x13\x02\xefa\xca\xb6\xcd\x08+[d" +
-	"\x90\xbc6\x0a\x1c\x0a\x95\x8d=\x08+\x86\x0c\x01o\x80" +
-	"\x02>\x09+\xebz\x11V\xd6\xca\x10\xf4Z\x09\xf0\x05" +
-	"EY\xb5\x07ae\x85\x1cJ\x19\xc9\xfe6\xc8\xf0\x1b" +
-	"\x83\xc2\xdd\x8en9\xe2\x93\xd6\xdb\x8c\xa4a\x0f\xb4A" +
-	"&n\xf6\x1b\xc9nGG\x12\x93`\xff\xdef$\x91" +
-	"\x9c}\xcd\xf1\x068\xe0HQ\xd2\x06\x9d0AUX" +
-	"Dw\xc8J\x9a\xa0\xc6\xaeV\x86KvNT\xd7\xd0" +
-	"l\xb5\xf6\x93\xd5F2F\xa3Z\xce\x0a\xa1\xae\x97!" +
-	"RM\x0bB\x80\x15\xa5\x1d!\x8a\x89q\x0arH6" +
-	"\xccdk\xb6\xdax\xber4\xb2\xa3[\xcd$\xd78" +
-	"\x9diT\x9a\x99\xc6\x19-\x08\x85\x99K\xee-\xf7~" +
-	":#\x07Y\x86\xcc\xc1\\4\xb5\x11\x17\xcc\xc3_\x1e" +
-	"\x1f\xc3\x1e\xf0\x11M\xe8=\xed~\xef\xf1\x8a\x7fA\xb3" +
-	"\xdb|\x16\x97B\xe3)@L*\xed\xb4\xc7\xcd^\x0f" +
-	"\x93\x05\xe8\x9b\xebC\x9f\x87|\x14\x0e\x97K\xa0u\xd2" +
-	";\x07\xd9;\xb7\xa6\xc9\x87C\xc9\x88\xf1\xe3Z\xcd\xbe" +
-	">\x9b8\xbc)\x86b\xba\xa3O\x8ev^\xb0\xd0\xef" +
-	"3\xd4\x19\xee\x9c\xc1<\x15\x1d\xa5\x96\xde#\x816\xe0" +
-	"\xc7\x9c4\xb9\xce\xc7\x85\x98\x1b4\x111\x09\xb4\x14\xf5" +
-	"\x13\xb2~&\xba\x10\xd2\xe2\x12h\x9b0\x84h\x8f\x84" +
-	"r\x84\xa1\x1cAh\xd0H\xc6 \xe4\xaf\xcf\x08 \x84" +
-	"\x0a\xda\x14\xd9\x942,b\xdf\x8a\xc0\x81 \xc2\x10D" +
-	"\x93_Iwf\x99\xa8\x97\xe7\x00kQe6I\xc6" +
-	"\xfcP\x08jz\xdcq\xe6z\x0c\x19s\x88X}q" +
-	"s\x18I\x05\x88[|\x98#\x9f\xbe\xaa\xddJZ\xd3" +
-	"2\x95\xaan\x8d\x93d\xbf3\x00\xd3\x11\x86\xe9%\xc3" +
-	"\xc5\xec\xe9\"a\xe6\xe8d\x06u\x89\x03\x86\x9br\x8d" +
-	">\xec\x94@\xbb'\xc7\xa0Lt \x9d\x1c\xec66" +
-	"# \x9e\x19\xa52\xe9!\x9cd&)\xbau\xb2." +
-	"\xc4wG\xe0\xdc\x85\xba\x117!\xac\x12L\xfb\x10\x9f" +
-	"\xc9\x81\xd3N\xea\xdd\xb8\x1dau\x0d\xa6\x9d\x88SM" +
-	"\xc0WS\xf5V\xbc\x19au)\xa6\xbd\x88\xd3d\xc0" +
-	"\xd9\x01u\x01\xeeEX\xbd\x0e\xd3n\xc4\xb7u\xe0\x8c" +
-	"\x8dZ\x837 \xac*\x98\xf6#\xbeQ\x02_\x98\xd4" +
-	" ~\x04a\x15\xb0\x0c\xd3<\x92\x0c\xf8\xba\xad\x8e\xc3" +
-	"V\x84\xd51\x90A\xf6\xb8\x06\xe0\x94\x82z\x16\xb6#" +
-	"\xac\xbe\x032L\xf7\x08\x18\xe0\xac\x94z\x0a\xa8U'" +
-	"@\x86\x19\xde\x8a\x01\x9c\x05T\x0fC\x17\xc2\xea\x01\x90" +
-	"a\xa6G\x8c\x01_\xf4\xd4g\xa0\x05a\xf5q\x90\xa1" +
-	"\xcc\xe3\x06\x80S8\xea.\xa0\x91\xdc\x062\x94{\xeb" +
-	"\x0fp\x12I\x1d\x81f\x84\xd5\x04\xc8P\xe1Q\x13\xc0" +
-	"\xc99Ug\xe7\xde\x0d2\xcc\xe2k\x9a\xbf\x80\xabk" +
-	" \x82\xb0z+\xc8\x10\xf2\xf6Q\xe0+\xab\xba\x04," +
-	"\x84\xd5\x05 C\xa5\xb7y\x03g\x85\xd4\x06\xe8AX" +
-	"\xad\x01\x19\x14\x8f\xf3\x02\xce\x14\xa8\x15@\xf3\x0b \xc3" +
-	"l\x8fj\x02\xce\x00)\xe3\xed\x08+\x17dP=\xaa" +
-	"\x138a\xa1\xbc\xb3\x15a\xe5\xb4\x1c\xa2\x18\xd7\x06\xa3" +
-	"\xee\xac\x9e3)d\xfb\"\x1d\x0d\xdc\xed\x07\xc9Qb" +
-	"3\x91l\xdbD!W \x9d\x8a\x9bzl5\x01\xbe" +
-	"A\x00\x15\xe30\x0c\xeeF\x81\xda \xc3\xba\xc7j2" +
-	"\x02\xae\xa0\x8d\xe8S\x0eUH6\xd3\xa96\xc8\xf0-" +
-	"\x0f\x81\xd9\x06\xee\x0c\xd0\x06!\x0aBm\x10f:\xb8" +
-	"\xae\xbbt\x03\x81\xd3\x06\xb2\x1e\x1d\xa4\x9a\xe2D\xb7\xbe" +
-	"<DP\x98!\x91\xa7\xbb=\x8e$\xb3\xb7\x0dF\xdd" +
-	"N\xda\x06\xa3.\xfa\xb4A\x86om\xc0\xd7\xb1\x89\xe7" +
-	"\x1c\x0eY\xc5&\x80\xa6\"\xdbg\x93?\x00\xe4\xb4\xd6" +
-	"\x90ml&\x1c\x9e&]9\xf9DUl\xd1k\xc4" +
-	"0\x9a\xed\x10\xb6\xdf)=\xa6(\xdb)\x8b\xaeU<" +
-	"\x15<\x13\x0c\x86\xa5\xc4\xa4.\x093MN\xfb\x9a`" +
-	"#,y$\x0d\xa3\x9c\x87\xb4\x1d.\xcc\xdf+L\x11" +
-	"\xeb\xba\xdc\x8e\xbbI\xc0\xfet\xaf?ZdR^=" +
-	"\x09\x03\x83\xc7\x89\xb8a\xf0\xf6m(\xd8\xfa\xfb\x0c\x8b" +
-	"\xc5\x1b\xc9b\xaf\x15\x9d\x98h\x18\xe4\xddK\x08[d" +
-	"\x92YP\x1e$7\x7f\x82\x053gLm\xed,h" +
-	"\xe5-~+\xcf\x1f\x16J\xef\xab\x9d\xba%S]B" +
-	"\xf4\x9b\xc5M\x1a\xbb\x8d\xaeY\xec\xbc\x92\xdby-\x7f" +
-	"\x93\x0e\xeb}\x0e\xb1x9\x87\xe3F\xc2p\xbc.\xe7" +
-	"\x18\x09b\xa6\x9d5(l\xc4\xe3\x86]\xb4\x09\x8b\xb1" +
-	"\xa5;\x8c_\x18Sdw\x16c\x08'\xcdd\xd4\xbb" +
-	"S\xa3C\xc4b\xe3\xb6[\x9d\xdeq8\x7f\xaa\xe1\x01" +
-	"-~\x92\x9f?Z\x97\x7f(\x81v{\xc1\xc0Td" +
-	"X\xcd\x1f{J\x11-\xc5\xf8\x11\x91%J\x99f\xbc" +
-	"\xdb\xd8L\xa8\xfa\xfc\xe0\xe5\x17&Go\xb6\xf7\x15\xe5" +
-	"\xc8:\xfc\x88y\xbe\xdd\x14q}\xfb<\xa6\xe8n\xa7" +
-	"\xcc\xa4M\x04RJ\x1e\xb4\xfbJR4\xf9\xbc\x17w" +
-	"i*|\x0eg\xb1\x8af\x88\x8d\xe0n\x86JnF" +
-	"\x93\x05\xd1\"Qb\x0c\x91\x18\xf5*\x1fv\xe9\xac\xc5" +
-	"\x8c\x09\x93U\xc9>\x93\xad\xa7\xfe\x8d\x88L\xc2-\x01" +
-	"\xa7\x96\xda\xfd\x0b\x91\xc3i\x15\xe5\x95F\xb3\x97:\x06" +
-	"\x800\xc0\x04\xf5\xa9G\x07\x0b\xb7i1\x94\xbc\xf1\xe6" +
-	"\x80x\x89+\xed\xd9\xdf\xe1\xda\x1f\x13FW\xbd\xc7_" +
-	"a\xf2\xc0\xbc\x08\xba\xf2\x0a\x8f\xeb\xb6\xd3El\x13I" +
-	"\x96S\x12v\x84\x01\xbbS\x0f\xe5cX\x93\x8fa\xc5" +
-	"{cQ\x08\xce\x96\xb9\xc7E\x15\xef\\\xfe\x15\x8eL" +
-	"\xd0\xba\xe4Ar\xd3\xa4\x98\xcf\xcb\xd6\x83\xfdP>l" +
-	"\xb4\x14;S@\xa8V\x8bDM\xcb\xdb\x09\xf8\xd0U" +
-	"p2-\x01\x8d\xee\xb6\xb15YdA\x88\xd6d\xad" +
-	"w\xd2\x01\xea\xc8\xf3\x12h\x87\xfc\x94\xfe\x98\xa6\xf9E" +
-	"\x09\xb4#BJ\x0fS\x93^\x96@\xfb;\xba\x80\x06" +
-	"\xb2\x0b\xe8Q\x1a\x9bC\x12h?\xc7\xa0\x04p\x96h" +
-	"\xfb)\xfd\xf9\x11\x09\xb4_bP\x82R\x15\x04\x11R" +
-	"\xceP\xe3\xdf\x94@\xfb\x00\x832-P\x05\xd3\x10R" +
-	"\xc6\xe8\xc3\xf3\x12h\x1fb\x90m\xb2\xd1\x83\xfd\x1cP" +
-	"l\xa5\xd8J,o\xdeqw[\xef\x1brv\xb7\xfd" +
-	"D\xa4]\x1e\xe17\xd5Dy\xdb\xdc\xff\x0bK\xce\x07" +
-	"L6^\xfa4\x88';}BY\xb7J\x05z)" +
-	"\x8fR\xf5\xe8\xfc\x89\xdaq[\xe1\xde\xe9\x81O\x8f\xbb" +
-	"v\xc6\xf3?sdbi\x97P\x03\xe2\x81\xcdT6" +
-	"\xf5\xd28\xe3\xb5\x96O\xd1\xb4\x80\xd7w\xb8\xdb\xd1\x1d" +
-	"\x92\x87\xb7E\xb9\xfc&q\x02y\xc0\x9d@z\x04." +
-	"\xdf\xdd\xf09\x8dEQ\xc9\x8b@\x8e\xb7\xf9x;\x85" +
-	"\xef,\xc5\xbe84\x15\xb3\xb2(C\xd1\xe5[\x99\x03" +
-	":\xf9\xa3\x9am\xf4'u'm\xd1<M\xb5\xc4=" +
-	"\xfc\xcb\xc7\xfc\xa2\xe6\xb5\x173\xafw\x02\xf3F-\xb2" +
-	"1Ml\x1f\xd3\x8d\xe4\x90\xe1\x90;M$\x0f\x92\xd2" +
-	"c\x15m[E\x18'\x11\xe2\xd3\xa9;\xcd\x02\x88\xa7" +
-	":n\xa3\xc3)qK-Dkm*\xe5\xd1S\xe2" +
-	"F\xdcS8\x15{\x04\xa1$\xc0IN#\xcb\xaf\x92" +
-	"\xa2C*_\x98&`\xd5r\xe6\xd1\x12\\\xaa[^" +
-	"\x13\x0e\xa0\xb8p\x81(9p\x97\xfa\x16W\xe4\xa3^" +
-	"NZ\x84\x02\x98\xe4\xfb+/\xbaOD)\x96h\xe2" +
-	"\x1e\xfaM\xb6GEr\xf6\xa8\xe6b3\xea\xff\x05\x00" +
-	"\x00\xff\xff^\xfb\x8b\x04"
+const schema_8b7e1e71e8493249 = "x\xda\xdcZ}t\x14U\x96\x7f\xf7U\x87\x02Ih" +
+	"\x8aJ\x10\"\xa1I\x08\x1f\xe6,\x08\x01g\x86\xec0" +
+	"\x09\x01\xc4\x04qR\x09\x8cCF\x84J\xf7KR\xa4" +
+	"\xbb\xabSUM\x08G&\xc2\xca\xa0\x8c\x1c\xc1\x1d\xd6" +
+	"\x85Yg\x84\x1dF9\x8e\xaer\xc4u\"*\x1f\xf3" +
+	")\xb2\xbb\x9e\x95]\x99\x8f]dedf\x97QY" +
+	"\x9d]q\xb4\xf7\xbc\xd7\xf5\xaa^\x7f\xa4\x13=\xbb\xff" +
+	"\xec\x7fPu\xfb\xbe\xfb\xf5~\xf7\xde_e\xde\xac\x92" +
+	"\x86\xc0\xfc\x92\x9fNB\xb8m\x1a\x14\x8dJE\xce]" +
+	"\xfe\xe6\xc2\xf2Q\xf7\"M\x05@\xa8\x08d\x84\x164" +
+	"\x15\xd7\x00\x02U+\xeeC\x90Zh\xff\xd3\xe5\xc7*" +
+	"N\xed@\x8a\x0a\x08\x05\xe8\xfb\x17\x8bk\x01\x05R\xfd" +
+	"\xed\xa7~\xf7\x8b\xc9{\xeeK\xbfI\xff\xf4pq+" +
+	"\xfd\xe93\xc5\xf5\x08R?\xfd\xd2\xb4\xa5\x95\x0b_\xbe" +
+	"\x1f)\xd7{\x02\xe7\x8a\x1f\xa2\x02\x97\x98\xc0?\xbf\xf1" +
+	"\xdas\x03'\xd6\xecrOg\xca\x8bJ\x98\x06\xa5\x84" +
+	"\x0a\x1c\xfa\xe0\x1b\xcf}\xef\xf4K\x0f\x88G\xcc/)" +
+	"\xa7\x02\x8b\x98\xc0S\xa3nlo;xj\xb7+ " +
+	"Q\x81\xb5%\xcdT\x80\x94\xfc\x0d\x82T\xd5\x87\x1b\x97" +
+	"\xf6\xed\xfa\xc2\x83\xae\x00;\x02\xc61\xff\xc6\x8c{\x1b" +
+	"Aj\xeb]\x93\xee\xfaX\xf9d\x8f+PD\x05\xca" +
+	"\x82\xd7\x01\x82\x05\x15\xc1\x10 H\xb5\xa5\xec\xf3\xaf\xbe" +
+	"S\xbd\x17)c\xa5TSm\xd3\xe5\xde\xa9_\xff&" +
+	"B\xa0\xae\x1a?\xa8\xae\x19O\x7f\xa0\x8d\xdf\x09\xeaZ" +
+	"EF(\xf5\x9d\xbb~t\xe8\xf6\xf0\xe9}\xa2\xc9K" +
+	"\x14\xe6\xd3*\x85\x9a\xfcp\xdb\"\xeb\xe0\xd7\x16?\"" +
+	"\x04t\x9bRG\x03zU\xbd\xe9\\tR\xcb\xa3H" +
+	"\x19\x8b3\x0e2\x94A\xb5\x97jWc\xca\x97\x11\xa4" +
+	"\x02\x0fV\x7f\xfb\xf5\x1d?\xc9\x15\xdc\xa1\x0c\xaa\xbb\x99" +
+	"\xe0\xfd\xca\xe7\x11\xa4~^\xb9\xf2\xad\xdb\xfb\xf0A\xe1" +
+	"\xac\xddJ#=\xeb\x95\xf3\xed\xa3\xee\xde\x1a9\xe8\xe6" +
+	"\x06\xd3WI\xa5\x9d\x9a\xb9M\xa1y_\xff\xdd\xf3'" +
+	"\xea\xac\x15\xdf\xe3\x95\xc1$~\xadL`\xd9Shh" +
+	"\x1f~\xea\xe9\x8b\xc5\xe5\x07\x0f\x8b\xa1\xdd:\x81FN" +
+	"\xdd1\x81\x86V\xf9\xe2\x1f\x0eTv\xfe\xc7\xe3T\x05" +
+	"\xe6*\xf6\xaa\x98J\xecS\xa9\xc4\x9bW\xe7\xf6\xcdM" +
+	"\xf5=)\x06+VZK\x05\x92\xa54Xom(" +
+	"zf\xd9\xab\xb3\x9f\x12\x05\xf6\x952\x0d\xfb\x99\xc0\xc3" +
+	"\xd3\xebv]\x84\xe6c\xfc\x0c&q\xb6\x94\x99y\xae" +
+	"\x94\x9ay\xea\xbaG\xcf\xfe\xe7\xe4\xd8s\x19\x12\xb1\xb2" +
+	"\xf4!eT\xe2g\xdb\x17\xdds\xf4]}0'\xc1" +
+	"e\x13\x0f\xa8\x15\x13\xa9\xfc\xe4\x89\xf2(uF9M" +
+	"\xf0\xe9\xed'\xeb\xca\xbf4\xe5\x85\x8c+SR\xce\x8a" +
+	"\xb2\xac\x9c\x86Nm\xdeU\xf5\xed}\xad\xc7E\xa3{" +
+	"\xcb\xeb\xa8@\x7f95\xfa\xf5w\xdfo\xfc\xc1\xc9\xd6" +
+	"\xe3\x19*\x8e\x94\xb3\xe8\x1fc*\xae\xc1wv\xaf\xb7" +
+	"\xfe\xec\xb8X\xd7\xca\x0d\x1dT\xa0\xe2\x06js\xd3S" +
+	"\xd1\xe7gJ;_\x12\xf3\xf7\xe6\x0d\xac\xcc\xae\xdc@" +
+	"5|\xb7\xea\xcc\xcd;\xa7\xfc\xedK\xa2\x11MS\x98" +
+	"\x11\xda\x14j\xc4\x0b\x7f\x1e\xbc\xf0\xa7\xcf\\}\xc9\x8d" +
+	"\x0bK_\xef\x94*f\xe5\x14z\xc4\x9cu\x7f\xbcV" +
+	"\xf2@\xfbI1\xbfe\x15\xecnUV\xd0\xec-;" +
+	"\xf7Q\xe9\xa2?<\x7f\x0ai\xd7\x0b\x91\x98\xcaT\x94" +
+	"M\xa5F\xc4&\xec__K\xfaO\xbb*\xa8\x95j" +
+	"\xef\xd4k4\xf2\xec\xfd\x1d\xa5\xdd\xbf\x0d|\xbe\xf9'" +
+	"\"\x00\\\x9a\xca\xe2\xf0\xdeTjd\xfc\xb6\x8e\xf2'" +
+	"\xc6\xcdzE\xf4\xa2,d1\x1bBT\xe0X\xef\xe5" +
+	"d\xaa\xea\x963B\x85/\x09\xb5\xd2\x0a\xff\xfa\x07\xfa" +
+	"\xe0\xfa\x8d\x8f\x9e\x11#4'\xb4\x91aG\x88U\xf8" +
+	"\x85w\x02\xef\xee\xfc\x85\xf8\xd3\xfd\xa1v\xfa\xd3\x8f^" +
+	"\xee\xb8\xf7s\x1b*\xce\x0aov\x84\xd8\xb5\xd9\xff\x95" +
+	"3\xdf\xea=7\xf8w\xc2\x9bX\xa8\x99\x1d\xa7\x9e\xae" +
+	"\xac\x1c\x9c\xf7\x0f\xc2\x9b\xb5iC:J\x8d\xdd\xa7\xd7" +
+	"\xec\x11\xde\xa8\xcbC\xd7P \xf5\xc1\xcb=\xd7\xefK" +
+	"\x1ezM\xf4\xfe\xc6\x10+\xa4\xf9\xcc\xb9#\x15\xe7\x1f" +
+	"\x9b\xd5\xf6\xe1kH\x1b\x0b\xe0Wf:\x8ekBG" +
+	"\xd5u!\xfa\xaf\xb5!\x9a\xae\x8a\xc1\xc37_\xa8\xda" +
+	"\xf3\xbap\xcc\x07\xec\x98#\x1fN\x9e\xb9b\xc5W\xdf" +
+	"\xc8\xb8\xc9\xe7C\xac\x98.\xb1\x9f\xfef\xf5?^<" +
+	"\xbc\xf1\xf1_\x8a\x86\xec\x9b\xc6@\xf2\x91i\xd4\x10u" +
+	"\xc1_L\xab:\xb0\xf4Wb,_\x9c\xc6J\xe1\xe7" +
+	"\xd3h,\xef\xbf\xe9\xa3\x07\xce\x06\xdb~-\x0a\xcc\xa8" +
+	"d\xc1\x9e_I\x05\xf4;\xcaZ\x1eS\x9e\xf8\x17\xea" +
+	"\x8a\x80Y\x0co\xd5\xdd\x95\xaf\xa8\xfb+\xd9\xa9\x95\x0f" +
+	"R\xc8\x8d\xce[\xd9\xd5\xf4_\xcf\xff\xab\xd89\x16O" +
+	"gio\x9aN\x0dZ\xb7\xb2\xea\xce=\xf7]yK" +
+	"\x88\xb61\x9d\xe5\xa1\xea\xe9\xa3\xda\x9cW_\xf9\x8d\xf0" +
+	"f\xcdt\x96\xbb\x0b\xd7\xde\xbe\xb4\xb3\xe9\xbd\xb7\xc5Z" +
+	"Z<\xbd\xd9W\xba\xe5\xe4\xdeQeo\xfc\xf2\xb7\x19" +
+	"HaLgX\xd2;\x9d\x06j\xf3\x17\x97\xbe\x18\xf8" +
+	"x\xe9\xbf\x8b\x81\xaa\xacfn\xce\xa9\xa6*\xd6\xae\xdd" +
+	"\xbe\xb2B\xdbp\x85\xba)`\x09\xcb\x86V}T]" +
+	"[\xcdRWM\x95\xad\x9f7\xb9\xee\xf0\xbe\xcbW\\" +
+	"'\xd9\x1d\x7f\xafz\x17U\x063\xa8\xc0\x09\xed\xdaW" +
+	"&^|\xe3\xf7\xa2\xc0#3X\xde\x8eP\x81O\x14" +
+	"\xf5\x1b\x17\x8f\xf6\xbf\xe3\x1b\xa3.\x9fy\x95\xba3\x93" +
+	"\xdar\xf7\xd9[\x8f\x7fn\xe0\xc0\xfby\xab\xc7\x98\xf9" +
+	";59\x93\xdd\xc7\x99\xf4\xac\x7f\xdb\xfe\xfdC\xadW" +
+	"_x\xdf\xbd\xcb\xcc3e\x16\xab\xc5\xc9\xb3\xa8\xb6\xbf" +
+	"\xde\xec\xdc>\xf6\xe3\x0b\xff-\\\xe5\x05\x8bfm\xa1" +
+	"\x02\xcbg\xd1\x0c\x7f\xed\xf7\x17n\xda{\xebG\xd7D" +
+	"<9<\x8bA\xf5\x11&\xf0\xe3\xfe\xad\x8b\x9f\x988" +
+	"\xf8G1\xfeE\xb3YtKf\xd3#\x96\xb6<\xb4" +
+	"\xe2\xd9\xd7\"\x9f\x88\x02sf38\xb9\x99\x09\x9c9" +
+	"\x1d;Y\xfd\xf7\xdf\xffD\xac\xb25\xb3\x19\xe8\xe9\xb3" +
+	"\xfb\xd0\x9cT\xdc\x8c\x90\xb9a=!\xc5\x13um\xc4" +
+	"\xb6\x0d3>\xb7\xcb2\x93\x89\xa6x\xa7Y\xddJ\xec" +
+	"`2\xea\xd8\xdah)\x80P\x00\x10Rn\xacEH" +
+	"\xab\x96@\x9b\x87\x01\xa0\x94\xba\xae\xcciDH\x9b-" +
+	"\x81\xb6\x0cC\x88$\xccp7\x8cA\x18\xc6 \x18\x88" +
+	"\x91X\x07\xb1l\x18\x87\xa0E\x02(A\x98\xfe3\xef" +
+	"\xb1Q\xc3v\x96\x91MF\x98\xd8\xd5-!\xdd\xd2c" +
+	"\xb6'\x17\x10\xe4\x12\xc9\x8e\xa8aw/I$,s" +
+	"\x93\x1e\xadn\xa1\xa2`k\x01\xcf\xc6\x92f\x84\xb4b" +
+	"\x09\xb4I\x18R\xba+\x87\x10b\xc7\x97\x08\xc7\x17\xc5" +
+	"\x13u\xb7\x9b\x11\xd2F,z\xee\\=\xe9t\x93\xb8" +
+	"c\x84u\x87\xa4M\xa1!HF\x9dL\xf5\xd4\xdd\xd1" +
+	"\x12h\xa5\x18\x06\xec\xb4U\xa0\xf8M\x11\x01(\xc2!" +
+	"\xa2\xed=\xa4\xbfE\x0f\xf7\xe8]d\xa9\x99\x8c;\xf9" +
+	"l\xaf\xf5\x95\x87\xec\xa4\xe1\x10\x90\x11\x06y\x88\xa0%" +
+	"mb\xad$\xfdi3%'CS\x95\xafI\xee!" +
+	"\xfd9\xde\x8b\x86Y\xa4\xcb\xb0\x1db\xb9^3\xbbl" +
+	"\x16E\xaeny\x1dBZ\x83\x04\xdam\x18\x14\x9e\xf9" +
+	"\xa6\x0e\x84\xb4[%\xd0VcP0.\xa5u\xach" +
+	"\xd4\x85\xdb$\xd0\xbe\x8a\xa1>\xc2\x14zg\x87\x89\xe5" +
+	"\x18\x9dF\x18\xc9\xba\xe3=\x0d%,\xd3\xec\xcc\xb1O" +
+	"\xf4\xb3\x938\xe1\xee;t\xc3\xf1kr\xbcg\x9aN" +
+	"\xf3\xbdA\x02\xedn\xc1\xb4~j\x85#\x81v\x8f`" +
+	"\xda\xd6-\x08iwK\xa0\xfd%\x06E\x92JAB" +
+	"H\xd9W\x83\x90\xb6G\x02\xed\x07\x18R1b\xdbz" +
+	"\x17\xb1i\xb9\xb8E;\xde\xc7b\x04\xf4a\xa87I" +
+	"\x92\x04\xc6\xfb\xe0\x85\x00\xc6#H\xf1\xf4\xa2\xfa.b" +
+	"\xdff\xf6q\x0dr\xba\xec\x83Q\xd3v\xf8\xb31\x05" +
+	"\xaeB\xd8\x8c\xc5\x0c\xc7\xcfB\xa9\xe7\xeaV\xea\xd5f" +
+	"\x09\xb4{\x05W\xb75\xba^\xdd'\xb8\xba\x83J\xde" +
+	"#\x81\xf6W\x82\xab\xfb\xa9\xe4\xb7$\xd0\x9e\xc6\xa0\x04" +
+	"\x02\xa5\x10@Hy\x92>|\\\x02\xedY\x0c!v" +
+	"\xf9y*\x06\xdchx\x89\xd2#\x11\x12\xc9\xba\xcc\x03" +
+	"\x16\x89\x99\x9br\x1f\xf7\x91h\xd8\x8c\x91\x9c\xb4\x02\xbf" +
+	"t\xf5\xe9[\xd7\x02\xa0M\x92\x8a\x10\xf2 \x15\xf8\x9c" +
+	"\xa4<S\x83\xb0rX\x06\x1f\xda\x81O)\xca~\x0b" +
+	"ae\xaf\x0c\xd8\xeb\xa5\xc0\xbb\xa0\xb2c\x0b\xc2\xcaV" +
+	"\x19$\xaf\x11\x03\x87B\xa5\xb7\x1da\xc5\x90!\xe0\x8d" +
+	"\x84\xc0g{e]\x07\xc2\xca\x1a\x19\x8a\xbc^\x03|" +
+	"'S\x9a\x0e \xac,\x97\x83\x09#\xde\xd5\x00)~" +
+	"cP\xa8\xcd\xd1-G|R\x7f\x8b\x117\xec\xee\x06" +
+	"HE\xcd.#\xde\xe6\xe8Hb\x12\xec\xbf\xb7\x18q" +
+	"$\xa7_s\xbc\x01\x0e8R\x984@\x0b\x0c\x09\x1e" +
+	"\xab-=n\x1b\x8ea\xc6\xed\xbc\xc8\xd4\xe1\x02\xdfl" +
+	"\x0c)\xc7\x95E\xb2\x19\x1f\x11\x00\x87-\xa2;d\x05" +
+	"-\x80\xea\xd6z\xa6\xdd\xce\xc8\xda*Z\x0d\xf5]d" +
+	"\xa5\x11\x8f\xd0\xac\x15\xb3B\xab\xe8`\x887\xb9\x0e!" +
+	"\xc0\x8a\xd2\x88\x10\xc5\xdc(\x05Q$\x1bf\xbc>]" +
+	"\xcd\xbc\x1e24\xb2\xa3\xeb\xcd8\xd78\x9aiTj" +
+	"\x99\xc61u\x08\x85X\xc8\\\x14\xf1~:&\x03\xb9" +
+	"6\x99=\x99hm#.\x98\x85\xef<\xfe\x86\xdd\xed" +
+	"#\xa6\xd0\xdb\x1a\xfd\xde\xe6]\xae9\xb5ns[X" +
+	"\x08\xedG\x00a\x89\xa4\xd3\x185;<\xcc\x17\xa0\xb5" +
+	"\xdc\x87V\x0fY)\xdc.\x93@k\xa1w\x1a\xd2w" +
+	"zU\x8d\x0f\xb7\x92\x11\xe1\xc7\xd5\x9b\x9d\x9d6qx" +
+	"\xd3\x0dFtG\x1f\x1eM\xbd`\xa1\xff\xcfPj\xb8" +
+	"s\x0c\xf3Tt\x94Zz\xa7\x04Z\xb7\x1fsR\xe3" +
+	":\x1f\x15bn\xd0DD$\xd0\x12\xd4OH\xfb\x19" +
+	"kEH\x8bJ\xa0m\xc6\x10\xa4=\x18\x8a\x11\x86b" +
+	"\x04\xc1\x1e#\x1e\x81\xa0O8 \x80 \xcai\x83d" +
+	"s\xc2\xb0\x88\xbd\x04\x81\x03E\x08C\xd1\x08\xae\xa4;" +
+	"\x13\x0d5+d\x00w^e6\x89G\xfcP\x08j" +
+	"\xda\x05\xd407\x11\xab3j\xf6!)\x07\xd1\xf3\x0f" +
+	"\x8b\xe4\xb3W\xb5[I\xab\xeaFR\xd5\xf5Q\x12\xef" +
+	"r\xbaa4\xc20\xba`\xb8\x98=\xad$\xc4\x1c\x1d" +
+	"\xce\xa0Vq\x80qS\xae\xd1\x87-\x12hwf\x18" +
+	"\x94\x0aw'\xe3=m\xc6\x16\x04\xc43\xa3P&=" +
+	"\x84\x93\xcc8E\xb7\x0d\xac\xcb\xf1\xed\x168\xdb\xa3\xbe" +
+	"\x87k\x10V/a\xda\xe7\xf8\xcc\x0f\x9c\xc9S\xcf\xe3" +
+	"F\x84\xd5\xb3\x98v:\xce\xde\x01_\x9e\xd5\x93x\x0b" +
+	"\xc2\xea\x0f1\xedu\x9cy\x04\xce\xa7\xa8O\xe2\x0e\x84" +
+	"\xd5\xc3\x98v;\xceo\x00\xe7\xb8\xd4\xfdx#\xc2\xea" +
+	"^L\xfb\x1d\xdfy\x81ol\xea\x0e\xfc\x10\xc2\xea6" +
+	",\xc3(\x8fw\x04\xce?\xa8I\xbc\x1da5\x86e" +
+	"\x90=v\x068\x09\xa3\xeax\x17\xc2\xea:,\xc3h" +
+	"\x8f\xb2\x02\xce\xe3\xa9\x1a\xb3\xaa\x09\xcb0\xc6[a\x80" +
+	"\x13\xab\xeab\xdc\x8a\xb0z3\x96\xe1:\x8fk\x04\xbe" +
+	"i\xaa7\xe2:\x84\xd5\x0a,\xc3X\x8f,\x01Nz" +
+	"\xa9\x0a\x8bd\x11\x96\xa1\xd8[\xaf\x80\xd3n\xea\x87P" +
+	"\x8b\xb0z\x05d(\xf1\xc8\x1c\xe0|\xa7\xfa&\xd0s" +
+	"\xcf\x83\x0c\xe3\xf8\x9e\xe8S\x04\xeaY\xa8BX=\x09" +
+	"2\x04\xbd\x8d\x19\xf8R\xad\x1e\x03\x0ba\xf5I\x90a" +
+	"\xbc\xc7\x0d\x00\xe7\xd1\xd4\x83\xd0\x8e\xb0\xba\x1fdP<" +
+	"\x96\x108\x97\xa1\xee\x06\x9a\xdfm \xc3\x04\x8f\x9c\x03" +
+	"\xce\x99\xa9I\xf6\xd6\x00\x19T\x8f?\x06N\xc4\xa8\xeb" +
+	"\x80fa\x0d\xc8P\xea1?\xc0\x17O\xb5\x09\x0e!" +
+	"\xac.\x07\x19\xca<n\x0a8\xff\xa3.\x02Z9\xf3" +
+	"A\x86\x89\xde\xa6\x0f\x9c\x8cUg\xb0\xb7\x15 \xc3\xf5" +
+	"\x1e\xbb\x03\x9c\xccQ\x15\xe6\xef\x18\x90\x83\x14_\x1b`" +
+	"\xc0\xddC2\xa6\xa0tO\xa6c\x8f\xbb\xd9!9L" +
+	"l&\x92n\xd9(\xe8\x0a$\x13QS\x8f\xac$\xc0" +
+	"\xb7#\xa0b\xbc\x05\x80\xbb-\xa1\x06H\xb1\xce\xb5\x92" +
+	"\xf4\x83+h#\xfa\x94\xc3$\x92\xcdd\xa2\x01R|" +
+	"\x83E`6\x80;\x7f4@\x90\x02`\x03\x84\x98\x0e" +
+	"\xae\xeb\x0e\xdd@\xe04\x80\xac\x87{\xa8\xa6(\xd1\xad" +
+	"/o\"(\xc4P\xd0\xd3\xdd\x18E\x92\xd9\xd1\x00\x03" +
+	"n\x17o\x80\x01\x17\xf9\x1a \xc57R\xe0\xab&\xfd" +
+	"Y\xb7\x1e\xef\"-:\xd8v\x9fiE\xda\x1c9=" +
+	"$\xf2\xe7\xa8>\xfd\"\xed'\x9b\xebP}z\xb2k" +
+	"\x80T\x84D\x89C\x96\x84Q(L=\xcf\x9c\x09\xf3" +
+	"\xc1o\xbei\xa6&\xcf\xa6^\xe3\x0f3\x19cB\xd0" +
+	"6\xb6\x10\x0e\xb5\xc3\xae\xe7|:\xcc\xb7\x14Wc\x18" +
+	"Hw;\xdb\xef\xfa\x1e/\x97\xee\xfay\xc7[\x9eZ" +
+	"\x9eY\xd6R\xa4\xd8\xb0.\x09\xf3YF+\x1eb{" +
+	".x$\x0d\xa3\x9c\xd55\x9a\xdd\x96\xb5A\x98\x88\xd6" +
+	"\xb5\xba\xd3\xc3f\xa1\x8f%;\xfc1)\x95\xf0\xeaS" +
+	"\x18~<\x82\xc9\x0d\x83\xc7M@\xce\x80\xdeiX," +
+	"\xdeH\x16\xe7\x06\xd1\x89\xa1\x06[\xde\x89\x85\xb0U\x0d" +
+	"3\xd7\xca=d\xc1\xa7X\xc63F\xee\xfa\x96\x9c\xb1" +
+	"\xa4\xce\x1fK\xb2\x07\x9f\xc2\xbb}\x8bn\xc9T\x97\x10" +
+	"\xfdZ\x91u\xc0n\xd3\xae\x15\xa7\x08\xc9\x9d\",\x9f" +
+	"u\x08\xe9\x9d\x0e\xb1x9\x87\xa2F\xccp\xbc\x8e\xed" +
+	"\x181b&\x9dU(dD\xa3\x86\x9d3P\x88\x05" +
+	"\xc2ok\xfa\xae\xfa\x0b\xb90G\xd6\xf9s\xa4\x17[" +
+	"\xd2(\x0e\x92ny\x18t\xcc\xea\x96@s\x84\x81\xb9" +
+	"w#BZB\x02\xed\x01\x0c\xf5\x16\x09\x9b\x967n" +
+	"pL\xf5b\xe7-t\x92\x19\xcf%T\x82\xbaC\x0a" +
+	"\xaeyb\xbd\xd0\x1d\xd6/\xf6\x11\xb2{\x0b1\x84\xe2" +
+	"f<\xec\xe1\xc4\xc0&b\xb1u\xc8\xbdq\xdeq8" +
+	"{\xea\xe4E\x92\xff$\xbf&\xe9]\xfb\x13\x09\xb4[" +
+	"s\x06\xda<\xcbD\xb6\x93\x85\x88\xb6|\xfc\x98\xc8\x12" +
+	"&L3\xdafl!T\xfd\xc8\x0b\x82m\xfe\xf9\x06" +
+	"s\x91!\xb4Ho\x92\xd8NA\xfa-\xab\xce\xf8j" +
+	"?\xe4}\xe7M6m@>\x9a\xb6\xd9O\x9a\x17\xde" +
+	"\xf9Unx\xbf\x80i\x13\xb6\x13f\xdc&\x02/*" +
+	"\xf7\xd8\x9d\x05\xcd\xcc\xa6^yT\xf3.\xe6\xbc\x87\x85" +
+	"}\xa63c1\xcf/\xe7-\xa5#\xa1)s\xe2\x84" +
+	"\xb37?\xb7\xf0\x0a.\xe4\xc3\xd5\x86E\xc2\xc4\xd8D" +
+	"\"4R\xd9\x1d\x92\x8e\xf8\xcc\x98\x10i\x8aw\x9a\x8c" +
+	"\x15\xf1\xc1\xabj\x18\xca\x148c\xda\xe8cW\x06U" +
+	"\x9b\x97.\x1dH\xe3o\x04\x00a\x80!\xae\x9d\x1e\xee" +
+	"\xc9%q\xc4P\xf2\x99+\xa3\xdf\x16@_\xcf\xfef" +
+	"\xd7\xfe\x88\xb01\xe9\xed>\xe0e\xf5\xdd<\x8d\x90_" +
+	"\xdc\xa8n;\xad\xc46\x91d9\x05;\x84\xb0\xd7\xb5" +
+	"\xe8\xc1\xec\xcbV\xe3_\xb6\xfccL\xden\xe9\xde]" +
+	"\x8e\xe8\xf9\x87\x0c\x1f\x99\xaa\x86\x982\xe4\x1e2\x7f\xd8" +
+	"\xf6\xcc\xcb\xd6\xeb\xd0\xc1l4\xac\xcbw\xa6\x00\xbc\xc3" +
+	"\xf5\x06\xb1\x04\xb4$I\x92\xc8\xaa4`\"Dkr" +
+	"\x8aw\xd21\xea\xc8\xd3\x12h\xc7\xfd\x94\xfe\x90\xa6\xf9" +
+	"Y\x09\xb4\x13BJ_\xa4&=/\x81\xf6#\xda\xae" +
+	"\x02\xe9vu\x92\xc6\xe6\xb8\x04\xda\xcf0(\x01\x9c\xe6" +
+	"\x8f\x7fL\x7f~B\x02\xedW\x18\x94\"\xa9\x14\x8a\x10" +
+	"R\xceS\xe3_\x97@{\x17\x832*P\x0a\xa3\x10" +
+	"R\xae\xd0\x87\x97%\xd0\xde\xc7 \xdb\xa4\xd7\xeb\xd0\x19" +
+	"X_O[\x06\xb1\xbc\xd1\xd4\xa5T\xbc?\xf6HS" +
+	"*\x9f\x8a\x8b\xce\xe2\xb1G\x9a(\x8fD\xf8_\xf9\xf8" +
+	"\xc3w\x0b\xb6Y\xe4\x01\xba1C\xca\x0e\x0d\x9eY\x9c" +
+	"\xb0W\xceC\\\x0f\xb1r\x0b}y\xf0\xb8\xe5\xa1&" +
+	"\xb1\x86\\\xfa\xc4\x03\xb3v\x97=\x89f\x7f\x0dLE" +
+	"\x92./\x0c\xc4\x03\xaf\x91\x10N\x85q\xcbk\x7f\x9f" +
+	"\xa1\xb7\x03\xbf/\xa16GwH\x16~\xe7\xfd\xe4U" +
+	"#\x0e\x9f\xf7\xb8\xc3g\xbb\xf0\xc9\xcb%\xaa8\x1bK" +
+	"Q\xce\x8b@\x86\xb7\xd9\xf8=\x82\xcf\x91\xf9>\xcc\xd5" +
+	"\xe4\xb32/\xd1\xd6\xea[\x99Q\x0a\xd9S\xbamt" +
+	"\xc5u'i\xd1<\x8d\xf4\xcaxx\x9a\xddC\xf2\x9a" +
+	"\xd7\x98\xcf\xbc\x8e!\xcc\xcb\x19\xa1\x8c\xf8&\xc3!\xab" +
+	"M$\xf7\x90\xc2\xd3'm\x83y\xe6\xb3\x8c;\x91X" +
+	"m\xe6\xb4\x0c\xaa\xe3\x16\xba\x97\x10\xb7\xd4\x82\xb4\xd6F" +
+	"R\x1e\xed\x05n\xc4\x9d\xb9\x0b\x91\xc7sK\x02<e" +
+	"4\xc6\xec*\xc9;\xcb\xf3]y\x08r8cl\x1f" +
+	"\xf1`\xeb\xad\xf9\xff\x17se\xee\xf7\x08\xb7\xb6\x87\\" +
+	"\x12p\xee\xe2Zp\xd1+\xf4\xbd<\xcf\x87\xf7O\x85" +
+	"\x93\xfe\xdfH\xf0\x8a\xffT\xb4|\x81\x89\xc4\x83\xde\xe1" +
+	"\xf6\xf7\xaa\x8c\xfd\xbd6_\xb0\xff'\x00\x00\xff\xff\xb5" +
+	"0\xc1\x11"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
@@ -6961,6 +7847,7 @@ func RegisterSchema(reg *schemas.Registry) {
 			0x8f388a77436af922,
 			0x90fe11fd5e185e7d,
 			0x9124efccd973ff53,
+			0x95c3634ea2c45e9e,
 			0x9d3d5ba172395397,
 			0xa050186cd52f13f2,
 			0xa0c685d49b248f04,
@@ -6981,11 +7868,16 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xbe870326b86cae49,
 			0xbeb71c8735cb229f,
 			0xbef2b13be00f93bb,
+			0xc15a8c0dfafc5d2d,
 			0xc2b8f63914fbd544,
 			0xc37965325f99126d,
 			0xc64a3704e9681457,
+			0xca270eab1a624c6e,
+			0xcb4622ff75e871b5,
 			0xcba06a5fba61f57e,
 			0xcbda87f004efe05f,
+			0xcd1d60368462bffb,
+			0xcebad57194cb5699,
 			0xd030ba2121c3137e,
 			0xd09055c38d691462,
 			0xd1a27595176bbff5,
@@ -6999,6 +7891,7 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xdfb8f749674b306c,
 			0xe4ed88905c224b5d,
 			0xe6cacc2d51b2b022,
+			0xe7f14987e5e7fae0,
 			0xe9dbd8150691c17a,
 			0xeb43fd04bd433c78,
 			0xed60511d4b825959,
@@ -7007,6 +7900,7 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xef79b2e286131100,
 			0xf49a7f36bc48cd7c,
 			0xf4bbf252a2a682e3,
+			0xf8e0fd0b4e7478a3,
 			0xfafb48912fe0ee5b,
 			0xfcba16ab3d7d79c5,
 			0xfe64d1b447925043,

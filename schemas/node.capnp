@@ -176,6 +176,35 @@ interface Session {
   # device of the same user, and the signature must verify. Publishing
   # the same pair again is not an error. Bounded per user (CodeLimit).
   # fetchKeyPackages hands the records to inviters.
+
+  changePasswordStart @20 (request :Data) -> (response :Data, ksf :Data);
+  # Login Session only (the old password opened it). OPAQUE registration,
+  # first half (RFC 9807, Section 5.2), for the session's own user: the
+  # response to a RegistrationRequest made with the new password, and
+  # the key-stretching parameters. Nothing changes yet. Rate-limited
+  # like registerStart.
+
+  changePassword @21 (record :Data, userKey :Data, transition :Data, certificates :List(Data)) -> ();
+  # Login Session only. Atomically replaces the session user's OPAQUE
+  # record and user key and re-certifies every non-revoked device. record
+  # is the RegistrationRecord made with the new password, userKey the
+  # Ed25519 key its export_key derives, transition the key-transition
+  # statement oldKey ‖ newKey ‖ SignWithLabel(oldKey's private key,
+  # "qpchat KeyTransition v1", user ‖ oldKey ‖ newKey) (128 bytes; oldKey
+  # must be the current user key), certificates one device key ‖ new
+  # certificate (96 bytes) for each non-revoked device. The transition
+  # is kept and served by keyTransitions (the newest MaxTransitions).
+
+  keyTransitions @22 (user :Text) -> (transitions :List(Data));
+  # Any Session. The key-transition statements of user, oldest first
+  # (bounded, docs/PROTOCOL.md "Changing the password"), so a contact who
+  # pinned an older key can follow the chain to the one userKey returns.
+
+  deleteAccount @23 () -> ();
+  # Login Session only. Revokes every device of the session's user (their
+  # sessions end, KeyPackages, queues and approvals are deleted) and
+  # deletes the account; the name can be registered again, by anyone,
+  # with a new key, which contacts see as a changed key.
 }
 
 enum SessionKind {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"reflect"
 	"slices"
 	"strings"
@@ -199,6 +200,45 @@ var authzMatrix = map[string]crossUser{
 		n, err := putBlob(t, m.a1.S, id, 0, []byte("0123456789"))
 		if err != nil || n != 10 {
 			t.Errorf("alice's own putBlob: %d, %v", n, err)
+		}
+	},
+	"changePasswordStart": func(t *testing.T, m *matrix) {
+		// No target: the session's own user. A device session cannot
+		// (checked below); bob's login session answers for bob only.
+		f, rel := m.bobLogin.ChangePasswordStart(testCtx(t), nil)
+		_, err := f.Struct()
+		rel()
+		wantCode(t, "changePasswordStart without a request", err, proto.CodeInvalid)
+	},
+	"changePassword": func(t *testing.T, m *matrix) {
+		// No target: bob's login session changes bob's account only, and
+		// only with a transition signed by bob's current key; one made
+		// from alice's key is refused and alice keeps hers.
+		_, err := changePassword(t, m.n, m.bob, "bob's new password", func(k ed25519.PrivateKey) ([]byte, [][]byte) {
+			return proto.SignTransition(m.alice.key, "alice", k.Public().(ed25519.PublicKey)).Marshal(), certsFor(m.bob, k)
+		})
+		wantCode(t, "changePassword with alice's transition", err, proto.CodeAuth)
+		if k, err := userKeyOf(t, m.b1.S, "alice"); err != nil || !bytes.Equal(k, m.alice.key.Public().(ed25519.PublicKey)) {
+			t.Errorf("alice's key after bob's attempt: %v", err)
+		}
+	},
+	"keyTransitions": func(t *testing.T, m *matrix) {
+		// Public by design, like userKey: contacts follow the chain.
+		_, err := keyTransitions(t, m.b1.S, "alice")
+		must(t, "keyTransitions of alice", err)
+	},
+	"deleteAccount": func(t *testing.T, m *matrix) {
+		// No target: a login session deletes its own account. Carol
+		// deletes hers; alice's and bob's stay.
+		carol := m.n.register("carol")
+		f, rel := carol.login.DeleteAccount(testCtx(t), nil)
+		_, err := f.Struct()
+		rel()
+		must(t, "carol's deleteAccount", err)
+		for _, u := range []string{"alice", "bob"} {
+			if _, err := userKeyOf(t, m.b1.S, u); err != nil {
+				t.Errorf("%s after carol's deletion: %v", u, err)
+			}
 		}
 	},
 	"getBlob": func(t *testing.T, m *matrix) {

@@ -47,6 +47,8 @@ func storeError(log *slog.Logger, op string, err error) error {
 		return proto.Errorf(proto.CodeInvalid, "%s: %v", op, err)
 	case errors.Is(err, store.ErrLimit):
 		return proto.Errorf(proto.CodeLimit, "%s: %v%s", op, err, limitFlags[op])
+	case errors.Is(err, store.ErrStale):
+		return proto.Errorf(proto.CodeStale, "%s: the account changed meanwhile; log in again", op)
 	case errors.Is(err, store.ErrRevoked):
 		return proto.Errorf(proto.CodeExpired, "%s: the device is revoked", op)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -47,6 +47,11 @@ var sessionMethods = map[string]access{
 	"putBlob":           deviceOK,
 	"getBlob":           deviceOK,
 	"publishApproval":   deviceOK,
+	// account.go
+	"changePasswordStart": loginOK,
+	"changePassword":      loginOK,
+	"keyTransitions":      anyKind,
+	"deleteAccount":       loginOK,
 }
 
 // session is one Session capability: a login session (device

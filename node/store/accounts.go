@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -169,5 +170,98 @@ func (s *LocalStore) RevokeDevice(ctx context.Context, key []byte) error {
 		}
 		d.Revoked = true
 		return tx.Bucket(bucketDevices).Put(tx.Ident(domainDevice, key), d.marshal())
+	})
+}
+
+// ChangeAccount implements Store.
+func (s *LocalStore) ChangeAccount(ctx context.Context, oldKey []byte, a Account, certs map[string][]byte) error {
+	if err := a.check(); err != nil {
+		return err
+	}
+	for k, c := range certs {
+		if err := errors.Join(checkLen("device key", []byte(k), 1, MaxKeyLen),
+			checkLen("device certificate", c, 0, MaxBlobLen)); err != nil {
+			return err
+		}
+	}
+	rec := a.marshal()
+	return s.update(ctx, func(tx *Tx) error {
+		accounts := tx.Bucket(bucketAccounts)
+		k := tx.Ident(domainUser, []byte(a.User))
+		v, err := accounts.Get(k)
+		if err != nil {
+			return err
+		}
+		cur, err := parseAccount(v)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(cur.UserKey, oldKey) {
+			return ErrStale
+		}
+		ds, err := userDevices(tx, a.User)
+		if err != nil {
+			return err
+		}
+		devices := tx.Bucket(bucketDevices)
+		used := 0
+		for _, d := range ds {
+			if d.Revoked {
+				continue
+			}
+			c, ok := certs[string(d.Key)]
+			if !ok {
+				return fmt.Errorf("store: no new certificate for a device: %w", ErrInvalid)
+			}
+			used++
+			d.Certificate = c
+			if err := devices.Put(tx.Ident(domainDevice, d.Key), d.marshal()); err != nil {
+				return err
+			}
+		}
+		if used != len(certs) {
+			return fmt.Errorf("store: a certificate for a device that is not an active device of the user: %w", ErrInvalid)
+		}
+		return accounts.Put(k, rec)
+	})
+}
+
+// DeleteAccount implements Store.
+func (s *LocalStore) DeleteAccount(ctx context.Context, user string) error {
+	return s.update(ctx, func(tx *Tx) error {
+		u := tx.Ident(domainUser, []byte(user))
+		accounts := tx.Bucket(bucketAccounts)
+		if _, err := accounts.Get(u); err != nil {
+			return err
+		}
+		ds, err := userDevices(tx, user)
+		if err != nil {
+			return err
+		}
+		devices := tx.Bucket(bucketDevices)
+		for _, d := range ds {
+			if err := tx.DeleteBucket(bucketKeyPackages, tx.Ident(domainDevice, d.Key)); err != nil {
+				return err
+			}
+			if d.Revoked {
+				continue
+			}
+			if err := closeQueue(tx, d.Key); err != nil {
+				return err
+			}
+			d.Revoked = true
+			if err := devices.Put(tx.Ident(domainDevice, d.Key), d.marshal()); err != nil {
+				return err
+			}
+		}
+		for _, path := range [][][]byte{{bucketUserDevices, u}, {bucketApprovals, u}} {
+			if err := tx.DeleteBucket(path...); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketFirstDevice).Delete(u); err != nil {
+			return err
+		}
+		return accounts.Delete(u)
 	})
 }

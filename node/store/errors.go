@@ -54,4 +54,7 @@ var (
 	ErrLimit = errors.New("store: limit exceeded")
 	// ErrRevoked is returned when a revoked device is used.
 	ErrRevoked = errors.New("store: device revoked")
+	// ErrStale is returned by ChangeAccount when the account changed
+	// since the caller read it.
+	ErrStale = errors.New("store: the account changed meanwhile")
 )

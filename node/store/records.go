@@ -46,7 +46,17 @@ type Account struct {
 	Record  []byte    // OPAQUE RegistrationRecord
 	KSF     KSFParams // parameters the record was made with
 	UserKey []byte    // the user's Ed25519 public key
+	// Transitions are the user's key-transition statements (password
+	// changes), oldest first, each TransitionLen bytes; kept opaque here.
+	Transitions [][]byte
 }
+
+// TransitionLen is the length of one key-transition statement (two
+// Ed25519 keys and a signature; node/proto.TransitionLen).
+const TransitionLen = 128
+
+// MaxTransitions bounds the statements kept per account.
+const MaxTransitions = 32
 
 // Device is a user's device, identified by its public (signature) key,
 // which is unique across all users.
@@ -252,6 +262,15 @@ func (a *Account) marshal() []byte {
 		b.AddUint32(a.KSF.MemoryKiB)
 		b.AddUint8(a.KSF.Threads)
 		addBytes8(b, a.UserKey)
+		if len(a.Transitions) > 0 {
+			// Appended after the first release; records without it
+			// parse as having no transitions.
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				for _, t := range a.Transitions {
+					b.AddBytes(t)
+				}
+			})
+		}
 	})
 }
 
@@ -263,6 +282,16 @@ func parseAccount(data []byte) (Account, error) {
 		readBytes16(&s, &a.Record, 0, MaxBlobLen) &&
 		s.ReadUint32(&a.KSF.Time) && s.ReadUint32(&a.KSF.MemoryKiB) && s.ReadUint8(&a.KSF.Threads) &&
 		readBytes8(&s, &a.UserKey, 0)
+	if ok && !s.Empty() {
+		var ts cryptobyte.String
+		ok = s.ReadUint16LengthPrefixed(&ts) && len(ts) > 0 && len(ts)%TransitionLen == 0 &&
+			len(ts)/TransitionLen <= MaxTransitions
+		for ok && !ts.Empty() {
+			var t []byte
+			ok = ts.ReadBytes(&t, TransitionLen)
+			a.Transitions = append(a.Transitions, bytes.Clone(t))
+		}
+	}
 	if err := finish(s, ok, "account"); err != nil {
 		return Account{}, err
 	}

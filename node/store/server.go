@@ -26,6 +26,17 @@ type Store interface {
 	// ReplaceAccount overwrites an existing account (re-registration with
 	// new parameters); ErrNotFound if none.
 	ReplaceAccount(ctx context.Context, a Account) error
+	// ChangeAccount replaces an account's record and user key (a password
+	// change) and, in the same transaction, the certificates of its
+	// devices: certs must hold exactly one certificate for every
+	// non-revoked device of a.User (ErrInvalid otherwise). ErrStale if
+	// the account's user key is no longer oldKey (another change won).
+	ChangeAccount(ctx context.Context, oldKey []byte, a Account, certs map[string][]byte) error
+	// DeleteAccount revokes every device of user as RevokeDevice does and
+	// deletes the account, its approvals and its first-device record, so
+	// the name can be registered again from scratch; the revoked device
+	// records stay (a device key is never reused). ErrNotFound if none.
+	DeleteAccount(ctx context.Context, user string) error
 
 	// AddDevice registers a device of an existing account: ErrNotFound
 	// without the account, ErrExists if any user has that device key.
@@ -277,7 +288,19 @@ func checkLen(what string, v []byte, min, max int) error {
 func (a *Account) check() error {
 	return errors.Join(checkLen("user name", []byte(a.User), 1, MaxUserLen),
 		checkLen("OPAQUE record", a.Record, 0, MaxBlobLen),
-		checkLen("user key", a.UserKey, 0, MaxKeyLen))
+		checkLen("user key", a.UserKey, 0, MaxKeyLen), a.checkTransitions())
+}
+
+func (a *Account) checkTransitions() error {
+	if len(a.Transitions) > MaxTransitions {
+		return fmt.Errorf("store: %d key transitions, at most %d: %w", len(a.Transitions), MaxTransitions, ErrLimit)
+	}
+	for _, t := range a.Transitions {
+		if len(t) != TransitionLen {
+			return fmt.Errorf("store: key transition of %d bytes: %w", len(t), ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // update runs fn through group commit after checking ctx.
