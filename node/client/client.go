@@ -179,16 +179,57 @@ func (c *Client) validateCredential(ctx context.Context, cred mls.Credential, si
 	if err != nil {
 		return err
 	}
-	if err := proto.VerifyCredential(cred.Identity, sigKey, id.User, key); err != nil {
-		// The certificate does not verify under the pinned key: maybe
-		// the user's key changed. Either way the device is refused.
-		if cur, ferr := c.fetchUserKey(ctx, id.User); ferr == nil && !bytes.Equal(cur, key) {
-			_ = c.noteChangedKey(id.User, cur)
-			return &KeyChangedError{User: id.User, Pinned: key, Got: cur}
+	err = proto.VerifyCredential(cred.Identity, sigKey, id.User, key)
+	if err == nil || c.certifiedByRetired(cred, sigKey, id.User) {
+		return nil
+	}
+	// The certificate does not verify under the pinned key: maybe the
+	// user changed their password. A change signed by the pinned key is
+	// followed (password.go); any other change refuses the device.
+	cur, ferr := c.fetchUserKey(ctx, id.User)
+	if ferr != nil {
+		return fmt.Errorf("client: device of %s is not certified by its user key: %w", id.User, err)
+	}
+	if bytes.Equal(cur, key) {
+		// Maybe a device certified before a password change that this
+		// client never saw (it pinned the newer key on first contact).
+		if ok, lerr := c.learnRetired(ctx, id.User, key); lerr != nil {
+			return lerr
+		} else if ok && c.certifiedByRetired(cred, sigKey, id.User) {
+			return nil
 		}
 		return fmt.Errorf("client: device of %s is not certified by its user key: %w", id.User, err)
 	}
-	return nil
+	var followed bool
+	if id.User == c.prof.User {
+		followed, ferr = c.SyncOwnKey(ctx)
+	} else {
+		followed, ferr = c.followPeer(ctx, id.User, cur)
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if followed {
+		if proto.VerifyCredential(cred.Identity, sigKey, id.User, cur) == nil || c.certifiedByRetired(cred, sigKey, id.User) {
+			return nil
+		}
+		return fmt.Errorf("client: device of %s is not certified by its user key: %w", id.User, err)
+	}
+	_ = c.noteChangedKey(id.User, cur)
+	return &KeyChangedError{User: id.User, Pinned: key, Got: cur}
+}
+
+// certifiedByRetired reports whether the credential's certificate
+// verifies under one of user's retired keys: keys the pin left by a
+// verified key transition (a device certified before a password change
+// keeps its leaf until it updates).
+func (c *Client) certifiedByRetired(cred mls.Credential, sigKey []byte, user string) bool {
+	for _, k := range c.retiredKeys(user) {
+		if proto.VerifyCredential(cred.Identity, sigKey, user, k) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // pinnedKey returns the pinned user key of user, pinning the key the node

@@ -140,3 +140,16 @@ func (s *liveSession) Ack(ctx context.Context, upTo uint64) error {
 func (s *liveSession) ClearOverflow(ctx context.Context) error {
 	return s.call(ctx, 0, func(ctx context.Context, in Session) error { return in.ClearOverflow(ctx) })
 }
+
+// KeyTransitions implements TransitionSession.
+func (s *liveSession) KeyTransitions(ctx context.Context, user string) (out [][]byte, err error) {
+	err = s.call(ctx, 0, func(ctx context.Context, in Session) error {
+		ts, ok := in.(TransitionSession)
+		if !ok {
+			return nil
+		}
+		out, err = ts.KeyTransitions(ctx, user)
+		return err
+	})
+	return out, err
+}

@@ -19,8 +19,11 @@ type KeyInfo struct {
 	UserKey []byte
 	// Status is "pinned now" (first contact), "pinned" (matches the pin)
 	// or "CHANGED" (differs from the pin; refused until verify --accept).
-	Status  string
-	Devices [][]byte // device keys with a KeyPackage whose certificate verifies, approved (devicetrust.go)
+	Status string
+	// Followed: the pin moved to UserKey just now along key transitions
+	// signed by the pinned key (the user changed their password).
+	Followed bool
+	Devices  [][]byte // device keys with a KeyPackage whose certificate verifies, approved (devicetrust.go)
 	// Skipped are the certified devices no chain of approvals reaches.
 	Skipped *SkippedDevices
 }
@@ -54,6 +57,11 @@ func (c *Client) FetchKey(ctx context.Context, name string) (*KeyInfo, error) {
 		info.Status = "own key"
 		if !bytes.Equal(cur, c.prof.UserKey) {
 			info.Status = "CHANGED"
+			if ok, err := c.SyncOwnKey(ctx); err != nil {
+				return nil, err
+			} else if ok {
+				info.Status, info.Followed = "own key", true
+			}
 		}
 	case p == nil:
 		if _, err := c.pinnedKey(ctx, user); err != nil {
@@ -63,6 +71,16 @@ func (c *Client) FetchKey(ctx context.Context, name string) (*KeyInfo, error) {
 	case bytes.Equal(p.Key, cur):
 		info.Status = "pinned"
 	default:
+		// A password change signed by the pinned key is followed
+		// (password.go); any other change is refused until verified.
+		ok, err := c.followPeer(ctx, user, cur)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			info.Status, info.Followed = "pinned", true
+			break
+		}
 		info.Status = "CHANGED"
 		if err := c.noteChangedKey(user, cur); err != nil {
 			return nil, err
@@ -124,8 +142,14 @@ func (c *Client) Verify(ctx context.Context, name string, accept bool) (*Verific
 	// Look for a change at the node.
 	if cur, err := c.fetchUserKey(ctx, user); err == nil {
 		if p, _ := c.st.peer(user); p != nil && !bytes.Equal(cur, p.Key) {
-			if err := c.noteChangedKey(user, cur); err != nil {
+			ok, err := c.followPeer(ctx, user, cur)
+			if err != nil {
 				return nil, err
+			}
+			if !ok {
+				if err := c.noteChangedKey(user, cur); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

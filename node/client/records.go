@@ -11,9 +11,13 @@ package client
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"qpchat/node/proto"
 )
 
 const recordFormat = 1
@@ -165,15 +169,26 @@ type peerRecord struct {
 	Key      []byte // the pinned user key
 	Verified bool   // the user compared safety numbers (verify --accept)
 	Changed  []byte // a different key the server now publishes, refused until accepted
+	// Retired are earlier keys of the user that the pin moved away from
+	// by verified key transitions (password changes), oldest first:
+	// device certificates made under them are still accepted.
+	Retired [][]byte
 }
 
 func (p *peerRecord) marshal() []byte {
-	return newRec().str(p.User).bytes(p.Key).boolean(p.Verified).bytes(p.Changed).done()
+	return newRec().str(p.User).bytes(p.Key).boolean(p.Verified).bytes(p.Changed).optBytes(bytes.Join(p.Retired, nil)).done()
 }
 
 func parsePeer(b []byte) (*peerRecord, error) {
 	r := readRec(b)
 	p := &peerRecord{User: r.str(), Key: r.bytes(), Verified: r.boolean(), Changed: r.bytes()}
+	retired := r.optBytes()
+	if len(retired)%ed25519.PublicKeySize != 0 || len(retired) > proto.MaxTransitions*ed25519.PublicKeySize {
+		return nil, errRecord
+	}
+	for k := range slices.Chunk(retired, ed25519.PublicKeySize) {
+		p.Retired = append(p.Retired, k)
+	}
 	return p, r.end()
 }
 

@@ -9,6 +9,7 @@ import (
 func recordSeeds() map[string][]byte {
 	return map[string][]byte{
 		"peer":   (&peerRecord{User: "bob", Key: bytes.Repeat([]byte{1}, 32), Verified: true, Changed: []byte{2}}).marshal(),
+		"peer2":  (&peerRecord{User: "bob", Key: bytes.Repeat([]byte{1}, 32), Retired: [][]byte{bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)}}).marshal(),
 		"kp":     (&kpRecord{Suite: DefaultSuite, LastResort: true, Private: []byte("private")}).marshal(),
 		"group":  (&groupRecord{ID: []byte("id"), Name: "g", Peer: "bob", State: []byte("state"), Pending: &pendingCommit{Commit: []byte("c"), Added: [][]byte{{1}, {}}}, Inviter: "alice", NameSent: true}).marshal(),
 		"group2": (&groupRecord{ID: []byte("id"), Name: "g", Removed: true}).marshal(),
@@ -23,7 +24,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	for name, b := range recordSeeds() {
 		var again []byte
 		switch name {
-		case "peer":
+		case "peer", "peer2":
 			r, err := parsePeer(b)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)

@@ -475,3 +475,56 @@ func (s *rpcSession) Ack(ctx context.Context, upTo uint64) error {
 	f, rel := s.s.Ack(ctx, func(p rpc.Session_ack_Params) error { p.SetUpTo(upTo); return nil })
 	return await(f, rel, nil)
 }
+
+// ChangePasswordStart implements AccountSession.
+func (s *rpcSession) ChangePasswordStart(ctx context.Context, request []byte) (resp, ksf []byte, err error) {
+	f, rel := s.s.ChangePasswordStart(ctx, func(p rpc.Session_changePasswordStart_Params) error { return p.SetRequest(request) })
+	err = await(f, rel, func(r rpc.Session_changePasswordStart_Results) error {
+		a, _ := r.Response()
+		b, _ := r.Ksf()
+		resp, ksf = bytes.Clone(a), bytes.Clone(b)
+		return nil
+	})
+	return resp, ksf, err
+}
+
+// ChangePassword implements AccountSession.
+func (s *rpcSession) ChangePassword(ctx context.Context, record, userKey, transition []byte, certificates [][]byte) error {
+	f, rel := s.s.ChangePassword(ctx, func(p rpc.Session_changePassword_Params) error {
+		if err := p.SetRecord(record); err != nil {
+			return err
+		}
+		if err := p.SetUserKey(userKey); err != nil {
+			return err
+		}
+		if err := p.SetTransition(transition); err != nil {
+			return err
+		}
+		l, err := p.NewCertificates(int32(len(certificates)))
+		if err != nil {
+			return err
+		}
+		return toList(l, certificates)
+	})
+	return await(f, rel, nil)
+}
+
+// DeleteAccount implements AccountSession.
+func (s *rpcSession) DeleteAccount(ctx context.Context) error {
+	f, rel := s.s.DeleteAccount(ctx, nil)
+	return await(f, rel, nil)
+}
+
+// KeyTransitions implements TransitionSession.
+func (s *rpcSession) KeyTransitions(ctx context.Context, user string) (out [][]byte, err error) {
+	f, rel := s.s.KeyTransitions(ctx, func(p rpc.Session_keyTransitions_Params) error { return p.SetUser(user) })
+	err = await(f, rel, func(r rpc.Session_keyTransitions_Results) error {
+		l, err := r.Transitions()
+		if err == nil && l.Len() > proto.MaxTransitions {
+			return fmt.Errorf("client: the node sent %d key transitions", l.Len())
+		}
+		out, err = fromList(l, err)
+		return err
+	})
+	return out, err
+}

@@ -1,0 +1,169 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+
+	"qpchat/node/proto"
+	"qpchat/opaque"
+)
+
+func texts(evs []*Event) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Kind == EventMessage {
+			out = append(out, e.Sender+": "+e.Text)
+		}
+	}
+	return out
+}
+
+// TestPasswordChange changes alice's password in a live group: bob, who
+// pinned the old key, follows the transition without asking; dave, who
+// first meets alice after the change, accepts her leaf certified under
+// the old key; a forged transition is refused as a changed key.
+func TestPasswordChange(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	if _, err := alice.c.CreateGroup(ctx, "g", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	oldPub := bytes.Clone(alice.c.prof.UserKey)
+	opts := AccountOptions{Bounds: opaque.TestKSFBounds}
+	e := &RPCEntry{C: alice.rc}
+	if _, _, err := ChangePassword(ctx, e, "alice", []byte("wrong"), []byte("new"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("ChangePassword with a wrong old password: %v", err)
+	}
+	_, newKey, err := ChangePassword(ctx, e, "alice", []byte("password of alice"), []byte("a new password"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPub := newKey.Public().(ed25519.PublicKey)
+	// This device learns it from the node (as another device of alice's
+	// would, or this one after a crash before it saved the new key).
+	if ok, err := alice.c.SyncOwnKey(ctx); err != nil || !ok || !bytes.Equal(alice.c.prof.UserKey, newPub) {
+		t.Fatalf("SyncOwnKey = %v, %v", ok, err)
+	}
+	if !proto.VerifyDeviceCert(newPub, "alice", alice.c.devKey, alice.c.prof.Cert) {
+		t.Error("the profile's certificate is not under the new key")
+	}
+	if ok, err := alice.c.SyncOwnKey(ctx); err != nil || ok {
+		t.Errorf("SyncOwnKey again = %v, %v", ok, err)
+	}
+	// New KeyPackages carry the new certificate and the node takes them.
+	if _, err := alice.c.ReplenishKeyPackages(ctx, []uint16{DefaultSuite}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Login(ctx, e, "alice", []byte("password of alice"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("the old password: %v", err)
+	}
+
+	// Bob pinned the old key: he follows the change, and the group goes on.
+	info, err := bob.c.FetchKey(ctx, "alice")
+	if err != nil || !info.Followed || info.Status != "pinned" || !bytes.Equal(info.UserKey, newPub) {
+		t.Fatalf("bob's FetchKey(alice) = %+v, %v", info, err)
+	}
+	if p, _ := bob.st.peer("alice"); p == nil || !bytes.Equal(p.Key, newPub) || len(p.Retired) != 1 || !bytes.Equal(p.Retired[0], oldPub) {
+		t.Errorf("bob's pin of alice: %+v", p)
+	}
+	if err := alice.c.Send(ctx, "g", "after the change"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := bob.c.Recv(ctx, 0)
+	if err != nil || !slicesEqual(texts(evs), []string{"alice: after the change"}) {
+		t.Errorf("bob received %q, %v", texts(evs), err)
+	}
+
+	// Dave meets alice after the change; her leaf in g still holds the
+	// certificate under the old key.
+	dave := newRealUser(t, addr, fp, "dave")
+	if _, err := bob.c.Invite(ctx, "g", []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dave.c.Recv(ctx, 0); err != nil {
+		t.Fatalf("dave joining a group with alice's pre-change leaf: %v", err)
+	}
+	if err := alice.c.Send(ctx, "g", "hi dave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = dave.c.Recv(ctx, 0)
+	if err != nil || !slicesEqual(texts(evs), []string{"alice: hi dave"}) {
+		t.Errorf("dave received %q, %v", texts(evs), err)
+	}
+
+	// Carol registers under a name, bob pins it; the account is deleted
+	// and the name taken by someone else, whose key no transition from
+	// the pinned one reaches: bob sees a changed key.
+	carol := newRealUser(t, addr, fp, "carol")
+	if _, err := bob.c.FetchKey(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteAccount(ctx, &RPCEntry{C: carol.rc}, "carol", []byte("password of carol"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Login(ctx, &RPCEntry{C: carol.rc}, "carol", []byte("password of carol"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("login to a deleted account: %v", err)
+	}
+	carolPin, _ := bob.st.peer("carol")
+	mallory := newRealUser(t, addr, fp, "carol")
+	if _, _, err := ChangePassword(ctx, &RPCEntry{C: mallory.rc}, "carol", []byte("password of carol"), []byte("mallory's"), opts); err != nil {
+		t.Fatal(err)
+	}
+	// A node that also rewrites mallory's transition to start at the
+	// key bob pinned (the signature is mallory's): not followed either.
+	real := bob.c.cfg.Session
+	bob.c.cfg.Session = &forgingSession{Session: real, user: "carol", old: carolPin.Key}
+	var kc *KeyChangedError
+	if _, err := bob.c.FetchKey(ctx, "carol"); !errors.As(err, &kc) {
+		t.Errorf("bob's FetchKey of carol with a forged transition: %v, want a changed key", err)
+	}
+	bob.c.cfg.Session = real
+	if _, err := bob.c.FetchKey(ctx, "carol"); !errors.As(err, &kc) {
+		t.Errorf("bob's FetchKey of the re-registered carol: %v, want a changed key", err)
+	}
+	if p, _ := bob.st.peer("carol"); p == nil || !bytes.Equal(p.Key, carolPin.Key) || len(p.Retired) != 0 || p.Changed == nil {
+		t.Errorf("bob's pin of carol after the forgeries: %+v", p)
+	}
+}
+
+// forgingSession rewrites the first key transition of user to start at
+// old, as a hostile node could.
+type forgingSession struct {
+	Session
+	user string
+	old  []byte
+}
+
+func (f *forgingSession) KeyTransitions(ctx context.Context, user string) ([][]byte, error) {
+	ts, err := f.Session.(TransitionSession).KeyTransitions(ctx, user)
+	if err != nil || user != f.user || len(ts) == 0 {
+		return ts, err
+	}
+	forged := append(bytes.Clone(f.old), ts[0][len(f.old):]...)
+	return append([][]byte{forged}, ts[1:]...), nil
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
