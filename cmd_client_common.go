@@ -424,6 +424,11 @@ func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (
 		cn.Close()
 		return nil, err
 	}
+	// Follow a password change made on another device (best effort: a
+	// failure here leaves the profile as it was, and the command goes on).
+	if ok, err := cn.c.SyncOwnKey(ctx); err == nil && ok {
+		fmt.Fprintf(g.stderr, "qpchat: your password was changed on another device; this device now holds the new user key %s\n", nc.Fingerprint(cn.c.Profile().UserKey))
+	}
 	return cn, nil
 }
 

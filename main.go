@@ -159,7 +159,8 @@ type ClientCmd struct {
 	Members       MembersCmd       `cmd:"" help:"List a group's members and whether their keys are verified."`
 	DemoGroup     DemoGroupCmd     `cmd:"" help:"Run the Alice/Bob/Carol flow, against an in-process node unless --server is given."`
 
-	ClientLeaveCmds `embed:""` // leave, invites, decline, history (cmd_client_leave.go)
+	ClientLeaveCmds   `embed:""` // leave, invites, decline, history (cmd_client_leave.go)
+	ClientAccountCmds `embed:""` // change-password, delete-account (cmd_client_account.go)
 }
 
 // BeforeApply makes the client flags available to subcommands' Run.
