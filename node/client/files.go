@@ -370,7 +370,10 @@ func SafeFileName(name string) string {
 			b.WriteRune(r)
 		}
 	}
-	name = strings.TrimSpace(strings.TrimLeft(b.String(), "."))
+	// No leading dot (hidden files, "." and ".."), also behind spaces.
+	name = strings.TrimRightFunc(strings.TrimLeftFunc(b.String(), func(r rune) bool {
+		return r == '.' || unicode.IsSpace(r)
+	}), unicode.IsSpace)
 	for len(name) > maxFileName {
 		_, n := utf8.DecodeLastRuneInString(name)
 		name = name[:len(name)-n]
