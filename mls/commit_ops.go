@@ -95,6 +95,15 @@ type CommitOptions struct {
 	// new members then need it out of band (Group.RatchetTree after
 	// MergePending).
 	OmitTreeInWelcome bool
+	// TreeOutOfBand, when set, also leaves the ratchet tree out of the
+	// Welcome, and is called with the serialized tree of the new epoch
+	// (the body of a ratchet_tree extension) while the Welcome is made;
+	// the extension it returns goes into the Welcome's GroupInfo instead,
+	// telling new members where to get the tree (RFC 9420, Section
+	// 12.4.3.3 leaves out-of-band delivery to the application). Joiners
+	// read it with WelcomeGroupInfoExtensions; JoinFromWelcome checks the
+	// tree they bring against the GroupContext's tree hash.
+	TreeOutOfBand func(tree []byte) (Extension, error)
 }
 
 // Add commits the addition of the members whose KeyPackages (serialized
@@ -134,7 +143,17 @@ func (g *Group) Commit(rand io.Reader, opts *CommitOptions, now time.Time) (*Com
 	if err != nil {
 		return nil, err
 	}
-	return g.createCommit(rand, byValue, opts.ForcePath, opts.OmitTreeInWelcome, now, nil)
+	deliver := treeInExtension
+	switch {
+	case opts.TreeOutOfBand != nil:
+		deliver = func(tree []byte) (Extension, bool, error) {
+			ext, err := opts.TreeOutOfBand(tree)
+			return ext, err == nil, err
+		}
+	case opts.OmitTreeInWelcome:
+		deliver = nil
+	}
+	return g.createCommit(rand, byValue, opts.ForcePath, deliver, now, nil)
 }
 
 // proposalsFor turns CommitOptions into proposals by value.
@@ -174,7 +193,7 @@ func parseKeyPackageMessage(b []byte) (*KeyPackage, error) {
 
 // createCommit implements RFC 9420, Section 12.4.1. tamper, when not nil,
 // changes the Commit before it is signed; tests use it to forge commits.
-func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath, omitTree bool, now time.Time, tamper func(*Commit)) (*CommitOutput, error) {
+func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath bool, deliver treeDelivery, now time.Time, tamper func(*Commit)) (*CommitOutput, error) {
 	self := Sender{Type: SenderTypeMember, LeafIndex: g.own()}
 
 	// Proposals: those received by reference that fit in the list, then
@@ -255,7 +274,7 @@ func (g *Group) createCommit(rand io.Reader, byValue []*Proposal, forcePath, omi
 	for _, r := range eff.removed {
 		out.Removed = append(out.Removed, r.Leaf)
 	}
-	out.Welcome, err = g.welcomeFor(rand, st, eff.added, !omitTree)
+	out.Welcome, err = g.welcomeFor(rand, st, eff.added, deliver)
 	st.zeroCommitterSecrets()
 	if err != nil {
 		return nil, err

@@ -61,7 +61,7 @@ func expectRefused(t *testing.T, receiver *Group, msg []byte, want any) {
 // member would. The pending state is discarded.
 func forgeCommit(t *testing.T, s *sim, g *Group, byValue []*Proposal, forcePath bool, tamper func(*Commit)) []byte {
 	t.Helper()
-	out, err := g.createCommit(s.rand, byValue, forcePath, false, testNow, tamper)
+	out, err := g.createCommit(s.rand, byValue, forcePath, treeInExtension, testNow, tamper)
 	if err != nil {
 		t.Fatal(err)
 	}

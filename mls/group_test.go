@@ -801,6 +801,74 @@ func TestGroupWelcomeWithoutTree(t *testing.T) {
 	}
 }
 
+// TestGroupTreeOutOfBand: the committer hands the new tree to the
+// application, which names where it put it in a GroupInfo extension; the
+// joiner reads the extension, and only the right tree joins.
+func TestGroupTreeOutOfBand(t *testing.T) {
+	for _, suite := range simSuites {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			s := newSim(t, suite, 17)
+			s.add(s.names()[0], 3)
+			names := s.names()
+			name := s.newIdentity()
+			kp := newTestKeyPackage(t, s.rand, suite, name)
+			committer := s.members[names[1]]
+			var handed []byte
+			const locator = ExtensionType(0xf0a1)
+			out, err := committer.Commit(s.rand, &CommitOptions{KeyPackages: [][]byte{kpMessage(t, kp)},
+				TreeOutOfBand: func(tree []byte) (Extension, error) {
+					handed = bytes.Clone(tree)
+					return Extension{Type: locator, Data: []byte("where the tree is")}, nil
+				}}, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exts, err := WelcomeGroupInfoExtensions(out.Welcome, kp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, ok := exts.Find(locator); !ok || string(b) != "where the tree is" {
+				t.Errorf("the GroupInfo's extensions %v lack the locator", exts)
+			}
+			if _, ok := exts.Find(ExtensionTypeRatchetTree); ok {
+				t.Error("the Welcome still carries the tree")
+			}
+			if _, err := JoinFromWelcome(testConfig(), out.Welcome, kp, nil, testNow); err == nil {
+				t.Fatal("joined without the tree")
+			}
+			for n, m := range s.members {
+				if n == names[1] {
+					if _, err := m.MergePending(); err != nil {
+						t.Fatal(err)
+					}
+				} else if _, err := m.ProcessMessage(out.Commit, testNow); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old, err := s.members[names[0]].RatchetTree()
+			if err != nil {
+				t.Fatal(err)
+			}
+			old[len(old)-1] ^= 1
+			if _, err := JoinFromWelcome(testConfig(), out.Welcome, kp, old, testNow); err == nil {
+				t.Fatal("joined with a tampered tree")
+			}
+			g, err := JoinFromWelcome(testConfig(), out.Welcome, kp, handed, testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.members[name] = g
+			s.checkAgreement()
+			s.broadcast(name, []byte("tree from the application"))
+			// A failing callback fails the commit.
+			if _, err := committer.Commit(s.rand, &CommitOptions{KeyPackages: [][]byte{kpMessage(t, newTestKeyPackage(t, s.rand, suite, s.newIdentity()))},
+				TreeOutOfBand: func([]byte) (Extension, error) { return Extension{}, errors.New("no room") }}, testNow); err == nil {
+				t.Error("a commit whose tree could not be placed was made")
+			}
+		})
+	}
+}
+
 // TestGroupUpdateProposal: a member proposes an Update of its leaf,
 // another commits it by reference, and the group agrees (RFC 9420,
 // Section 12.1.2); the proposer is restored from its state in between.

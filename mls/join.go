@@ -236,6 +236,36 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 	return g, nil
 }
 
+// WelcomeGroupInfoExtensions opens a Welcome (RFC 9420, Section 12.4.3.1)
+// made for kp and returns the extensions of its GroupInfo, for a joiner
+// that must fetch the ratchet tree before JoinFromWelcome
+// (CommitOptions.TreeOutOfBand). The GroupInfo's signature is not checked
+// yet (that needs the tree): treat the extensions as a hint that
+// JoinFromWelcome then verifies.
+func WelcomeGroupInfoExtensions(welcome []byte, kp *KeyPackagePrivate) (Extensions, error) {
+	msg, err := UnmarshalMLSMessage(welcome)
+	if err != nil {
+		return nil, err
+	}
+	if msg.WireFormat != WireFormatWelcome {
+		return nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
+	}
+	cs, err := kp.KeyPackage.CipherSuite.suite()
+	if err != nil {
+		return nil, err
+	}
+	kpRef, err := MakeKeyPackageRef(&kp.KeyPackage)
+	if err != nil {
+		return nil, err
+	}
+	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, Config{}.withDefaults().psks(nil))
+	if err != nil {
+		return nil, err
+	}
+	ow.joiner.zero()
+	return ow.groupInfo.Extensions, nil
+}
+
 // findOwnLeaf returns the index of the leaf equal to ours.
 func findOwnLeaf(t *ratchetTree, leaf *LeafNode) (leafIndex, error) {
 	want, err := leaf.Marshal()
@@ -263,12 +293,12 @@ func findOwnLeaf(t *ratchetTree, leaf *LeafNode) (leafIndex, error) {
 //
 // withTree puts the ratchet tree in the GroupInfo's ratchet_tree extension;
 // without it, new members need the tree out of band (RatchetTree).
-func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMember, withTree bool) ([]byte, error) {
+func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMember, deliver treeDelivery) ([]byte, error) {
 	if len(newMembers) == 0 {
 		return nil, nil
 	}
 	cs := g.cs
-	gi, err := g.newGroupInfo(rand, st, withTree)
+	gi, err := g.newGroupInfo(rand, st, deliver)
 	if err != nil {
 		return nil, err
 	}
@@ -314,23 +344,39 @@ func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMe
 }
 
 // newGroupInfo builds and signs the GroupInfo of the epoch a commit
-// creates (RFC 9420, Section 12.4.3). withTree puts the ratchet tree in
-// the ratchet_tree extension; the external_pub extension is always added
+// creates (RFC 9420, Section 12.4.3). deliver says how the ratchet tree
+// travels (nil: not at all); the external_pub extension is always added
 // so that the GroupInfo also serves external joins (Section 12.4.3.2).
-func (g *Group) newGroupInfo(rand io.Reader, st *commitState, withTree bool) (*GroupInfo, error) {
-	return makeGroupInfo(rand, g.cs, &st.ctx, st.tree, st.secrets, st.confirmationTag, g.own(), g.signer, withTree)
+func (g *Group) newGroupInfo(rand io.Reader, st *commitState, deliver treeDelivery) (*GroupInfo, error) {
+	return makeGroupInfo(rand, g.cs, &st.ctx, st.tree, st.secrets, st.confirmationTag, g.own(), g.signer, deliver)
+}
+
+// treeDelivery returns the GroupInfo extension that carries or names the
+// serialized ratchet tree, or ok false for none.
+type treeDelivery func(tree []byte) (ext Extension, ok bool, err error)
+
+// treeInExtension puts the tree itself in the ratchet_tree extension
+// (RFC 9420, Section 12.4.3.3).
+func treeInExtension(tree []byte) (Extension, bool, error) {
+	return Extension{Type: ExtensionTypeRatchetTree, Data: tree}, true, nil
 }
 
 // makeGroupInfo builds and signs a GroupInfo for an epoch.
 func makeGroupInfo(rand io.Reader, cs *cipherSuite, ctx *GroupContext, tree *ratchetTree, secrets *epochSecrets,
-	confirmationTag []byte, signer leafIndex, sk *SignaturePrivateKey, withTree bool) (*GroupInfo, error) {
+	confirmationTag []byte, signer leafIndex, sk *SignaturePrivateKey, deliver treeDelivery) (*GroupInfo, error) {
 	var exts Extensions
-	if withTree {
+	if deliver != nil {
 		tb, err := tree.Marshal()
 		if err != nil {
 			return nil, err
 		}
-		exts = append(exts, Extension{Type: ExtensionTypeRatchetTree, Data: tb})
+		ext, ok, err := deliver(tb)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			exts = append(exts, ext)
+		}
 	}
 	pub, err := externalPub(cs, secrets.externalSecret)
 	if err != nil {
@@ -377,7 +423,11 @@ func (g *Group) GroupInfo(rand io.Reader, withTree bool) ([]byte, error) {
 		return nil, ErrRemoved
 	}
 	tag := g.cs.confirmationTag(g.secrets.confirmationKey, g.ctx.ConfirmedTranscriptHash)
-	gi, err := makeGroupInfo(rand, g.cs, &g.ctx, g.tree, g.secrets, tag, g.own(), g.signer, withTree)
+	var deliver treeDelivery
+	if withTree {
+		deliver = treeInExtension
+	}
+	gi, err := makeGroupInfo(rand, g.cs, &g.ctx, g.tree, g.secrets, tag, g.own(), g.signer, deliver)
 	if err != nil {
 		return nil, err
 	}
