@@ -168,21 +168,43 @@ func (c *Client) SendFile(ctx context.Context, name, path string, progress Progr
 	if g.g == nil {
 		return nil, fmt.Errorf("client: this device was removed from %s", g.rec.Name)
 	}
-	ref := &FileRef{Key: make([]byte, 32), Name: SafeFileName(filepath.Base(path)), Size: uint64(fi.Size()), Segment: fileSegment}
-	if _, err := io.ReadFull(c.cfg.Rand, ref.Key); err != nil {
+	ref := &FileRef{Name: SafeFileName(filepath.Base(path)), Size: uint64(fi.Size()), Segment: fileSegment}
+	if err := c.uploadSealed(ctx, bs, ref, f, progress); err != nil {
+		if errors.Is(err, errSourceShort) {
+			return nil, fmt.Errorf("client: reading %s: %w (did it change while it was sent?)", path, err)
+		}
 		return nil, err
+	}
+	ev := &Event{Kind: EventFile, Group: g.rec.ID, Sender: c.prof.User, DeviceID: devID(c.devKey), Outgoing: true,
+		Time: c.now().Unix(), Epoch: g.g.Epoch(), Text: ref.Name, File: ref.marshal()}
+	if err := c.sendPayloadWith(ctx, g, &payload{Kind: payloadFile, Text: string(ref.marshal())}, ev); err != nil {
+		return nil, err
+	}
+	return ref, nil
+}
+
+// errSourceShort: the plaintext ended before ref.Size bytes.
+var errSourceShort = errors.New("client: the source ended early")
+
+// uploadSealed encrypts ref.Size bytes from r under a fresh key (STREAM-
+// style AES-256-GCM segments of ref.Segment bytes) into a new blob at the
+// node, and fills in ref's ID, Key and Hash.
+func (c *Client) uploadSealed(ctx context.Context, bs BlobSession, ref *FileRef, r io.Reader, progress Progress) error {
+	ref.Key = make([]byte, 32)
+	if _, err := io.ReadFull(c.cfg.Rand, ref.Key); err != nil {
+		return err
 	}
 	aead, err := fileAEAD(ref.Key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	total := ref.BlobSize()
 	id, chunk, err := bs.CreateBlob(ctx, total)
 	if err != nil {
-		return nil, fmt.Errorf("client: uploading %s: %w", ref.Name, err)
+		return fmt.Errorf("client: uploading %s: %w", ref.Name, err)
 	}
 	if chunk <= 0 || chunk > 64<<20 {
-		return nil, fmt.Errorf("client: the node asks for chunks of %d bytes", chunk)
+		return fmt.Errorf("client: the node asks for chunks of %d bytes", chunk)
 	}
 	ref.ID = id
 	h := sha256.New()
@@ -211,27 +233,22 @@ func (c *Client) SendFile(ctx context.Context, name, path string, progress Progr
 	var read uint64
 	for i := range ref.segments() {
 		n := min(ref.Segment, ref.Size-read)
-		if _, err := io.ReadFull(f, buf[:n]); err != nil {
-			return nil, fmt.Errorf("client: reading %s: %w (did it change while it was sent?)", path, err)
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return fmt.Errorf("%w: %w", errSourceShort, err)
 		}
 		read += n
 		sealed := aead.Seal(nil, fileNonce(i), buf[:n], fileAD(i == ref.segments()-1))
 		h.Write(sealed)
 		out = append(out, sealed...)
 		if err := flush(false); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := flush(true); err != nil {
-		return nil, err
+		return err
 	}
 	ref.Hash = h.Sum(nil)
-	ev := &Event{Kind: EventFile, Group: g.rec.ID, Sender: c.prof.User, DeviceID: devID(c.devKey), Outgoing: true,
-		Time: c.now().Unix(), Epoch: g.g.Epoch(), Text: ref.Name, File: ref.marshal()}
-	if err := c.sendPayloadWith(ctx, g, &payload{Kind: payloadFile, Text: string(ref.marshal())}, ev); err != nil {
-		return nil, err
-	}
-	return ref, nil
+	return nil
 }
 
 // ErrFileTampered is returned (wrapped) when a downloaded file does not
@@ -244,10 +261,6 @@ var ErrFileTampered = errors.New("client: the file was changed at the node: it d
 // Nothing is left in dir unless the whole file checked out.
 func (c *Client) DownloadFile(ctx context.Context, ref *FileRef, dir string, progress Progress) (string, error) {
 	bs, err := c.blobs()
-	if err != nil {
-		return "", err
-	}
-	aead, err := fileAEAD(ref.Key)
 	if err != nil {
 		return "", err
 	}
@@ -265,55 +278,8 @@ func (c *Client) DownloadFile(ctx context.Context, ref *FileRef, dir string, pro
 			os.Remove(tmp.Name())
 		}
 	}()
-	total := ref.BlobSize()
-	h := sha256.New()
-	var got uint64
-	var pending []byte // ciphertext not yet opened
-	seg := ref.Segment + 16
-	var idx uint64
-	open := func(n uint64, last bool) error {
-		pt, err := aead.Open(nil, fileNonce(idx), pending[:n], fileAD(last))
-		if err != nil {
-			return fmt.Errorf("%w (segment %d does not open)", ErrFileTampered, idx)
-		}
-		if _, err := tmp.Write(pt); err != nil {
-			return err
-		}
-		pending = append(pending[:0], pending[n:]...)
-		idx++
-		return nil
-	}
-	for got < total {
-		data, size, err := bs.GetBlob(ctx, ref.ID, got, int(min(total-got, 1<<20)))
-		if err != nil {
-			return "", fmt.Errorf("client: downloading %s: %w", ref.Name, err)
-		}
-		if size != total {
-			return "", fmt.Errorf("%w (the node holds %d bytes, the sender sent %d)", ErrFileTampered, size, total)
-		}
-		if len(data) == 0 || uint64(len(data)) > total-got {
-			return "", fmt.Errorf("client: downloading %s: the node sent %d bytes at offset %d of %d", ref.Name, len(data), got, total)
-		}
-		got += uint64(len(data))
-		h.Write(data)
-		pending = append(pending, data...)
-		for uint64(len(pending)) > seg || (uint64(len(pending)) == seg && got < total) {
-			if err := open(seg, false); err != nil {
-				return "", err
-			}
-		}
-		if progress != nil {
-			progress(got, total)
-		}
-	}
-	if subtle.ConstantTimeCompare(h.Sum(nil), ref.Hash) != 1 {
-		return "", fmt.Errorf("%w (its hash differs)", ErrFileTampered)
-	}
-	if err := open(uint64(len(pending)), true); err != nil {
+	if err := downloadSealed(ctx, bs, ref, tmp, progress); err != nil {
 		return "", err
-	}
-	if idx != ref.segments() {
-		return "", fmt.Errorf("%w (%d segments, want %d)", ErrFileTampered, idx, ref.segments())
 	}
 	if err := tmp.Sync(); err != nil {
 		return "", err
@@ -332,6 +298,66 @@ func (c *Client) DownloadFile(ctx context.Context, ref *FileRef, dir string, pro
 	os.Remove(tmp.Name())
 	keep = true
 	return dst, nil
+}
+
+// downloadSealed fetches the blob of ref, checks its hash and segments and
+// writes the plaintext to w (ErrFileTampered when it does not match).
+func downloadSealed(ctx context.Context, bs BlobSession, ref *FileRef, w io.Writer, progress Progress) error {
+	aead, err := fileAEAD(ref.Key)
+	if err != nil {
+		return err
+	}
+	total := ref.BlobSize()
+	h := sha256.New()
+	var got uint64
+	var pending []byte // ciphertext not yet opened
+	seg := ref.Segment + 16
+	var idx uint64
+	open := func(n uint64, last bool) error {
+		pt, err := aead.Open(nil, fileNonce(idx), pending[:n], fileAD(last))
+		if err != nil {
+			return fmt.Errorf("%w (segment %d does not open)", ErrFileTampered, idx)
+		}
+		if _, err := w.Write(pt); err != nil {
+			return err
+		}
+		pending = append(pending[:0], pending[n:]...)
+		idx++
+		return nil
+	}
+	for got < total {
+		data, size, err := bs.GetBlob(ctx, ref.ID, got, int(min(total-got, 1<<20)))
+		if err != nil {
+			return fmt.Errorf("client: downloading %s: %w", ref.Name, err)
+		}
+		if size != total {
+			return fmt.Errorf("%w (the node holds %d bytes, the sender sent %d)", ErrFileTampered, size, total)
+		}
+		if len(data) == 0 || uint64(len(data)) > total-got {
+			return fmt.Errorf("client: downloading %s: the node sent %d bytes at offset %d of %d", ref.Name, len(data), got, total)
+		}
+		got += uint64(len(data))
+		h.Write(data)
+		pending = append(pending, data...)
+		for uint64(len(pending)) > seg || (uint64(len(pending)) == seg && got < total) {
+			if err := open(seg, false); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(got, total)
+		}
+	}
+	if subtle.ConstantTimeCompare(h.Sum(nil), ref.Hash) != 1 {
+		return fmt.Errorf("%w (its hash differs)", ErrFileTampered)
+	}
+	if err := open(uint64(len(pending)), true); err != nil {
+		return err
+	}
+	if idx != ref.segments() {
+		return fmt.Errorf("%w (%d segments, want %d)", ErrFileTampered, idx, ref.segments())
+	}
+	return nil
 }
 
 // freeName finds a name in dir that does not exist: name, then
