@@ -37,6 +37,12 @@ type Config struct {
 	// BeforeSubmit, if set, runs after a commit is prepared and
 	// persisted and before it is submitted (tests force races with it).
 	BeforeSubmit func()
+	// TreeInlineLimit: ratchet trees of more bytes go to new members as
+	// a blob, not in the Welcome (bigtree.go). Zero means 256 KiB.
+	TreeInlineLimit int
+	// CommitBudget bounds the estimated bytes of one invite commit and of
+	// its Welcome; larger invites are split. Zero means 768 KiB.
+	CommitBudget int
 }
 
 // Errors callers branch on.

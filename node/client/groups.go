@@ -124,11 +124,17 @@ func (c *Client) commit(ctx context.Context, id []byte, build commitFunc) (*mls.
 func (c *Client) submitPending(ctx context.Context, g *group) (*mls.Event, error) {
 	p := g.rec.Pending
 	err := c.cfg.Session.Commit(ctx, CommitRequest{Group: g.rec.ID, Commit: p.Commit, Welcome: p.Welcome, Added: p.Added, Removed: p.Removed})
-	if errors.Is(err, ErrStale) {
+	if errors.Is(err, ErrStale) || refusedCommit(err) {
+		// Stale: another commit won. Refused for good (too large, over
+		// a limit, invalid): retrying the same bytes cannot succeed, and
+		// keeping it pending would block every later sync of the group.
 		g.g.DiscardPending()
 		g.rec.Pending = nil
 		if perr := c.persist([]*group{g}, nil, nil); perr != nil {
 			return nil, perr
+		}
+		if !errors.Is(err, ErrStale) {
+			return nil, fmt.Errorf("client: the node refused a commit to %s: %w", g.rec.Name, err)
 		}
 		return nil, err
 	}
@@ -146,6 +152,16 @@ func (c *Client) submitPending(ctx context.Context, g *group) (*mls.Event, error
 		return nil, err
 	}
 	return ev, nil
+}
+
+// refusedCommit reports whether the node refused a commit for a reason
+// that resubmitting the same bytes cannot change.
+func refusedCommit(err error) bool {
+	switch proto.CodeOf(err) {
+	case proto.CodeLimit, proto.CodeInvalid, proto.CodeNotAcceptable, proto.CodeForbidden:
+		return true
+	}
+	return false
 }
 
 // resolvePending submits every pending commit left by an earlier run.
@@ -187,7 +203,7 @@ func (c *Client) resolvePending(ctx context.Context) error {
 			}
 			continue
 		}
-		if _, err := c.submitPending(ctx, g); err != nil && !errors.Is(err, ErrStale) {
+		if _, err := c.submitPending(ctx, g); err != nil && !errors.Is(err, ErrStale) && !refusedCommit(err) {
 			return err
 		}
 	}
@@ -348,26 +364,60 @@ func (c *Client) InviteReport(ctx context.Context, name string, users []string) 
 	if len(kps) == 0 {
 		return res, nil
 	}
-	if _, err := c.commit(ctx, id, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
-		// Skip devices a concurrent commit added meanwhile.
-		var k2, d2 [][]byte
-		for i, d := range devices {
-			if !memberWithKey(g.g, d) {
-				k2, d2 = append(k2, kps[i]), append(d2, d)
-			}
-		}
-		if len(k2) == 0 {
-			return nil, nil, nil, errNothingToDo
-		}
-		out, err := g.g.Add(c.cfg.Rand, k2, c.now())
-		return out, d2, nil, err
-	}); err != nil {
-		if errors.Is(err, errNothingToDo) {
-			return res, nil
-		}
+	// Large invites go in several commits that each fit the node's
+	// message limit (bigtree.go); a commit the node still refuses as too
+	// large is split in two and tried again.
+	tb, err := g.g.RatchetTree()
+	if err != nil {
 		return res, err
 	}
-	res.Added = len(devices)
+	inline := len(tb)+totalLen(kps) <= c.treeInline()
+	type batch struct{ kps, devices [][]byte }
+	var queue []batch
+	kb, db := inviteBatches(kps, devices, suite, c.commitBudget(), len(tb), inline)
+	for i := range kb {
+		queue = append(queue, batch{kb[i], db[i]})
+	}
+	for len(queue) > 0 {
+		b := queue[0]
+		queue = queue[1:]
+		_, err := c.commit(ctx, id, func(g *group) (*mls.CommitOutput, [][]byte, [][]byte, error) {
+			// Skip devices a concurrent commit added meanwhile.
+			var k2, d2 [][]byte
+			for i, d := range b.devices {
+				if !memberWithKey(g.g, d) {
+					k2, d2 = append(k2, b.kps[i]), append(d2, d)
+				}
+			}
+			if len(k2) == 0 {
+				return nil, nil, nil, errNothingToDo
+			}
+			opts := &mls.CommitOptions{KeyPackages: k2}
+			tree, err := g.g.RatchetTree()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if len(tree)+totalLen(k2) > c.treeInline() {
+				opts.TreeOutOfBand = c.treeOutOfBand(ctx)
+			}
+			out, err := g.g.Commit(c.cfg.Rand, opts, c.now())
+			return out, d2, nil, err
+		})
+		switch {
+		case errors.Is(err, errNothingToDo):
+			continue
+		case proto.CodeOf(err) == proto.CodeLimit && len(b.kps) > 1:
+			h := len(b.kps) / 2
+			queue = append([]batch{{b.kps[:h], b.devices[:h]}, {b.kps[h:], b.devices[h:]}}, queue...)
+			continue
+		case err != nil:
+			return res, err
+		}
+		res.Added += len(b.devices)
+	}
+	if res.Added == 0 {
+		return res, nil
+	}
 	g, err = c.loadGroup(ctx, id)
 	if err != nil {
 		return res, err
@@ -381,6 +431,15 @@ func (c *Client) InviteReport(ctx context.Context, name string, users []string) 
 }
 
 var errNothingToDo = errors.New("client: nothing to do")
+
+// totalLen is the sum of the lengths of bs.
+func totalLen(bs [][]byte) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	return n
+}
 
 // checkKeyPackage parses and validates a fetched KeyPackage: RFC 9420,
 // Section 10.1 (through mls.ValidateKeyPackage, which also runs the

@@ -90,7 +90,11 @@ func (c *Client) openInvite(ctx context.Context, d Delivery) (*Invite, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := mls.JoinFromWelcome(c.mlsConfig(ctx), d.Data, kp, nil, c.now())
+	tree, err := c.welcomeTree(ctx, d.Data, kp)
+	if err != nil {
+		return nil, err
+	}
+	g, err := mls.JoinFromWelcome(c.mlsConfig(ctx), d.Data, kp, tree, c.now())
 	if err != nil {
 		return nil, err
 	}

@@ -258,7 +258,11 @@ func (c *Client) applyWelcome(ctx context.Context, b *batch, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	g, err := mls.JoinFromWelcome(c.mlsConfig(ctx), d.Data, kp, nil, c.now())
+	tree, err := c.welcomeTree(ctx, d.Data, kp)
+	if err != nil {
+		return err
+	}
+	g, err := mls.JoinFromWelcome(c.mlsConfig(ctx), d.Data, kp, tree, c.now())
 	if err != nil {
 		return fmt.Errorf("client: refused a Welcome: %w", err)
 	}

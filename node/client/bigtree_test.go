@@ -1,0 +1,124 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"qpchat/node/proto"
+	"qpchat/node/server"
+	"qpchat/opaque"
+)
+
+// startRealNodeLimits starts a node with limits adjusted by tune.
+func startRealNodeLimits(t testing.TB, tune func(*server.Limits)) (addr, fp string) {
+	t.Helper()
+	lim := server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000}
+	tune(&lim)
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(), Limits: lim,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv.Addr().String(), srv.Fingerprint()
+}
+
+// TestBigGroupThroughNode invites a few hundred devices in one call to a
+// node whose --max-message-size is far below what one commit of them
+// all, or a Welcome with their tree, would need: the invite is split
+// (first by estimate, then by the node's refusals), the tree travels as
+// a blob, every device joins, and the group works afterwards.
+func TestBigGroupThroughNode(t *testing.T) {
+	n := 150
+	if testing.Short() {
+		n = 40
+	}
+	addr, fp := startRealNodeLimits(t, func(l *server.Limits) { l.MaxMessageSize = 96 << 10 })
+	ctx := context.Background()
+	alice := newRealUser(t, addr, fp, "alice")
+	// A budget above the node's limit: the node's refusals split the
+	// batches further. A small inline limit: the tree goes out of band.
+	alice.c.cfg.CommitBudget = 256 << 10
+	alice.c.cfg.TreeInlineLimit = 8 << 10
+	spy := &commitSpy{Session: alice.c.cfg.Session}
+	alice.c.cfg.Session = spy
+	var users []*realUser
+	var names []string
+	for i := range n {
+		u := newRealUser(t, addr, fp, fmt.Sprintf("member%03d", i))
+		users = append(users, u)
+		names = append(names, u.name)
+	}
+	if _, err := alice.c.CreateGroup(ctx, "big", 0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	added, err := alice.c.Invite(ctx, "big", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added != n {
+		t.Fatalf("invited %d devices, want %d", added, n)
+	}
+	t.Logf("invited %d devices in %v: %d commits accepted, %d refused as too large, %d trees uploaded",
+		n, time.Since(start), spy.accepted, spy.tooLarge, spy.blobs)
+	if spy.accepted < 2 || spy.tooLarge == 0 || spy.blobs == 0 {
+		t.Errorf("the invite did not split (%d commits, %d refusals) or kept the tree inline (%d blobs)", spy.accepted, spy.tooLarge, spy.blobs)
+	}
+	// The group is not stuck behind a refused commit.
+	if err := alice.c.Send(ctx, "big", "welcome all"); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range users {
+		if i%(n/10) != 0 && i != n-1 {
+			continue // a sample joins; the rest is the same path
+		}
+		evs, err := u.c.Recv(ctx, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", u.name, err)
+		}
+		if got := texts(evs); len(got) != 1 || got[0] != "alice: welcome all" {
+			t.Errorf("%s received %q", u.name, got)
+		}
+		if ms, err := u.c.Members(ctx, "big"); err != nil || len(ms) != n+1 {
+			t.Errorf("%s sees %d members (%v), want %d", u.name, len(ms), err, n+1)
+		}
+	}
+}
+
+// commitSpy counts what an inviter's session does.
+type commitSpy struct {
+	Session
+	accepted, tooLarge, blobs int
+}
+
+func (s *commitSpy) Commit(ctx context.Context, req CommitRequest) error {
+	err := s.Session.Commit(ctx, req)
+	switch {
+	case err == nil:
+		s.accepted++
+	case proto.CodeOf(err) == proto.CodeLimit:
+		s.tooLarge++
+	}
+	return err
+}
+
+func (s *commitSpy) CreateBlob(ctx context.Context, size uint64) ([]byte, int, error) {
+	s.blobs++
+	return s.Session.(BlobSession).CreateBlob(ctx, size)
+}
+
+func (s *commitSpy) PutBlob(ctx context.Context, id []byte, offset uint64, data []byte) (uint64, error) {
+	return s.Session.(BlobSession).PutBlob(ctx, id, offset, data)
+}
+
+func (s *commitSpy) GetBlob(ctx context.Context, id []byte, offset uint64, n int) ([]byte, uint64, error) {
+	return s.Session.(BlobSession).GetBlob(ctx, id, offset, n)
+}
