@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +123,60 @@ func (s *commitSpy) PutBlob(ctx context.Context, id []byte, offset uint64, data 
 
 func (s *commitSpy) GetBlob(ctx context.Context, id []byte, offset uint64, n int) ([]byte, uint64, error) {
 	return s.Session.(BlobSession).GetBlob(ctx, id, offset, n)
+}
+
+// BenchmarkBigGroupThroughNode builds a group of N devices through a real
+// node with the default limits (--max-group-size raised to N) and reports
+// the time to invite them all and for one of them to join. N = 500 by
+// default; QPCHAT_BENCH_LARGE=1 adds 5000 (setting up 5000 accounts takes
+// minutes):
+//
+//	QPCHAT_BENCH_LARGE=1 go test ./node/client -run XXX -bench BigGroupThroughNode -benchtime 1x -timeout 1h
+func BenchmarkBigGroupThroughNode(b *testing.B) {
+	sizes := []int{500}
+	if os.Getenv("QPCHAT_BENCH_LARGE") == "1" {
+		sizes = append(sizes, 5000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			addr, fp := startRealNodeLimits(b, func(l *server.Limits) { l.MaxGroupSize = n + 1 })
+			ctx := context.Background()
+			users := make([]*realUser, n)
+			names := make([]string, n)
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Go(func() {
+					for i := w; i < n; i += 4 {
+						users[i] = newRealUser(b, addr, fp, fmt.Sprintf("member%05d", i))
+						names[i] = users[i].name
+					}
+				})
+			}
+			wg.Wait()
+			for i := 0; b.Loop(); i++ {
+				alice := newRealUser(b, addr, fp, fmt.Sprintf("alice%d", i))
+				spy := &commitSpy{Session: alice.c.cfg.Session}
+				alice.c.cfg.Session = spy
+				name := fmt.Sprintf("big%d", i)
+				if _, err := alice.c.CreateGroup(ctx, name, 0); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if _, err := alice.c.Invite(ctx, name, names); err != nil {
+					b.Fatal(err)
+				}
+				invite := time.Since(start)
+				last := users[n-1]
+				start = time.Now()
+				if _, err := last.c.Recv(ctx, 0); err != nil {
+					b.Fatal(err)
+				}
+				join := time.Since(start)
+				b.ReportMetric(invite.Seconds(), "invite-s")
+				b.ReportMetric(join.Seconds(), "join-s")
+				b.ReportMetric(float64(spy.accepted), "commits")
+				b.ReportMetric(float64(spy.blobs), "tree-blobs")
+			}
+		})
+	}
 }
