@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sync"
 
 	"qpchat/mls"
 	"qpchat/node/proto"
@@ -309,15 +311,23 @@ func (c *Client) InviteReport(ctx context.Context, name string, users []string) 
 	suite := uint16(g.g.CipherSuite())
 	var kps [][]byte
 	var devices [][]byte
-	for _, u := range users {
+	normalized := make([]string, len(users))
+	for i, u := range users {
 		user, err := proto.NormalizeUser(u)
 		if err != nil {
 			return res, err
 		}
-		fetched, err := c.cfg.Session.FetchKeyPackages(ctx, user, suite)
-		if err != nil {
-			return res, fmt.Errorf("client: fetching KeyPackages of %s: %w", user, err)
-		}
+		normalized[i] = user
+	}
+	if err := c.pinAll(ctx, normalized); err != nil {
+		return res, err
+	}
+	all, err := c.fetchAll(ctx, normalized, suite)
+	if err != nil {
+		return res, err
+	}
+	for i, user := range normalized {
+		fetched := all[i]
 		type checked struct {
 			f  FetchedKeyPackage
 			kp *mls.KeyPackage
@@ -431,6 +441,89 @@ func (c *Client) InviteReport(ctx context.Context, name string, users []string) 
 }
 
 var errNothingToDo = errors.New("client: nothing to do")
+
+// fetchConcurrency bounds the KeyPackage fetches an invite has in flight.
+const fetchConcurrency = 16
+
+// pinAll pins, on first contact, the keys of the users that have no pin
+// yet: fetched several at a time and stored in one transaction (one
+// fsync for a large invite instead of one per user). Users already
+// pinned are left alone (a changed key is handled where it is checked).
+func (c *Client) pinAll(ctx context.Context, users []string) error {
+	var fresh []string
+	for _, u := range users {
+		if u == c.prof.User {
+			continue
+		}
+		p, err := c.st.peer(u)
+		if err != nil {
+			return err
+		}
+		if p == nil && !slices.Contains(fresh, u) {
+			fresh = append(fresh, u)
+		}
+	}
+	if len(fresh) < 2 {
+		return nil // pinnedKey does it as it goes
+	}
+	keys := make([][]byte, len(fresh))
+	errs := make([]error, len(fresh))
+	sem := make(chan struct{}, fetchConcurrency)
+	var wg sync.WaitGroup
+	for i, u := range fresh {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			keys[i], errs[i] = c.fetchUserKey(ctx, u)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return c.st.db.Update(func(tx *store.Tx) error {
+		for i, u := range fresh {
+			if p, err := getPeer(tx, u); err != nil || p != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err := putPeer(tx, &peerRecord{User: u, Key: keys[i]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// fetchAll fetches the KeyPackages of every user, several at a time (one
+// round trip each: a large invite would otherwise wait for them one by
+// one). It fails with the first error, in the order of users.
+func (c *Client) fetchAll(ctx context.Context, users []string, suite uint16) ([]*KeyPackages, error) {
+	out := make([]*KeyPackages, len(users))
+	errs := make([]error, len(users))
+	sem := make(chan struct{}, fetchConcurrency)
+	var wg sync.WaitGroup
+	for i, user := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i], errs[i] = c.cfg.Session.FetchKeyPackages(ctx, user, suite)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("client: fetching KeyPackages of %s: %w", users[i], err)
+		}
+	}
+	return out, nil
+}
 
 // totalLen is the sum of the lengths of bs.
 func totalLen(bs [][]byte) int {
