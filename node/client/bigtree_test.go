@@ -21,7 +21,8 @@ func startRealNodeLimits(t testing.TB, tune func(*server.Limits)) (addr, fp stri
 	lim := server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000}
 	tune(&lim)
 	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(), Limits: lim,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		MaxConns: lim.MaxConnsPerAddr + 100,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func BenchmarkBigGroupThroughNode(b *testing.B) {
 	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			addr, fp := startRealNodeLimits(b, func(l *server.Limits) { l.MaxGroupSize = n + 1 })
+			addr, fp := startRealNodeLimits(b, func(l *server.Limits) { l.MaxGroupSize, l.MaxConnsPerAddr = n+1, n+100 })
 			ctx := context.Background()
 			users := make([]*realUser, n)
 			names := make([]string, n)
