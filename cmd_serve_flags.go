@@ -17,7 +17,7 @@ type ServeLimitFlags struct {
 	MaxMessageSize  int           `default:"1048576" help:"Largest MLS message or KeyPackage accepted."`
 	MaxQueueLength  int           `default:"100000" help:"Messages waiting per device before its queue is marked overflowed."`
 	MaxKeyPackages  int           `name:"max-keypackages" default:"100" help:"KeyPackages per device and cipher suite."`
-	MaxGroupSize    int           `default:"1000" help:"Member devices per group."`
+	MaxGroupSize    int           `default:"1000" help:"Member devices per group. Larger groups work through the same node: clients split invites into commits that fit --max-message-size and send large trees as blobs (docs/PROTOCOL.md, Large groups)."`
 	MaxDevices      int           `default:"32" help:"Active devices per user (revoked ones do not count; a user keeps at most 32 times as many device records)."`
 	MaxBatch        int           `default:"1000" help:"Messages per send call."`
 	LoginRateName   int           `default:"10" help:"Login starts per minute per user name and client address before answers are delayed (never refused)."`
