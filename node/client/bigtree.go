@@ -68,22 +68,30 @@ func welcomeBytesPerMember(suite uint16) int {
 func inviteBatches(kps, devices [][]byte, suite uint16, budget, treeBytes int, inline bool) (kb, db [][][]byte) {
 	per := welcomeBytesPerMember(suite)
 	var ck, cd [][]byte
-	commit, welcome := 1024, 1024
-	if inline {
-		welcome += treeBytes
-	}
-	for i, kp := range kps {
-		nc, nw := commit+len(kp), welcome+per
+	// Each batch starts from a commit and a Welcome of 1 KiB, plus the
+	// tree so far when it travels inline.
+	base := func() int {
 		if inline {
-			nw += len(kp) // the new leaf joins the tree
+			return 1024 + treeBytes
 		}
-		if len(ck) > 0 && (nc > budget || nw > budget) {
+		return 1024
+	}
+	commit, welcome := 1024, base()
+	for i, kp := range kps {
+		grow := per
+		if inline {
+			grow += len(kp) // the new leaf joins the tree
+		}
+		if len(ck) > 0 && (commit+len(kp) > budget || welcome+grow > budget) {
 			kb, db = append(kb, ck), append(db, cd)
 			ck, cd = nil, nil
-			nc, nw = 1024+len(kp), welcome+per
+			commit, welcome = 1024, base()
 		}
 		ck, cd = append(ck, kp), append(cd, devices[i])
-		commit, welcome = nc, nw
+		commit, welcome = commit+len(kp), welcome+grow
+		if inline {
+			treeBytes += len(kp)
+		}
 	}
 	if len(ck) > 0 {
 		kb, db = append(kb, ck), append(db, cd)

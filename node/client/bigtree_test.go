@@ -181,3 +181,43 @@ func BenchmarkBigGroupThroughNode(b *testing.B) {
 		})
 	}
 }
+
+// TestInviteBatches: batches stay within the budget, every batch holds
+// at least one package, and later batches are as full as the first (a
+// regression: the Welcome estimate once carried over from one batch to
+// the next, making every batch after the second a single device).
+func TestInviteBatches(t *testing.T) {
+	kps := make([][]byte, 1000)
+	devs := make([][]byte, 1000)
+	for i := range kps {
+		kps[i] = make([]byte, 2500)
+		devs[i] = []byte{byte(i), byte(i >> 8)}
+	}
+	for _, inline := range []bool{false, true} {
+		kb, db := inviteBatches(kps, devs, 0xFA01, 768<<10, 10<<10, inline)
+		total := 0
+		for i, b := range kb {
+			total += len(b)
+			if len(b) != len(db[i]) || len(b) == 0 {
+				t.Fatalf("inline=%v: batch %d has %d packages for %d devices", inline, i, len(b), len(db[i]))
+			}
+			if !inline && i < len(kb)-1 && len(b) < len(kb[0])/2 {
+				t.Errorf("inline=%v: batch %d holds %d packages, the first %d", inline, i, len(b), len(kb[0]))
+			}
+			if 1024+totalLen(b) > 768<<10 {
+				t.Errorf("inline=%v: batch %d is over the budget", inline, i)
+			}
+		}
+		if total != len(kps) {
+			t.Errorf("inline=%v: %d packages in batches, want %d", inline, total, len(kps))
+		}
+		if !inline && len(kb) > 5 {
+			t.Errorf("%d batches for 2.5 MB of packages at 768 KiB each", len(kb))
+		}
+	}
+	// One package larger than the budget still gets a batch of its own.
+	kb, _ := inviteBatches([][]byte{make([]byte, 2<<20)}, [][]byte{{1}}, 1, 768<<10, 0, false)
+	if len(kb) != 1 || len(kb[0]) != 1 {
+		t.Errorf("an oversized package: %d batches", len(kb))
+	}
+}
