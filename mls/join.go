@@ -166,22 +166,7 @@ func welcomeEpoch(cs *cipherSuite, ow *openedWelcome) (*epochSecrets, error) {
 // lifetimes of key_package leaves.
 func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetTree []byte, now time.Time) (*Group, error) {
 	cfg = cfg.withDefaults()
-	msg, err := UnmarshalMLSMessage(welcome)
-	if err != nil {
-		return nil, err
-	}
-	if msg.WireFormat != WireFormatWelcome {
-		return nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
-	}
-	cs, err := kp.KeyPackage.CipherSuite.suite()
-	if err != nil {
-		return nil, err
-	}
-	kpRef, err := MakeKeyPackageRef(&kp.KeyPackage)
-	if err != nil {
-		return nil, err
-	}
-	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, cfg.psks(nil))
+	cs, ow, err := openWelcomeFor(cfg, welcome, kp)
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +221,32 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 	return g, nil
 }
 
+// openWelcomeFor decodes a serialized MLSMessage(Welcome) and opens the
+// part made for kp (RFC 9420, Section 12.4.3.1). The caller zeroes
+// ow.joiner.
+func openWelcomeFor(cfg Config, welcome []byte, kp *KeyPackagePrivate) (*cipherSuite, *openedWelcome, error) {
+	msg, err := UnmarshalMLSMessage(welcome)
+	if err != nil {
+		return nil, nil, err
+	}
+	if msg.WireFormat != WireFormatWelcome {
+		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
+	}
+	cs, err := kp.KeyPackage.CipherSuite.suite()
+	if err != nil {
+		return nil, nil, err
+	}
+	kpRef, err := MakeKeyPackageRef(&kp.KeyPackage)
+	if err != nil {
+		return nil, nil, err
+	}
+	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, cfg.psks(nil))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, ow, nil
+}
+
 // WelcomeGroupInfoExtensions opens a Welcome (RFC 9420, Section 12.4.3.1)
 // made for kp and returns the extensions of its GroupInfo, for a joiner
 // that must fetch the ratchet tree before JoinFromWelcome
@@ -243,22 +254,7 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 // yet (that needs the tree): treat the extensions as a hint that
 // JoinFromWelcome then verifies.
 func WelcomeGroupInfoExtensions(welcome []byte, kp *KeyPackagePrivate) (Extensions, error) {
-	msg, err := UnmarshalMLSMessage(welcome)
-	if err != nil {
-		return nil, err
-	}
-	if msg.WireFormat != WireFormatWelcome {
-		return nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
-	}
-	cs, err := kp.KeyPackage.CipherSuite.suite()
-	if err != nil {
-		return nil, err
-	}
-	kpRef, err := MakeKeyPackageRef(&kp.KeyPackage)
-	if err != nil {
-		return nil, err
-	}
-	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, Config{}.withDefaults().psks(nil))
+	_, ow, err := openWelcomeFor(Config{}.withDefaults(), welcome, kp)
 	if err != nil {
 		return nil, err
 	}

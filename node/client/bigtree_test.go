@@ -15,7 +15,8 @@ import (
 	"qpchat/opaque"
 )
 
-// startRealNodeLimits starts a node with limits adjusted by tune.
+// startRealNodeLimits starts a node with limits adjusted by tune. One
+// address opens every connection of these tests.
 func startRealNodeLimits(t testing.TB, tune func(*server.Limits)) (addr, fp string) {
 	t.Helper()
 	lim := server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000}

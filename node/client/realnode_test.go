@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,18 +31,7 @@ func startRealNode(t testing.TB) (addr, fp string) {
 // messages (0: the default).
 func startRealNodeQueue(t testing.TB, queueLen int) (addr, fp string) {
 	t.Helper()
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(),
-		// One address opens every connection of these tests.
-		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000, MaxQueueLength: queueLen},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv.Addr().String(), srv.Fingerprint()
+	return startRealNodeLimits(t, func(l *server.Limits) { l.MaxQueueLength = queueLen })
 }
 
 func newRealUser(t testing.TB, addr, fp, name string) *realUser {
