@@ -32,6 +32,7 @@ type ChangePasswordCmd struct{}
 
 // Run changes the password (node/client/password.go).
 func (c *ChangePasswordCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	announceHoldAt(g)
 	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
@@ -71,6 +72,10 @@ func (c *ChangePasswordCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) err
 	if err != nil {
 		return err
 	}
+	// The node holds the new password, key and certificates; a crash
+	// from here on leaves this profile on the old key, and the next
+	// command follows the transition (SyncOwnKey in connect).
+	holdAt("password-changed")
 	oldPub, newPub := oldKey.Public().(ed25519.PublicKey), newKey.Public().(ed25519.PublicKey)
 	if !oldPub.Equal(ed25519.PublicKey(prof.UserKey)) {
 		// The password was right but this profile held another key: it
@@ -102,13 +107,17 @@ func (c *ChangePasswordCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) err
 
 // DeleteAccountCmd deletes the account.
 type DeleteAccountCmd struct {
-	Yes bool `help:"Do not ask for confirmation."`
+	Yes  bool          `help:"Do not ask for confirmation."`
+	Wait time.Duration `default:"10s" help:"How long to wait, in all, for other members to commit your removal from your groups; removals still pending then are committed when they next sync."`
 }
 
 // Run leaves every group (proposing the removal of all the user's devices,
 // which other members commit), deletes the account at the node and then
-// this profile's state.
+// this profile's state. Run again after an interruption, it goes on where
+// it stopped: groups already left are skipped, and a profile whose
+// account the node already deleted is removed.
 func (c *DeleteAccountCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
+	announceHoldAt(g)
 	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
@@ -127,34 +136,67 @@ func (c *DeleteAccountCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) erro
 			return err
 		}
 	}
-	o := newOut(g, p)
-	var left []string
+	res, already := &nc.LeaveAllResult{}, false
 	if prof.Device != nil {
 		// Leave first, while this device can still propose.
-		err := withConn(g, f, p, func(ctx context.Context, cn *conn) error {
-			gs, err := cn.c.Groups(ctx)
-			if err != nil {
-				return err
+		err := withConnWait(g, f, p, c.Wait, func(ctx context.Context, cn *conn) error {
+			r, err := cn.c.LeaveEveryGroup(ctx, c.Wait)
+			if r != nil {
+				res = r
 			}
-			for _, gi := range gs {
-				if gi.Removed || gi.Left {
-					continue
-				}
-				if _, err := cn.c.Leave(ctx, gi.Name, true, 2*time.Second); err != nil {
-					return fmt.Errorf("leaving %s: %w", termSafe(gi.Name), err)
-				}
-				left = append(left, gi.Name)
-			}
-			return nil
+			return err
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, nc.ErrAccountDeleted):
+			// An earlier delete-account stopped after the node deleted
+			// the account (or another device of the user deleted it):
+			// only this profile is left to remove.
+			already = true
+		case err != nil:
 			return err
 		}
 	}
-	st, err = openState(g, f, p, false)
+	holdAt("groups-left")
+	if !already {
+		if err := deleteAtNode(g, f, p, prof); err != nil {
+			return err
+		}
+	}
+	holdAt("account-deleted")
+	path, _ := nc.StatePath(stateDir(f.StateDir), p.Profile)
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("the account is deleted, but removing this profile's state failed: %w", err)
+	}
+	list := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	text := fmt.Sprintf("deleted the account %s: every device is revoked", prof.User)
+	if already {
+		text = fmt.Sprintf("the account %s was already deleted at the node", prof.User)
+	}
+	text += fmt.Sprintf("; left %d group(s)", len(res.Left))
+	if len(res.Pending) > 0 {
+		text += fmt.Sprintf(", %d more when their members next sync (%s)", len(res.Pending), termSafe(strings.Join(res.Pending, ", ")))
+	}
+	if len(res.Abandoned) > 0 {
+		text += fmt.Sprintf(", %d with nobody else in them (%s)", len(res.Abandoned), termSafe(strings.Join(res.Abandoned, ", ")))
+	}
+	text += fmt.Sprintf("; profile %q removed; the name %s can be registered again", p.Profile, prof.User)
+	newOut(g, p).emit(map[string]any{"user": prof.User, "deleted": true, "already_deleted": already,
+		"left": list(res.Left), "pending": list(res.Pending), "abandoned": list(res.Abandoned)}, "%s", text)
+	return nil
+}
+
+// deleteAtNode logs in with the password and deletes the account.
+func deleteAtNode(g *Globals, f *ClientFlags, p *ProfileFlags, prof *nc.Profile) error {
+	st, err := openState(g, f, p, false)
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	if prof.Server != "" && f.Server == defaultServer {
 		f.Server = prof.Server
 	}
@@ -162,27 +204,15 @@ func (c *DeleteAccountCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) erro
 	defer cancel()
 	rc, err := dialState(ctx, g, f, st, false)
 	if err != nil {
-		st.Close()
 		return err
 	}
+	defer rc.Close()
 	pw, err := password(g, false)
-	if err == nil {
-		err = nc.DeleteAccount(ctx, &nc.RPCEntry{C: rc}, prof.User, pw, accountOptions())
-		clear(pw)
-	}
-	rc.Close()
-	st.Close()
 	if err != nil {
 		return err
 	}
-	path, _ := nc.StatePath(stateDir(f.StateDir), p.Profile)
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("the account is deleted, but removing this profile's state failed: %w", err)
-	}
-	o.emit(map[string]any{"user": prof.User, "deleted": true, "left": left},
-		"deleted the account %s: every device is revoked, %d group(s) left, profile %q removed; the name can be registered again",
-		prof.User, len(left), p.Profile)
-	return nil
+	defer clear(pw)
+	return nc.DeleteAccount(ctx, &nc.RPCEntry{C: rc}, prof.User, pw, accountOptions())
 }
 
 // confirmDeletion asks for the user name on the terminal.

@@ -50,6 +50,14 @@ const (
 	// minute) for PATH to exist before it is submitted, so that tests can
 	// force two commits on one epoch.
 	envTestHoldCommit = "QPCHAT_TEST_HOLD_COMMIT"
+	// envTestHoldAt=STEP:PATH makes change-password or delete-account,
+	// on reaching STEP, create PATH.ready and wait (at most a minute) for
+	// PATH to exist, so that tests can kill the command between two of
+	// its steps. Steps: password-changed (the node took the new password,
+	// this profile does not hold the new key yet), groups-left (every
+	// group left, the account not yet deleted), account-deleted (the
+	// node deleted the account, the profile is still there).
+	envTestHoldAt = "QPCHAT_TEST_HOLD_AT"
 	// testWarning starts the line each active switch prints on stderr.
 	testWarning = "qpchat: warning: test-only switch "
 )
@@ -427,9 +435,24 @@ func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (
 	// Follow a password change made on another device (best effort: a
 	// failure here leaves the profile as it was, and the command goes on).
 	if ok, err := cn.c.SyncOwnKey(ctx); err == nil && ok {
-		fmt.Fprintf(g.stderr, "qpchat: your password was changed on another device; this device now holds the new user key %s\n", nc.Fingerprint(cn.c.Profile().UserKey))
+		fmt.Fprintf(g.stderr, "qpchat: your password was changed (on another device, or by a change-password here that was interrupted); this device now holds the new user key %s\n", nc.Fingerprint(cn.c.Profile().UserKey))
 	}
 	return cn, nil
+}
+
+// announceHoldAt warns that envTestHoldAt is set; commands that honour
+// it call it first.
+func announceHoldAt(g *Globals) {
+	if v := os.Getenv(envTestHoldAt); v != "" {
+		fmt.Fprintf(g.stderr, "%s%s is set: the command stops at %s\n", testWarning, envTestHoldAt, v)
+	}
+}
+
+// holdAt waits at step when envTestHoldAt names it.
+func holdAt(step string) {
+	if name, path, ok := strings.Cut(os.Getenv(envTestHoldAt), ":"); ok && name == step && path != "" {
+		holdCommit(path)()
+	}
 }
 
 // holdCommit returns a BeforeSubmit hook for tests that force two

@@ -90,7 +90,7 @@ func exitCode(err error) int {
 		return exitAuth
 	case errors.As(err, &ue):
 		return exitUnreachable
-	case errors.As(err, &re), proto.CodeOf(err) != "":
+	case errors.As(err, &re), proto.CodeOf(err) != "", errors.Is(err, nc.ErrAccountDeleted):
 		return exitRefused
 	}
 	return exitError

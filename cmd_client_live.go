@@ -86,7 +86,7 @@ func (lc *liveClient) start(ctx context.Context, g *Globals, f *ClientFlags) (*n
 	// one-shot commands do in connect).
 	_ = lv.Do(ctx, func(ctx context.Context, c *nc.Client) error {
 		if ok, err := c.SyncOwnKey(ctx); err == nil && ok {
-			fmt.Fprintf(g.stderr, "qpchat: your password was changed on another device; this device now holds the new user key %s\n", nc.Fingerprint(c.Profile().UserKey))
+			fmt.Fprintf(g.stderr, "qpchat: your password was changed (on another device, or by a change-password here that was interrupted); this device now holds the new user key %s\n", nc.Fingerprint(c.Profile().UserKey))
 		}
 		return nil
 	})

@@ -41,6 +41,11 @@ type LoginSession interface {
 // user (the node does not say which).
 var ErrLoginFailed = errors.New("client: login failed: wrong user name or password")
 
+// ErrAccountDeleted is returned by AuthenticateDevice when the node says
+// the device's account was deleted (delete-account, here or on another
+// device of the user): the profile is of no further use.
+var ErrAccountDeleted = errors.New("client: the account was deleted at the node")
+
 // AccountOptions tune registration and login.
 type AccountOptions struct {
 	// Rand is the randomness; nil means crypto/rand.
@@ -225,6 +230,11 @@ func AuthenticateDevice(ctx context.Context, e Entry, p *Profile) (Session, erro
 		return nil, err
 	}
 	s, err := e.AuthenticateDevice(ctx, p.User, p.DeviceKey(), sig)
+	if proto.CodeOf(err) == proto.CodeNotFound {
+		// Only a device that proved its key hears this (node/server
+		// errRevoked).
+		return nil, fmt.Errorf("%w: %s is no longer an account there and this device is revoked (delete-account removes this profile)", ErrAccountDeleted, p.User)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: authenticating the device: %w", err)
 	}

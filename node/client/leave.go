@@ -62,13 +62,7 @@ func (c *Client) Leave(ctx context.Context, name string, allDevices bool, wait t
 		}
 		return nil, fmt.Errorf("client: this device was removed from %s", name)
 	}
-	committers := 0 // members that stay and can commit the removal
-	for _, m := range g.g.Members() {
-		if !bytes.Equal(m.SignatureKey, c.devKey) && (!allDevices || memberUser(m) != c.prof.User) {
-			committers++
-		}
-	}
-	if committers == 0 {
+	if c.committers(g, allDevices) == 0 {
 		return nil, fmt.Errorf("client: nobody else is in %s to commit the removal (only your own devices are in it: leave with this device alone)", name)
 	}
 	if !g.rec.Leaving || (allDevices && !g.rec.LeaveAll) {
@@ -105,6 +99,106 @@ func (c *Client) Leave(ctx context.Context, name string, allDevices bool, wait t
 			return res, err
 		}
 	}
+}
+
+// committers counts the members of g that stay when this device (and,
+// with allDevices, every device of the user) leaves: those that can
+// commit the removal.
+func (c *Client) committers(g *group, allDevices bool) int {
+	n := 0
+	for _, m := range g.g.Members() {
+		if !bytes.Equal(m.SignatureKey, c.devKey) && (!allDevices || memberUser(m) != c.prof.User) {
+			n++
+		}
+	}
+	return n
+}
+
+// LeaveAllResult reports LeaveEveryGroup, by group name.
+type LeaveAllResult struct {
+	Left    []string // a commit removed the user's devices
+	Pending []string // proposed; the other members commit it when they next sync
+	// Abandoned groups hold no member of another user, so nobody can
+	// commit the removal: they are not left (the node keeps them, with
+	// the revoked devices as members, until they are deleted with it).
+	Abandoned []string
+}
+
+// LeaveEveryGroup leaves every group this device is a member of with all
+// of the user's devices, as Leave does (delete-account, which then
+// revokes the devices). It proposes in every group first, then waits up
+// to wait, in all, for the commits of other members. It can be run
+// again: groups already left are skipped and pending ones re-proposed
+// in their current epoch.
+func (c *Client) LeaveEveryGroup(ctx context.Context, wait time.Duration) (*LeaveAllResult, error) {
+	if err := c.needDevice(); err != nil {
+		return nil, err
+	}
+	gs, err := c.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &LeaveAllResult{}
+	var pending []GroupInfo
+	for _, gi := range gs {
+		if gi.Removed || gi.Left {
+			continue
+		}
+		g, err := c.loadGroup(ctx, gi.ID)
+		if err != nil {
+			return res, err
+		}
+		if g.g == nil {
+			continue
+		}
+		if c.committers(g, true) == 0 {
+			res.Abandoned = append(res.Abandoned, gi.Name)
+			continue
+		}
+		pending = append(pending, gi)
+	}
+	// Mark and propose everywhere first; Leave with no wait also applies
+	// what arrived.
+	var still []GroupInfo
+	for _, gi := range pending {
+		lr, err := c.Leave(ctx, gi.Name, true, 0)
+		if err != nil {
+			return res, fmt.Errorf("client: leaving %s: %w", gi.Name, err)
+		}
+		if lr.Done {
+			res.Left = append(res.Left, gi.Name)
+		} else {
+			still = append(still, gi)
+		}
+	}
+	pending = still
+	for deadline := time.Now().Add(wait); len(pending) > 0 && time.Until(deadline) > 0; {
+		if _, err := c.WaitForDelivery(ctx, min(time.Until(deadline), 20*time.Second)); err != nil {
+			return res, err
+		}
+		// The sync applies the removing commits and proposes again in
+		// groups whose epoch another commit took.
+		if _, err := c.Sync(ctx, 0); err != nil {
+			return res, err
+		}
+		still = still[:0:0]
+		for _, gi := range pending {
+			g, err := c.loadGroup(ctx, gi.ID)
+			if err != nil {
+				return res, err
+			}
+			if g.rec.Left || g.g == nil {
+				res.Left = append(res.Left, gi.Name)
+			} else {
+				still = append(still, gi)
+			}
+		}
+		pending = still
+	}
+	for _, gi := range pending {
+		res.Pending = append(res.Pending, gi.Name)
+	}
+	return res, nil
 }
 
 // resolveLeaves runs at the end of every sync: for each group this device

@@ -37,6 +37,13 @@ type TransitionSession interface {
 
 var errNoAccountOps = errors.New("client: this node connection cannot change accounts")
 
+// ErrChangeUnconfirmed is returned by ChangePassword when the node's
+// answer to the change itself was lost (the connection failed, no
+// refusal): the node may or may not have taken the new password. The
+// next device session finds out (SyncOwnKey follows a change that
+// happened); logging in with the new password tells too.
+var ErrChangeUnconfirmed = errors.New("client: the node's answer to the password change was lost: the new password may or may not be in force (the next command on this profile follows the change if it happened; otherwise the old password still logs in)")
+
 // ChangePassword logs in with the old password, registers a new OPAQUE
 // record made with the new one, and moves the account to the user key
 // the new export_key derives: every non-revoked device is re-certified
@@ -92,6 +99,9 @@ func ChangePassword(ctx context.Context, e Entry, user string, oldPassword, newP
 	}
 	tr := proto.SignTransition(oldKey, user, newPub)
 	if err := as.ChangePassword(ctx, record.Marshal(), newPub, tr.Marshal(), certs); err != nil {
+		if proto.CodeOf(err) == "" { // no refusal: a lost answer, a timeout
+			return nil, nil, fmt.Errorf("%w (%w)", ErrChangeUnconfirmed, err)
+		}
 		return nil, nil, fmt.Errorf("client: changing the password: %w", err)
 	}
 	return oldKey, newKey, nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"qpchat/node/proto"
 	"qpchat/opaque"
@@ -166,4 +168,113 @@ func slicesEqual(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestDeleteAccount: alice leaves every group (one she shares with bob,
+// one of bob's, one she is alone in), deletes the account, and her
+// device then hears that the account is gone; a revoked device of a
+// living account hears only that it is refused.
+func TestDeleteAccount(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, bob := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "bob")
+	opts := AccountOptions{Bounds: opaque.TestKSFBounds}
+	for _, g := range []string{"g", "solo"} {
+		if _, err := alice.c.CreateGroup(ctx, g, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.c.Invite(ctx, "g", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.CreateGroup(ctx, "h", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Invite(ctx, "h", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Recv(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nobody commits yet: g and h are pending, solo has nobody to do it.
+	// Running it again changes nothing.
+	for range 2 {
+		res, err := alice.c.LeaveEveryGroup(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(res.Pending)
+		if len(res.Left) != 0 || !slicesEqual(res.Pending, []string{"g", "h"}) || !slicesEqual(res.Abandoned, []string{"solo"}) {
+			t.Errorf("LeaveEveryGroup = %+v, want g and h pending, solo abandoned", res)
+		}
+	}
+	evs, err := bob.c.Recv(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range evs {
+		if e.Kind == EventLeft {
+			left = append(left, bob.c.GroupName(e.Group)+": "+e.Text)
+		}
+	}
+	slices.Sort(left)
+	if !slicesEqual(left, []string{"g: alice left", "h: alice left"}) {
+		t.Errorf("bob saw %q, want alice leave g and h", left)
+	}
+	res, err := alice.c.LeaveEveryGroup(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(res.Left)
+	if !slicesEqual(res.Left, []string{"g", "h"}) || len(res.Pending) != 0 {
+		t.Errorf("LeaveEveryGroup after bob's commits = %+v, want g and h left", res)
+	}
+
+	if err := DeleteAccount(ctx, &RPCEntry{C: alice.rc}, "alice", []byte("wrong"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("DeleteAccount with a wrong password: %v", err)
+	}
+	if err := DeleteAccount(ctx, &RPCEntry{C: alice.rc}, "alice", []byte("password of alice"), opts); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := alice.st.Profile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AuthenticateDevice(ctx, &RPCEntry{C: alice.rc}, prof); !errors.Is(err, ErrAccountDeleted) {
+		t.Errorf("AuthenticateDevice after the deletion: %v, want ErrAccountDeleted", err)
+	}
+	if _, _, err := Login(ctx, &RPCEntry{C: alice.rc}, "alice", []byte("password of alice"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("Login after the deletion: %v, want ErrLoginFailed", err)
+	}
+	if err := DeleteAccount(ctx, &RPCEntry{C: alice.rc}, "alice", []byte("password of alice"), opts); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("DeleteAccount again: %v, want ErrLoginFailed", err)
+	}
+	if _, err := bob.c.cfg.Session.FetchKeyPackages(ctx, "alice", DefaultSuite); err == nil {
+		t.Error("bob still fetches KeyPackages of alice")
+	}
+	// Bob's group goes on without her.
+	if err := bob.c.Send(ctx, "g", "still here"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A revoked device whose account lives on is refused as before.
+	bprof, err := bob.st.Profile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ls, err := Login(ctx, &RPCEntry{C: bob.rc}, "bob", []byte("password of bob"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.RevokeDevice(ctx, bprof.DeviceKey()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AuthenticateDevice(ctx, &RPCEntry{C: bob.rc}, bprof); errors.Is(err, ErrAccountDeleted) || proto.CodeOf(err) != proto.CodeAuth {
+		t.Errorf("AuthenticateDevice of a revoked device: %v, want auth-failed", err)
+	}
 }

@@ -187,6 +187,13 @@ func TestChangePasswordAndDeleteAccount(t *testing.T) {
 	wantCode(t, "userKey of a deleted account", err, proto.CodeNotFound)
 	_, err = userKeyOf(t, a1.S, "bob")
 	wantCode(t, "a deleted account's device", err, proto.CodeExpired)
+	// The device, proving its key, hears that the account is gone;
+	// without a valid proof it hears no more than any stranger.
+	c, other := n.dial(), n.dial()
+	_, err = c.AuthenticateDevice(testCtx(t), "alice", a1.Key, c.Exporter)
+	wantCode(t, "authentication of a deleted account's device", err, proto.CodeNotFound)
+	_, err = c.AuthenticateDevice(testCtx(t), "alice", a1.Key, other.Exporter)
+	wantCode(t, "authentication of a deleted account's device without a valid proof", err, proto.CodeAuth)
 	if _, _, err := n.dial().Login(testCtx(t), n.cfg.OPAQUE, "alice", []byte("new password")); err == nil {
 		t.Error("a deleted account logs in")
 	}

@@ -38,6 +38,16 @@ type pendingLogin struct {
 
 // errAuth is the one answer to every failed login or authentication, so
 // a client learns nothing about which check failed.
+// errRevoked is the refusal of a revoked device that proved possession
+// of its key: not-found when its account was deleted, auth-failed
+// otherwise (docs/PROTOCOL.md, "Deleting an account").
+func errRevoked(ctx context.Context, srv *Server, user string) error {
+	if _, err := srv.store.Account(ctx, user); errors.Is(err, store.ErrNotFound) {
+		return proto.Errorf(proto.CodeNotFound, "device authentication failed: the account %s was deleted", user)
+	}
+	return proto.Errorf(proto.CodeAuth, "device authentication failed: this device is revoked")
+}
+
 func errAuth(what string) error {
 	return proto.Errorf(proto.CodeAuth, "%s failed", what)
 }
@@ -468,12 +478,20 @@ func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeServi
 		return errAuth("device authentication")
 	case err != nil:
 		return storeError(c.log, "authenticateDevice", err)
-	case d.User != user || d.Revoked:
+	case d.User != user:
 		return errAuth("device authentication")
 	}
 	if !proto.VerifyWithLabel(device, proto.LabelDeviceAuth, proto.DeviceAuth(c.exporter, user, device, srv.spkiHash), sig) {
 		c.log.Info("device authentication refused: signature does not cover this connection")
 		return errAuth("device authentication")
+	}
+	if d.Revoked {
+		// The caller holds the device key (the signature verified), so
+		// it may learn why it is refused: a profile whose account was
+		// deleted (delete-account, perhaps interrupted, or run on another
+		// device) can say so and be removed instead of failing as a
+		// wrong key would.
+		return errRevoked(ctx, srv, user)
 	}
 	srv.metrics.deviceAuths.Add(1)
 	s, sc := c.newSession(rpc.SessionKind_device, user, device)
