@@ -83,6 +83,11 @@ func DialWeb(ctx context.Context, rawURL string, opts DialOptions) (*Client, err
 	if err != nil {
 		return nil, err
 	}
+	if opts.WebTLS == nil && opts.RootCAs != nil {
+		// A node verified against a CA (--ca) likely has its web
+		// certificate from the same CA.
+		opts.WebTLS = &tls.Config{RootCAs: opts.RootCAs}
+	}
 	timeout := orDefault(opts.HandshakeTimeout, DefaultHandshakeTimeout)
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
