@@ -77,6 +77,7 @@ type ServeCmd struct {
 
 	ServeLimitFlags `embed:""`
 	ServeOps        `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
+	ServeWebFlags   `embed:""` // web listener (cmd_serve_web.go)
 }
 
 // Run starts the node and serves until a signal arrives.
@@ -102,6 +103,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 	if err := c.applyOps(&cfg); err != nil {
 		return err
 	}
+	if err := c.applyWeb(&cfg); err != nil {
+		return err
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -113,6 +117,13 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintf(g.stdout, "listening on %s\n", srv.Addr())
 	fmt.Fprintf(g.stdout, "fingerprint %s\n", srv.Fingerprint())
+	if a := srv.WebAddr(); a != nil {
+		scheme := "https"
+		if c.WebTLSCert == "" && c.ACMEDomain == "" {
+			scheme = "http"
+		}
+		fmt.Fprintf(g.stdout, "web app on %s://%s/\n", scheme, a)
+	}
 	return srv.Serve(ctx)
 }
 

@@ -50,6 +50,10 @@ type DialOptions struct {
 	IdleTimeout      time.Duration
 	KeepAlive        time.Duration
 	Limits           MessageLimits
+	// WebTLS, if set, verifies the TLS of a wss:// address (DialWeb);
+	// nil means the system roots. It is not the node's authentication:
+	// the pin or RootCAs above is.
+	WebTLS *tls.Config
 
 	// systemRoots replaces the system pool in tests; nil means the system's.
 	systemRoots *x509.CertPool
@@ -79,30 +83,89 @@ type Client struct {
 	// Fingerprint is the fingerprint of the server's key.
 	Fingerprint string
 
-	qc *quic.Conn
+	tr clientTransport
 	rc *capnprpc.Conn
 }
 
-// ChannelBinding returns the connection's channel binding; see the
-// package function of the same name.
-func (c *Client) ChannelBinding() ([]byte, error) { return ChannelBinding(c.qc) }
+// clientTransport is what a Client runs on: QUIC (quicTransport) or the
+// web channel over a WebSocket (webTransport).
+type clientTransport interface {
+	// channelBinding is the value authentications are bound to.
+	channelBinding() ([]byte, error)
+	// binding names the kind of channelBinding.
+	binding() BindingType
+	// context is done when the connection ends, with its cause.
+	context() context.Context
+	// close ends the connection.
+	close()
+	// explain turns the connection's end into words.
+	explain(server string, err error) error
+}
+
+// BindingType names the kind of channel binding a connection has, so
+// that an authentication is only ever checked against its own kind.
+type BindingType uint8
+
+// Binding types.
+const (
+	// BindingTLSExporter: the TLS exporter of a QUIC connection
+	// (RFC 9266, ExporterLabel).
+	BindingTLSExporter BindingType = 1
+	// BindingWeb: the binding value of the web channel (webchannel.go).
+	BindingWeb BindingType = 2
+)
+
+func (b BindingType) String() string {
+	switch b {
+	case BindingTLSExporter:
+		return "tls-exporter"
+	case BindingWeb:
+		return "qpchat-web"
+	}
+	return fmt.Sprintf("binding(%d)", uint8(b))
+}
+
+// ChannelBinding returns the connection's channel binding: the TLS
+// exporter on QUIC (see the package function of the same name), the
+// web channel's binding value on a WebSocket.
+func (c *Client) ChannelBinding() ([]byte, error) { return c.tr.channelBinding() }
+
+// BindingType says which kind ChannelBinding returns.
+func (c *Client) BindingType() BindingType { return c.tr.binding() }
 
 // Done is closed when the connection ends.
-func (c *Client) Done() <-chan struct{} { return c.qc.Context().Done() }
+func (c *Client) Done() <-chan struct{} { return c.tr.context().Done() }
 
 // Close releases the bootstrap capability and closes the connection.
 func (c *Client) Close() error {
 	c.Node.Release()
 	err := c.rc.Close()
-	c.qc.CloseWithError(CodeClosed, "bye")
+	c.tr.close()
 	return err
+}
+
+// quicTransport is a Client's QUIC connection.
+type quicTransport struct{ qc *quic.Conn }
+
+func (t quicTransport) channelBinding() ([]byte, error) { return ChannelBinding(t.qc) }
+func (t quicTransport) binding() BindingType            { return BindingTLSExporter }
+func (t quicTransport) context() context.Context        { return t.qc.Context() }
+func (t quicTransport) close()                          { t.qc.CloseWithError(CodeClosed, "bye") }
+func (t quicTransport) explain(server string, err error) error {
+	return explainConnErr(server, err)
 }
 
 // Dial connects to the node at addr (host:port), checks its key as opts
 // say and opens the RPC stream. Its errors say in plain words what went
 // wrong: no answer, not a qpchat node, or an untrusted key
 // (*PinMismatchError).
+//
+// An address of the form ws://HOST[:PORT]/PATH or wss://... dials the
+// node's WebSocket endpoint instead (DialWeb).
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
+	if IsWebAddress(addr) {
+		return DialWeb(ctx, addr, opts)
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: server address %q: %w", addr, err)
@@ -112,24 +175,10 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 			return nil, err
 		}
 	}
-	var pinned, pinnedNext string
-	succ, _ := opts.Pins.(SuccessorStore)
-	if opts.Fingerprint == "" && opts.RootCAs == nil && opts.Pins != nil {
-		p, ok, err := opts.Pins.Pin(addr)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			pinned = p
-			if succ != nil {
-				if pinnedNext, err = succ.Successor(addr); err != nil {
-					return nil, err
-				}
-			}
-		}
+	v, succ, err := newVerifier(addr, host, &opts)
+	if err != nil {
+		return nil, err
 	}
-
-	v := &verifier{server: addr, host: host, opts: &opts, pinned: pinned, pinnedNext: pinnedNext}
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{ALPN},
@@ -153,22 +202,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	if err != nil {
 		return nil, v.explain(err, quicConf.HandshakeIdleTimeout)
 	}
-	if v.firstUse && opts.Pins != nil {
-		if err := opts.Pins.SetPin(addr, v.got); err != nil {
-			qc.CloseWithError(CodeClosed, "bye")
-			return nil, err
-		}
-		if opts.OnFirstUse != nil {
-			opts.OnFirstUse(addr, v.got)
-		}
-	}
-	if opts.Fingerprint != "" && opts.Pins != nil {
-		if err := opts.Pins.SetPin(addr, opts.Fingerprint); err != nil {
-			qc.CloseWithError(CodeClosed, "bye")
-			return nil, err
-		}
-	}
-	if err := v.recordSuccession(succ); err != nil {
+	if err := v.record(succ); err != nil {
 		qc.CloseWithError(CodeClosed, "bye")
 		return nil, err
 	}
@@ -179,22 +213,68 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		return nil, explainConnErr(addr, err)
 	}
 	rc := capnprpc.NewConn(NewStreamTransport(st, opts.Limits), nil)
+	return newClient(ctx, rc, quicTransport{qc}, v.got), nil
+}
+
+func newClient(ctx context.Context, rc *capnprpc.Conn, tr clientTransport, fingerprint string) *Client {
 	// The bootstrap request is sent in the background; it must outlive
 	// the dial's context, which callers often cancel once Dial returns.
 	return &Client{
 		Node:        NodeService(rc.Bootstrap(context.WithoutCancel(ctx))),
-		Fingerprint: v.got,
-		qc:          qc,
+		Fingerprint: fingerprint,
+		tr:          tr,
 		rc:          rc,
-	}, nil
+	}
+}
+
+// newVerifier reads the pins for server and makes the verifier of opts.
+func newVerifier(server, host string, opts *DialOptions) (*verifier, SuccessorStore, error) {
+	var pinned, pinnedNext string
+	succ, _ := opts.Pins.(SuccessorStore)
+	if opts.Fingerprint == "" && opts.RootCAs == nil && opts.Pins != nil {
+		p, ok, err := opts.Pins.Pin(server)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			pinned = p
+			if succ != nil {
+				if pinnedNext, err = succ.Successor(server); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	return &verifier{server: server, host: host, opts: opts, pinned: pinned, pinnedNext: pinnedNext}, succ, nil
+}
+
+// record stores what a successful verification decided: a key trusted on
+// first use, an explicit re-pin, a succession.
+func (v *verifier) record(succ SuccessorStore) error {
+	opts := v.opts
+	if v.firstUse && opts.Pins != nil {
+		if err := opts.Pins.SetPin(v.server, v.got); err != nil {
+			return err
+		}
+		if opts.OnFirstUse != nil {
+			opts.OnFirstUse(v.server, v.got)
+		}
+	}
+	if opts.Fingerprint != "" && opts.Pins != nil {
+		if err := opts.Pins.SetPin(v.server, opts.Fingerprint); err != nil {
+			return err
+		}
+	}
+	return v.recordSuccession(succ)
 }
 
 // ExplainError turns an error of a call on a Client into words a user
 // understands when the cause is the connection; others pass through.
 func (c *Client) ExplainError(server string, err error) error {
+	ctx := c.tr.context()
 	select {
-	case <-c.qc.Context().Done():
-		return explainConnErr(server, context.Cause(c.qc.Context()))
+	case <-ctx.Done():
+		return c.tr.explain(server, context.Cause(ctx))
 	default:
 		return err
 	}

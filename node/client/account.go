@@ -23,8 +23,13 @@ type Entry interface {
 	LoginStart(ctx context.Context, user string, ke1 []byte) (ke2, ksf []byte, err error)
 	LoginFinish(ctx context.Context, ke3, proof []byte) (LoginSession, []byte, error)
 	AuthenticateDevice(ctx context.Context, user string, device, signature []byte) (Session, error)
-	// ChannelBinding is the connection's TLS exporter (RFC 9266).
+	// ChannelBinding is the value authentications on this connection
+	// are bound to: the TLS exporter on QUIC (RFC 9266), the web
+	// channel's binding on a WebSocket.
 	ChannelBinding() ([]byte, error)
+	// BindingType is the kind of ChannelBinding; it selects the proof
+	// key and signature labels (proto.Binding).
+	BindingType() proto.Binding
 	// ServerFingerprint is the fingerprint of the node's key.
 	ServerFingerprint() string
 }
@@ -149,7 +154,7 @@ func Login(ctx context.Context, e Entry, user string, password []byte, opts Acco
 	if err != nil {
 		return nil, nil, err
 	}
-	cbKey, err := proto.ChannelBindingKey(res.SessionKey)
+	cbKey, err := proto.ChannelBindingKeyFor(e.BindingType(), res.SessionKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -196,7 +201,7 @@ func NewDevice(ctx context.Context, e Entry, ls LoginSession, user string, userK
 	clear(seed)
 	devPub := dev.Public().(ed25519.PublicKey)
 	cert := proto.SignDeviceCert(userKey, user, devPub)
-	proof, err := deviceProof(e, dev, proto.LabelDeviceRegister, user)
+	proof, err := deviceProof(e, dev, true, user)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -206,8 +211,14 @@ func NewDevice(ctx context.Context, e Entry, ls LoginSession, user string, userK
 	return dev, cert, nil
 }
 
-// deviceProof signs DeviceAuth for this connection with the device key.
-func deviceProof(e Entry, dev ed25519.PrivateKey, label, user string) ([]byte, error) {
+// deviceProof signs DeviceAuth for this connection with the device key,
+// under the label of a registration proof (register) or an
+// authentication, for the connection's binding kind.
+func deviceProof(e Entry, dev ed25519.PrivateKey, register bool, user string) ([]byte, error) {
+	label, err := proto.DeviceAuthLabel(e.BindingType(), register)
+	if err != nil {
+		return nil, err
+	}
 	exporter, err := e.ChannelBinding()
 	if err != nil {
 		return nil, err
@@ -225,7 +236,7 @@ func AuthenticateDevice(ctx context.Context, e Entry, p *Profile) (Session, erro
 	if p.Device == nil || p.User == "" {
 		return nil, ErrNoDevice
 	}
-	sig, err := deviceProof(e, p.Device, proto.LabelDeviceAuth, p.User)
+	sig, err := deviceProof(e, p.Device, false, p.User)
 	if err != nil {
 		return nil, err
 	}

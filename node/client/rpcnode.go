@@ -101,6 +101,14 @@ func fromList(l capnp.DataList, err error) ([][]byte, error) {
 // ChannelBinding implements Entry.
 func (e *RPCEntry) ChannelBinding() ([]byte, error) { return e.C.ChannelBinding() }
 
+// BindingType implements Entry.
+func (e *RPCEntry) BindingType() proto.Binding {
+	if e.C.BindingType() == rpc.BindingWeb {
+		return proto.BindingWeb
+	}
+	return proto.BindingTLSExporter
+}
+
 // ServerFingerprint implements Entry.
 func (e *RPCEntry) ServerFingerprint() string { return e.C.Fingerprint }
 

@@ -94,6 +94,15 @@ type StateOptions struct {
 	KDF store.KDFParams
 	// MustExist refuses to create a new file.
 	MustExist bool
+
+	// Persist, if set, keeps the state in memory instead of a file (the
+	// browser client, which has no files): Image is the state saved
+	// last (empty for a new one), and Persist is given the new image
+	// after every commit and must store it durably (IndexedDB) before
+	// returning (store.OpenMemory). Path is then unused. The image holds
+	// the same sealed records as a file, under the same passphrase.
+	Image   []byte
+	Persist func(image []byte) error
 }
 
 // StatePath returns the state file of a profile in a state directory.
@@ -112,6 +121,16 @@ type State struct {
 // OpenState opens (or creates, with mode 0600 in a 0700 directory) the
 // state file.
 func OpenState(opts StateOptions) (*State, error) {
+	if opts.Persist != nil {
+		if opts.MustExist && len(opts.Image) == 0 {
+			return nil, ErrNoState
+		}
+		db, err := store.OpenMemory(opts.Image, opts.Persist, store.Options{Passphrase: opts.Passphrase, KDF: opts.KDF, Schema: stateSchema})
+		if err != nil {
+			return nil, err
+		}
+		return &State{db: db}, nil
+	}
 	if opts.MustExist {
 		if _, err := os.Stat(opts.Path); errors.Is(err, os.ErrNotExist) {
 			return nil, ErrNoState

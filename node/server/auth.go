@@ -422,7 +422,10 @@ func (n *nodeService) LoginFinish(ctx context.Context, call rpc.NodeService_logi
 		srv.metrics.loginFailures.Add(1)
 		return errAuth("login")
 	}
-	cbKey, err := proto.ChannelBindingKey(sessionKey)
+	// The proof key is that of this connection's binding kind: a proof
+	// made for the other kind (a QUIC login relayed to a web connection,
+	// or the reverse) cannot verify.
+	cbKey, err := proto.ChannelBindingKeyFor(c.binding, sessionKey)
 	clear(sessionKey)
 	if err != nil {
 		return err
@@ -481,7 +484,11 @@ func (n *nodeService) AuthenticateDevice(ctx context.Context, call rpc.NodeServi
 	case d.User != user:
 		return errAuth("device authentication")
 	}
-	if !proto.VerifyWithLabel(device, proto.LabelDeviceAuth, proto.DeviceAuth(c.exporter, user, device, srv.spkiHash), sig) {
+	label, err := proto.DeviceAuthLabel(c.binding, false)
+	if err != nil {
+		return err
+	}
+	if !proto.VerifyWithLabel(device, label, proto.DeviceAuth(c.exporter, user, device, srv.spkiHash), sig) {
 		c.log.Info("device authentication refused: signature does not cover this connection")
 		return errAuth("device authentication")
 	}

@@ -109,6 +109,8 @@ type Config struct {
 	Policy PolicyConfig
 	// Identity configures key succession (succession.go).
 	Identity IdentityConfig
+	// Web configures the web listener (web.go); off by default.
+	Web WebConfig
 }
 
 // Defaults of the byte budgets (Config.MaxConnBuffer and so on).
@@ -194,6 +196,9 @@ func populateConfig(c Config) Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Web.ACMECacheDir == "" && c.DataDir != "" {
+		c.Web.ACMECacheDir = filepath.Join(c.DataDir, "acme")
 	}
 	return c
 }

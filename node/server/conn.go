@@ -23,14 +23,22 @@ import (
 // per-connection state (pending OPAQUE exchanges, sessions) lives here.
 type conn struct {
 	srv    *Server
-	qc     *quic.Conn
+	qc     peerConn
 	remote net.Addr
 	log    *slog.Logger
 	opened time.Time
 
-	// exporter is the TLS channel binding of this connection
-	// (rpc.ChannelBinding); authentication proofs are bound to it.
+	// open, for a web connection, runs the web channel handshake and
+	// returns the channel (webConn.open); nil for QUIC, whose stream
+	// the client opens.
+	open func(ctx context.Context) (*rpc.WebChannel, error)
+
+	// exporter is the channel binding of this connection: the TLS
+	// exporter on QUIC (rpc.ChannelBinding), the web channel's binding
+	// value on a WebSocket; authentication proofs are bound to it, under
+	// the labels of its kind, binding.
 	exporter []byte
+	binding  proto.Binding
 
 	// inflight counts this connection's calls (Limits.MaxCallsPerConn).
 	inflight atomic.Int32
@@ -52,12 +60,21 @@ type conn struct {
 	waiting *delayedStart
 }
 
-func newConn(s *Server, qc *quic.Conn) *conn {
+// peerConn is the part of a client connection conn uses: a
+// *quic.Conn, or a webConn.
+type peerConn interface {
+	RemoteAddr() net.Addr
+	// Context is done when the connection ends.
+	Context() context.Context
+	CloseWithError(code quic.ApplicationErrorCode, reason string) error
+}
+
+func newConn(s *Server, pc peerConn) *conn {
 	return &conn{
 		srv:    s,
-		qc:     qc,
-		remote: qc.RemoteAddr(),
-		log:    s.log.With("remote", qc.RemoteAddr().String()),
+		qc:     pc,
+		remote: pc.RemoteAddr(),
+		log:    s.log.With("remote", pc.RemoteAddr().String()),
 		opened: time.Now(),
 	}
 }
@@ -67,30 +84,13 @@ func newConn(s *Server, qc *quic.Conn) *conn {
 // failure ends only this connection.
 func (c *conn) serve(ctx context.Context) {
 	c.log.Debug("connection opened")
-	exp, err := rpc.ChannelBinding(c.qc)
-	if err != nil {
-		c.log.Warn("connection dropped", "err", err)
-		c.close(rpc.CodeProtocol, "no channel binding")
-		return
-	}
-	c.exporter = exp
-
-	sctx, cancel := context.WithTimeout(ctx, c.srv.cfg.StreamTimeout)
-	st, err := c.qc.AcceptStream(sctx)
-	cancel()
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			c.log.Info("connection dropped: no RPC stream in time", "timeout", c.srv.cfg.StreamTimeout)
-			c.close(rpc.CodeTimeout, "no RPC stream opened in time")
-		} else {
-			c.log.Debug("connection ended before its RPC stream", "err", err)
-			c.close(rpc.CodeClosed, "")
-		}
+	newTransport, ok := c.openTransport(ctx)
+	if !ok {
 		return
 	}
 
 	rlog := &rpcLogger{log: c.log}
-	rc := capnprpc.NewConn(rpc.NewStreamTransport(st, rpc.MessageLimits{
+	rc := capnprpc.NewConn(newTransport(rpc.MessageLimits{
 		MaxMessageSize: c.srv.cfg.MaxMessageSize,
 		FrameTimeout:   c.srv.cfg.FrameTimeout,
 		WriteTimeout:   c.srv.cfg.WriteTimeout,
@@ -134,6 +134,44 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	rc.Close()
 	<-rc.Done()
+}
+
+// openTransport gets the connection ready for RPC: its channel binding
+// and its byte stream. On failure it has closed the connection.
+func (c *conn) openTransport(ctx context.Context) (func(rpc.MessageLimits) capnprpc.Transport, bool) {
+	if c.open != nil {
+		wc, err := c.open(ctx)
+		if err != nil {
+			c.log.Info("web connection dropped: handshake failed", "err", err)
+			c.close(rpc.CodeProtocol, "web channel handshake failed")
+			return nil, false
+		}
+		c.exporter, c.binding = wc.Binding(), proto.BindingWeb
+		return func(lim rpc.MessageLimits) capnprpc.Transport { return rpc.NewWebTransport(wc, lim) }, true
+	}
+	qc := c.qc.(*quic.Conn)
+	exp, err := rpc.ChannelBinding(qc)
+	if err != nil {
+		c.log.Warn("connection dropped", "err", err)
+		c.close(rpc.CodeProtocol, "no channel binding")
+		return nil, false
+	}
+	c.exporter, c.binding = exp, proto.BindingTLSExporter
+
+	sctx, cancel := context.WithTimeout(ctx, c.srv.cfg.StreamTimeout)
+	st, err := qc.AcceptStream(sctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.log.Info("connection dropped: no RPC stream in time", "timeout", c.srv.cfg.StreamTimeout)
+			c.close(rpc.CodeTimeout, "no RPC stream opened in time")
+		} else {
+			c.log.Debug("connection ended before its RPC stream", "err", err)
+			c.close(rpc.CodeClosed, "")
+		}
+		return nil, false
+	}
+	return func(lim rpc.MessageLimits) capnprpc.Transport { return rpc.NewStreamTransport(st, lim) }, true
 }
 
 // nodeService makes the bootstrap capability of the connection, its

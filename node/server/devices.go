@@ -63,7 +63,11 @@ func (s *session) RegisterDevice(ctx context.Context, call rpc.Session_registerD
 	if !proto.VerifyDeviceCert(acct.UserKey, s.user, device, cert) {
 		return proto.Errorf(proto.CodeNotAcceptable, "registerDevice: the certificate does not verify under the user key")
 	}
-	if !proto.VerifyWithLabel(device, proto.LabelDeviceRegister, proto.DeviceAuth(s.c.exporter, s.user, device, srv.spkiHash), proof) {
+	label, err := proto.DeviceAuthLabel(s.c.binding, true)
+	if err != nil {
+		return err
+	}
+	if !proto.VerifyWithLabel(device, label, proto.DeviceAuth(s.c.exporter, s.user, device, srv.spkiHash), proof) {
 		return proto.Errorf(proto.CodeAuth, "registerDevice: the proof of possession does not verify for this connection")
 	}
 	// Serialise registrations so the device limit holds under concurrency.

@@ -71,6 +71,7 @@ type Server struct {
 	metrics                       metrics
 	prom                          *promMetrics // Prometheus view of metrics (prommetrics.go)
 	admin                         *adminServer // the admin listener, nil when off (admin.go)
+	web                           *webServer   // the web listener, nil when off (web.go)
 	accepting                     atomic.Bool  // the QUIC listener accepts (readiness)
 
 	// loginWait waits out a login start's rate-limit delay (sleepCtx;
@@ -169,6 +170,11 @@ func New(cfg Config) (*Server, error) {
 		s.ln.Shutdown()
 		return nil, err
 	}
+	if err := s.startWeb(cert); err != nil {
+		s.ln.Shutdown()
+		s.stopAdmin()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -256,6 +262,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.openStore(); err != nil {
 		s.ln.Shutdown()
 		s.stopAdmin()
+		s.stopWeb()
 		return err
 	}
 	if ls, ok := s.store.(*store.LocalStore); ok {
@@ -275,6 +282,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
 	go s.logMetrics(ctx, s.cfg.MetricsInterval)
+	s.serveWeb(connCtx)
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -326,6 +334,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.cfg.Admin.Stopping()
 	}
 	s.ln.Close()
+	s.stopWeb()
 	s.log.Info("node stopping", "calls_in_flight", s.beginShutdown())
 
 	select {
@@ -340,6 +349,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	wg.Wait()
+	s.waitWeb()
 	s.ln.Shutdown()
 	s.stopAdmin()
 	s.live.Store(nil)
@@ -352,7 +362,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // track registers a new connection, or closes it if the node is full or
 // stopping.
-func (s *Server) track(qc *quic.Conn) (*conn, bool) {
+func (s *Server) track(qc peerConn) (*conn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -128,7 +128,7 @@ func TestQueuePagesFull(t *testing.T) {
 	}
 	err := s.view(ctx, func(tx *Tx) error {
 		qb := tx.Bucket(bucketQueues).Bucket(tx.Ident(domainDevice, devKey("b1")))
-		st := qb.Bucket(keyMessages).b.Stats()
+		st := qb.Bucket(keyMessages).b.(boltBucket).b.Stats()
 		fill := float64(st.LeafInuse) / float64(st.LeafAlloc)
 		t.Logf("%d keys in %d leaf pages, %d of %d bytes in use (%.0f%%)", st.KeyN, st.LeafPageN, st.LeafInuse, st.LeafAlloc, 100*fill)
 		if st.KeyN < 10_000 || fill < 0.85 {

@@ -7,16 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// This file is the only one in qpchat that imports bbolt.
+// DB's engine is kvDB (kv.go): bbolt on a machine (kv_bolt.go, the only
+// file that imports it), memory persisted as an image in a browser
+// (kv_mem.go).
 
 // Options configure Open. Exactly one of Passphrase and KeyFile must be set.
 type Options struct {
@@ -56,7 +54,7 @@ var (
 // concurrent callers together (group commit) and returns once the data is
 // on disk.
 type DB struct {
-	bolt     *bolt.DB
+	kv       kvDB
 	seal     *sealer
 	maxBatch int
 
@@ -72,16 +70,10 @@ type DB struct {
 	onCommit atomic.Pointer[func(d time.Duration, fns int)]
 }
 
-// Open opens or creates the encrypted database at path, derives and checks
-// its key, applies pending migrations of opts.Schema in one transaction and
-// starts the group-commit writer.
-//
-// Errors: ErrInUse when another process holds the file, ErrWrongPassphrase
-// or ErrWrongKeyFile for a key that does not match, ErrCorrupt for a
-// damaged header, ErrNewerVersion for a file from a newer schema.
-func Open(path string, opts Options) (*DB, error) {
+// fill checks opts and fills in the defaults.
+func (opts *Options) fill() error {
 	if (opts.Passphrase == nil) == (opts.KeyFile == "") {
-		return nil, errors.New("store: exactly one of a passphrase and a key file is required")
+		return errors.New("store: exactly one of a passphrase and a key file is required")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
@@ -92,25 +84,15 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.Timeout,
-		// The freelist is rebuilt at open instead of written by every
-		// commit: fewer pages per fsync, same crash safety.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		// Growing the mapping waits for every reader; start with room
-		// for a busy node's queues (address space only, not memory).
-		InitialMmapSize: 64 << 20,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: %s is in use by another qpchat process (waited %v): %w", path, opts.Timeout, ErrInUse)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	db := &DB{bolt: bdb, maxBatch: opts.MaxBatch}
+	return nil
+}
+
+// openDB finishes Open on an engine: header, keys, migrations, writer.
+// It closes the engine on failure.
+func openDB(kv kvDB, opts Options) (*DB, error) {
+	db := &DB{kv: kv, maxBatch: opts.MaxBatch}
 	if err := db.init(&opts); err != nil {
-		bdb.Close()
+		kv.Close()
 		return nil, err
 	}
 	db.writes = make(chan *writeReq, opts.MaxBatch)
@@ -122,14 +104,12 @@ func Open(path string, opts Options) (*DB, error) {
 // init reads or creates the header, derives the keys and runs migrations,
 // all in one write transaction.
 func (db *DB) init(opts *Options) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error {
+	return db.kv.Update(func(btx kvTx) error {
 		var h *header
 		hb := btx.Bucket(headerBucket)
 		fresh := hb == nil
 		if fresh {
-			empty := true
-			btx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
+			if !btx.Empty() {
 				return fmt.Errorf("store: header missing: %w", ErrCorrupt)
 			}
 			h = &header{source: keyFromFile}
@@ -178,7 +158,7 @@ func (db *DB) init(opts *Options) error {
 		defer k.zero()
 		if fresh {
 			h.check = bytes.Clone(k.check)
-			hb, err := btx.CreateBucket(headerBucket)
+			hb, err := btx.CreateBucketIfNotExists(headerBucket)
 			if err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
@@ -211,7 +191,7 @@ func (db *DB) Close() error {
 	close(db.writes)
 	<-db.done
 	clear(db.seal.index)
-	return db.bolt.Close()
+	return db.kv.Close()
 }
 
 // View runs fn in a read-only transaction. Reads run concurrently with each
@@ -223,10 +203,10 @@ func (db *DB) View(fn func(*Tx) error) error {
 	if closed {
 		return ErrClosed
 	}
-	err := db.bolt.View(func(btx *bolt.Tx) error {
+	err := db.kv.View(func(btx kvTx) error {
 		return fn(&Tx{btx: btx, seal: db.seal})
 	})
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+	if errors.Is(err, errDatabaseNotOpen) {
 		return ErrClosed // Close ran concurrently
 	}
 	return err
@@ -235,7 +215,7 @@ func (db *DB) View(fn func(*Tx) error) error {
 // Backup writes a consistent copy of the (still encrypted) file to w while
 // the database stays in use.
 func (db *DB) Backup(w io.Writer) error {
-	return db.bolt.View(func(btx *bolt.Tx) error {
+	return db.kv.View(func(btx kvTx) error {
 		_, err := btx.WriteTo(w)
 		return err
 	})
@@ -251,7 +231,7 @@ func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer
 	if closed {
 		return ErrClosed
 	}
-	err := db.bolt.View(func(btx *bolt.Tx) error {
+	err := db.kv.View(func(btx kvTx) error {
 		tx := &Tx{btx: btx, seal: db.seal}
 		meta, err := tx.metaBucket(false)
 		if err != nil {
@@ -266,7 +246,7 @@ func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer
 		}
 		return fn(btx.Size(), binary.BigEndian.Uint64(raw), btx.WriteTo)
 	})
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+	if errors.Is(err, errDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -276,11 +256,11 @@ func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer
 // commit.
 func (db *DB) Size() (int64, error) {
 	var n int64
-	err := db.bolt.View(func(btx *bolt.Tx) error {
+	err := db.kv.View(func(btx kvTx) error {
 		n = btx.Size()
 		return nil
 	})
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+	if errors.Is(err, errDatabaseNotOpen) {
 		return 0, ErrClosed
 	}
 	return n, err
@@ -295,114 +275,6 @@ func (db *DB) ObserveCommits(fn func(d time.Duration, fns int)) {
 		return
 	}
 	db.onCommit.Store(&fn)
-}
-
-// InUse reports whether another process (a running node) holds the
-// database file at path. A missing file is not in use. It waits up to
-// timeout for the lock.
-func InUse(path string, timeout time.Duration) (bool, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	return false, bdb.Close()
-}
-
-// CheckFile opens the bbolt file at path read-only and walks every page,
-// without any key: it finds a truncated or damaged file, not a wrong key.
-func CheckFile(path string) error {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("store: %s is in use by another qpchat process: %w", path, ErrInUse)
-	}
-	if err != nil {
-		return fmt.Errorf("store: opening %s: %w: %w", path, err, ErrCorrupt)
-	}
-	defer bdb.Close()
-	return bdb.View(func(btx *bolt.Tx) error {
-		if btx.Bucket(headerBucket) == nil {
-			return fmt.Errorf("store: %s has no qpchat header: %w", path, ErrCorrupt)
-		}
-		var errs []error
-		for err := range btx.Check() { // drained: the checker stops only at the end
-			if len(errs) < 10 {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("store: %s fails its consistency check: %w: %w", path, errors.Join(errs...), ErrCorrupt)
-		}
-		return nil
-	})
-}
-
-// replaceHeader opens the (unused) file at path and replaces its header
-// with fn's result in one transaction (rekey.go).
-func replaceHeader(path string, fn func(raw []byte) ([]byte, error)) error {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("store: %s is in use by another qpchat process: %w", path, ErrInUse)
-	}
-	if err != nil {
-		return fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	defer bdb.Close()
-	return bdb.Update(func(btx *bolt.Tx) error {
-		hb := btx.Bucket(headerBucket)
-		if hb == nil {
-			return fmt.Errorf("store: header missing: %w", ErrCorrupt)
-		}
-		nh, err := fn(hb.Get(headerKey))
-		if err != nil {
-			return err
-		}
-		return hb.Put(headerKey, nh)
-	})
-}
-
-// Compact copies the database at src into a new file dst (which must not
-// exist), leaving out free pages, and returns both sizes. Values are
-// copied sealed, as they are; no key is needed. src must not be in use.
-func Compact(dst, src string) (before, after int64, err error) {
-	sdb, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return 0, 0, fmt.Errorf("store: %s is in use by another qpchat process: %w", src, ErrInUse)
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("store: opening %s: %w", src, err)
-	}
-	defer sdb.Close()
-	if _, err := os.Stat(dst); err == nil {
-		return 0, 0, fmt.Errorf("store: %s already exists", dst)
-	}
-	ddb, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return 0, 0, fmt.Errorf("store: creating %s: %w", dst, err)
-	}
-	if err := bolt.Compact(ddb, sdb, 64<<20); err != nil {
-		ddb.Close()
-		os.Remove(dst)
-		return 0, 0, fmt.Errorf("store: compacting: %w", err)
-	}
-	if err := ddb.Close(); err != nil {
-		os.Remove(dst)
-		return 0, 0, fmt.Errorf("store: closing %s: %w", dst, err)
-	}
-	fi, err := os.Stat(src)
-	if err != nil {
-		return 0, 0, err
-	}
-	fo, err := os.Stat(dst)
-	if err != nil {
-		return 0, 0, err
-	}
-	return fi.Size(), fo.Size(), nil
 }
 
 // Ident returns the HMAC that stands in for an identifier in keys and
@@ -476,7 +348,7 @@ func (db *DB) writer() {
 func (db *DB) commit(batch []*writeReq) {
 	pending := batch
 	for len(pending) > 0 {
-		btx, err := db.bolt.Begin(true)
+		btx, err := db.kv.Begin(true)
 		if err != nil {
 			for _, r := range pending {
 				r.done <- fmt.Errorf("store: %w", err)
@@ -546,7 +418,7 @@ func runFn(fn func(*Tx) error, tx *Tx) (panicked bool, err error) {
 // Tx is a transaction. It is valid only inside the function it was given
 // to, and only on that goroutine.
 type Tx struct {
-	btx    *bolt.Tx
+	btx    kvTx
 	seal   *sealer
 	hooks  []func()
 	writes int // write calls so far; a function that failed before writing needs no rollback
@@ -633,10 +505,10 @@ func (tx *Tx) DeleteBucket(path ...[]byte) error {
 }
 
 func ignoreMissing(err error) error {
-	if err == nil || errors.Is(err, bolterrors.ErrBucketNotFound) {
+	if err == nil || errors.Is(err, errBucketNotFound) {
 		return nil
 	}
-	if errors.Is(err, bolterrors.ErrTxNotWritable) {
+	if errors.Is(err, errTxNotWritable) {
 		return ErrReadOnly
 	}
 	return fmt.Errorf("store: %w", err)
@@ -645,7 +517,7 @@ func ignoreMissing(err error) error {
 // Bucket is a bucket of sealed values. Keys are stored in clear (use
 // Tx.Ident for identifiers); values are sealed to the bucket path and key.
 type Bucket struct {
-	b    *bolt.Bucket
+	b    kvBucket
 	path []byte // encoded bucket path, bound into every value's AAD
 	tx   *Tx
 }
@@ -664,7 +536,7 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 	b.tx.writes++
 	nb, err := b.b.CreateBucketIfNotExists(name)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		if errors.Is(err, errTxNotWritable) {
 			return nil, ErrReadOnly
 		}
 		return nil, fmt.Errorf("store: %w", err)
@@ -697,7 +569,7 @@ func (b *Bucket) Put(key, value []byte) error {
 		return err
 	}
 	if err := b.b.Put(key, sealed); err != nil {
-		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		if errors.Is(err, errTxNotWritable) {
 			return ErrReadOnly
 		}
 		return fmt.Errorf("store: %w", err)
@@ -709,7 +581,7 @@ func (b *Bucket) Put(key, value []byte) error {
 func (b *Bucket) Delete(key []byte) error {
 	b.tx.writes++
 	if err := b.b.Delete(key); err != nil {
-		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		if errors.Is(err, errTxNotWritable) {
 			return ErrReadOnly
 		}
 		return fmt.Errorf("store: %w", err)
@@ -725,7 +597,7 @@ func (b *Bucket) NextSequence() (uint64, error) {
 	b.tx.writes++
 	n, err := b.b.NextSequence()
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		if errors.Is(err, errTxNotWritable) {
 			return 0, ErrReadOnly
 		}
 		return 0, fmt.Errorf("store: %w", err)
@@ -759,7 +631,7 @@ func ParseSeqKey(key []byte) (n uint64, ok bool) {
 // increasing order (a queue), so that splitting a page fills it completely
 // instead of at bbolt's default 50%: the pages of a queue are then full, and
 // a queued message costs half the disk. It lasts for this transaction.
-func (b *Bucket) AppendOnly() { b.b.FillPercent = 1.0 }
+func (b *Bucket) AppendOnly() { b.b.AppendOnly() }
 
 // Cursor returns a cursor over the bucket that opens values.
 func (b *Bucket) Cursor() *Cursor { return &Cursor{c: b.b.Cursor(), b: b} }
@@ -773,7 +645,7 @@ func (b *Bucket) KeyCursor() *Cursor { return &Cursor{c: b.b.Cursor(), b: b, key
 // nil. A value that fails authentication is returned as ErrCorrupt with its
 // key, so a loop can stop on it. Keys and values are fresh copies.
 type Cursor struct {
-	c        *bolt.Cursor
+	c        kvCursor
 	b        *Bucket
 	keysOnly bool
 	last     []byte // key under the cursor
@@ -829,7 +701,7 @@ func (c *Cursor) Seek(seek []byte) (key, value []byte, err error) { return c.res
 func (c *Cursor) Delete() error {
 	c.b.tx.writes++
 	if err := c.c.Delete(); err != nil {
-		if errors.Is(err, bolterrors.ErrTxNotWritable) {
+		if errors.Is(err, errTxNotWritable) {
 			return ErrReadOnly
 		}
 		return fmt.Errorf("store: %w", err)
