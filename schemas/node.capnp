@@ -189,9 +189,10 @@ interface Session {
   # record and user key and re-certifies every non-revoked device. record
   # is the RegistrationRecord made with the new password, userKey the
   # Ed25519 key its export_key derives, transition the key-transition
-  # statement oldKey ‖ newKey ‖ SignWithLabel(oldKey's private key,
-  # "qpchat KeyTransition v1", user ‖ oldKey ‖ newKey) (128 bytes; oldKey
-  # must be the current user key), certificates one device key ‖ new
+  # statement oldKey ‖ newKey ‖ seq ‖ oldSignature ‖ newSignature (200
+  # bytes, signed by both keys, docs/PROTOCOL.md "Changing the password";
+  # oldKey must be the current user key and seq the account's next
+  # number, else CodeStale), certificates one device key ‖ new
   # certificate (96 bytes) for each non-revoked device. The transition
   # is kept and served by keyTransitions (the newest MaxTransitions).
 

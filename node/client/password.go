@@ -97,7 +97,16 @@ func ChangePassword(ctx context.Context, e Entry, user string, oldPassword, newP
 			certs = append(certs, append(bytes.Clone(d.Key), proto.SignDeviceCert(newKey, user, d.Key)...))
 		}
 	}
-	tr := proto.SignTransition(oldKey, user, newPub)
+	// The statement numbers this change after the account's last one.
+	var seq uint64 = 1
+	if ts, ok := ls.(TransitionSession); ok {
+		raw, err := ts.KeyTransitions(ctx, user)
+		if err != nil {
+			return nil, nil, fmt.Errorf("client: fetching the key transitions of %s: %w", user, err)
+		}
+		seq = proto.LastSeq(raw) + 1
+	}
+	tr := proto.SignTransition(oldKey, newKey, user, seq)
 	if err := as.ChangePassword(ctx, record.Marshal(), newPub, tr.Marshal(), certs); err != nil {
 		if proto.CodeOf(err) == "" { // no refusal: a lost answer, a timeout
 			return nil, nil, fmt.Errorf("%w (%w)", ErrChangeUnconfirmed, err)
@@ -140,15 +149,20 @@ func (c *Client) followTransitions(ctx context.Context, user string, pinned, cur
 	if len(raw) > proto.MaxTransitions {
 		return nil, fmt.Errorf("client: the node sent %d key transitions for %s", len(raw), user)
 	}
-	var parsed []*proto.Transition
+	return proto.FollowTransitions(user, pinned, cur, parseTransitions(raw)), nil
+}
+
+// parseTransitions parses the statements a node sent, leaving out those
+// that do not parse (of a format this client does not know: they form no
+// chain).
+func parseTransitions(raw [][]byte) []*proto.Transition {
+	var out []*proto.Transition
 	for _, b := range raw {
-		t, err := proto.ParseTransition(b)
-		if err != nil {
-			return nil, fmt.Errorf("client: a key transition of %s: %w", user, err)
+		if t, err := proto.ParseTransition(b); err == nil {
+			out = append(out, t)
 		}
-		parsed = append(parsed, t)
 	}
-	return proto.FollowTransitions(user, pinned, cur, parsed), nil
+	return out
 }
 
 // followPeer moves the pin of user from p.Key to cur when a chain of
@@ -260,7 +274,7 @@ func (c *Client) AdoptUserKey(retired [][]byte, key, cert []byte) error {
 }
 
 // learnRetired records as retired the keys from which a chain of verified
-// transitions leads to key, the pinned key of user (a contact pinned on
+// transitions (each signed by both keys) leads to key, the pinned key of user (a contact pinned on
 // first contact after a password change meets devices certified before
 // it). It reports whether it found any key not yet retired.
 func (c *Client) learnRetired(ctx context.Context, user string, key []byte) (bool, error) {
@@ -275,23 +289,9 @@ func (c *Client) learnRetired(ctx context.Context, user string, key []byte) (boo
 	if len(raw) > proto.MaxTransitions {
 		return false, fmt.Errorf("client: the node sent %d key transitions for %s", len(raw), user)
 	}
-	var earlier [][]byte // newest first
-	k := key
-	for step := 0; step < len(raw); step++ {
-		var prev []byte
-		for _, b := range raw {
-			t, err := proto.ParseTransition(b)
-			if err == nil && bytes.Equal(t.New, k) && t.Verify(user) {
-				prev = t.Old
-				break
-			}
-		}
-		if prev == nil {
-			break
-		}
-		earlier = append(earlier, prev)
-		k = prev
-	}
+	// Only key itself can name its predecessor (both keys sign each
+	// statement), so a key the node made up never becomes retired.
+	earlier := proto.Predecessors(user, key, parseTransitions(raw)) // newest first
 	known := c.retiredKeys(user)
 	var fresh [][]byte
 	for i := len(earlier) - 1; i >= 0; i-- {

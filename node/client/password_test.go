@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,4 +278,76 @@ func TestDeleteAccount(t *testing.T) {
 	if _, err := AuthenticateDevice(ctx, &RPCEntry{C: bob.rc}, bprof); errors.Is(err, ErrAccountDeleted) || proto.CodeOf(err) != proto.CodeAuth {
 		t.Errorf("AuthenticateDevice of a revoked device: %v, want auth-failed", err)
 	}
+}
+
+// backwardForger is a hostile node: it serves a key transition into
+// user's real key from a key of its own, and a KeyPackage of a device
+// certified by that key.
+type backwardForger struct {
+	Session
+	user  string
+	trans []byte
+	kp    FetchedKeyPackage
+}
+
+func (f *backwardForger) KeyTransitions(ctx context.Context, user string) ([][]byte, error) {
+	if user == f.user {
+		return [][]byte{f.trans}, nil
+	}
+	return f.Session.(TransitionSession).KeyTransitions(ctx, user)
+}
+
+func (f *backwardForger) FetchKeyPackages(ctx context.Context, user string, suite uint16) (*KeyPackages, error) {
+	kps, err := f.Session.FetchKeyPackages(ctx, user, suite)
+	if err == nil && user == f.user {
+		kps.Packages = append(kps.Packages, f.kp)
+		kps.FirstDevice = f.kp.Device
+	}
+	return kps, err
+}
+
+// TestForgedPredecessorRefused: a contact who pinned alice's key meets a
+// device certified by another key, and the node claims that key was
+// alice's before a password change. Only alice's current key can say
+// which key came before it: the device is refused.
+func TestForgedPredecessorRefused(t *testing.T) {
+	addr, fp := startRealNode(t)
+	ctx := context.Background()
+	alice, dave := newRealUser(t, addr, fp, "alice"), newRealUser(t, addr, fp, "dave")
+	if _, err := dave.c.FetchKey(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	evil := newUserKey(t)
+	_, dev, _ := ed25519.GenerateKey(nil)
+	devPub := dev.Public().(ed25519.PublicKey)
+	fake, err := New(Config{State: alice.st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.prof = &Profile{User: "alice", Device: dev, Cert: proto.SignDeviceCert(evil, "alice", devPub)}
+	fake.devKey = devPub
+	kp, err := fake.newKeyPackage(DefaultSuite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := kp.Message()
+	forged := forgedPredecessor(evil, "alice", alice.c.prof.UserKey)
+	dave.c.cfg.Session = &backwardForger{Session: dave.c.cfg.Session, user: "alice", trans: forged, kp: FetchedKeyPackage{Device: devPub, KeyPackage: msg}}
+	info, err := dave.c.FetchKey(ctx, "alice")
+	if err == nil || !strings.Contains(err.Error(), "refusing a KeyPackage of alice") {
+		t.Errorf("FetchKey(alice) with a forged predecessor = %+v, %v; want the device refused", info, err)
+	}
+	if p, _ := dave.st.peer("alice"); p == nil || len(p.Retired) != 0 {
+		t.Errorf("dave's pin of alice: %+v, want no retired key", p)
+	}
+}
+
+// forgedPredecessor is the statement "old was user's key before cur",
+// made by someone who holds old but not cur: cur's signature is by
+// another key.
+func forgedPredecessor(old ed25519.PrivateKey, user string, cur []byte) []byte {
+	tr := proto.SignTransition(old, old, user, 1)
+	tr.New = cur
+	tr.OldSignature = proto.SignWithLabel(old, proto.LabelKeyTransition, proto.TransitionContent(user, tr.Old, cur, 1))
+	return tr.Marshal()
 }

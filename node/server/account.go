@@ -90,7 +90,10 @@ func (s *session) ChangePassword(ctx context.Context, call rpc.Session_changePas
 		return s.storeErr("changePassword", err)
 	}
 	if !bytes.Equal(tr.Old, acct.UserKey) || !bytes.Equal(tr.New, userKey) || !tr.Verify(s.user) {
-		return proto.Errorf(proto.CodeAuth, "changePassword: the key transition is not signed by the current user key for the new one")
+		return proto.Errorf(proto.CodeAuth, "changePassword: the key transition is not signed by the current user key and the new one")
+	}
+	if want := proto.LastSeq(acct.Transitions) + 1; tr.Seq != want {
+		return proto.Errorf(proto.CodeStale, "changePassword: the key transition is number %d, the account's next is %d", tr.Seq, want)
 	}
 	certs := make(map[string][]byte, len(pairs))
 	for _, p := range pairs {

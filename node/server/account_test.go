@@ -125,30 +125,39 @@ func TestChangePasswordAndDeleteAccount(t *testing.T) {
 	evil := mustKey(t)
 	for what, sign := range map[string]func(k ed25519.PrivateKey) ([]byte, [][]byte){
 		"a transition signed by another key": func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-			tr := proto.SignTransition(evil, "alice", k.Public().(ed25519.PublicKey))
+			tr := proto.SignTransition(evil, k, "alice", 1)
 			tr.Old = oldPub
 			return tr.Marshal(), certsFor(alice, k)
 		},
 		"a transition to another key": func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-			return proto.SignTransition(alice.key, "alice", evil.Public().(ed25519.PublicKey)).Marshal(), certsFor(alice, k)
+			return proto.SignTransition(alice.key, evil, "alice", 1).Marshal(), certsFor(alice, k)
+		},
+		"a transition the new key did not sign": func(k ed25519.PrivateKey) ([]byte, [][]byte) {
+			tr := proto.SignTransition(alice.key, k, "alice", 1)
+			tr.NewSignature = proto.SignTransition(alice.key, evil, "alice", 1).NewSignature
+			return tr.Marshal(), certsFor(alice, k)
 		},
 		"certificates under the old key": func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-			return proto.SignTransition(alice.key, "alice", k.Public().(ed25519.PublicKey)).Marshal(), certsFor(alice, alice.key)
+			return proto.SignTransition(alice.key, k, "alice", 1).Marshal(), certsFor(alice, alice.key)
 		},
 	} {
 		_, err := changePassword(t, n, alice, "new password", sign)
 		wantCode(t, what, err, proto.CodeAuth)
 	}
 	_, err := changePassword(t, n, alice, "new password", func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-		return proto.SignTransition(alice.key, "alice", k.Public().(ed25519.PublicKey)).Marshal(), nil
+		return proto.SignTransition(alice.key, k, "alice", 1).Marshal(), nil
 	})
 	wantCode(t, "no certificate for a1", err, proto.CodeInvalid)
+	_, err = changePassword(t, n, alice, "new password", func(k ed25519.PrivateKey) ([]byte, [][]byte) {
+		return proto.SignTransition(alice.key, k, "alice", 2).Marshal(), certsFor(alice, k)
+	})
+	wantCode(t, "the account's second change as its first", err, proto.CodeStale)
 	if k, err := userKeyOf(t, b1.S, "alice"); err != nil || !bytes.Equal(k, oldPub) {
 		t.Fatalf("a refused change moved alice's key: %v", err)
 	}
 
 	newKey, err := changePassword(t, n, alice, "new password", func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-		return proto.SignTransition(alice.key, "alice", k.Public().(ed25519.PublicKey)).Marshal(), certsFor(alice, k)
+		return proto.SignTransition(alice.key, k, "alice", 1).Marshal(), certsFor(alice, k)
 	})
 	must(t, "changePassword", err)
 	newPub := newKey.Public().(ed25519.PublicKey)
@@ -174,6 +183,30 @@ func TestChangePasswordAndDeleteAccount(t *testing.T) {
 	if !bytes.Equal(k.Public().(ed25519.PublicKey), newPub) {
 		t.Error("the new password derives another key")
 	}
+	// The next change is number 2; number 1 again is stale.
+	again1 := &user{name: "alice", key: k, login: ls, devices: alice.devices}
+	_, err = changePassword(t, n, again1, "third password", func(k3 ed25519.PrivateKey) ([]byte, [][]byte) {
+		return proto.SignTransition(k, k3, "alice", 1).Marshal(), certsFor(alice, k3)
+	})
+	wantCode(t, "a second change numbered 1", err, proto.CodeStale)
+	third, err := changePassword(t, n, again1, "third password", func(k3 ed25519.PrivateKey) ([]byte, [][]byte) {
+		return proto.SignTransition(k, k3, "alice", 2).Marshal(), certsFor(alice, k3)
+	})
+	must(t, "the second changePassword", err)
+	ts, err = keyTransitions(t, b1.S, "alice")
+	if err != nil || len(ts) != 2 || proto.LastSeq(ts) != 2 {
+		t.Fatalf("after two changes: %d transitions, %v", len(ts), err)
+	}
+	parsed := []*proto.Transition{}
+	for _, b := range ts {
+		tr, _ := proto.ParseTransition(b)
+		parsed = append(parsed, tr)
+	}
+	if chain := proto.FollowTransitions("alice", oldPub, third.Public().(ed25519.PublicKey), parsed); len(chain) != 3 {
+		t.Errorf("the served chain from the first key: %d keys, want 3", len(chain))
+	}
+	ls, _, err = n.dial().Login(testCtx(t), n.cfg.OPAQUE, "alice", []byte("third password"))
+	must(t, "login with the third password", err)
 	if _, err := userKeyOf(t, a1.S, "bob"); err != nil {
 		t.Errorf("alice's device after the change: %v", err)
 	}

@@ -215,7 +215,7 @@ var authzMatrix = map[string]crossUser{
 		// only with a transition signed by bob's current key; one made
 		// from alice's key is refused and alice keeps hers.
 		_, err := changePassword(t, m.n, m.bob, "bob's new password", func(k ed25519.PrivateKey) ([]byte, [][]byte) {
-			return proto.SignTransition(m.alice.key, "alice", k.Public().(ed25519.PublicKey)).Marshal(), certsFor(m.bob, k)
+			return proto.SignTransition(m.alice.key, k, "alice", 1).Marshal(), certsFor(m.bob, k)
 		})
 		wantCode(t, "changePassword with alice's transition", err, proto.CodeAuth)
 		if k, err := userKeyOf(t, m.b1.S, "alice"); err != nil || !bytes.Equal(k, m.alice.key.Public().(ed25519.PublicKey)) {

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"testing"
 )
 
@@ -99,5 +100,34 @@ func TestDeleteAccount(t *testing.T) {
 	}
 	if err := s.AddDevice(ctx, Device{User: "alice", Key: devKey("a1")}); !errors.Is(err, ErrExists) {
 		t.Errorf("re-adding a deleted account's device key = %v, want ErrExists", err)
+	}
+}
+
+// TestTransitionV1Migration: a file of server schema version 3 holding
+// statements of the first format (128 bytes) opens with them dropped,
+// the rest of the account kept.
+func TestTransitionV1Migration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	v3 := Schema{Name: ServerSchema.Name, Migrations: ServerSchema.Migrations[:3]}
+	db := openTest(t, path, Options{Passphrase: []byte("server pass"), KDF: fastKDF, Schema: v3})
+	old := &LocalStore{db: db, limits: Limits{}.withDefaults()}
+	must(t, "CreateAccount", old.CreateAccount(ctx, Account{User: "bob", Record: []byte("rb"), UserKey: devKey("uk-bob")}))
+	// Version 3's ChangeAccount stored 128-byte statements.
+	v1 := Account{User: "alice", Record: []byte("ra"), KSF: KSFParams{3, 65536, 4}, UserKey: devKey("uk-alice"),
+		Transitions: [][]byte{bytes.Repeat([]byte{1}, transitionLenV1), bytes.Repeat([]byte{2}, transitionLenV1)}}
+	must(t, "storing a version 3 account", db.Update(func(tx *Tx) error {
+		return tx.Bucket(bucketAccounts).Put(tx.Ident(domainUser, []byte("alice")), v1.marshal())
+	}))
+	db.Close()
+
+	s, err := OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
+	must(t, "OpenServer", err)
+	defer s.Close()
+	got, err := s.Account(ctx, "alice")
+	if err != nil || len(got.Transitions) != 0 || string(got.Record) != "ra" || !bytes.Equal(got.UserKey, devKey("uk-alice")) || got.KSF != v1.KSF {
+		t.Errorf("alice after the migration: %+v, %v", got, err)
+	}
+	if got, err := s.Account(ctx, "bob"); err != nil || string(got.Record) != "rb" {
+		t.Errorf("bob after the migration: %+v, %v", got, err)
 	}
 }

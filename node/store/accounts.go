@@ -173,6 +173,40 @@ func (s *LocalStore) RevokeDevice(ctx context.Context, key []byte) error {
 	})
 }
 
+// dropTransitionsV1 is server migration 4: key-transition statements of
+// the first format (signed by the old key only, 128 bytes) cannot be
+// verified by the rule that both keys sign (node/proto/transition.go),
+// so they are dropped; contacts who pinned a key from before such a
+// change see a changed key and verify it by hand.
+func dropTransitionsV1(tx *Tx) error {
+	b := tx.Bucket(bucketAccounts)
+	type rec struct {
+		k []byte
+		a Account
+	}
+	var recs []rec
+	c := b.Cursor()
+	for k, v, err := c.First(); k != nil; k, v, err = c.Next() {
+		if err != nil {
+			return err
+		}
+		a, err := parseAccountWith(v, transitionLenV1)
+		if err != nil {
+			return err
+		}
+		if len(a.Transitions) > 0 {
+			a.Transitions = nil
+			recs = append(recs, rec{bytes.Clone(k), a})
+		}
+	}
+	for _, r := range recs {
+		if err := b.Put(r.k, r.a.marshal()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ChangeAccount implements Store.
 func (s *LocalStore) ChangeAccount(ctx context.Context, oldKey []byte, a Account, certs map[string][]byte) error {
 	if err := a.check(); err != nil {

@@ -52,8 +52,13 @@ type Account struct {
 }
 
 // TransitionLen is the length of one key-transition statement (two
-// Ed25519 keys and a signature; node/proto.TransitionLen).
-const TransitionLen = 128
+// Ed25519 keys, a sequence number and two signatures;
+// node/proto.TransitionLen).
+const TransitionLen = 200
+
+// transitionLenV1 is the length of the statements of the first format
+// (one signature), which server migration 4 drops.
+const transitionLenV1 = 128
 
 // MaxTransitions bounds the statements kept per account.
 const MaxTransitions = 32
@@ -275,6 +280,12 @@ func (a *Account) marshal() []byte {
 }
 
 func parseAccount(data []byte) (Account, error) {
+	return parseAccountWith(data, TransitionLen)
+}
+
+// parseAccountWith parses an account record whose transitions are tlen
+// bytes each.
+func parseAccountWith(data []byte, tlen int) (Account, error) {
 	var a Account
 	var user []byte
 	s := cryptobyte.String(data)
@@ -284,11 +295,11 @@ func parseAccount(data []byte) (Account, error) {
 		readBytes8(&s, &a.UserKey, 0)
 	if ok && !s.Empty() {
 		var ts cryptobyte.String
-		ok = s.ReadUint16LengthPrefixed(&ts) && len(ts) > 0 && len(ts)%TransitionLen == 0 &&
-			len(ts)/TransitionLen <= MaxTransitions
+		ok = s.ReadUint16LengthPrefixed(&ts) && len(ts) > 0 && len(ts)%tlen == 0 &&
+			len(ts)/tlen <= MaxTransitions
 		for ok && !ts.Empty() {
 			var t []byte
-			ok = ts.ReadBytes(&t, TransitionLen)
+			ok = ts.ReadBytes(&t, tlen)
 			a.Transitions = append(a.Transitions, bytes.Clone(t))
 		}
 	}

@@ -249,6 +249,7 @@ var ServerSchema = Schema{
 		}},
 		{Name: "fetch records carry their time", Apply: stampFetchRecords},
 		{Name: "device approvals and first devices", Apply: recordFirstDevices},
+		{Name: "key transitions carry both signatures", Apply: dropTransitionsV1},
 	},
 }
 
