@@ -18,7 +18,7 @@ import (
 
 // ClientAccountCmds are change-password and delete-account.
 type ClientAccountCmds struct {
-	ChangePassword ChangePasswordCmd `cmd:"" help:"Change the password: a new user key, your devices re-certified, and a key transition signed by the old key that contacts follow automatically. Asks for the old and the new password (or QPCHAT_PASSWORD_FILE and QPCHAT_NEW_PASSWORD_FILE)."`
+	ChangePassword ChangePasswordCmd `cmd:"" help:"Change the password: a new user key, your devices re-certified, and a key transition signed by the old and the new key that contacts follow automatically. Asks for the old and the new password (or QPCHAT_PASSWORD_FILE and QPCHAT_NEW_PASSWORD_FILE)."`
 	DeleteAccount  DeleteAccountCmd  `cmd:"" help:"Leave every group, revoke every device and delete the account at the node, then this profile's state. Asks for the password and a confirmation (or --yes)."`
 }
 
