@@ -12,6 +12,7 @@ package server
 // channel: the handshake is signed with it.
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -271,6 +272,12 @@ func (w *webServer) serveApp(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f, err := w.app.Open(serve)
+	if errors.Is(err, fs.ErrNotExist) && serve == name {
+		// Only NAME.gz is kept (the wasm): unpack it for a browser
+		// that takes no gzip.
+		w.serveGunzipped(rw, r, name)
+		return
+	}
 	if err != nil {
 		http.NotFound(rw, r)
 		return
@@ -290,6 +297,29 @@ func (w *webServer) serveApp(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.ServeContent(rw, r, name, fi.ModTime(), rs)
+}
+
+// serveGunzipped serves NAME from NAME.gz, decompressed.
+func (w *webServer) serveGunzipped(rw http.ResponseWriter, r *http.Request, name string) {
+	f, err := w.app.Open(name + ".gz")
+	if err != nil {
+		http.NotFound(rw, r)
+		return
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		http.Error(rw, "damaged app file", http.StatusInternalServerError)
+		return
+	}
+	if ct := contentType(name); ct != "" {
+		rw.Header().Set("Content-Type", ct)
+	}
+	rw.Header().Add("Vary", "Accept-Encoding")
+	if r.Method == http.MethodHead {
+		return
+	}
+	io.Copy(rw, zr)
 }
 
 func acceptsGzip(r *http.Request) bool {

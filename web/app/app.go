@@ -2,7 +2,7 @@
 // qpchat binary and served by `qpchat serve --web-listen`: the page,
 // its style and script, wasm_exec.js from the Go distribution and the
 // client compiled to WebAssembly (qpchat.wasm, built from ../ by
-// `go generate ./web/app`; see docs/WEB.md).
+// `go generate ./web/app`, gzipped as qpchat.wasm.gz; see docs/WEB.md).
 package app
 
 import (

@@ -1,0 +1,3 @@
+package app
+
+//go:generate go run ./internal/buildwasm
