@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +69,7 @@ type node struct {
 	cmd         *exec.Cmd
 	addr        string
 	fingerprint string
+	webURL      string // with --web-listen: the app's URL
 	created     bool
 	stderr      *syncBuffer
 	exited      chan error
@@ -125,8 +127,9 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 		}
 	})
 
+	wantWeb := slices.Contains(extra, "--web-listen")
 	timeout := time.After(30 * time.Second)
-	for n.fingerprint == "" {
+	for n.fingerprint == "" || wantWeb && n.webURL == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -139,6 +142,8 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 				n.addr = strings.TrimPrefix(l, "listening on ")
 			case strings.HasPrefix(l, "fingerprint "):
 				n.fingerprint = strings.TrimPrefix(l, "fingerprint ")
+			case strings.HasPrefix(l, "web app on "):
+				n.webURL = strings.TrimPrefix(l, "web app on ")
 			}
 		case <-timeout:
 			t.Fatal("qpchat serve printed no fingerprint within 30s")
