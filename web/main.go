@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	nc "qpchat/node/client"
 	"qpchat/rpc"
+	"qpchat/web/perf"
 )
 
 func main() {
@@ -40,6 +42,7 @@ func main() {
 		"leave":       a.leave,
 		"devices":     a.devices,
 		"onEvent":     a.onEvent,
+		"bench":       bench,
 	} {
 		api.Set(name, promised(fn))
 	}
@@ -451,4 +454,19 @@ func (a *webApp) devices(args []js.Value) (any, error) {
 		return err
 	})
 	return out, err
+}
+
+// bench runs perf.Run(members, iterations, argon2id) in the browser and
+// returns its result as JSON text (web/app's BenchmarkWebVsNative compares
+// it with the same code run natively). It needs no session.
+func bench(args []js.Value) (any, error) {
+	if len(args) != 3 || args[0].Type() != js.TypeNumber || args[1].Type() != js.TypeNumber || args[2].Type() != js.TypeBoolean {
+		return nil, errors.New("bench(members, iterations, argon2id) takes two numbers and a boolean")
+	}
+	r, err := perf.Run(args[0].Int(), args[1].Int(), args[2].Bool())
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(r)
+	return string(b), err
 }

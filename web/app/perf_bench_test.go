@@ -1,0 +1,89 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"testing"
+	"time"
+
+	"qpchat/node/server"
+	"qpchat/opaque"
+	"qpchat/web/browsertest"
+	"qpchat/web/perf"
+)
+
+// BenchmarkWebVsNative reports issue 16's browser figures on this
+// machine: the gzipped wasm size, the app's time to interactive, and
+// perf.Run (login's Argon2id with the node's default parameters, MLS
+// group build, join, full-path commit and its processing, message
+// encrypt/decrypt in qpchat's hybrid suite) run in headless chromium
+// (WebAssembly) and natively, with the ratio wasm/native of each.
+// Run it once per size:
+//
+//	go test ./web/app -run XXX -bench WebVsNative -benchtime 1x
+func BenchmarkWebVsNative(b *testing.B) {
+	wasm, err := fs.Stat(Files(), "qpchat.wasm.gz")
+	if err != nil {
+		b.Fatal(err)
+	}
+	browsertest.Find(b)
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: b.TempDir(), OPAQUE: opaque.QPChatTest(),
+		Web:    server.WebConfig{Listen: "127.0.0.1:0", App: Files()},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	b.Cleanup(func() { stop(); <-done })
+
+	for _, n := range []int{32, 1024} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			iters := 5
+			if n > 100 {
+				iters = 2
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			defer cancel()
+			for b.Loop() {
+				br := browsertest.New(b, ctx)
+				tti := br.Open("http://" + srv.WebAddr().String() + "/")
+				var web perf.Result
+				out := br.Eval("bench in the browser", fmt.Sprintf("qpchat.bench(%d, %d, true)", n, iters), 15*time.Minute)
+				if err := json.Unmarshal([]byte(out), &web); err != nil {
+					b.Fatalf("qpchat.bench returned %q: %v", out, err)
+				}
+				native, err := perf.Run(n, iters, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(wasm.Size())/(1<<20), "wasm-gz-MiB")
+				b.ReportMetric(float64(tti.Milliseconds()), "interactive-ms")
+				for _, m := range []struct {
+					name        string
+					web, native float64
+				}{
+					{"argon2id", web.Argon2id, native.Argon2id},
+					{"keypackage", web.KeyPkgs, native.KeyPkgs},
+					{"build", web.Build, native.Build},
+					{"join", web.Join, native.Join},
+					{"commit", web.Commit, native.Commit},
+					{"process", web.Process, native.Process},
+					{"encrypt", web.Encrypt, native.Encrypt},
+					{"decrypt", web.Decrypt, native.Decrypt},
+				} {
+					b.ReportMetric(m.web, m.name+"-wasm-ms")
+					b.ReportMetric(m.native, m.name+"-native-ms")
+					if m.native > 0 {
+						b.ReportMetric(m.web/m.native, m.name+"-x")
+					}
+				}
+			}
+		})
+	}
+}
