@@ -9,23 +9,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 )
-
-// cpuTime returns the CPU time the process has used. The benchmarks report
-// it per operation as cpu-ns/op beside the wall-clock ns/op: on a shared
-// machine the wall clock also counts time spent waiting for a core.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // cpuMeter adds up the CPU time of the measured parts of a benchmark.
 type cpuMeter struct{ total, start time.Duration }

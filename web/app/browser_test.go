@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
 	nc "qpchat/node/client"
 	"qpchat/node/proto"
 	"qpchat/node/server"
@@ -158,4 +161,31 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.WaitText("the browser joins bob's group", "groups", "porch")
+
+	// Keyboard only: the group is opened with Enter on its entry, and a
+	// message is sent with Enter in the message field.
+	b.Step("open porch with the keyboard", chromedp.Focus(chromedp.ID("group-porch")), chromedp.KeyEvent(kb.Enter))
+	b.WaitText("open porch with the keyboard", "chat-title", "porch")
+	b.Step("send with Enter", chromedp.Focus(chromedp.ID("text")), chromedp.KeyEvent("typed, then Enter"+kb.Enter))
+	b.WaitText("send with Enter", "messages", "typed, then Enter")
+	bob.recvUntil(t, ctx, "the message sent with Enter", func(e *nc.Event) bool {
+		return e.Kind == nc.EventMessage && e.Text == "typed, then Enter"
+	})
+
+	// A phone screen: nothing is wider than the screen, and the message
+	// field and the buttons are on it.
+	b.Step("phone screen", chromedp.EmulateViewport(360, 740, chromedp.EmulateScale(2)))
+	fits := b.Eval("phone layout", `(() => {
+		const w = document.documentElement.clientWidth;
+		if (document.documentElement.scrollWidth > w) return "the page is " + document.documentElement.scrollWidth + "px wide on a " + w + "px screen";
+		for (const id of ["text", "send", "invite-users", "invite", "new-group", "create-group"]) {
+			const r = document.getElementById(id).getBoundingClientRect();
+			if (r.width === 0 || r.left < 0 || r.right > w) return "#" + id + " is off the screen: " + JSON.stringify(r);
+		}
+		return "ok";
+	})()`, 10*time.Second)
+	if fits != "ok" {
+		b.Report()
+		t.Fatal(fits)
+	}
 }

@@ -21,7 +21,9 @@ import (
 // perf.Run (login's Argon2id with the node's default parameters, MLS
 // group build, join, full-path commit and its processing, message
 // encrypt/decrypt in qpchat's hybrid suite) run in headless chromium
-// (WebAssembly) and natively, with the ratio wasm/native of each.
+// (WebAssembly) and natively, with the ratio wasm/native of each, and the
+// browser's figures again with Go's Ed25519 instead of WebCrypto's
+// (mls/ed25519_js.go).
 // Run it once per size:
 //
 //	go test ./web/app -run XXX -bench WebVsNative -benchtime 1x
@@ -58,6 +60,11 @@ func BenchmarkWebVsNative(b *testing.B) {
 				if err := json.Unmarshal([]byte(out), &web); err != nil {
 					b.Fatalf("qpchat.bench returned %q: %v", out, err)
 				}
+				var goEd perf.Result // the same in the browser with Go's Ed25519 instead of WebCrypto's
+				out = br.Eval("bench in the browser with Go's Ed25519", fmt.Sprintf("(globalThis.qpchatGoEd25519 = true, qpchat.bench(%d, %d, false))", n, iters), 15*time.Minute)
+				if err := json.Unmarshal([]byte(out), &goEd); err != nil {
+					b.Fatalf("qpchat.bench returned %q: %v", out, err)
+				}
 				native, err := perf.Run(n, iters, true)
 				if err != nil {
 					b.Fatal(err)
@@ -83,6 +90,10 @@ func BenchmarkWebVsNative(b *testing.B) {
 						b.ReportMetric(m.web/m.native, m.name+"-x")
 					}
 				}
+				b.ReportMetric(goEd.Encrypt, "encrypt-wasm-go-ed25519-ms")
+				b.ReportMetric(goEd.Decrypt, "decrypt-wasm-go-ed25519-ms")
+				b.ReportMetric(goEd.Commit, "commit-wasm-go-ed25519-ms")
+				b.ReportMetric(goEd.Join, "join-wasm-go-ed25519-ms")
 			}
 		})
 	}
