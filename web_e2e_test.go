@@ -80,5 +80,6 @@ func TestBrowserWithCLI(t *testing.T) {
 	bob.run("send", "garden", "after your reload")
 	b.WaitText("live after the reload", "messages", "after your reload")
 	b.Step("reply after the reload", browsertest.Fill("text", "still here"), browsertest.Click("send"))
+	b.WaitText("reply after the reload", "messages", "still here") // shown once the node took it
 	bob.wantMessages("garden alice: still here")
 }
