@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +22,18 @@ import (
 // address opens every connection of these tests.
 func startRealNodeLimits(t testing.TB, tune func(*server.Limits)) (addr, fp string) {
 	t.Helper()
+	addr, fp, _ = startRealNodeDir(t, tune)
+	return addr, fp
+}
+
+// startRealNodeDir is startRealNodeLimits that also returns the node's
+// data directory (its store is node.db there).
+func startRealNodeDir(t testing.TB, tune func(*server.Limits)) (addr, fp, dir string) {
+	t.Helper()
+	dir = t.TempDir()
 	lim := server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000}
 	tune(&lim)
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: opaque.QPChatTest(), Limits: lim,
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: dir, OPAQUE: opaque.QPChatTest(), Limits: lim,
 		MaxConns: lim.MaxConnsPerAddr + 100,
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -32,7 +43,7 @@ func startRealNodeLimits(t testing.TB, tune func(*server.Limits)) (addr, fp stri
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return srv.Addr().String(), srv.Fingerprint()
+	return srv.Addr().String(), srv.Fingerprint(), dir
 }
 
 // TestBigGroupThroughNode invites a few hundred devices in one call to a
@@ -130,7 +141,10 @@ func (s *commitSpy) GetBlob(ctx context.Context, id []byte, offset uint64, n int
 
 // BenchmarkBigGroupThroughNode builds a group of N devices through a real
 // node with the default limits (--max-group-size raised to N) and reports
-// the time to invite them all and for one of them to join. N = 500 by
+// the time to invite them all and for one of them to join, the bytes
+// this process wrote during the invite (the node's store and the
+// inviter's state; Linux only) and the size of the node's file after.
+// N = 500 by
 // default, or QPCHAT_BENCH_DEVICES. Every member is a full client in this
 // process (its own state file, connection and KeyPackages: ~4 MiB each),
 // so 5 000 members need ~20 GiB:
@@ -147,7 +161,7 @@ func BenchmarkBigGroupThroughNode(b *testing.B) {
 	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			addr, fp := startRealNodeLimits(b, func(l *server.Limits) { l.MaxGroupSize, l.MaxConnsPerAddr = n+1, n+100 })
+			addr, fp, dir := startRealNodeDir(b, func(l *server.Limits) { l.MaxGroupSize, l.MaxConnsPerAddr = n+1, n+100 })
 			ctx := context.Background()
 			users := make([]*realUser, n)
 			names := make([]string, n)
@@ -169,11 +183,12 @@ func BenchmarkBigGroupThroughNode(b *testing.B) {
 				if _, err := alice.c.CreateGroup(ctx, name, 0); err != nil {
 					b.Fatal(err)
 				}
-				start := time.Now()
+				start, written := time.Now(), bytesWritten()
 				if _, err := alice.c.Invite(ctx, name, names); err != nil {
 					b.Fatal(err)
 				}
 				invite := time.Since(start)
+				written = bytesWritten() - written
 				last := users[n-1]
 				start = time.Now()
 				if _, err := last.c.Recv(ctx, 0); err != nil {
@@ -184,9 +199,34 @@ func BenchmarkBigGroupThroughNode(b *testing.B) {
 				b.ReportMetric(join.Seconds(), "join-s")
 				b.ReportMetric(float64(spy.accepted), "commits")
 				b.ReportMetric(float64(spy.blobs), "tree-blobs")
+				if written >= 0 {
+					b.ReportMetric(float64(written)/(1<<20), "written-MiB")
+				}
+				if fi, err := os.Stat(filepath.Join(dir, "node.db")); err == nil {
+					b.ReportMetric(float64(fi.Size())/(1<<20), "node-db-MiB")
+				}
 			}
 		})
 	}
+}
+
+// bytesWritten returns the bytes this process has passed to write calls
+// (wchar of /proc/self/io), or -1 where that is not available.
+func bytesWritten() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 // TestInviteBatches: batches stay within the budget, every batch holds

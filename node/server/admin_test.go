@@ -143,6 +143,7 @@ func TestAdminHealthReadyAndMetrics(t *testing.T) {
 		`qpchat_ready`:                               1,
 		`qpchat_queue_depth_count`:                   3,     // a2, b1, b2; the creator a1 never received
 		`qpchat_queued_messages`:                     3 + 6, // the Welcome to each, then 2 messages each
+		`qpchat_shared_bodies`:                       3,     // the Welcome and the 2 messages, each stored once
 		`qpchat_queue_depth_bucket{le="0"}`:          -2,    // checked below
 		`qpchat_build_info{version="test"}`:          1,
 		`qpchat_connections`:                         -2,

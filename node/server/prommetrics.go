@@ -135,6 +135,8 @@ var (
 	descQueueDepth  = prometheus.NewDesc("qpchat_queue_depth", "Messages waiting per device queue (all queues, sampled at most every 15s).", nil, nil)
 	descQueuedMsgs  = prometheus.NewDesc("qpchat_queued_messages", "Messages waiting in all device queues.", nil, nil)
 	descQueuesOver  = prometheus.NewDesc("qpchat_queues_overflowed", "Device queues marked overflowed (revoked devices included).", nil, nil)
+	descBodies      = prometheus.NewDesc("qpchat_shared_bodies", "Messages stored once for several device queues (sampled with the queues).", nil, nil)
+	descBodyBytes   = prometheus.NewDesc("qpchat_shared_body_bytes", "Bytes of the shared message bodies, before sealing.", nil, nil)
 	descReady       = prometheus.NewDesc("qpchat_ready", "1 while the node accepts connections, 0 while starting or stopping.", nil, nil)
 	descBuild       = prometheus.NewDesc("qpchat_build_info", "The node's version; always 1.", []string{"version"}, nil)
 	descRateLimited = prometheus.NewDesc("qpchat_rate_limited_total", "Requests held back by a rate limit: delayed (login starts) or refused (calls answered rate-limited or busy).", []string{"how"}, nil)
@@ -213,6 +215,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(descQueueDepth, uint64(st.Queues), float64(st.Messages), buckets)
 		gauge(descQueuedMsgs, float64(st.Messages))
 		gauge(descQueuesOver, float64(st.Overflowed))
+		gauge(descBodies, float64(st.Bodies))
+		gauge(descBodyBytes, float64(st.BodyBytes))
 	}
 }
 

@@ -3,7 +3,10 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,4 +189,127 @@ func BenchmarkUpdateSequential(b *testing.B) {
 	runWriters(b, 1, func(int) error {
 		return s.db.Update(func(tx *Tx) error { return tx.Bucket(bucketSecrets).Put([]byte("k"), v) })
 	})
+}
+
+// bytesWritten returns the bytes this process has passed to write calls
+// (wchar of /proc/self/io), or -1 where that is not available.
+func bytesWritten() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// benchMembers makes n users with one device each (m0 … m{n-1}), from
+// 16 goroutines so that their writes share fsyncs.
+func benchMembers(b *testing.B, s *LocalStore, n int) (names []string, devs [][]byte) {
+	names, devs = make([]string, n), make([][]byte, n)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				names[i] = fmt.Sprint("m", i)
+				devs[i] = devKey(names[i])
+				addUser(b, s, "user-"+names[i], names[i])
+			}
+		})
+	}
+	wg.Wait()
+	return names, devs
+}
+
+// benchRefs fetches a KeyPackage of each device for committer, from 16
+// goroutines.
+func benchRefs(b *testing.B, s *LocalStore, committer []byte, names []string, devs [][]byte) [][]byte {
+	refs := make([][]byte, len(devs))
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < len(devs); i += 16 {
+				refs[i] = fetchedRef(b, s, committer, "user-"+names[i], devs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return refs
+}
+
+// BenchmarkCommitAdd is one commit adding K devices to a new group, with
+// a Welcome of 350 KB and a commit of 16 KB (about what 250 devices per
+// commit take), and the bytes the process wrote for it:
+//
+//	go test -run '^$' -bench CommitAdd -benchtime 5x ./node/store
+func BenchmarkCommitAdd(b *testing.B) {
+	for _, k := range []int{10, 250} {
+		b.Run(fmt.Sprintf("added=%d", k), func(b *testing.B) {
+			s, _ := newServer(b, Limits{MaxGroupSize: k + 1})
+			addUser(b, s, "alice", "a1")
+			names, devs := benchMembers(b, s, k)
+			welcome, commit := bytes.Repeat([]byte{'W'}, 350<<10), bytes.Repeat([]byte{'C'}, 16<<10)
+			var written int64
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				gid := fmt.Appendf(nil, "group %d", i)
+				if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
+					b.Fatal(err)
+				}
+				refs := benchRefs(b, s, devKey("a1"), names, devs)
+				w0 := bytesWritten()
+				b.StartTimer()
+				if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: commit,
+					Added: devs, Welcome: welcome, KeyPackageRefs: refs}); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				written += bytesWritten() - w0
+				b.StartTimer()
+			}
+			if written >= 0 {
+				b.ReportMetric(float64(written)/float64(b.N)/(1<<20), "MiB-written/op")
+			}
+		})
+	}
+}
+
+// BenchmarkCommitFanOut is one commit of 16 KB (no adds) in a group of N
+// devices, queued for the N-1 others, and the bytes the process wrote
+// for it.
+func BenchmarkCommitFanOut(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			s, _ := newServer(b, Limits{MaxGroupSize: n, MaxQueueLen: 1 << 30})
+			addUser(b, s, "alice", "a1")
+			names, devs := benchMembers(b, s, n-1)
+			gid := []byte("group")
+			if err := s.CreateGroup(ctx, gid, devKey("a1")); err != nil {
+				b.Fatal(err)
+			}
+			refs := benchRefs(b, s, devKey("a1"), names, devs)
+			if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Message: []byte("c"),
+				Added: devs, Welcome: []byte("w"), KeyPackageRefs: refs}); err != nil {
+				b.Fatal(err)
+			}
+			commit := bytes.Repeat([]byte{'C'}, 16<<10)
+			w0 := bytesWritten()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := s.Commit(ctx, CommitRequest{Group: gid, Committer: devKey("a1"), Epoch: uint64(i + 1), Message: commit}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if w := bytesWritten() - w0; w0 >= 0 {
+				b.ReportMetric(float64(w)/float64(b.N)/(1<<20), "MiB-written/op")
+			}
+		})
+	}
 }

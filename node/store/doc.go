@@ -89,7 +89,13 @@
 //     ErrStaleCommit, ErrWrongEpoch, ErrNotMember, ErrInvalidCommit,
 //     ErrLimit), Send (a batch, to every member but the sender).
 //   - Queues: per device, sequence numbers assigned in the fan-out's
-//     transaction. Fetch(after, limit, maxBytes) reads without deleting; a
+//     transaction. A message for more than one device (a commit, a
+//     Welcome, an application message to a group of three or more) is
+//     stored once, as a shared body with a reference count, and each
+//     queue holds a small reference to it; the last acknowledgement,
+//     revocation, expiry or retention drop of a reference deletes the body
+//     (bodies.go). Limits still count it per device, in full.
+//     Fetch(after, limit, maxBytes) reads without deleting; a
 //     damaged record is skipped, marked lost and listed in FetchResult.Lost
 //     until acked (queues.go); Ack(upTo) deletes; a full queue is marked Overflowed (reported in
 //     CommitResult/SendResult.Overflowed) and drops messages instead of
@@ -117,7 +123,15 @@
 // Keys, bucket names, sizes and the shape of the B+tree are visible: the
 // file shows how many records of each kind exist, their approximate sizes,
 // and, because queue keys are sequence numbers, how many messages each
-// (HMAC-named) device has received. It does not show who.
+// (HMAC-named) device has received. It does not show who. Shared bodies
+// (bodies.go) show their sizes and the order they came in, and a queue
+// entry's size tells a reference to a shared body (a message for
+// several devices) from a message for that device alone; which devices
+// reference a body is sealed.
+//
+// A queue entry or reference count damaged beyond reading cannot release
+// its shared body: that body stays in the file, taking space but
+// showing nothing, until the file is rebuilt.
 //
 // The passphrase and key file protect the file at rest only. While the
 // process runs, the keys are in its memory.

@@ -183,16 +183,14 @@ func (s *LocalStore) Commit(ctx context.Context, req CommitRequest) (CommitResul
 				return err
 			}
 		}
-		for _, m := range g.Members {
-			if bytes.Equal(m, req.Committer) {
-				continue
-			}
-			if err := s.enqueue(tx, m, [][]byte{commitEnv}, &res.Overflowed); err != nil {
-				return err
-			}
+		// Each of the two is stored once, however many devices get it
+		// (bodies.go).
+		others := slices.DeleteFunc(slices.Clone(g.Members), func(m []byte) bool { return bytes.Equal(m, req.Committer) })
+		if err := s.fanOut(tx, others, [][]byte{commitEnv}, &res.Overflowed); err != nil {
+			return err
 		}
-		for _, a := range req.Added {
-			if err := s.enqueue(tx, a, [][]byte{welcomeEnv}, &res.Overflowed); err != nil {
+		if len(req.Added) > 0 {
+			if err := s.fanOut(tx, req.Added, [][]byte{welcomeEnv}, &res.Overflowed); err != nil {
 				return err
 			}
 		}
@@ -238,15 +236,8 @@ func (s *LocalStore) Send(ctx context.Context, req SendRequest) (SendResult, err
 		if !isMember(g.Members, req.Sender) {
 			return ErrNotMember
 		}
-		for _, m := range g.Members {
-			if bytes.Equal(m, req.Sender) {
-				continue
-			}
-			if err := s.enqueue(tx, m, envs, &res.Overflowed); err != nil {
-				return err
-			}
-		}
-		return nil
+		others := slices.DeleteFunc(slices.Clone(g.Members), func(m []byte) bool { return bytes.Equal(m, req.Sender) })
+		return s.fanOut(tx, others, envs, &res.Overflowed)
 	})
 	return res, err
 }

@@ -312,22 +312,15 @@ func retainQueue(tx *Tx, qb *Bucket, key []byte, now time.Time, cutoff, step int
 	if mb == nil {
 		return 0, nil
 	}
-	var n uint64
-	c := mb.KeyCursor()
-	for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
-		if err != nil {
-			return 0, err
-		}
-		if seq, ok := ParseSeqKey(k); !ok || seq > upTo {
-			break
-		}
-		if err := c.Delete(); err != nil {
-			return 0, err
-		}
-		n++
+	n, ids, err := dropQueued(mb, upTo)
+	if err != nil {
+		return 0, err
 	}
 	if n == 0 {
 		return 0, nil
+	}
+	if err := releaseBodies(tx, ids); err != nil {
+		return 0, err
 	}
 	st.Len -= min(n, st.Len)
 	st.Overflowed = true

@@ -3,32 +3,35 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
 // Per-device queues of the server schema.
 
-// enqueue appends encoded envelopes to a device's queue. A full queue is
-// marked overflowed and drops this and later messages instead of failing
-// the sender; the device is then appended to overflowed once.
-func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[][]byte) error {
+// enqueue appends encoded queue entries (envelopes or body references)
+// to a device's queue and returns how many it appended: all, or a prefix
+// if the queue fills. A full queue is marked overflowed and drops this
+// and later messages instead of failing the sender; the device is then
+// appended to overflowed once.
+func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[][]byte) (int, error) {
 	qb, err := tx.CreateBucket(bucketQueues, tx.Ident(domainDevice, device))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	st, err := queueState(qb)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if st.Overflowed {
-		return nil
+		return 0, nil
 	}
 	mb, err := qb.CreateBucket(keyMessages)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	mb.AppendOnly() // sequence numbers only grow
-	added := false
+	added := 0
 	for _, e := range envs {
 		if st.Len >= uint64(s.limits.MaxQueueLen) {
 			st.Overflowed = true
@@ -38,22 +41,22 @@ func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[
 		st.Last++
 		st.Len++
 		if err := mb.Put(SeqKey(st.Last), e); err != nil {
-			return err
+			return 0, err
 		}
-		added = true
+		added++
 	}
-	if added {
+	if added > 0 {
 		dev := string(device)
 		tx.OnCommit(func() { s.signals.notify(dev) })
 	}
-	return qb.Put(keyQueue, st.marshal())
+	return added, qb.Put(keyQueue, st.marshal())
 }
 
-// closeQueue deletes the waiting messages of a revoked device and leaves
-// its queue marked overflowed, so that fan-out to it (it stays in its
-// groups until another device of its user removes it) stores nothing
-// more, at no extra cost per send, and its sequence numbers are never
-// reused.
+// closeQueue deletes the waiting messages of a revoked device (releasing
+// the shared bodies they reference) and leaves its queue marked
+// overflowed, so that fan-out to it (it stays in its groups until
+// another device of its user removes it) stores nothing more, at no
+// extra cost per send, and its sequence numbers are never reused.
 func closeQueue(tx *Tx, device []byte) error {
 	qb, err := tx.CreateBucket(bucketQueues, tx.Ident(domainDevice, device))
 	if err != nil {
@@ -63,7 +66,26 @@ func closeQueue(tx *Tx, device []byte) error {
 	if err != nil {
 		return err
 	}
+	var ids []uint64
+	if mb := qb.Bucket(keyMessages); mb != nil {
+		c := mb.KeyCursor()
+		for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
+			if err != nil {
+				return err
+			}
+			id, err := refOf(c)
+			if err != nil {
+				return err
+			}
+			if id != 0 {
+				ids = append(ids, id)
+			}
+		}
+	}
 	if err := qb.DeleteBucket(keyMessages); err != nil {
+		return err
+	}
+	if err := releaseBodies(tx, ids); err != nil {
 		return err
 	}
 	st.Len, st.Overflowed = 0, true
@@ -87,7 +109,10 @@ func queueState(qb *Bucket) (QueueState, error) {
 // by replacing the value with the sealed empty value (lostMarker), so
 // that the node reports each damaged record once (FetchResult.Damaged)
 // while the device keeps being told until it acks past it. A key that is
-// not a sequence number names no message; it is deleted.
+// not a sequence number names no message; it is deleted. A damaged
+// shared body (bodies.go) is marked lost in the bodies bucket instead,
+// once for all the devices referencing it, and each of them sees its
+// entry as lost.
 
 // Fetch implements Store.
 func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, limit, maxBytes int) (FetchResult, error) {
@@ -95,7 +120,7 @@ func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, lim
 		limit = 1000
 	}
 	var res FetchResult
-	var damaged [][]byte // keys found damaged and not yet marked
+	var damaged [][]byte // keys found damaged (or pointing at a damaged body) and not yet marked
 	err := s.view(ctx, func(tx *Tx) error {
 		res, damaged = FetchResult{}, nil
 		qb := tx.Bucket(bucketQueues, tx.Ident(domainDevice, device))
@@ -125,21 +150,35 @@ func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, lim
 				res.Lost = append(res.Lost, seq) // marked lost before
 				continue
 			}
-			var e Envelope
+			var q queuedRecord
 			if err == nil {
-				e, err = parseEnvelope(v)
+				q, err = parseQueued(v)
+			}
+			if err == nil && q.Ref.ID != 0 {
+				var body []byte
+				body, err = readBody(tx, q.Ref.ID)
+				if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				if err == nil && len(body) == 0 {
+					res.Lost = append(res.Lost, seq) // its body was marked lost before
+					continue
+				}
+				if err == nil {
+					q.Env, err = parseEnvelope(body)
+				}
 			}
 			if err != nil {
 				damaged = append(damaged, k)
 				res.Lost = append(res.Lost, seq)
 				continue
 			}
-			n := e.answerSize()
+			n := q.Env.answerSize()
 			if maxBytes > 0 && len(res.Messages) > 0 && size+n > maxBytes {
 				break
 			}
 			size += n
-			res.Messages = append(res.Messages, QueuedMessage{Seq: seq, Envelope: e})
+			res.Messages = append(res.Messages, QueuedMessage{Seq: seq, Envelope: q.Env})
 		}
 		return nil
 	})
@@ -154,14 +193,15 @@ func (s *LocalStore) Fetch(ctx context.Context, device []byte, after uint64, lim
 	return res, nil
 }
 
-// lostMarker is the plaintext of a queued record marked lost: an
-// envelope is never empty.
+// lostMarker is the plaintext of a queued record or shared body marked
+// lost: an envelope is never empty.
 var lostMarker = []byte{}
 
 // markLost replaces the damaged records under keys in device's queue by
-// lostMarker (or deletes them, for keys that are no sequence numbers) and
-// returns how many it changed: records another fetch marked meanwhile
-// are not counted again.
+// lostMarker (or deletes them, for keys that are no sequence numbers),
+// and the damaged shared bodies they reference by lostMarker too, and
+// returns how many records it changed: records another fetch marked
+// meanwhile are not counted again.
 func (s *LocalStore) markLost(ctx context.Context, device []byte, keys [][]byte) (int, error) {
 	n := 0
 	err := s.update(ctx, func(tx *Tx) error {
@@ -182,9 +222,29 @@ func (s *LocalStore) markLost(ctx context.Context, device []byte, keys [][]byte)
 			case err == nil && len(v) == 0:
 				continue // marked meanwhile
 			case err == nil:
-				if _, perr := parseEnvelope(v); perr == nil {
+				q, perr := parseQueued(v)
+				if perr != nil {
+					break // the entry is damaged
+				}
+				if q.Ref.ID == 0 {
 					continue // not damaged after all
 				}
+				changed, err := markBodyLost(tx, q.Ref.ID)
+				if errors.Is(err, errDangling) {
+					// The entry itself is damaged; a count left without
+					// its body goes with it.
+					if err := releaseBodies(tx, []uint64{q.Ref.ID}); err != nil {
+						return err
+					}
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if changed {
+					n++
+				}
+				continue
 			case !errors.Is(err, ErrCorrupt):
 				return err
 			}
@@ -205,6 +265,37 @@ func (s *LocalStore) markLost(ctx context.Context, device []byte, keys [][]byte)
 	}
 	return n, nil
 }
+
+// markBodyLost replaces shared body id by lostMarker if it is damaged,
+// so that every device referencing it sees its entry as lost and the
+// damage is reported once, and reports whether it changed it. A body
+// that is missing altogether (errDangling) makes the reference itself
+// damaged.
+func markBodyLost(tx *Tx, id uint64) (bool, error) {
+	bodies := tx.Bucket(bucketBodies)
+	if bodies == nil {
+		return false, fmt.Errorf("store: bodies bucket missing: %w", ErrCorrupt)
+	}
+	k := SeqKey(id)
+	v, err := bodies.Get(k)
+	switch {
+	case err == nil && len(v) == 0:
+		return false, nil // marked meanwhile
+	case err == nil:
+		if _, perr := parseEnvelope(v); perr == nil {
+			return false, nil // not damaged after all
+		}
+	case errors.Is(err, ErrNotFound):
+		return false, errDangling
+	case !errors.Is(err, ErrCorrupt):
+		return false, err
+	}
+	return true, bodies.Put(k, lostMarker)
+}
+
+// errDangling is markBodyLost's answer for a reference to a body that
+// does not exist.
+var errDangling = errors.New("store: reference to a missing body")
 
 // answerSize is what a message takes in a fetch answer besides framing:
 // its data and its stamp (group, sender, added and removed device keys),
@@ -235,27 +326,48 @@ func (s *LocalStore) Ack(ctx context.Context, device []byte, upTo uint64) error 
 		if err != nil {
 			return err
 		}
-		var n uint64
-		c := mb.KeyCursor()
-		for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
-			if err != nil {
-				return err
-			}
-			seq, ok := ParseSeqKey(k)
-			if ok && seq > upTo {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			n++
+		n, ids, err := dropQueued(mb, upTo)
+		if err != nil {
+			return err
 		}
 		if n == 0 {
 			return nil
 		}
+		if err := releaseBodies(tx, ids); err != nil {
+			return err
+		}
 		st.Len -= min(n, st.Len)
 		return qb.Put(keyQueue, st.marshal())
 	})
+}
+
+// dropQueued deletes the entries of a queue's message bucket up to
+// sequence upTo (and keys that are no sequence numbers among them) and
+// returns how many, with the shared bodies they referenced, for the
+// caller to release.
+func dropQueued(mb *Bucket, upTo uint64) (n uint64, ids []uint64, err error) {
+	c := mb.KeyCursor()
+	for k, _, err := c.First(); k != nil; k, _, err = c.Next() {
+		if err != nil {
+			return 0, nil, err
+		}
+		seq, ok := ParseSeqKey(k)
+		if ok && seq > upTo {
+			break
+		}
+		id, err := refOf(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		if id != 0 {
+			ids = append(ids, id)
+		}
+		if err := c.Delete(); err != nil {
+			return 0, nil, err
+		}
+		n++
+	}
+	return n, ids, nil
 }
 
 // ClearOverflow implements Store.

@@ -209,7 +209,7 @@ var (
 	bucketKeyPackages = []byte("keypackages")  // Ident(device) / suite / {"last" → KeyPackage, "count" → pool size, "pool" / seq → KeyPackage}
 	bucketFetched     = []byte("kp-fetched")   // Ident(caller ‖ ref) → fetchRecord
 	bucketGroups      = []byte("groups")       // Ident(group) / {"g" → Group, "c" / epoch → commit hash}
-	bucketQueues      = []byte("queues")       // Ident(device) / {"s" → QueueState, "m" / seq → Envelope}
+	bucketQueues      = []byte("queues")       // Ident(device) / {"s" → QueueState, "m" / seq → Envelope or bodyRef}
 	bucketSecrets     = []byte("secrets")      // Ident(name) → secret
 	bucketApprovals   = []byte("approvals")    // Ident(user) / Ident(approved ‖ approver) → approval record (migration 3)
 	bucketFirstDevice = []byte("first-device") // Ident(user) → device key of the user's first device (migration 3)
@@ -250,6 +250,7 @@ var ServerSchema = Schema{
 		{Name: "fetch records carry their time", Apply: stampFetchRecords},
 		{Name: "device approvals and first devices", Apply: recordFirstDevices},
 		{Name: "key transitions carry both signatures", Apply: dropTransitionsV1},
+		{Name: "shared message bodies", Apply: createBodyBuckets},
 	},
 }
 

@@ -40,7 +40,8 @@ func BenchmarkSizing(b *testing.B) {
 		}
 		afterUsers := size()
 
-		// One group of 10 devices; the sender's batches queue 9 copies.
+		// One group of 10 devices; each message of the sender's batches is
+		// stored once, with 9 references.
 		gid := devKey("sizing-group")
 		sender := devKey("duser0000")
 		if err := s.CreateGroup(ctx, gid, sender); err != nil {

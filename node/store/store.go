@@ -649,11 +649,13 @@ type Cursor struct {
 	b        *Bucket
 	keysOnly bool
 	last     []byte // key under the cursor
+	raw      []byte // its sealed value, as the engine holds it (nil for a bucket)
 	deleted  bool   // last was deleted: the next move must re-seek
 }
 
 func (c *Cursor) result(k, v []byte) ([]byte, []byte, error) {
 	c.deleted = false
+	c.raw = v
 	if k == nil {
 		c.last = nil
 		return nil, nil, nil
@@ -665,6 +667,28 @@ func (c *Cursor) result(k, v []byte) ([]byte, []byte, error) {
 	}
 	v, err := c.b.tx.seal.open(c.b.path, k, v)
 	return k, v, err
+}
+
+// ValueLen returns the length the value under the cursor has once
+// opened, computed from its sealed size without opening it (a value too
+// short to have been sealed gives a negative length); -1 for a nested
+// bucket or no key. It lets a KeyCursor pick the values worth opening.
+func (c *Cursor) ValueLen() int {
+	if c.raw == nil || c.deleted {
+		return -1
+	}
+	return len(c.raw) - sealOverhead
+}
+
+// Value opens the value under the cursor, as a cursor that is not a
+// KeyCursor would have returned it: ErrNotFound for a nested bucket or
+// no key, ErrCorrupt if it fails authentication. Call it before
+// changing the bucket.
+func (c *Cursor) Value() ([]byte, error) {
+	if c.raw == nil || c.deleted {
+		return nil, ErrNotFound
+	}
+	return c.b.tx.seal.open(c.b.path, c.last, c.raw)
 }
 
 // First moves to the first key.
@@ -706,7 +730,7 @@ func (c *Cursor) Delete() error {
 		}
 		return fmt.Errorf("store: %w", err)
 	}
-	c.deleted = true
+	c.deleted, c.raw = true, nil
 	return nil
 }
 
