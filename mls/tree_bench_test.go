@@ -6,26 +6,14 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// processCPU returns the CPU time (user and system) the process has used.
-// Benchmarks report it per operation next to the wall time, because on a
-// shared machine the wall time mostly measures the other tenants.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // reportCPU reports the process CPU time per operation since start as
 // "cpu-ns/op".
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // Benchmark trees are costly to build (a full tree of 1024 members is 1024
@@ -74,7 +62,7 @@ func BenchmarkCreateUpdatePath(b *testing.B) {
 				rnd := testRand(1)
 				size := 0
 				b.ResetTimer()
-				cpu := processCPU()
+				cpu := cpuTime()
 				for b.Loop() {
 					tree := tt.tree.clone()
 					res, err := tree.createUpdatePath(rnd, tt.privs[0].clone(), &updatePathParams{
@@ -111,7 +99,7 @@ func BenchmarkProcessUpdatePath(b *testing.B) {
 				}
 				receiver := tt.privs[n-1]
 				b.ResetTimer()
-				cpu := processCPU()
+				cpu := cpuTime()
 				for b.Loop() {
 					tree := tt.tree.clone()
 					if err := tree.applyUpdatePath(0, res.path, nil); err != nil {
@@ -142,7 +130,7 @@ func BenchmarkJoinTree(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
-				cpu := processCPU()
+				cpu := cpuTime()
 				for b.Loop() {
 					tree, err := parseRatchetTree(tt.tree.suite, data)
 					if err != nil {
@@ -172,7 +160,7 @@ func BenchmarkEd25519Verify(b *testing.B) {
 			pub := priv.Public().(ed25519.PublicKey)
 			msg := make([]byte, 200)
 			sig := ed25519.Sign(priv, msg)
-			cpu := processCPU()
+			cpu := cpuTime()
 			for b.Loop() {
 				for range n {
 					if !ed25519.Verify(pub, msg, sig) {

@@ -89,6 +89,27 @@ func (u *cliUser) recvUntil(t *testing.T, ctx context.Context, what string, ok f
 	t.Fatalf("%s never got %s", u.name, what)
 }
 
+// startWebNode runs an in-process node with the web listener serving
+// the app, with the lowest key-stretching parameters the browser accepts
+// (to keep tests quick) and limits that do not get in their way.
+func startWebNode(tb testing.TB) *server.Server {
+	tb.Helper()
+	cfg := opaque.QPChat()
+	cfg.KSF = opaque.DefaultKSFBounds.Floor
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: tb.TempDir(), OPAQUE: cfg,
+		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000},
+		Web:    server.WebConfig{Listen: "127.0.0.1:0", App: Files()},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	tb.Cleanup(func() { stop(); <-done })
+	return srv
+}
+
 // fastStateKDF keeps the terminal user's state file quick to open.
 var fastStateKDF = store.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
@@ -104,20 +125,7 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 		t.Skip("browser test skipped in -short mode")
 	}
 	browsertest.Find(t)
-	cfg := opaque.QPChat()
-	// The lowest parameters the browser accepts, to keep the test quick.
-	cfg.KSF = opaque.DefaultKSFBounds.Floor
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), OPAQUE: cfg,
-		Limits: server.Limits{MaxConnsPerAddr: 1000, LoginRateAddr: 100000},
-		Web:    server.WebConfig{Listen: "127.0.0.1:0", App: Files()},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	srv := startWebNode(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

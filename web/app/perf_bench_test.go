@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"testing"
 	"time"
 
-	"qpchat/node/server"
-	"qpchat/opaque"
 	"qpchat/web/browsertest"
 	"qpchat/web/perf"
 )
@@ -33,16 +29,7 @@ func BenchmarkWebVsNative(b *testing.B) {
 		b.Fatal(err)
 	}
 	browsertest.Find(b)
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", DataDir: b.TempDir(), OPAQUE: opaque.QPChatTest(),
-		Web:    server.WebConfig{Listen: "127.0.0.1:0", App: Files()},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	b.Cleanup(func() { stop(); <-done })
+	srv := startWebNode(b)
 
 	for _, n := range []int{32, 1024} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
