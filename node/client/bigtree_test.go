@@ -144,12 +144,11 @@ func (s *commitSpy) GetBlob(ctx context.Context, id []byte, offset uint64, n int
 // the time to invite them all and for one of them to join, the bytes
 // this process wrote during the invite (the node's store and the
 // inviter's state; Linux only) and the size of the node's file after.
-// N = 500 by
-// default, or QPCHAT_BENCH_DEVICES. Every member is a full client in this
-// process (its own state file, connection and KeyPackages: ~4 MiB each),
-// so 5 000 members need ~20 GiB:
+// N = 500 by default, or QPCHAT_BENCH_DEVICES. Every member is a full
+// client in this process (its own state file, connection and
+// KeyPackages), so 5 000 members take about 4 GB and two minutes:
 //
-//	QPCHAT_BENCH_DEVICES=2000 go test ./node/client -run XXX -bench BigGroupThroughNode -benchtime 1x -timeout 1h
+//	QPCHAT_BENCH_DEVICES=5000 go test ./node/client -run XXX -bench BigGroupThroughNode -benchtime 1x -timeout 1h
 func BenchmarkBigGroupThroughNode(b *testing.B) {
 	sizes := []int{500}
 	if v := os.Getenv("QPCHAT_BENCH_DEVICES"); v != "" {
