@@ -53,6 +53,16 @@ func TestBrowserWithCLI(t *testing.T) {
 	b.WaitText("send from the browser", "messages", "hi from the browser")
 	bob.wantMessages("garden alice: hi from the browser")
 
+	// Hostile text from the terminal is shown as text: no element is
+	// made from it and no script runs.
+	hostile := `<img src=x onerror="document.title='pwned'"><script>document.title='pwned'</script>` + "\x1b[31mred\x1b[0m"
+	bob.run("send", "garden", hostile)
+	b.WaitText("hostile text arrives", "messages", "<img src=x")
+	if got := b.Eval("hostile text", `document.querySelectorAll("#messages img, #messages script").length + " " + document.title`, 5*time.Second); got != "0 qpchat" {
+		b.Report()
+		t.Fatalf("after a message with markup the page has %q (elements made from it, title)", got)
+	}
+
 	// Both sides show one safety number.
 	sn, _ := bob.jsonLines("verify", "alice")[0]["safety_number"].(string)
 	if sn == "" {
