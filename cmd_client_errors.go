@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	nc "qpchat/node/client"
@@ -154,34 +153,12 @@ func userMessage(err error) string {
 // Help is the detail of `qpchat client --help`.
 func (c *ClientCmd) Help() string { return exitCodesHelp }
 
-// tooLarge finds the sizes in a node's refusal of a too large message.
-var tooLarge = regexp.MustCompile(`is (\d+) bytes, the limit \(--max-message-size\) is (\d+)`)
-
 // sendError explains a refused message: a node refuses a message over
 // its --max-message-size with the encrypted size and its limit; the user
 // learns the text's size and how much text fits.
 func sendError(ctx context.Context, c *nc.Client, group, text string, err error) error {
-	if proto.CodeOf(err) != proto.CodeLimit {
-		return err
+	if msg, ok := nc.ExplainTooLarge(ctx, c, group, text, err); ok {
+		return &refusedError{msg}
 	}
-	m := tooLarge.FindStringSubmatch(err.Error())
-	if m == nil {
-		return err
-	}
-	size, _ := strconv.Atoi(m[1])
-	limit, _ := strconv.Atoi(m[2])
-	fit := ""
-	if c != nil { // (the daemon passes none: its client is the session's)
-		if gs, gerr := c.Groups(ctx); gerr == nil {
-			for _, g := range gs {
-				if g.Name == group {
-					if n, merr := nc.MaxTextLen(g.Suite, limit); merr == nil && n >= 0 {
-						fit = fmt.Sprintf("; at most %d bytes of text fit", n)
-					}
-				}
-			}
-		}
-	}
-	return &refusedError{fmt.Sprintf("the message of %d bytes was not sent: encrypted it is %d bytes, more than the node's limit (--max-message-size) of %d bytes%s",
-		len(text), size, limit, fit)}
+	return err
 }

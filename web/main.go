@@ -384,7 +384,21 @@ func (a *webApp) send(args []js.Value) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return nil, l.SendWait(ctx, argString(args, 0), argString(args, 1))
+	group, text := argString(args, 0), argString(args, 1)
+	err := l.SendWait(ctx, group, text)
+	if err != nil {
+		// A text over the node's message size: say how much fits.
+		var msg string
+		var ok bool
+		a.do(false, func(ctx context.Context, c *nc.Client) error {
+			msg, ok = nc.ExplainTooLarge(ctx, c, group, text, err)
+			return nil
+		})
+		if ok {
+			return nil, errors.New(msg)
+		}
+	}
+	return nil, err
 }
 
 func (a *webApp) history(args []js.Value) (any, error) {

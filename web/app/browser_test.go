@@ -180,6 +180,21 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 		return e.Kind == nc.EventMessage && e.Text == "typed, then Enter"
 	})
 
+	// A 1 MiB paste is more than the node takes: the user is told how
+	// much fits, keeps the text, and the group works on.
+	b.Eval("paste 1 MiB", `(document.getElementById("text").value = "x".repeat(1 << 20), "ok")`, 10*time.Second)
+	b.Step("send 1 MiB", browsertest.Click("send"))
+	b.WaitText("the paste is refused", "status", "bytes of text fit")
+	if n := b.Eval("the paste is kept", `String(document.getElementById("text").value.length)`, 5*time.Second); n != "1048576" {
+		t.Fatalf("after the refusal the message field holds %s characters", n)
+	}
+	b.Eval("clear", `(document.getElementById("text").value = "", "ok")`, 5*time.Second)
+	b.Step("send after the refusal", browsertest.Fill("text", "short again"), browsertest.Click("send"))
+	b.WaitText("send after the refusal", "messages", "short again")
+	bob.recvUntil(t, ctx, "the message after the refused paste", func(e *nc.Event) bool {
+		return e.Kind == nc.EventMessage && e.Text == "short again"
+	})
+
 	// A phone screen: nothing is wider than the screen, and the message
 	// field and the buttons are on it.
 	b.Step("phone screen", chromedp.EmulateViewport(360, 740, chromedp.EmulateScale(2)))
