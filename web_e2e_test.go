@@ -92,4 +92,19 @@ func TestBrowserWithCLI(t *testing.T) {
 	b.Step("reply after the reload", browsertest.Fill("text", "still here"), browsertest.Click("send"))
 	b.WaitText("reply after the reload", "messages", "still here") // shown once the node took it
 	bob.wantMessages("garden alice: still here")
+
+	// The node is killed and restarted on the same addresses: the
+	// browser reconnects by itself and chats on.
+	n.cmd.Process.Kill()
+	<-n.exited
+	web := strings.TrimSuffix(strings.TrimPrefix(n.webURL, "http://"), "/")
+	n2 := startNode(t, n.addr, filepath.Join(dir, "data"), "--web-listen", web)
+	if n2.webURL != n.webURL {
+		t.Fatalf("the restarted node serves the app on %s, was %s", n2.webURL, n.webURL)
+	}
+	bob.run("send", "garden", "after the node restarted")
+	b.WaitText("live after the node restarted", "messages", "after the node restarted")
+	b.Step("reply after the node restarted", browsertest.Fill("text", "reconnected"), browsertest.Click("send"))
+	b.WaitText("reply after the node restarted", "messages", "reconnected")
+	bob.wantMessages("garden alice: reconnected")
 }
