@@ -39,7 +39,7 @@ func TestBrowserWithCLI(t *testing.T) {
 
 	// The browser user makes a group and invites the terminal user.
 	b.Step("create a group", browsertest.Fill("new-group", "garden"), browsertest.Click("create-group"))
-	b.WaitText("create a group", "chat-title", "garden")
+	b.WaitOpened("create a group", "garden")
 	b.Step("invite bob", browsertest.Fill("invite-users", "bob"), browsertest.Click("invite"))
 	b.WaitText("invite bob", "members", "bob")
 	if out := bob.run("join"); !strings.Contains(out, "[garden] joined, invited by alice") {
@@ -75,7 +75,7 @@ func TestBrowserWithCLI(t *testing.T) {
 	bob.run("invite", "porch", "alice")
 	b.WaitText("the browser joins bob's group", "groups", "porch")
 	b.Step("open porch", browsertest.Click("group-porch"))
-	b.WaitText("open porch", "chat-title", "porch")
+	b.WaitOpened("open porch", "porch")
 	bob.run("send", "porch", "welcome to the porch")
 	b.WaitText("a message in bob's group", "messages", "welcome to the porch")
 
@@ -86,6 +86,7 @@ func TestBrowserWithCLI(t *testing.T) {
 		browsertest.Click("login"))
 	b.WaitText("log in again", "groups", "garden")
 	b.Step("open garden", browsertest.Click("group-garden"))
+	b.WaitOpened("open garden", "garden")
 	b.WaitText("history after the reload", "messages", "hello from the terminal")
 	bob.run("send", "garden", "after your reload")
 	b.WaitText("live after the reload", "messages", "after your reload")

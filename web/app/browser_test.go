@@ -138,7 +138,7 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 	t.Logf("account, device and state set up in the browser: %s ms", b.Eval("login time", `document.body.dataset.loginMillis`, 5*time.Second))
 
 	b.Step("create a group", browsertest.Fill("new-group", "garden"), browsertest.Click("create-group"))
-	b.WaitText("create a group", "chat-title", "garden")
+	b.WaitOpened("create a group", "garden")
 	b.Step("invite bob", browsertest.Fill("invite-users", "bob"), browsertest.Click("invite"))
 	b.WaitText("invite bob", "members", "bob")
 
@@ -173,7 +173,7 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 	// Keyboard only: the group is opened with Enter on its entry, and a
 	// message is sent with Enter in the message field.
 	b.Step("open porch with the keyboard", chromedp.Focus(chromedp.ID("group-porch")), chromedp.KeyEvent(kb.Enter))
-	b.WaitText("open porch with the keyboard", "chat-title", "porch")
+	b.WaitOpened("open porch with the keyboard", "porch")
 	b.Step("send with Enter", chromedp.Focus(chromedp.ID("text")), chromedp.KeyEvent("typed, then Enter"+kb.Enter))
 	b.WaitText("send with Enter", "messages", "typed, then Enter")
 	bob.recvUntil(t, ctx, "the message sent with Enter", func(e *nc.Event) bool {

@@ -130,6 +130,20 @@ func (b *Browser) WaitText(name, id, text string) {
 	}
 }
 
+// WaitOpened waits (up to 90 s) until the app has opened group: its
+// history, members and the focus on the message field are in place, so
+// typing cannot race the view being built.
+func (b *Browser) WaitOpened(name, group string) {
+	b.tb.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	expr := fmt.Sprintf(`document.body.dataset.opened === %q`, group)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		b.Report()
+		b.tb.Fatalf("%s: group %q never finished opening: %v", name, group, err)
+	}
+}
+
 // Eval evaluates a JavaScript expression (awaiting a Promise it returns)
 // and returns its value as a string; it fails the test on an error.
 func (b *Browser) Eval(name, expr string, timeout time.Duration) string {

@@ -129,6 +129,7 @@ function addMessage(ev) {
 
 async function openGroup(name) {
   current = name;
+  delete document.body.dataset.opened;
   $("chat-title").textContent = name;
   for (const id of ["text", "send", "invite-users", "invite", "leave"]) $(id).disabled = false;
   $("messages").replaceChildren();
@@ -136,6 +137,7 @@ async function openGroup(name) {
   await refreshGroups();
   await refreshMembers();
   $("text").focus();
+  document.body.dataset.opened = name; // the view is complete (tests wait for it)
 }
 
 async function refreshMembers() {
