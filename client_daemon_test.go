@@ -713,3 +713,74 @@ func TestClientDaemonLeaveHistoryFiles(t *testing.T) {
 		t.Errorf("carol's group has %d members after both left: %v", len(members), members)
 	}
 }
+
+// TestClientRecvThroughDaemonSavesFiles: while a daemon holds bob's
+// profile, `recv` goes through it and still saves the files it shows
+// (into --download-dir), the one shown, not another of the same name;
+// with --no-download it saves nothing. (recv through a daemon only
+// announced files before.)
+func TestClientRecvThroughDaemonSavesFiles(t *testing.T) {
+	dir := t.TempDir()
+	data, state := filepath.Join(dir, "data"), filepath.Join(dir, "state")
+	n := startNode(t, "127.0.0.1:0", data)
+	alice, bob := newCLIUser(t, n, state, "alice"), newCLIUser(t, n, state, "bob")
+	alice.run("create-group", "g")
+	alice.run("invite", "g", "bob")
+	bob.run("join")
+	startDaemon(t, bob, filepath.Join(shortDir(t), "bob.sock"), nil)
+
+	src := filepath.Join(dir, "notes.txt")
+	send := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(src, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		alice.run("send-file", "g", src)
+	}
+	send("first version\n")
+	send("second version\n")
+	dl := filepath.Join(dir, "dl")
+	var saved []string
+	for _, l := range forwardedJSON(t, bob, "recv", "--download-dir", dl) {
+		if l["event"] == "saved" {
+			p, _ := l["path"].(string)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			saved = append(saved, string(b))
+		}
+	}
+	if strings.Join(saved, "|") != "first version\n|second version\n" {
+		t.Errorf("recv through the daemon saved %q, want both versions in order", saved)
+	}
+
+	send("third version\n")
+	nodl := filepath.Join(dir, "nodl")
+	for _, l := range forwardedJSON(t, bob, "recv", "--download-dir", nodl, "--no-download") {
+		if l["event"] == "saved" {
+			t.Errorf("recv --no-download saved %v", l)
+		}
+	}
+	if _, err := os.Stat(nodl); !os.IsNotExist(err) {
+		t.Errorf("recv --no-download made %s (%v)", nodl, err)
+	}
+}
+
+// forwardedJSON runs a command through u's daemon with --json and
+// decodes its lines.
+func forwardedJSON(t *testing.T, u *cliUser, args ...string) []map[string]any {
+	t.Helper()
+	var res []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(forwarded(t, u, append(args, "--json")...)), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%s: output line %q is not JSON: %v", strings.Join(args, " "), l, err)
+		}
+		res = append(res, m)
+	}
+	return res
+}

@@ -480,16 +480,15 @@ type RecvCmd struct {
 
 // Run receives.
 func (c *RecvCmd) Run(g *Globals, f *ClientFlags, p *ProfileFlags) error {
-	if runningDaemon(f, p) != nil && !c.Follow {
-		// The daemon announces files; `download` saves them.
-		return recvOnce(g, f, p, c.Wait)
-	}
 	dir := ""
 	if !c.NoDownload {
 		var err error
 		if dir, err = downloadDir(c.DownloadDir, p); err != nil {
 			return err
 		}
+	}
+	if d := runningDaemon(f, p); d != nil && !c.Follow {
+		return recvThroughDaemon(g, f, p, d, c.Wait, dir)
 	}
 	if c.Follow {
 		return recvFollow(g, f, p, dir)

@@ -298,11 +298,13 @@ func (d *daemonState) sendFile(ctx context.Context, raw json.RawMessage) (any, e
 }
 
 // download saves the newest file of a group (or the newest with the
-// given name) into dir (default: the download directory).
+// given name, or the one at history position seq) into dir (default: the
+// download directory).
 func (d *daemonState) download(ctx context.Context, raw json.RawMessage) (any, error) {
 	p, err := params[struct {
 		Group string `json:"group"`
 		Name  string `json:"name"`
+		Seq   uint64 `json:"seq"`
 		Dir   string `json:"dir"`
 	}](raw)
 	if err != nil {
@@ -323,7 +325,7 @@ func (d *daemonState) download(ctx context.Context, raw json.RawMessage) (any, e
 		}
 		var pick *nc.Event
 		for _, e := range evs {
-			if e.Kind == nc.EventFile && (p.Name == "" || e.Text == p.Name) {
+			if e.Kind == nc.EventFile && (p.Name == "" || e.Text == p.Name) && (p.Seq == 0 || e.Seq == p.Seq) {
 				pick = e
 			}
 		}

@@ -125,21 +125,27 @@ func callDaemon(ctx context.Context, d *daemonInfo, method string, params any, r
 // forward runs a command at the daemon and prints its objects, as text
 // made by text (or as JSON lines).
 func forward(g *Globals, f *ClientFlags, p *ProfileFlags, d *daemonInfo, method string, params any, wait time.Duration, text func(map[string]any) string) (int, error) {
+	objs, err := forwardObjects(g, f, p, d, method, params, wait, text)
+	return len(objs), err
+}
+
+// forwardObjects is forward that also returns the printed objects.
+func forwardObjects(g *Globals, f *ClientFlags, p *ProfileFlags, d *daemonInfo, method string, params any, wait time.Duration, text func(map[string]any) string) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*f.Timeout+30*time.Second+wait)
 	defer cancel()
 	var raw json.RawMessage
 	if err := callDaemon(ctx, d, method, params, &raw); err != nil {
-		return 0, err
+		return nil, err
 	}
 	var objs []map[string]any
 	if len(raw) > 0 && raw[0] == '[' {
 		if err := json.Unmarshal(raw, &objs); err != nil {
-			return 0, fmt.Errorf("the daemon's answer to %s: %w", method, err)
+			return nil, fmt.Errorf("the daemon's answer to %s: %w", method, err)
 		}
 	} else {
 		var obj map[string]any
 		if err := json.Unmarshal(raw, &obj); err != nil {
-			return 0, fmt.Errorf("the daemon's answer to %s: %w", method, err)
+			return nil, fmt.Errorf("the daemon's answer to %s: %w", method, err)
 		}
 		objs = append(objs, obj)
 	}
@@ -147,5 +153,36 @@ func forward(g *Globals, f *ClientFlags, p *ProfileFlags, d *daemonInfo, method 
 	for _, obj := range objs {
 		o.emit(obj, "%s", text(obj))
 	}
-	return len(objs), nil
+	return objs, nil
+}
+
+// recvThroughDaemon is recv while a daemon holds the profile: the daemon
+// applies the queue and returns the events, and each file received is
+// then saved into dir (none when empty) by the daemon's download method,
+// as recv saves files itself.
+func recvThroughDaemon(g *Globals, f *ClientFlags, p *ProfileFlags, d *daemonInfo, wait time.Duration, dir string) error {
+	objs, err := forwardObjects(g, f, p, d, "recv", map[string]any{"wait": wait.Seconds()}, wait, eventText)
+	if err != nil || dir == "" {
+		return err
+	}
+	o := newOut(g, p)
+	for _, e := range objs {
+		seq, _ := e["seq"].(float64)
+		if e["event"] != "file" || e["outgoing"] == true || seq < 1 {
+			continue
+		}
+		group, sender, name := str(e, "group"), str(e, "sender"), str(e, "file")
+		ctx, cancel := fileContext(f, 0)
+		var res struct {
+			Path string `json:"path"`
+		}
+		err := callDaemon(ctx, d, "download", map[string]any{"group": group, "seq": uint64(seq), "dir": dir}, &res)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("saving %s from %s: %w", termSafe(name), termSafe(sender), err)
+		}
+		obj := map[string]any{"event": "saved", "group": group, "sender": sender, "file": name, "size": e["size"], "path": res.Path}
+		o.emit(obj, "[%s] saved %s from %s to %s", termSafe(group), termSafe(name), termSafe(sender), termSafe(res.Path))
+	}
+	return nil
 }

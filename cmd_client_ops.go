@@ -103,7 +103,10 @@ func dmText(user string, obj map[string]any) string {
 // exact strings, and a text that is not valid UTF-8 also as text_base64
 // (JSON strings cannot hold it).
 func eventObject(group string, e *nc.Event) map[string]any {
-	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch}
+	obj := map[string]any{"event": e.Kind.String(), "group": group, "sender": e.Sender, "time": e.Time, "epoch": e.Epoch, "seq": e.Seq}
+	if e.Outgoing {
+		obj["outgoing"] = true
+	}
 	switch e.Kind {
 	case nc.EventMessage:
 		obj["text"] = e.Text
