@@ -324,7 +324,7 @@ func dialStateWith(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State
 	}
 	confirm := false
 	if noTOFU && f.ServerFingerprint == "" && f.CA == "" {
-		if _, ok, err := st.Pin(f.Server); err != nil {
+		if _, ok, err := st.Pin(pinKey(f.Server)); err != nil {
 			return nil, err
 		} else if !ok {
 			// Dial without remembering, then ask.
@@ -340,7 +340,7 @@ func dialStateWith(ctx context.Context, g *Globals, f *ClientFlags, st *nc.State
 			cl.Close()
 			return nil, err
 		}
-		if err := st.SetPin(f.Server, cl.Fingerprint); err != nil {
+		if err := st.SetPin(pinKey(f.Server), cl.Fingerprint); err != nil {
 			cl.Close()
 			return nil, err
 		}

@@ -261,3 +261,71 @@ func TestEndToEnd(t *testing.T) {
 	}
 	n3.stop(t)
 }
+
+// TestServerList: --server may list several nodes of one service (they
+// share the identity): the first that answers is used, a dead one is
+// skipped, one pin (kept under the list) covers them all, and a node
+// with another key is refused (exit 4), never skipped.
+func TestServerList(t *testing.T) {
+	dir := t.TempDir()
+	d1, d2, d3 := filepath.Join(dir, "n1"), filepath.Join(dir, "n2"), filepath.Join(dir, "n3")
+	n1 := startNode(t, "127.0.0.1:0", d1)
+	// A second node with the same identity, as cluster-init gives.
+	if err := os.MkdirAll(d2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"server-cert.pem", "server-key.pem"} {
+		b, err := os.ReadFile(filepath.Join(d1, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d2, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n2 := startNode(t, "127.0.0.1:0", d2)
+	if n2.fingerprint != n1.fingerprint {
+		t.Fatalf("the copied identity has fingerprint %s, want %s", n2.fingerprint, n1.fingerprint)
+	}
+	n3 := startNode(t, "127.0.0.1:0", d3) // another identity
+
+	// An address nothing listens on: QUIC gets no answer from it.
+	dead := n1.addr
+	n1.stop(t)
+	n1 = startNode(t, "127.0.0.1:0", d1)
+
+	env := append(testEnv(t), "QPCHAT_STATE_DIR="+filepath.Join(dir, "state"), "QPCHAT_CONNECT_TIMEOUT=1s")
+	list := dead + ", " + n1.addr + "," + n2.addr
+	code, out, errs := client(t, env, "ping", "--server", list)
+	if code != 0 || !strings.Contains(out, "pong") {
+		t.Fatalf("ping with a dead first node: exit %d\n%s%s", code, out, errs)
+	}
+	key := dead + "," + n1.addr + "," + n2.addr
+	if !strings.Contains(errs, "trusting the key of "+key+" on first use: "+n1.fingerprint) {
+		t.Errorf("the first use did not pin the list: %q", errs)
+	}
+
+	// The first live node goes away: the next one answers, under the same pin.
+	n1.stop(t)
+	code, out, errs = client(t, env, "ping", "--server", list)
+	if code != 0 || !strings.Contains(out, "pong") || strings.Contains(errs, "first use") {
+		t.Fatalf("ping after the first node stopped: exit %d\n%s%s", code, out, errs)
+	}
+
+	// None answers: unreachable, naming each.
+	n2.stop(t)
+	code, _, errs = client(t, env, "ping", "--server", list)
+	if code != 3 || !strings.Contains(errs, "none of the 3 nodes answered") {
+		t.Errorf("ping with every node down: exit %d, %q", code, errs)
+	}
+
+	// A node with another key in the list is refused, not skipped.
+	n2 = startNode(t, n2.addr, d2)
+	other := n3.addr + "," + n2.addr
+	if code, _, errs := client(t, env, "ping", "--server", other, "--server-fingerprint", n2.fingerprint); code != 4 {
+		t.Errorf("a node with another key first in the list: exit %d, %q; want 4", code, errs)
+	}
+	if code, _, errs := client(t, env, "ping", "--server", "a:1,,b:2"); code != 80 || !strings.Contains(errs, "empty address") {
+		t.Errorf("an empty address in the list: exit %d, %q", code, errs)
+	}
+}

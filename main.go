@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -130,7 +132,7 @@ func (c *ServeCmd) Run(g *Globals) error {
 // ClientFlags are the flags of every client command; ClientCmd binds
 // them so each subcommand's Run can take a *ClientFlags.
 type ClientFlags struct {
-	Server            string        `default:"127.0.0.1:7000" placeholder:"HOST:PORT" help:"Address of the node."`
+	Server            string        `default:"127.0.0.1:7000" placeholder:"HOST:PORT[,...]" help:"Address of the node; for a cluster, its nodes' addresses separated by commas: the first that answers is used, the others when it fails, all held to one pin."`
 	StateDir          string        `type:"path" default:"~/.local/share/qpchat" placeholder:"DIR" help:"Client state directory: each profile's encrypted NAME.state (account, device keys, groups, pinned server and user keys, message history) and ping's server-pins.json; default $XDG_DATA_HOME/qpchat or ~/.local/share/qpchat."`
 	ServerFingerprint string        `placeholder:"sha256:HEX" help:"Expected server key fingerprint; pins it (the only way to replace a pin)."`
 	CA                string        `name:"ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify a CA-issued server certificate with, instead of pinning."`
@@ -220,7 +222,93 @@ func (f *ClientFlags) connectTimeout() time.Duration {
 // erased once connected). QUIC runs over UDP, so a node that is down
 // shows only as silence (ICMP errors are not trusted: anyone can forge
 // them); the handshake timeout ends the wait.
+//
+// addr may list several addresses of one service (the nodes of a
+// cluster, which share their identity), comma-separated: they are tried
+// in order and the first that answers is used; a command that loses its
+// connection starts again from the first. All of them are held to one
+// pin, stored under the whole list, so any node of the cluster must
+// present the same key. Only an unreachable node is skipped: a key that
+// does not match the pin stops the command (exit 4) as for one address.
 func dialNode(ctx context.Context, g *Globals, addr string, opts rpc.DialOptions) (*rpc.Client, error) {
+	addrs, err := splitServers(addr)
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) == 1 {
+		return dialOne(ctx, g, addrs[0], opts)
+	}
+	list := strings.Join(addrs, ",")
+	if opts.Pins != nil {
+		opts.Pins = listPins{opts.Pins, list}
+	}
+	if f := opts.OnFirstUse; f != nil {
+		opts.OnFirstUse = func(_, fp string) { f(list, fp) }
+	}
+	if f := opts.OnSuccession; f != nil {
+		opts.OnSuccession = func(_, old, new string) { f(list, old, new) }
+	}
+	var errs []error
+	for _, a := range addrs {
+		cl, err := dialOne(ctx, g, a, opts)
+		if err == nil {
+			return cl, nil
+		}
+		var ue *unreachableError
+		if !errors.As(err, &ue) || ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, &unreachableError{fmt.Errorf("none of the %d nodes answered: %w", len(addrs), errors.Join(errs...))}
+}
+
+// maxServers bounds the addresses of --server.
+const maxServers = 16
+
+// splitServers splits a --server value into its addresses.
+func splitServers(s string) ([]string, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > maxServers {
+		return nil, &usageError{fmt.Sprintf("--server lists %d addresses, at most %d", len(parts), maxServers)}
+	}
+	seen := make(map[string]bool, len(parts))
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, &usageError{fmt.Sprintf("--server %q has an empty address", s)}
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// pinKey is the name the pin of a --server value is kept under: the
+// address, or the normalised list.
+func pinKey(server string) string {
+	addrs, err := splitServers(server)
+	if err != nil {
+		return server
+	}
+	return strings.Join(addrs, ",")
+}
+
+// listPins keeps the pin of every address of a --server list under the
+// list itself.
+type listPins struct {
+	rpc.PinStore
+	list string
+}
+
+func (l listPins) Pin(string) (string, bool, error) { return l.PinStore.Pin(l.list) }
+func (l listPins) SetPin(_, fp string) error        { return l.PinStore.SetPin(l.list, fp) }
+
+// dialOne dials one address, telling an interactive user.
+func dialOne(ctx context.Context, g *Globals, addr string, opts rpc.DialOptions) (*rpc.Client, error) {
 	if g.interactive {
 		fmt.Fprintf(g.stderr, "connecting to %s…", termSafe(addr))
 	}
