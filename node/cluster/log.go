@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Log is the cluster store's log (store.Log) on one JetStream stream:
+// one subject, file storage, replicated, never truncated (no limits;
+// deleting and purging messages are refused by the stream itself). Entry
+// n of the log is the stream's message with sequence number n. Entries
+// are write sets of the store: sealed values under clear schema names and
+// HMAC'd identifiers, so neither the stream nor its subject names a user,
+// device or group.
+type Log struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	name     string
+	subject  string
+	maxEntry int
+}
+
+// DefaultStream is the stream name of a qpchat cluster store.
+const DefaultStream = "qpchat-store"
+
+// subjectOf is the one subject of a log's stream.
+func subjectOf(stream string) string { return "qpchat.log." + stream }
+
+// OpenLog binds to the stream name through nc, creating it with the given
+// number of replicas if it does not exist. It retries while the
+// JetStream cluster is still forming (no meta leader yet), until ctx ends.
+func OpenLog(ctx context.Context, nc *nats.Conn, name string, replicas int) (*Log, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// The entry limit leaves room for the publish's headers.
+	maxEntry := int(nc.MaxPayload()) - 4096
+	if maxEntry <= 0 {
+		return nil, fmt.Errorf("cluster: the NATS server's max_payload of %d bytes is too small", nc.MaxPayload())
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        name,
+		Description: "qpchat cluster store log",
+		Subjects:    []string{subjectOf(name)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Retention:   jetstream.LimitsPolicy,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		MaxMsgSize:  int32(maxEntry),
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}
+	var stream jetstream.Stream
+	for {
+		// Requests made before the JetStream cluster has a leader go
+		// unanswered: bound each attempt.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		stream, err = js.Stream(actx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			stream, err = js.CreateStream(actx, cfg)
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: opening the log stream %s: %w", name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return &Log{js: js, stream: stream, name: name, subject: subjectOf(name), maxEntry: maxEntry}, nil
+}
+
+// ID names the stream and the moment it was created, so that a replica
+// never follows a stream deleted and made again under the same name.
+func (l *Log) ID(ctx context.Context) (string, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return "", fmt.Errorf("cluster: log stream info: %w", err)
+	}
+	return l.name + "@" + info.Created.UTC().Format(time.RFC3339Nano), nil
+}
+
+// Last asks the stream's leader for its last sequence number.
+func (l *Log) Last(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: log stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Append publishes entry with the expected-last-sequence header: the
+// stream's leader stores it only if its last sequence is expect, and acks
+// once the stream's replicas have it (a quorum).
+func (l *Log) Append(ctx context.Context, entry []byte, expect uint64) (uint64, bool, error) {
+	ack, err := l.js.PublishMsg(ctx, &nats.Msg{Subject: l.subject, Data: entry},
+		jetstream.WithExpectStream(l.name), jetstream.WithExpectLastSequence(expect))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("cluster: appending to the log: %w", err)
+	}
+	return ack.Sequence, true, nil
+}
+
+// Follow reads the stream from after+1 with an ordered consumer (which
+// recreates itself after a failure or a gap, from where it was) and hands
+// fn the runs of consecutive entries that have arrived.
+func (l *Log) Follow(ctx context.Context, after uint64, fn func(first uint64, entries [][]byte) error) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cons, err := l.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("cluster: following the log: %w", err)
+	}
+	type entry struct {
+		seq  uint64
+		data []byte
+	}
+	const batch = 256
+	msgs := make(chan entry, batch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		select {
+		case msgs <- entry{md.Sequence.Stream, m.Data()}:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(batch))
+	if err != nil {
+		return fmt.Errorf("cluster: following the log: %w", err)
+	}
+	defer cc.Stop()
+	next := after + 1
+	var first uint64
+	var run [][]byte
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		err := fn(first, run)
+		run = nil
+		return err
+	}
+	add := func(e entry) error {
+		if e.seq < next {
+			return nil // delivered again after a reset
+		}
+		if e.seq != next { // a gap: hand over what we have, then the rest; the store sees it
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(run) == 0 {
+			first = e.seq
+		}
+		run = append(run, e.data)
+		next = e.seq + 1
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-msgs:
+			if err := add(e); err != nil {
+				return err
+			}
+		}
+	drain:
+		for len(run) < batch {
+			select {
+			case e := <-msgs:
+				if err := add(e); err != nil {
+					return err
+				}
+			default:
+				break drain
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// MaxEntry is the largest entry the log takes: the NATS connection's
+// max_payload, less room for headers.
+func (l *Log) MaxEntry() int { return l.maxEntry }
