@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -79,40 +81,96 @@ func OpenLog(ctx context.Context, nc *nats.Conn, name string, replicas int) (*Lo
 	return &Log{js: js, stream: stream, name: name, subject: subjectOf(name), maxEntry: maxEntry}, nil
 }
 
+// attempt bounds one request to the stream's leader: a request sent to
+// a leader that just died is never answered, and the retry reaches the
+// new one.
+const attempt = 2 * time.Second
+
+// retryable reports whether a failed request may have gone to a leader
+// that is gone or not yet elected.
+func retryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// pause waits a little before a retry; false if ctx ended.
+func pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(50 * time.Millisecond):
+		return true
+	}
+}
+
+// info asks the stream's leader for the stream's state, retrying until
+// ctx ends.
+func (l *Log) info(ctx context.Context) (*jetstream.StreamInfo, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		info, err := l.stream.Info(actx)
+		cancel()
+		if err == nil {
+			return info, nil
+		}
+		if !retryable(err) || !pause(ctx) {
+			return nil, fmt.Errorf("cluster: log stream info: %w", err)
+		}
+	}
+}
+
+// Info returns the stream's configuration and state.
+func (l *Log) Info(ctx context.Context) (*jetstream.StreamInfo, error) { return l.info(ctx) }
+
 // ID names the stream and the moment it was created, so that a replica
 // never follows a stream deleted and made again under the same name.
 func (l *Log) ID(ctx context.Context) (string, error) {
-	info, err := l.stream.Info(ctx)
+	info, err := l.info(ctx)
 	if err != nil {
-		return "", fmt.Errorf("cluster: log stream info: %w", err)
+		return "", err
 	}
 	return l.name + "@" + info.Created.UTC().Format(time.RFC3339Nano), nil
 }
 
 // Last asks the stream's leader for its last sequence number.
 func (l *Log) Last(ctx context.Context) (uint64, error) {
-	info, err := l.stream.Info(ctx)
+	info, err := l.info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("cluster: log stream info: %w", err)
+		return 0, err
 	}
 	return info.State.LastSeq, nil
 }
 
 // Append publishes entry with the expected-last-sequence header: the
 // stream's leader stores it only if its last sequence is expect, and acks
-// once the stream's replicas have it (a quorum).
+// once the stream's replicas have it (a quorum). A publish that goes
+// unanswered (the leader died) is sent again with the same message id
+// until ctx ends: if the first one was stored, JetStream's duplicate
+// detection answers with its sequence number instead of storing it twice.
+// If ctx ends first, the entry may or may not be in the log.
 func (l *Log) Append(ctx context.Context, entry []byte, expect uint64) (uint64, bool, error) {
-	ack, err := l.js.PublishMsg(ctx, &nats.Msg{Subject: l.subject, Data: entry},
-		jetstream.WithExpectStream(l.name), jetstream.WithExpectLastSequence(expect))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return 0, false, nil
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return 0, false, err
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("cluster: appending to the log: %w", err)
+	msgID := hex.EncodeToString(id)
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		ack, err := l.js.PublishMsg(actx, &nats.Msg{Subject: l.subject, Data: entry},
+			jetstream.WithMsgID(msgID), jetstream.WithExpectStream(l.name), jetstream.WithExpectLastSequence(expect))
+		cancel()
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, false, nil
+		}
+		if err == nil {
+			return ack.Sequence, true, nil
+		}
+		if !retryable(err) || !pause(ctx) {
+			return 0, false, fmt.Errorf("cluster: appending to the log (the entry may or may not be in it): %w", err)
+		}
 	}
-	return ack.Sequence, true, nil
 }
 
 // Follow reads the stream from after+1 with an ordered consumer (which
@@ -143,7 +201,11 @@ func (l *Log) Follow(ctx context.Context, after uint64, fn func(first uint64, en
 		case msgs <- entry{md.Sequence.Stream, m.Data()}:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(batch))
+	},
+		jetstream.PullMaxMessages(batch),
+		// A consumer hosted by a server that went down is noticed after
+		// two missed heartbeats and made again on the stream's new leader.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(500*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("cluster: following the log: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,14 +26,23 @@ import (
 // plain `go test` covers both.
 const backendEnv = "QPCHAT_STORE_BACKEND"
 
-// testCluster is the cluster of the cluster pass, started by TestMain.
+// testCluster is the cluster of the cluster pass, started by TestMain,
+// or started on first use by sharedTestCluster.
 var testCluster *clustertest.Cluster
+
+// cleanupShared runs when the tests end.
+var cleanupShared []func()
 
 func clusterBackend() bool { return os.Getenv(backendEnv) == "cluster" }
 
 // runWithBackend runs the tests, first starting the cluster for the
 // cluster pass.
 func runWithBackend(m *testing.M) int {
+	defer func() {
+		for _, f := range slices.Backward(cleanupShared) {
+			f()
+		}
+	}()
 	if !clusterBackend() {
 		return m.Run()
 	}
