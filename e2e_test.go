@@ -94,6 +94,16 @@ func (s *syncBuffer) String() string {
 // print its address and fingerprint.
 func startNode(t *testing.T, listen, data string, extra ...string) *node {
 	t.Helper()
+	n, wait := launchNode(t, listen, data, extra...)
+	wait()
+	return n
+}
+
+// launchNode starts `qpchat serve` and returns a function that waits for
+// it to print its address and fingerprint (so that nodes that wait for
+// each other, as a cluster's do, can be started together).
+func launchNode(t *testing.T, listen, data string, extra ...string) (*node, func()) {
+	t.Helper()
 	cmd := exec.Command(qpchatBinary(t), append([]string{"serve", "--listen", listen, "--data", data, "--log-level", "debug"}, extra...)...)
 	cmd.Env = testEnv(t)
 	n := &node{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
@@ -125,6 +135,11 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 		}
 	})
 
+	return n, func() { n.waitStarted(t, lines) }
+}
+
+func (n *node) waitStarted(t *testing.T, lines chan string) {
+	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for n.fingerprint == "" {
 		select {
@@ -148,7 +163,6 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 		for range lines {
 		}
 	}()
-	return n
 }
 
 // stop sends SIGTERM and checks the node exits 0.

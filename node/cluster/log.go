@@ -68,6 +68,11 @@ func OpenLog(ctx context.Context, nc *nats.Conn, name string, replicas int) (*Lo
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			stream, err = js.CreateStream(actx, cfg)
 		}
+		if err == nil {
+			// Nodes that start together may race to create the stream;
+			// wait until its leader answers.
+			_, err = stream.Info(actx)
+		}
 		cancel()
 		if err == nil {
 			break

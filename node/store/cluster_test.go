@@ -503,3 +503,70 @@ func TestClusterNoCleartext(t *testing.T) {
 	}
 	t.Logf("searched %d files", files)
 }
+
+// TestClusterLeaderLoss stops the node that leads the log's stream: the
+// other two elect a new leader and go on serving reads and writes, and
+// their followers resume from the new leader.
+func TestClusterLeaderLoss(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	dir := t.TempDir()
+	var st []*LocalStore
+	for i := range 3 {
+		s, err := OpenClusterServer(filepath.Join(dir, fmt.Sprintf("replica-%d.db", i)), Options{Passphrase: []byte("cluster pass"), KDF: fastKDF},
+			Limits{}, ClusterOptions{Log: openLog(t, c, i, "leader-loss")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = append(st, s)
+	}
+	defer func() {
+		for _, s := range st {
+			s.Close()
+		}
+	}()
+	send := clusterGroup(t, st)
+	send(st[0], "before")
+	info, err := openLog(t, c, 0, "leader-loss").Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := -1
+	for i := range 3 {
+		if c.Config(i).Name == info.Cluster.Leader {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatalf("stream leader %q is none of the nodes", info.Cluster.Leader)
+	}
+	st[leader].Close()
+	c.Stop(leader)
+	t0 := time.Now()
+	for i := range 3 {
+		if i == leader {
+			continue
+		}
+		wait := st[i].QueueSignal(devKey("b1"))
+		for {
+			_, err := st[i].Send(ctx, SendRequest{Group: []byte("group"), Sender: devKey("a1"), Messages: [][]byte{fmt.Appendf(nil, "after, through %d", i)}})
+			if err == nil {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				t.Fatalf("node %d: no write a minute after losing the leader: %v", i, err)
+			}
+			t.Logf("%v: node %d: %v", time.Since(t0), i, err)
+		}
+		<-wait
+	}
+	for i := range 3 {
+		if i == leader {
+			continue
+		}
+		r, err := st[i].Fetch(ctx, devKey("b1"), 1, 0, 0)
+		if err != nil || len(r.Messages) != 3 {
+			t.Errorf("node %d: %d messages, %v", i, len(r.Messages), err)
+		}
+	}
+	t.Logf("the cluster served writes on both nodes %v after losing the leader (node %d)", time.Since(t0), leader)
+}

@@ -109,6 +109,8 @@ type replDB struct {
 	applied  uint64        // last entry committed to the replica
 	advanced chan struct{} // closed (and replaced) when applied grows or failed is set
 	failed   error
+	wanted   uint64    // the highest entry a caller waits for
+	progress time.Time // when applied last grew, or waiting began
 
 	// onPut, if set, is told after each commit of other nodes' entries the
 	// path of every bucket that got values.
@@ -204,9 +206,18 @@ func (r *replDB) setApplied(seq uint64) {
 	defer r.mu.Unlock()
 	if seq > r.applied {
 		r.applied = seq
+		r.progress = time.Now()
 		close(r.advanced)
 		r.advanced = make(chan struct{})
 	}
+}
+
+// stalled reports whether callers have waited for entries for longer
+// than d without the replica applying any.
+func (r *replDB) stalled(d time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wanted > r.applied && time.Since(r.progress) > d
 }
 
 func (r *replDB) fail(err error) {
@@ -237,6 +248,12 @@ func (r *replDB) waitApplied(ctx context.Context, seq uint64) error {
 		if applied >= seq {
 			return nil
 		}
+		r.mu.Lock()
+		if r.wanted <= r.applied { // waiting begins
+			r.progress = time.Now()
+		}
+		r.wanted = max(r.wanted, seq)
+		r.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -296,6 +313,10 @@ func (r *replDB) barrier() error {
 	return r.waitApplied(ctx, last)
 }
 
+// followerStall is how long callers may wait for entries, with none
+// applied, before the follower is restarted.
+const followerStall = 3 * time.Second
+
 // follow applies the log to the replica until ctx ends, restarting the
 // log's Follow after transient failures.
 func (r *replDB) follow(ctx context.Context) {
@@ -304,7 +325,27 @@ func (r *replDB) follow(ctx context.Context) {
 	gaps := 0
 	for ctx.Err() == nil {
 		applied, _ := r.state()
-		err := r.log.Follow(ctx, applied, r.applyEntries)
+		// A follower that delivers nothing while callers wait for
+		// entries the log has (its consumer lost with a server that
+		// died, say) is restarted from the replica's position.
+		fctx, cancel := context.WithCancel(ctx)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-fctx.Done():
+					return
+				case <-t.C:
+					if r.stalled(followerStall) {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+		err := r.log.Follow(fctx, applied, r.applyEntries)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
