@@ -115,6 +115,10 @@ type testLogState struct {
 func clusterOptsFor(t testing.TB) ClusterOptions {
 	t.Helper()
 	root := t.Name()
+	if _, ok := t.(*testing.B); ok {
+		// A benchmark runs its function several times, each on a new store.
+		root += time.Now().String()
+	}
 	testLogsMu.Lock()
 	st := testLogs[root]
 	if st == nil {
