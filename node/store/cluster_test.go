@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -569,4 +570,35 @@ func TestClusterLeaderLoss(t *testing.T) {
 		}
 	}
 	t.Logf("the cluster served writes on both nodes %v after losing the leader (node %d)", time.Since(t0), leader)
+}
+
+// TestClusterMinorityFails: a node cut off from the other two (they are
+// down) answers reads and writes with an error naming the cluster log,
+// never from its own copy alone.
+func TestClusterMinorityFails(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	dir := t.TempDir()
+	var st []*LocalStore
+	for i := range 3 {
+		s, err := OpenClusterServer(filepath.Join(dir, fmt.Sprintf("replica-%d.db", i)), Options{Passphrase: []byte("cluster pass"), KDF: fastKDF},
+			Limits{}, ClusterOptions{Log: openLog(t, c, i, "minority"), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = append(st, s)
+	}
+	send := clusterGroup(t, st)
+	send(st[0], "before")
+	defer st[0].Close()
+	for i := 1; i < 3; i++ {
+		st[i].Close()
+		c.Stop(i)
+	}
+	_, err := st[0].Send(ctx, SendRequest{Group: []byte("group"), Sender: devKey("a1"), Messages: [][]byte{[]byte("alone")}})
+	if err == nil || !strings.Contains(err.Error(), "cluster log") {
+		t.Errorf("Send without a quorum = %v, want an error naming the cluster log", err)
+	}
+	if _, err := st[0].Fetch(ctx, devKey("b1"), 0, 0, 0); err == nil || !strings.Contains(err.Error(), "cluster log") {
+		t.Errorf("Fetch without a quorum = %v, want an error naming the cluster log", err)
+	}
 }

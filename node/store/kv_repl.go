@@ -123,6 +123,9 @@ type replDB struct {
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the follower exits
+
+	applyMu sync.Mutex // held while the follower applies entries
+	closed  bool       // under applyMu: the replica is closed, apply nothing
 }
 
 type lastRound struct {
@@ -380,6 +383,11 @@ func (r *replDB) applyEntries(first uint64, entries [][]byte) error {
 	if applied, _ := r.state(); first+uint64(len(entries))-1 <= applied {
 		return nil // this node's own entries
 	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if r.closed {
+		return errDatabaseNotOpen
+	}
 	tx, err := r.local.Begin(true)
 	if err != nil {
 		return err
@@ -477,10 +485,19 @@ func (r *replDB) Update(fn func(kvTx) error) error {
 	return fmt.Errorf("store: gave up after %d conflicts with other cluster nodes", maxConflicts)
 }
 
-// Close stops the follower and closes the replica.
+// Close stops the follower and closes the replica. It waits for an
+// apply in progress, but not long for the follower's calls to the log
+// (which, without a quorum, can take seconds to give up): once closed,
+// the follower applies nothing.
 func (r *replDB) Close() error {
 	r.cancel()
-	<-r.done
+	r.applyMu.Lock()
+	r.closed = true
+	r.applyMu.Unlock()
+	select {
+	case <-r.done:
+	case <-time.After(time.Second):
+	}
 	return r.local.Close()
 }
 
