@@ -216,15 +216,23 @@ func loadRouteTLS(path string) (*tls.Config, string, error) {
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	pin := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	// The route certificate is its own CA, under a name of its own that
+	// every node asks for whatever the peer's address; nats-server also
+	// checks the pin after the handshake.
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS13,
-		ClientAuth:   tls.RequireAnyClientCert,
-		// The peer's certificate is checked against the pin (by
-		// nats-server, after the handshake), not against names and CAs.
-		InsecureSkipVerify: true,
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ServerName:   routeServerName,
 	}, hex.EncodeToString(pin[:]), nil
 }
+
+// routeServerName is the name in the route certificate.
+const routeServerName = "routes.qpchat-cluster.invalid"
 
 // writeNewFile creates path with mode 0600; it must not exist.
 func writeNewFile(path string, data []byte) error {
@@ -299,12 +307,15 @@ func newRouteKey() ([]byte, error) {
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "qpchat cluster routes"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(100, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "qpchat cluster routes"},
+		DNSNames:              []string{routeServerName},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(100, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {
