@@ -137,13 +137,26 @@ func (l *Log) ID(ctx context.Context) (string, error) {
 	return l.name + "@" + info.Created.UTC().Format(time.RFC3339Nano), nil
 }
 
-// Last asks the stream's leader for its last sequence number.
+// errNoLeader: the stream has no leader (no quorum); its members answer
+// stream info with their own, possibly stale, state.
+var errNoLeader = errors.New("cluster: the log stream has no leader (no quorum)")
+
+// Last asks the stream's leader for its last sequence number. An answer
+// from a member while the stream has no leader is not good enough: Last
+// retries until a leader answers or ctx ends.
 func (l *Log) Last(ctx context.Context) (uint64, error) {
-	info, err := l.info(ctx)
-	if err != nil {
-		return 0, err
+	for {
+		info, err := l.info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if info.Cluster == nil || info.Cluster.Leader != "" {
+			return info.State.LastSeq, nil
+		}
+		if !pause(ctx) {
+			return 0, fmt.Errorf("%w: %w", errNoLeader, ctx.Err())
+		}
 	}
-	return info.State.LastSeq, nil
 }
 
 // Append publishes entry with the expected-last-sequence header: the
