@@ -70,6 +70,7 @@ type node struct {
 	addr        string
 	fingerprint string
 	webURL      string // with --web-listen: the app's URL
+	wantWeb     bool
 	created     bool
 	stderr      *syncBuffer
 	exited      chan error
@@ -95,6 +96,16 @@ func (s *syncBuffer) String() string {
 // startNode runs `qpchat serve` (with extra flags) and waits for it to
 // print its address and fingerprint.
 func startNode(t *testing.T, listen, data string, extra ...string) *node {
+	t.Helper()
+	n, wait := launchNode(t, listen, data, extra...)
+	wait()
+	return n
+}
+
+// launchNode starts `qpchat serve` and returns a function that waits for
+// it to print its address and fingerprint (so that nodes that wait for
+// each other, as a cluster's do, can be started together).
+func launchNode(t *testing.T, listen, data string, extra ...string) (*node, func()) {
 	t.Helper()
 	cmd := exec.Command(qpchatBinary(t), append([]string{"serve", "--listen", listen, "--data", data, "--log-level", "debug"}, extra...)...)
 	cmd.Env = testEnv(t)
@@ -127,9 +138,14 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 		}
 	})
 
-	wantWeb := slices.Contains(extra, "--web-listen")
+	n.wantWeb = slices.Contains(extra, "--web-listen")
+	return n, func() { n.waitStarted(t, lines) }
+}
+
+func (n *node) waitStarted(t *testing.T, lines chan string) {
+	t.Helper()
 	timeout := time.After(30 * time.Second)
-	for n.fingerprint == "" || wantWeb && n.webURL == "" {
+	for n.fingerprint == "" || n.wantWeb && n.webURL == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -153,7 +169,6 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 		for range lines {
 		}
 	}()
-	return n
 }
 
 // stop sends SIGTERM and checks the node exits 0.

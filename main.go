@@ -77,9 +77,12 @@ type ServeCmd struct {
 	TLSKey          string        `name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 	ShutdownTimeout time.Duration `default:"10s" help:"How long to wait for calls in flight when stopping."`
 
-	ServeLimitFlags `embed:""`
-	ServeOps        `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
-	ServeWebFlags   `embed:""` // web listener (cmd_serve_web.go)
+	ServeLimitFlags   `embed:""`
+	ServeOps          `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
+	ServeWebFlags     `embed:""` // web listener (cmd_serve_web.go)
+	ServeClusterFlags `embed:""` // cluster store on NATS JetStream (cmd_serve_cluster.go)
+
+	ClusterInit ServeClusterInitCmd `cmd:"" name:"cluster-init" help:"Make the files every node of a cluster shares (store key, the identity clients pin, route key and password) in a new directory."`
 }
 
 // Run starts the node and serves until a signal arrives.
@@ -107,6 +110,14 @@ func (c *ServeCmd) Run(g *Globals) error {
 	}
 	if err := c.applyWeb(&cfg); err != nil {
 		return err
+	}
+	if c.clustered() {
+		l, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer stopCluster()
+		cfg.StoreLog = l
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

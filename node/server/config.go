@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"qpchat/node/proto"
+	"qpchat/node/store"
 	"qpchat/opaque"
 	"qpchat/rpc"
 )
@@ -89,6 +90,11 @@ type Config struct {
 	// StorePassphrase, if set, derives the database key through Argon2id
 	// instead of a key file. It never comes from a flag.
 	StorePassphrase []byte
+	// StoreLog, if set, makes the store a replica of a cluster store
+	// whose log this is (node/cluster): StorePath is then this node's
+	// replica (default DataDir/replica.db), and every node of the cluster
+	// needs the same store key and TLS identity.
+	StoreLog store.Log
 	// Limits bound what clients can make the node do.
 	Limits Limits
 	// LoginSessionTTL is the lifetime of a login Session. Default 10m.
@@ -181,6 +187,9 @@ func populateConfig(c Config) Config {
 	}
 	if c.StorePath == "" && c.DataDir != "" {
 		c.StorePath = filepath.Join(c.DataDir, "node.db")
+		if c.StoreLog != nil {
+			c.StorePath = filepath.Join(c.DataDir, "replica.db")
+		}
 	}
 	if c.StoreKeyFile == "" && c.DataDir != "" {
 		c.StoreKeyFile = filepath.Join(c.DataDir, "node.key")

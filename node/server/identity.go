@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"qpchat/rpc"
 )
 
 // Names of the node's identity files in its data directory.
@@ -148,4 +150,25 @@ func writeNewFile(path string, data []byte) error {
 		return fmt.Errorf("server: sync %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// InitIdentity makes a node identity in dir as a node's first start
+// would (the certificate committing to a next key, whose file it also
+// writes), for identities shared by the nodes of a cluster (qpchat serve
+// cluster-init), and returns its fingerprint. An identity already in dir
+// is kept.
+func InitIdentity(dir string) (fingerprint string, err error) {
+	cfg := populateConfig(Config{DataDir: dir})
+	cert, _, err := loadOrCreateIdentity(dir)
+	if err != nil {
+		return "", err
+	}
+	if cert, err = prepareSuccession(cfg, cert, cfg.Logger); err != nil {
+		return "", err
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return "", err
+	}
+	return rpc.Fingerprint(leaf), nil
 }

@@ -188,11 +188,18 @@ func (s *Server) openStore() error {
 	if err := os.MkdirAll(filepath.Dir(s.cfg.StorePath), 0o700); err != nil {
 		return fmt.Errorf("server: store directory: %w", err)
 	}
-	ls, err := store.OpenServer(s.cfg.StorePath, opts, store.Limits{
+	lim := store.Limits{
 		MaxQueueLen:    s.cfg.Limits.MaxQueueLength,
 		MaxKeyPackages: s.cfg.Limits.MaxKeyPackages,
 		MaxGroupSize:   s.cfg.Limits.MaxGroupSize,
-	})
+	}
+	var ls *store.LocalStore
+	var err error
+	if s.cfg.StoreLog != nil {
+		ls, err = store.OpenClusterServer(s.cfg.StorePath, opts, lim, store.ClusterOptions{Log: s.cfg.StoreLog})
+	} else {
+		ls, err = store.OpenServer(s.cfg.StorePath, opts, lim)
+	}
 	if err != nil {
 		return fmt.Errorf("server: opening %s: %w", s.cfg.StorePath, err)
 	}

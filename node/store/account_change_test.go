@@ -38,7 +38,7 @@ func TestChangeAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
+	s2, err := openServerAt(t, path, Options{Passphrase: []byte("server pass")}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestApprovals(t *testing.T) {
 	}
 	must(t, "RevokeDevice", s.RevokeDevice(ctx, devKey("a1")))
 	s.Close()
-	s2, err := OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
+	s2, err := openServerAt(t, path, Options{Passphrase: []byte("server pass")}, Limits{})
 	must(t, "OpenServer", err)
 	defer s2.Close()
 	got, damaged, err := s2.Approvals(ctx, "alice")

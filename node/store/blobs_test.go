@@ -110,7 +110,7 @@ func TestBlobSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := OpenServer(path, Options{Passphrase: []byte("server pass"), KDF: fastKDF}, Limits{})
+	s2, err := openServerAt(t, path, Options{Passphrase: []byte("server pass"), KDF: fastKDF}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

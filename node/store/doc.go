@@ -111,6 +111,18 @@
 // MLS headers and Welcome matching are the server's job, done before it
 // calls Commit.
 //
+// # Cluster replicas
+//
+// OpenCluster and OpenClusterServer open a node's copy (replica) of a
+// cluster store instead: the same file format and Store, with every
+// write also appended to a replicated log (Log; node/cluster implements
+// it on NATS JetStream) under an expected-last-entry condition, and the
+// other nodes' writes applied from it. kv_repl.go describes the
+// guarantees: serialisable writes cluster-wide, reads that include every
+// write acknowledged before they began, QueueSignal woken by other nodes'
+// writes. NATS is not imported here, and none of it is in the browser
+// build.
+//
 // # Caveats
 //
 // Rollback of the whole file is not detected. Every record authenticates

@@ -24,7 +24,7 @@ const (
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
-		os.Exit(m.Run())
+		os.Exit(runWithBackend(m))
 	case "hold":
 		holdHelper(os.Getenv(helperDir))
 	case "send":

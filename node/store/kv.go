@@ -29,6 +29,8 @@ type kvTx interface {
 	DeleteBucket(name []byte) error
 	// Empty reports whether the transaction sees no top-level bucket.
 	Empty() bool
+	// Cursor walks the names of the top-level buckets.
+	Cursor() kvCursor
 	Writable() bool
 	Commit() error
 	Rollback() error
@@ -47,6 +49,8 @@ type kvBucket interface {
 	Delete(key []byte) error
 	Sequence() uint64
 	NextSequence() (uint64, error)
+	// SetSequence sets the sequence (a replica replaying NextSequence).
+	SetSequence(n uint64) error
 	Cursor() kvCursor
 	// AppendOnly hints that keys are only added in increasing order.
 	AppendOnly()
@@ -67,4 +71,12 @@ var (
 	errTxNotWritable   = errors.New("store: transaction not writable")
 	errDatabaseNotOpen = errors.New("store: database not open")
 	errIncompatible    = errors.New("store: incompatible value (a bucket where a value is, or the reverse)")
+
+	// errConflict: a cluster replica's write transaction lost the race
+	// to the log (another node appended first); run it again on the new
+	// state (kv_repl.go).
+	errConflict = errors.New("store: another cluster node wrote first")
+	// errTooLarge: a transaction's changes do not fit one cluster log
+	// entry.
+	errTooLarge = errors.New("store: the transaction is too large for one cluster log entry")
 )

@@ -27,6 +27,21 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
+	bdb, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	replica := false
+	bdb.View(func(tx *bolt.Tx) error { replica = tx.Bucket(replicaBucket) != nil; return nil })
+	if replica {
+		bdb.Close()
+		return nil, fmt.Errorf("store: %s is the replica of a cluster node; open it with the node's cluster settings", path)
+	}
+	return openDB(boltDB{bdb}, opts)
+}
+
+// openBolt opens the bbolt file at path for Open and OpenCluster.
+func openBolt(path string, opts Options) (*bolt.DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: opts.Timeout,
 		// The freelist is rebuilt at open instead of written by every
@@ -43,7 +58,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
-	return openDB(boltDB{bdb}, opts)
+	return bdb, nil
 }
 
 // boltErr maps bbolt's errors to the engine-neutral ones.
@@ -108,6 +123,7 @@ func (t boltTx) Empty() bool {
 	return empty
 }
 
+func (t boltTx) Cursor() kvCursor                   { return boltCursor{t.tx.Cursor()} }
 func (t boltTx) Writable() bool                     { return t.tx.Writable() }
 func (t boltTx) Commit() error                      { return boltErr(t.tx.Commit()) }
 func (t boltTx) Rollback() error                    { return boltErr(t.tx.Rollback()) }
@@ -140,8 +156,9 @@ func (b boltBucket) NextSequence() (uint64, error) {
 	n, err := b.b.NextSequence()
 	return n, boltErr(err)
 }
-func (b boltBucket) Cursor() kvCursor { return boltCursor{b.b.Cursor()} }
-func (b boltBucket) AppendOnly()      { b.b.FillPercent = 1.0 }
+func (b boltBucket) SetSequence(n uint64) error { return boltErr(b.b.SetSequence(n)) }
+func (b boltBucket) Cursor() kvCursor           { return boltCursor{b.b.Cursor()} }
+func (b boltBucket) AppendOnly()                { b.b.FillPercent = 1.0 }
 
 type boltCursor struct{ c *bolt.Cursor }
 

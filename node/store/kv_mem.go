@@ -138,8 +138,9 @@ func (t *memTx) DeleteBucket(name []byte) error {
 	return (&memBucketRef{b: t.root, tx: t}).DeleteBucket(name)
 }
 
-func (t *memTx) Empty() bool    { return len(t.root.keys) == 0 }
-func (t *memTx) Writable() bool { return t.writable }
+func (t *memTx) Empty() bool      { return len(t.root.keys) == 0 }
+func (t *memTx) Cursor() kvCursor { return &memCursor{r: &memBucketRef{b: t.root, tx: t}} }
+func (t *memTx) Writable() bool   { return t.writable }
 
 func (t *memTx) Commit() error {
 	if !t.writable || t.done {
@@ -264,6 +265,14 @@ func (r *memBucketRef) NextSequence() (uint64, error) {
 	}
 	r.b.seq++
 	return r.b.seq, nil
+}
+
+func (r *memBucketRef) SetSequence(n uint64) error {
+	if !r.tx.writable {
+		return errTxNotWritable
+	}
+	r.b.seq = n
+	return nil
 }
 
 func (r *memBucketRef) Cursor() kvCursor { return &memCursor{r: r} }

@@ -15,7 +15,8 @@ import (
 // and later messages instead of failing the sender; the device is then
 // appended to overflowed once.
 func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[][]byte) (int, error) {
-	qb, err := tx.CreateBucket(bucketQueues, tx.Ident(domainDevice, device))
+	id := tx.Ident(domainDevice, device)
+	qb, err := tx.CreateBucket(bucketQueues, id)
 	if err != nil {
 		return 0, err
 	}
@@ -46,8 +47,7 @@ func (s *LocalStore) enqueue(tx *Tx, device []byte, envs [][]byte, overflowed *[
 		added++
 	}
 	if added > 0 {
-		dev := string(device)
-		tx.OnCommit(func() { s.signals.notify(dev) })
+		tx.OnCommit(func() { s.signals.notify(string(id)) })
 	}
 	return added, qb.Put(keyQueue, st.marshal())
 }
@@ -388,11 +388,13 @@ func (s *LocalStore) ClearOverflow(ctx context.Context, device []byte) error {
 
 // QueueSignal implements Store.
 func (s *LocalStore) QueueSignal(device []byte) <-chan struct{} {
-	return s.signals.wait(string(device))
+	return s.signals.wait(string(s.db.Ident(domainDevice, device)))
 }
 
-// signals wakes fetchWait callers: one channel per device, closed (and
-// replaced) when a message for it is durably queued.
+// signals wakes fetchWait callers: one channel per device (by the HMAC
+// that names its queue bucket, so that a cluster replica can wake them
+// from the bucket paths of another node's writes), closed (and replaced)
+// when a message for it is durably queued.
 type signals struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}

@@ -19,7 +19,7 @@ var ctx = context.Background()
 func newServer(t testing.TB, lim Limits) (*LocalStore, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "node.db")
-	s, err := OpenServer(path, Options{Passphrase: []byte("server pass"), KDF: fastKDF}, lim)
+	s, err := openServerAt(t, path, Options{Passphrase: []byte("server pass"), KDF: fastKDF}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestAccountsAndDevices(t *testing.T) {
 	}
 	// Everything survives a reopen.
 	s.Close()
-	s2, err := OpenServer(path, Options{Passphrase: []byte("server pass")}, Limits{})
+	s2, err := openServerAt(t, path, Options{Passphrase: []byte("server pass")}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,10 @@ var (
 	headerBucket = []byte("qpchat-header") // plaintext: the header only
 	headerKey    = []byte("header")
 	metaBucket   = []byte("meta") // sealed: schema name and version
+	// replicaBucket holds a cluster replica's own bookkeeping (the log it
+	// follows, the entries applied), kv_repl.go; plaintext, never
+	// replicated.
+	replicaBucket = []byte("qpchat-replica")
 )
 
 // DB is an encrypted bbolt file. It is safe for concurrent use. Reads run
@@ -345,8 +350,16 @@ func (db *DB) writer() {
 // cannot be undone alone (bbolt has no savepoints), so the transaction is
 // rolled back, that function gets its error, and the functions that had
 // succeeded and those not yet run are run again in a fresh transaction.
+//
+// On a cluster replica (kv_repl.go) the commit can also lose the race to
+// the cluster log against another node: the transaction is then rolled
+// back, the replica catches up, and the functions that had succeeded are
+// run again on the new state (so, as above, a function runs again only
+// after the transaction of its previous run was rolled back). A batch
+// whose changes do not fit one log entry is split in two.
 func (db *DB) commit(batch []*writeReq) {
 	pending := batch
+	conflicts := 0
 	for len(pending) > 0 {
 		btx, err := db.kv.Begin(true)
 		if err != nil {
@@ -385,6 +398,20 @@ func (db *DB) commit(batch []*writeReq) {
 		if f := db.onCommit.Load(); f != nil {
 			(*f)(time.Since(start), len(ok))
 		}
+		if errors.Is(err, errConflict) && conflicts < maxCommitConflicts {
+			conflicts++
+			pending = ok
+			continue
+		}
+		if errors.Is(err, errTooLarge) && len(ok) > 1 {
+			h := len(ok) / 2
+			db.commit(slices.Clone(ok[:h]))
+			db.commit(slices.Clone(ok[h:]))
+			return
+		}
+		if errors.Is(err, errTooLarge) {
+			err = fmt.Errorf("%w: %w", err, ErrLimit)
+		}
 		if err != nil {
 			err = fmt.Errorf("store: commit: %w", err)
 			for _, r := range ok {
@@ -402,6 +429,10 @@ func (db *DB) commit(batch []*writeReq) {
 		return
 	}
 }
+
+// maxCommitConflicts bounds how often a batch is run again after losing
+// the race to the cluster log.
+const maxCommitConflicts = 1000
 
 // runFn runs one write function, turning a panic into an error so that one
 // broken caller cannot take the writer, and every other caller, down. After
@@ -434,7 +465,7 @@ func (tx *Tx) Ident(domain string, id []byte) []byte { return tx.seal.ident(doma
 func (tx *Tx) OnCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
 
 func reserved(name []byte) bool {
-	return bytes.Equal(name, headerBucket) || bytes.Equal(name, metaBucket)
+	return bytes.Equal(name, headerBucket) || bytes.Equal(name, metaBucket) || bytes.Equal(name, replicaBucket)
 }
 
 // Bucket returns the bucket at path (one name per level), or nil if any

@@ -17,7 +17,7 @@ import (
 
 func openTest(t *testing.T, path string, opts Options) *DB {
 	t.Helper()
-	db, err := Open(path, opts)
+	db, err := openDBAt(t, path, opts)
 	if err != nil {
 		t.Fatalf("Open(%s) = %v", path, err)
 	}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterEndToEnd runs three `qpchat serve` processes as one cluster
+// (serve cluster-init, embedded NATS JetStream on loopback routes) with
+// Alice on node 1, Bob on node 2 and Carol on node 3: register, create a
+// group, invite, join, send and receive across nodes; then one node is
+// killed and the others carry on.
+func TestClusterEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nodes")
+	}
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	cmd := exec.Command(qpchatBinary(t), "serve", "cluster-init", "--out", shared)
+	cmd.Env = testEnv(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "fingerprint sha256:") {
+		t.Fatalf("serve cluster-init: %v\n%s", err, out)
+	}
+	var peers []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, l.Addr().String())
+		l.Close()
+	}
+	var nodes []*node
+	var waits []func()
+	for i := range 3 {
+		data := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		if err := os.Mkdir(data, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"node.key", "server-cert.pem", "server-key.pem", "route.pem", "route-password"} {
+			b, err := os.ReadFile(filepath.Join(shared, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, wait := launchNode(t, "127.0.0.1:0", data, "--cluster-name", "e2e", "--cluster-listen", peers[i],
+			"--cluster-peers", strings.Join(peers, ","))
+		nodes, waits = append(nodes, n), append(waits, wait)
+	}
+	for _, w := range waits {
+		w()
+	}
+	for i, n := range nodes[1:] {
+		if n.fingerprint != nodes[0].fingerprint {
+			t.Fatalf("node %d has key %s, node 1 %s: the nodes must share the identity", i+2, n.fingerprint, nodes[0].fingerprint)
+		}
+	}
+	state := filepath.Join(dir, "state")
+	alice := newCLIUser(t, nodes[0], state, "alice")
+	bob := newCLIUser(t, nodes[1], state, "bob")
+	carol := newCLIUser(t, nodes[2], state, "carol")
+	alice.run("create-group", "friends")
+	alice.run("invite", "friends", "bob", "carol")
+	if out := bob.run("join"); !strings.Contains(out, "[friends] joined, invited by alice") {
+		t.Errorf("bob join printed %q", out)
+	}
+	if out := carol.run("join"); !strings.Contains(out, "invited by alice") {
+		t.Errorf("carol join printed %q", out)
+	}
+	alice.run("send", "friends", "one from alice on node 1")
+	bob.run("send", "friends", "two from bob on node 2")
+	carol.run("send", "friends", "three from carol on node 3")
+	alice.wantMessages("friends bob: two from bob on node 2", "friends carol: three from carol on node 3")
+	bob.wantMessages("friends alice: one from alice on node 1", "friends carol: three from carol on node 3")
+	carol.wantMessages("friends alice: one from alice on node 1", "friends bob: two from bob on node 2")
+
+	// Node 3 is killed: Carol moves to node 1 (same identity, same
+	// pin) and finds what was sent meanwhile.
+	nodes[2].cmd.Process.Kill()
+	<-nodes[2].exited
+	// The other two elect new leaders for what node 3 led: Raft's
+	// election timeouts make that up to about ten seconds, during which
+	// calls fail (clients retry); so each step below is retried.
+	eventually := func(u *cliUser, args ...string) string {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			code, out, errs := u.try(args...)
+			if code == 0 {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s: the cluster did not recover from losing node 3: %s", u.name, strings.Join(args, " "), errs)
+			}
+		}
+	}
+	wantMessages := func(u *cliUser, want ...string) {
+		t.Helper()
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(eventually(u, "recv", "--json")), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err == nil && m["event"] == "message" {
+				got = append(got, m["group"].(string)+" "+m["sender"].(string)+": "+m["text"].(string))
+			}
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s received %q, want %q", u.name, got, want)
+		}
+	}
+	eventually(alice, "send", "friends", "while node 3 is down")
+	carol.env = append(carol.env, "QPCHAT_SERVER="+nodes[0].addr)
+	wantMessages(bob, "friends alice: while node 3 is down")
+	wantMessages(carol, "friends alice: while node 3 is down")
+	eventually(bob, "update", "friends")
+	eventually(carol, "send", "friends", "carol through node 1")
+	wantMessages(alice, "friends carol: carol through node 1")
+	wantMessages(bob, "friends carol: carol through node 1")
+}
