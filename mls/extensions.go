@@ -46,6 +46,10 @@ func (es Extensions) Find(t ExtensionType) ([]byte, bool) {
 }
 
 func (es Extensions) marshal(b *cryptobyte.Builder) {
+	if len(es) == 0 {
+		writeVarint(b, 0) // no scratch builder for the common empty list
+		return
+	}
 	writeVector(b, func(b *cryptobyte.Builder) {
 		for _, e := range es {
 			b.AddUint16(uint16(e.Type))

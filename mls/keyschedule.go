@@ -171,6 +171,19 @@ type epochSecrets struct {
 	resumptionPSK      []byte // resumption PSK, Section 8.6
 	epochAuthenticator []byte // Section 8.7
 	initSecret         []byte // init_secret_[n], input of the next epoch
+
+	// senderData derives the epoch's sender data keys from
+	// senderDataSecret; made on first use (senderDataKeys).
+	senderData *senderDataKeys
+}
+
+// senderDataKeys returns the sender data key deriver of the epoch
+// (Section 6.3.2), made on first use.
+func (e *epochSecrets) senderDataKeys() *senderDataKeys {
+	if e.senderData == nil {
+		e.senderData = e.suite.newSenderDataKeys(e.senderDataSecret)
+	}
+	return e.senderData
 }
 
 // newEpochSecrets runs the whole schedule of RFC 9420, Section 8, from the
@@ -258,6 +271,7 @@ func (e *epochSecrets) zero() {
 	} {
 		clear(s)
 	}
+	e.senderData = nil
 }
 
 // welcomeKeyNonce derives the key and nonce that encrypt a Welcome's

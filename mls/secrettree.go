@@ -215,16 +215,24 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 	}
 	s := t.suite
 	e := s.newExpander(r.secret)
-	k := ratchetKey{
-		generation: r.generation,
-		key:        e.deriveTreeSecret(labelKey, r.generation, s.aead.nk),
-		nonce:      e.deriveTreeSecret(labelNonce, r.generation, s.aead.nn),
-	}
+	k := e.ratchetKey(r.generation)
 	next := e.deriveTreeSecret(labelSecret, r.generation, s.nh)
 	clear(r.secret)
 	r.secret = next
 	r.generation++
 	return k, nil
+}
+
+// ratchetKey derives the key and nonce of generation gen from e's ratchet
+// secret (see advance), in one allocation.
+func (e *expander) ratchetKey(gen uint32) ratchetKey {
+	s := e.s
+	kn := make([]byte, s.aead.nk+s.aead.nn)
+	k := ratchetKey{generation: gen, key: kn[:s.aead.nk:s.aead.nk], nonce: kn[s.aead.nk:]}
+	g := [4]byte{byte(gen >> 24), byte(gen >> 16), byte(gen >> 8), byte(gen)}
+	e.expandWithLabelTo(k.key, labelKey, g[:])
+	e.expandWithLabelTo(k.nonce, labelNonce, g[:])
+	return k
 }
 
 // nextKey returns the key and nonce a sender uses for its next message of
@@ -337,11 +345,7 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 		// Only the last keepBehind skipped generations can be kept: for
 		// older ones only the ratchet secret is stepped.
 		if gen-g <= t.keepBehind {
-			p.skipped = append(p.skipped, ratchetKey{
-				generation: g,
-				key:        e.deriveTreeSecret(labelKey, g, s.aead.nk),
-				nonce:      e.deriveTreeSecret(labelNonce, g, s.aead.nn),
-			})
+			p.skipped = append(p.skipped, e.ratchetKey(g))
 		}
 		next := e.deriveTreeSecret(labelSecret, g, s.nh)
 		if g != r.generation {
@@ -350,11 +354,7 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 		secret = next
 	}
 	e := s.newExpander(secret)
-	p.key = ratchetKey{
-		generation: gen,
-		key:        e.deriveTreeSecret(labelKey, gen, s.aead.nk),
-		nonce:      e.deriveTreeSecret(labelNonce, gen, s.aead.nn),
-	}
+	p.key = e.ratchetKey(gen)
 	p.next = e.deriveTreeSecret(labelSecret, gen, s.nh)
 	if gen != r.generation {
 		clear(secret)

@@ -42,7 +42,7 @@ func TestSecretTreeVectors(t *testing.T) {
 
 func testSecretTree(t *testing.T, s *cipherSuite, tc *secretTreeVector) {
 	sd := tc.SenderData
-	key, nonce := s.senderDataKeyNonce(sd.SenderDataSecret, sd.Ciphertext)
+	key, nonce := s.newSenderDataKeys(sd.SenderDataSecret).keyNonce(sd.Ciphertext)
 	if !bytes.Equal(key, sd.Key) {
 		t.Errorf("sender_data_key = %x, want %x", key, sd.Key)
 	}
