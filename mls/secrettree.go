@@ -22,6 +22,7 @@ package mls
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 )
@@ -113,6 +114,17 @@ type secretTree struct {
 	// dead is set by zero: the tree is no longer used, and a pending key
 	// committed afterwards is only zeroed.
 	dead bool
+
+	// exp is the expander of the ratchet step in progress (expander), kept
+	// so that a step does not allocate its buffers.
+	exp expander
+}
+
+// expander returns the tree's expander keyed with secret, replacing the
+// previous one: at most one ratchet step uses it at a time.
+func (t *secretTree) expander(secret []byte) *expander {
+	t.exp = expander{s: t.suite, m: hmac.New(t.suite.newHash, secret)}
+	return &t.exp
 }
 
 // newSecretTree creates the secret tree of an epoch with nLeaves leaves and
@@ -214,11 +226,12 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 		return ratchetKey{}, errors.New("mls: hash ratchet exhausted")
 	}
 	s := t.suite
-	e := s.newExpander(r.secret)
+	e := t.expander(r.secret)
 	k := e.ratchetKey(r.generation)
-	next := e.deriveTreeSecret(labelSecret, r.generation, s.nh)
-	clear(r.secret)
-	r.secret = next
+	// The HMAC holds its own copy of the key: the next secret replaces
+	// the consumed one in place, which deletes it.
+	g := [4]byte{byte(r.generation >> 24), byte(r.generation >> 16), byte(r.generation >> 8), byte(r.generation)}
+	e.expandWithLabelTo(r.secret[:s.nh], labelSecret, g[:])
 	r.generation++
 	return k, nil
 }
@@ -341,7 +354,7 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 	// makes a fresh one, and every later one is cleared once stepped over.
 	secret := r.secret
 	for g := r.generation; g < gen; g++ {
-		e := s.newExpander(secret)
+		e := t.expander(secret)
 		// Only the last keepBehind skipped generations can be kept: for
 		// older ones only the ratchet secret is stepped.
 		if gen-g <= t.keepBehind {
@@ -353,7 +366,7 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 		}
 		secret = next
 	}
-	e := s.newExpander(secret)
+	e := t.expander(secret)
 	p.key = e.ratchetKey(gen)
 	p.next = e.deriveTreeSecret(labelSecret, gen, s.nh)
 	if gen != r.generation {
