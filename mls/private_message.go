@@ -264,26 +264,33 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 		return nil, nil, fmt.Errorf("mls: private message for epoch %d does not belong to this group and epoch", pm.Epoch)
 	}
 
-	// Section 6.3.2: recover the sender data.
-	sdAAD, err := marshalSenderDataAAD(pm.GroupID, pm.Epoch, pm.ContentType)
-	if err != nil {
-		return nil, nil, err
-	}
+	// Section 6.3.2: recover the sender data. The SenderDataAAD is a
+	// prefix of the PrivateContentAAD; both are built once, in a scratch
+	// buffer that also receives the sender data plaintext.
+	buf := getScratch()
+	aad, sdAADLen := appendPrivateContentAAD(*buf, pm)
 	sdKey, sdNonce := sd.keyNonce(pm.Ciphertext)
 	sdAEAD, err := s.aead.new(sdKey)
 	if err != nil {
 		sd.clear()
+		putScratch(buf, aad)
 		return nil, nil, err
 	}
-	sdPlain, err := sdAEAD.Open(nil, sdNonce, pm.EncryptedSenderData, sdAAD)
+	sdPlain, err := sdAEAD.Open(aad[len(aad):], sdNonce, pm.EncryptedSenderData, aad[:sdAADLen])
 	sd.clear()
-	if err != nil {
+	var senderData SenderData
+	ok := err == nil && len(sdPlain) == senderDataSize
+	if ok {
+		senderData.LeafIndex = leafIndex(binary.BigEndian.Uint32(sdPlain))
+		senderData.Generation = binary.BigEndian.Uint32(sdPlain[4:])
+		copy(senderData.ReuseGuard[:], sdPlain[8:])
+		clear(sdPlain)
+	}
+	if !ok {
+		putScratch(buf, aad)
 		return nil, nil, errPrivateMessage
 	}
-	senderData, err := UnmarshalSenderData(sdPlain)
-	if err != nil {
-		return nil, nil, errPrivateMessage
-	}
+	defer putScratch(buf, aad)
 
 	// Section 6.3.1: decrypt the content with the sender's key of that
 	// generation, looked up without changing the tree.
@@ -291,7 +298,7 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errPrivateMessage, err)
 	}
-	ac, err := s.openPrivateContent(pm, key, senderData, groupContext, senderKey)
+	ac, err := s.openPrivateContent(pm, aad, key, &senderData, groupContext, senderKey)
 	if err != nil {
 		key.discard()
 		return nil, nil, err
@@ -299,13 +306,32 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 	return ac, key, nil
 }
 
+// appendPrivateContentAAD appends pm's PrivateContentAAD (RFC 9420,
+// Section 6.3.1) to b[:0] and returns it with the length of its prefix that
+// is the SenderDataAAD (Section 6.3.2):
+//
+//	struct {
+//	    opaque group_id<V>;
+//	    uint64 epoch;
+//	    ContentType content_type;
+//	    opaque authenticated_data<V>;   // PrivateContentAAD only
+//	} PrivateContentAAD, SenderDataAAD;
+//
+// The fields come from a decoded message, so their lengths are valid.
+func appendPrivateContentAAD(b []byte, pm *PrivateMessage) (aad []byte, senderDataAAD int) {
+	b = appendVarint(b[:0], len(pm.GroupID))
+	b = append(b, pm.GroupID...)
+	b = binary.BigEndian.AppendUint64(b, pm.Epoch)
+	b = append(b, byte(pm.ContentType))
+	senderDataAAD = len(b)
+	b = appendVarint(b, len(pm.AuthenticatedData))
+	return append(b, pm.AuthenticatedData...), senderDataAAD
+}
+
 // openPrivateContent decrypts pm's content with key and verifies the
-// signature of the content (RFC 9420, Sections 6.3.1 and 6.1).
-func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, senderData *SenderData, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
-	aad, err := marshalPrivateContentAAD(pm.GroupID, pm.Epoch, pm.ContentType, pm.AuthenticatedData)
-	if err != nil {
-		return nil, err
-	}
+// signature of the content (RFC 9420, Sections 6.3.1 and 6.1);
+// aad is its PrivateContentAAD.
+func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, aad []byte, key *pendingKey, senderData *SenderData, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
 	// The key's nonce may be a kept key of the tree: XOR the guard into a
 	// copy.
 	var nonceBuf [32]byte
