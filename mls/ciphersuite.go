@@ -148,6 +148,18 @@ func (cs CipherSuite) Supported() bool {
 
 // hashOf returns Hash(data) with the suite hash (RFC 9420, Section 5.1).
 func (s *cipherSuite) hashOf(data []byte) []byte {
+	// The one-shot functions keep the hash state off the heap.
+	switch s.hash {
+	case crypto.SHA256:
+		sum := sha256.Sum256(data)
+		return sum[:]
+	case crypto.SHA384:
+		sum := sha512.Sum384(data)
+		return sum[:]
+	case crypto.SHA512:
+		sum := sha512.Sum512(data)
+		return sum[:]
+	}
 	h := s.newHash()
 	h.Write(data)
 	return h.Sum(nil)

@@ -141,17 +141,21 @@ type epochSecret struct {
 // init_secret, then deletes the epoch secret, which nothing else needs.
 func (e *epochSecret) derive() *epochSecrets {
 	s := e.suite
+	// One keyed HMAC derives the nine secrets (DeriveSecret is
+	// ExpandWithLabel with an empty context and length KDF.Nh).
+	x := s.newExpander(e.secret)
+	derive := func(label string) []byte { return x.expandWithLabel(label, nil, s.nh) }
 	out := &epochSecrets{
 		suite:              s,
-		senderDataSecret:   s.deriveSecret(e.secret, labelSenderData),
-		encryptionSecret:   s.deriveSecret(e.secret, labelEncryption),
-		exporterSecret:     s.deriveSecret(e.secret, labelExporter),
-		externalSecret:     s.deriveSecret(e.secret, labelExternal),
-		confirmationKey:    s.deriveSecret(e.secret, labelConfirm),
-		membershipKey:      s.deriveSecret(e.secret, labelMembership),
-		resumptionPSK:      s.deriveSecret(e.secret, labelResumption),
-		epochAuthenticator: s.deriveSecret(e.secret, labelAuthentication),
-		initSecret:         s.deriveSecret(e.secret, labelInit),
+		senderDataSecret:   derive(labelSenderData),
+		encryptionSecret:   derive(labelEncryption),
+		exporterSecret:     derive(labelExporter),
+		externalSecret:     derive(labelExternal),
+		confirmationKey:    derive(labelConfirm),
+		membershipKey:      derive(labelMembership),
+		resumptionPSK:      derive(labelResumption),
+		epochAuthenticator: derive(labelAuthentication),
+		initSecret:         derive(labelInit),
 	}
 	clear(e.secret)
 	return out

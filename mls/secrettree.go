@@ -393,7 +393,7 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 	secret := t.nodes[p.consumed]
 	for k := level; k > 0; k-- {
 		x := secretTreeNode(p.leaf, k)
-		e := s.newExpander(secret)
+		e := t.expander(secret)
 		left := e.expandWithLabel(labelTree, []byte(labelLeft), s.nh)
 		right := e.expandWithLabel(labelTree, []byte(labelRight), s.nh)
 		if k != level {
@@ -408,7 +408,7 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 			secret = right
 		}
 	}
-	e := s.newExpander(secret)
+	e := t.expander(secret)
 	p.derived = &[2]hashRatchet{
 		handshakeRatchet:   {secret: e.expandWithLabel(labelHandshake, nil, s.nh)},
 		applicationRatchet: {secret: e.expandWithLabel(labelApplication, nil, s.nh)},
