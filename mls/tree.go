@@ -40,6 +40,9 @@ type treeNode struct {
 	hash []byte
 	// members counts the non-blank leaves of the subtree rooted here.
 	members uint32
+	// cleared is the write token of the tree that last cleared hash
+	// (invalidate); see there.
+	cleared uint64
 }
 
 func (n *treeNode) blank() bool { return n.leaf == nil && n.parent == nil }
@@ -186,11 +189,24 @@ func (t *ratchetTree) isBlank(x nodeIndex) bool {
 
 // invalidate clears the cached tree hash of x and its ancestors and adds
 // delta to their member counts.
+//
+// Without a count to change, the walk stops at a node that this tree
+// cleared under its current write token and whose hash is still unset:
+// that walk went up to the root, leaving every ancestor in a chunk of this
+// tree with its hash unset, and none of them can have been hashed since
+// (a hash is computed only after the hashes of all its descendants). So a
+// commit that rewrites the direct path node by node (blanking it, then
+// setting each node and its parent hash) clears the path once, not once per
+// node.
 func (t *ratchetTree) invalidate(x nodeIndex, delta int) {
 	n := t.numLeaves()
 	for {
+		if c := t.at(x); delta == 0 && c.hash == nil && c.cleared == t.token {
+			return
+		}
 		m := t.mut(x)
 		m.hash = nil
+		m.cleared = t.token
 		m.members = uint32(int(m.members) + delta)
 		p, ok := x.parent(n)
 		if !ok {
