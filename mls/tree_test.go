@@ -723,3 +723,33 @@ func TestTreeHashCacheClones(t *testing.T) {
 		check(-1, tr)
 	}
 }
+
+// TestChunkOf checks the node layout: every node of a tree of 2^14 leaves
+// has its own slot, slots stay below chunkSize-1, and a direct path
+// crosses one chunk per band of chunkBits levels.
+func TestChunkOf(t *testing.T) {
+	const leaves = 1 << 14
+	type place struct{ band, chunk, slot int }
+	seen := make(map[place]nodeIndex)
+	for x := nodeIndex(0); x < 2*leaves-1; x++ {
+		b, c, s := chunkOf(x)
+		if s >= chunkSize-1 {
+			t.Fatalf("node %d in slot %d", x, s)
+		}
+		if y, dup := seen[place{b, c, s}]; dup {
+			t.Fatalf("nodes %d and %d share band %d chunk %d slot %d", y, x, b, c, s)
+		}
+		seen[place{b, c, s}] = x
+	}
+	for _, l := range []leafIndex{0, 1, 777, leaves - 1} {
+		path, _ := l.node().directPath(leaves)
+		chunks := map[[2]int]bool{}
+		for _, x := range append(path, l.node()) {
+			b, c, _ := chunkOf(x)
+			chunks[[2]int{b, c}] = true
+		}
+		if want := 15/chunkBits + 1; len(chunks) != want {
+			t.Errorf("direct path of leaf %d crosses %d chunks, want %d", l, len(chunks), want)
+		}
+	}
+}
