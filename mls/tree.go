@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"slices"
 	"sync/atomic"
@@ -634,12 +635,33 @@ func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) 
 			return nil, fmt.Errorf("mls: ratchet tree has a node of type %d at node %d", n.Type, i)
 		}
 	}
-	// Member counts bottom-up, level by level, and the indexes.
+	// Member counts bottom-up, level by level, and the indexes. The
+	// credential counts are summed first and stored once per type.
+	// The key indexes are built in one pass (pmapFrom).
+	type counts struct{ use, support int }
+	creds := map[CredentialType]counts{}
+	var sigKeys, encKeys []pmapEntry[leafIndex]
 	for x := 0; x < t.size; x += 2 {
 		if leaf := t.at(nodeIndex(x)).leaf; leaf != nil {
 			t.at(nodeIndex(x)).members = 1
-			t.indexLeaf(leafIndex(x/2), leaf)
+			l := leafIndex(x / 2)
+			sigKeys = append(sigKeys, pmapEntry[leafIndex]{keyHash(leaf.SignatureKey), l})
+			if len(leaf.EncryptionKey) > 0 {
+				encKeys = append(encKeys, pmapEntry[leafIndex]{keyHash(leaf.EncryptionKey), l})
+			}
+			c := creds[leaf.Credential.Type]
+			c.use++
+			creds[leaf.Credential.Type] = c
+			for _, typ := range distinctTypes(leaf.Capabilities.Credentials) {
+				c := creds[typ]
+				c.support++
+				creds[typ] = c
+			}
 		}
+	}
+	t.sigKeys, t.encKeys = pmapFrom(sigKeys), pmapFrom(encKeys)
+	for _, typ := range slices.Sorted(maps.Keys(creds)) {
+		t.addCredCount(typ, creds[typ].use, creds[typ].support)
 	}
 	for level := uint(1); uint64(1)<<level <= leaves; level++ {
 		for x := nodeIndex(1)<<level - 1; uint64(x) < uint64(t.size); x += nodeIndex(2) << level {
