@@ -44,6 +44,19 @@ func writeVarint(b *cryptobyte.Builder, n int) {
 	}
 }
 
+// varintLen is the length of the variable-length vector header of n
+// (RFC 9420, Section 2.1.2); writeVarint refuses n above maxVarint.
+func varintLen(n int) int {
+	switch {
+	case n < 1<<6:
+		return 1
+	case n < 1<<14:
+		return 2
+	default:
+		return 4
+	}
+}
+
 // readVarint reads a variable-length integer, rejecting the reserved 8-byte
 // prefix and non-minimal encodings (RFC 9420, Section 2.1.2).
 func readVarint(s *cryptobyte.String) (int, bool) {
@@ -199,11 +212,21 @@ func readList(s *cryptobyte.String, f func(s *cryptobyte.String) error) error {
 // writeUint16List appends a vector<V> of 16-bit values (cipher suites,
 // extension types, ...).
 func writeUint16List[T ~uint16](b *cryptobyte.Builder, vs []T) {
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for _, v := range vs {
-			b.AddUint16(uint16(v))
-		}
-	})
+	// The length is known up front: no scratch builder (writeVector).
+	writeVarint(b, 2*len(vs))
+	for _, v := range vs {
+		b.AddUint16(uint16(v))
+	}
+}
+
+// opaqueListLen returns the length of the body of a vector<V> of opaque<V>
+// values, for writing its header without a scratch builder.
+func opaqueListLen(vs [][]byte) int {
+	n := 0
+	for _, v := range vs {
+		n += varintLen(len(v)) + len(v)
+	}
+	return n
 }
 
 // readUint16List reads a vector<V> of 16-bit values. Unknown values are kept:

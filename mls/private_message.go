@@ -216,19 +216,6 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 	return enc, nil
 }
 
-// varintLen is the length of the variable-length vector header of n
-// (RFC 9420, Section 2.1.2).
-func varintLen(n int) int {
-	switch {
-	case n < 1<<6:
-		return 1
-	case n < 1<<14:
-		return 2
-	default:
-		return 4
-	}
-}
-
 // unprotectPrivate decrypts a PrivateMessage of the epoch whose secret tree
 // and sender_data_secret are given (RFC 9420, Section 6.3) and verifies its
 // signature (Section 6.1).
