@@ -127,6 +127,11 @@ func (t *secretTree) expander(secret []byte) *expander {
 	return &t.exp
 }
 
+// dropExpander drops the tree's last keyed HMAC once a step is done: it is
+// keyed with a secret the step consumed, which the tree must not keep
+// (RFC 9420, Section 9.2).
+func (t *secretTree) dropExpander() { t.exp.m = nil }
+
 // newSecretTree creates the secret tree of an epoch with nLeaves leaves and
 // root secret encryptionSecret (RFC 9420, Section 9). The tree keeps its own
 // copy of the secret.
@@ -227,6 +232,7 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 	}
 	s := t.suite
 	e := t.expander(r.secret)
+	defer t.dropExpander()
 	k := e.ratchetKey(r.generation)
 	// The HMAC holds its own copy of the key: the next secret replaces
 	// the consumed one in place, which deletes it.
@@ -352,6 +358,7 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 	s := t.suite
 	// secret is the ratchet's secret, never changed here: the first step
 	// makes a fresh one, and every later one is cleared once stepped over.
+	defer t.dropExpander()
 	secret := r.secret
 	for g := r.generation; g < gen; g++ {
 		e := t.expander(secret)
@@ -391,6 +398,7 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 	s := t.suite
 	p.consumed = secretTreeNode(p.leaf, level)
 	secret := t.nodes[p.consumed]
+	defer t.dropExpander()
 	for k := level; k > 0; k-- {
 		x := secretTreeNode(p.leaf, k)
 		e := t.expander(secret)

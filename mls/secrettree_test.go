@@ -230,6 +230,18 @@ func TestSecretTreeDeletion(t *testing.T) {
 	if r.generation != 2 || bytes.Equal(old, oldValue) || bytes.Equal(r.secret, oldValue) {
 		t.Errorf("after two keys: generation %d, old secret still held in %x (want 2 and overwritten)", r.generation, old)
 	}
+	// Nor is the HMAC keyed with it kept.
+	if tree.exp.m != nil {
+		t.Error("the tree keeps the keyed HMAC of a consumed secret after nextKey")
+	}
+	p, err := tree.lookupKey(3, applicationRatchet, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.discard()
+	if tree.exp.m != nil {
+		t.Error("the tree keeps a keyed HMAC after lookupKey")
+	}
 }
 
 func keysOf(m map[uint32][]byte) []uint32 {
