@@ -233,17 +233,17 @@ func opaqueListLen(vs [][]byte) int {
 // the lists it reads (capabilities, required capabilities) are open
 // registries that may carry GREASE values (RFC 9420, Section 13.5).
 func readUint16List[T ~uint16](s *cryptobyte.String, out *[]T) error {
+	var body cryptobyte.String
+	if !readVector(s, &body) || len(body)%2 != 0 {
+		return errDecode
+	}
+	// The count is known from the length: one allocation, no appends.
 	var vs []T
-	err := readList(s, func(s *cryptobyte.String) error {
-		var v uint16
-		if !s.ReadUint16(&v) {
-			return errDecode
+	if len(body) > 0 {
+		vs = make([]T, len(body)/2)
+		for i := range vs {
+			vs[i] = T(uint16(body[2*i])<<8 | uint16(body[2*i+1]))
 		}
-		vs = append(vs, T(v))
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	*out = vs
 	return nil
