@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Labels of the Welcome and GroupInfo (RFC 9420, Sections 12.4.3 and
@@ -225,12 +227,22 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 // part made for kp (RFC 9420, Section 12.4.3.1). The caller zeroes
 // ow.joiner.
 func openWelcomeFor(cfg Config, welcome []byte, kp *KeyPackagePrivate) (*cipherSuite, *openedWelcome, error) {
-	msg, err := UnmarshalMLSMessage(welcome)
-	if err != nil {
-		return nil, nil, err
+	// The Welcome is decoded without copying its byte fields: it is only
+	// read here, while welcome is held (Welcome.decode).
+	s := cryptobyte.String(welcome)
+	var version, wf uint16
+	if !s.ReadUint16(&version) || !s.ReadUint16(&wf) {
+		return nil, nil, errDecode
 	}
-	if msg.WireFormat != WireFormatWelcome {
-		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
+	if ProtocolVersion(version) != ProtocolVersionMLS10 {
+		return nil, nil, fmt.Errorf("%w: unsupported protocol version %d", errDecode, version)
+	}
+	if WireFormat(wf) != WireFormatWelcome {
+		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a welcome", wf)
+	}
+	w := new(Welcome)
+	if err := unmarshalAll(s, func(s *cryptobyte.String) error { return w.decode(s, true) }); err != nil {
+		return nil, nil, err
 	}
 	cs, err := kp.KeyPackage.CipherSuite.suite()
 	if err != nil {
@@ -240,7 +252,7 @@ func openWelcomeFor(cfg Config, welcome []byte, kp *KeyPackagePrivate) (*cipherS
 	if err != nil {
 		return nil, nil, err
 	}
-	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, cfg.psks(nil))
+	ow, err := openWelcome(cs, w, kpRef, kp.InitPriv, cfg.psks(nil))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -102,6 +102,21 @@ func writeOpaque(b *cryptobyte.Builder, data []byte) {
 	b.AddBytes(data)
 }
 
+// readShared reads an opaque<V> into out without copying it: out aliases
+// the input (its capacity ends with the value). An empty value is nil, as
+// readOpaque gives it.
+func readShared(s *cryptobyte.String, out *[]byte) bool {
+	var v cryptobyte.String
+	if !readVector(s, &v) {
+		return false
+	}
+	*out = nil
+	if len(v) > 0 {
+		*out = v[:len(v):len(v)]
+	}
+	return true
+}
+
 // readOpaque reads an opaque<V> into out, copying it so the result does not
 // alias the input.
 func readOpaque(s *cryptobyte.String, out *[]byte) bool {
