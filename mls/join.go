@@ -32,8 +32,11 @@ var ErrNoMatchingKeyPackage = errors.New("mls: welcome is not addressed to this 
 type openedWelcome struct {
 	secrets   *GroupSecrets
 	groupInfo *GroupInfo
-	pskSecret []byte
-	joiner    *joinerSecret
+	// groupInfoSigned is SignContent("GroupInfoTBS", GroupInfoTBS) of the
+	// GroupInfo as received, which its signature covers (verifyGroupInfo).
+	groupInfoSigned []byte
+	pskSecret       []byte
+	joiner          *joinerSecret
 }
 
 // openWelcome performs the first steps of RFC 9420, Section 12.4.3.1:
@@ -99,10 +102,17 @@ func openWelcome(cs *cipherSuite, w *Welcome, kpRef KeyPackageRef, initPriv []by
 	if err != nil {
 		return nil, err
 	}
-	giBytes, err := aead.Open(nil, nonce, w.EncryptedGroupInfo, nil)
+	// The GroupInfo is decrypted after room for the SignContent header of
+	// its signature: GroupInfoTBS is the GroupInfo without its last field,
+	// the signature, so the signed bytes are verified where they are
+	// instead of encoding the GroupInfo, which holds the ratchet tree,
+	// again (verifyGroupInfo).
+	room := 4 + len(labelPrefix) + len(labelGroupInfoTBS) + 4
+	all, err := aead.Open(make([]byte, room, room+len(w.EncryptedGroupInfo)), nonce, w.EncryptedGroupInfo, nil)
 	if err != nil {
 		return nil, errors.New("mls: cannot decrypt group info")
 	}
+	giBytes := all[room:]
 	gi, err := UnmarshalGroupInfo(giBytes)
 	if err != nil {
 		return nil, fmt.Errorf("mls: group info: %w", err)
@@ -110,18 +120,29 @@ func openWelcome(cs *cipherSuite, w *Welcome, kpRef KeyPackageRef, initPriv []by
 	if gi.GroupContext.CipherSuite != cs.id || gi.GroupContext.Version != ProtocolVersionMLS10 {
 		return nil, fmt.Errorf("mls: group info for cipher suite 0x%04x version %d", uint16(gi.GroupContext.CipherSuite), gi.GroupContext.Version)
 	}
-	return &openedWelcome{secrets: gs, groupInfo: gi, pskSecret: pskSecret, joiner: joiner}, nil
+	tbs := len(giBytes) - varintLen(len(gi.Signature)) - len(gi.Signature)
+	var hdr [64]byte
+	h := appendLabeledInput(hdr[:0], labelGroupInfoTBS, nil)
+	h = appendVarint(h[:len(h)-1], tbs)
+	start := room - len(h)
+	copy(all[start:], h)
+	return &openedWelcome{secrets: gs, groupInfo: gi, groupInfoSigned: all[start : room+tbs], pskSecret: pskSecret, joiner: joiner}, nil
 }
 
 // verifyGroupInfo checks the GroupInfo signature with the signer's
 // signature public key (RFC 9420, Section 12.4.3): VerifyWithLabel(.,
-// "GroupInfoTBS", GroupInfoTBS).
-func verifyGroupInfo(cs *cipherSuite, gi *GroupInfo, signerKey []byte) error {
-	tbs, err := gi.marshalTBS()
-	if err != nil {
-		return err
+// "GroupInfoTBS", GroupInfoTBS). signed, when not nil, is the
+// SignContent of the GroupInfo as received (openWelcome); otherwise the
+// GroupInfo is encoded.
+func verifyGroupInfo(cs *cipherSuite, gi *GroupInfo, signerKey, signed []byte) error {
+	if signed == nil {
+		tbs, err := gi.marshalTBS()
+		if err != nil {
+			return err
+		}
+		signed = labeledInput(labelGroupInfoTBS, tbs)
 	}
-	if !cs.verifyWithLabel(signerKey, labelGroupInfoTBS, tbs, gi.Signature) {
+	if !cs.sig.verify(signerKey, signed, gi.Signature) {
 		return errors.New("mls: invalid group info signature")
 	}
 	return nil
@@ -178,7 +199,7 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 	// Import and verify the tree (Section 12.4.3.1): from the extension
 	// or out of band, matching the GroupContext's tree hash, parent-hash
 	// valid, every leaf valid, and the GroupInfo signed by a member.
-	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
+	tree, err := importGroupInfo(cfg, gi, ow.groupInfoSigned, ratchetTree, now)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +468,9 @@ func (g *Group) GroupInfo(rand io.Reader, withTree bool) ([]byte, error) {
 // ratchet_tree extension or out of band, must match the tree hash, be
 // parent-hash valid with every leaf valid, and the signer must be a member
 // whose key verifies the signature.
-func importGroupInfo(cfg Config, gi *GroupInfo, ratchetTree []byte, now time.Time) (*ratchetTree, error) {
+//
+// signed is as for verifyGroupInfo.
+func importGroupInfo(cfg Config, gi *GroupInfo, signed, ratchetTree []byte, now time.Time) (*ratchetTree, error) {
 	cs, err := gi.GroupContext.CipherSuite.suite()
 	if err != nil {
 		return nil, err
@@ -477,7 +500,7 @@ func importGroupInfo(cfg Config, gi *GroupInfo, ratchetTree []byte, now time.Tim
 	if signerLeaf == nil {
 		return nil, fmt.Errorf("mls: group info signer %d is not a member", gi.Signer)
 	}
-	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey); err != nil {
+	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey, signed); err != nil {
 		return nil, err
 	}
 	return tree, nil
@@ -508,7 +531,7 @@ func JoinExternal(rand io.Reader, cfg Config, groupInfo []byte, ratchetTree []by
 	if err != nil {
 		return nil, nil, err
 	}
-	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
+	tree, err := importGroupInfo(cfg, gi, nil, ratchetTree, now)
 	if err != nil {
 		return nil, nil, err
 	}
