@@ -176,7 +176,9 @@ func (*hybridKEM) NewPublicKey(b []byte) (PublicKey, error) {
 		return nil, errors.New("kem: hybrid X25519 public key has low order")
 	}
 	m := new(mlkem768.PublicKey)
-	if err := m.Unpack(b[hybridX25519Size:]); err != nil {
+	err = m.Unpack(b[hybridX25519Size:])
+	clearAVXUpper()
+	if err != nil {
 		return nil, fmt.Errorf("kem: hybrid ML-KEM-768 encapsulation key: %w", err)
 	}
 	return newHybridPublicKey(x, m), nil
@@ -253,6 +255,7 @@ func (*hybridKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte,
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	p.m.EncapsulateTo(enc[hybridX25519Size:], mss[:], r[hybridX25519Size:])
+	clearAVXUpper()
 	ss, err := combine(xss, mss[:])
 	if err != nil {
 		return nil, nil, err
@@ -284,5 +287,6 @@ func (*hybridKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	s.m.DecapsulateTo(mss[:], enc[hybridX25519Size:])
+	clearAVXUpper()
 	return combine(xss, mss[:])
 }

@@ -45,7 +45,9 @@ var (
 		fromSeed: func(seed []byte) (mlkemEncapsulator, mlkemDecapsulator) { return mlkem512.NewKeyFromSeed(seed) },
 		parseEK: func(b []byte) (mlkemEncapsulator, error) {
 			ek := new(mlkem512.PublicKey)
-			if err := ek.Unpack(b); err != nil {
+			err := ek.Unpack(b)
+			clearAVXUpper()
+			if err != nil {
 				return nil, err
 			}
 			return ek, nil
@@ -56,7 +58,9 @@ var (
 		fromSeed: func(seed []byte) (mlkemEncapsulator, mlkemDecapsulator) { return mlkem768.NewKeyFromSeed(seed) },
 		parseEK: func(b []byte) (mlkemEncapsulator, error) {
 			ek := new(mlkem768.PublicKey)
-			if err := ek.Unpack(b); err != nil {
+			err := ek.Unpack(b)
+			clearAVXUpper()
+			if err != nil {
 				return nil, err
 			}
 			return ek, nil
@@ -67,7 +71,9 @@ var (
 		fromSeed: func(seed []byte) (mlkemEncapsulator, mlkemDecapsulator) { return mlkem1024.NewKeyFromSeed(seed) },
 		parseEK: func(b []byte) (mlkemEncapsulator, error) {
 			ek := new(mlkem1024.PublicKey)
-			if err := ek.Unpack(b); err != nil {
+			err := ek.Unpack(b)
+			clearAVXUpper()
+			if err != nil {
 				return nil, err
 			}
 			return ek, nil
@@ -81,6 +87,7 @@ func (p *mlkemParams) newKey(seed []byte) (mlkemEncapsulator, mlkemDecapsulator,
 	ek, dk := p.fromSeed(seed)
 	b := make([]byte, p.ekSize)
 	ek.Pack(b)
+	clearAVXUpper()
 	return ek, dk, b
 }
 
@@ -155,6 +162,7 @@ func (k *mlkemKEM) NewPublicKey(b []byte) (PublicKey, error) {
 	}
 	enc := make([]byte, k.p.ekSize)
 	ek.Pack(enc)
+	clearAVXUpper()
 	return &mlkemPublicKey{kem: k, ek: ek, enc: enc}, nil
 }
 
@@ -211,6 +219,7 @@ func (k *mlkemKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte
 	enc = make([]byte, k.p.ctSize)
 	sharedSecret = make([]byte, mlkemSecretSize)
 	p.ek.EncapsulateTo(enc, sharedSecret, m[:])
+	clearAVXUpper()
 	return sharedSecret, enc, nil
 }
 
@@ -227,5 +236,6 @@ func (k *mlkemKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	}
 	ss := make([]byte, mlkemSecretSize)
 	s.dk.DecapsulateTo(ss, enc)
+	clearAVXUpper()
 	return ss, nil
 }

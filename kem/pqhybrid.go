@@ -88,6 +88,7 @@ type nistHybridPublicKey struct {
 func newNISTHybridPublicKey(k *nistHybridKEM, ek mlkemEncapsulator, t *ecdh.PublicKey) *nistHybridPublicKey {
 	enc := make([]byte, k.ml.ekSize, k.PublicKeySize())
 	ek.Pack(enc)
+	clearAVXUpper()
 	enc = append(enc, t.Bytes()...)
 	return &nistHybridPublicKey{kem: k, ek: ek, t: t, enc: enc}
 }
@@ -227,6 +228,7 @@ func (k *nistHybridKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc [
 	ssPQ := make([]byte, mlkemSecretSize)
 	defer clear(ssPQ)
 	p.ek.EncapsulateTo(enc, ssPQ, random[:mlkemRandomSize])
+	clearAVXUpper()
 	enc = append(enc, skE.PublicKey().Bytes()...)
 	return k.combine(ssPQ, ssT, enc[k.ml.ctSize:], p.enc[k.ml.ekSize:]), enc, nil
 }
@@ -255,5 +257,6 @@ func (k *nistHybridKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	ssPQ := make([]byte, mlkemSecretSize)
 	defer clear(ssPQ)
 	s.dk.DecapsulateTo(ssPQ, enc[:k.ml.ctSize])
+	clearAVXUpper()
 	return k.combine(ssPQ, ssT, ctT, s.pub.enc[k.ml.ekSize:]), nil
 }

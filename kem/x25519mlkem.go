@@ -45,6 +45,7 @@ func newX25519MLKEMPublicKey(order x25519MLKEMOrder, x *x25519.Key, m *mlkem768.
 		copy(enc, x[:])
 		m.Pack(enc[x25519.Size:])
 	}
+	clearAVXUpper()
 	return x25519MLKEMPublicKey{x: *x, m: m, enc: enc}
 }
 
@@ -78,6 +79,7 @@ func expandX25519MLKEMSeed(order x25519MLKEMOrder, seed []byte) (x25519MLKEMPriv
 	sk := x25519MLKEMPrivateKey{seed: append([]byte(nil), seed...)}
 	copy(sk.x[:], xs)
 	mpk, msk := mlkem768.NewKeyFromSeed(ms)
+	clearAVXUpper()
 	sk.m = msk
 	return sk, x25519Public(&sk.x), mpk
 }

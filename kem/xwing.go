@@ -76,7 +76,9 @@ func (*xwingKEM) NewPublicKey(b []byte) (PublicKey, error) {
 		return nil, fmt.Errorf("kem: X-Wing public key is %d bytes, want %d", len(b), xwingPublicKeySize)
 	}
 	m := new(mlkem768.PublicKey)
-	if err := m.Unpack(b[:mlkem768.PublicKeySize]); err != nil {
+	err := m.Unpack(b[:mlkem768.PublicKeySize])
+	clearAVXUpper()
+	if err != nil {
 		return nil, fmt.Errorf("kem: X-Wing ML-KEM-768 encapsulation key: %w", err)
 	}
 	x := (*x25519.Key)(b[mlkem768.PublicKeySize:])
@@ -147,6 +149,7 @@ func (*xwingKEM) Encap(rand io.Reader, pk PublicKey) (sharedSecret, enc []byte, 
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	p.m.EncapsulateTo(enc[:mlkem768.CiphertextSize], mss[:], eseed[:mlkem768.EncapsulationSeedSize])
+	clearAVXUpper()
 	ctX := enc[mlkem768.CiphertextSize:]
 	x25519.KeyGen((*x25519.Key)(ctX), eph)
 	return xwingCombine(mss[:], xss, ctX, p.x[:]), enc, nil
@@ -171,5 +174,6 @@ func (*xwingKEM) Decap(sk PrivateKey, enc []byte) ([]byte, error) {
 	var mss [mlkem768.SharedKeySize]byte
 	defer clear(mss[:])
 	s.m.DecapsulateTo(mss[:], enc[:mlkem768.CiphertextSize])
+	clearAVXUpper()
 	return xwingCombine(mss[:], xss, ctX, s.pub.x[:]), nil
 }

@@ -148,6 +148,18 @@ func (cs CipherSuite) Supported() bool {
 
 // hashOf returns Hash(data) with the suite hash (RFC 9420, Section 5.1).
 func (s *cipherSuite) hashOf(data []byte) []byte {
+	// The one-shot functions keep the hash state off the heap.
+	switch s.hash {
+	case crypto.SHA256:
+		sum := sha256.Sum256(data)
+		return sum[:]
+	case crypto.SHA384:
+		sum := sha512.Sum384(data)
+		return sum[:]
+	case crypto.SHA512:
+		sum := sha512.Sum512(data)
+		return sum[:]
+	}
 	h := s.newHash()
 	h.Write(data)
 	return h.Sum(nil)
@@ -183,39 +195,28 @@ func (s *cipherSuite) expand(prk, info []byte, length int) []byte {
 	if length < 0 || length > 255*s.nh {
 		panic("mls: internal error: HKDF-Expand length out of range")
 	}
-	return s.expandHMAC(hmac.New(s.newHash, prk), false, append(info[:len(info):len(info)], 0), length)
+	e := s.newExpander(prk)
+	out := make([]byte, length)
+	e.expandHMAC(append(info[:len(info):len(info)], 0), out)
+	return out
 }
 
-// expandHMAC is HKDF-Expand with m, an HMAC keyed with the PRK; reset says
-// whether m was used before and must be reset first. infoCounter is the
-// info followed by one spare byte, which holds the block counter, so that
-// each block is one Write.
-func (s *cipherSuite) expandHMAC(m hash.Hash, reset bool, infoCounter []byte, length int) []byte {
-	out := make([]byte, 0, length+s.nh)
-	var t []byte
-	for counter := byte(1); len(out) < length; counter++ {
-		// Reset only when m was used: resetting a fresh HMAC costs a
-		// state snapshot.
-		if reset {
-			m.Reset()
-		}
-		reset = true
-		m.Write(t)
-		infoCounter[len(infoCounter)-1] = counter
-		m.Write(infoCounter)
-		out = m.Sum(out)
-		t = out[len(out)-s.nh:]
-	}
-	return out[:length:length]
-}
-
-// expander computes several ExpandWithLabel outputs of one secret with a
-// single keyed HMAC (the secret tree derives a key, a nonce and the next
-// secret from each ratchet secret, RFC 9420, Section 9.1).
+// expander computes ExpandWithLabel outputs of one secret with a single
+// keyed HMAC (the secret tree derives a key, a nonce and the next secret
+// from each ratchet secret, RFC 9420, Section 9.1; an epoch derives every
+// sender data key and nonce from sender_data_secret, Section 6.3.2).
+//
+// The KDFLabel and the HMAC blocks are built in buffers of the expander,
+// so that an expansion allocates nothing but its output (and nothing at
+// all with expandWithLabelTo). An expander is not safe for concurrent use.
 type expander struct {
 	s    *cipherSuite
 	m    hash.Hash
 	used bool
+	// info holds the KDFLabel being expanded; block the last HMAC output
+	// (T(i) of RFC 5869), zeroed after each expansion.
+	info  [128]byte
+	block [64]byte
 }
 
 // newExpander returns an expander for secret.
@@ -223,15 +224,46 @@ func (s *cipherSuite) newExpander(secret []byte) *expander {
 	return &expander{s: s, m: hmac.New(s.newHash, secret)}
 }
 
+// expandHMAC is HKDF-Expand (RFC 5869, Section 2.3) with e's HMAC, keyed
+// with the PRK, writing len(out) bytes to out. infoCounter is the info
+// followed by one spare byte, which holds the block counter, so that each
+// block is one Write.
+func (e *expander) expandHMAC(infoCounter, out []byte) {
+	m, nh := e.m, e.s.nh
+	var t []byte
+	for n, counter := 0, byte(1); n < len(out); counter++ {
+		// Reset only when m was used: resetting a fresh HMAC costs a
+		// state snapshot.
+		if e.used {
+			m.Reset()
+		}
+		e.used = true
+		m.Write(t)
+		infoCounter[len(infoCounter)-1] = counter
+		m.Write(infoCounter)
+		t = m.Sum(e.block[:0])
+		n += copy(out[n:], t[:nh])
+	}
+	clear(e.block[:])
+}
+
 // expandWithLabel is cipherSuite.expandWithLabel with e's secret.
 func (e *expander) expandWithLabel(label string, context []byte, length int) []byte {
-	s := e.s
-	if length < 0 || length > s.maxExpandLength() {
+	if length < 0 || length > e.s.maxExpandLength() {
 		panic("mls: internal error: ExpandWithLabel length out of range")
 	}
-	out := s.expandHMAC(e.m, e.used, kdfLabel(label, context, length), length)
-	e.used = true
+	out := make([]byte, length)
+	e.expandWithLabelTo(out, label, context)
 	return out
+}
+
+// expandWithLabelTo writes ExpandWithLabel(secret, label, context,
+// len(out)) with e's secret to out (RFC 9420, Section 8).
+func (e *expander) expandWithLabelTo(out []byte, label string, context []byte) {
+	if len(out) > e.s.maxExpandLength() {
+		panic("mls: internal error: ExpandWithLabel length out of range")
+	}
+	e.expandHMAC(appendKDFLabel(e.info[:0], label, context, len(out)), out)
 }
 
 // deriveTreeSecret is cipherSuite.deriveTreeSecret with e's secret.
@@ -256,23 +288,19 @@ func (s *cipherSuite) maxExpandLength() int { return 255 * s.nh }
 //	ExpandWithLabel(Secret, Label, Context, Length) =
 //	    KDF.Expand(Secret, KDFLabel, Length)
 func (s *cipherSuite) expandWithLabel(secret []byte, label string, context []byte, length int) []byte {
-	if length < 0 || length > s.maxExpandLength() {
-		panic("mls: internal error: ExpandWithLabel length out of range")
-	}
-	return s.expandHMAC(hmac.New(s.newHash, secret), false, kdfLabel(label, context, length), length)
+	return s.newExpander(secret).expandWithLabel(label, context, length)
 }
 
-// kdfLabel encodes the KDFLabel of expandWithLabel followed by one spare
-// byte for expandHMAC's block counter.
-func kdfLabel(label string, context []byte, length int) []byte {
-	info := make([]byte, 0, 2+4+len(labelPrefix)+len(label)+4+len(context)+1)
-	info = append(info, byte(length>>8), byte(length))
-	info = appendVarint(info, len(labelPrefix)+len(label))
-	info = append(info, labelPrefix...)
-	info = append(info, label...)
-	info = appendVarint(info, len(context))
-	info = append(info, context...)
-	return append(info, 0)
+// appendKDFLabel appends the KDFLabel of expandWithLabel to b, followed by
+// one spare byte for expandHMAC's block counter.
+func appendKDFLabel(b []byte, label string, context []byte, length int) []byte {
+	b = append(b, byte(length>>8), byte(length))
+	b = appendVarint(b, len(labelPrefix)+len(label))
+	b = append(b, labelPrefix...)
+	b = append(b, label...)
+	b = appendVarint(b, len(context))
+	b = append(b, context...)
+	return append(b, 0)
 }
 
 // appendVarint appends n as the minimal variable-length vector header of

@@ -369,11 +369,11 @@ func TestSuitesRoundTrip(t *testing.T) {
 			}
 			sender, _ := newSecretTree(s, epoch.encryptionSecret, 3)
 			receiver, _ := newSecretTree(s, epoch.encryptionSecret, 3)
-			pm, err := s.protectPrivate(rand.Reader, ac, sender, epoch.senderDataSecret, 16)
+			pm, err := s.protectPrivateMessage(rand.Reader, ac, sender, epoch.senderDataSecret, 16)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := s.unprotectPrivate(pm, receiver, epoch.senderDataSecret, gc, func(*FramedContent) ([]byte, error) { return k1.PublicKey(), nil })
+			got, err := s.unprotectPrivate(pm, receiver, s.newSenderDataKeys(epoch.senderDataSecret), gc, func(*FramedContent) ([]byte, error) { return k1.PublicKey(), nil })
 			if err != nil || string(got.Content.ApplicationData) != "hello" {
 				t.Errorf("unprotectPrivate = %v, %v", got, err)
 			}

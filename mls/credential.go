@@ -42,11 +42,10 @@ func (c *Credential) marshal(b *cryptobyte.Builder) {
 	case CredentialTypeBasic:
 		writeOpaque(b, c.Identity)
 	case CredentialTypeX509:
-		writeVector(b, func(b *cryptobyte.Builder) {
-			for _, cert := range c.Certificates {
-				writeOpaque(b, cert)
-			}
-		})
+		writeVarint(b, opaqueListLen(c.Certificates))
+		for _, cert := range c.Certificates {
+			writeOpaque(b, cert)
+		}
 	default:
 		b.SetError(fmt.Errorf("mls: cannot encode credential type %d", c.Type))
 	}

@@ -157,10 +157,7 @@ type edSignature struct {
 
 // prepare checks the encodings of sig and computes k for pub and msg.
 func (v *edSignature) prepare(pub *edPublicKey, msg, sig []byte) bool {
-	if len(sig) != 64 || !edDecodePoint(&v.r, sig[:32]) {
-		return false
-	}
-	if _, err := v.s.SetCanonicalBytes(sig[32:]); err != nil {
+	if len(sig) != 64 {
 		return false
 	}
 	h := sha512.New()
@@ -168,7 +165,20 @@ func (v *edSignature) prepare(pub *edPublicKey, msg, sig []byte) bool {
 	h.Write(pub.enc[:])
 	h.Write(msg)
 	var digest [64]byte
-	if _, err := v.k.SetUniformBytes(h.Sum(digest[:0])); err != nil {
+	h.Sum(digest[:0])
+	return v.prepareDigest(pub, sig, &digest)
+}
+
+// prepareDigest is prepare for a caller that has computed digest =
+// SHA-512(R ‖ A ‖ M) (edSignedInput).
+func (v *edSignature) prepareDigest(pub *edPublicKey, sig []byte, digest *[64]byte) bool {
+	if len(sig) != 64 || !edDecodePoint(&v.r, sig[:32]) {
+		return false
+	}
+	if _, err := v.s.SetCanonicalBytes(sig[32:]); err != nil {
+		return false
+	}
+	if _, err := v.k.SetUniformBytes(digest[:]); err != nil {
 		return false
 	}
 	v.pub = pub

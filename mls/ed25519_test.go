@@ -355,6 +355,15 @@ func TestVerifyLeafSignaturesNamesBadLeaf(t *testing.T) {
 	if err := tt.tree.verifyLeafSignatures(nil); err != nil {
 		t.Fatalf("verifyLeafSignatures = %v", err)
 	}
+	var all []leafIndex
+	for l := range leafIndex(tt.tree.numLeaves()) {
+		if tt.tree.leaf(l) != nil {
+			all = append(all, l)
+		}
+	}
+	if !tt.tree.batchVerifyLeaves(all, nil) {
+		t.Fatal("batchVerifyLeaves of valid leaves = false")
+	}
 	for _, bad := range [][]leafIndex{{0}, {70, 100}, {2*edBatchSize + 2}} {
 		tree := tt.tree.clone()
 		for _, l := range bad {
@@ -366,6 +375,35 @@ func TestVerifyLeafSignaturesNamesBadLeaf(t *testing.T) {
 		err := tree.verifyLeafSignatures(nil)
 		if err == nil || !bytes.Contains([]byte(err.Error()), fmt.Appendf(nil, "leaf %d", bad[0])) {
 			t.Errorf("bad leaves %v: verifyLeafSignatures = %v", bad, err)
+		}
+	}
+}
+
+// TestLeafSignedInput checks the input batch verification hashes for a
+// leaf against R ‖ A ‖ SignContent("LeafNodeTBS", marshalTBS), for leaves
+// of every source (update and commit leaves include the group and index)
+// and TBS lengths around the variable-length header boundaries.
+func TestLeafSignedInput(t *testing.T) {
+	sig := bytes.Repeat([]byte{7}, 64)
+	key := bytes.Repeat([]byte{9}, 32)
+	buf := make([]byte, 0, 16)
+	for _, src := range []LeafNodeSource{LeafNodeSourceKeyPackage, LeafNodeSourceUpdate, LeafNodeSourceCommit} {
+		for _, n := range []int{0, 10, 40, 60, 16000, 16400} {
+			leaf := &LeafNode{
+				EncryptionKey: make([]byte, n), SignatureKey: key, Signature: sig, Source: src,
+				Credential: Credential{Type: CredentialTypeBasic, Identity: []byte("id")},
+				ParentHash: []byte("ph"),
+			}
+			tbs, err := leaf.marshalTBS([]byte("group"), 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append(append(bytes.Clone(sig[:32]), key...), labeledInput(labelLeafNodeTBS, tbs)...)
+			var in []byte
+			buf, in, err = leafSignedInput(buf, leaf, []byte("group"), 5)
+			if err != nil || !bytes.Equal(in, want) {
+				t.Errorf("source %d, key of %d bytes: leafSignedInput = %x, %v, want %x", src, n, in, err, want)
+			}
 		}
 	}
 }

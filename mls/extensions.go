@@ -46,12 +46,16 @@ func (es Extensions) Find(t ExtensionType) ([]byte, bool) {
 }
 
 func (es Extensions) marshal(b *cryptobyte.Builder) {
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for _, e := range es {
-			b.AddUint16(uint16(e.Type))
-			writeOpaque(b, e.Data)
-		}
-	})
+	// The length is known up front: no scratch builder (writeVector).
+	n := 0
+	for _, e := range es {
+		n += 2 + varintLen(len(e.Data)) + len(e.Data)
+	}
+	writeVarint(b, n)
+	for _, e := range es {
+		b.AddUint16(uint16(e.Type))
+		writeOpaque(b, e.Data)
+	}
 }
 
 func (es *Extensions) unmarshal(s *cryptobyte.String) error {

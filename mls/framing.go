@@ -613,37 +613,3 @@ func UnmarshalSenderData(data []byte) (*SenderData, error) {
 	}
 	return sd, nil
 }
-
-// marshalPrivateContentAAD returns the PrivateContentAAD that the content
-// encryption of a PrivateMessage authenticates (RFC 9420, Section 6.3.1).
-//
-//	struct {
-//	    opaque group_id<V>;
-//	    uint64 epoch;
-//	    ContentType content_type;
-//	    opaque authenticated_data<V>;
-//	} PrivateContentAAD;
-func marshalPrivateContentAAD(groupID []byte, epoch uint64, ct ContentType, authenticatedData []byte) ([]byte, error) {
-	return marshalWith(func(b *cryptobyte.Builder) {
-		writeOpaque(b, groupID)
-		b.AddUint64(epoch)
-		b.AddUint8(uint8(ct))
-		writeOpaque(b, authenticatedData)
-	})
-}
-
-// marshalSenderDataAAD returns the SenderDataAAD that the sender data
-// encryption authenticates (RFC 9420, Section 6.3.2).
-//
-//	struct {
-//	    opaque group_id<V>;
-//	    uint64 epoch;
-//	    ContentType content_type;
-//	} SenderDataAAD;
-func marshalSenderDataAAD(groupID []byte, epoch uint64, ct ContentType) ([]byte, error) {
-	return marshalWith(func(b *cryptobyte.Builder) {
-		writeOpaque(b, groupID)
-		b.AddUint64(epoch)
-		b.AddUint8(uint8(ct))
-	})
-}

@@ -231,13 +231,13 @@ func TestSenderDataAndAAD(t *testing.T) {
 	if _, err := UnmarshalSenderData(enc[:11]); err == nil {
 		t.Error("UnmarshalSenderData of 11 bytes succeeded")
 	}
-	aad, err := marshalSenderDataAAD([]byte("g"), 7, ContentTypeProposal)
-	if want := []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 7, 2}; err != nil || !bytes.Equal(aad, want) {
-		t.Errorf("SenderDataAAD = %x, %v, want %x", aad, err, want)
+	aad, n := appendPrivateContentAAD(nil, &PrivateMessage{GroupID: []byte("g"), Epoch: 7, ContentType: ContentTypeProposal})
+	if want := []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 7, 2}; !bytes.Equal(aad[:n], want) {
+		t.Errorf("SenderDataAAD = %x, want %x", aad[:n], want)
 	}
-	aad, err = marshalPrivateContentAAD([]byte("g"), 7, ContentTypeApplication, []byte("x"))
-	if want := []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 7, 1, 1, 'x'}; err != nil || !bytes.Equal(aad, want) {
-		t.Errorf("PrivateContentAAD = %x, %v, want %x", aad, err, want)
+	aad, _ = appendPrivateContentAAD(nil, &PrivateMessage{GroupID: []byte("g"), Epoch: 7, ContentType: ContentTypeApplication, AuthenticatedData: []byte("x")})
+	if want := []byte{1, 'g', 0, 0, 0, 0, 0, 0, 0, 7, 1, 1, 'x'}; !bytes.Equal(aad, want) {
+		t.Errorf("PrivateContentAAD = %x, want %x", aad, want)
 	}
 }
 

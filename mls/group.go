@@ -152,6 +152,18 @@ type pastEpoch struct {
 	keys             *secretTree
 	senderDataSecret []byte
 	resumptionPSK    []byte
+	// senderData derives the sender data keys from senderDataSecret;
+	// made on first use (senderDataKeys).
+	senderData *senderDataKeys
+}
+
+// senderDataKeys returns the sender data key deriver of the epoch,
+// made on first use.
+func (p *pastEpoch) senderDataKeys(cs *cipherSuite) *senderDataKeys {
+	if p.senderData == nil {
+		p.senderData = cs.newSenderDataKeys(p.senderDataSecret)
+	}
+	return p.senderData
 }
 
 // Group is one member's state of an MLS group.
@@ -336,6 +348,7 @@ func (g *Group) retireEpoch() {
 		keys:             g.keys,
 		senderDataSecret: g.secrets.senderDataSecret,
 		resumptionPSK:    g.secrets.resumptionPSK,
+		senderData:       g.secrets.senderData,
 	})
 	limit := min(g.cfg.PastEpochs, maxPastEpochs)
 	for len(g.past) > limit {
@@ -343,6 +356,7 @@ func (g *Group) retireEpoch() {
 		old.keys.zero()
 		clear(old.senderDataSecret)
 		clear(old.resumptionPSK)
+		old.senderData = nil
 		g.past = g.past[1:]
 	}
 }
@@ -366,11 +380,7 @@ func (g *Group) Protect(rand io.Reader, data, authenticatedData []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	pm, err := g.cs.protectPrivate(rand, ac, g.keys, g.secrets.senderDataSecret, g.cfg.PaddingBlock)
-	if err != nil {
-		return nil, err
-	}
-	return (&MLSMessage{WireFormat: WireFormatPrivateMessage, PrivateMessage: pm}).Marshal()
+	return g.cs.protectPrivate(rand, ac, g.keys, g.secrets.senderDataKeys(), g.cfg.PaddingBlock)
 }
 
 // frame signs and protects handshake content of the current epoch as the
@@ -392,19 +402,18 @@ func (g *Group) frame(rand io.Reader, fc *FramedContent, confirm func(ac *Authen
 			return nil, nil, err
 		}
 	}
-	msg := &MLSMessage{WireFormat: wf}
+	var b []byte
 	if wf == WireFormatPublicMessage {
+		msg := &MLSMessage{WireFormat: wf}
 		if msg.PublicMessage, err = g.cs.protectPublic(ac, g.secrets.membershipKey, &g.ctx); err != nil {
 			return nil, nil, err
 		}
+		b, err = msg.Marshal()
 	} else {
 		// The handshake ratchet advances only when the commit is sent;
 		// a discarded commit leaves a gap the receivers tolerate.
-		if msg.PrivateMessage, err = g.cs.protectPrivate(rand, ac, g.keys, g.secrets.senderDataSecret, g.cfg.PaddingBlock); err != nil {
-			return nil, nil, err
-		}
+		b, err = g.cs.protectPrivate(rand, ac, g.keys, g.secrets.senderDataKeys(), g.cfg.PaddingBlock)
 	}
-	b, err := msg.Marshal()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -503,7 +512,7 @@ func (g *Group) processPrivate(pm *PrivateMessage, now time.Time) (*Event, error
 	if pm.Epoch == g.ctx.Epoch {
 		// The key is deleted from the secret tree only once the message
 		// is accepted, so that a refused message changes nothing.
-		ac, key, err := g.cs.unprotectPrivatePending(pm, g.keys, g.secrets.senderDataSecret, &g.ctx, memberKey(g.tree))
+		ac, key, err := g.cs.unprotectPrivatePending(pm, g.keys, g.secrets.senderDataKeys(), &g.ctx, memberKey(g.tree))
 		if err != nil {
 			return nil, privateError(err)
 		}
@@ -522,7 +531,7 @@ func (g *Group) processPrivate(pm *PrivateMessage, now time.Time) (*Event, error
 		if p.ctx.Epoch != pm.Epoch {
 			continue
 		}
-		ac, err := g.cs.unprotectPrivate(pm, p.keys, p.senderDataSecret, &p.ctx, memberKey(p.tree))
+		ac, err := g.cs.unprotectPrivate(pm, p.keys, p.senderDataKeys(g.cs), &p.ctx, memberKey(p.tree))
 		if err != nil {
 			return nil, privateError(err)
 		}

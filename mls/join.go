@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // Labels of the Welcome and GroupInfo (RFC 9420, Sections 12.4.3 and
@@ -30,8 +32,11 @@ var ErrNoMatchingKeyPackage = errors.New("mls: welcome is not addressed to this 
 type openedWelcome struct {
 	secrets   *GroupSecrets
 	groupInfo *GroupInfo
-	pskSecret []byte
-	joiner    *joinerSecret
+	// groupInfoSigned is SignContent("GroupInfoTBS", GroupInfoTBS) of the
+	// GroupInfo as received, which its signature covers (verifyGroupInfo).
+	groupInfoSigned []byte
+	pskSecret       []byte
+	joiner          *joinerSecret
 }
 
 // openWelcome performs the first steps of RFC 9420, Section 12.4.3.1:
@@ -97,10 +102,17 @@ func openWelcome(cs *cipherSuite, w *Welcome, kpRef KeyPackageRef, initPriv []by
 	if err != nil {
 		return nil, err
 	}
-	giBytes, err := aead.Open(nil, nonce, w.EncryptedGroupInfo, nil)
+	// The GroupInfo is decrypted after room for the SignContent header of
+	// its signature: GroupInfoTBS is the GroupInfo without its last field,
+	// the signature, so the signed bytes are verified where they are
+	// instead of encoding the GroupInfo, which holds the ratchet tree,
+	// again (verifyGroupInfo).
+	room := 4 + len(labelPrefix) + len(labelGroupInfoTBS) + 4
+	all, err := aead.Open(make([]byte, room, room+len(w.EncryptedGroupInfo)), nonce, w.EncryptedGroupInfo, nil)
 	if err != nil {
 		return nil, errors.New("mls: cannot decrypt group info")
 	}
+	giBytes := all[room:]
 	gi, err := UnmarshalGroupInfo(giBytes)
 	if err != nil {
 		return nil, fmt.Errorf("mls: group info: %w", err)
@@ -108,18 +120,29 @@ func openWelcome(cs *cipherSuite, w *Welcome, kpRef KeyPackageRef, initPriv []by
 	if gi.GroupContext.CipherSuite != cs.id || gi.GroupContext.Version != ProtocolVersionMLS10 {
 		return nil, fmt.Errorf("mls: group info for cipher suite 0x%04x version %d", uint16(gi.GroupContext.CipherSuite), gi.GroupContext.Version)
 	}
-	return &openedWelcome{secrets: gs, groupInfo: gi, pskSecret: pskSecret, joiner: joiner}, nil
+	tbs := len(giBytes) - varintLen(len(gi.Signature)) - len(gi.Signature)
+	var hdr [64]byte
+	h := appendLabeledInput(hdr[:0], labelGroupInfoTBS, nil)
+	h = appendVarint(h[:len(h)-1], tbs)
+	start := room - len(h)
+	copy(all[start:], h)
+	return &openedWelcome{secrets: gs, groupInfo: gi, groupInfoSigned: all[start : room+tbs], pskSecret: pskSecret, joiner: joiner}, nil
 }
 
 // verifyGroupInfo checks the GroupInfo signature with the signer's
 // signature public key (RFC 9420, Section 12.4.3): VerifyWithLabel(.,
-// "GroupInfoTBS", GroupInfoTBS).
-func verifyGroupInfo(cs *cipherSuite, gi *GroupInfo, signerKey []byte) error {
-	tbs, err := gi.marshalTBS()
-	if err != nil {
-		return err
+// "GroupInfoTBS", GroupInfoTBS). signed, when not nil, is the
+// SignContent of the GroupInfo as received (openWelcome); otherwise the
+// GroupInfo is encoded.
+func verifyGroupInfo(cs *cipherSuite, gi *GroupInfo, signerKey, signed []byte) error {
+	if signed == nil {
+		tbs, err := gi.marshalTBS()
+		if err != nil {
+			return err
+		}
+		signed = labeledInput(labelGroupInfoTBS, tbs)
 	}
-	if !cs.verifyWithLabel(signerKey, labelGroupInfoTBS, tbs, gi.Signature) {
+	if !cs.sig.verify(signerKey, signed, gi.Signature) {
 		return errors.New("mls: invalid group info signature")
 	}
 	return nil
@@ -176,7 +199,7 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 	// Import and verify the tree (Section 12.4.3.1): from the extension
 	// or out of band, matching the GroupContext's tree hash, parent-hash
 	// valid, every leaf valid, and the GroupInfo signed by a member.
-	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
+	tree, err := importGroupInfo(cfg, gi, ow.groupInfoSigned, ratchetTree, now)
 	if err != nil {
 		return nil, err
 	}
@@ -225,12 +248,22 @@ func JoinFromWelcome(cfg Config, welcome []byte, kp *KeyPackagePrivate, ratchetT
 // part made for kp (RFC 9420, Section 12.4.3.1). The caller zeroes
 // ow.joiner.
 func openWelcomeFor(cfg Config, welcome []byte, kp *KeyPackagePrivate) (*cipherSuite, *openedWelcome, error) {
-	msg, err := UnmarshalMLSMessage(welcome)
-	if err != nil {
-		return nil, nil, err
+	// The Welcome is decoded without copying its byte fields: it is only
+	// read here, while welcome is held (Welcome.decode).
+	s := cryptobyte.String(welcome)
+	var version, wf uint16
+	if !s.ReadUint16(&version) || !s.ReadUint16(&wf) {
+		return nil, nil, errDecode
 	}
-	if msg.WireFormat != WireFormatWelcome {
-		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a welcome", msg.WireFormat)
+	if ProtocolVersion(version) != ProtocolVersionMLS10 {
+		return nil, nil, fmt.Errorf("%w: unsupported protocol version %d", errDecode, version)
+	}
+	if WireFormat(wf) != WireFormatWelcome {
+		return nil, nil, fmt.Errorf("mls: message of wire format %d is not a welcome", wf)
+	}
+	w := new(Welcome)
+	if err := unmarshalAll(s, func(s *cryptobyte.String) error { return w.decode(s, true) }); err != nil {
+		return nil, nil, err
 	}
 	cs, err := kp.KeyPackage.CipherSuite.suite()
 	if err != nil {
@@ -240,7 +273,7 @@ func openWelcomeFor(cfg Config, welcome []byte, kp *KeyPackagePrivate) (*cipherS
 	if err != nil {
 		return nil, nil, err
 	}
-	ow, err := openWelcome(cs, msg.Welcome, kpRef, kp.InitPriv, cfg.psks(nil))
+	ow, err := openWelcome(cs, w, kpRef, kp.InitPriv, cfg.psks(nil))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -435,7 +468,9 @@ func (g *Group) GroupInfo(rand io.Reader, withTree bool) ([]byte, error) {
 // ratchet_tree extension or out of band, must match the tree hash, be
 // parent-hash valid with every leaf valid, and the signer must be a member
 // whose key verifies the signature.
-func importGroupInfo(cfg Config, gi *GroupInfo, ratchetTree []byte, now time.Time) (*ratchetTree, error) {
+//
+// signed is as for verifyGroupInfo.
+func importGroupInfo(cfg Config, gi *GroupInfo, signed, ratchetTree []byte, now time.Time) (*ratchetTree, error) {
 	cs, err := gi.GroupContext.CipherSuite.suite()
 	if err != nil {
 		return nil, err
@@ -465,7 +500,7 @@ func importGroupInfo(cfg Config, gi *GroupInfo, ratchetTree []byte, now time.Tim
 	if signerLeaf == nil {
 		return nil, fmt.Errorf("mls: group info signer %d is not a member", gi.Signer)
 	}
-	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey); err != nil {
+	if err := verifyGroupInfo(cs, gi, signerLeaf.SignatureKey, signed); err != nil {
 		return nil, err
 	}
 	return tree, nil
@@ -496,7 +531,7 @@ func JoinExternal(rand io.Reader, cfg Config, groupInfo []byte, ratchetTree []by
 	if err != nil {
 		return nil, nil, err
 	}
-	tree, err := importGroupInfo(cfg, gi, ratchetTree, now)
+	tree, err := importGroupInfo(cfg, gi, nil, ratchetTree, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -60,8 +61,20 @@ func testWelcome(tc welcomeTest) error {
 	if err != nil {
 		return err
 	}
-	if err := verifyGroupInfo(cs, ow.groupInfo, tc.SignerPub); err != nil {
+	// The signature verifies over the GroupInfo as received and as
+	// encoded again, and the two are the same bytes.
+	if err := verifyGroupInfo(cs, ow.groupInfo, tc.SignerPub, ow.groupInfoSigned); err != nil {
 		return err
+	}
+	if err := verifyGroupInfo(cs, ow.groupInfo, tc.SignerPub, nil); err != nil {
+		return err
+	}
+	tbs, err := ow.groupInfo.marshalTBS()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(ow.groupInfoSigned, labeledInput(labelGroupInfoTBS, tbs)) {
+		return errorf("received GroupInfoTBS differs from its encoding")
 	}
 	secrets, err := welcomeEpoch(cs, ow)
 	if err != nil {

@@ -141,17 +141,21 @@ type epochSecret struct {
 // init_secret, then deletes the epoch secret, which nothing else needs.
 func (e *epochSecret) derive() *epochSecrets {
 	s := e.suite
+	// One keyed HMAC derives the nine secrets (DeriveSecret is
+	// ExpandWithLabel with an empty context and length KDF.Nh).
+	x := s.newExpander(e.secret)
+	derive := func(label string) []byte { return x.expandWithLabel(label, nil, s.nh) }
 	out := &epochSecrets{
 		suite:              s,
-		senderDataSecret:   s.deriveSecret(e.secret, labelSenderData),
-		encryptionSecret:   s.deriveSecret(e.secret, labelEncryption),
-		exporterSecret:     s.deriveSecret(e.secret, labelExporter),
-		externalSecret:     s.deriveSecret(e.secret, labelExternal),
-		confirmationKey:    s.deriveSecret(e.secret, labelConfirm),
-		membershipKey:      s.deriveSecret(e.secret, labelMembership),
-		resumptionPSK:      s.deriveSecret(e.secret, labelResumption),
-		epochAuthenticator: s.deriveSecret(e.secret, labelAuthentication),
-		initSecret:         s.deriveSecret(e.secret, labelInit),
+		senderDataSecret:   derive(labelSenderData),
+		encryptionSecret:   derive(labelEncryption),
+		exporterSecret:     derive(labelExporter),
+		externalSecret:     derive(labelExternal),
+		confirmationKey:    derive(labelConfirm),
+		membershipKey:      derive(labelMembership),
+		resumptionPSK:      derive(labelResumption),
+		epochAuthenticator: derive(labelAuthentication),
+		initSecret:         derive(labelInit),
 	}
 	clear(e.secret)
 	return out
@@ -171,6 +175,19 @@ type epochSecrets struct {
 	resumptionPSK      []byte // resumption PSK, Section 8.6
 	epochAuthenticator []byte // Section 8.7
 	initSecret         []byte // init_secret_[n], input of the next epoch
+
+	// senderData derives the epoch's sender data keys from
+	// senderDataSecret; made on first use (senderDataKeys).
+	senderData *senderDataKeys
+}
+
+// senderDataKeys returns the sender data key deriver of the epoch
+// (Section 6.3.2), made on first use.
+func (e *epochSecrets) senderDataKeys() *senderDataKeys {
+	if e.senderData == nil {
+		e.senderData = e.suite.newSenderDataKeys(e.senderDataSecret)
+	}
+	return e.senderData
 }
 
 // newEpochSecrets runs the whole schedule of RFC 9420, Section 8, from the
@@ -258,6 +275,7 @@ func (e *epochSecrets) zero() {
 	} {
 		clear(s)
 	}
+	e.senderData = nil
 }
 
 // welcomeKeyNonce derives the key and nonce that encrypt a Welcome's

@@ -5,12 +5,15 @@ package mls
 // every leaf of a tree a new member imports (Section 12.4.3.1).
 
 import (
+	"crypto/sha512"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // leafValidation says where a leaf node appears, for validateLeaf.
@@ -334,23 +337,25 @@ func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
 func (t *ratchetTree) batchVerifyLeaves(ls []leafIndex, groupID []byte) bool {
 	sigs := make([]edSignature, 0, edBatchSize)
 	buf := getScratch()
-	defer putScratch(buf, *buf)
+	defer func() { putScratch(buf, *buf) }()
+	var digest [64]byte
 	for len(ls) > 0 {
 		n := min(len(ls), edBatchSize)
 		sigs = sigs[:0]
 		for _, l := range ls[:n] {
 			leaf := t.at(l.node()).leaf
-			tbs, err := leaf.marshalTBS(groupID, l)
+			pub, ok := parseEdPublicKey(leaf.SignatureKey)
+			if !ok || len(leaf.Signature) != 64 {
+				return false
+			}
+			all, in, err := leafSignedInput(*buf, leaf, groupID, l)
 			if err != nil {
 				return false
 			}
-			pub, ok := parseEdPublicKey(leaf.SignatureKey)
-			if !ok {
-				return false
-			}
-			*buf = appendLabeledInput((*buf)[:0], labelLeafNodeTBS, tbs)
+			*buf = all
+			digest = sha512.Sum512(in)
 			sigs = append(sigs, edSignature{})
-			if !sigs[len(sigs)-1].prepare(pub, *buf, leaf.Signature) {
+			if !sigs[len(sigs)-1].prepareDigest(pub, leaf.Signature, &digest) {
 				return false
 			}
 		}
@@ -360,6 +365,36 @@ func (t *ratchetTree) batchVerifyLeaves(ls []leafIndex, groupID []byte) bool {
 		ls = ls[n:]
 	}
 	return true
+}
+
+// leafSignedInput encodes into buf[:0] what Ed25519 hashes to verify the
+// signature of leaf at index l (RFC 8032, Section 5.1.7, k = SHA-512(R ‖ A
+// ‖ M)): R, the first half of the signature, A, the signature key, and M =
+// SignContent("LeafNodeTBS", LeafNodeTBS) (RFC 9420, Sections 5.1.2 and
+// 7.2). The TBS is encoded once, after room for the rest, which is filled
+// in once its length is known: it returns everything written to buf (all)
+// and the input, a suffix of it. The signature and key must be 64 and 32
+// bytes.
+func leafSignedInput(buf []byte, leaf *LeafNode, groupID []byte, l leafIndex) (all, in []byte, err error) {
+	room := 64 + 4 + len(labelPrefix) + len(labelLeafNodeTBS) + 4
+	b := cryptobyte.NewBuilder(append(buf[:0], make([]byte, room)...))
+	leaf.marshalContent(b)
+	switch leaf.Source {
+	case LeafNodeSourceUpdate, LeafNodeSourceCommit:
+		writeOpaque(b, groupID)
+		b.AddUint32(uint32(l))
+	}
+	if all, err = b.Bytes(); err != nil {
+		return nil, nil, err
+	}
+	var hdr [64 + 64]byte
+	h := append(hdr[:0], leaf.Signature[:32]...)
+	h = append(h, leaf.SignatureKey...)
+	h = appendLabeledInput(h, labelLeafNodeTBS, nil)
+	h = appendVarint(h[:len(h)-1], len(all)-room)
+	start := room - len(h)
+	copy(all[start:], h)
+	return all, all[start:], nil
 }
 
 // minSignaturesPerWorker is the number of leaf signatures below which

@@ -44,6 +44,19 @@ func writeVarint(b *cryptobyte.Builder, n int) {
 	}
 }
 
+// varintLen is the length of the variable-length vector header of n
+// (RFC 9420, Section 2.1.2); writeVarint refuses n above maxVarint.
+func varintLen(n int) int {
+	switch {
+	case n < 1<<6:
+		return 1
+	case n < 1<<14:
+		return 2
+	default:
+		return 4
+	}
+}
+
 // readVarint reads a variable-length integer, rejecting the reserved 8-byte
 // prefix and non-minimal encodings (RFC 9420, Section 2.1.2).
 func readVarint(s *cryptobyte.String) (int, bool) {
@@ -87,6 +100,21 @@ func readVarint(s *cryptobyte.String) (int, bool) {
 func writeOpaque(b *cryptobyte.Builder, data []byte) {
 	writeVarint(b, len(data))
 	b.AddBytes(data)
+}
+
+// readShared reads an opaque<V> into out without copying it: out aliases
+// the input (its capacity ends with the value). An empty value is nil, as
+// readOpaque gives it.
+func readShared(s *cryptobyte.String, out *[]byte) bool {
+	var v cryptobyte.String
+	if !readVector(s, &v) {
+		return false
+	}
+	*out = nil
+	if len(v) > 0 {
+		*out = v[:len(v):len(v)]
+	}
+	return true
 }
 
 // readOpaque reads an opaque<V> into out, copying it so the result does not
@@ -199,28 +227,38 @@ func readList(s *cryptobyte.String, f func(s *cryptobyte.String) error) error {
 // writeUint16List appends a vector<V> of 16-bit values (cipher suites,
 // extension types, ...).
 func writeUint16List[T ~uint16](b *cryptobyte.Builder, vs []T) {
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for _, v := range vs {
-			b.AddUint16(uint16(v))
-		}
-	})
+	// The length is known up front: no scratch builder (writeVector).
+	writeVarint(b, 2*len(vs))
+	for _, v := range vs {
+		b.AddUint16(uint16(v))
+	}
+}
+
+// opaqueListLen returns the length of the body of a vector<V> of opaque<V>
+// values, for writing its header without a scratch builder.
+func opaqueListLen(vs [][]byte) int {
+	n := 0
+	for _, v := range vs {
+		n += varintLen(len(v)) + len(v)
+	}
+	return n
 }
 
 // readUint16List reads a vector<V> of 16-bit values. Unknown values are kept:
 // the lists it reads (capabilities, required capabilities) are open
 // registries that may carry GREASE values (RFC 9420, Section 13.5).
 func readUint16List[T ~uint16](s *cryptobyte.String, out *[]T) error {
+	var body cryptobyte.String
+	if !readVector(s, &body) || len(body)%2 != 0 {
+		return errDecode
+	}
+	// The count is known from the length: one allocation, no appends.
 	var vs []T
-	err := readList(s, func(s *cryptobyte.String) error {
-		var v uint16
-		if !s.ReadUint16(&v) {
-			return errDecode
+	if len(body) > 0 {
+		vs = make([]T, len(body)/2)
+		for i := range vs {
+			vs[i] = T(uint16(body[2*i])<<8 | uint16(body[2*i+1]))
 		}
-		vs = append(vs, T(v))
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	*out = vs
 	return nil

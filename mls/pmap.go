@@ -60,6 +60,45 @@ func (m pmap[V]) get(h uint64, match func(V) bool) (V, bool) {
 	return zero, false
 }
 
+// pmapFrom returns a map holding ents, built in one pass: the same map as
+// adding them one by one with with, in order, without copying the path to
+// each new entry.
+func pmapFrom[V any](ents []pmapEntry[V]) pmap[V] {
+	return pmap[V]{root: pmapBuild(ents, 0), n: len(ents)}
+}
+
+// pmapBuild returns the node at depth holding ents: a bucket, as
+// pmapInsert keeps one, while they fit, else an inner node whose children
+// hold the entries by their hash slot, in their order.
+func pmapBuild[V any](ents []pmapEntry[V], depth int) *pmapNode[V] {
+	if len(ents) == 0 {
+		return nil
+	}
+	if len(ents) <= pmapBucket || depth >= pmapDepth {
+		return &pmapNode[V]{ents: append([]pmapEntry[V](nil), ents...)}
+	}
+	// A stable counting sort by slot.
+	var start [pmapFanout + 1]int
+	for _, e := range ents {
+		start[pmapSlot(e.h, depth)+1]++
+	}
+	for i := range pmapFanout {
+		start[i+1] += start[i]
+	}
+	sorted := make([]pmapEntry[V], len(ents))
+	next := start
+	for _, e := range ents {
+		i := pmapSlot(e.h, depth)
+		sorted[next[i]] = e
+		next[i]++
+	}
+	var kids [pmapFanout]*pmapNode[V]
+	for i := range kids {
+		kids[i] = pmapBuild(sorted[start[i]:start[i+1]], depth+1)
+	}
+	return &pmapNode[V]{kids: &kids}
+}
+
 // with returns m with v added under h.
 func (m pmap[V]) with(h uint64, v V) pmap[V] {
 	return pmap[V]{root: pmapInsert(m.root, 0, pmapEntry[V]{h, v}), n: m.n + 1}

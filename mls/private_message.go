@@ -7,9 +7,12 @@ package mls
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // errPrivateMessage is the single error unprotectPrivate returns for every
@@ -17,21 +20,46 @@ import (
 // which check failed (key lookup, sender data or content decryption).
 var errPrivateMessage = errors.New("mls: cannot decrypt private message")
 
-// senderDataKeyNonce derives the key and nonce that encrypt SenderData
-// (RFC 9420, Section 6.3.2):
+// senderDataKeys derives the keys and nonces that encrypt SenderData in
+// one epoch (RFC 9420, Section 6.3.2):
 //
 //	ciphertext_sample = ciphertext[0..KDF.Nh-1]
 //	sender_data_key   = ExpandWithLabel(sender_data_secret, "key", ciphertext_sample, AEAD.Nk)
 //	sender_data_nonce = ExpandWithLabel(sender_data_secret, "nonce", ciphertext_sample, AEAD.Nn)
 //
-// A ciphertext shorter than KDF.Nh is used whole.
-func (s *cipherSuite) senderDataKeyNonce(senderDataSecret, ciphertext []byte) (key, nonce []byte) {
+// It keeps one HMAC keyed with sender_data_secret for the whole epoch, so
+// that a message costs two HMAC computations and no allocation. It is not
+// safe for concurrent use (nor is the Group that holds it).
+type senderDataKeys struct {
+	e          *expander
+	key, nonce [32]byte
+}
+
+// newSenderDataKeys returns the sender data key deriver of
+// senderDataSecret.
+func (s *cipherSuite) newSenderDataKeys(senderDataSecret []byte) *senderDataKeys {
+	return &senderDataKeys{e: s.newExpander(senderDataSecret)}
+}
+
+// keyNonce returns sender_data_key and sender_data_nonce for ciphertext; a
+// ciphertext shorter than KDF.Nh is used whole. Both live in sd until the
+// next call or clear, which the caller calls once done with them.
+func (sd *senderDataKeys) keyNonce(ciphertext []byte) (key, nonce []byte) {
+	s := sd.e.s
 	sample := ciphertext
 	if len(sample) > s.nh {
 		sample = sample[:s.nh]
 	}
-	e := s.newExpander(senderDataSecret)
-	return e.expandWithLabel(labelKey, sample, s.aead.nk), e.expandWithLabel(labelNonce, sample, s.aead.nn)
+	key, nonce = sd.key[:s.aead.nk], sd.nonce[:s.aead.nn]
+	sd.e.expandWithLabelTo(key, labelKey, sample)
+	sd.e.expandWithLabelTo(nonce, labelNonce, sample)
+	return key, nonce
+}
+
+// clear zeroes the last key and nonce.
+func (sd *senderDataKeys) clear() {
+	clear(sd.key[:])
+	clear(sd.nonce[:])
 }
 
 // ratchetTypeFor returns the hash ratchet that keys content of type ct
@@ -55,7 +83,12 @@ func applyReuseGuard(nonce []byte, guard [4]byte) {
 	subtle.XORBytes(nonce[:4], nonce[:4], guard[:])
 }
 
-// protectPrivate encrypts ac as a PrivateMessage (RFC 9420, Section 6.3).
+// senderDataSize is the length of an encoded SenderData: leaf_index,
+// generation and reuse_guard (RFC 9420, Section 6.3.2).
+const senderDataSize = 4 + 4 + 4
+
+// protectPrivate encrypts ac as a PrivateMessage (RFC 9420, Section 6.3)
+// and returns its MLSMessage encoding.
 //
 // ac must be complete: signed over wire format mls_private_message, with
 // the confirmation tag set for a commit, and sent by a member. The content
@@ -63,7 +96,11 @@ func applyReuseGuard(nonce []byte, guard [4]byte) {
 // after use. The plaintext is padded with zeros to a multiple of
 // paddingBlock bytes (no padding when paddingBlock ≤ 1). The reuse guard is
 // read from rand.
-func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, tree *secretTree, senderDataSecret []byte, paddingBlock int) (*PrivateMessage, error) {
+//
+// The message is built in one buffer of its final size: the
+// PrivateContentAAD and SenderDataAAD are prefixes of the PrivateMessage
+// encoding, and the content and sender data are encrypted in place.
+func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, tree *secretTree, sd *senderDataKeys, paddingBlock int) ([]byte, error) {
 	fc := &ac.Content
 	if ac.WireFormat != WireFormatPrivateMessage {
 		return nil, fmt.Errorf("mls: content signed for wire format %d, not private_message", ac.WireFormat)
@@ -79,24 +116,31 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 		return nil, err
 	}
 
-	// Section 6.3.1: encode the content, pad it and encrypt it.
-	content := PrivateMessageContent{
-		ApplicationData: fc.ApplicationData,
-		Proposal:        fc.Proposal,
-		Commit:          fc.Commit,
-		Auth:            ac.Auth,
+	// Section 6.3.1: the content is encoded (and padded) below, in place;
+	// a proposal or commit is encoded into a scratch buffer first, since
+	// its length is needed for the layout.
+	var content []byte
+	contentLen := 0
+	if fc.ContentType == ContentTypeApplication {
+		if len(fc.ApplicationData) > maxVarint || len(ac.Auth.Signature) > maxVarint {
+			return nil, errors.New("mls: vector too long to encode")
+		}
+		contentLen = varintLen(len(fc.ApplicationData)) + len(fc.ApplicationData) +
+			varintLen(len(ac.Auth.Signature)) + len(ac.Auth.Signature)
+	} else {
+		buf := getScratch()
+		b := cryptobyte.NewBuilder(*buf)
+		marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
+		ac.Auth.marshal(b, fc.ContentType)
+		if content, err = b.Bytes(); err != nil {
+			return nil, err
+		}
+		defer putScratch(buf, content)
+		contentLen = len(content)
 	}
-	plaintext, err := content.Marshal(fc.ContentType)
-	if err != nil {
-		return nil, err
-	}
-	if paddingBlock > 1 && len(plaintext)%paddingBlock != 0 {
-		content.Padding = paddingBlock - len(plaintext)%paddingBlock
-		plaintext = append(plaintext, make([]byte, content.Padding)...)
-	}
-	aad, err := marshalPrivateContentAAD(fc.GroupID, fc.Epoch, fc.ContentType, fc.AuthenticatedData)
-	if err != nil {
-		return nil, err
+	padding := 0
+	if paddingBlock > 1 && contentLen%paddingBlock != 0 {
+		padding = paddingBlock - contentLen%paddingBlock
 	}
 
 	var guard [4]byte
@@ -113,34 +157,63 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 	if err != nil {
 		return nil, err
 	}
-	ciphertext := aead.Seal(nil, key.nonce, plaintext, aad)
-	clear(plaintext)
+
+	// The MLSMessage header and the PrivateMessage up to the ciphertext.
+	sdLen := senderDataSize + aead.Overhead()
+	ctLen := contentLen + padding + aead.Overhead()
+	if len(fc.GroupID) > maxVarint || len(fc.AuthenticatedData) > maxVarint || ctLen > maxVarint {
+		return nil, errors.New("mls: vector too long to encode")
+	}
+	enc := make([]byte, 0, 4+
+		varintLen(len(fc.GroupID))+len(fc.GroupID)+8+1+
+		varintLen(len(fc.AuthenticatedData))+len(fc.AuthenticatedData)+
+		varintLen(sdLen)+sdLen+varintLen(ctLen)+ctLen)
+	enc = binary.BigEndian.AppendUint16(enc, uint16(ProtocolVersionMLS10))
+	enc = binary.BigEndian.AppendUint16(enc, uint16(WireFormatPrivateMessage))
+	pmStart := len(enc)
+	enc = appendVarint(enc, len(fc.GroupID))
+	enc = append(enc, fc.GroupID...)
+	enc = binary.BigEndian.AppendUint64(enc, fc.Epoch)
+	enc = append(enc, byte(fc.ContentType))
+	sdAAD := enc[pmStart:len(enc):len(enc)] // SenderDataAAD
+	enc = appendVarint(enc, len(fc.AuthenticatedData))
+	enc = append(enc, fc.AuthenticatedData...)
+	contentAAD := enc[pmStart:len(enc):len(enc)] // PrivateContentAAD
+	enc = appendVarint(enc, sdLen)
+	sdStart := len(enc)
+	enc = enc[:sdStart+sdLen]
+	enc = appendVarint(enc, ctLen)
+
+	// Section 6.3.1: encrypt the padded content (the padding is the
+	// zeroed tail of the fresh buffer).
+	ctStart := len(enc)
+	if fc.ContentType == ContentTypeApplication {
+		enc = appendVarint(enc, len(fc.ApplicationData))
+		enc = append(enc, fc.ApplicationData...)
+		enc = appendVarint(enc, len(ac.Auth.Signature))
+		enc = append(enc, ac.Auth.Signature...)
+	} else {
+		enc = append(enc, content...)
+	}
+	enc = enc[:len(enc)+padding]
+	plaintext := enc[ctStart:]
+	ciphertext := aead.Seal(plaintext[:0], key.nonce, plaintext, contentAAD)
+	enc = enc[:ctStart+len(ciphertext)]
 
 	// Section 6.3.2: encrypt the sender data under a key bound to the
 	// content ciphertext.
-	senderData := SenderData{LeafIndex: fc.Sender.LeafIndex, Generation: key.generation, ReuseGuard: guard}
-	sdPlain, err := senderData.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	sdAAD, err := marshalSenderDataAAD(fc.GroupID, fc.Epoch, fc.ContentType)
-	if err != nil {
-		return nil, err
-	}
-	sdKey, sdNonce := s.senderDataKeyNonce(senderDataSecret, ciphertext)
-	defer clear(sdKey)
+	senderData := enc[sdStart : sdStart+senderDataSize]
+	binary.BigEndian.PutUint32(senderData, uint32(fc.Sender.LeafIndex))
+	binary.BigEndian.PutUint32(senderData[4:], key.generation)
+	copy(senderData[8:], guard[:])
+	sdKey, sdNonce := sd.keyNonce(ciphertext)
+	defer sd.clear()
 	sdAEAD, err := s.aead.new(sdKey)
 	if err != nil {
 		return nil, err
 	}
-	return &PrivateMessage{
-		GroupID:             fc.GroupID,
-		Epoch:               fc.Epoch,
-		ContentType:         fc.ContentType,
-		AuthenticatedData:   fc.AuthenticatedData,
-		EncryptedSenderData: sdAEAD.Seal(nil, sdNonce, sdPlain, sdAAD),
-		Ciphertext:          ciphertext,
-	}, nil
+	sdAEAD.Seal(senderData[:0], sdNonce, senderData, sdAAD)
+	return enc, nil
 }
 
 // unprotectPrivate decrypts a PrivateMessage of the epoch whose secret tree
@@ -156,8 +229,8 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 // window, is refused. The content key is deleted only once the message
 // decrypted and its signature verified: a refused message burns no
 // generation.
-func (s *cipherSuite) unprotectPrivate(pm *PrivateMessage, tree *secretTree, senderDataSecret []byte, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
-	ac, key, err := s.unprotectPrivatePending(pm, tree, senderDataSecret, groupContext, senderKey)
+func (s *cipherSuite) unprotectPrivate(pm *PrivateMessage, tree *secretTree, sd *senderDataKeys, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
+	ac, key, err := s.unprotectPrivatePending(pm, tree, sd, groupContext, senderKey)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +242,7 @@ func (s *cipherSuite) unprotectPrivate(pm *PrivateMessage, tree *secretTree, sen
 // unchanged: on success the caller commits the returned key once it
 // accepts the message (deleting the generation) or discards it. On error
 // the tree is unchanged and there is nothing to discard.
-func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTree, senderDataSecret []byte, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, *pendingKey, error) {
+func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTree, sd *senderDataKeys, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, *pendingKey, error) {
 	typ, err := ratchetTypeFor(pm.ContentType)
 	if err != nil {
 		return nil, nil, err
@@ -178,25 +251,33 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 		return nil, nil, fmt.Errorf("mls: private message for epoch %d does not belong to this group and epoch", pm.Epoch)
 	}
 
-	// Section 6.3.2: recover the sender data.
-	sdAAD, err := marshalSenderDataAAD(pm.GroupID, pm.Epoch, pm.ContentType)
-	if err != nil {
-		return nil, nil, err
-	}
-	sdKey, sdNonce := s.senderDataKeyNonce(senderDataSecret, pm.Ciphertext)
+	// Section 6.3.2: recover the sender data. The SenderDataAAD is a
+	// prefix of the PrivateContentAAD; both are built once, in a scratch
+	// buffer that also receives the sender data plaintext.
+	buf := getScratch()
+	aad, sdAADLen := appendPrivateContentAAD(*buf, pm)
+	sdKey, sdNonce := sd.keyNonce(pm.Ciphertext)
 	sdAEAD, err := s.aead.new(sdKey)
-	clear(sdKey)
 	if err != nil {
+		sd.clear()
+		putScratch(buf, aad)
 		return nil, nil, err
 	}
-	sdPlain, err := sdAEAD.Open(nil, sdNonce, pm.EncryptedSenderData, sdAAD)
-	if err != nil {
+	sdPlain, err := sdAEAD.Open(aad[len(aad):], sdNonce, pm.EncryptedSenderData, aad[:sdAADLen])
+	sd.clear()
+	var senderData SenderData
+	ok := err == nil && len(sdPlain) == senderDataSize
+	if ok {
+		senderData.LeafIndex = leafIndex(binary.BigEndian.Uint32(sdPlain))
+		senderData.Generation = binary.BigEndian.Uint32(sdPlain[4:])
+		copy(senderData.ReuseGuard[:], sdPlain[8:])
+		clear(sdPlain)
+	}
+	if !ok {
+		putScratch(buf, aad)
 		return nil, nil, errPrivateMessage
 	}
-	senderData, err := UnmarshalSenderData(sdPlain)
-	if err != nil {
-		return nil, nil, errPrivateMessage
-	}
+	defer putScratch(buf, aad)
 
 	// Section 6.3.1: decrypt the content with the sender's key of that
 	// generation, looked up without changing the tree.
@@ -204,7 +285,7 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errPrivateMessage, err)
 	}
-	ac, err := s.openPrivateContent(pm, key, senderData, groupContext, senderKey)
+	ac, err := s.openPrivateContent(pm, aad, key, &senderData, groupContext, senderKey)
 	if err != nil {
 		key.discard()
 		return nil, nil, err
@@ -212,13 +293,32 @@ func (s *cipherSuite) unprotectPrivatePending(pm *PrivateMessage, tree *secretTr
 	return ac, key, nil
 }
 
+// appendPrivateContentAAD appends pm's PrivateContentAAD (RFC 9420,
+// Section 6.3.1) to b[:0] and returns it with the length of its prefix that
+// is the SenderDataAAD (Section 6.3.2):
+//
+//	struct {
+//	    opaque group_id<V>;
+//	    uint64 epoch;
+//	    ContentType content_type;
+//	    opaque authenticated_data<V>;   // PrivateContentAAD only
+//	} PrivateContentAAD, SenderDataAAD;
+//
+// The fields come from a decoded message, so their lengths are valid.
+func appendPrivateContentAAD(b []byte, pm *PrivateMessage) (aad []byte, senderDataAAD int) {
+	b = appendVarint(b[:0], len(pm.GroupID))
+	b = append(b, pm.GroupID...)
+	b = binary.BigEndian.AppendUint64(b, pm.Epoch)
+	b = append(b, byte(pm.ContentType))
+	senderDataAAD = len(b)
+	b = appendVarint(b, len(pm.AuthenticatedData))
+	return append(b, pm.AuthenticatedData...), senderDataAAD
+}
+
 // openPrivateContent decrypts pm's content with key and verifies the
-// signature of the content (RFC 9420, Sections 6.3.1 and 6.1).
-func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, key *pendingKey, senderData *SenderData, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
-	aad, err := marshalPrivateContentAAD(pm.GroupID, pm.Epoch, pm.ContentType, pm.AuthenticatedData)
-	if err != nil {
-		return nil, err
-	}
+// signature of the content (RFC 9420, Sections 6.3.1 and 6.1);
+// aad is its PrivateContentAAD.
+func (s *cipherSuite) openPrivateContent(pm *PrivateMessage, aad []byte, key *pendingKey, senderData *SenderData, groupContext *GroupContext, senderKey signatureKeyFunc) (*AuthenticatedContent, error) {
 	// The key's nonce may be a kept key of the tree: XOR the guard into a
 	// copy.
 	var nonceBuf [32]byte

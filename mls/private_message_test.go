@@ -4,8 +4,26 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"testing"
 )
+
+// protectPrivateMessage is protectPrivate returning the PrivateMessage
+// decoded from its encoding, for tests that look into it or change it.
+func (s *cipherSuite) protectPrivateMessage(rand io.Reader, ac *AuthenticatedContent, tree *secretTree, senderDataSecret []byte, paddingBlock int) (*PrivateMessage, error) {
+	enc, err := s.protectPrivate(rand, ac, tree, s.newSenderDataKeys(senderDataSecret), paddingBlock)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := UnmarshalMLSMessage(enc)
+	if err != nil {
+		return nil, err
+	}
+	if msg.WireFormat != WireFormatPrivateMessage {
+		return nil, fmt.Errorf("protectPrivate made wire format %d", msg.WireFormat)
+	}
+	return msg.PrivateMessage, nil
+}
 
 // benchPrivateFixture is a two-member group in which member 1 sends 100-byte
 // application messages.
@@ -60,7 +78,7 @@ func (f *benchPrivateFixture) protect(b *testing.B, tree *secretTree) *PrivateMe
 	if err != nil {
 		b.Fatal(err)
 	}
-	pm, err := f.s.protectPrivate(rand.Reader, ac, tree, f.senderDataSecret, 0)
+	pm, err := f.s.protectPrivateMessage(rand.Reader, ac, tree, f.senderDataSecret, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,10 +110,11 @@ func BenchmarkPrivateMessage(b *testing.B) {
 				msgs[i] = f.protect(b, sender)
 			}
 			receiver := f.tree(b)
+			sd := f.s.newSenderDataKeys(f.senderDataSecret)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := f.s.unprotectPrivate(msgs[i], receiver, f.senderDataSecret, f.gc, senderKey); err != nil {
+				if _, err := f.s.unprotectPrivate(msgs[i], receiver, sd, f.gc, senderKey); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -164,7 +183,7 @@ func (g *fuzzProtectionGroup) seeds(tb testing.TB) [][]byte {
 				}
 				msg.PublicMessage, err = g.s.protectPublic(ac, g.membershipKey, g.gc)
 			} else {
-				msg.PrivateMessage, err = g.s.protectPrivate(rand.Reader, ac, tree, g.senderDataSecret, 8)
+				msg.PrivateMessage, err = g.s.protectPrivateMessage(rand.Reader, ac, tree, g.senderDataSecret, 8)
 			}
 			if err != nil {
 				tb.Fatal(err)
@@ -198,7 +217,7 @@ func FuzzUnprotect(f *testing.F) {
 			ac, err = g.s.unprotectPublic(msg.PublicMessage, g.membershipKey, g.gc, g.senderKey)
 		case WireFormatPrivateMessage:
 			tree, _ := newSecretTree(g.s, g.encryptionSecret, 2)
-			ac, err = g.s.unprotectPrivate(msg.PrivateMessage, tree, g.senderDataSecret, g.gc, g.senderKey)
+			ac, err = g.s.unprotectPrivate(msg.PrivateMessage, tree, g.s.newSenderDataKeys(g.senderDataSecret), g.gc, g.senderKey)
 		default:
 			return
 		}

@@ -261,7 +261,7 @@ func testPrivateVector(t *testing.T, f *protectionFixture, name string, ct Conte
 		t.Fatalf("%s_priv: wire format %d", name, msg.WireFormat)
 	}
 	tree := f.tree(t)
-	ac, err := f.suite.unprotectPrivate(msg.PrivateMessage, tree, f.tc.SenderDataSecret, f.gc, f.senderKey)
+	ac, err := f.suite.unprotectPrivate(msg.PrivateMessage, tree, f.suite.newSenderDataKeys(f.tc.SenderDataSecret), f.gc, f.senderKey)
 	if err != nil {
 		t.Fatalf("%s_priv: unprotectPrivate: %v", name, err)
 	}
@@ -272,7 +272,7 @@ func testPrivateVector(t *testing.T, f *protectionFixture, name string, ct Conte
 		t.Errorf("%s_priv: content = %x, want %x", name, got, raw)
 	}
 	// The same message a second time is a replay of a deleted key.
-	if _, err := f.suite.unprotectPrivate(msg.PrivateMessage, tree, f.tc.SenderDataSecret, f.gc, f.senderKey); !errors.Is(err, errGenerationUsed) {
+	if _, err := f.suite.unprotectPrivate(msg.PrivateMessage, tree, f.suite.newSenderDataKeys(f.tc.SenderDataSecret), f.gc, f.senderKey); !errors.Is(err, errGenerationUsed) {
 		t.Errorf("%s_priv replayed: err = %v, want errGenerationUsed", name, err)
 	}
 }
@@ -289,7 +289,7 @@ func testPrivateRoundTrip(t *testing.T, f *protectionFixture, name string, ct Co
 	sender, receiver := f.tree(t), f.tree(t)
 	var wires [][]byte
 	for range 2 {
-		pm, err := f.suite.protectPrivate(rand.Reader, ac, sender, f.tc.SenderDataSecret, 32)
+		pm, err := f.suite.protectPrivateMessage(rand.Reader, ac, sender, f.tc.SenderDataSecret, 32)
 		if err != nil {
 			t.Fatalf("%s: protectPrivate: %v", name, err)
 		}
@@ -313,7 +313,7 @@ func testPrivateRoundTrip(t *testing.T, f *protectionFixture, name string, ct Co
 		if err != nil {
 			t.Fatalf("%s: UnmarshalMLSMessage(own PrivateMessage): %v", name, err)
 		}
-		got, err := f.suite.unprotectPrivate(msg.PrivateMessage, receiver, f.tc.SenderDataSecret, f.gc, f.senderKey)
+		got, err := f.suite.unprotectPrivate(msg.PrivateMessage, receiver, f.suite.newSenderDataKeys(f.tc.SenderDataSecret), f.gc, f.senderKey)
 		if i < 0 {
 			if !errors.Is(err, errPrivateMessage) {
 				t.Errorf("%s: unprotectPrivate of a modified ciphertext: err = %v, want errPrivateMessage", name, err)
@@ -334,7 +334,7 @@ func testPrivateRoundTrip(t *testing.T, f *protectionFixture, name string, ct Co
 		}
 	}
 	// Content signed for the other wire format is refused.
-	if _, err := f.suite.protectPrivate(rand.Reader, f.sign(t, WireFormatPublicMessage, fc), sender, f.tc.SenderDataSecret, 0); err == nil {
+	if _, err := f.suite.protectPrivateMessage(rand.Reader, f.sign(t, WireFormatPublicMessage, fc), sender, f.tc.SenderDataSecret, 0); err == nil {
 		t.Errorf("%s: protectPrivate of content signed for public_message: no error", name)
 	}
 }

@@ -22,6 +22,7 @@ package mls
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 )
@@ -113,7 +114,23 @@ type secretTree struct {
 	// dead is set by zero: the tree is no longer used, and a pending key
 	// committed afterwards is only zeroed.
 	dead bool
+
+	// exp is the expander of the ratchet step in progress (expander), kept
+	// so that a step does not allocate its buffers.
+	exp expander
 }
+
+// expander returns the tree's expander keyed with secret, replacing the
+// previous one: at most one ratchet step uses it at a time.
+func (t *secretTree) expander(secret []byte) *expander {
+	t.exp = expander{s: t.suite, m: hmac.New(t.suite.newHash, secret)}
+	return &t.exp
+}
+
+// dropExpander drops the tree's last keyed HMAC once a step is done: it is
+// keyed with a secret the step consumed, which the tree must not keep
+// (RFC 9420, Section 9.2).
+func (t *secretTree) dropExpander() { t.exp.m = nil }
 
 // newSecretTree creates the secret tree of an epoch with nLeaves leaves and
 // root secret encryptionSecret (RFC 9420, Section 9). The tree keeps its own
@@ -214,17 +231,27 @@ func (t *secretTree) advance(r *hashRatchet) (ratchetKey, error) {
 		return ratchetKey{}, errors.New("mls: hash ratchet exhausted")
 	}
 	s := t.suite
-	e := s.newExpander(r.secret)
-	k := ratchetKey{
-		generation: r.generation,
-		key:        e.deriveTreeSecret(labelKey, r.generation, s.aead.nk),
-		nonce:      e.deriveTreeSecret(labelNonce, r.generation, s.aead.nn),
-	}
-	next := e.deriveTreeSecret(labelSecret, r.generation, s.nh)
-	clear(r.secret)
-	r.secret = next
+	e := t.expander(r.secret)
+	defer t.dropExpander()
+	k := e.ratchetKey(r.generation)
+	// The HMAC holds its own copy of the key: the next secret replaces
+	// the consumed one in place, which deletes it.
+	g := [4]byte{byte(r.generation >> 24), byte(r.generation >> 16), byte(r.generation >> 8), byte(r.generation)}
+	e.expandWithLabelTo(r.secret[:s.nh], labelSecret, g[:])
 	r.generation++
 	return k, nil
+}
+
+// ratchetKey derives the key and nonce of generation gen from e's ratchet
+// secret (see advance), in one allocation.
+func (e *expander) ratchetKey(gen uint32) ratchetKey {
+	s := e.s
+	kn := make([]byte, s.aead.nk+s.aead.nn)
+	k := ratchetKey{generation: gen, key: kn[:s.aead.nk:s.aead.nk], nonce: kn[s.aead.nk:]}
+	g := [4]byte{byte(gen >> 24), byte(gen >> 16), byte(gen >> 8), byte(gen)}
+	e.expandWithLabelTo(k.key, labelKey, g[:])
+	e.expandWithLabelTo(k.nonce, labelNonce, g[:])
+	return k
 }
 
 // nextKey returns the key and nonce a sender uses for its next message of
@@ -331,17 +358,14 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 	s := t.suite
 	// secret is the ratchet's secret, never changed here: the first step
 	// makes a fresh one, and every later one is cleared once stepped over.
+	defer t.dropExpander()
 	secret := r.secret
 	for g := r.generation; g < gen; g++ {
-		e := s.newExpander(secret)
+		e := t.expander(secret)
 		// Only the last keepBehind skipped generations can be kept: for
 		// older ones only the ratchet secret is stepped.
 		if gen-g <= t.keepBehind {
-			p.skipped = append(p.skipped, ratchetKey{
-				generation: g,
-				key:        e.deriveTreeSecret(labelKey, g, s.aead.nk),
-				nonce:      e.deriveTreeSecret(labelNonce, g, s.aead.nn),
-			})
+			p.skipped = append(p.skipped, e.ratchetKey(g))
 		}
 		next := e.deriveTreeSecret(labelSecret, g, s.nh)
 		if g != r.generation {
@@ -349,12 +373,8 @@ func (t *secretTree) lookupKey(leaf uint32, typ ratchetType, gen uint32) (*pendi
 		}
 		secret = next
 	}
-	e := s.newExpander(secret)
-	p.key = ratchetKey{
-		generation: gen,
-		key:        e.deriveTreeSecret(labelKey, gen, s.aead.nk),
-		nonce:      e.deriveTreeSecret(labelNonce, gen, s.aead.nn),
-	}
+	e := t.expander(secret)
+	p.key = e.ratchetKey(gen)
 	p.next = e.deriveTreeSecret(labelSecret, gen, s.nh)
 	if gen != r.generation {
 		clear(secret)
@@ -378,9 +398,10 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 	s := t.suite
 	p.consumed = secretTreeNode(p.leaf, level)
 	secret := t.nodes[p.consumed]
+	defer t.dropExpander()
 	for k := level; k > 0; k-- {
 		x := secretTreeNode(p.leaf, k)
-		e := s.newExpander(secret)
+		e := t.expander(secret)
 		left := e.expandWithLabel(labelTree, []byte(labelLeft), s.nh)
 		right := e.expandWithLabel(labelTree, []byte(labelRight), s.nh)
 		if k != level {
@@ -395,7 +416,7 @@ func (t *secretTree) deriveLeaf(p *pendingKey) error {
 			secret = right
 		}
 	}
-	e := s.newExpander(secret)
+	e := t.expander(secret)
 	p.derived = &[2]hashRatchet{
 		handshakeRatchet:   {secret: e.expandWithLabel(labelHandshake, nil, s.nh)},
 		applicationRatchet: {secret: e.expandWithLabel(labelApplication, nil, s.nh)},

@@ -42,7 +42,7 @@ func TestSecretTreeVectors(t *testing.T) {
 
 func testSecretTree(t *testing.T, s *cipherSuite, tc *secretTreeVector) {
 	sd := tc.SenderData
-	key, nonce := s.senderDataKeyNonce(sd.SenderDataSecret, sd.Ciphertext)
+	key, nonce := s.newSenderDataKeys(sd.SenderDataSecret).keyNonce(sd.Ciphertext)
 	if !bytes.Equal(key, sd.Key) {
 		t.Errorf("sender_data_key = %x, want %x", key, sd.Key)
 	}
@@ -219,14 +219,28 @@ func TestSecretTreeDeletion(t *testing.T) {
 	if got := keysOf(tree.nodes); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after deriving leaf 5 the tree holds nodes %v, want %v", got, want)
 	}
-	// Each generation advances the ratchet and the old secret is replaced.
+	// Each generation advances the ratchet and the old secret is
+	// overwritten (zeroed, or replaced in place by the next one).
 	r := &tree.ratchets[0][handshakeRatchet]
 	old := r.secret
+	oldValue := bytes.Clone(old)
 	if _, err := tree.nextKey(0, handshakeRatchet); err != nil {
 		t.Fatal(err)
 	}
-	if r.generation != 2 || !bytes.Equal(old, make([]byte, s.nh)) {
-		t.Errorf("after two keys: generation %d, old secret %x (want 2 and zeroed)", r.generation, old)
+	if r.generation != 2 || bytes.Equal(old, oldValue) || bytes.Equal(r.secret, oldValue) {
+		t.Errorf("after two keys: generation %d, old secret still held in %x (want 2 and overwritten)", r.generation, old)
+	}
+	// Nor is the HMAC keyed with it kept.
+	if tree.exp.m != nil {
+		t.Error("the tree keeps the keyed HMAC of a consumed secret after nextKey")
+	}
+	p, err := tree.lookupKey(3, applicationRatchet, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.discard()
+	if tree.exp.m != nil {
+		t.Error("the tree keeps a keyed HMAC after lookupKey")
 	}
 }
 

@@ -10,14 +10,18 @@ package mls
 // place: every change replaces the pointer. The node array is stored in
 // chunks shared copy-on-write between a tree and its clones, and the key
 // and credential indexes are persistent maps (pmap), so clone costs a copy
-// of the chunk pointers (N/64 words) and a change copies only the chunks
-// and index nodes it touches: a commit costs O(log N + proposals) node
-// copies, not a copy of the tree (issue 12).
+// of the chunk pointers (about N/32 words) and a change copies only the
+// chunks and index nodes it touches: a commit costs O(log N + proposals)
+// node copies, not a copy of the tree (issue 12). A chunk holds a subtree
+// six levels high, so a direct path of a tree of 50 000 leaves crosses
+// three chunks.
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 )
@@ -40,6 +44,9 @@ type treeNode struct {
 	hash []byte
 	// members counts the non-blank leaves of the subtree rooted here.
 	members uint32
+	// cleared is the write token of the tree that last cleared hash
+	// (invalidate); see there.
+	cleared uint64
 }
 
 func (n *treeNode) blank() bool { return n.leaf == nil && n.parent == nil }
@@ -55,15 +62,31 @@ func (n *treeNode) encryptionKey() []byte {
 	return nil
 }
 
-// chunkBits sets the nodes per chunk of the copy-on-write node array.
+// chunkBits sets the height of the subtrees that chunks hold: the levels
+// of the tree are cut into bands of chunkBits levels, and a chunk holds the
+// nodes of one band below one node of the band's top level, a complete
+// subtree of chunkSize-1 nodes.
 const (
 	chunkBits = 6
 	chunkSize = 1 << chunkBits
 )
 
-// nodeChunk is a run of chunkSize nodes. A tree writes a chunk in place
-// only when the chunk carries the tree's write token; otherwise it copies
-// the chunk first.
+// chunkOf returns where node x is stored: its band (its level divided by
+// chunkBits), its chunk in the band and its slot in the chunk. In a band b,
+// y = x >> (b*chunkBits) is x's index in the tree with the b*chunkBits lowest
+// levels removed, where x has one of the levels 0 to chunkBits-1 (Appendix
+// C indices: removing the low bits, all ones above level 0, maps a node to
+// its ancestor chain's index in the smaller tree); the chunkBits low bits
+// of y are the slot and the rest the chunk, as for the nodes of band 0.
+func chunkOf(x nodeIndex) (band, chunk, slot int) {
+	band = bits.TrailingZeros32(^uint32(x)) / chunkBits
+	y := uint32(x) >> (band * chunkBits)
+	return band, int(y >> chunkBits), int(y & (chunkSize - 1))
+}
+
+// nodeChunk holds the nodes of one subtree (chunkOf); its last slot is
+// unused. A tree writes a chunk in place only when the chunk carries the
+// tree's write token; otherwise it copies the chunk first.
 type nodeChunk struct {
 	token uint64
 	n     [chunkSize]treeNode
@@ -87,11 +110,12 @@ type credCount struct {
 type ratchetTree struct {
 	suite CipherSuite
 	cs    *cipherSuite
-	// size is the number of nodes; chunks hold them, and possibly stale
-	// nodes past size, which extend clears.
-	size   int
-	chunks []*nodeChunk
-	token  uint64
+	// size is the number of nodes; bands[b] holds the chunks of band b
+	// (chunkOf), with the nodes and possibly stale nodes past size, which
+	// extend clears.
+	size  int
+	bands [][]*nodeChunk
+	token uint64
 	// sigKeys and encKeys map the signature and encryption keys of the
 	// leaves (keyHash) to their leaf; creds counts credential types
 	// (hash: the type); usedTypes is the number of types with use > 0.
@@ -114,7 +138,10 @@ func newRatchetTree(suite CipherSuite) (*ratchetTree, error) {
 // new write tokens, so each copies a shared chunk before writing it.
 func (t *ratchetTree) clone() *ratchetTree {
 	c := *t
-	c.chunks = slices.Clone(t.chunks)
+	c.bands = make([][]*nodeChunk, len(t.bands))
+	for b, chunks := range t.bands {
+		c.bands[b] = slices.Clone(chunks)
+	}
 	t.token = writeTokens.Add(1)
 	c.token = writeTokens.Add(1)
 	return &c
@@ -126,21 +153,22 @@ func (t *ratchetTree) nodeCount() int { return t.size }
 // at returns node x for reading; x must be inside the tree. The node must
 // not be modified, except for filling its cached hash.
 func (t *ratchetTree) at(x nodeIndex) *treeNode {
-	return &t.chunks[x>>chunkBits].n[x&(chunkSize-1)]
+	b, c, i := chunkOf(x)
+	return &t.bands[b][c].n[i]
 }
 
 // mut returns node x for writing, copying its chunk first when it is
 // shared.
 func (t *ratchetTree) mut(x nodeIndex) *treeNode {
-	i := x >> chunkBits
-	c := t.chunks[i]
+	b, i, slot := chunkOf(x)
+	c := t.bands[b][i]
 	if c.token != t.token {
 		cp := *c
 		cp.token = t.token
 		c = &cp
-		t.chunks[i] = c
+		t.bands[b][i] = c
 	}
-	return &c.n[x&(chunkSize-1)]
+	return &c.n[slot]
 }
 
 // numLeaves returns the number of leaf slots, blank ones included.
@@ -186,11 +214,24 @@ func (t *ratchetTree) isBlank(x nodeIndex) bool {
 
 // invalidate clears the cached tree hash of x and its ancestors and adds
 // delta to their member counts.
+//
+// Without a count to change, the walk stops at a node that this tree
+// cleared under its current write token and whose hash is still unset:
+// that walk went up to the root, leaving every ancestor in a chunk of this
+// tree with its hash unset, and none of them can have been hashed since
+// (a hash is computed only after the hashes of all its descendants). So a
+// commit that rewrites the direct path node by node (blanking it, then
+// setting each node and its parent hash) clears the path once, not once per
+// node.
 func (t *ratchetTree) invalidate(x nodeIndex, delta int) {
 	n := t.numLeaves()
 	for {
+		if c := t.at(x); delta == 0 && c.hash == nil && c.cleared == t.token {
+			return
+		}
 		m := t.mut(x)
 		m.hash = nil
+		m.cleared = t.token
 		m.members = uint32(int(m.members) + delta)
 		p, ok := x.parent(n)
 		if !ok {
@@ -250,8 +291,18 @@ func (t *ratchetTree) memberCount() int {
 // grow makes room for size nodes, with every node from the current size on
 // blank (chunks may hold stale nodes past the size after a truncation).
 func (t *ratchetTree) grow(size int) {
-	for len(t.chunks)*chunkSize < size {
-		t.chunks = append(t.chunks, &nodeChunk{token: t.token})
+	// The highest level with a node below size is that of node 2^k-1 < size,
+	// and in each band the last node below size has the largest index in
+	// the smaller tree.
+	bands := (bits.Len(uint(size))-1)/chunkBits + 1
+	for b := range bands {
+		if b == len(t.bands) {
+			t.bands = append(t.bands, nil)
+		}
+		need := (size-1)>>(b*chunkBits)>>chunkBits + 1
+		for len(t.bands[b]) < need {
+			t.bands[b] = append(t.bands[b], &nodeChunk{token: t.token})
+		}
 	}
 	for x := t.size; x < size; x++ {
 		if n := t.at(nodeIndex(x)); !n.blank() || n.hash != nil || n.members != 0 {
@@ -584,12 +635,33 @@ func importRatchetTree(suite CipherSuite, rt RatchetTree) (*ratchetTree, error) 
 			return nil, fmt.Errorf("mls: ratchet tree has a node of type %d at node %d", n.Type, i)
 		}
 	}
-	// Member counts bottom-up, level by level, and the indexes.
+	// Member counts bottom-up, level by level, and the indexes. The
+	// credential counts are summed first and stored once per type.
+	// The key indexes are built in one pass (pmapFrom).
+	type counts struct{ use, support int }
+	creds := map[CredentialType]counts{}
+	var sigKeys, encKeys []pmapEntry[leafIndex]
 	for x := 0; x < t.size; x += 2 {
 		if leaf := t.at(nodeIndex(x)).leaf; leaf != nil {
 			t.at(nodeIndex(x)).members = 1
-			t.indexLeaf(leafIndex(x/2), leaf)
+			l := leafIndex(x / 2)
+			sigKeys = append(sigKeys, pmapEntry[leafIndex]{keyHash(leaf.SignatureKey), l})
+			if len(leaf.EncryptionKey) > 0 {
+				encKeys = append(encKeys, pmapEntry[leafIndex]{keyHash(leaf.EncryptionKey), l})
+			}
+			c := creds[leaf.Credential.Type]
+			c.use++
+			creds[leaf.Credential.Type] = c
+			for _, typ := range distinctTypes(leaf.Capabilities.Credentials) {
+				c := creds[typ]
+				c.support++
+				creds[typ] = c
+			}
 		}
+	}
+	t.sigKeys, t.encKeys = pmapFrom(sigKeys), pmapFrom(encKeys)
+	for _, typ := range slices.Sorted(maps.Keys(creds)) {
+		t.addCredCount(typ, creds[typ].use, creds[typ].support)
 	}
 	for level := uint(1); uint64(1)<<level <= leaves; level++ {
 		for x := nodeIndex(1)<<level - 1; uint64(x) < uint64(t.size); x += nodeIndex(2) << level {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 )
 
@@ -228,5 +229,27 @@ func TestPmap(t *testing.T) {
 	}
 	if _, ok := m.without(12345, func(int) bool { return true }); ok {
 		t.Fatal("deleted an absent entry")
+	}
+}
+
+// TestPmapFrom checks that a map built in one pass is the map that adding
+// the same entries one by one gives, node for node, for sizes around the
+// bucket size and with many entries under a few hashes.
+func TestPmapFrom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, pmapBucket, pmapBucket + 1, 100, 3000} {
+		var ents []pmapEntry[int]
+		var m pmap[int]
+		for i := range n {
+			h := rng.Uint64()
+			if rng.IntN(5) == 0 {
+				h = uint64(rng.IntN(2)) << 60 // collide at every depth
+			}
+			ents = append(ents, pmapEntry[int]{h, i})
+			m = m.with(h, i)
+		}
+		if got := pmapFrom(ents); !reflect.DeepEqual(got, m) {
+			t.Errorf("%d entries: pmapFrom differs from adding them one by one", n)
+		}
 	}
 }

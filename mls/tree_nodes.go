@@ -33,11 +33,10 @@ type ParentNode struct {
 func (p *ParentNode) marshal(b *cryptobyte.Builder) {
 	writeOpaque(b, p.EncryptionKey)
 	writeOpaque(b, p.ParentHash)
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for _, l := range p.UnmergedLeaves {
-			b.AddUint32(uint32(l))
-		}
-	})
+	writeVarint(b, 4*len(p.UnmergedLeaves))
+	for _, l := range p.UnmergedLeaves {
+		b.AddUint32(uint32(l))
+	}
 }
 
 func (p *ParentNode) unmarshal(s *cryptobyte.String) error {

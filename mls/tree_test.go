@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	mrand "math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -606,4 +607,149 @@ func FuzzImportRatchetTree(f *testing.F) {
 			tree.filteredDirectPath(l)
 		}
 	})
+}
+
+// TestTreeHashCacheClones changes a tree and its clones at random (leaves
+// added, updated and removed, parent nodes set and blanked along direct
+// paths, as commits do), hashing only now and then and only some subtrees,
+// so that nodes are changed while their cached hashes are in every state,
+// and checks after each step that the cached tree hash of every live tree
+// equals the hash of a fresh import of it (invalidate's early stop and
+// hashes filled in chunks shared between clones).
+func TestTreeHashCacheClones(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	tree, err := newRatchetTree(CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	fresh := func() *LeafNode {
+		next++
+		return indexTestLeaf(next, next, CredentialTypeBasic, CredentialTypeBasic)
+	}
+	members := func(tr *ratchetTree) []leafIndex {
+		var ls []leafIndex
+		for x := 0; x < tr.size; x += 2 {
+			if tr.at(nodeIndex(x)).leaf != nil {
+				ls = append(ls, leafIndex(x/2))
+			}
+		}
+		return ls
+	}
+	check := func(step int, tr *ratchetTree) {
+		t.Helper()
+		exp, err := tr.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		imported, err := parseRatchetTree(tr.suite, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(imported.treeHash(), tr.treeHash()) {
+			t.Fatalf("step %d: cached tree hash differs from a fresh import's", step)
+		}
+	}
+	// More than one chunk of nodes (chunkSize), so that a direct path
+	// crosses chunks that clones share.
+	trees := []*ratchetTree{tree}
+	for range 150 {
+		if _, err := tree.addLeaf(fresh()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for step := range 3000 {
+		tr := trees[rng.IntN(len(trees))]
+		ls := members(tr)
+		switch op := rng.IntN(10); {
+		case op < 2 || len(ls) < 100:
+			if _, err := tr.addLeaf(fresh()); err != nil {
+				t.Fatal(err)
+			}
+		case op < 3:
+			if err := tr.removeLeaf(ls[rng.IntN(len(ls))]); err != nil {
+				t.Fatal(err)
+			}
+		case op < 4:
+			l := ls[rng.IntN(len(ls))]
+			nl := fresh()
+			nl.SignatureKey = tr.leaf(l).SignatureKey
+			if err := tr.updateLeaf(l, nl); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			// A commit's path: blank the direct path, then set each node
+			// twice (key, then parent hash), then replace the leaf.
+			l := ls[rng.IntN(len(ls))]
+			tr.blankDirectPath(l)
+			path, _ := tr.filteredDirectPath(l)
+			for _, x := range path {
+				tr.setParent(x, &ParentNode{EncryptionKey: fmt.Appendf(nil, "node-%d", rng.Uint64())})
+			}
+			if rng.IntN(2) == 0 && len(path) > 0 {
+				x := path[rng.IntN(len(path))]
+				tr.nodeHash(x) // hash part of the path in between
+			}
+			for _, x := range path {
+				np := *tr.at(x).parent
+				np.ParentHash = fmt.Appendf(nil, "ph-%d", rng.Uint64())
+				tr.setParent(x, &np)
+			}
+			nl := fresh()
+			nl.SignatureKey = tr.leaf(l).SignatureKey
+			tr.setLeaf(l, nl)
+		}
+		// Hash the whole tree or a subtree of any of the trees, now and
+		// then.
+		switch h := trees[rng.IntN(len(trees))]; rng.IntN(6) {
+		case 0:
+			h.treeHash()
+		case 1:
+			h.nodeHash(nodeIndex(rng.IntN(h.size)))
+		}
+		if rng.IntN(10) == 0 {
+			trees = append(trees, tr.clone())
+			if len(trees) > 4 {
+				trees = trees[1:]
+			}
+		}
+		if rng.IntN(40) == 0 {
+			for _, tr := range trees {
+				check(step, tr)
+			}
+		}
+	}
+	for _, tr := range trees {
+		check(-1, tr)
+	}
+}
+
+// TestChunkOf checks the node layout: every node of a tree of 2^14 leaves
+// has its own slot, slots stay below chunkSize-1, and a direct path
+// crosses one chunk per band of chunkBits levels.
+func TestChunkOf(t *testing.T) {
+	const leaves = 1 << 14
+	type place struct{ band, chunk, slot int }
+	seen := make(map[place]nodeIndex)
+	for x := nodeIndex(0); x < 2*leaves-1; x++ {
+		b, c, s := chunkOf(x)
+		if s >= chunkSize-1 {
+			t.Fatalf("node %d in slot %d", x, s)
+		}
+		if y, dup := seen[place{b, c, s}]; dup {
+			t.Fatalf("nodes %d and %d share band %d chunk %d slot %d", y, x, b, c, s)
+		}
+		seen[place{b, c, s}] = x
+	}
+	for _, l := range []leafIndex{0, 1, 777, leaves - 1} {
+		path, _ := l.node().directPath(leaves)
+		chunks := map[[2]int]bool{}
+		for _, x := range append(path, l.node()) {
+			b, c, _ := chunkOf(x)
+			chunks[[2]int{b, c}] = true
+		}
+		if want := 15/chunkBits + 1; len(chunks) != want {
+			t.Errorf("direct path of leaf %d crosses %d chunks, want %d", l, len(chunks), want)
+		}
+	}
 }

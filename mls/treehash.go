@@ -56,14 +56,18 @@ func (t *ratchetTree) nodeHash(x nodeIndex) []byte {
 //	    optional<LeafNode> leaf_node;
 //	} LeafNodeHashInput;
 func (t *ratchetTree) leafHash(x nodeIndex, leaf *LeafNode) []byte {
-	b := cryptobyte.NewBuilder(make([]byte, 0, 512))
+	buf := getScratch()
+	b := cryptobyte.NewBuilder(*buf)
 	b.AddUint8(uint8(NodeTypeLeaf))
 	b.AddUint32(uint32(x / 2))
 	writeOptional(b, leaf != nil)
 	if leaf != nil {
 		leaf.marshal(b)
 	}
-	return t.cs.hashOf(mustBytes(b))
+	in := mustBytes(b)
+	h := t.cs.hashOf(in)
+	putScratch(buf, in)
+	return h
 }
 
 // parentHashInput hashes a TreeHashInput for a parent node p (nil for a
@@ -75,7 +79,8 @@ func (t *ratchetTree) leafHash(x nodeIndex, leaf *LeafNode) []byte {
 //	    opaque right_hash<V>;
 //	} ParentNodeHashInput;
 func (t *ratchetTree) parentHashInput(p *ParentNode, left, right []byte) []byte {
-	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
+	buf := getScratch()
+	b := cryptobyte.NewBuilder(*buf)
 	b.AddUint8(uint8(NodeTypeParent))
 	writeOptional(b, p != nil)
 	if p != nil {
@@ -83,7 +88,10 @@ func (t *ratchetTree) parentHashInput(p *ParentNode, left, right []byte) []byte 
 	}
 	writeOpaque(b, left)
 	writeOpaque(b, right)
-	return t.cs.hashOf(mustBytes(b))
+	in := mustBytes(b)
+	h := t.cs.hashOf(in)
+	putScratch(buf, in)
+	return h
 }
 
 // mustBytes returns the bytes of a builder whose content is known to be
@@ -148,11 +156,16 @@ func sortedLeaves(ls []leafIndex) []leafIndex {
 // leaves removed.
 func (t *ratchetTree) parentHash(p, s nodeIndex) []byte {
 	pn := t.at(p).parent
-	b := cryptobyte.NewBuilder(make([]byte, 0, 256))
+	sibling := t.hashExcluding(s, sortedLeaves(pn.UnmergedLeaves))
+	buf := getScratch()
+	b := cryptobyte.NewBuilder(*buf)
 	writeOpaque(b, pn.EncryptionKey)
 	writeOpaque(b, pn.ParentHash)
-	writeOpaque(b, t.hashExcluding(s, sortedLeaves(pn.UnmergedLeaves)))
-	return t.cs.hashOf(mustBytes(b))
+	writeOpaque(b, sibling)
+	in := mustBytes(b)
+	h := t.cs.hashOf(in)
+	putScratch(buf, in)
+	return h
 }
 
 // setPathParentHashes fills in the parent_hash fields along a freshly set

@@ -185,14 +185,28 @@ func (w *Welcome) marshal(b *cryptobyte.Builder) {
 }
 
 func (w *Welcome) unmarshal(s *cryptobyte.String) error {
+	return w.decode(s, false)
+}
+
+// decode reads a Welcome. With share, its byte fields alias the input
+// instead of being copied: for a joiner that opens the Welcome and drops
+// it while the input is still held (openWelcomeFor), so that the entries
+// of every other new member, a hybrid KEM output of over a kilobyte each,
+// are not copied.
+func (w *Welcome) decode(s *cryptobyte.String, share bool) error {
 	*w = Welcome{}
 	if !s.ReadUint16((*uint16)(&w.CipherSuite)) {
 		return errDecode
 	}
+	read := readOpaque
+	if share {
+		read = readShared
+	}
 	err := readList(s, func(s *cryptobyte.String) error {
 		var e EncryptedGroupSecrets
-		if err := e.unmarshal(s); err != nil {
-			return err
+		if !read(s, (*[]byte)(&e.NewMember)) || !read(s, &e.EncryptedGroupSecrets.KEMOutput) ||
+			!read(s, &e.EncryptedGroupSecrets.Ciphertext) {
+			return errDecode
 		}
 		w.Secrets = append(w.Secrets, e)
 		return nil
@@ -200,7 +214,7 @@ func (w *Welcome) unmarshal(s *cryptobyte.String) error {
 	if err != nil {
 		return err
 	}
-	if !readOpaque(s, &w.EncryptedGroupInfo) {
+	if !read(s, &w.EncryptedGroupInfo) {
 		return errDecode
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 func sampleGroupInfo() GroupInfo {
@@ -110,6 +112,14 @@ func FuzzWelcome(f *testing.F) {
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRoundTrip(t, data, UnmarshalWelcome, (*Welcome).Marshal)
+		// Decoding without copies (openWelcomeFor) accepts the same
+		// inputs and gives the same Welcome.
+		copied, err := UnmarshalWelcome(data)
+		shared := new(Welcome)
+		errShared := unmarshalAll(data, func(s *cryptobyte.String) error { return shared.decode(s, true) })
+		if (err == nil) != (errShared == nil) || (err == nil && !reflect.DeepEqual(copied, shared)) {
+			t.Fatalf("shared decode = %+v, %v; copying decode = %+v, %v", shared, errShared, copied, err)
+		}
 	})
 }
 
