@@ -122,18 +122,22 @@ func saveFile(ctx context.Context, g *Globals, o *out, c *nc.Client, e *nc.Event
 	bar := newProgress(g, "receiving "+termSafe(ref.Name))
 	path, err := c.DownloadFile(ctx, ref, dir, bar.update)
 	bar.done()
-	obj := map[string]any{"event": "saved", "group": group, "sender": e.Sender, "file": ref.Name, "size": ref.Size}
 	if err != nil {
 		if errors.Is(err, nc.ErrFileTampered) {
-			obj["event"], obj["error"] = "refused", err.Error()
+			obj := map[string]any{"event": "refused", "group": group, "sender": e.Sender, "file": ref.Name, "size": ref.Size, "error": err.Error()}
 			o.emit(obj, "[%s] REFUSED the file %s from %s: %s; nothing was saved", termSafe(group), termSafe(ref.Name), termSafe(e.Sender), err)
 			return nil
 		}
 		return fmt.Errorf("saving %s from %s: %w", termSafe(ref.Name), termSafe(e.Sender), err)
 	}
-	obj["path"] = path
-	o.emit(obj, "[%s] saved %s from %s to %s", termSafe(group), termSafe(ref.Name), termSafe(e.Sender), termSafe(path))
+	emitSaved(o, group, e.Sender, ref.Name, ref.Size, path)
 	return nil
+}
+
+// emitSaved prints that a received file was saved.
+func emitSaved(o *out, group, sender, name string, size any, path string) {
+	obj := map[string]any{"event": "saved", "group": group, "sender": sender, "file": name, "size": size, "path": path}
+	o.emit(obj, "[%s] saved %s from %s to %s", termSafe(group), termSafe(name), termSafe(sender), termSafe(path))
 }
 
 // humanBytes formats a size.

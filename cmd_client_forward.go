@@ -181,8 +181,7 @@ func recvThroughDaemon(g *Globals, f *ClientFlags, p *ProfileFlags, d *daemonInf
 		if err != nil {
 			return fmt.Errorf("saving %s from %s: %w", termSafe(name), termSafe(sender), err)
 		}
-		obj := map[string]any{"event": "saved", "group": group, "sender": sender, "file": name, "size": e["size"], "path": res.Path}
-		o.emit(obj, "[%s] saved %s from %s to %s", termSafe(group), termSafe(name), termSafe(sender), termSafe(res.Path))
+		emitSaved(o, group, sender, name, e["size"], res.Path)
 	}
 	return nil
 }
