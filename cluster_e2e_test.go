@@ -1,21 +1,77 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
+// liveWakeAcrossNodes runs `recv --follow` as to (on its node) and sends
+// two messages as from (on another node). The second is sent once the
+// first was printed, so the follow is then parked in a new fetchWait
+// that lasts chatWait: printing the second sooner than that after the
+// first proves the fetchWait was woken by the other node's write, not
+// ended by its timeout.
+func liveWakeAcrossNodes(t *testing.T, from, to *cliUser) {
+	t.Helper()
+	follow := exec.Command(qpchatBinary(t), append([]string{"client"}, to.args([]string{"recv", "--follow", "--json"})...)...)
+	follow.Env = to.env
+	pr, pw := io.Pipe()
+	follow.Stdout = pw
+	var ferr syncBuffer
+	follow.Stderr = &ferr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		follow.Process.Signal(syscall.SIGTERM)
+		follow.Wait()
+		pw.Close()
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var printed time.Time
+	for i := 1; i <= 2; i++ {
+		text := fmt.Sprintf("live %d from %s on node 1", i, from.name)
+		from.run("send", "friends", text)
+		sent := time.Now()
+		select {
+		case l := <-lines:
+			if !strings.Contains(l, text) {
+				t.Fatalf("recv --follow printed %q, want %q", l, text)
+			}
+		case <-time.After(chatWait):
+			t.Fatalf("recv --follow on another node printed nothing within %v of %q; stderr %s", chatWait, text, ferr.String())
+		}
+		now := time.Now()
+		t.Logf("live %d: printed %v after the send returned", i, now.Sub(sent).Round(time.Millisecond))
+		if i == 2 && now.Sub(printed) >= chatWait {
+			t.Errorf("the second message was printed %v after the first: not sooner than the follow's fetchWait timeout (%v), so not woken", now.Sub(printed), chatWait)
+		}
+		printed = now
+	}
+}
+
 // TestClusterEndToEnd runs three `qpchat serve` processes as one cluster
 // (serve cluster-init, embedded NATS JetStream on loopback routes) with
 // Alice on node 1, Bob on node 2 and Carol on node 3: register, create a
-// group, invite, join, send and receive across nodes; then one node is
+// group, invite, join, send and receive across nodes, a live recv on node
+// 3 woken by a send on node 1; then one node is
 // killed and the others carry on.
 func TestClusterEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -84,6 +140,11 @@ func TestClusterEndToEnd(t *testing.T) {
 	alice.wantMessages("friends bob: two from bob on node 2", "friends carol: three from carol on node 3")
 	bob.wantMessages("friends alice: one from alice on node 1", "friends carol: three from carol on node 3")
 	carol.wantMessages("friends alice: one from alice on node 1", "friends bob: two from bob on node 2")
+
+	// A live recv --follow of Carol's on node 3 wakes when Alice sends
+	// on node 1: node 3's fetchWait is woken by node 1's write.
+	liveWakeAcrossNodes(t, alice, carol)
+	bob.wantMessages("friends alice: live 1 from alice on node 1", "friends alice: live 2 from alice on node 1")
 
 	// Node 3 is killed: Carol moves to node 1 (same identity, same
 	// pin) and finds what was sent meanwhile.

@@ -122,6 +122,7 @@ var codeWords = map[proto.Code]string{
 	proto.CodeShuttingDown:  "the node is shutting down; try again in a moment",
 	proto.CodeInternal:      "the node failed (nothing was changed)",
 	proto.CodeNotAcceptable: "the node refused the content",
+	proto.CodeUnavailable:   "the node cannot serve now; try again or another node of the cluster",
 }
 
 // userMessage is the one line a failed command prints: the error with

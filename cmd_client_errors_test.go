@@ -29,6 +29,8 @@ func TestUserMessage(t *testing.T) {
 			"submitting a commit to g: another member changed the group at the same time; run the command again: another commit won epoch 3"},
 		{"client: x (node.capnp:Session.y: qpchat internal: y: store failed)",
 			"x (the node failed (nothing was changed): store failed)"},
+		{"client: sending to friends: node.capnp:Session.send: qpchat unavailable: send: the cluster has no quorum: this node reaches too few of the other nodes",
+			"sending to friends: the node cannot serve now; try again or another node of the cluster: the cluster has no quorum: this node reaches too few of the other nodes"},
 		{"plain error", "plain error"},
 	} {
 		if got := userMessage(errors.New(tc.err)); got != tc.want {

@@ -32,14 +32,15 @@ import (
 // an embedded NATS server joined to its peers (--cluster-name), or an
 // existing NATS cluster (--nats). Without them nothing of NATS starts.
 type ServeClusterFlags struct {
-	ClusterName     string `placeholder:"NAME" help:"Run as a node of the cluster NAME: an embedded NATS JetStream server, its data under --data, replicates the store with the --cluster-peers. Every node needs a copy of the files serve cluster-init made."`
-	ClusterListen   string `default:"0.0.0.0:7422" placeholder:"HOST:PORT" help:"TCP address the embedded NATS server takes routes from its peers on (TLS both ways with the cluster's route key)."`
-	ClusterPeers    string `placeholder:"HOST:PORT,..." help:"Route addresses of the cluster's nodes, comma-separated (this node's own may be listed)."`
-	ClusterFiles    string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init. Default: the data directory."`
-	ClusterReplicas int    `default:"3" help:"Copies of the store's log the cluster keeps (at most the number of nodes; 3 survives the loss of one node)."`
-	NATS            string `name:"nats" placeholder:"URL" help:"Keep the store on an existing NATS JetStream cluster at URL (nats:// or tls://) instead of embedding a NATS server."`
-	NATSCreds       string `name:"nats-creds" type:"path" placeholder:"FILE" help:"NATS credentials file (user JWT and seed) for --nats."`
-	NATSCA          string `name:"nats-ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify the --nats servers with."`
+	ClusterName      string `placeholder:"NAME" help:"Run as a node of the cluster NAME: an embedded NATS JetStream server, its data under --data, replicates the store with the --cluster-peers. Every node needs a copy of the files serve cluster-init made."`
+	ClusterListen    string `default:"0.0.0.0:7422" placeholder:"HOST:PORT" help:"TCP address the embedded NATS server takes routes from its peers on (TLS both ways with the cluster's route key)."`
+	ClusterPeers     string `placeholder:"HOST:PORT,..." help:"Route addresses of the cluster's nodes, comma-separated (this node's own may be listed)."`
+	ClusterAdvertise string `placeholder:"HOST:PORT" help:"Route address the peers are told to reach this node at, if not --cluster-listen (behind NAT, a port mapping or a proxy): list it in the peers' --cluster-peers."`
+	ClusterFiles     string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init. Default: the data directory."`
+	ClusterReplicas  int    `default:"3" help:"Copies of the store's log the cluster keeps (at most the number of nodes; 3 survives the loss of one node)."`
+	NATS             string `name:"nats" placeholder:"URL" help:"Keep the store on an existing NATS JetStream cluster at URL (nats:// or tls://) instead of embedding a NATS server."`
+	NATSCreds        string `name:"nats-creds" type:"path" placeholder:"FILE" help:"NATS credentials file (user JWT and seed) for --nats."`
+	NATSCA           string `name:"nats-ca" type:"path" placeholder:"FILE" help:"PEM CA certificates to verify the --nats servers with."`
 }
 
 // Files of a cluster made by serve cluster-init.
@@ -138,7 +139,7 @@ func (f *ServeClusterFlags) embeddedConfig(dataDir string, log *slog.Logger) (cl
 		return cluster.Config{}, err
 	}
 	return cluster.Config{
-		Name: name, Cluster: f.ClusterName, Listen: f.ClusterListen, Peers: peers,
+		Name: name, Cluster: f.ClusterName, Listen: f.ClusterListen, Advertise: f.ClusterAdvertise, Peers: peers,
 		DataDir: dataDir, RouteTLS: routeTLS, RoutePins: []string{pin},
 		RouteUser: "qpchat", RoutePassword: pw, Logger: log,
 	}, nil

@@ -21,13 +21,14 @@ func (e *connError) Unwrap() error { return e.err }
 // connFailure says whether err from a call to the node means the
 // connection is gone rather than that the node refused the request: no
 // node error code (a closed connection, a deadline, a transport error),
-// or the node stopping or ending the session.
+// the node stopping or ending the session, or a cluster node without a
+// quorum (another node of the --server list may have one).
 func connFailure(err error) bool {
 	if err == nil {
 		return false
 	}
 	switch proto.CodeOf(err) {
-	case "", proto.CodeShuttingDown, proto.CodeExpired:
+	case "", proto.CodeShuttingDown, proto.CodeExpired, proto.CodeUnavailable:
 		return true
 	}
 	return false

@@ -32,6 +32,11 @@ type Config struct {
 	Cluster string
 	// Listen is the host:port this server takes routes from its peers on.
 	Listen string
+	// Advertise, if set, is the host:port the peers are told to reach
+	// this server at instead of Listen (behind NAT, a port mapping or a
+	// proxy). Servers connect to the addresses they are told only if
+	// their Peers do not list them.
+	Advertise string
 	// Peers are the route addresses (host:port) of the cluster's servers;
 	// this server's own address may be among them.
 	Peers []string
@@ -141,6 +146,12 @@ func (cfg Config) options() (*server.Options, error) {
 				opts.Cluster.TLSPinnedCerts[p] = struct{}{}
 			}
 		}
+	}
+	if cfg.Advertise != "" {
+		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("cluster: advertised address %q: %w", cfg.Advertise, err)
+		}
+		opts.Cluster.Advertise = cfg.Advertise
 	}
 	for _, p := range cfg.Peers {
 		if _, _, err := net.SplitHostPort(p); err != nil {

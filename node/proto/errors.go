@@ -28,6 +28,7 @@ const (
 	CodeShuttingDown  Code = "shutting-down"  // the node is stopping
 	CodeInternal      Code = "internal"       // the node failed; nothing was changed
 	CodeNotAcceptable Code = "not-acceptable" // refused by content checks (KeyPackage, Welcome)
+	CodeUnavailable   Code = "unavailable"    // a cluster node without a quorum
 )
 
 // Error is a node's refusal with its code.
@@ -77,7 +78,7 @@ func known(c Code) bool {
 	switch c {
 	case CodeInvalid, CodeAuth, CodeForbidden, CodeExpired, CodeNotFound, CodeExists,
 		CodeNotMember, CodeStale, CodeWrongEpoch, CodeLimit, CodeRateLimited, CodeBusy,
-		CodeShuttingDown, CodeInternal, CodeNotAcceptable:
+		CodeShuttingDown, CodeInternal, CodeNotAcceptable, CodeUnavailable:
 		return true
 	}
 	return false

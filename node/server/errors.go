@@ -51,6 +51,9 @@ func storeError(log *slog.Logger, op string, err error) error {
 		return proto.Errorf(proto.CodeStale, "%s: the account changed meanwhile; log in again", op)
 	case errors.Is(err, store.ErrRevoked):
 		return proto.Errorf(proto.CodeExpired, "%s: the device is revoked", op)
+	case errors.Is(err, store.ErrUnavailable):
+		log.Warn("cluster unavailable", "op", op, "err", err)
+		return proto.Errorf(proto.CodeUnavailable, "%s: the cluster has no quorum: this node reaches too few of the other nodes", op)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return proto.Errorf(proto.CodeInternal, "%s: cancelled", op)
 	case errors.Is(err, store.ErrClosed):

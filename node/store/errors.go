@@ -28,6 +28,12 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrClosed is returned by operations on a closed database.
 	ErrClosed = errors.New("store: database closed")
+	// ErrUnavailable is returned (wrapped) by a cluster store's reads and
+	// writes when its log has no quorum (this node is cut off from the
+	// others, or too many are down) or does not answer in time. A write
+	// that fails so is not done, or may yet be done if it reached the log
+	// before the quorum was lost.
+	ErrUnavailable = errors.New("store: the cluster has no quorum")
 	// ErrReadOnly is returned by a write attempted inside View.
 	ErrReadOnly = errors.New("store: write in a read-only transaction")
 )

@@ -260,7 +260,7 @@ func (r *replDB) waitApplied(ctx context.Context, seq uint64) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("store: this node's replica is behind the cluster log (at entry %d of %d): %w", applied, seq, ctx.Err())
+			return fmt.Errorf("%w: this node's replica is behind the cluster log (at entry %d of %d): %w", ErrUnavailable, applied, seq, ctx.Err())
 		}
 	}
 }
@@ -311,7 +311,7 @@ func (r *replDB) barrier() error {
 	defer cancel()
 	last, err := r.lastSeq(ctx)
 	if err != nil {
-		return fmt.Errorf("store: cluster log unavailable: %w", err)
+		return fmt.Errorf("%w (the log does not answer: %w)", ErrUnavailable, err)
 	}
 	return r.waitApplied(ctx, last)
 }
@@ -583,7 +583,7 @@ func (t *replTx) Commit() error {
 	cancel()
 	if err != nil {
 		t.Rollback()
-		return fmt.Errorf("store: cluster log: %w", err)
+		return fmt.Errorf("%w (appending to the log: %w)", ErrUnavailable, err)
 	}
 	if !appended {
 		t.Rollback()
