@@ -81,6 +81,7 @@ type ServeCmd struct {
 	ServeOps          `embed:""` // admin listener, config; backup, restore, ... (cmd_serve_ops.go)
 	ServeWebFlags     `embed:""` // web listener (cmd_serve_web.go)
 	ServeClusterFlags `embed:""` // cluster store on NATS JetStream (cmd_serve_cluster.go)
+	ServeProfileFlags `embed:""` // --cpu-profile (cmd_serve_profile.go)
 
 	ClusterInit ServeClusterInitCmd `cmd:"" name:"cluster-init" help:"Make the files every node of a cluster shares (store key, the identity clients pin, route key and password) in a new directory."`
 }
@@ -93,6 +94,11 @@ func (c *ServeCmd) Run(g *Globals) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c.Data = xdgDataDir(c.Data, "qpchat-server")
+	stopProfile, err := c.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	cfg := server.Config{
 		Listen:          c.Listen,
 		DataDir:         c.Data,

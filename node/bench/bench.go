@@ -26,11 +26,17 @@ import (
 // it was sent, fetched and acknowledged, all durably.
 type Config struct {
 	Addr, Fingerprint string
-	Clients           int
-	GroupSize         int
-	Batch             int
-	PayloadSize       int
-	Duration          time.Duration
+	// Addrs, if set, are the nodes of a cluster (sharing Fingerprint),
+	// used instead of Addr: the connections are spread over them so that
+	// each receiver is on another node than its sender (Conns is rounded
+	// up to a multiple of len(Addrs)), and the wake-up is measured from a
+	// write on one node to a fetchWait returning on another.
+	Addrs       []string
+	Clients     int
+	GroupSize   int
+	Batch       int
+	PayloadSize int
+	Duration    time.Duration
 	// Conns is the number of QUIC connections the devices share (the node
 	// limits connections per address). Zero means min(Clients, 16).
 	Conns int
@@ -153,6 +159,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = min(cfg.Clients, 16)
 	}
+	addrs := cfg.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{cfg.Addr}
+	}
+	if r := cfg.Conns % len(addrs); r != 0 {
+		cfg.Conns += len(addrs) - r
+	}
 	if cfg.DevicesPerUser <= 0 {
 		cfg.DevicesPerUser = 32
 	}
@@ -162,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	conns := make([]*Conn, cfg.Conns)
 	for i := range conns {
-		c, err := Dial(ctx, cfg.Addr, cfg.Fingerprint)
+		c, err := Dial(ctx, addrs[i%len(addrs)], cfg.Fingerprint)
 		if err != nil {
 			return nil, err
 		}
