@@ -65,6 +65,13 @@ type kvCursor interface {
 	Delete() error
 }
 
+// retryBeginner is a kvDB whose write transaction that failed with
+// errConflict can be run again sooner than a fresh one starts
+// (kv_repl.go): DB's writer uses it for the retry of a batch.
+type retryBeginner interface {
+	beginRetry() (kvTx, error)
+}
+
 // Errors of the engines, mapped from bbolt's by kv_bolt.go.
 var (
 	errBucketNotFound  = errors.New("store: bucket not found")

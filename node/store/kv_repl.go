@@ -110,6 +110,7 @@ type replDB struct {
 	advanced chan struct{} // closed (and replaced) when applied grows or failed is set
 	failed   error
 	wanted   uint64    // the highest entry a caller waits for
+	lost     uint64    // the entry of the last append that another node won
 	progress time.Time // when applied last grew, or waiting began
 
 	// onPut, if set, is told after each commit of other nodes' entries the
@@ -455,6 +456,39 @@ func (r *replDB) Begin(writable bool) (kvTx, error) {
 	return &replTx{r: r, tx: tx, snap: snap}, nil
 }
 
+// beginRetry begins the write transaction that runs a batch again after
+// it lost the race to the log (errConflict): the log has then at least
+// the entry that won, and the transaction waits only until the replica
+// has applied it, without the round trip to the log's leader that Begin
+// makes. The retry holds only requests that arrived before the first
+// attempt's barrier, so its reads still include every write
+// acknowledged before they arrived; and if the log has grown further,
+// the append is refused again as for any stale transaction.
+func (r *replDB) beginRetry() (kvTx, error) {
+	r.mu.Lock()
+	lost := r.lost
+	r.mu.Unlock()
+	if lost == 0 {
+		return r.Begin(true)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	err := r.waitApplied(ctx, lost)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	tx, err := r.local.Begin(true)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := readApplied(tx)
+	if err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return &replTx{r: r, tx: tx, snap: snap}, nil
+}
+
 func (r *replDB) View(fn func(kvTx) error) error {
 	tx, err := r.Begin(false)
 	if err != nil {
@@ -587,6 +621,9 @@ func (t *replTx) Commit() error {
 	}
 	if !appended {
 		t.Rollback()
+		t.r.mu.Lock()
+		t.r.lost = max(t.r.lost, t.snap+1)
+		t.r.mu.Unlock()
 		return errConflict
 	}
 	if seq != t.snap+1 {

@@ -361,7 +361,13 @@ func (db *DB) commit(batch []*writeReq) {
 	pending := batch
 	conflicts := 0
 	for len(pending) > 0 {
-		btx, err := db.kv.Begin(true)
+		var btx kvTx
+		var err error
+		if rb, ok := db.kv.(retryBeginner); ok && conflicts > 0 {
+			btx, err = rb.beginRetry()
+		} else {
+			btx, err = db.kv.Begin(true)
+		}
 		if err != nil {
 			for _, r := range pending {
 				r.done <- fmt.Errorf("store: %w", err)
