@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -163,8 +166,10 @@ func (pc *proxiedCluster) isolate(k int, cut bool) {
 // TestClusterPartition cuts one node of three off from the others at the
 // network level (its routes go through proxies the test closes): a
 // client of the isolated node gets a clear error ("no quorum") for a
-// write, and the write is never delivered; clients of the majority go on;
-// once the partition heals, the node catches up and serves again.
+// write, and the write is never delivered; clients of the majority go on,
+// and a live recv --follow whose --server list has the isolated node
+// first moves to the next; once the partition heals, the node catches up
+// and serves again.
 func TestClusterPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nodes")
@@ -177,11 +182,48 @@ func TestClusterPartition(t *testing.T) {
 		return newCLIUser(t, &node{addr: p.addr, fingerprint: p.fingerprint}, state, name)
 	}
 	alice, carol := mk(0, "alice"), mk(2, "carol")
+	// Dave (state of his own) follows live on node 3, listing node 1 too.
+	dave := newCLIUser(t, &node{addr: pc.procs[2].addr, fingerprint: pc.procs[2].fingerprint}, filepath.Join(t.TempDir(), "dave"), "dave")
 	alice.run("create-group", "friends")
-	alice.run("invite", "friends", "carol")
+	alice.run("invite", "friends", "carol", "dave")
 	carol.run("join")
+	dave.run("join")
 	alice.run("send", "friends", "before the partition")
 	carol.wantMessages("friends alice: before the partition")
+	dave.wantMessages("friends alice: before the partition")
+	follow := exec.Command(qpchatBinary(t), append([]string{"client"}, dave.args([]string{"recv", "--follow", "--json"})...)...)
+	follow.Env = append(dave.env[:len(dave.env):len(dave.env)], "QPCHAT_SERVER="+pc.procs[2].addr+","+pc.procs[0].addr,
+		"QPCHAT_SERVER_FINGERPRINT="+pc.procs[0].fingerprint)
+	pr, pw := io.Pipe()
+	follow.Stdout = pw
+	var ferr syncBuffer
+	follow.Stderr = &ferr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		follow.Process.Signal(syscall.SIGTERM)
+		follow.Wait()
+		pw.Close()
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Once it printed a message, the follow is connected to node 3.
+	alice.run("send", "friends", "while dave follows")
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, "while dave follows") {
+			t.Fatalf("dave's recv --follow printed %q", l)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dave's recv --follow printed nothing within 60 s; stderr:\n%s", ferr.String())
+	}
 
 	pc.isolate(2, true)
 	start := time.Now()
@@ -195,6 +237,23 @@ func TestClusterPartition(t *testing.T) {
 	}
 	// The majority goes on (after electing leaders for what node 3 led).
 	eventually(t, alice, "send", "friends", "during the partition")
+	// Dave's live recv leaves node 3, which has no quorum, for node 1:
+	// it says why it reconnects, then gets the message.
+	var said []string
+	timeout := time.After(90 * time.Second)
+	for got := false; !got; {
+		select {
+		case l := <-lines:
+			said = append(said, l)
+			got = strings.Contains(l, "during the partition")
+		case <-timeout:
+			t.Fatalf("dave's recv --follow, on the isolated node 3 with node 1 listed after it, did not get alice's message within 90 s; it printed %q; stderr:\n%s", said, ferr.String())
+		}
+	}
+	if !strings.Contains(strings.Join(said, "\n"), `"event":"reconnecting"`) || !strings.Contains(strings.Join(said, "\n"), "no quorum") {
+		t.Errorf("dave's recv --follow did not say it reconnects because node 3 has no quorum: %q", said)
+	}
+	t.Logf("dave's recv --follow moved to node 1: %q", said)
 
 	pc.isolate(2, false)
 	// Healed: node 3 catches up and takes writes again.
@@ -213,8 +272,8 @@ func TestClusterPartition(t *testing.T) {
 			got = append(got, fmt.Sprint(l["sender"], ": ", l["text"]))
 		}
 	}
-	if strings.Join(got, "|") != "alice: during the partition" {
-		t.Errorf("carol on node 3 after the partition received %q, want alice's message sent during it", got)
+	if strings.Join(got, "|") != "alice: while dave follows|alice: during the partition" {
+		t.Errorf("carol on node 3 after the partition received %q, want alice's messages sent before and during it", got)
 	}
 	// Alice gets carol's message after the partition, and never the
 	// refused one.

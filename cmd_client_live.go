@@ -16,6 +16,10 @@ type liveClient struct {
 	prof   *nc.Profile
 	cl     *nc.Client
 	redial atomic.Bool // set once the first connection is up
+	// rot makes each redial try the --server list from the node after
+	// the last one connected to: the one whose connection was lost, or
+	// that refused the session (a cluster node without a quorum).
+	rot serverRotation
 }
 
 // openLiveClient opens the profile's state for a long-lived command. The
@@ -56,6 +60,10 @@ func newLiveClient(st *nc.State, f *ClientFlags, p *ProfileFlags) (*liveClient, 
 // one has been up, a redial gives up on a silent node sooner.
 func (lc *liveClient) dial(g *Globals, f *ClientFlags) func(context.Context) (nc.Session, func(), error) {
 	return func(ctx context.Context) (nc.Session, func(), error) {
+		if lc.redial.Load() {
+			lc.rot.next.Store(lc.rot.used.Load() + 1)
+		}
+		ctx = context.WithValue(ctx, serverRotationKey{}, &lc.rot)
 		rc, err := dialStateWith(ctx, g, f, lc.st, false, func(o *rpc.DialOptions) {
 			o.IdleTimeout, o.KeepAlive = chatIdleTimeout, chatKeepAlive
 			if lc.redial.Load() {

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -243,7 +244,10 @@ func (f *ClientFlags) connectTimeout() time.Duration {
 // addr may list several addresses of one service (the nodes of a
 // cluster, which share their identity), comma-separated: they are tried
 // in order and the first that answers is used; a command that loses its
-// connection starts again from the first. All of them are held to one
+// connection starts again from the first, except a long-lived one (chat,
+// recv --follow, the daemon: liveClient), which tries the node after the
+// one it lost first, so that it leaves a node that died or has no quorum
+// without waiting on it (serverRotation). All of them are held to one
 // pin, stored under the whole list, so any node of the cluster must
 // present the same key. Only an unreachable node is skipped: a key that
 // does not match the pin stops the command (exit 4) as for one address.
@@ -265,10 +269,20 @@ func dialNode(ctx context.Context, g *Globals, addr string, opts rpc.DialOptions
 	if f := opts.OnSuccession; f != nil {
 		opts.OnSuccession = func(_, old, new string) { f(list, old, new) }
 	}
+	rot, _ := ctx.Value(serverRotationKey{}).(*serverRotation)
+	start := 0
+	if rot != nil {
+		start = int(rot.next.Load() % uint32(len(addrs)))
+	}
 	var errs []error
-	for _, a := range addrs {
+	for k := range addrs {
+		i := (start + k) % len(addrs)
+		a := addrs[i]
 		cl, err := dialOne(ctx, g, a, opts)
 		if err == nil {
+			if rot != nil {
+				rot.used.Store(uint32(i))
+			}
 			return cl, nil
 		}
 		var ue *unreachableError
@@ -279,6 +293,13 @@ func dialNode(ctx context.Context, g *Globals, addr string, opts rpc.DialOptions
 	}
 	return nil, &unreachableError{fmt.Errorf("none of the %d nodes answered: %w", len(addrs), errors.Join(errs...))}
 }
+
+// serverRotation, in a dial's context, makes dialNode try a --server list
+// from the address at index next (modulo its length) and record the one
+// it connected to in used.
+type serverRotation struct{ next, used atomic.Uint32 }
+
+type serverRotationKey struct{}
 
 // maxServers bounds the addresses of --server.
 const maxServers = 16
