@@ -23,7 +23,7 @@ type BenchCmd struct {
 	Batch             int           `short:"b" default:"100" help:"Messages per send call."`
 	Payload           int           `default:"256" help:"Payload bytes per message."`
 	Duration          time.Duration `short:"d" default:"10s" help:"How long to send."`
-	Conns             int           `default:"0" help:"QUIC connections shared by the devices (0: min(clients, 16))."`
+	Conns             int           `default:"0" help:"QUIC connections shared by the devices (0: min(clients, 16)), rounded up to a multiple of the --server addresses."`
 	DevicesPerUser    int           `default:"32" help:"Devices per benchmark account (at most the node's --max-devices)."`
 	WakeProbes        int           `default:"200" help:"After the run, single messages sent to a receiver parked in fetchWait, to measure the wake-up alone."`
 	Park              int           `default:"0" placeholder:"N" help:"Also hold N idle connections, each with one device parked in fetchWait, for the whole run (raise the node's --max-conns-per-addr to match)."`
