@@ -53,9 +53,18 @@ const (
 // clustered reports whether the flags ask for a cluster store.
 func (f *ServeClusterFlags) clustered() bool { return f.ClusterName != "" || f.NATS != "" }
 
+// clusterStore is what a cluster node keeps on NATS JetStream: the
+// store's log and the shared rate-limit buckets.
+type clusterStore struct {
+	log   *cluster.Log
+	rates *cluster.RateStore
+	node  *cluster.Node // the embedded server, nil with --nats
+}
+
 // startCluster starts what the flags ask for and opens the store's log
-// on it. stop closes the connection and stops the embedded server.
-func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, log *slog.Logger) (l *cluster.Log, stop func(), err error) {
+// and the rate-limit buckets on it. stop closes the connection and stops
+// the embedded server.
+func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, log *slog.Logger) (cs *clusterStore, stop func(), err error) {
 	switch {
 	case f.ClusterName != "" && f.NATS != "":
 		return nil, nil, errors.New("give --cluster-name (embedded NATS) or --nats (existing NATS), not both")
@@ -98,11 +107,16 @@ func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, lo
 	}
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if l, err = cluster.OpenLog(octx, nc, cluster.DefaultStream, f.ClusterReplicas); err != nil {
+	cs = &clusterStore{node: node}
+	if cs.log, err = cluster.OpenLog(octx, nc, cluster.DefaultStream, f.ClusterReplicas); err != nil {
 		stop()
 		return nil, nil, fmt.Errorf("%w (are enough cluster nodes up?)", err)
 	}
-	return l, stop, nil
+	if cs.rates, err = cluster.OpenRateStore(octx, nc, cluster.DefaultRateStream, f.ClusterReplicas); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return cs, stop, nil
 }
 
 // embeddedConfig is the embedded NATS server's configuration: its name

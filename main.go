@@ -112,12 +112,12 @@ func (c *ServeCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.clustered() {
-		l, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
+		cs, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
 		if err != nil {
 			return err
 		}
 		defer stopCluster()
-		cfg.StoreLog = l
+		cfg.StoreLog, cfg.RateStore = cs.log, cs.rates
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

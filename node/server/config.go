@@ -95,6 +95,10 @@ type Config struct {
 	// replica (default DataDir/replica.db), and every node of the cluster
 	// needs the same store key and TLS identity.
 	StoreLog store.Log
+	// RateStore, if set, holds the login and KeyPackage-fetch rate
+	// limits that the nodes of a cluster share (limits_shared.go); nil
+	// keeps them in this process.
+	RateStore RateStore
 	// Limits bound what clients can make the node do.
 	Limits Limits
 	// LoginSessionTTL is the lifetime of a login Session. Default 10m.
