@@ -61,6 +61,17 @@ type clusterStore struct {
 	node  *cluster.Node // the embedded server, nil with --nats
 }
 
+// ClusterStatus gives the node's metrics the state of the store's log
+// (server.ClusterInfo).
+func (cs *clusterStore) ClusterStatus(ctx context.Context) (server.ClusterStatus, error) {
+	st, err := cs.log.Status(ctx)
+	out := server.ClusterStatus{Node: st.Server, Leader: st.Leader, LastEntry: st.LastSeq}
+	for _, r := range st.Replicas {
+		out.Peers = append(out.Peers, server.ClusterPeer{Name: r.Name, Current: r.Current, Offline: r.Offline, Active: r.Active, Lag: r.Lag})
+	}
+	return out, err
+}
+
 // startCluster starts what the flags ask for and opens the store's log
 // and the rate-limit buckets on it. stop closes the connection and stops
 // the embedded server.

@@ -117,7 +117,7 @@ func (c *ServeCmd) Run(g *Globals) error {
 			return err
 		}
 		defer stopCluster()
-		cfg.StoreLog, cfg.RateStore = cs.log, cs.rates
+		cfg.StoreLog, cfg.RateStore, cfg.Cluster = cs.log, cs.rates, cs
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

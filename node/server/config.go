@@ -99,6 +99,9 @@ type Config struct {
 	// limits that the nodes of a cluster share (limits_shared.go); nil
 	// keeps them in this process.
 	RateStore RateStore
+	// Cluster, if set, tells the admin listener's /metrics about the
+	// cluster this node is part of (prommetrics_cluster.go).
+	Cluster ClusterInfo
 	// Limits bound what clients can make the node do.
 	Limits Limits
 	// LoginSessionTTL is the lifetime of a login Session. Default 10m.

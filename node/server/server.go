@@ -199,7 +199,7 @@ func (s *Server) openStore() error {
 	var ls *store.LocalStore
 	var err error
 	if s.cfg.StoreLog != nil {
-		ls, err = store.OpenClusterServer(s.cfg.StorePath, opts, lim, store.ClusterOptions{Log: s.cfg.StoreLog})
+		ls, err = store.OpenClusterServer(s.cfg.StorePath, opts, lim, store.ClusterOptions{Log: timedLog{s.cfg.StoreLog, s.prom.clusterCalls}})
 	} else {
 		ls, err = store.OpenServer(s.cfg.StorePath, opts, lim)
 	}
@@ -227,7 +227,7 @@ func (s *Server) openStore() error {
 		return fmt.Errorf("server: OPAQUE server setup: %w", err)
 	}
 	if s.cfg.RateStore != nil && s.shared == nil {
-		s.shared, err = newSharedLimits(s.cfg.RateStore, ls.DB().Ident("rate-limits", nil), s.cfg.Limits, s.cfg.Now)
+		s.shared, err = newSharedLimits(timedRateStore{s.cfg.RateStore, s.prom.clusterCalls}, ls.DB().Ident("rate-limits", nil), s.cfg.Limits, s.cfg.Now)
 		if err != nil {
 			ls.Close()
 			return err

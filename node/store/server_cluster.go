@@ -65,3 +65,14 @@ func OpenClusterServer(path string, opts Options, limits Limits, c ClusterOption
 	}
 	return s, nil
 }
+
+// ReplicaApplied returns the number of the last cluster log entry this
+// node's replica has applied; false for a single node's store.
+func (s *LocalStore) ReplicaApplied() (uint64, bool) {
+	r, ok := s.db.kv.(*replDB)
+	if !ok {
+		return 0, false
+	}
+	applied, _ := r.state()
+	return applied, true
+}
