@@ -25,6 +25,7 @@ import (
 
 	"qpchat/node/cluster"
 	"qpchat/node/server"
+	"qpchat/node/store"
 )
 
 // ServeClusterFlags make `qpchat serve` one node of a cluster whose store
@@ -47,6 +48,10 @@ const (
 	routeKeyFile      = "route.pem"      // certificate and key every node's routes use
 	routePasswordFile = "route-password" // routes' password
 	clusterNodeFile   = "cluster-node"   // this node's NATS server name (made on first start)
+	replicaFile       = "replica.db"     // the node's replica of the store
+	// clusterRestoreFile is a backup that serve restore checked and
+	// installed, waiting to be written into a fresh cluster's log.
+	clusterRestoreFile = "cluster-restore.db"
 	maxClusterFile    = 64 << 10
 )
 
@@ -352,4 +357,27 @@ func newRouteKey() ([]byte, error) {
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
+}
+
+// seedRestore writes a backup that serve restore left in the data
+// directory into the cluster's log (store.SeedLog), once: it is then
+// kept as cluster-restore.db.done. The log must be empty or hold the same
+// restore (written by another node given the same backup, or by this
+// one before it stopped).
+func seedRestore(ctx context.Context, l store.Log, dataDir string, stdout io.Writer) error {
+	path := filepath.Join(dataDir, clusterRestoreFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	n, err := store.SeedLog(sctx, l, path)
+	if err != nil {
+		return fmt.Errorf("restoring %s into the cluster: %w", path, err)
+	}
+	if err := os.Rename(path, path+".done"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored the backup into the cluster's log (%d entries)\n", n)
+	return nil
 }

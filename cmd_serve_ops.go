@@ -112,6 +112,10 @@ func (c *ServeCmd) nodeConfig() (server.Config, error) {
 	if err := c.ServeLimitFlags.apply(&cfg); err != nil {
 		return cfg, err
 	}
+	if c.clustered() && c.Data != "" {
+		// A cluster node's store is its replica of the cluster's log.
+		cfg.StorePath = filepath.Join(c.Data, replicaFile)
+	}
 	return cfg, c.applyOps(&cfg)
 }
 
@@ -151,6 +155,9 @@ func (b *ServeBackupCmd) Run(g *Globals, c *ServeCmd) error {
 	inUse, err := store.InUse(path, 200*time.Millisecond)
 	if err != nil {
 		return err
+	}
+	if !inUse && c.clustered() {
+		return errors.New("back up a running cluster node, through its admin listener: a stopped node's replica may be behind the cluster")
 	}
 	write := func(w io.Writer) error {
 		if !inUse {
@@ -192,6 +199,10 @@ func (b *ServeBackupCmd) Run(g *Globals, c *ServeCmd) error {
 		if r.err != nil {
 			return fmt.Errorf("the backup received does not verify: %w", r.err)
 		}
+		if r.h.ClusterEntry != 0 {
+			fmt.Fprintf(g.stderr, "backed up the running cluster node: %d database bytes, schema %d, the cluster's store as of log entry %d\n", r.h.DBBytes, r.h.SchemaVersion, r.h.ClusterEntry)
+			return nil
+		}
 		fmt.Fprintf(g.stderr, "backed up the running node: %d database bytes, schema %d\n", r.h.DBBytes, r.h.SchemaVersion)
 		return nil
 	}
@@ -216,6 +227,14 @@ func (r *ServeRestoreCmd) Run(g *Globals, c *ServeCmd) error {
 	if err != nil {
 		return err
 	}
+	if c.clustered() {
+		// The node writes the backup into the fresh cluster's log when
+		// it starts (seedRestore).
+		if _, err := os.Stat(cfg.StorePath); err == nil {
+			return fmt.Errorf("%s holds a replica already: a cluster is restored into a fresh cluster (new, empty data directories on every node)", cfg.StorePath)
+		}
+		cfg.StorePath = filepath.Join(c.Data, clusterRestoreFile)
+	}
 	f, err := os.Open(r.In)
 	if err != nil {
 		return err
@@ -224,6 +243,11 @@ func (r *ServeRestoreCmd) Run(g *Globals, c *ServeCmd) error {
 	res, err := server.Restore(cfg, f, r.Force)
 	if err != nil {
 		return err
+	}
+	if c.clustered() {
+		fmt.Fprintf(g.stdout, "the backup of %s (qpchat %s, schema %d) waits in %s; start this node with its cluster flags to write it into the fresh cluster's log\n",
+			res.Header.Created.Format(time.RFC3339), res.Header.Version, res.Header.SchemaVersion, cfg.StorePath)
+		return nil
 	}
 	fmt.Fprintf(g.stdout, "restored a backup of %s (qpchat %s, schema %d) into %s\n",
 		res.Header.Created.Format(time.RFC3339), res.Header.Version, res.Header.SchemaVersion, c.Data)

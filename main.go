@@ -117,6 +117,9 @@ func (c *ServeCmd) Run(g *Globals) error {
 			return err
 		}
 		defer stopCluster()
+		if err := seedRestore(ctx, cs.log, c.Data, g.stdout); err != nil {
+			return err
+		}
 		cfg.StoreLog, cfg.RateStore, cfg.Cluster = cs.log, cs.rates, cs
 	}
 	srv, err := server.New(cfg)
