@@ -52,7 +52,7 @@ const (
 	// clusterRestoreFile is a backup that serve restore checked and
 	// installed, waiting to be written into a fresh cluster's log.
 	clusterRestoreFile = "cluster-restore.db"
-	maxClusterFile    = 64 << 10
+	maxClusterFile     = 64 << 10
 )
 
 // clustered reports whether the flags ask for a cluster store.

@@ -76,7 +76,6 @@ type Log interface {
 	MaxEntry() int
 }
 
-
 // errGap: the log delivered an entry beyond the next one (a follower
 // restart resumes from the replica's position).
 var errGap = errors.New("store: the cluster log skipped entries")
