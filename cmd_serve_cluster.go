@@ -36,7 +36,7 @@ type ServeClusterFlags struct {
 	ClusterName     string `placeholder:"NAME" help:"Run as a node of the cluster NAME: an embedded NATS JetStream server, its data under --data, replicates the store with the --cluster-peers. Every node needs a copy of the files serve cluster-init made."`
 	ClusterListen   string `default:"0.0.0.0:7422" placeholder:"HOST:PORT" help:"TCP address the embedded NATS server takes routes from its peers on (TLS both ways with the cluster's route key)."`
 	ClusterPeers    string `placeholder:"HOST:PORT,..." help:"Route addresses of the cluster's nodes, comma-separated (this node's own may be listed)."`
-	ClusterFiles    string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init. Default: the data directory."`
+	ClusterFiles    string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init (it may be read-only); node.key, server-cert.pem and server-key.pem found there are copied into a data directory that lacks them. Default: the data directory."`
 	ClusterReplicas int    `default:"3" help:"Copies of the store's log the cluster keeps (at most the number of nodes; 3 survives the loss of one node)."`
 	NATS            string `name:"nats" placeholder:"URL" help:"Keep the store on an existing NATS JetStream cluster at URL (nats:// or tls://) instead of embedding a NATS server."`
 	NATSCreds       string `name:"nats-creds" type:"path" placeholder:"FILE" help:"NATS credentials file (user JWT and seed) for --nats."`
@@ -380,4 +380,46 @@ func seedRestore(ctx context.Context, l store.Log, dataDir string, stdout io.Wri
 	}
 	fmt.Fprintf(stdout, "restored the backup into the cluster's log (%d entries)\n", n)
 	return nil
+}
+
+// sharedFiles are the files of serve cluster-init that a node keeps in
+// its data directory: the store key and the identity clients pin.
+var sharedFiles = []string{"node.key", "server-cert.pem", "server-key.pem"}
+
+// copySharedFiles copies the shared files a node's data directory lacks
+// from --cluster-files (mode 0600, which they must have there too), so a
+// node can start from a read-only copy of cluster-init's directory (as
+// docker-compose.cluster.yml mounts it). Files the data directory holds
+// already are kept.
+func copySharedFiles(dataDir, filesDir string) ([]string, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	var copied []string
+	for _, name := range sharedFiles {
+		dst := filepath.Join(dataDir, name)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		src := filepath.Join(filesDir, name)
+		fi, err := os.Stat(src)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return copied, err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return copied, fmt.Errorf("%s is readable or writable by group or others (mode %04o); run chmod 600 %s", src, perm, src)
+		}
+		b, err := readBounded(src)
+		if err != nil {
+			return copied, err
+		}
+		if err := writeNewFile(dst, b); err != nil {
+			return copied, err
+		}
+		copied = append(copied, name)
+	}
+	return copied, nil
 }

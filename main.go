@@ -112,6 +112,15 @@ func (c *ServeCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.clustered() {
+		if c.ClusterFiles != "" {
+			copied, err := copySharedFiles(c.Data, c.ClusterFiles)
+			if err != nil {
+				return err
+			}
+			if len(copied) > 0 {
+				fmt.Fprintf(g.stdout, "copied %s from %s\n", strings.Join(copied, ", "), c.ClusterFiles)
+			}
+		}
 		cs, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
 		if err != nil {
 			return err
