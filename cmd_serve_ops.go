@@ -36,8 +36,8 @@ type ServeOps struct {
 	DeviceExpiry time.Duration `default:"2160h" help:"Drop the queue of a device that has not fetched for this long and mark it stale (it must be re-added to its groups); 0: never."`
 	Retention    time.Duration `default:"2160h" help:"Longest time an unacknowledged message is kept (checked hourly); the device must then be re-added; 0: forever."`
 
-	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file)."`
-	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data."`
+	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file). With the cluster flags: of the cluster's store, from one running node."`
+	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data. With the cluster flags: as this node's copy of the backup that a fresh cluster starts from."`
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
 	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
