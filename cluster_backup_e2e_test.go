@@ -122,6 +122,31 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 		}
 		dirsB = append(dirsB, d)
 	}
+	// A damaged copy is refused, and leaves nothing to seed.
+	raw, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x40
+	damaged := filepath.Join(dir, "damaged.backup")
+	if err := os.WriteFile(damaged, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spare := filepath.Join(dir, "spare")
+	os.Mkdir(spare, 0o700)
+	nodeKey, err := os.ReadFile(filepath.Join(shared, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(spare, "node.key"), nodeKey, 0o600)
+	cmd = exec.Command(qpchatBinary(t), "serve", "restore", "--data", spare, "--cluster-name", "new", "--in", damaged)
+	cmd.Env = testEnv(t)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not an intact qpchat backup") {
+		t.Errorf("restore of a damaged backup: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(spare, "cluster-restore.db")); err == nil {
+		t.Error("a damaged backup was left to seed a cluster")
+	}
 	// A node that has a replica is not a fresh cluster's.
 	cmd = exec.Command(qpchatBinary(t), "serve", "restore", "--data", dirsA[0], "--cluster-name", "old", "--in", backup)
 	cmd.Env = testEnv(t)
@@ -150,8 +175,7 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 	if err := os.Mkdir(single, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, _ := os.ReadFile(filepath.Join(shared, "node.key"))
-	if err := os.WriteFile(filepath.Join(single, "node.key"), key, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(single, "node.key"), nodeKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	serve("restore", "--data", single, "--in", backup)
@@ -163,3 +187,4 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 	bobSingle := &cliUser{t: t, name: "bob", profile: "bob-single", env: append(clientEnv(t, n, filepath.Join(dir, "state2")), "QPCHAT_PASSWORD=password of bob")}
 	bobSingle.run("login", "bob", "--server-fingerprint", n.fingerprint)
 }
+
