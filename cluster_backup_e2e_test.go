@@ -187,4 +187,3 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 	bobSingle := &cliUser{t: t, name: "bob", profile: "bob-single", env: append(clientEnv(t, n, filepath.Join(dir, "state2")), "QPCHAT_PASSWORD=password of bob")}
 	bobSingle.run("login", "bob", "--server-fingerprint", n.fingerprint)
 }
-
