@@ -3,14 +3,18 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"qpchat/node/bench"
 	"qpchat/node/cluster"
 	"qpchat/node/cluster/clustertest"
 	"qpchat/node/proto"
+	"qpchat/rpc"
 )
 
 // sharedCluster starts a 3-node JetStream cluster and returns a limit
@@ -247,4 +251,75 @@ func FuzzSharedBucket(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSharedLoginBudgetOverTheWire: three real nodes of one cluster (one
+// store, one rate-limit stream), a client sending login starts for one
+// name from one address round-robin to them over QUIC: the name's budget
+// of 10 starts a minute is answered at once over all three nodes
+// together, and every start after it is delayed, as on one node. This
+// checks the wiring: every node derives the same bucket keys from the
+// shared store key.
+func TestSharedLoginBudgetOverTheWire(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	clock := &fakeClock{now: time.Unix(7000, 0)}
+	var mu sync.Mutex
+	undelayed, delayed := 0, 0
+	name := fmt.Sprintf("limits-%d", time.Now().UnixNano())
+	var nodes []*node
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		rs, err := cluster.OpenRateStore(ctx, c.Conns[i], cluster.DefaultRateStream, 3)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := c.Log(t, i, name)
+		n := startNodeWith(t, func(cfg *Config) {
+			cfg.Now = clock.Now
+			cfg.StoreLog, cfg.RateStore = l, rs
+			cfg.StorePassphrase = []byte("cluster store pass")
+		}, func(s *Server) {
+			s.loginWait = func(ctx context.Context, d time.Duration) error {
+				mu.Lock()
+				delayed++
+				mu.Unlock()
+				return nil
+			}
+		})
+		nodes = append(nodes, n)
+	}
+	ctx := testCtx(t)
+	var conns []*bench.Conn
+	for _, n := range nodes {
+		conns = append(conns, n.dial())
+	}
+	ke1 := func() []byte {
+		_, m, err := nodes[0].cfg.OPAQUE.NewClientLogin(rand.Reader, []byte("guess"))
+		must(t, "KE1", err)
+		return m.Marshal()
+	}()
+	rate := nodes[0].srv.cfg.Limits.LoginRateName
+	for i := range 3 * rate {
+		mu.Lock()
+		before := delayed
+		mu.Unlock()
+		f, rel := conns[i%3].Node.LoginStart(ctx, func(p rpc.NodeService_loginStart_Params) error {
+			if err := p.SetUser("mallory"); err != nil {
+				return err
+			}
+			return p.SetKe1(ke1)
+		})
+		_, err := f.Struct()
+		rel()
+		must(t, fmt.Sprint("login start ", i, " on node ", i%3), err)
+		mu.Lock()
+		if delayed == before {
+			undelayed++
+		}
+		mu.Unlock()
+	}
+	if undelayed != rate {
+		t.Errorf("%d of %d login starts over three nodes answered at once, want the one budget of %d", undelayed, 3*rate, rate)
+	}
 }
