@@ -19,7 +19,7 @@ import (
 // (rateLimiter); the nodes of a cluster share theirs, so that a client
 // spreading its calls over three nodes gets the budget it would get
 // from one. Each shared bucket is one small record of a RateStore (a
-// JetStream key-value bucket, node/cluster) replaced with
+// JetStream stream with a subject per bucket, node/cluster) replaced with
 // compare-and-set: a node reads the bucket, refills it for the time
 // passed, takes its tokens and writes it back on the condition that no
 // other node wrote it meanwhile; if one did, it reads again. Tokens are
@@ -31,18 +31,19 @@ import (
 // when no other node took from the bucket since). A node refused by a
 // bucket refuses locally, with no round trip, until the bucket has
 // refilled by a token: so a flood costs about one round trip per token
-// interval per node, not one per call. And with a large budget (over 40
-// a minute) a node takes a lease of burst/20 tokens at once, kept for
+// interval per node, not one per call. And with a large budget (40 a
+// minute or more) a node takes a lease of burst/20 tokens at once, kept for
 // leaseTTL: what it does not use there is lost to the other nodes, so
 // the cluster may admit up to (nodes × (lease − 1)) fewer calls than the
 // budget in that time, never more.
 //
-// Keys are HMACs under the store's index key (store.DB.Ident): no user
-// name or address reaches NATS in clear.
+// Keys are HMACs under a key derived from the store's index key
+// (store.DB.Ident), the same on every node: no user name or address
+// reaches NATS in clear.
 
 // RateStore holds small records that the nodes of a cluster replace with
-// compare-and-set. node/cluster implements it on a JetStream key-value
-// bucket whose records expire an hour after their last write.
+// compare-and-set. node/cluster implements it on a JetStream stream
+// whose records expire an hour after their last write.
 type RateStore interface {
 	// Get returns the record under key and its revision; (nil, 0, nil)
 	// if there is none.
