@@ -10,6 +10,8 @@ import (
 	"io"
 	"time"
 
+	"qpchat/kem"
+
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -255,36 +257,40 @@ func ValidateKeyPackage(kp *KeyPackage, suite CipherSuite, now time.Time, valida
 	if err != nil {
 		return err
 	}
-	return validateKeyPackageIn(t, kp, nil, nil, now, validate)
+	_, err = validateKeyPackageIn(t, kp, nil, nil, now, validate)
+	return err
 }
 
 // validateKeyPackage validates a KeyPackage for an Add to this group
 // against the current tree.
 func (g *Group) validateKeyPackage(kp *KeyPackage, now time.Time) error {
-	return g.validateKeyPackageIn(g.tree, kp, g.ctx.Extensions, now)
+	_, err := g.validateKeyPackageIn(g.tree, kp, g.ctx.Extensions, now)
+	return err
 }
 
 // validateKeyPackageIn validates kp against tree t and the GroupContext
-// extensions exts (RFC 9420, Section 10.1 and Section 12.1.1).
-func (g *Group) validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time) error {
+// extensions exts (RFC 9420, Section 10.1 and Section 12.1.1). It returns
+// the parsed init key, which the Welcome to the new member is sealed to:
+// parsing an ML-KEM key expands its matrix, worth doing once.
+func (g *Group) validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time) (kem.PublicKey, error) {
 	return validateKeyPackageIn(t, kp, g.ctx.GroupID, exts, now, g.cfg.ValidateCredential)
 }
 
-func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error) error {
+func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error) (kem.PublicKey, error) {
 	// Section 10.1: the version and cipher suite match the group's.
 	if kp.Version != ProtocolVersionMLS10 {
-		return fmt.Errorf("mls: key package of version %d", kp.Version)
+		return nil, fmt.Errorf("mls: key package of version %d", kp.Version)
 	}
 	if kp.CipherSuite != t.suite {
-		return fmt.Errorf("mls: key package of cipher suite 0x%04x in a group of 0x%04x", uint16(kp.CipherSuite), uint16(t.suite))
+		return nil, fmt.Errorf("mls: key package of cipher suite 0x%04x in a group of 0x%04x", uint16(kp.CipherSuite), uint16(t.suite))
 	}
 	// The signature over KeyPackageTBS with the leaf's signature key.
 	tbs, err := kp.marshalTBS()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !t.cs.verifyWithLabel(kp.LeafNode.SignatureKey, labelKeyPackageTBS, tbs, kp.Signature) {
-		return errors.New("mls: invalid key package signature")
+		return nil, errors.New("mls: invalid key package signature")
 	}
 	// The leaf node is valid (Section 7.3) with source key_package.
 	if err := t.validateLeaf(&kp.LeafNode, &leafValidation{
@@ -294,14 +300,15 @@ func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts E
 		groupExtensions:    exts,
 		validateCredential: validate,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	// init_key is a valid HPKE key, different from the encryption key.
-	if _, err := t.cs.hpkePublicKey(kp.InitKey); err != nil {
-		return err
+	initKey, err := t.cs.hpkePublicKey(kp.InitKey)
+	if err != nil {
+		return nil, err
 	}
 	if bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
-		return errors.New("mls: key package init key equals its encryption key")
+		return nil, errors.New("mls: key package init key equals its encryption key")
 	}
-	return nil
+	return initKey, nil
 }

@@ -343,6 +343,8 @@ type addedMember struct {
 	leaf leafIndex
 	kp   *KeyPackage
 	ref  KeyPackageRef
+	// initKey is kp's init key, parsed when kp was validated.
+	initKey kem.PublicKey
 }
 
 // proposalEffects is what applying a commit's proposals changed.
@@ -423,7 +425,8 @@ func (g *Group) applyProposals(t *ratchetTree, props []sourcedProposal, now time
 	}
 	err = byType(ProposalTypeAdd, func(sp sourcedProposal) error {
 		kp := &sp.proposal.Add.KeyPackage
-		if err := g.validateKeyPackageIn(t, kp, eff.extensions, now); err != nil {
+		initKey, err := g.validateKeyPackageIn(t, kp, eff.extensions, now)
+		if err != nil {
 			return err
 		}
 		leaf := kp.LeafNode
@@ -435,7 +438,7 @@ func (g *Group) applyProposals(t *ratchetTree, props []sourcedProposal, now time
 		if err != nil {
 			return err
 		}
-		eff.added = append(eff.added, addedMember{leaf: l, kp: kp, ref: ref})
+		eff.added = append(eff.added, addedMember{leaf: l, kp: kp, ref: ref, initKey: initKey})
 		return nil
 	})
 	if err != nil {
