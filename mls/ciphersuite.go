@@ -732,6 +732,9 @@ type ed25519Scheme struct{}
 
 type ed25519Signer struct {
 	key ed25519.PrivateKey
+	// exp is the key expanded for signing (ed25519.go), so that a
+	// signature does not hash the seed again.
+	exp *edExpandedKey
 }
 
 func (ed25519Scheme) generate(rand io.Reader) (signer, error) {
@@ -740,14 +743,14 @@ func (ed25519Scheme) generate(rand io.Reader) (signer, error) {
 	if _, err := io.ReadFull(rand, seed); err != nil {
 		return nil, fmt.Errorf("mls: reading randomness: %w", err)
 	}
-	return ed25519Signer{ed25519.NewKeyFromSeed(seed)}, nil
+	return newEd25519Signer(ed25519.NewKeyFromSeed(seed)), nil
 }
 
 func (ed25519Scheme) newPrivateKey(b []byte) (signer, error) {
 	if len(b) != ed25519.SeedSize {
 		return nil, fmt.Errorf("mls: invalid Ed25519 private key length %d", len(b))
 	}
-	return ed25519Signer{ed25519.NewKeyFromSeed(b)}, nil
+	return newEd25519Signer(ed25519.NewKeyFromSeed(b)), nil
 }
 
 // verify verifies under the one rule of every Ed25519 path, single or
@@ -763,8 +766,15 @@ func (ed25519Scheme) checkPublicKey(pub []byte) error {
 	return nil
 }
 
+func newEd25519Signer(key ed25519.PrivateKey) ed25519Signer {
+	return ed25519Signer{key: key, exp: expandEdKey(key)}
+}
+
 func (k ed25519Signer) sign(_ io.Reader, msg []byte) ([]byte, error) {
-	return ed25519.Sign(k.key, msg), nil
+	if k.exp == nil {
+		return ed25519.Sign(k.key, msg), nil
+	}
+	return k.exp.sign(msg), nil
 }
 
 func (k ed25519Signer) publicKey() []byte { return k.key[ed25519.SeedSize:] }

@@ -278,3 +278,65 @@ func edVerifyOneBatch(sigs []edSignature) bool {
 	p.MultByCofactor(&p)
 	return p.Equal(edIdentity) == 1
 }
+
+// edExpandedKey is an Ed25519 private key expanded for signing (RFC 8032,
+// Section 5.1.5): the secret scalar s and the prefix, the two halves of
+// SHA-512(seed), with the public key. crypto/ed25519.Sign expands the
+// seed again for every signature.
+type edExpandedKey struct {
+	s      edwards25519.Scalar
+	prefix [32]byte
+	pub    [32]byte
+}
+
+// expandEdKey expands a crypto/ed25519 private key (seed || public key).
+func expandEdKey(key []byte) *edExpandedKey {
+	if len(key) != 64 {
+		return nil
+	}
+	h := sha512.Sum512(key[:32])
+	defer clear(h[:])
+	e := new(edExpandedKey)
+	if _, err := e.s.SetBytesWithClamping(h[:32]); err != nil {
+		return nil
+	}
+	copy(e.prefix[:], h[32:])
+	copy(e.pub[:], key[32:])
+	return e
+}
+
+// sign is Ed25519 signing (RFC 8032, Section 5.1.6), the signature
+// crypto/ed25519.Sign makes with the same key:
+//
+//	r = SHA-512(prefix || M) mod L, R = [r]B
+//	k = SHA-512(R || A || M) mod L, S = (r + k*s) mod L
+func (e *edExpandedKey) sign(msg []byte) []byte {
+	var digest [64]byte
+	h := sha512.New()
+	h.Write(e.prefix[:])
+	h.Write(msg)
+	h.Sum(digest[:0])
+	var r edwards25519.Scalar
+	if _, err := r.SetUniformBytes(digest[:]); err != nil {
+		panic("mls: internal error: Ed25519 nonce")
+	}
+	var R edwards25519.Point
+	R.ScalarBaseMult(&r)
+	sig := make([]byte, 64)
+	copy(sig[:32], R.Bytes())
+	h.Reset()
+	h.Write(sig[:32])
+	h.Write(e.pub[:])
+	h.Write(msg)
+	h.Sum(digest[:0])
+	var k edwards25519.Scalar
+	if _, err := k.SetUniformBytes(digest[:]); err != nil {
+		panic("mls: internal error: Ed25519 challenge")
+	}
+	var S edwards25519.Scalar
+	S.MultiplyAdd(&k, &e.s, &r)
+	copy(sig[32:], S.Bytes())
+	clear(digest[:])
+	r = edwards25519.Scalar{}
+	return sig
+}

@@ -493,3 +493,28 @@ func FuzzEd25519Verify(f *testing.F) {
 		}
 	})
 }
+
+// TestEdExpandedKeySign checks that the expanded-key signer makes the
+// signatures crypto/ed25519.Sign makes, for several keys and message
+// lengths, and that it allocates only the signature.
+func TestEdExpandedKeySign(t *testing.T) {
+	rand := testRand(77)
+	for i := 0; i < 50; i++ {
+		_, priv, err := ed25519.GenerateKey(rand)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := expandEdKey(priv)
+		msg := make([]byte, i*13)
+		rand.Read(msg)
+		if got, want := e.sign(msg), ed25519.Sign(priv, msg); !bytes.Equal(got, want) {
+			t.Fatalf("key %d, message of %d bytes: signature %x, crypto/ed25519 gives %x", i, len(msg), got, want)
+		}
+	}
+	_, priv, _ := ed25519.GenerateKey(rand)
+	e := expandEdKey(priv)
+	msg := make([]byte, 250)
+	if n := testing.AllocsPerRun(100, func() { e.sign(msg) }); n > 1 {
+		t.Errorf("signing allocates %v times, want 1", n)
+	}
+}
