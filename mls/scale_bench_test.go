@@ -150,8 +150,8 @@ func measureAgainstFloor(b *testing.B, setup, op, floor func()) {
 // BenchmarkScale measures, per suite and size, each against its floor in
 // the same loop: building the group in one commit (floor: the KeyPackage
 // verifications and one HPKE seal per new member), joining it (N
-// crypto/ed25519 verifications), processing a full-path commit in a full
-// tree (2 verifications and 1 HPKE open), protecting (1 signature) and
+// crypto/ed25519 verifications), creating a full-path commit in a full
+// tree (commitFloor), processing it (2 verifications and 1 HPKE open), protecting (1 signature) and
 // unprotecting (1 verification) a 100-byte message.
 func BenchmarkScale(b *testing.B) {
 	for _, suite := range scaleSuites {
@@ -177,6 +177,22 @@ func BenchmarkScale(b *testing.B) {
 						b.Fatal(err)
 					}
 				}, joinFloor(b, s))
+			})
+			b.Run(prefix+"/op=commit-full", func(b *testing.B) {
+				s := sg(b)
+				s.makeFull(b)
+				committer := cloneGroupInMemory(s.committer)
+				rand := testRand(13)
+				var size int
+				measureAgainstFloor(b, nil, func() {
+					out, err := committer.Update(rand, testNow)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size = len(out.Commit)
+					committer.DiscardPending()
+				}, commitFloor(b, s))
+				b.ReportMetric(float64(size), "commit-bytes")
 			})
 			b.Run(prefix+"/op=process-full", func(b *testing.B) {
 				s := sg(b)
@@ -317,6 +333,43 @@ func processFloor(b *testing.B, sg *scaleGroup) func() {
 		}
 		if _, err := cs.decryptWithLabel(sk, labelUpdatePathNode, msg, kemOut, ct); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// commitFloor is the floor of a full-path commit in a full tree: two
+// Ed25519 signatures (the commit's and its leaf's) and, for each of the
+// ceil(log2 N) nodes of the committer's direct path, one
+// KEM.DeriveKeyPair and one HPKE seal of the path secret to the copath
+// node (RFC 9420, Section 7.5).
+func commitFloor(b *testing.B, sg *scaleGroup) func() {
+	cs, err := sg.suite.suite()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(testRand(14))
+	msg := make([]byte, 300)
+	sk, err := cs.hpke.KEM.GenerateKeyPair(testRand(15))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := sk.PublicKey().Bytes()
+	depth := 0
+	for 1<<depth < len(sg.kps) {
+		depth++
+	}
+	secret := make([]byte, cs.nh)
+	rand := testRand(16)
+	return func() {
+		ed25519.Sign(priv, msg)
+		ed25519.Sign(priv, msg)
+		for range depth {
+			if _, err := cs.hpke.KEM.DeriveKeyPair(secret); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := cs.encryptWithLabel(rand, pub, labelUpdatePathNode, msg, secret); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
