@@ -322,6 +322,11 @@ func marshalWith(f func(b *cryptobyte.Builder)) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A buffer too large for the pool is handed over instead of copied:
+	// the ratchet tree of a large group is tens of megabytes.
+	if cap(enc) > maxScratch {
+		return enc, nil
+	}
 	var out []byte
 	if len(enc) > 0 {
 		out = bytes.Clone(enc)
