@@ -5,6 +5,7 @@ package mls
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
@@ -276,7 +277,18 @@ func (g *Group) validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, exts Extens
 	return validateKeyPackageIn(t, kp, g.ctx.GroupID, exts, now, g.cfg.ValidateCredential)
 }
 
+// validateKeyPackageChecked is validateKeyPackageIn for a KeyPackage whose
+// two signatures were already verified when sigsVerified is true
+// (batchVerifyKeyPackages).
+func (g *Group) validateKeyPackageChecked(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time, sigsVerified bool) (kem.PublicKey, error) {
+	return validateKeyPackage(t, kp, g.ctx.GroupID, exts, now, g.cfg.ValidateCredential, sigsVerified)
+}
+
 func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error) (kem.PublicKey, error) {
+	return validateKeyPackage(t, kp, groupID, exts, now, validate, false)
+}
+
+func validateKeyPackage(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error, sigsVerified bool) (kem.PublicKey, error) {
 	// Section 10.1: the version and cipher suite match the group's.
 	if kp.Version != ProtocolVersionMLS10 {
 		return nil, fmt.Errorf("mls: key package of version %d", kp.Version)
@@ -285,12 +297,14 @@ func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts E
 		return nil, fmt.Errorf("mls: key package of cipher suite 0x%04x in a group of 0x%04x", uint16(kp.CipherSuite), uint16(t.suite))
 	}
 	// The signature over KeyPackageTBS with the leaf's signature key.
-	tbs, err := kp.marshalTBS()
-	if err != nil {
-		return nil, err
-	}
-	if !t.cs.verifyWithLabel(kp.LeafNode.SignatureKey, labelKeyPackageTBS, tbs, kp.Signature) {
-		return nil, errors.New("mls: invalid key package signature")
+	if !sigsVerified {
+		tbs, err := kp.marshalTBS()
+		if err != nil {
+			return nil, err
+		}
+		if !t.cs.verifyWithLabel(kp.LeafNode.SignatureKey, labelKeyPackageTBS, tbs, kp.Signature) {
+			return nil, errors.New("mls: invalid key package signature")
+		}
 	}
 	// The leaf node is valid (Section 7.3) with source key_package.
 	if err := t.validateLeaf(&kp.LeafNode, &leafValidation{
@@ -299,6 +313,7 @@ func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts E
 		now:                now,
 		groupExtensions:    exts,
 		validateCredential: validate,
+		signatureVerified:  sigsVerified,
 	}); err != nil {
 		return nil, err
 	}
@@ -311,4 +326,58 @@ func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts E
 		return nil, errors.New("mls: key package init key equals its encryption key")
 	}
 	return initKey, nil
+}
+
+// batchVerifyKeyPackages reports whether the two Ed25519 signatures of
+// every KeyPackage of kps, over KeyPackageTBS and over its LeafNodeTBS,
+// verify, checking them in batches (ed25519.go, docs/BATCH-VERIFY.md: a
+// batch accepts exactly what single verification accepts). false means
+// that one did not, that the suite does not sign with Ed25519, or that
+// there are too few to batch: the caller then verifies each one alone.
+func batchVerifyKeyPackages(cs *cipherSuite, kps []*KeyPackage) bool {
+	if _, ed := cs.sig.(ed25519Scheme); !ed || len(kps) < 2 {
+		return false
+	}
+	sigs := make([]edSignature, 0, edBatchSize)
+	buf := getScratch()
+	defer func() { putScratch(buf, *buf) }()
+	var digest [64]byte
+	for _, kp := range kps {
+		pub, ok := parseEdPublicKey(kp.LeafNode.SignatureKey)
+		if !ok || len(kp.Signature) != 64 || len(kp.LeafNode.Signature) != 64 {
+			return false
+		}
+		// The KeyPackage's signature: its TBS is the LeafNode's content
+		// with more around it, encoded into the same buffer.
+		b := cryptobyte.NewBuilder((*buf)[:0])
+		kp.marshalTBSTo(b)
+		tbs, err := b.Bytes()
+		if err != nil {
+			return false
+		}
+		*buf = tbs
+		var ks edSignature
+		if !ks.prepare(pub, appendLabeledInput(nil, labelKeyPackageTBS, tbs), kp.Signature) {
+			return false
+		}
+		// The leaf's signature (source key_package: no group or index).
+		all, in, err := leafSignedInput(*buf, &kp.LeafNode, nil, 0)
+		if err != nil {
+			return false
+		}
+		*buf = all
+		digest = sha512.Sum512(in)
+		var ls edSignature
+		if !ls.prepareDigest(pub, kp.LeafNode.Signature, &digest) {
+			return false
+		}
+		sigs = append(sigs, ks, ls)
+		if len(sigs) >= edBatchSize {
+			if !edBatchVerify(sigs) {
+				return false
+			}
+			sigs = sigs[:0]
+		}
+	}
+	return len(sigs) == 0 || edBatchVerify(sigs)
 }

@@ -423,9 +423,19 @@ func (g *Group) applyProposals(t *ratchetTree, props []sourcedProposal, now time
 	if err != nil {
 		return nil, err
 	}
+	// The signatures of many Adds (a commit building a large group) are
+	// verified in batches first; if a batch fails, each KeyPackage is
+	// verified alone below, which names the bad one.
+	var kps []*KeyPackage
+	for _, sp := range props {
+		if sp.proposal.Type == ProposalTypeAdd {
+			kps = append(kps, &sp.proposal.Add.KeyPackage)
+		}
+	}
+	sigsVerified := batchVerifyKeyPackages(t.cs, kps)
 	err = byType(ProposalTypeAdd, func(sp sourcedProposal) error {
 		kp := &sp.proposal.Add.KeyPackage
-		initKey, err := g.validateKeyPackageIn(t, kp, eff.extensions, now)
+		initKey, err := g.validateKeyPackageChecked(t, kp, eff.extensions, now, sigsVerified)
 		if err != nil {
 			return err
 		}
