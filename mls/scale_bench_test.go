@@ -226,7 +226,8 @@ func BenchmarkScale(b *testing.B) {
 					if _, err := JoinFromWelcome(testConfig(), s.welcome, kp, nil, testNow); err != nil {
 						b.Fatal(err)
 					}
-				}, joinFloor(b, s))
+				}, joinFloor(b, s), bytesFloor(len(s.welcome), 1)) // decrypt, verify the GroupInfo, hash the tree
+				b.ReportMetric(float64(len(s.welcome)), "welcome-bytes")
 			})
 			b.Run(prefix+"/op=commit-full", func(b *testing.B) {
 				s := sg(b)
