@@ -338,7 +338,7 @@ func batchVerifyKeyPackages(cs *cipherSuite, kps []*KeyPackage) bool {
 	if _, ed := cs.sig.(ed25519Scheme); !ed || len(kps) < 2 {
 		return false
 	}
-	sigs := make([]edSignature, 0, edBatchSize)
+	sigs := make([]edSignature, 0, min(edBatchSize, 2*len(kps)))
 	buf := getScratch()
 	defer func() { putScratch(buf, *buf) }()
 	var digest [64]byte

@@ -340,7 +340,7 @@ func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
 // ls all verify, in batches. false means at least one did not (or could
 // not be encoded): the caller verifies them one by one.
 func (t *ratchetTree) batchVerifyLeaves(ls []leafIndex, groupID []byte) bool {
-	sigs := make([]edSignature, 0, edBatchSize)
+	sigs := make([]edSignature, 0, min(edBatchSize, len(ls)))
 	buf := getScratch()
 	defer func() { putScratch(buf, *buf) }()
 	var digest [64]byte
