@@ -530,7 +530,7 @@ func TestEdBucketMultiScalarMult(t *testing.T) {
 	rng := testRand(41)
 	var lMinus1 edwards25519.Scalar
 	lMinus1.Subtract(edwards25519.NewScalar(), smallScalar(t, 1))
-	for _, n := range []int{1, 2, 7, 300, 700, 2100} {
+	for _, n := range []int{1, 2, 7, 300, 700, 2100, 5000, 8193} {
 		scalars := make([]edwards25519.Scalar, n)
 		points := make([]*edwards25519.Point, n)
 		ptrs := make([]*edwards25519.Scalar, n)
