@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
+	"sync"
 	"time"
 
 	"qpchat/kem"
@@ -334,10 +337,29 @@ func validateKeyPackage(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Ext
 // batch accepts exactly what single verification accepts). false means
 // that one did not, that the suite does not sign with Ed25519, or that
 // there are too few to batch: the caller then verifies each one alone.
+//
+// Like the leaves of a joined tree, they are shared among GOMAXPROCS
+// goroutines when there are enough of them.
 func batchVerifyKeyPackages(cs *cipherSuite, kps []*KeyPackage) bool {
 	if _, ed := cs.sig.(ed25519Scheme); !ed || len(kps) < 2 {
 		return false
 	}
+	workers := min(runtime.GOMAXPROCS(0), 2*len(kps)/minSignaturesPerWorker)
+	if workers <= 1 {
+		return batchVerifyKeyPackagesIn(kps)
+	}
+	ok := make([]bool, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(kps)/workers, (w+1)*len(kps)/workers
+		wg.Go(func() { ok[w] = batchVerifyKeyPackagesIn(kps[lo:hi]) })
+	}
+	wg.Wait()
+	return !slices.Contains(ok, false)
+}
+
+// batchVerifyKeyPackagesIn is batchVerifyKeyPackages on one goroutine.
+func batchVerifyKeyPackagesIn(kps []*KeyPackage) bool {
 	sigs := make([]edSignature, 0, min(edBatchSize, 2*len(kps)))
 	buf := getScratch()
 	defer func() { putScratch(buf, *buf) }()

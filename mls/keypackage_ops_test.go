@@ -126,7 +126,7 @@ func TestBatchVerifyKeyPackages(t *testing.T) {
 	rand := testRand(31)
 	var kps []*KeyPackage
 	var msgs [][]byte
-	for i := range 5 {
+	for i := range 24 {
 		kp := newTestKeyPackage(t, rand, suite, fmt.Sprintf("member-%d", i+1))
 		kps = append(kps, &kp.KeyPackage)
 		msgs = append(msgs, kpMessage(t, kp))
@@ -137,6 +137,15 @@ func TestBatchVerifyKeyPackages(t *testing.T) {
 	if batchVerifyKeyPackages(cs, kps[:1]) {
 		t.Error("a single KeyPackage is batched")
 	}
+	// Enough for several goroutines when GOMAXPROCS > 1, with a bad
+	// signature in the last share.
+	last := *kps[len(kps)-1]
+	last.Signature = bytes.Clone(last.Signature)
+	last.Signature[0] ^= 1
+	if batchVerifyKeyPackages(cs, append(kps[:len(kps)-1:len(kps)-1], &last)) {
+		t.Error("a bad signature in the last share is accepted")
+	}
+	kps, msgs = kps[:5], msgs[:5]
 	for _, leafSig := range []bool{false, true} {
 		bad := *kps[2]
 		if leafSig {
