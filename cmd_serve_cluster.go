@@ -25,6 +25,7 @@ import (
 
 	"qpchat/node/cluster"
 	"qpchat/node/server"
+	"qpchat/node/store"
 )
 
 // ServeClusterFlags make `qpchat serve` one node of a cluster whose store
@@ -36,7 +37,7 @@ type ServeClusterFlags struct {
 	ClusterListen    string `default:"0.0.0.0:7422" placeholder:"HOST:PORT" help:"TCP address the embedded NATS server takes routes from its peers on (TLS both ways with the cluster's route key)."`
 	ClusterPeers     string `placeholder:"HOST:PORT,..." help:"Route addresses of the cluster's nodes, comma-separated (this node's own may be listed)."`
 	ClusterAdvertise string `placeholder:"HOST:PORT" help:"Route address the peers are told to reach this node at, if not --cluster-listen (behind NAT, a port mapping or a proxy): list it in the peers' --cluster-peers."`
-	ClusterFiles     string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init. Default: the data directory."`
+	ClusterFiles     string `type:"path" placeholder:"DIR" help:"Directory holding route.pem and route-password from serve cluster-init (it may be read-only); node.key, server-cert.pem and server-key.pem found there are copied into a data directory that lacks them. Default: the data directory."`
 	ClusterReplicas  int    `default:"3" help:"Copies of the store's log the cluster keeps (at most the number of nodes; 3 survives the loss of one node)."`
 	NATS             string `name:"nats" placeholder:"URL" help:"Keep the store on an existing NATS JetStream cluster at URL (nats:// or tls://) instead of embedding a NATS server."`
 	NATSCreds        string `name:"nats-creds" type:"path" placeholder:"FILE" help:"NATS credentials file (user JWT and seed) for --nats."`
@@ -48,15 +49,39 @@ const (
 	routeKeyFile      = "route.pem"      // certificate and key every node's routes use
 	routePasswordFile = "route-password" // routes' password
 	clusterNodeFile   = "cluster-node"   // this node's NATS server name (made on first start)
-	maxClusterFile    = 64 << 10
+	replicaFile       = "replica.db"     // the node's replica of the store
+	// clusterRestoreFile is a backup that serve restore checked and
+	// installed, waiting to be written into a fresh cluster's log.
+	clusterRestoreFile = "cluster-restore.db"
+	maxClusterFile     = 64 << 10
 )
 
 // clustered reports whether the flags ask for a cluster store.
 func (f *ServeClusterFlags) clustered() bool { return f.ClusterName != "" || f.NATS != "" }
 
+// clusterStore is what a cluster node keeps on NATS JetStream: the
+// store's log and the shared rate-limit buckets.
+type clusterStore struct {
+	log   *cluster.Log
+	rates *cluster.RateStore
+	node  *cluster.Node // the embedded server, nil with --nats
+}
+
+// ClusterStatus gives the node's metrics the state of the store's log
+// (server.ClusterInfo).
+func (cs *clusterStore) ClusterStatus(ctx context.Context) (server.ClusterStatus, error) {
+	st, err := cs.log.Status(ctx)
+	out := server.ClusterStatus{Node: st.Server, Leader: st.Leader, LastEntry: st.LastSeq}
+	for _, r := range st.Replicas {
+		out.Peers = append(out.Peers, server.ClusterPeer{Name: r.Name, Current: r.Current, Offline: r.Offline, Active: r.Active, Lag: r.Lag})
+	}
+	return out, err
+}
+
 // startCluster starts what the flags ask for and opens the store's log
-// on it. stop closes the connection and stops the embedded server.
-func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, log *slog.Logger) (l *cluster.Log, stop func(), err error) {
+// and the rate-limit buckets on it. stop closes the connection and stops
+// the embedded server.
+func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, log *slog.Logger) (cs *clusterStore, stop func(), err error) {
 	switch {
 	case f.ClusterName != "" && f.NATS != "":
 		return nil, nil, errors.New("give --cluster-name (embedded NATS) or --nats (existing NATS), not both")
@@ -99,11 +124,16 @@ func (f *ServeClusterFlags) startCluster(ctx context.Context, dataDir string, lo
 	}
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if l, err = cluster.OpenLog(octx, nc, cluster.DefaultStream, f.ClusterReplicas); err != nil {
+	cs = &clusterStore{node: node}
+	if cs.log, err = cluster.OpenLog(octx, nc, cluster.DefaultStream, f.ClusterReplicas); err != nil {
 		stop()
 		return nil, nil, fmt.Errorf("%w (are enough cluster nodes up?)", err)
 	}
-	return l, stop, nil
+	if cs.rates, err = cluster.OpenRateStore(octx, nc, cluster.DefaultRateStream, f.ClusterReplicas); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return cs, stop, nil
 }
 
 // embeddedConfig is the embedded NATS server's configuration: its name
@@ -328,4 +358,69 @@ func newRouteKey() ([]byte, error) {
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
+}
+
+// seedRestore writes a backup that serve restore left in the data
+// directory into the cluster's log (store.SeedLog), once: it is then
+// kept as cluster-restore.db.done. The log must be empty or hold the same
+// restore (written by another node given the same backup, or by this
+// one before it stopped).
+func seedRestore(ctx context.Context, l store.Log, dataDir string, stdout io.Writer) error {
+	path := filepath.Join(dataDir, clusterRestoreFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	n, err := store.SeedLog(sctx, l, path)
+	if err != nil {
+		return fmt.Errorf("restoring %s into the cluster: %w", path, err)
+	}
+	if err := os.Rename(path, path+".done"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored the backup into the cluster's log (%d entries)\n", n)
+	return nil
+}
+
+// sharedFiles are the files of serve cluster-init that a node keeps in
+// its data directory: the store key and the identity clients pin.
+var sharedFiles = []string{"node.key", "server-cert.pem", "server-key.pem"}
+
+// copySharedFiles copies the shared files a node's data directory lacks
+// from --cluster-files (mode 0600, which they must have there too), so a
+// node can start from a read-only copy of cluster-init's directory (as
+// docker-compose.cluster.yml mounts it). Files the data directory holds
+// already are kept.
+func copySharedFiles(dataDir, filesDir string) ([]string, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	var copied []string
+	for _, name := range sharedFiles {
+		dst := filepath.Join(dataDir, name)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		src := filepath.Join(filesDir, name)
+		fi, err := os.Stat(src)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return copied, err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return copied, fmt.Errorf("%s is readable or writable by group or others (mode %04o); run chmod 600 %s", src, perm, src)
+		}
+		b, err := readBounded(src)
+		if err != nil {
+			return copied, err
+		}
+		if err := writeNewFile(dst, b); err != nil {
+			return copied, err
+		}
+		copied = append(copied, name)
+	}
+	return copied, nil
 }

@@ -36,8 +36,8 @@ type ServeOps struct {
 	DeviceExpiry time.Duration `default:"2160h" help:"Drop the queue of a device that has not fetched for this long and mark it stale (it must be re-added to its groups); 0: never."`
 	Retention    time.Duration `default:"2160h" help:"Longest time an unacknowledged message is kept (checked hourly); the device must then be re-added; 0: forever."`
 
-	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file)."`
-	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data."`
+	Backup  ServeBackupCmd  `cmd:"" help:"Write a backup of a node's data (running: through its admin listener; stopped: from the file). With the cluster flags: of the cluster's store, from one running node."`
+	Restore ServeRestoreCmd `cmd:"" help:"Check a backup and install it as a stopped node's data. With the cluster flags: as this node's copy of the backup that a fresh cluster starts from."`
 	Compact ServeCompactCmd `cmd:"" help:"Rewrite a stopped node's database without its free pages; prints the sizes."`
 	Health  ServeHealthCmd  `cmd:"" help:"Exit 0 if the node's /readyz answers 200 (for container health checks)."`
 	Invite  ServeInviteCmd  `cmd:"" name:"invite-token" help:"Mint a single-use registration token (for --registration invite); prints it."`
@@ -112,6 +112,10 @@ func (c *ServeCmd) nodeConfig() (server.Config, error) {
 	if err := c.ServeLimitFlags.apply(&cfg); err != nil {
 		return cfg, err
 	}
+	if c.clustered() && c.Data != "" {
+		// A cluster node's store is its replica of the cluster's log.
+		cfg.StorePath = filepath.Join(c.Data, replicaFile)
+	}
 	return cfg, c.applyOps(&cfg)
 }
 
@@ -151,6 +155,9 @@ func (b *ServeBackupCmd) Run(g *Globals, c *ServeCmd) error {
 	inUse, err := store.InUse(path, 200*time.Millisecond)
 	if err != nil {
 		return err
+	}
+	if !inUse && c.clustered() {
+		return errors.New("back up a running cluster node, through its admin listener: a stopped node's replica may be behind the cluster")
 	}
 	write := func(w io.Writer) error {
 		if !inUse {
@@ -192,6 +199,10 @@ func (b *ServeBackupCmd) Run(g *Globals, c *ServeCmd) error {
 		if r.err != nil {
 			return fmt.Errorf("the backup received does not verify: %w", r.err)
 		}
+		if r.h.ClusterEntry != 0 {
+			fmt.Fprintf(g.stderr, "backed up the running cluster node: %d database bytes, schema %d, the cluster's store as of log entry %d\n", r.h.DBBytes, r.h.SchemaVersion, r.h.ClusterEntry)
+			return nil
+		}
 		fmt.Fprintf(g.stderr, "backed up the running node: %d database bytes, schema %d\n", r.h.DBBytes, r.h.SchemaVersion)
 		return nil
 	}
@@ -216,6 +227,14 @@ func (r *ServeRestoreCmd) Run(g *Globals, c *ServeCmd) error {
 	if err != nil {
 		return err
 	}
+	if c.clustered() {
+		// The node writes the backup into the fresh cluster's log when
+		// it starts (seedRestore).
+		if _, err := os.Stat(cfg.StorePath); err == nil {
+			return fmt.Errorf("%s holds a replica already: a cluster is restored into a fresh cluster (new, empty data directories on every node)", cfg.StorePath)
+		}
+		cfg.StorePath = filepath.Join(c.Data, clusterRestoreFile)
+	}
 	f, err := os.Open(r.In)
 	if err != nil {
 		return err
@@ -224,6 +243,11 @@ func (r *ServeRestoreCmd) Run(g *Globals, c *ServeCmd) error {
 	res, err := server.Restore(cfg, f, r.Force)
 	if err != nil {
 		return err
+	}
+	if c.clustered() {
+		fmt.Fprintf(g.stdout, "the backup of %s (qpchat %s, schema %d) waits in %s; start this node with its cluster flags to write it into the fresh cluster's log\n",
+			res.Header.Created.Format(time.RFC3339), res.Header.Version, res.Header.SchemaVersion, cfg.StorePath)
+		return nil
 	}
 	fmt.Fprintf(g.stdout, "restored a backup of %s (qpchat %s, schema %d) into %s\n",
 		res.Header.Created.Format(time.RFC3339), res.Header.Version, res.Header.SchemaVersion, c.Data)

@@ -44,3 +44,6 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// Test-only: compose_test.go reads docker-compose.cluster.yml.
+require go.yaml.in/yaml/v3 v3.0.5

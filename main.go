@@ -119,12 +119,24 @@ func (c *ServeCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.clustered() {
-		l, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
+		if c.ClusterFiles != "" {
+			copied, err := copySharedFiles(c.Data, c.ClusterFiles)
+			if err != nil {
+				return err
+			}
+			if len(copied) > 0 {
+				fmt.Fprintf(g.stdout, "copied %s from %s\n", strings.Join(copied, ", "), c.ClusterFiles)
+			}
+		}
+		cs, stopCluster, err := c.startCluster(ctx, c.Data, cfg.Logger)
 		if err != nil {
 			return err
 		}
 		defer stopCluster()
-		cfg.StoreLog = l
+		if err := seedRestore(ctx, cs.log, c.Data, g.stdout); err != nil {
+			return err
+		}
+		cfg.StoreLog, cfg.RateStore, cfg.Cluster = cs.log, cs.rates, cs
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

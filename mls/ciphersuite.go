@@ -16,10 +16,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/cloudflare/circl/sign/ed448"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -73,6 +75,9 @@ type cipherSuite struct {
 	// hpke is the suite's HPKE configuration (RFC 9180) for
 	// EncryptWithLabel, TreeKEM and the external key pair.
 	hpke kem.Suite
+
+	// expanders pools the expanders of one-shot expansions (getExpander).
+	expanders *sync.Pool
 }
 
 // aeadScheme is the AEAD of a suite. nk and nn are AEAD.Nk and AEAD.Nn.
@@ -114,7 +119,8 @@ func init() {
 	add := func(id CipherSuite, k kem.KEM, h hashChoice, a aeadScheme, aeadID kem.AEADID, s signatureScheme) {
 		suiteTable[id] = &cipherSuite{
 			id: id, hash: h.hash, newHash: h.newHash, nh: h.hash.Size(), aead: a, sig: s,
-			hpke: kem.Suite{KEM: k, KDF: h.kdf, AEAD: aeadID},
+			hpke:      kem.Suite{KEM: k, KDF: h.kdf, AEAD: aeadID},
+			expanders: new(sync.Pool),
 		}
 	}
 	// RFC 9420, Section 17.1.
@@ -195,9 +201,10 @@ func (s *cipherSuite) expand(prk, info []byte, length int) []byte {
 	if length < 0 || length > 255*s.nh {
 		panic("mls: internal error: HKDF-Expand length out of range")
 	}
-	e := s.newExpander(prk)
+	e := s.getExpander(prk)
 	out := make([]byte, length)
 	e.expandHMAC(append(info[:len(info):len(info)], 0), out)
+	s.putExpander(e)
 	return out
 }
 
@@ -211,7 +218,7 @@ func (s *cipherSuite) expand(prk, info []byte, length int) []byte {
 // all with expandWithLabelTo). An expander is not safe for concurrent use.
 type expander struct {
 	s    *cipherSuite
-	m    hash.Hash
+	m    keyedHMAC
 	used bool
 	// info holds the KDFLabel being expanded; block the last HMAC output
 	// (T(i) of RFC 5869), zeroed after each expansion.
@@ -219,9 +226,183 @@ type expander struct {
 	block [64]byte
 }
 
-// newExpander returns an expander for secret.
+// newExpander returns an expander for secret, which the caller keeps.
+// For a one-shot use, getExpander and putExpander reuse one.
 func (s *cipherSuite) newExpander(secret []byte) *expander {
-	return &expander{s: s, m: hmac.New(s.newHash, secret)}
+	e := &expander{s: s}
+	e.m.init(s.newHash)
+	e.setKey(secret)
+	return e
+}
+
+// getExpander returns an expander for secret from the suite's pool; give
+// it back with putExpander, which wipes its key.
+func (s *cipherSuite) getExpander(secret []byte) *expander {
+	e, _ := s.expanders.Get().(*expander)
+	if e == nil {
+		e = &expander{s: s}
+		e.m.init(s.newHash)
+	}
+	e.setKey(secret)
+	return e
+}
+
+// putExpander wipes e's key and returns e to the suite's pool.
+func (s *cipherSuite) putExpander(e *expander) {
+	e.wipe()
+	s.expanders.Put(e)
+}
+
+// setKey keys e with secret, reusing its hash states.
+func (e *expander) setKey(secret []byte) {
+	e.m.setKey(secret)
+	e.used = false
+}
+
+// wipe erases every state derived from e's key (RFC 9420, Section 9.2:
+// a consumed secret must not stay in memory through its HMAC pads).
+func (e *expander) wipe() {
+	e.m.wipe()
+	clear(e.block[:])
+}
+
+// keyedHMAC is HMAC (RFC 2104) whose key can be replaced without
+// allocating: the hash states after absorbing K^ipad and K^opad are kept
+// marshaled, so that each MAC costs the compression of its message and
+// of the inner hash, and a new key two compressions (the standard
+// crypto/hmac allocates two hashes and its pads per key). A hash that
+// cannot be marshaled falls back to crypto/hmac.
+type keyedHMAC struct {
+	newHash      func() hash.Hash
+	inner, outer hash.Hash
+	// istate and ostate are slices of states: the marshaled inner and
+	// outer hash states of the current key.
+	istate, ostate []byte
+	states         [2][keyedHMACStateSize]byte
+	pad            [128]byte
+	sum            [64]byte
+	// std is the crypto/hmac fallback.
+	std hash.Hash
+}
+
+// keyedHMACStateSize bounds a marshaled SHA-256/384/512 state (204 bytes
+// for SHA-512).
+const keyedHMACStateSize = 256
+
+func (m *keyedHMAC) init(newHash func() hash.Hash) {
+	m.newHash = newHash
+	m.inner, m.outer = newHash(), newHash()
+	_, ia := m.inner.(encoding.BinaryAppender)
+	_, iu := m.inner.(encoding.BinaryUnmarshaler)
+	if !ia || !iu || m.inner.BlockSize() > len(m.pad) {
+		m.inner, m.outer = nil, nil
+	}
+}
+
+// setKey replaces the key (RFC 2104, Section 2: a key longer than the
+// block is hashed first).
+func (m *keyedHMAC) setKey(key []byte) {
+	if m.inner == nil {
+		m.std = hmac.New(m.newHash, key)
+		return
+	}
+	bs := m.inner.BlockSize()
+	pad := m.pad[:bs]
+	clear(pad)
+	if len(key) > bs {
+		m.inner.Reset()
+		m.inner.Write(key)
+		m.inner.Sum(pad[:0])
+	} else {
+		copy(pad, key)
+	}
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	m.istate = m.marshalAfter(m.inner, pad, m.states[0][:0])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	m.ostate = m.marshalAfter(m.outer, pad, m.states[1][:0])
+	clear(pad)
+	// The inner hash starts a MAC from the ipad state.
+	m.unmarshal(m.inner, m.istate)
+}
+
+// marshalAfter resets h, writes pad and appends the marshaled state to dst.
+func (m *keyedHMAC) marshalAfter(h hash.Hash, pad, dst []byte) []byte {
+	h.Reset()
+	h.Write(pad)
+	st, err := h.(encoding.BinaryAppender).AppendBinary(dst)
+	if err != nil || len(st) > keyedHMACStateSize {
+		panic("mls: internal error: marshaling an HMAC state")
+	}
+	return st
+}
+
+func (m *keyedHMAC) unmarshal(h hash.Hash, st []byte) {
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st); err != nil {
+		panic("mls: internal error: restoring an HMAC state")
+	}
+}
+
+// Reset starts a new MAC with the same key.
+func (m *keyedHMAC) Reset() {
+	if m.inner == nil {
+		m.std.Reset()
+		return
+	}
+	m.unmarshal(m.inner, m.istate)
+}
+
+func (m *keyedHMAC) Write(p []byte) (int, error) {
+	if m.inner == nil {
+		return m.std.Write(p)
+	}
+	return m.inner.Write(p)
+}
+
+// Sum appends the MAC of what was written since the last Reset to b.
+func (m *keyedHMAC) Sum(b []byte) []byte {
+	if m.inner == nil {
+		return m.std.Sum(b)
+	}
+	in := m.inner.Sum(m.sum[:0])
+	m.unmarshal(m.outer, m.ostate)
+	m.outer.Write(in)
+	return m.outer.Sum(b)
+}
+
+// keyed reports whether m holds anything derived from a key: a state
+// left unwiped, or the crypto/hmac fallback.
+func (m *keyedHMAC) keyed() bool {
+	if m.std != nil || m.istate != nil || m.ostate != nil {
+		return true
+	}
+	for _, st := range m.states {
+		for _, c := range st {
+			if c != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wipe erases the key's states: the marshaled ones and those inside the
+// hashes (a reset hash holds only its initial state; the buffered bytes of
+// the inner hash are labels, those of the outer one the inner hash).
+func (m *keyedHMAC) wipe() {
+	m.std = nil
+	if m.inner == nil {
+		return
+	}
+	clear(m.states[0][:])
+	clear(m.states[1][:])
+	clear(m.sum[:])
+	m.istate, m.ostate = nil, nil
+	m.inner.Reset()
+	m.outer.Reset()
 }
 
 // expandHMAC is HKDF-Expand (RFC 5869, Section 2.3) with e's HMAC, keyed
@@ -229,7 +410,7 @@ func (s *cipherSuite) newExpander(secret []byte) *expander {
 // followed by one spare byte, which holds the block counter, so that each
 // block is one Write.
 func (e *expander) expandHMAC(infoCounter, out []byte) {
-	m, nh := e.m, e.s.nh
+	m, nh := &e.m, e.s.nh
 	var t []byte
 	for n, counter := 0, byte(1); n < len(out); counter++ {
 		// Reset only when m was used: resetting a fresh HMAC costs a
@@ -288,7 +469,10 @@ func (s *cipherSuite) maxExpandLength() int { return 255 * s.nh }
 //	ExpandWithLabel(Secret, Label, Context, Length) =
 //	    KDF.Expand(Secret, KDFLabel, Length)
 func (s *cipherSuite) expandWithLabel(secret []byte, label string, context []byte, length int) []byte {
-	return s.newExpander(secret).expandWithLabel(label, context, length)
+	e := s.getExpander(secret)
+	out := e.expandWithLabel(label, context, length)
+	s.putExpander(e)
+	return out
 }
 
 // appendKDFLabel appends the KDFLabel of expandWithLabel to b, followed by
@@ -435,6 +619,11 @@ func (s *cipherSuite) encryptWithPrepared(rand io.Reader, pub []byte, pc *prepar
 	if err != nil {
 		return nil, nil, err
 	}
+	return s.sealWithPrepared(rand, pk, pc, plaintext)
+}
+
+// sealWithPrepared is encryptWithPrepared to a parsed public key.
+func (s *cipherSuite) sealWithPrepared(rand io.Reader, pk kem.PublicKey, pc *preparedEncryptContext, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
 	kemOutput, ciphertext, err = s.hpke.SealWithInfo(rand, pk, pc.info, nil, plaintext)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mls: HPKE seal: %w", err)
@@ -543,6 +732,9 @@ type ed25519Scheme struct{}
 
 type ed25519Signer struct {
 	key ed25519.PrivateKey
+	// exp is the key expanded for signing (ed25519.go), so that a
+	// signature does not hash the seed again.
+	exp *edExpandedKey
 }
 
 func (ed25519Scheme) generate(rand io.Reader) (signer, error) {
@@ -551,14 +743,14 @@ func (ed25519Scheme) generate(rand io.Reader) (signer, error) {
 	if _, err := io.ReadFull(rand, seed); err != nil {
 		return nil, fmt.Errorf("mls: reading randomness: %w", err)
 	}
-	return ed25519Signer{ed25519.NewKeyFromSeed(seed)}, nil
+	return newEd25519Signer(ed25519.NewKeyFromSeed(seed)), nil
 }
 
 func (ed25519Scheme) newPrivateKey(b []byte) (signer, error) {
 	if len(b) != ed25519.SeedSize {
 		return nil, fmt.Errorf("mls: invalid Ed25519 private key length %d", len(b))
 	}
-	return ed25519Signer{ed25519.NewKeyFromSeed(b)}, nil
+	return newEd25519Signer(ed25519.NewKeyFromSeed(b)), nil
 }
 
 // verify verifies under the one rule of every Ed25519 path, single or
@@ -574,8 +766,15 @@ func (ed25519Scheme) checkPublicKey(pub []byte) error {
 	return nil
 }
 
+func newEd25519Signer(key ed25519.PrivateKey) ed25519Signer {
+	return ed25519Signer{key: key, exp: expandEdKey(key)}
+}
+
 func (k ed25519Signer) sign(_ io.Reader, msg []byte) ([]byte, error) {
-	return ed25519.Sign(k.key, msg), nil
+	if k.exp == nil {
+		return ed25519.Sign(k.key, msg), nil
+	}
+	return k.exp.sign(msg), nil
 }
 
 func (k ed25519Signer) publicKey() []byte { return k.key[ed25519.SeedSize:] }

@@ -3,8 +3,10 @@ package mls
 import (
 	"bytes"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"fmt"
+	"hash"
 	"io"
 	mathrand "math/rand/v2"
 	"sort"
@@ -473,5 +475,38 @@ func TestEncryptWithPrepared(t *testing.T) {
 				t.Fatal("encryptWithPrepared accepted a truncated public key")
 			}
 		})
+	}
+}
+
+// TestKeyedHMAC checks keyedHMAC against crypto/hmac for every suite hash,
+// keys shorter than, as long as and longer than the block, several MACs
+// per key and keys replaced in place, and that wipe leaves no state.
+func TestKeyedHMAC(t *testing.T) {
+	for _, newHash := range []func() hash.Hash{newSHA256, newSHA384, newSHA512} {
+		var m keyedHMAC
+		m.init(newHash)
+		if m.inner == nil {
+			t.Fatalf("hash of size %d falls back to crypto/hmac", newHash().Size())
+		}
+		bs := newHash().BlockSize()
+		for _, kl := range []int{0, 1, 32, bs - 1, bs, bs + 1, 3 * bs} {
+			key := bytes.Repeat([]byte{byte(kl) + 1}, kl)
+			m.setKey(key)
+			for i, msg := range [][]byte{nil, []byte("a"), bytes.Repeat([]byte{7}, 2*bs+5)} {
+				if i > 0 {
+					m.Reset()
+				}
+				m.Write(msg)
+				want := hmac.New(newHash, key)
+				want.Write(msg)
+				if got := m.Sum([]byte("prefix")); !bytes.Equal(got, want.Sum([]byte("prefix"))) {
+					t.Errorf("hash size %d, key length %d, message %d: MAC differs from crypto/hmac", newHash().Size(), kl, i)
+				}
+			}
+			m.wipe()
+			if m.keyed() {
+				t.Errorf("hash size %d: state left after wipe", newHash().Size())
+			}
+		}
 	}
 }

@@ -155,11 +155,7 @@ type Commit struct {
 }
 
 func (c *Commit) marshal(b *cryptobyte.Builder) {
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for i := range c.Proposals {
-			c.Proposals[i].marshal(b)
-		}
-	})
+	writeList(b, len(c.Proposals), func(i int, b *cryptobyte.Builder) { c.Proposals[i].marshal(b) })
 	writeOptional(b, c.Path != nil)
 	if c.Path != nil {
 		c.Path.marshal(b)

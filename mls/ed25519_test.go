@@ -286,6 +286,8 @@ func TestEd25519EdgeCases(t *testing.T) {
 // batch accepts exactly when every signature verifies alone, and that the
 // leaf verification names the first bad leaf.
 func TestEd25519BatchMatchesSingle(t *testing.T) {
+	defer func(n int) { edBatchSize = n }(edBatchSize)
+	edBatchSize = 160 // batches on both sides of edBucketMinBatch
 	rng := mrand.New(mrand.NewPCG(7, 8))
 	T := torsionPoint(t)
 	keys := make([]*edTestKey, 8)
@@ -350,6 +352,8 @@ func BenchmarkEd25519BatchVerify(b *testing.B) {
 // signatures fails, the fallback names the lowest bad leaf, for bad
 // leaves in the first, a middle and the last batch.
 func TestVerifyLeafSignaturesNamesBadLeaf(t *testing.T) {
+	defer func(n int) { edBatchSize = n }(edBatchSize)
+	edBatchSize = 128
 	suite := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519
 	tt := buildTestTree(t, suite, 2*edBatchSize+3, false, testRand(12))
 	if err := tt.tree.verifyLeafSignatures(nil); err != nil {
@@ -364,7 +368,7 @@ func TestVerifyLeafSignaturesNamesBadLeaf(t *testing.T) {
 	if !tt.tree.batchVerifyLeaves(all, nil) {
 		t.Fatal("batchVerifyLeaves of valid leaves = false")
 	}
-	for _, bad := range [][]leafIndex{{0}, {70, 100}, {2*edBatchSize + 2}} {
+	for _, bad := range [][]leafIndex{{0}, {70, 100}, {leafIndex(2*edBatchSize + 2)}} {
 		tree := tt.tree.clone()
 		for _, l := range bad {
 			leaf := *tree.leaf(l)
@@ -492,4 +496,79 @@ func FuzzEd25519Verify(f *testing.F) {
 			t.Fatalf("batch = %v, single = %v", got, ours)
 		}
 	})
+}
+
+// TestEdExpandedKeySign checks that the expanded-key signer makes the
+// signatures crypto/ed25519.Sign makes, for several keys and message
+// lengths, and that it allocates only the signature.
+func TestEdExpandedKeySign(t *testing.T) {
+	rand := testRand(77)
+	for i := 0; i < 50; i++ {
+		_, priv, err := ed25519.GenerateKey(rand)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := expandEdKey(priv)
+		msg := make([]byte, i*13)
+		rand.Read(msg)
+		if got, want := e.sign(msg), ed25519.Sign(priv, msg); !bytes.Equal(got, want) {
+			t.Fatalf("key %d, message of %d bytes: signature %x, crypto/ed25519 gives %x", i, len(msg), got, want)
+		}
+	}
+	_, priv, _ := ed25519.GenerateKey(rand)
+	e := expandEdKey(priv)
+	msg := make([]byte, 250)
+	if n := testing.AllocsPerRun(100, func() { e.sign(msg) }); n > 1 {
+		t.Errorf("signing allocates %v times, want 1", n)
+	}
+}
+
+// TestEdBucketMultiScalarMult checks the bucket method against
+// VarTimeMultiScalarMult for random points and scalars of full and 128-bit
+// size, zero, one and L-1, at sizes that choose different windows.
+func TestEdBucketMultiScalarMult(t *testing.T) {
+	rng := testRand(41)
+	var lMinus1 edwards25519.Scalar
+	lMinus1.Subtract(edwards25519.NewScalar(), smallScalar(t, 1))
+	for _, n := range []int{1, 2, 7, 300, 700, 2100, 5000, 8193} {
+		scalars := make([]edwards25519.Scalar, n)
+		points := make([]*edwards25519.Point, n)
+		ptrs := make([]*edwards25519.Scalar, n)
+		for i := range n {
+			var wide [64]byte
+			rng.Read(wide[:])
+			switch i % 5 {
+			case 0, 1:
+				scalars[i].SetUniformBytes(wide[:])
+			case 2:
+				clear(wide[16:])
+				scalars[i].SetUniformBytes(wide[:])
+			case 3:
+				scalars[i].Set([]*edwards25519.Scalar{edwards25519.NewScalar(), smallScalar(t, 1), &lMinus1}[i%3])
+			case 4:
+				scalars[i].Set(&lMinus1)
+			}
+			var k edwards25519.Scalar
+			rng.Read(wide[:])
+			k.SetUniformBytes(wide[:])
+			points[i] = new(edwards25519.Point).ScalarBaseMult(&k)
+			ptrs[i] = &scalars[i]
+		}
+		var got, want edwards25519.Point
+		edBucketMultiScalarMult(&got, scalars, points)
+		want.VarTimeMultiScalarMult(ptrs, points)
+		if got.Equal(&want) != 1 {
+			t.Errorf("n = %d: bucket method differs from VarTimeMultiScalarMult", n)
+		}
+	}
+}
+
+func smallScalar(t *testing.T, v byte) *edwards25519.Scalar {
+	var b [32]byte
+	b[0] = v
+	s, err := edwards25519.NewScalar().SetCanonicalBytes(b[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -180,16 +180,21 @@ func (fc *FramedContent) marshal(b *cryptobyte.Builder) {
 // decrypted plaintext, which decoding has checked to be the canonical
 // encoding of the decoded body, so it is not encoded again.
 func (fc *FramedContent) marshalWithBody(b *cryptobyte.Builder, body []byte) {
-	writeOpaque(b, fc.GroupID)
-	b.AddUint64(fc.Epoch)
-	fc.Sender.marshal(b)
-	writeOpaque(b, fc.AuthenticatedData)
-	b.AddUint8(uint8(fc.ContentType))
+	fc.marshalHeader(b)
 	if body != nil {
 		b.AddBytes(body)
 		return
 	}
 	marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
+}
+
+// marshalHeader writes the fields of fc before the content body.
+func (fc *FramedContent) marshalHeader(b *cryptobyte.Builder) {
+	writeOpaque(b, fc.GroupID)
+	b.AddUint64(fc.Epoch)
+	fc.Sender.marshal(b)
+	writeOpaque(b, fc.AuthenticatedData)
+	b.AddUint8(uint8(fc.ContentType))
 }
 
 func (fc *FramedContent) unmarshal(s *cryptobyte.String) error {
@@ -337,6 +342,29 @@ type AuthenticatedContent struct {
 	// WireFormat and Content are unchanged; nothing changes them after
 	// signing or verifying.
 	framed []byte
+}
+
+// encodedBody returns the encoded content body (the proposal or commit)
+// from framed, or nil when framed was not kept: protecting a commit
+// encrypts the bytes that were signed instead of encoding a commit that
+// adds thousands of members a second time.
+func (ac *AuthenticatedContent) encodedBody() []byte {
+	if ac.framed == nil {
+		return nil
+	}
+	buf := getScratch()
+	b := cryptobyte.NewBuilder(*buf)
+	ac.Content.marshalHeader(b)
+	hdr, err := b.Bytes()
+	if err != nil {
+		return nil
+	}
+	n := 2 + len(hdr) // wire_format, then the header
+	putScratch(buf, hdr)
+	if n > len(ac.framed) {
+		return nil
+	}
+	return ac.framed[n:]
 }
 
 func (ac *AuthenticatedContent) marshal(b *cryptobyte.Builder) {

@@ -359,7 +359,7 @@ func (g *Group) welcomeFor(rand io.Reader, st *commitState, newMembers []addedMe
 		if err != nil {
 			return nil, err
 		}
-		kemOut, ct, err := cs.encryptWithPrepared(rand, m.kp.InitKey, ectx, pt)
+		kemOut, ct, err := cs.sealWithPrepared(rand, m.initKey, ectx, pt)
 		clear(pt)
 		if err != nil {
 			return nil, err

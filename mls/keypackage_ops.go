@@ -5,10 +5,16 @@ package mls
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
+	"sync"
 	"time"
+
+	"qpchat/kem"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -255,36 +261,53 @@ func ValidateKeyPackage(kp *KeyPackage, suite CipherSuite, now time.Time, valida
 	if err != nil {
 		return err
 	}
-	return validateKeyPackageIn(t, kp, nil, nil, now, validate)
+	_, err = validateKeyPackageIn(t, kp, nil, nil, now, validate)
+	return err
 }
 
 // validateKeyPackage validates a KeyPackage for an Add to this group
 // against the current tree.
 func (g *Group) validateKeyPackage(kp *KeyPackage, now time.Time) error {
-	return g.validateKeyPackageIn(g.tree, kp, g.ctx.Extensions, now)
+	_, err := g.validateKeyPackageIn(g.tree, kp, g.ctx.Extensions, now)
+	return err
 }
 
 // validateKeyPackageIn validates kp against tree t and the GroupContext
-// extensions exts (RFC 9420, Section 10.1 and Section 12.1.1).
-func (g *Group) validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time) error {
+// extensions exts (RFC 9420, Section 10.1 and Section 12.1.1). It returns
+// the parsed init key, which the Welcome to the new member is sealed to:
+// parsing an ML-KEM key expands its matrix, worth doing once.
+func (g *Group) validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time) (kem.PublicKey, error) {
 	return validateKeyPackageIn(t, kp, g.ctx.GroupID, exts, now, g.cfg.ValidateCredential)
 }
 
-func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error) error {
+// validateKeyPackageChecked is validateKeyPackageIn for a KeyPackage whose
+// two signatures were already verified when sigsVerified is true
+// (batchVerifyKeyPackages).
+func (g *Group) validateKeyPackageChecked(t *ratchetTree, kp *KeyPackage, exts Extensions, now time.Time, sigsVerified bool) (kem.PublicKey, error) {
+	return validateKeyPackage(t, kp, g.ctx.GroupID, exts, now, g.cfg.ValidateCredential, sigsVerified)
+}
+
+func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error) (kem.PublicKey, error) {
+	return validateKeyPackage(t, kp, groupID, exts, now, validate, false)
+}
+
+func validateKeyPackage(t *ratchetTree, kp *KeyPackage, groupID []byte, exts Extensions, now time.Time, validate func(Credential, []byte) error, sigsVerified bool) (kem.PublicKey, error) {
 	// Section 10.1: the version and cipher suite match the group's.
 	if kp.Version != ProtocolVersionMLS10 {
-		return fmt.Errorf("mls: key package of version %d", kp.Version)
+		return nil, fmt.Errorf("mls: key package of version %d", kp.Version)
 	}
 	if kp.CipherSuite != t.suite {
-		return fmt.Errorf("mls: key package of cipher suite 0x%04x in a group of 0x%04x", uint16(kp.CipherSuite), uint16(t.suite))
+		return nil, fmt.Errorf("mls: key package of cipher suite 0x%04x in a group of 0x%04x", uint16(kp.CipherSuite), uint16(t.suite))
 	}
 	// The signature over KeyPackageTBS with the leaf's signature key.
-	tbs, err := kp.marshalTBS()
-	if err != nil {
-		return err
-	}
-	if !t.cs.verifyWithLabel(kp.LeafNode.SignatureKey, labelKeyPackageTBS, tbs, kp.Signature) {
-		return errors.New("mls: invalid key package signature")
+	if !sigsVerified {
+		tbs, err := kp.marshalTBS()
+		if err != nil {
+			return nil, err
+		}
+		if !t.cs.verifyWithLabel(kp.LeafNode.SignatureKey, labelKeyPackageTBS, tbs, kp.Signature) {
+			return nil, errors.New("mls: invalid key package signature")
+		}
 	}
 	// The leaf node is valid (Section 7.3) with source key_package.
 	if err := t.validateLeaf(&kp.LeafNode, &leafValidation{
@@ -293,15 +316,90 @@ func validateKeyPackageIn(t *ratchetTree, kp *KeyPackage, groupID []byte, exts E
 		now:                now,
 		groupExtensions:    exts,
 		validateCredential: validate,
+		signatureVerified:  sigsVerified,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	// init_key is a valid HPKE key, different from the encryption key.
-	if _, err := t.cs.hpkePublicKey(kp.InitKey); err != nil {
-		return err
+	initKey, err := t.cs.hpkePublicKey(kp.InitKey)
+	if err != nil {
+		return nil, err
 	}
 	if bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
-		return errors.New("mls: key package init key equals its encryption key")
+		return nil, errors.New("mls: key package init key equals its encryption key")
 	}
-	return nil
+	return initKey, nil
+}
+
+// batchVerifyKeyPackages reports whether the two Ed25519 signatures of
+// every KeyPackage of kps, over KeyPackageTBS and over its LeafNodeTBS,
+// verify, checking them in batches (ed25519.go, docs/BATCH-VERIFY.md: a
+// batch accepts exactly what single verification accepts). false means
+// that one did not, that the suite does not sign with Ed25519, or that
+// there are too few to batch: the caller then verifies each one alone.
+//
+// Like the leaves of a joined tree, they are shared among GOMAXPROCS
+// goroutines when there are enough of them.
+func batchVerifyKeyPackages(cs *cipherSuite, kps []*KeyPackage) bool {
+	if _, ed := cs.sig.(ed25519Scheme); !ed || len(kps) < 2 {
+		return false
+	}
+	workers := min(runtime.GOMAXPROCS(0), 2*len(kps)/minSignaturesPerWorker)
+	if workers <= 1 {
+		return batchVerifyKeyPackagesIn(kps)
+	}
+	ok := make([]bool, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(kps)/workers, (w+1)*len(kps)/workers
+		wg.Go(func() { ok[w] = batchVerifyKeyPackagesIn(kps[lo:hi]) })
+	}
+	wg.Wait()
+	return !slices.Contains(ok, false)
+}
+
+// batchVerifyKeyPackagesIn is batchVerifyKeyPackages on one goroutine.
+func batchVerifyKeyPackagesIn(kps []*KeyPackage) bool {
+	sigs := make([]edSignature, 0, min(edBatchSize, 2*len(kps)))
+	buf := getScratch()
+	defer func() { putScratch(buf, *buf) }()
+	var digest [64]byte
+	for _, kp := range kps {
+		pub, ok := parseEdPublicKey(kp.LeafNode.SignatureKey)
+		if !ok || len(kp.Signature) != 64 || len(kp.LeafNode.Signature) != 64 {
+			return false
+		}
+		// The KeyPackage's signature: its TBS is the LeafNode's content
+		// with more around it, encoded into the same buffer.
+		b := cryptobyte.NewBuilder((*buf)[:0])
+		kp.marshalTBSTo(b)
+		tbs, err := b.Bytes()
+		if err != nil {
+			return false
+		}
+		*buf = tbs
+		var ks edSignature
+		if !ks.prepare(pub, appendLabeledInput(nil, labelKeyPackageTBS, tbs), kp.Signature) {
+			return false
+		}
+		// The leaf's signature (source key_package: no group or index).
+		all, in, err := leafSignedInput(*buf, &kp.LeafNode, nil, 0)
+		if err != nil {
+			return false
+		}
+		*buf = all
+		digest = sha512.Sum512(in)
+		var ls edSignature
+		if !ls.prepareDigest(pub, kp.LeafNode.Signature, &digest) {
+			return false
+		}
+		sigs = append(sigs, ks, ls)
+		if len(sigs) >= edBatchSize {
+			if !edBatchVerify(sigs) {
+				return false
+			}
+			sigs = sigs[:0]
+		}
+	}
+	return len(sigs) == 0 || edBatchVerify(sigs)
 }

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -110,4 +111,67 @@ func FuzzUnmarshalKeyPackagePrivate(f *testing.F) {
 			t.Fatal("decoded key package private re-encodes differently")
 		}
 	})
+}
+
+// TestBatchVerifyKeyPackages checks the batch verification of the Adds of
+// a commit: it accepts valid KeyPackages, refuses a batch with one bad
+// signature of either kind, and a commit adding that batch still fails
+// (verified one by one) while the same commit without it succeeds.
+func TestBatchVerifyKeyPackages(t *testing.T) {
+	suite := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519
+	cs, err := suite.suite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rand := testRand(31)
+	var kps []*KeyPackage
+	var msgs [][]byte
+	for i := range 24 {
+		kp := newTestKeyPackage(t, rand, suite, fmt.Sprintf("member-%d", i+1))
+		kps = append(kps, &kp.KeyPackage)
+		msgs = append(msgs, kpMessage(t, kp))
+	}
+	if !batchVerifyKeyPackages(cs, kps) {
+		t.Fatal("valid KeyPackages refused")
+	}
+	if batchVerifyKeyPackages(cs, kps[:1]) {
+		t.Error("a single KeyPackage is batched")
+	}
+	// Enough for several goroutines when GOMAXPROCS > 1, with a bad
+	// signature in the last share.
+	last := *kps[len(kps)-1]
+	last.Signature = bytes.Clone(last.Signature)
+	last.Signature[0] ^= 1
+	if batchVerifyKeyPackages(cs, append(kps[:len(kps)-1:len(kps)-1], &last)) {
+		t.Error("a bad signature in the last share is accepted")
+	}
+	kps, msgs = kps[:5], msgs[:5]
+	for _, leafSig := range []bool{false, true} {
+		bad := *kps[2]
+		if leafSig {
+			bad.LeafNode.Signature = bytes.Clone(bad.LeafNode.Signature)
+			bad.LeafNode.Signature[5] ^= 1
+		} else {
+			bad.Signature = bytes.Clone(bad.Signature)
+			bad.Signature[5] ^= 1
+		}
+		mixed := []*KeyPackage{kps[0], kps[1], &bad, kps[3], kps[4]}
+		if batchVerifyKeyPackages(cs, mixed) {
+			t.Errorf("leaf signature %v: a batch with a bad signature is accepted", leafSig)
+		}
+		badMsg, err := (&MLSMessage{WireFormat: WireFormatKeyPackage, KeyPackage: &bad}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := CreateGroup(rand, testConfig(), []byte("batch group"), newTestKeyPackage(t, rand, suite, "member-0"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Add(rand, [][]byte{msgs[0], msgs[1], badMsg, msgs[3], msgs[4]}, testNow); err == nil {
+			t.Errorf("leaf signature %v: a commit adding a KeyPackage with a bad signature is made", leafSig)
+		}
+		if _, err := g.Add(rand, [][]byte{msgs[0], msgs[1], msgs[3], msgs[4]}, testNow); err != nil {
+			t.Errorf("leaf signature %v: the valid KeyPackages alone: %v", leafSig, err)
+		}
+	}
 }

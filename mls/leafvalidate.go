@@ -41,6 +41,9 @@ type leafValidation struct {
 	// (Section 5.3.1). nil refuses every leaf, so a forgotten validator
 	// fails closed.
 	validateCredential func(c Credential, signatureKey []byte) error
+	// signatureVerified is set when the leaf's signature was verified
+	// already, in a batch (batchVerifyKeyPackages).
+	signatureVerified bool
 }
 
 // Default extension and proposal types (RFC 9420, Section 7.2) are
@@ -62,8 +65,10 @@ func (t *ratchetTree) validateLeaf(leaf *LeafNode, v *leafValidation) error {
 	if leaf == nil {
 		return errors.New("mls: blank leaf node")
 	}
-	if err := t.verifyLeafSignature(leaf, v.groupID, v.index); err != nil {
-		return err
+	if !v.signatureVerified {
+		if err := t.verifyLeafSignature(leaf, v.groupID, v.index); err != nil {
+			return err
+		}
 	}
 	if err := t.validateLeafAlone(leaf, v); err != nil {
 		return err
@@ -335,7 +340,7 @@ func (t *ratchetTree) verifyLeafSignatures(groupID []byte) error {
 // ls all verify, in batches. false means at least one did not (or could
 // not be encoded): the caller verifies them one by one.
 func (t *ratchetTree) batchVerifyLeaves(ls []leafIndex, groupID []byte) bool {
-	sigs := make([]edSignature, 0, edBatchSize)
+	sigs := make([]edSignature, 0, min(edBatchSize, len(ls)))
 	buf := getScratch()
 	defer func() { putScratch(buf, *buf) }()
 	var digest [64]byte

@@ -144,6 +144,39 @@ func writeVector(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
 	putScratch(buf, body)
 }
 
+// writeList writes a vector<V> of n elements, element i encoded by elem
+// (RFC 9420, Section 2.1.2). Each element is encoded into a small scratch
+// buffer and appended to the body, which grows by doubling: a long list
+// (the Adds of a commit building a large group, the ratchet tree, the
+// secrets of its Welcome) is copied about twice, where a builder's append
+// growth (a quarter at a time for large buffers) copies it about five
+// times.
+func writeList(b *cryptobyte.Builder, n int, elem func(i int, b *cryptobyte.Builder)) {
+	ebuf, bbuf := getScratch(), getScratch()
+	e, body := *ebuf, *bbuf
+	for i := 0; i < n; i++ {
+		eb := cryptobyte.NewBuilder(e[:0])
+		elem(i, eb)
+		enc, err := eb.Bytes()
+		if err != nil {
+			b.SetError(err)
+			break
+		}
+		if cap(body)-len(body) < len(enc) {
+			grown := make([]byte, len(body), 2*cap(body)+len(enc))
+			copy(grown, body)
+			clear(body)
+			body = grown
+		}
+		body = append(body, enc...)
+		clear(enc)
+		e = enc
+	}
+	writeOpaque(b, body)
+	putScratch(ebuf, e)
+	putScratch(bbuf, body)
+}
+
 // scratchPool holds buffers for encodings that are consumed at once (vector
 // bodies copied into their parent, inputs to a hash or signature), so that
 // encoding a large message does not allocate a new, doubling buffer at every
@@ -288,6 +321,11 @@ func marshalWith(f func(b *cryptobyte.Builder)) ([]byte, error) {
 	enc, err := b.Bytes()
 	if err != nil {
 		return nil, err
+	}
+	// A buffer too large for the pool is handed over instead of copied:
+	// the ratchet tree of a large group is tens of megabytes.
+	if cap(enc) > maxScratch {
+		return enc, nil
 	}
 	var out []byte
 	if len(enc) > 0 {

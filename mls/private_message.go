@@ -130,7 +130,11 @@ func (s *cipherSuite) protectPrivate(rand io.Reader, ac *AuthenticatedContent, t
 	} else {
 		buf := getScratch()
 		b := cryptobyte.NewBuilder(*buf)
-		marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
+		if body := ac.encodedBody(); body != nil {
+			b.AddBytes(body)
+		} else {
+			marshalContentBody(b, fc.ContentType, fc.ApplicationData, fc.Proposal, fc.Commit)
+		}
 		ac.Auth.marshal(b, fc.ContentType)
 		if content, err = b.Bytes(); err != nil {
 			return nil, err

@@ -343,6 +343,8 @@ type addedMember struct {
 	leaf leafIndex
 	kp   *KeyPackage
 	ref  KeyPackageRef
+	// initKey is kp's init key, parsed when kp was validated.
+	initKey kem.PublicKey
 }
 
 // proposalEffects is what applying a commit's proposals changed.
@@ -421,9 +423,20 @@ func (g *Group) applyProposals(t *ratchetTree, props []sourcedProposal, now time
 	if err != nil {
 		return nil, err
 	}
+	// The signatures of many Adds (a commit building a large group) are
+	// verified in batches first; if a batch fails, each KeyPackage is
+	// verified alone below, which names the bad one.
+	var kps []*KeyPackage
+	for _, sp := range props {
+		if sp.proposal.Type == ProposalTypeAdd {
+			kps = append(kps, &sp.proposal.Add.KeyPackage)
+		}
+	}
+	sigsVerified := batchVerifyKeyPackages(t.cs, kps)
 	err = byType(ProposalTypeAdd, func(sp sourcedProposal) error {
 		kp := &sp.proposal.Add.KeyPackage
-		if err := g.validateKeyPackageIn(t, kp, eff.extensions, now); err != nil {
+		initKey, err := g.validateKeyPackageChecked(t, kp, eff.extensions, now, sigsVerified)
+		if err != nil {
 			return err
 		}
 		leaf := kp.LeafNode
@@ -435,7 +448,7 @@ func (g *Group) applyProposals(t *ratchetTree, props []sourcedProposal, now time
 		if err != nil {
 			return err
 		}
-		eff.added = append(eff.added, addedMember{leaf: l, kp: kp, ref: ref})
+		eff.added = append(eff.added, addedMember{leaf: l, kp: kp, ref: ref, initKey: initKey})
 		return nil
 	})
 	if err != nil {

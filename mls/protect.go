@@ -50,12 +50,21 @@ func (s *cipherSuite) signFramedContent(rand io.Reader, key *SignaturePrivateKey
 	if err != nil {
 		return nil, err
 	}
-	defer putScratch(buf, all)
 	sig, err := key.s.sign(rand, signContent)
 	if err != nil {
+		putScratch(buf, all)
 		return nil, err
 	}
-	return &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}, framed: keepFramed(fc, framed)}, nil
+	ac := &AuthenticatedContent{WireFormat: wf, Content: *fc, Auth: FramedContentAuthData{Signature: sig}}
+	if fc.ContentType == ContentTypeCommit && cap(all) > maxScratch {
+		// A buffer too large for the pool (a commit adding thousands
+		// of members) is kept instead of copied.
+		ac.framed = framed
+	} else {
+		ac.framed = keepFramed(fc, framed)
+		putScratch(buf, all)
+	}
+	return ac, nil
 }
 
 // keepFramed returns a copy of the wire_format || content encoding for

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"qpchat/internal/vectors"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 type messageProtectionVector struct {
@@ -336,5 +338,39 @@ func testPrivateRoundTrip(t *testing.T, f *protectionFixture, name string, ct Co
 	// Content signed for the other wire format is refused.
 	if _, err := f.suite.protectPrivateMessage(rand.Reader, f.sign(t, WireFormatPublicMessage, fc), sender, f.tc.SenderDataSecret, 0); err == nil {
 		t.Errorf("%s: protectPrivate of content signed for public_message: no error", name)
+	}
+}
+
+// TestEncodedBodyIsTheSignedBody checks that the body protectPrivate
+// takes from a signed commit's kept encoding is the commit's encoding.
+func TestEncodedBodyIsTheSignedBody(t *testing.T) {
+	suite := CipherSuiteMLS128DHKEMX25519AES128GCMSHA256Ed25519
+	rand := testRand(21)
+	g, err := CreateGroup(rand, testConfig(), []byte("body group"), newTestKeyPackage(t, rand, suite, "member-0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &FramedContent{
+		GroupID:           g.ctx.GroupID,
+		Epoch:             g.ctx.Epoch,
+		Sender:            Sender{Type: SenderTypeMember, LeafIndex: g.own()},
+		AuthenticatedData: []byte("some authenticated data"),
+		ContentType:       ContentTypeCommit,
+		Commit:            &Commit{Proposals: []ProposalOrRef{{Type: ProposalOrRefTypeReference, Reference: bytes.Repeat([]byte{3}, 32)}}},
+	}
+	ac, err := g.cs.signFramedContent(rand, g.signer, WireFormatPrivateMessage, fc, &g.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := marshalWith(func(b *cryptobyte.Builder) { marshalContentBody(b, fc.ContentType, nil, nil, fc.Commit) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ac.encodedBody(); !bytes.Equal(got, want) {
+		t.Errorf("encodedBody %x, want the commit encoding %x", got, want)
+	}
+	ac.framed = nil
+	if ac.encodedBody() != nil {
+		t.Error("encodedBody without a kept encoding")
 	}
 }

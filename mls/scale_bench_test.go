@@ -13,7 +13,11 @@ package mls
 // reports cpu-ns/op, floor-cpu-ns/op and their ratio x-floor.
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"os"
 	"testing"
@@ -69,6 +73,12 @@ func getScaleGroup(b *testing.B, suite CipherSuite, n int) *scaleGroup {
 // build creates the group and adds every other member in one commit with
 // the tree in the Welcome, the operation BenchmarkScale/op=build measures.
 func (sg *scaleGroup) build(b *testing.B) (*Group, []byte) {
+	g, welcome, _ := sg.buildSized(b)
+	return g, welcome
+}
+
+// buildSized is build that also returns the length of the commit.
+func (sg *scaleGroup) buildSized(b *testing.B) (*Group, []byte, int) {
 	rand := testRand(7)
 	g, err := CreateGroup(rand, testConfig(), []byte("scale group"), sg.kps[0], nil)
 	if err != nil {
@@ -81,7 +91,7 @@ func (sg *scaleGroup) build(b *testing.B) (*Group, []byte) {
 	if _, err := g.MergePending(); err != nil {
 		b.Fatal(err)
 	}
-	return g, out.Welcome
+	return g, out.Welcome, len(out.Commit)
 }
 
 // makeFull gives the group of the creator a full tree: every parent node
@@ -126,9 +136,12 @@ func (sg *scaleGroup) makeFull(b *testing.B) {
 // that both see the same load on a shared machine, and reports their CPU
 // time per operation (cpu-ns/op, floor-cpu-ns/op) and the ratio
 // (x-floor). setup, when not nil, runs before each op without being
-// measured.
-func measureAgainstFloor(b *testing.B, setup, op, floor func()) {
-	var cpu, fl cpuMeter
+// measured. bytes, when given, is a second floor measured the same way:
+// the passes over a message's bytes that no implementation avoids
+// (bytesFloor), reported as bytes-cpu-ns/op and x-floor+bytes, the ratio
+// of op to both floors.
+func measureAgainstFloor(b *testing.B, setup, op, floor func(), bytes ...func()) {
+	var cpu, fl, by cpuMeter
 	for b.Loop() {
 		if setup != nil {
 			setup()
@@ -139,19 +152,47 @@ func measureAgainstFloor(b *testing.B, setup, op, floor func()) {
 		fl.begin()
 		floor()
 		fl.end()
+		if len(bytes) > 0 {
+			by.begin()
+			bytes[0]()
+			by.end()
+		}
 	}
 	cpu.report(b)
 	b.ReportMetric(float64(fl.total.Nanoseconds())/float64(b.N), "floor-cpu-ns/op")
 	if fl.total > 0 {
 		b.ReportMetric(float64(cpu.total)/float64(fl.total), "x-floor")
 	}
+	if len(bytes) > 0 && fl.total+by.total > 0 {
+		b.ReportMetric(float64(by.total.Nanoseconds())/float64(b.N), "bytes-cpu-ns/op")
+		b.ReportMetric(float64(cpu.total)/float64(fl.total+by.total), "x-floor+bytes")
+	}
+}
+
+// bytesFloor is what a message of n bytes costs any implementation:
+// sha512 SHA-512 passes (Ed25519 hashes the signed content twice to sign,
+// once to verify), one SHA-256 pass (the transcript hash) and one
+// AES-128-GCM encryption (the PrivateMessage).
+func bytesFloor(n, sha512Passes int) func() {
+	msg := make([]byte, n)
+	out := make([]byte, 0, n+16)
+	block, _ := aes.NewCipher(make([]byte, 16))
+	aead, _ := cipher.NewGCM(block)
+	nonce := make([]byte, 12)
+	return func() {
+		for range sha512Passes {
+			sha512.Sum512(msg)
+		}
+		sha256.Sum256(msg)
+		aead.Seal(out[:0], nonce, msg, nil)
+	}
 }
 
 // BenchmarkScale measures, per suite and size, each against its floor in
 // the same loop: building the group in one commit (floor: the KeyPackage
 // verifications and one HPKE seal per new member), joining it (N
-// crypto/ed25519 verifications), processing a full-path commit in a full
-// tree (2 verifications and 1 HPKE open), protecting (1 signature) and
+// crypto/ed25519 verifications), creating a full-path commit in a full
+// tree (commitFloor), processing it (2 verifications and 1 HPKE open), protecting (1 signature) and
 // unprotecting (1 verification) a 100-byte message.
 func BenchmarkScale(b *testing.B) {
 	for _, suite := range scaleSuites {
@@ -166,8 +207,17 @@ func BenchmarkScale(b *testing.B) {
 			}
 			b.Run(prefix+"/op=build", func(b *testing.B) {
 				s := getScaleGroup(b, suite, n)
-				measureAgainstFloor(b, nil, func() { s.creator, s.welcome = s.build(b) }, buildFloor(b, s))
+				var commitLen int
+				s.creator, s.welcome, commitLen = s.buildSized(b)
+				// The commit and the GroupInfo in the Welcome (which
+				// holds the tree) are each signed and encrypted.
+				commitBytes, welcomeBytes := bytesFloor(commitLen, 2), bytesFloor(len(s.welcome), 2)
+				measureAgainstFloor(b, nil, func() { s.creator, s.welcome = s.build(b) }, buildFloor(b, s), func() {
+					commitBytes()
+					welcomeBytes()
+				})
 				b.ReportMetric(float64(len(s.welcome)), "welcome-bytes")
+				b.ReportMetric(float64(commitLen), "commit-bytes")
 			})
 			b.Run(prefix+"/op=join", func(b *testing.B) {
 				s := sg(b)
@@ -176,7 +226,25 @@ func BenchmarkScale(b *testing.B) {
 					if _, err := JoinFromWelcome(testConfig(), s.welcome, kp, nil, testNow); err != nil {
 						b.Fatal(err)
 					}
-				}, joinFloor(b, s))
+				}, joinFloor(b, s), bytesFloor(len(s.welcome), 1)) // decrypt, verify the GroupInfo, hash the tree
+				b.ReportMetric(float64(len(s.welcome)), "welcome-bytes")
+			})
+			b.Run(prefix+"/op=commit-full", func(b *testing.B) {
+				s := sg(b)
+				s.makeFull(b)
+				committer := cloneGroupInMemory(s.committer)
+				rand := testRand(13)
+				commit := func() int {
+					out, err := committer.Update(rand, testNow)
+					if err != nil {
+						b.Fatal(err)
+					}
+					committer.DiscardPending()
+					return len(out.Commit)
+				}
+				size := commit()
+				measureAgainstFloor(b, nil, func() { commit() }, commitFloor(b, s), bytesFloor(size, 2))
+				b.ReportMetric(float64(size), "commit-bytes")
 			})
 			b.Run(prefix+"/op=process-full", func(b *testing.B) {
 				s := sg(b)
@@ -191,7 +259,7 @@ func BenchmarkScale(b *testing.B) {
 					if _, err := g.ProcessMessage(out.Commit, testNow); err != nil {
 						b.Fatal(err)
 					}
-				}, processFloor(b, s))
+				}, processFloor(b, s), bytesFloor(len(out.Commit), 1))
 				b.ReportMetric(float64(len(out.Commit)), "commit-bytes")
 			})
 			b.Run(prefix+"/op=protect", func(b *testing.B) {
@@ -317,6 +385,43 @@ func processFloor(b *testing.B, sg *scaleGroup) func() {
 		}
 		if _, err := cs.decryptWithLabel(sk, labelUpdatePathNode, msg, kemOut, ct); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// commitFloor is the floor of a full-path commit in a full tree: two
+// Ed25519 signatures (the commit's and its leaf's) and, for each of the
+// ceil(log2 N) nodes of the committer's direct path, one
+// KEM.DeriveKeyPair and one HPKE seal of the path secret to the copath
+// node (RFC 9420, Section 7.5).
+func commitFloor(b *testing.B, sg *scaleGroup) func() {
+	cs, err := sg.suite.suite()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(testRand(14))
+	msg := make([]byte, 300)
+	sk, err := cs.hpke.KEM.GenerateKeyPair(testRand(15))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := sk.PublicKey().Bytes()
+	depth := 0
+	for 1<<depth < len(sg.kps) {
+		depth++
+	}
+	secret := make([]byte, cs.nh)
+	rand := testRand(16)
+	return func() {
+		ed25519.Sign(priv, msg)
+		ed25519.Sign(priv, msg)
+		for range depth {
+			if _, err := cs.hpke.KEM.DeriveKeyPair(secret); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := cs.encryptWithLabel(rand, pub, labelUpdatePathNode, msg, secret); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

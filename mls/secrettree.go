@@ -22,7 +22,6 @@ package mls
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 )
@@ -123,14 +122,18 @@ type secretTree struct {
 // expander returns the tree's expander keyed with secret, replacing the
 // previous one: at most one ratchet step uses it at a time.
 func (t *secretTree) expander(secret []byte) *expander {
-	t.exp = expander{s: t.suite, m: hmac.New(t.suite.newHash, secret)}
+	if t.exp.s == nil {
+		t.exp.s = t.suite
+		t.exp.m.init(t.suite.newHash)
+	}
+	t.exp.setKey(secret)
 	return &t.exp
 }
 
 // dropExpander drops the tree's last keyed HMAC once a step is done: it is
 // keyed with a secret the step consumed, which the tree must not keep
 // (RFC 9420, Section 9.2).
-func (t *secretTree) dropExpander() { t.exp.m = nil }
+func (t *secretTree) dropExpander() { t.exp.wipe() }
 
 // newSecretTree creates the secret tree of an epoch with nLeaves leaves and
 // root secret encryptionSecret (RFC 9420, Section 9). The tree keeps its own
@@ -193,11 +196,13 @@ func (t *secretTree) ratchet(leaf uint32) (*[2]hashRatchet, error) {
 	}
 	// Walk down to the leaf, keeping the sibling at each level and deleting
 	// each parent once both children exist.
+	defer t.dropExpander()
 	for k := level; k > 0; k-- {
 		x := secretTreeNode(leaf, k)
 		secret := t.nodes[x]
-		left := t.suite.expandWithLabel(secret, labelTree, []byte(labelLeft), t.suite.nh)
-		right := t.suite.expandWithLabel(secret, labelTree, []byte(labelRight), t.suite.nh)
+		e := t.expander(secret)
+		left := e.expandWithLabel(labelTree, []byte(labelLeft), t.suite.nh)
+		right := e.expandWithLabel(labelTree, []byte(labelRight), t.suite.nh)
 		clear(secret)
 		delete(t.nodes, x)
 		half := uint32(1) << (k - 1)
@@ -206,9 +211,10 @@ func (t *secretTree) ratchet(leaf uint32) (*[2]hashRatchet, error) {
 	}
 	x := secretTreeNode(leaf, 0)
 	secret := t.nodes[x]
+	e := t.expander(secret)
 	r := &[2]hashRatchet{
-		handshakeRatchet:   {secret: t.suite.expandWithLabel(secret, labelHandshake, nil, t.suite.nh)},
-		applicationRatchet: {secret: t.suite.expandWithLabel(secret, labelApplication, nil, t.suite.nh)},
+		handshakeRatchet:   {secret: e.expandWithLabel(labelHandshake, nil, t.suite.nh)},
+		applicationRatchet: {secret: e.expandWithLabel(labelApplication, nil, t.suite.nh)},
 	}
 	clear(secret)
 	delete(t.nodes, x)

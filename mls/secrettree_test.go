@@ -231,7 +231,7 @@ func TestSecretTreeDeletion(t *testing.T) {
 		t.Errorf("after two keys: generation %d, old secret still held in %x (want 2 and overwritten)", r.generation, old)
 	}
 	// Nor is the HMAC keyed with it kept.
-	if tree.exp.m != nil {
+	if tree.exp.m.keyed() {
 		t.Error("the tree keeps the keyed HMAC of a consumed secret after nextKey")
 	}
 	p, err := tree.lookupKey(3, applicationRatchet, 5)
@@ -239,7 +239,7 @@ func TestSecretTreeDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.discard()
-	if tree.exp.m != nil {
+	if tree.exp.m.keyed() {
 		t.Error("the tree keeps a keyed HMAC after lookupKey")
 	}
 }

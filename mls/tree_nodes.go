@@ -109,12 +109,10 @@ func (n *Node) unmarshal(s *cryptobyte.String) error {
 type RatchetTree []*Node
 
 func (t RatchetTree) marshal(b *cryptobyte.Builder) {
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for _, n := range t {
-			writeOptional(b, n != nil)
-			if n != nil {
-				n.marshal(b)
-			}
+	writeList(b, len(t), func(i int, b *cryptobyte.Builder) {
+		writeOptional(b, t[i] != nil)
+		if t[i] != nil {
+			t[i].marshal(b)
 		}
 	})
 }

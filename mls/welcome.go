@@ -176,11 +176,7 @@ type Welcome struct {
 
 func (w *Welcome) marshal(b *cryptobyte.Builder) {
 	b.AddUint16(uint16(w.CipherSuite))
-	writeVector(b, func(b *cryptobyte.Builder) {
-		for i := range w.Secrets {
-			w.Secrets[i].marshal(b)
-		}
-	})
+	writeList(b, len(w.Secrets), func(i int, b *cryptobyte.Builder) { w.Secrets[i].marshal(b) })
 	writeOpaque(b, w.EncryptedGroupInfo)
 }
 

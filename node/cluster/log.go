@@ -284,3 +284,46 @@ func (l *Log) Follow(ctx context.Context, after uint64, fn func(first uint64, en
 // MaxEntry is the largest entry the log takes: the NATS connection's
 // max_payload, less room for headers.
 func (l *Log) MaxEntry() int { return l.maxEntry }
+
+// Status is a node's view of the log stream, for its metrics.
+type Status struct {
+	// Server is the NATS server this node's connection is on (the
+	// embedded server's name, or the --nats server's).
+	Server string
+	// Leader is the stream leader's server name ("" without a quorum).
+	Leader string
+	// LastSeq is the log's last entry as the answering server has it.
+	LastSeq uint64
+	// Replicas are the stream's other members as the leader sees them.
+	Replicas []Replica
+}
+
+// Replica is a member of the log stream other than its leader.
+type Replica struct {
+	Name    string
+	Current bool          // caught up with the leader
+	Offline bool          // not heard from
+	Active  time.Duration // since the leader last heard from it
+	Lag     uint64        // entries behind the leader
+}
+
+// Status asks the stream for its state and its members', once, within
+// ctx.
+func (l *Log) Status(ctx context.Context) (Status, error) {
+	st := Status{Server: l.js.Conn().ConnectedServerName()}
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return st, fmt.Errorf("cluster: log stream info: %w", err)
+	}
+	st.LastSeq = info.State.LastSeq
+	if info.Cluster != nil {
+		st.Leader = info.Cluster.Leader
+		for _, p := range info.Cluster.Replicas {
+			if p == nil {
+				continue
+			}
+			st.Replicas = append(st.Replicas, Replica{Name: p.Name, Current: p.Current, Offline: p.Offline, Active: p.Active, Lag: p.Lag})
+		}
+	}
+	return st, nil
+}

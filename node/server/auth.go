@@ -111,7 +111,10 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 	srv := c.srv
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d, refund, w := c.reserveLogin(user, cancel)
+	d, refund, w, err := c.reserveLogin(wctx, user, cancel)
+	if err != nil {
+		return nil, err
+	}
 	if w == nil {
 		return refund, nil
 	}
@@ -144,10 +147,21 @@ func (c *conn) delayLogin(ctx context.Context, user string) (refund func(), err 
 // supersedes a start waiting on this connection, reserves the address and
 // (user, address) budgets and returns the delay, the refund of what was
 // taken and, when the start must wait, its delayedStart registered as
-// c.waiting.
-func (c *conn) reserveLogin(user string, cancel context.CancelFunc) (time.Duration, func(), *delayedStart) {
+// c.waiting. In a cluster the budgets are the shared ones, reserved
+// before c.mu is taken (a round trip to the cluster); an error then
+// means they could not be reached and the start is refused.
+func (c *conn) reserveLogin(ctx context.Context, user string, cancel context.CancelFunc) (time.Duration, func(), *delayedStart, error) {
 	srv := c.srv
 	addr := addrKey(c.remote)
+	var d time.Duration
+	var refund func()
+	if sh := srv.shared; sh != nil {
+		var err error
+		if d, refund, err = sh.reserveLogin(ctx, user, addr); err != nil {
+			c.log.Warn("login start refused: the cluster's rate-limit buckets are unreachable", "err", err)
+			return 0, nil, nil, proto.Errorf(proto.CodeInternal, "the cluster's login rate limits are unreachable; nothing was done, retry (or another node)")
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w := c.waiting; w != nil {
@@ -156,6 +170,20 @@ func (c *conn) reserveLogin(user string, cancel context.CancelFunc) (time.Durati
 		w.refund()
 		c.waiting = nil
 	}
+	if srv.shared == nil {
+		d, refund = srv.reserveLocalLogin(user, addr)
+	}
+	d = min(d, srv.cfg.Limits.MaxLoginDelay)
+	if d <= 0 {
+		return d, refund, nil, nil
+	}
+	w := &delayedStart{cancel: cancel, refund: refund}
+	c.waiting = w
+	return d, refund, w, nil
+}
+
+// reserveLocalLogin reserves the login budgets of this process.
+func (srv *Server) reserveLocalLogin(user, addr string) (time.Duration, func()) {
 	d, byAddr := srv.loginByAddr.reserve(addr)
 	byName := false
 	if user != "" && byAddr {
@@ -166,7 +194,7 @@ func (c *conn) reserveLogin(user string, cancel context.CancelFunc) (time.Durati
 		d = max(d, dn)
 	}
 	var once sync.Once
-	refund := func() {
+	return d, func() {
 		once.Do(func() {
 			if byAddr {
 				srv.loginByAddr.refund(addr)
@@ -176,13 +204,6 @@ func (c *conn) reserveLogin(user string, cancel context.CancelFunc) (time.Durati
 			}
 		})
 	}
-	d = min(d, srv.cfg.Limits.MaxLoginDelay)
-	if d <= 0 {
-		return d, refund, nil
-	}
-	w := &delayedStart{cancel: cancel, refund: refund}
-	c.waiting = w
-	return d, refund, w
 }
 
 func normalizeUser(name string, err error) (string, error) {

@@ -196,6 +196,12 @@ func Restore(cfg Config, r io.Reader, force bool) (RestoreResult, error) {
 	if err := store.CheckFile(tmpPath); err != nil {
 		return res, err
 	}
+	// A backup of a cluster node carries the replica's bookkeeping;
+	// restored, it is a single node's database (or the seed of a fresh
+	// cluster's log).
+	if err := store.DetachReplica(tmpPath); err != nil {
+		return res, err
+	}
 	ls, err := store.OpenServer(tmpPath, opts, store.Limits{})
 	if err != nil {
 		return res, fmt.Errorf("server: the backup does not open with this store key: %w", err)

@@ -95,6 +95,13 @@ type Config struct {
 	// replica (default DataDir/replica.db), and every node of the cluster
 	// needs the same store key and TLS identity.
 	StoreLog store.Log
+	// RateStore, if set, holds the login and KeyPackage-fetch rate
+	// limits that the nodes of a cluster share (limits_shared.go); nil
+	// keeps them in this process.
+	RateStore RateStore
+	// Cluster, if set, tells the admin listener's /metrics about the
+	// cluster this node is part of (prommetrics_cluster.go).
+	Cluster ClusterInfo
 	// Limits bound what clients can make the node do.
 	Limits Limits
 	// LoginSessionTTL is the lifetime of a login Session. Default 10m.

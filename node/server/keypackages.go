@@ -173,14 +173,25 @@ func (s *session) FetchKeyPackages(ctx context.Context, call rpc.Session_fetchKe
 		return err
 	}
 	key := hex.EncodeToString(s.device) + "/" + user
-	if !srv.kpFetch.allow(key) {
+	refund := func() { srv.kpFetch.refund(key) }
+	allowed := false
+	if sh := srv.shared; sh != nil {
+		if allowed, err = sh.kpFetch.allow(ctx, key); err != nil {
+			s.c.log.Warn("KeyPackage fetch refused: the cluster's rate-limit buckets are unreachable", "err", err)
+			return proto.Errorf(proto.CodeInternal, "fetchKeyPackages: the cluster's rate limits are unreachable; nothing was handed out, retry")
+		}
+		refund = func() { sh.kpFetch.refund(key) }
+	} else {
+		allowed = srv.kpFetch.allow(key)
+	}
+	if !allowed {
 		return proto.Errorf(proto.CodeRateLimited, "fetchKeyPackages: more than %d fetches a minute for this user (--kp-fetch-rate); retry later", srv.cfg.Limits.KeyPackageFetchRate)
 	}
 	got, err := srv.store.FetchKeyPackages(ctx, s.device, user, suite)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			// Cancelled, or a fault of the node: nothing was handed out.
-			srv.kpFetch.refund(key)
+			refund()
 		}
 		return s.storeErr("fetchKeyPackages", err)
 	}

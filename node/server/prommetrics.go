@@ -35,6 +35,9 @@ type promMetrics struct {
 	commitTime prometheus.Histogram
 	commitFns  prometheus.Histogram
 	refused    counter // calls answered rate-limited or busy
+	// clusterCalls, on a cluster node, times its calls to JetStream
+	// (prommetrics_cluster.go); nil on a single node.
+	clusterCalls *prometheus.HistogramVec
 
 	mu         sync.Mutex
 	queueStats store.QueueStats
@@ -69,6 +72,10 @@ func newPromMetrics(s *Server) *promMetrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if s.cfg.StoreLog != nil || s.cfg.RateStore != nil || s.cfg.Cluster != nil {
+		p.clusterCalls = newClusterCallTime()
+		p.reg.MustRegister(p.clusterCalls, &clusterCollector{s: s})
+	}
 	return p
 }
 

@@ -58,8 +58,11 @@ type Server struct {
 	loginByName *rateLimiter // keyed by nameAddrKey
 	loginByAddr *rateLimiter
 	kpFetch     *rateLimiter
-	flood       *floodDetector
-	perAddr     addrCounter
+	// shared, in a cluster (Config.RateStore), replaces the three
+	// limiters above with cluster-wide ones (limits_shared.go).
+	shared  *sharedLimits
+	flood   *floodDetector
+	perAddr addrCounter
 	// The node's byte budgets (Config.MaxTotalBuffer), parents of the
 	// addresses' (addrBudgets), parents of the connections'.
 	pendingTotal, unfinishedTotal *rpc.Budget
@@ -196,7 +199,7 @@ func (s *Server) openStore() error {
 	var ls *store.LocalStore
 	var err error
 	if s.cfg.StoreLog != nil {
-		ls, err = store.OpenClusterServer(s.cfg.StorePath, opts, lim, store.ClusterOptions{Log: s.cfg.StoreLog})
+		ls, err = store.OpenClusterServer(s.cfg.StorePath, opts, lim, store.ClusterOptions{Log: timedLog{s.cfg.StoreLog, s.prom.clusterCalls}})
 	} else {
 		ls, err = store.OpenServer(s.cfg.StorePath, opts, lim)
 	}
@@ -222,6 +225,13 @@ func (s *Server) openStore() error {
 	if err != nil {
 		ls.Close()
 		return fmt.Errorf("server: OPAQUE server setup: %w", err)
+	}
+	if s.cfg.RateStore != nil && s.shared == nil {
+		s.shared, err = newSharedLimits(timedRateStore{s.cfg.RateStore, s.prom.clusterCalls}, ls.DB().Ident("rate-limits", nil), s.cfg.Limits, s.cfg.Now)
+		if err != nil {
+			ls.Close()
+			return err
+		}
 	}
 	return nil
 }

@@ -47,11 +47,15 @@ const (
 
 // BackupHeader describes a backup.
 type BackupHeader struct {
-	Created       time.Time    `json:"created"`
-	Version       string       `json:"version"`        // qpchat version that made it
-	SchemaVersion uint64       `json:"schema_version"` // of the database
-	DBBytes       int64        `json:"db_bytes"`
-	Files         []BackupFile `json:"files"`
+	Created       time.Time `json:"created"`
+	Version       string    `json:"version"`        // qpchat version that made it
+	SchemaVersion uint64    `json:"schema_version"` // of the database
+	DBBytes       int64     `json:"db_bytes"`
+	// ClusterEntry, in a backup of a cluster node, is the cluster log
+	// entry the snapshot is at: it holds every write of the entries up
+	// to it, and none after (backup_cluster.go).
+	ClusterEntry uint64       `json:"cluster_entry,omitempty"`
+	Files        []BackupFile `json:"files"`
 }
 
 // BackupFile is a sealed file carried by a backup.
@@ -89,8 +93,8 @@ func (db *DB) WriteBackup(w io.Writer, version string, files map[string][]byte, 
 	}
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 1<<20)
-	err := db.snapshot(func(size int64, schema uint64, writeTo func(io.Writer) (int64, error)) error {
-		h.DBBytes, h.SchemaVersion = size, schema
+	err := db.snapshot(func(size int64, schema, entry uint64, writeTo func(io.Writer) (int64, error)) error {
+		h.DBBytes, h.SchemaVersion, h.ClusterEntry = size, schema, entry
 		hj, err := json.Marshal(h)
 		if err != nil {
 			return err

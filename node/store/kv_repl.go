@@ -76,12 +76,6 @@ type Log interface {
 	MaxEntry() int
 }
 
-// Keys of replicaBucket.
-var (
-	replicaLogKey     = []byte("log")     // the Log's ID
-	replicaAppliedKey = []byte("applied") // SeqKey of the last entry applied
-)
-
 // errGap: the log delivered an entry beyond the next one (a follower
 // restart resumes from the replica's position).
 var errGap = errors.New("store: the cluster log skipped entries")

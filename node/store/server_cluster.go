@@ -17,6 +17,10 @@ type ClusterOptions struct {
 	// replica to catch up; zero means 10 seconds. When it passes, the
 	// call fails rather than answering from a stale replica.
 	Timeout time.Duration
+	// RestoreWait bounds how long opening waits for a restore that
+	// another node is writing into the log (SeedLog); zero means two
+	// minutes.
+	RestoreWait time.Duration
 }
 
 // OpenCluster opens the replica file at path of the cluster store whose
@@ -39,6 +43,10 @@ func OpenCluster(path string, opts Options, c ClusterOptions) (*DB, error) {
 	r, err := newReplica(boltDB{bdb}, c.Log, c.Timeout)
 	if err != nil {
 		bdb.Close()
+		return nil, err
+	}
+	if err := waitRestored(r, c.RestoreWait); err != nil {
+		r.Close()
 		return nil, err
 	}
 	return openDB(r, opts)
@@ -64,4 +72,35 @@ func OpenClusterServer(path string, opts Options, limits Limits, c ClusterOption
 		r.onPut.Store(&notify)
 	}
 	return s, nil
+}
+
+// ReplicaApplied returns the number of the last cluster log entry this
+// node's replica has applied; false for a single node's store.
+func (s *LocalStore) ReplicaApplied() (uint64, bool) {
+	r, ok := s.db.kv.(*replDB)
+	if !ok {
+		return 0, false
+	}
+	applied, _ := r.state()
+	return applied, true
+}
+
+// waitRestored waits while the log holds only part of a restore
+// (backup_cluster.go): nothing may read or migrate a half-written store.
+func waitRestored(r *replDB, wait time.Duration) error {
+	if wait <= 0 {
+		wait = 2 * time.Minute
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		busy, err := restoring(r)
+		if err != nil || !busy {
+			return err
+		}
+		if time.Now().After(deadline) {
+			applied, _ := r.state()
+			return fmt.Errorf("store: the cluster log holds a restore that is not complete (at entry %d after %v); start a node that holds the restore (serve restore) so it finishes writing it", applied, wait)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -52,6 +52,9 @@ var (
 	// follows, the entries applied), kv_repl.go; plaintext, never
 	// replicated.
 	replicaBucket = []byte("qpchat-replica")
+	// Keys of replicaBucket.
+	replicaLogKey     = []byte("log")     // the Log's ID
+	replicaAppliedKey = []byte("applied") // SeqKey of the last entry applied
 )
 
 // DB is an encrypted bbolt file. It is safe for concurrent use. Reads run
@@ -229,7 +232,10 @@ func (db *DB) Backup(w io.Writer) error {
 // snapshot runs fn in one read transaction with the file's size, its
 // schema version and a function writing the consistent copy (bbolt
 // Tx.WriteTo); writers go on meanwhile.
-func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer) (int64, error)) error) error {
+//
+// On a cluster replica, entry is the cluster log entry the snapshot is
+// at (0 on a single node).
+func (db *DB) snapshot(fn func(size int64, schema, entry uint64, writeTo func(io.Writer) (int64, error)) error) error {
 	db.mu.RLock()
 	closed := db.closed
 	db.mu.RUnlock()
@@ -249,7 +255,14 @@ func (db *DB) snapshot(fn func(size int64, schema uint64, writeTo func(io.Writer
 		if len(raw) != 8 {
 			return fmt.Errorf("store: schema version record: %w", ErrCorrupt)
 		}
-		return fn(btx.Size(), binary.BigEndian.Uint64(raw), btx.WriteTo)
+		var entry uint64
+		if rb := btx.Bucket(replicaBucket); rb != nil {
+			var ok bool
+			if entry, ok = ParseSeqKey(rb.Get(replicaAppliedKey)); !ok {
+				return fmt.Errorf("store: replica position damaged: %w", ErrCorrupt)
+			}
+		}
+		return fn(btx.Size(), binary.BigEndian.Uint64(raw), entry, btx.WriteTo)
 	})
 	if errors.Is(err, errDatabaseNotOpen) {
 		return ErrClosed
