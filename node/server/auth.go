@@ -159,7 +159,7 @@ func (c *conn) reserveLogin(ctx context.Context, user string, cancel context.Can
 		var err error
 		if d, refund, err = sh.reserveLogin(ctx, user, addr); err != nil {
 			c.log.Warn("login start refused: the cluster's rate-limit buckets are unreachable", "err", err)
-			return 0, nil, nil, proto.Errorf(proto.CodeInternal, "the cluster's login rate limits are unreachable; nothing was done, retry (or another node)")
+			return 0, nil, nil, proto.Errorf(proto.CodeUnavailable, "the cluster's login rate limits are unreachable (no quorum?); nothing was done, retry (or another node)")
 		}
 	}
 	c.mu.Lock()

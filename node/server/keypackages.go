@@ -178,7 +178,7 @@ func (s *session) FetchKeyPackages(ctx context.Context, call rpc.Session_fetchKe
 	if sh := srv.shared; sh != nil {
 		if allowed, err = sh.kpFetch.allow(ctx, key); err != nil {
 			s.c.log.Warn("KeyPackage fetch refused: the cluster's rate-limit buckets are unreachable", "err", err)
-			return proto.Errorf(proto.CodeInternal, "fetchKeyPackages: the cluster's rate limits are unreachable; nothing was handed out, retry")
+			return proto.Errorf(proto.CodeUnavailable, "fetchKeyPackages: the cluster's rate limits are unreachable (no quorum?); nothing was handed out, retry (or another node)")
 		}
 		refund = func() { sh.kpFetch.refund(key) }
 	} else {
