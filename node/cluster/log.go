@@ -59,29 +59,9 @@ func OpenLog(ctx context.Context, nc *nats.Conn, name string, replicas int) (*Lo
 		DenyDelete:  true,
 		DenyPurge:   true,
 	}
-	var stream jetstream.Stream
-	for {
-		// Requests made before the JetStream cluster has a leader go
-		// unanswered: bound each attempt.
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		stream, err = js.Stream(actx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			stream, err = js.CreateStream(actx, cfg)
-		}
-		if err == nil {
-			// Nodes that start together may race to create the stream;
-			// wait until its leader answers.
-			_, err = stream.Info(actx)
-		}
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: opening the log stream %s: %w", name, err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	stream, err := openStream(ctx, js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening the log stream %s: %w", name, err)
 	}
 	return &Log{js: js, stream: stream, name: name, subject: subjectOf(name), maxEntry: maxEntry}, nil
 }
@@ -326,4 +306,31 @@ func (l *Log) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// openStream opens the stream of cfg, creating it if it does not exist,
+// and retries until its leader answers or ctx ends. Requests made before
+// the JetStream cluster has a leader go unanswered, so each attempt is
+// bounded; nodes that start together may race to create the stream, so
+// it waits until the stream's leader answers.
+func openStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		stream, err := js.Stream(actx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			stream, err = js.CreateStream(actx, cfg)
+		}
+		if err == nil {
+			_, err = stream.Info(actx)
+		}
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -54,25 +54,9 @@ func OpenRateStore(ctx context.Context, nc *nats.Conn, name string, replicas int
 		MaxMsgSize:        1024,
 		Discard:           jetstream.DiscardOld,
 	}
-	var stream jetstream.Stream
-	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		stream, err = js.Stream(actx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			stream, err = js.CreateStream(actx, cfg)
-		}
-		if err == nil {
-			_, err = stream.Info(actx)
-		}
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: opening the rate-limit stream %s: %w", name, err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	stream, err := openStream(ctx, js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening the rate-limit stream %s: %w", name, err)
 	}
 	return &RateStore{js: js, stream: stream, prefix: prefix}, nil
 }
