@@ -413,12 +413,7 @@ func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (
 	if prof.Server != "" && f.Server == defaultServer {
 		f.Server = prof.Server
 	}
-	if cn.rc, err = dialState(ctx, g, f, st, false); err != nil {
-		cn.Close()
-		return nil, err
-	}
-	cn.entry = &nc.RPCEntry{C: cn.rc}
-	sess, err := nc.AuthenticateDevice(ctx, cn.entry, prof)
+	sess, err := cn.authenticate(ctx, g, f, prof)
 	if err != nil {
 		cn.Close()
 		return nil, err
@@ -438,6 +433,34 @@ func connect(ctx context.Context, g *Globals, f *ClientFlags, p *ProfileFlags) (
 		fmt.Fprintf(g.stderr, "qpchat: your password was changed (on another device, or by a change-password here that was interrupted); this device now holds the new user key %s\n", nc.Fingerprint(cn.c.Profile().UserKey))
 	}
 	return cn, nil
+}
+
+// authenticate dials the node and authenticates the device. With a
+// --server list, a node that answers but cannot serve (a cluster node
+// without quorum: unavailable) is left for the next address of the list,
+// as live clients do; each address is tried once.
+func (cn *conn) authenticate(ctx context.Context, g *Globals, f *ClientFlags, prof *nc.Profile) (nc.Session, error) {
+	addrs, err := splitServers(f.Server)
+	if err != nil {
+		return nil, err
+	}
+	rot := new(serverRotation)
+	dctx := context.WithValue(ctx, serverRotationKey{}, rot)
+	for tried := 1; ; tried++ {
+		if cn.rc, err = dialState(dctx, g, f, cn.st, false); err != nil {
+			return nil, err
+		}
+		cn.entry = &nc.RPCEntry{C: cn.rc}
+		sess, err := nc.AuthenticateDevice(ctx, cn.entry, prof)
+		if err == nil || proto.CodeOf(err) != proto.CodeUnavailable || tried >= len(addrs) {
+			return sess, err
+		}
+		used := rot.used.Load()
+		fmt.Fprintf(g.stderr, "qpchat: %s: %s; trying the next node of --server\n", termSafe(addrs[int(used)%len(addrs)]), userMessage(err))
+		cn.rc.Close()
+		cn.rc, cn.entry = nil, nil
+		rot.next.Store(used + 1)
+	}
 }
 
 // announceHoldAt warns that envTestHoldAt is set; commands that honour
