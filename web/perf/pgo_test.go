@@ -1,20 +1,27 @@
 package perf
 
-import "testing"
+import (
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
 
-// BenchmarkPGO runs Run natively, for the profile-guided build of the
-// browser client: web/default.pgo is its CPU profile with the purego tag,
-// which makes the standard library, circl and x/crypto run the same
-// portable Go code they run in WebAssembly (no assembly), so the
-// compiler inlines what is hot there. Refresh it (then go generate
-// ./web/app) with
+	"qpchat/mls"
+)
+
+// BenchmarkPGO runs the browser client's work natively, for the
+// profile-guided build of the browser client: web/default.pgo is its CPU
+// profile with the purego tag, which makes the standard library, circl and
+// x/crypto run the same portable Go code they run in WebAssembly (no
+// assembly), so the compiler inlines the calls that are hot there. Refresh
+// it (then go generate ./web/app) with
 //
 //	go test -tags purego ./web/perf -run XXX -bench PGO -benchtime 1x -cpuprofile web/default.pgo
 func BenchmarkPGO(b *testing.B) {
 	for b.Loop() {
-		// Login once; then mostly groups of the sizes people chat in,
-		// where messages and commits dominate, and one larger group.
-		for i := range 8 {
+		// Login once, groups of the sizes people chat in and a larger
+		// one; then messages, what a user waits for most often.
+		for i := range 4 {
 			if _, err := Run(32, 20, i == 0); err != nil {
 				b.Fatal(err)
 			}
@@ -22,5 +29,60 @@ func BenchmarkPGO(b *testing.B) {
 		if _, err := Run(512, 2, false); err != nil {
 			b.Fatal(err)
 		}
+		if err := messages(32, 20000); err != nil {
+			b.Fatal(err)
+		}
 	}
+}
+
+// messages has one member of an n-member group send count 100-byte
+// messages to another.
+func messages(n, count int) error {
+	now := time.Now()
+	cfg := mls.Config{ValidateCredential: func(mls.Credential, []byte) error { return nil }}
+	kps := make([]*mls.KeyPackagePrivate, n)
+	var msgs [][]byte
+	for i := range kps {
+		sig, err := mls.GenerateSignatureKey(Suite, rand.Reader)
+		if err != nil {
+			return err
+		}
+		cred := mls.Credential{Type: mls.CredentialTypeBasic, Identity: fmt.Appendf(nil, "member-%d", i)}
+		if kps[i], err = mls.NewKeyPackage(rand.Reader, Suite, cred, sig, now, nil); err != nil {
+			return err
+		}
+		if i > 0 {
+			m, err := kps[i].Message()
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	g, err := mls.CreateGroup(rand.Reader, cfg, []byte("pgo group"), kps[0], nil)
+	if err != nil {
+		return err
+	}
+	out, err := g.Add(rand.Reader, msgs, now)
+	if err != nil {
+		return err
+	}
+	if _, err := g.MergePending(); err != nil {
+		return err
+	}
+	r, err := mls.JoinFromWelcome(cfg, out.Welcome, kps[n-1], nil, now)
+	if err != nil {
+		return err
+	}
+	text := make([]byte, 100)
+	for range count {
+		ct, err := g.Protect(rand.Reader, text, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := r.ProcessMessage(ct, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
