@@ -9,16 +9,18 @@ import (
 	"testing"
 )
 
-// withWebCrypto runs fn with the WebCrypto path turned on.
-func withWebCrypto(t *testing.T, fn func(*testing.T)) {
-	js.Global().Set("qpchatWebCryptoEd25519", true)
-	defer js.Global().Delete("qpchatWebCryptoEd25519")
+// goOnly runs fn with the WebCrypto path turned off by the page.
+func goOnly(t *testing.T, fn func(*testing.T)) {
+	js.Global().Set("qpchatGoEd25519", true)
+	defer js.Global().Delete("qpchatGoEd25519")
 	fn(t)
 }
 
-// TestEd25519WebCryptoOff: unless the page asks for it, WebCrypto is not
-// used (edAccelVerify declines, Go's rule decides).
-func TestEd25519WebCryptoOff(t *testing.T) {
+// TestEd25519GoOnly: a page that sets qpchatGoEd25519 gets Go's
+// verification only (edAccelVerify declines, the rule decides).
+func TestEd25519GoOnly(t *testing.T) { goOnly(t, testEd25519GoOnly) }
+
+func testEd25519GoOnly(t *testing.T) {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -30,17 +32,18 @@ func TestEd25519WebCryptoOff(t *testing.T) {
 		t.Fatal("key refused")
 	}
 	if edAccelVerify(k, msg, sig) {
-		t.Fatal("WebCrypto was used without being asked for")
+		t.Fatal("WebCrypto was used although the page turned it off")
 	}
 	if !edVerify(pub, msg, sig) {
 		t.Fatal("a valid signature was refused")
 	}
 }
 
-// The rule's tests again, with WebCrypto accepting what it accepts.
-func TestEd25519EdgeCasesWebCrypto(t *testing.T) { withWebCrypto(t, TestEd25519EdgeCases) }
-func TestEd25519DifferentialRandomWebCrypto(t *testing.T) {
-	withWebCrypto(t, TestEd25519DifferentialRandom)
+// The rule's tests again with Go deciding everything (here they run
+// through WebCrypto by default).
+func TestEd25519EdgeCasesGoOnly(t *testing.T) { goOnly(t, TestEd25519EdgeCases) }
+func TestEd25519DifferentialRandomGoOnly(t *testing.T) {
+	goOnly(t, TestEd25519DifferentialRandom)
 }
 
 // TestEd25519WebCrypto checks the WebCrypto path of ed25519_js.go (run
@@ -49,9 +52,7 @@ func TestEd25519DifferentialRandomWebCrypto(t *testing.T) {
 // leaves refused ones to the
 // rule (TestEd25519EdgeCases and TestEd25519DifferentialRandom then check
 // the rule's decisions through the same edVerify).
-func TestEd25519WebCrypto(t *testing.T) { withWebCrypto(t, testEd25519WebCrypto) }
-
-func testEd25519WebCrypto(t *testing.T) {
+func TestEd25519WebCrypto(t *testing.T) {
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func BenchmarkPGO(b *testing.B) {
 		if _, err := Run(512, 2, false); err != nil {
 			b.Fatal(err)
 		}
-		if err := messages(32, 20000); err != nil {
+		if err := messages(32, 60000); err != nil {
 			b.Fatal(err)
 		}
 	}
