@@ -90,7 +90,13 @@ func (p *clusterProc) launch() func() {
 			if !ok {
 				p.t.Fatalf("node %s exited before printing its fingerprint; stderr:\n%s", p.addr, stderr)
 			}
-			p.fingerprint = f
+			// Set once, at the first start: clients read it while a node
+			// restarts, and a restarted node must keep its key.
+			if p.fingerprint == "" {
+				p.fingerprint = f
+			} else if f != p.fingerprint {
+				p.t.Fatalf("node %s came back with key %s, had %s", p.addr, f, p.fingerprint)
+			}
 		case <-time.After(2 * time.Minute):
 			p.t.Fatalf("node %s printed no fingerprint within 2 minutes; stderr:\n%s", p.addr, stderr)
 		}
