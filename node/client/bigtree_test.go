@@ -52,7 +52,7 @@ func startRealNodeDir(t testing.TB, tune func(*server.Limits)) (addr, fp, dir st
 // (first by estimate, then by the node's refusals), the tree travels as
 // a blob, every device joins, and the group works afterwards.
 func TestBigGroupThroughNode(t *testing.T) {
-	n := 150
+	n := 300
 	if testing.Short() {
 		n = 40
 	}
