@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,12 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 	t.Logf("time to interactive: %v", tti)
 	b.Register("alice", "alice's long password")
 	t.Logf("account, device and state set up in the browser: %s ms", b.Eval("login time", `document.body.dataset.loginMillis`, 5*time.Second))
+	// The page said it was deriving keys while Argon2id ran on its thread,
+	// and the device list shows this browser's device.
+	if log := b.Eval("status log", `window.qpchatStatusLog.join("\n")`, 5*time.Second); !strings.Contains(log, "deriving keys with Argon2id") {
+		t.Fatalf("no progress shown during Argon2id; status log:\n%s", log)
+	}
+	b.WaitText("the device list", "devices", "(this browser) · approved")
 
 	b.Step("create a group", browsertest.Fill("new-group", "garden"), browsertest.Click("create-group"))
 	b.WaitOpened("create a group", "garden")
@@ -160,6 +167,9 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.WaitText("the browser shows the same safety number", "members", v.SafetyNumber)
+	b.WaitText("bob is not verified yet", "members", "· not verified")
+	b.Step("mark bob verified", chromedp.Click(chromedp.CSS(`#members li[data-user="bob"] button`)))
+	b.WaitText("bob is verified", "members", "bob · verified")
 
 	// Bob invites alice into a group of his; the browser joins it live.
 	if _, err := bob.c.CreateGroup(ctx, "porch", 0); err != nil {
@@ -194,6 +204,15 @@ func TestBrowserChatWithLibrary(t *testing.T) {
 	bob.recvUntil(t, ctx, "the message after the refused paste", func(e *nc.Event) bool {
 		return e.Kind == nc.EventMessage && e.Text == "short again"
 	})
+
+	// Leaving bob's group (the confirmation accepted): bob's client
+	// commits the leave, and the browser lists the group as left.
+	b.Eval("accept confirmations", `(window.confirm = () => true, "ok")`, 5*time.Second)
+	b.Step("leave porch", browsertest.Click("leave"))
+	bob.recvUntil(t, ctx, "alice leaving porch", func(e *nc.Event) bool {
+		return e.Kind == nc.EventLeft && e.Text == "alice left" // porch is bob's only group with alice still in it
+	})
+	b.WaitText("the browser has left porch", "groups", "porch (left)")
 
 	// A phone screen: nothing is wider than the screen, and the message
 	// field and the buttons are on it.
