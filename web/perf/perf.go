@@ -69,25 +69,10 @@ func Run(n, iters int, argon2id bool) (Result, error) {
 
 	now := time.Now()
 	cfg := mls.Config{ValidateCredential: func(mls.Credential, []byte) error { return nil }}
-	kps := make([]*mls.KeyPackagePrivate, n)
-	msgs := make([][]byte, 0, n-1)
 	t := time.Now()
-	for i := range kps {
-		sig, err := mls.GenerateSignatureKey(Suite, rand.Reader)
-		if err != nil {
-			return Result{}, err
-		}
-		cred := mls.Credential{Type: mls.CredentialTypeBasic, Identity: fmt.Appendf(nil, "member-%d", i)}
-		if kps[i], err = mls.NewKeyPackage(rand.Reader, Suite, cred, sig, now, nil); err != nil {
-			return Result{}, err
-		}
-		if i > 0 {
-			m, err := kps[i].Message()
-			if err != nil {
-				return Result{}, err
-			}
-			msgs = append(msgs, m)
-		}
+	kps, msgs, err := keyPackages(n, now)
+	if err != nil {
+		return Result{}, err
 	}
 	res.KeyPkgs = ms(time.Since(t)) / float64(n)
 
@@ -178,6 +163,31 @@ func Run(n, iters int, argon2id bool) (Result, error) {
 	res.Encrypt, res.Decrypt = median(enc), median(dec)
 	res.TotalSecs = time.Since(start).Seconds()
 	return res, nil
+}
+
+// keyPackages makes n members' KeyPackages and the messages of all but
+// the first (the group's creator), to add them.
+func keyPackages(n int, now time.Time) ([]*mls.KeyPackagePrivate, [][]byte, error) {
+	kps := make([]*mls.KeyPackagePrivate, n)
+	msgs := make([][]byte, 0, n-1)
+	for i := range kps {
+		sig, err := mls.GenerateSignatureKey(Suite, rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		cred := mls.Credential{Type: mls.CredentialTypeBasic, Identity: fmt.Appendf(nil, "member-%d", i)}
+		if kps[i], err = mls.NewKeyPackage(rand.Reader, Suite, cred, sig, now, nil); err != nil {
+			return nil, nil, err
+		}
+		if i > 0 {
+			m, err := kps[i].Message()
+			if err != nil {
+				return nil, nil, err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return kps, msgs, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -2,7 +2,6 @@ package perf
 
 import (
 	"crypto/rand"
-	"fmt"
 	"testing"
 	"time"
 
@@ -40,24 +39,9 @@ func BenchmarkPGO(b *testing.B) {
 func messages(n, count int) error {
 	now := time.Now()
 	cfg := mls.Config{ValidateCredential: func(mls.Credential, []byte) error { return nil }}
-	kps := make([]*mls.KeyPackagePrivate, n)
-	var msgs [][]byte
-	for i := range kps {
-		sig, err := mls.GenerateSignatureKey(Suite, rand.Reader)
-		if err != nil {
-			return err
-		}
-		cred := mls.Credential{Type: mls.CredentialTypeBasic, Identity: fmt.Appendf(nil, "member-%d", i)}
-		if kps[i], err = mls.NewKeyPackage(rand.Reader, Suite, cred, sig, now, nil); err != nil {
-			return err
-		}
-		if i > 0 {
-			m, err := kps[i].Message()
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, m)
-		}
+	kps, msgs, err := keyPackages(n, now)
+	if err != nil {
+		return err
 	}
 	g, err := mls.CreateGroup(rand.Reader, cfg, []byte("pgo group"), kps[0], nil)
 	if err != nil {
