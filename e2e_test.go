@@ -149,7 +149,14 @@ func (n *node) waitStarted(t *testing.T, lines chan string) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("qpchat serve exited before printing its fingerprint; stderr:\n%s", n.stderr)
+				// stdout closed: wait for the exit, so that stderr is all
+				// copied before it is shown.
+				var err error
+				select {
+				case err = <-n.exited:
+				case <-time.After(10 * time.Second):
+				}
+				t.Fatalf("qpchat serve exited (%v) before printing its fingerprint; stderr:\n%s", err, n.stderr)
 			}
 			switch {
 			case strings.HasPrefix(l, "created a new server identity"):
