@@ -65,12 +65,7 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 		t.Skip("starts six nodes")
 	}
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	cmd := exec.Command(qpchatBinary(t), "serve", "cluster-init", "--out", shared)
-	cmd.Env = testEnv(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("serve cluster-init: %v\n%s", err, out)
-	}
+	shared := clusterInit(t, dir)
 	var dirsA []string
 	for i := range 3 {
 		dirsA = append(dirsA, filepath.Join(dir, fmt.Sprintf("a%d", i+1)))
@@ -133,13 +128,8 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	spare := filepath.Join(dir, "spare")
-	os.Mkdir(spare, 0o700)
-	nodeKey, err := os.ReadFile(filepath.Join(shared, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(spare, "node.key"), nodeKey, 0o600)
-	cmd = exec.Command(qpchatBinary(t), "serve", "restore", "--data", spare, "--cluster-name", "new", "--in", damaged)
+	copyClusterFiles(t, shared, spare, "node.key")
+	cmd := exec.Command(qpchatBinary(t), "serve", "restore", "--data", spare, "--cluster-name", "new", "--in", damaged)
 	cmd.Env = testEnv(t)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not an intact qpchat backup") {
 		t.Errorf("restore of a damaged backup: %v\n%s", err, out)
@@ -172,12 +162,7 @@ func TestClusterBackupRestoreEndToEnd(t *testing.T) {
 
 	// The same backup restores into a single node.
 	single := filepath.Join(dir, "single")
-	if err := os.Mkdir(single, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(single, "node.key"), nodeKey, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	copyClusterFiles(t, shared, single, "node.key")
 	serve("restore", "--data", single, "--in", backup)
 	n, wait := launchNode(t, "127.0.0.1:0", single)
 	wait()

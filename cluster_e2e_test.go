@@ -67,6 +67,63 @@ func liveWakeAcrossNodes(t *testing.T, from, to *cliUser) {
 	}
 }
 
+// clusterInit runs `serve cluster-init` into dir/shared and returns that
+// directory.
+func clusterInit(t *testing.T, dir string) string {
+	t.Helper()
+	shared := filepath.Join(dir, "shared")
+	cmd := exec.Command(qpchatBinary(t), "serve", "cluster-init", "--out", shared)
+	cmd.Env = testEnv(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "fingerprint sha256:") {
+		t.Fatalf("serve cluster-init: %v\n%s", err, out)
+	}
+	return shared
+}
+
+// copyClusterFiles makes the data directory data (mode 0700) and copies
+// the named files of cluster-init's directory into it (mode 0600), as the
+// README tells an operator to.
+func copyClusterFiles(t *testing.T, shared, data string, files ...string) {
+	t.Helper()
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(shared, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startSharedNodes starts three nodes in dir/node1..3, each with the
+// named files of cluster-init's directory and the flags argsOf gives it,
+// waits until all have started and checks they share one identity.
+func startSharedNodes(t *testing.T, dir, shared string, files []string, argsOf func(i int) []string) []*node {
+	t.Helper()
+	var nodes []*node
+	var waits []func()
+	for i := range 3 {
+		data := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		copyClusterFiles(t, shared, data, files...)
+		n, wait := launchNode(t, "127.0.0.1:0", data, argsOf(i)...)
+		nodes, waits = append(nodes, n), append(waits, wait)
+	}
+	for _, w := range waits {
+		w()
+	}
+	for i, n := range nodes[1:] {
+		if n.fingerprint != nodes[0].fingerprint {
+			t.Fatalf("node %d has key %s, node 1 %s: the nodes must share the identity", i+2, n.fingerprint, nodes[0].fingerprint)
+		}
+	}
+	return nodes
+}
+
 // TestClusterEndToEnd runs three `qpchat serve` processes as one cluster
 // (serve cluster-init, embedded NATS JetStream on loopback routes) with
 // Alice on node 1, Bob on node 2 and Carol on node 3: register, create a
@@ -78,13 +135,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Skip("starts three nodes")
 	}
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	cmd := exec.Command(qpchatBinary(t), "serve", "cluster-init", "--out", shared)
-	cmd.Env = testEnv(t)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "fingerprint sha256:") {
-		t.Fatalf("serve cluster-init: %v\n%s", err, out)
-	}
+	shared := clusterInit(t, dir)
 	var peers []string
 	for range 3 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -94,34 +145,10 @@ func TestClusterEndToEnd(t *testing.T) {
 		peers = append(peers, l.Addr().String())
 		l.Close()
 	}
-	var nodes []*node
-	var waits []func()
-	for i := range 3 {
-		data := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
-		if err := os.Mkdir(data, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range []string{"node.key", "server-cert.pem", "server-key.pem", "route.pem", "route-password"} {
-			b, err := os.ReadFile(filepath.Join(shared, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		n, wait := launchNode(t, "127.0.0.1:0", data, "--cluster-name", "e2e", "--cluster-listen", peers[i],
-			"--cluster-peers", strings.Join(peers, ","))
-		nodes, waits = append(nodes, n), append(waits, wait)
-	}
-	for _, w := range waits {
-		w()
-	}
-	for i, n := range nodes[1:] {
-		if n.fingerprint != nodes[0].fingerprint {
-			t.Fatalf("node %d has key %s, node 1 %s: the nodes must share the identity", i+2, n.fingerprint, nodes[0].fingerprint)
-		}
-	}
+	nodes := startSharedNodes(t, dir, shared, []string{"node.key", "server-cert.pem", "server-key.pem", "route.pem", "route-password"},
+		func(i int) []string {
+			return []string{"--cluster-name", "e2e", "--cluster-listen", peers[i], "--cluster-peers", strings.Join(peers, ",")}
+		})
 	state := filepath.Join(dir, "state")
 	alice := newCLIUser(t, nodes[0], state, "alice")
 	bob := newCLIUser(t, nodes[1], state, "bob")

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,41 +30,11 @@ func TestClusterExternalNATS(t *testing.T) {
 		t.Fatal("the NATS server did not start")
 	}
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	cmd := exec.Command(qpchatBinary(t), "serve", "cluster-init", "--out", shared)
-	cmd.Env = testEnv(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("serve cluster-init: %v\n%s", err, out)
-	}
-	var nodes []*node
-	var waits []func()
-	for i := range 3 {
-		data := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
-		if err := os.Mkdir(data, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		// The route files are the embedded servers' only; --nats needs
-		// the identity and the store key.
-		for _, f := range []string{"node.key", "server-cert.pem", "server-key.pem"} {
-			b, err := os.ReadFile(filepath.Join(shared, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(data, f), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		n, wait := launchNode(t, "127.0.0.1:0", data, "--nats", ns.ClientURL(), "--cluster-replicas", "1")
-		nodes, waits = append(nodes, n), append(waits, wait)
-	}
-	for _, w := range waits {
-		w()
-	}
-	for i, n := range nodes[1:] {
-		if n.fingerprint != nodes[0].fingerprint {
-			t.Fatalf("node %d has key %s, node 1 %s", i+2, n.fingerprint, nodes[0].fingerprint)
-		}
-	}
+	shared := clusterInit(t, dir)
+	// The route files are the embedded servers' only; --nats needs the
+	// identity and the store key.
+	nodes := startSharedNodes(t, dir, shared, []string{"node.key", "server-cert.pem", "server-key.pem"},
+		func(int) []string { return []string{"--nats", ns.ClientURL(), "--cluster-replicas", "1"} })
 	state := filepath.Join(dir, "state")
 	alice := newCLIUser(t, nodes[0], state, "alice")
 	bob := newCLIUser(t, nodes[1], state, "bob")
