@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"qpchat/internal/testport"
 )
 
 // startClusterNodes starts three `qpchat serve` cluster nodes on the data
@@ -19,15 +20,7 @@ import (
 // admin listener.
 func startClusterNodes(t *testing.T, name, shared string, dirs []string) []*node {
 	t.Helper()
-	var peers []string
-	for range dirs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers = append(peers, l.Addr().String())
-		l.Close()
-	}
+	peers := testport.TCP(t, len(dirs))
 	var nodes []*node
 	var waits []func()
 	for i, d := range dirs {

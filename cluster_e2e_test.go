@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"qpchat/internal/testport"
 )
 
 // liveWakeAcrossNodes runs `recv --follow` as to (on its node) and sends
@@ -136,15 +137,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	shared := clusterInit(t, dir)
-	var peers []string
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers = append(peers, l.Addr().String())
-		l.Close()
-	}
+	peers := testport.TCP(t, 3)
 	nodes := startSharedNodes(t, dir, shared, []string{"node.key", "server-cert.pem", "server-key.pem", "route.pem", "route-password"},
 		func(i int) []string {
 			return []string{"--cluster-name", "e2e", "--cluster-listen", peers[i], "--cluster-peers", strings.Join(peers, ",")}

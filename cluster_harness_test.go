@@ -12,7 +12,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"qpchat/internal/testport"
 	"qpchat/node/bench"
 	"qpchat/rpc"
 )
@@ -161,15 +161,11 @@ type testCluster struct {
 	procs []*clusterProc
 }
 
-// freeTCPAddr returns a loopback TCP address that was free a moment ago.
+// freeTCPAddr returns a loopback TCP address that was free a moment ago,
+// outside the ephemeral range (see internal/testport).
 func freeTCPAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testport.TCP(t, 1)[0]
 }
 
 // newTestCluster makes the shared files and the data directories of n

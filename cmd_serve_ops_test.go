@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,12 +131,7 @@ func TestServeInviteTokens(t *testing.T) {
 // TestServeRotateIdentity: after `serve rotate-identity` a client that
 // pinned the old key follows to the new one, saying so once.
 func TestServeRotateIdentity(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := freeUDPAddr(t)
 	data := t.TempDir()
 	n := startNode(t, addr, data)
 	env := append(testEnv(t), "QPCHAT_SERVER="+addr, "QPCHAT_STATE_DIR="+t.TempDir())

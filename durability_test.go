@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"qpchat/internal/testport"
 	"qpchat/mls"
 	"qpchat/node/bench"
 	"qpchat/opaque"
@@ -97,13 +97,12 @@ func TestDurabilityUnderSIGKILL(t *testing.T) {
 	n.kill()
 }
 
+// freeUDPAddr returns a loopback UDP address for a node restarted on
+// the same address, outside the ephemeral range where other processes'
+// QUIC clients could take it while the node is down (internal/testport).
 func freeUDPAddr(t *testing.T) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	t.Helper()
+	return testport.UDP(t)
 }
 
 // killableNode is a `qpchat serve` process.

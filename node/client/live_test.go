@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"qpchat/internal/testport"
 	"qpchat/node/server"
 	"qpchat/opaque"
 	"qpchat/rpc"
@@ -28,7 +29,7 @@ type restartableNode struct {
 }
 
 func newRestartableNode(t testing.TB) *restartableNode {
-	n := &restartableNode{t: t, dir: t.TempDir(), listenSpec: "127.0.0.1:0"}
+	n := &restartableNode{t: t, dir: t.TempDir(), listenSpec: testport.UDP(t)}
 	n.start()
 	t.Cleanup(func() {
 		if n.running {

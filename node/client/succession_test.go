@@ -4,10 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 
+	"qpchat/internal/testport"
 	"qpchat/node/server"
 	"qpchat/opaque"
 	"qpchat/rpc"
@@ -17,12 +17,7 @@ import (
 // commitment with its pin, and a dial with the state as pin store follows
 // the node's rotation once.
 func TestStateFollowsKeySuccession(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := testport.UDP(t)
 	data := t.TempDir()
 	run := func() (stop func(), fp string) {
 		srv, err := server.New(server.Config{Listen: addr, DataDir: data, OPAQUE: opaque.QPChatTest(),

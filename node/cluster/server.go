@@ -7,6 +7,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -79,12 +81,29 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	// The server reports why it cannot start (a route port in use, a
+	// data directory it cannot write) only to its logger: keep the last
+	// error for the message below, whether or not cfg.Logger is set.
+	lastErr := &lastError{}
+	var l *slog.Logger
 	if cfg.Logger != nil {
-		srv.SetLoggerV2(slogAdapter{cfg.Logger.With("nats", cfg.Name)}, false, false, false)
+		l = cfg.Logger.With("nats", cfg.Name)
 	}
+	srv.SetLoggerV2(slogAdapter{l: l, last: lastErr}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	// A fatal error (a listener that cannot bind) ends the wait at once.
+	ready := false
+	for deadline := time.Now().Add(10 * time.Second); !ready && time.Now().Before(deadline) && !lastErr.isFatal(); {
+		ready = srv.ReadyForConnections(100 * time.Millisecond)
+	}
+	if !ready {
 		srv.Shutdown()
+		if lastErr.isFatal() {
+			return nil, fmt.Errorf("cluster: server %s cannot start: %s", cfg.Name, lastErr.get())
+		}
+		if e := lastErr.get(); e != "" {
+			return nil, fmt.Errorf("cluster: server %s did not start within 10 s (its last error: %s)", cfg.Name, e)
+		}
 		return nil, fmt.Errorf("cluster: server %s did not start within 10 s", cfg.Name)
 	}
 	return &Node{srv: srv, cfg: cfg, token: opts.Authorization}, nil
@@ -185,12 +204,59 @@ func (n *Node) Shutdown() {
 	n.srv.WaitForShutdown()
 }
 
-// slogAdapter passes the server's log to slog.
-type slogAdapter struct{ l *slog.Logger }
+// lastError keeps the server's most recent error or fatal message.
+type lastError struct {
+	mu    sync.Mutex
+	msg   string
+	fatal bool
+}
 
-func (a slogAdapter) Noticef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (e *lastError) set(m string, fatal bool) {
+	e.mu.Lock()
+	e.msg = m
+	e.fatal = e.fatal || fatal
+	e.mu.Unlock()
+}
+
+func (e *lastError) isFatal() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.fatal
+}
+
+func (e *lastError) get() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.msg
+}
+
+// maxLoggedError bounds the error kept for a start failure's message.
+const maxLoggedError = 512
+
+// slogAdapter passes the server's log to slog (l may be nil: silence)
+// and keeps its last error in last.
+type slogAdapter struct {
+	l    *slog.Logger
+	last *lastError
+}
+
+func (a slogAdapter) log(level slog.Level, f string, v []any) {
+	if a.l != nil {
+		a.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
+	}
+}
+
+func (a slogAdapter) keep(f string, v []any, fatal bool) {
+	m := fmt.Sprintf(f, v...)
+	if len(m) > maxLoggedError {
+		m = m[:maxLoggedError] + "…"
+	}
+	a.last.set(m, fatal)
+}
+
+func (a slogAdapter) Noticef(f string, v ...any) { a.log(slog.LevelDebug, f, v) }
+func (a slogAdapter) Warnf(f string, v ...any)   { a.log(slog.LevelWarn, f, v) }
+func (a slogAdapter) Fatalf(f string, v ...any)  { a.keep(f, v, true); a.log(slog.LevelError, f, v) }
+func (a slogAdapter) Errorf(f string, v ...any)  { a.keep(f, v, false); a.log(slog.LevelError, f, v) }
+func (a slogAdapter) Debugf(f string, v ...any)  { a.log(slog.LevelDebug, f, v) }
+func (a slogAdapter) Tracef(f string, v ...any)  { a.log(slog.LevelDebug, f, v) }

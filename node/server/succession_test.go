@@ -3,24 +3,20 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"qpchat/internal/testport"
 	"qpchat/rpc"
 )
 
 // freeUDPAddr returns a loopback UDP address free at the moment, so a
-// node can be restarted on the same address (pins are per address).
+// node can be restarted on the same address (pins are per address); it
+// lies outside the ephemeral range (internal/testport).
 func freeUDPAddr(t *testing.T) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr
+	t.Helper()
+	return testport.UDP(t)
 }
 
 func copyFiles(t *testing.T, from, to string, names ...string) {

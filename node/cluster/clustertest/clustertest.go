@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"qpchat/internal/testport"
 	"qpchat/node/cluster"
 )
 
@@ -27,38 +27,33 @@ type Cluster struct {
 	cfgs  []cluster.Config
 }
 
-// freePorts reserves n loopback TCP ports (released before use: a small
-// race with other processes, acceptable in tests).
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // StartIn starts an n-node cluster with its data under dir and waits
 // until JetStream has a leader. Stop it with Shutdown.
 func StartIn(dir string, n int) (*Cluster, error) {
-	ports, err := freePorts(n)
-	if err != nil {
-		return nil, err
+	// A route port taken by another process between the pick and the
+	// server's listen fails the start; a fresh set of ports is tried
+	// then (the data directories are still empty).
+	var errs []error
+	for range 3 {
+		peers, err := testport.TCPAddrs(n)
+		if err != nil {
+			return nil, err
+		}
+		c, err := startIn(dir, peers)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
 	}
-	var peers []string
-	for _, p := range ports {
-		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", p))
-	}
+	return nil, errors.Join(errs...)
+}
+
+// startIn starts a cluster whose nodes route on peers.
+func startIn(dir string, peers []string) (*Cluster, error) {
+	n := len(peers)
 	c := &Cluster{Name: "qpchat-test", Nodes: make([]*cluster.Node, n), Conns: make([]*nats.Conn, n)}
 	for i := range n {
 		c.cfgs = append(c.cfgs, cluster.Config{
