@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"qpchat/internal/testport"
 )
 
 // The real binary, built once per test run with CGO_ENABLED=0.
@@ -107,6 +109,13 @@ func startNode(t *testing.T, listen, data string, extra ...string) *node {
 // each other, as a cluster's do, can be started together).
 func launchNode(t *testing.T, listen, data string, extra ...string) (*node, func()) {
 	t.Helper()
+	if listen == "127.0.0.1:0" {
+		// Many tests restart the node on the address it first got; a
+		// kernel-assigned port could be taken meanwhile by another test
+		// process's QUIC client socket. One from below the ephemeral
+		// range cannot.
+		listen = testport.UDP(t)
+	}
 	cmd := exec.Command(qpchatBinary(t), append([]string{"serve", "--listen", listen, "--data", data, "--log-level", "debug"}, extra...)...)
 	cmd.Env = testEnv(t)
 	n := &node{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}

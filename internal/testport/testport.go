@@ -22,11 +22,19 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // lowest is the smallest port handed out.
 const lowest = 20000
+
+// given holds every port this process handed out: a test that picks two
+// ports before binding either never gets the same one twice.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // ephemeralLow is the first port of the kernel's ephemeral range
 // (Linux's ip_local_port_range; IANA's 49152 elsewhere).
@@ -55,6 +63,8 @@ func candidate(hi int) (int, error) {
 // network ("tcp" or "udp") at the moment of the call.
 func pick(network string, n int) ([]string, error) {
 	hi := ephemeralLow()
+	given.Lock()
+	defer given.Unlock()
 	var held []func() error
 	defer func() {
 		for _, c := range held {
@@ -69,6 +79,9 @@ func pick(network string, n int) ([]string, error) {
 		p, err := candidate(hi)
 		if err != nil {
 			return nil, err
+		}
+		if given.ports[p] {
+			continue
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 		switch network {
@@ -87,6 +100,7 @@ func pick(network string, n int) ([]string, error) {
 		default:
 			return nil, fmt.Errorf("testport: unknown network %q", network)
 		}
+		given.ports[p] = true
 		addrs = append(addrs, addr)
 	}
 	return addrs, nil

@@ -65,3 +65,16 @@ func TestBusyPortNotHandedOut(t *testing.T) {
 		}
 	}
 }
+
+func TestNeverTheSamePortTwice(t *testing.T) {
+	// Two picks before either port is bound must differ: a test starting
+	// two nodes on two picked addresses relies on it.
+	seen := map[string]bool{}
+	for range 300 {
+		a := UDP(t)
+		if seen[a] {
+			t.Fatalf("%s handed out twice in one process", a)
+		}
+		seen[a] = true
+	}
+}
