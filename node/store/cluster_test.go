@@ -120,6 +120,75 @@ func TestClusterKeyPackageOnce(t *testing.T) {
 	}
 }
 
+// TestClusterKeyPackageNodeDiesAfterAnswer: the node that handed out
+// bob's only pool package dies right after answering (its NATS server
+// first, then the store, nothing flushed in between); the other two never
+// hand that package out again, and neither does the node once restarted:
+// the removal reached the quorum before the answer did.
+func TestClusterKeyPackageNodeDiesAfterAnswer(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	dir := t.TempDir()
+	open := func(i int) *LocalStore {
+		t.Helper()
+		s, err := OpenClusterServer(filepath.Join(dir, fmt.Sprintf("replica-%d.db", i)), Options{Passphrase: []byte("cluster pass"), KDF: fastKDF},
+			Limits{}, ClusterOptions{Log: openLog(t, c, i, "kp-crash")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	st := []*LocalStore{open(0), open(1), open(2)}
+	defer func() {
+		for _, s := range st {
+			s.Close()
+		}
+	}()
+	addUser(t, st[0], "alice", "a1")
+	addUser(t, st[0], "bob", "b1")
+	kp := KeyPackage{Ref: []byte("only"), Data: []byte("pool-only")}
+	if _, err := st[1].PutKeyPackages(ctx, devKey("b1"), 1, []KeyPackage{kp}, &KeyPackage{Ref: []byte("last"), Data: []byte("last-resort")}); err != nil {
+		t.Fatal(err)
+	}
+	// Node 0 must have applied the upload before it is asked.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, err := st[0].KeyPackageCount(ctx, devKey("b1"), 1); err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 0 never saw the uploaded package")
+		}
+	}
+	got, err := st[0].FetchKeyPackages(ctx, devKey("a1"), "bob", 1)
+	if err != nil || len(got) != 1 || got[0].LastResort || string(got[0].Data) != "pool-only" {
+		t.Fatalf("first fetch = %+v, %v; want the pool package", got, err)
+	}
+	c.Stop(0)
+	st[0].Close()
+	check := func(who string, s *LocalStore) {
+		t.Helper()
+		// If node 0 led the log's stream, the others elect a new leader
+		// first (seconds); calls meanwhile fail as unavailable.
+		got, err := s.FetchKeyPackages(ctx, devKey("a1"), "bob", 1)
+		for deadline := time.Now().Add(time.Minute); errors.Is(err, ErrUnavailable) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			got, err = s.FetchKeyPackages(ctx, devKey("a1"), "bob", 1)
+		}
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: fetch = %+v, %v", who, got, err)
+		}
+		if !got[0].LastResort || string(got[0].Data) != "last-resort" {
+			t.Errorf("%s handed out %q again after the node that answered died", who, got[0].Data)
+		}
+	}
+	check("node 1", st[1])
+	check("node 2", st[2])
+	if err := c.Start(0); err != nil {
+		t.Fatal(err)
+	}
+	st[0] = open(0)
+	check("node 0 after its restart", st[0])
+}
+
 // TestClusterCommitOnceEverywhere: commits for the same epoch sent to
 // different nodes at the same moment: exactly one is accepted, the others
 // are stale, and every node agrees on the winner and the new epoch.
