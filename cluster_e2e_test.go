@@ -125,6 +125,20 @@ func startSharedNodes(t *testing.T, dir, shared string, files []string, argsOf f
 	return nodes
 }
 
+// groupOfThree: alice creates group and invites bob and carol in one
+// commit; both join.
+func groupOfThree(t *testing.T, group string, alice, bob, carol *cliUser) {
+	t.Helper()
+	alice.run("create-group", group)
+	alice.run("invite", group, "bob", "carol")
+	if out := bob.run("join"); !strings.Contains(out, "["+group+"] joined, invited by alice") {
+		t.Errorf("bob join printed %q", out)
+	}
+	if out := carol.run("join"); !strings.Contains(out, "invited by alice") {
+		t.Errorf("carol join printed %q", out)
+	}
+}
+
 // TestClusterEndToEnd runs three `qpchat serve` processes as one cluster
 // (serve cluster-init, embedded NATS JetStream on loopback routes) with
 // Alice on node 1, Bob on node 2 and Carol on node 3: register, create a
@@ -146,14 +160,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	alice := newCLIUser(t, nodes[0], state, "alice")
 	bob := newCLIUser(t, nodes[1], state, "bob")
 	carol := newCLIUser(t, nodes[2], state, "carol")
-	alice.run("create-group", "friends")
-	alice.run("invite", "friends", "bob", "carol")
-	if out := bob.run("join"); !strings.Contains(out, "[friends] joined, invited by alice") {
-		t.Errorf("bob join printed %q", out)
-	}
-	if out := carol.run("join"); !strings.Contains(out, "invited by alice") {
-		t.Errorf("carol join printed %q", out)
-	}
+	groupOfThree(t, "friends", alice, bob, carol)
 	alice.run("send", "friends", "one from alice on node 1")
 	bob.run("send", "friends", "two from bob on node 2")
 	carol.run("send", "friends", "three from carol on node 3")

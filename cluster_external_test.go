@@ -39,14 +39,7 @@ func TestClusterExternalNATS(t *testing.T) {
 	alice := newCLIUser(t, nodes[0], state, "alice")
 	bob := newCLIUser(t, nodes[1], state, "bob")
 	carol := newCLIUser(t, nodes[2], state, "carol")
-	alice.run("create-group", "porch")
-	alice.run("invite", "porch", "bob", "carol")
-	if out := bob.run("join"); !strings.Contains(out, "[porch] joined, invited by alice") {
-		t.Errorf("bob join printed %q", out)
-	}
-	if out := carol.run("join"); !strings.Contains(out, "invited by alice") {
-		t.Errorf("carol join printed %q", out)
-	}
+	groupOfThree(t, "porch", alice, bob, carol)
 	alice.run("send", "porch", "from node 1")
 	bob.run("send", "porch", "from node 2")
 	carol.wantMessages("porch alice: from node 1", "porch bob: from node 2")

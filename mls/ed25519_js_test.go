@@ -20,17 +20,24 @@ func goOnly(t *testing.T, fn func(*testing.T)) {
 // verification only (edAccelVerify declines, the rule decides).
 func TestEd25519GoOnly(t *testing.T) { goOnly(t, testEd25519GoOnly) }
 
-func testEd25519GoOnly(t *testing.T) {
+// signed makes a fresh key pair, signs msg and looks up the key as the
+// verifier does.
+func signed(t *testing.T, msg []byte) (pub ed25519.PublicKey, k *edPublicKey, sig []byte) {
+	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := []byte("a message")
-	sig := ed25519.Sign(priv, msg)
 	k, ok := edKeys.get(pub)
 	if !ok {
 		t.Fatal("key refused")
 	}
+	return pub, k, ed25519.Sign(priv, msg)
+}
+
+func testEd25519GoOnly(t *testing.T) {
+	msg := []byte("a message")
+	pub, k, sig := signed(t, msg)
 	if edAccelVerify(k, msg, sig) {
 		t.Fatal("WebCrypto was used although the page turned it off")
 	}
@@ -53,16 +60,8 @@ func TestEd25519DifferentialRandomGoOnly(t *testing.T) {
 // rule (TestEd25519EdgeCases and TestEd25519DifferentialRandom then check
 // the rule's decisions through the same edVerify).
 func TestEd25519WebCrypto(t *testing.T) {
-	pub, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := []byte("a message of a browser user")
-	sig := ed25519.Sign(priv, msg)
-	k, ok := edKeys.get(pub)
-	if !ok {
-		t.Fatal("key refused")
-	}
+	pub, k, sig := signed(t, msg)
 	if !edAccelVerify(k, msg, sig) {
 		t.Fatal("WebCrypto refused a valid signature")
 	}

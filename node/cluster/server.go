@@ -93,18 +93,22 @@ func Start(cfg Config) (*Node, error) {
 	srv.Start()
 	// A fatal error (a listener that cannot bind) ends the wait at once.
 	ready := false
-	for deadline := time.Now().Add(10 * time.Second); !ready && time.Now().Before(deadline) && !lastErr.isFatal(); {
+	for deadline := time.Now().Add(10 * time.Second); !ready && time.Now().Before(deadline); {
+		if _, fatal := lastErr.get(); fatal {
+			break
+		}
 		ready = srv.ReadyForConnections(100 * time.Millisecond)
 	}
 	if !ready {
 		srv.Shutdown()
-		if lastErr.isFatal() {
-			return nil, fmt.Errorf("cluster: server %s cannot start: %s", cfg.Name, lastErr.get())
+		switch msg, fatal := lastErr.get(); {
+		case fatal:
+			return nil, fmt.Errorf("cluster: server %s cannot start: %s", cfg.Name, msg)
+		case msg != "":
+			return nil, fmt.Errorf("cluster: server %s did not start within 10 s (its last error: %s)", cfg.Name, msg)
+		default:
+			return nil, fmt.Errorf("cluster: server %s did not start within 10 s", cfg.Name)
 		}
-		if e := lastErr.get(); e != "" {
-			return nil, fmt.Errorf("cluster: server %s did not start within 10 s (its last error: %s)", cfg.Name, e)
-		}
-		return nil, fmt.Errorf("cluster: server %s did not start within 10 s", cfg.Name)
 	}
 	return &Node{srv: srv, cfg: cfg, token: opts.Authorization}, nil
 }
@@ -218,16 +222,11 @@ func (e *lastError) set(m string, fatal bool) {
 	e.mu.Unlock()
 }
 
-func (e *lastError) isFatal() bool {
+// get returns the last error and whether a fatal one was seen.
+func (e *lastError) get() (msg string, fatal bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.fatal
-}
-
-func (e *lastError) get() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.msg
+	return e.msg, e.fatal
 }
 
 // maxLoggedError bounds the error kept for a start failure's message.
